@@ -1,0 +1,190 @@
+/**
+ * The coordinator's configuration: every timing knob with its unit, default and trade-off,
+ * and `validateConfig()`, which refuses bad values and bad combinations before anything
+ * connects to NATS.
+ */
+
+/**
+ * Heartbeat interval, in ms (default 1000). The leader renews its lease (a KV update
+ * against its last revision) and, once the renewal succeeded, publishes a heartbeat this
+ * often. Shorter: followers notice a dead leader sooner, at the cost of more KV writes.
+ */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
+
+/**
+ * Leader timeout, in ms (default 2000). A follower that hears no heartbeat for this long
+ * becomes a candidate. It is also the TTL of the lease bucket, so a crashed leader's lease
+ * disappears after it. Crash failover takes about leader timeout + election backoff.
+ * Must exceed 2 × heartbeat interval, so one lost heartbeat never causes an election.
+ */
+export const DEFAULT_LEADER_TIMEOUT_MS = 2000;
+
+/**
+ * Election backoff bounds, in ms (default 150–300). A candidate waits a uniformly random
+ * time in [min, max] before it tries to create the lease, so that candidates that timed out
+ * together do not all race. A wider range means fewer contested elections and a slower
+ * takeover; it bounds the graceful handoff time from below.
+ */
+export const DEFAULT_ELECTION_BACKOFF_MIN_MS = 150;
+export const DEFAULT_ELECTION_BACKOFF_MAX_MS = 300;
+
+/**
+ * Renew deadline as a fraction of the leader timeout (default 0.75, so 1500 ms). A leader
+ * that has not renewed its lease successfully within this time, measured on its own
+ * monotonic clock from when it sent the last successful write, stops acting as leader.
+ * Because it is shorter than the lease TTL, a paused or cut-off leader stops before anyone
+ * else can take the lease. Must be above the heartbeat interval (a healthy leader renews
+ * in time) and below the leader timeout.
+ */
+export const DEFAULT_RENEW_DEADLINE_RATIO = 0.75;
+
+/**
+ * How long a coordinator waits for NATS when it starts, in ms (default 5000). An
+ * unreachable server gives a clear error and a non-zero exit after at most this long.
+ */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+
+/** Replicas of the coordinator's KV buckets (default 1; use 3 on a 3-node JetStream cluster). */
+export const DEFAULT_KV_REPLICAS = 1;
+
+export type LogFormat = "json" | "pretty";
+export const LOG_FORMATS: readonly LogFormat[] = ["json", "pretty"];
+
+/** The election timings, all in ms. This is what the election machine needs. */
+export interface ElectionTimings {
+  heartbeatIntervalMs: number;
+  leaderTimeoutMs: number;
+  electionBackoffMinMs: number;
+  electionBackoffMaxMs: number;
+  renewDeadlineMs: number;
+}
+
+export interface CoordinatorConfig extends ElectionTimings {
+  natsUrls: string[];
+  clusterId: string;
+  coordinatorId: string;
+  connectTimeoutMs: number;
+  kvReplicas: number;
+  logFormat: LogFormat;
+  verbose: boolean;
+  /** Seed of the coordinator's random source (election backoff). */
+  seed: number;
+}
+
+export function defaultRenewDeadline(leaderTimeoutMs: number): number {
+  return Math.floor(leaderTimeoutMs * DEFAULT_RENEW_DEADLINE_RATIO);
+}
+
+export const DEFAULT_TIMINGS: ElectionTimings = {
+  heartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+  leaderTimeoutMs: DEFAULT_LEADER_TIMEOUT_MS,
+  electionBackoffMinMs: DEFAULT_ELECTION_BACKOFF_MIN_MS,
+  electionBackoffMaxMs: DEFAULT_ELECTION_BACKOFF_MAX_MS,
+  renewDeadlineMs: defaultRenewDeadline(DEFAULT_LEADER_TIMEOUT_MS),
+};
+
+/** A configuration value or combination that the coordinator refuses to start with. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(
+    /** The flag the problem is about, e.g. `--leader-timeout`. */
+    readonly flag: string,
+    message: string,
+  ) {
+    super(`${flag}: ${message}`);
+  }
+}
+
+/** Cluster ids name subjects and KV buckets, so they must be one plain subject token. */
+const CLUSTER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const COORDINATOR_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s,]+$|^[^\s,:/]+(:\d+)?$/;
+
+/** Splits a comma-separated list of seed URLs, dropping blanks. */
+export function parseNatsUrls(value: string): string[] {
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function requireWholeMs(flag: string, value: number, min: number): void {
+  if (!Number.isInteger(value)) {
+    throw new ConfigError(flag, `must be a whole number of milliseconds, got ${value}`);
+  }
+  if (value < min) {
+    throw new ConfigError(flag, `must be at least ${min} ms, got ${value}`);
+  }
+}
+
+/** Checks the election timings alone and the rules between them. */
+export function validateTimings(t: ElectionTimings): void {
+  requireWholeMs("--heartbeat-interval", t.heartbeatIntervalMs, 10);
+  requireWholeMs("--leader-timeout", t.leaderTimeoutMs, 10);
+  requireWholeMs("--election-backoff-min", t.electionBackoffMinMs, 0);
+  requireWholeMs("--election-backoff-max", t.electionBackoffMaxMs, 0);
+  requireWholeMs("--renew-deadline", t.renewDeadlineMs, 1);
+
+  if (t.leaderTimeoutMs <= 2 * t.heartbeatIntervalMs) {
+    throw new ConfigError(
+      "--leader-timeout",
+      `must be more than 2 × --heartbeat-interval (${t.heartbeatIntervalMs} ms), so that one lost heartbeat does not start an election; got ${t.leaderTimeoutMs} ms`,
+    );
+  }
+  if (t.electionBackoffMinMs > t.electionBackoffMaxMs) {
+    throw new ConfigError(
+      "--election-backoff-min",
+      `must not exceed --election-backoff-max (${t.electionBackoffMaxMs} ms); got ${t.electionBackoffMinMs} ms`,
+    );
+  }
+  if (t.electionBackoffMaxMs >= t.leaderTimeoutMs) {
+    throw new ConfigError(
+      "--election-backoff-max",
+      `must be below --leader-timeout (${t.leaderTimeoutMs} ms), or a candidate could wait longer than a whole lease; got ${t.electionBackoffMaxMs} ms`,
+    );
+  }
+  if (t.renewDeadlineMs >= t.leaderTimeoutMs) {
+    throw new ConfigError(
+      "--renew-deadline",
+      `must be below --leader-timeout (${t.leaderTimeoutMs} ms), so that a cut-off leader stops before its lease expires; got ${t.renewDeadlineMs} ms`,
+    );
+  }
+  if (t.renewDeadlineMs <= t.heartbeatIntervalMs) {
+    throw new ConfigError(
+      "--renew-deadline",
+      `must be above --heartbeat-interval (${t.heartbeatIntervalMs} ms), or a healthy leader would miss it between two renewals; got ${t.renewDeadlineMs} ms`,
+    );
+  }
+}
+
+/** Checks a whole coordinator configuration; throws a ConfigError naming the flag. */
+export function validateConfig(c: CoordinatorConfig): void {
+  if (c.natsUrls.length === 0) {
+    throw new ConfigError("--nats-url", "is required (one URL, or several separated by commas)");
+  }
+  for (const url of c.natsUrls) {
+    if (!NATS_URL.test(url)) {
+      throw new ConfigError("--nats-url", `"${url}" is not a NATS URL (expected e.g. nats://127.0.0.1:4222)`);
+    }
+  }
+  if (!CLUSTER_ID.test(c.clusterId)) {
+    throw new ConfigError(
+      "--cluster-id",
+      `must be 1–64 characters of letters, digits, "-" or "_" (it names NATS subjects and KV buckets); got "${c.clusterId}"`,
+    );
+  }
+  if (!COORDINATOR_ID.test(c.coordinatorId)) {
+    throw new ConfigError(
+      "--coordinator-id",
+      `must be 1–128 characters of letters, digits, ".", ":", "-" or "_"; got "${c.coordinatorId}"`,
+    );
+  }
+  validateTimings(c);
+  requireWholeMs("--connect-timeout", c.connectTimeoutMs, 100);
+  if (!Number.isInteger(c.kvReplicas) || c.kvReplicas < 1 || c.kvReplicas > 5) {
+    throw new ConfigError("--kv-replicas", `must be a whole number from 1 to 5; got ${c.kvReplicas}`);
+  }
+  if (!LOG_FORMATS.includes(c.logFormat)) {
+    throw new ConfigError("--log-format", `must be one of ${LOG_FORMATS.join(", ")}; got "${c.logFormat}"`);
+  }
+}

@@ -1,0 +1,461 @@
+/**
+ * The election machine: follower → candidate → leader, and the ways out of leadership
+ * (stepping down after losing the lease, resigning on shutdown).
+ *
+ * Pure: it never touches NATS. Events come in (heartbeats heard, results of lease
+ * operations, a request to stop); commands go out as emitted events (create, renew or
+ * release the lease; publish a heartbeat; publish a report). The driver in
+ * `src/services/election-driver.ts` executes the commands and feeds results back. Every
+ * wait is a named `after` delay on the actor's clock, and the only randomness (the election
+ * backoff) comes from the injected `random` source, so a run is reproducible under a
+ * `SimulatedClock`.
+ */
+import { and, assign, emit, setup } from "xstate";
+import type { ElectionTimings } from "../config.js";
+import type { RandomSource } from "../random.js";
+import type {
+  ElectionReason,
+  ElectionReportBody,
+  ElectionReportType,
+  LeaseHolder,
+} from "../protocol/election.js";
+
+export interface ElectionInput {
+  coordinatorId: string;
+  timings: ElectionTimings;
+  /** Seeded, so that runs can be replayed. */
+  random: RandomSource;
+}
+
+export type ElectionEvent =
+  /** A heartbeat heard on the cluster's heartbeat subject (own heartbeats included). */
+  | { type: "HEARTBEAT"; coordinatorId: string; epoch: number; resigning: boolean }
+  /** The lease create succeeded: this coordinator leads under `epoch`. */
+  | { type: "LEASE_CREATED"; epoch: number; revision: number; latencyMs: number }
+  /** The lease create was refused because someone holds the lease (`holder`, if it could be read). */
+  | { type: "LEASE_TAKEN"; holder: LeaseHolder | null }
+  /** A renewal succeeded; `latencyMs` is the time from sending it to its success. */
+  | { type: "LEASE_RENEWED"; revision: number; latencyMs: number }
+  /** A renewal was refused: the lease has another revision, so someone else holds it. */
+  | { type: "LEASE_LOST" }
+  /** The lease was released (or was no longer ours); `holder` is who holds it now, if anyone. */
+  | { type: "LEASE_RELEASED"; holder: LeaseHolder | null }
+  /** A lease operation failed without an answer (timeout, no connection, server error). */
+  | { type: "LEASE_ERROR"; operation: "create" | "renew" | "release"; message: string }
+  /** Shut down: a leader resigns gracefully, anyone else just stops. */
+  | { type: "RESIGN" };
+
+export type ElectionCommand =
+  | { type: "lease.create" }
+  | { type: "lease.renew"; epoch: number; revision: number }
+  | { type: "lease.release"; revision: number }
+  | { type: "heartbeat.publish"; epoch: number; resigning: boolean }
+  | { type: "report.publish"; report: ElectionReportBody };
+
+export interface ElectionContext {
+  coordinatorId: string;
+  timings: ElectionTimings;
+  random: RandomSource;
+  /** The backoff chosen on entering `candidate`. */
+  backoffMs: number;
+  /** The epoch this coordinator holds or last held (0 if it never led). */
+  epoch: number;
+  /** Revision of this coordinator's last successful lease write. */
+  revision: number;
+  /** Time left on the renew deadline, measured from when the last successful write was sent. */
+  leaseValidForMs: number;
+  /** The highest epoch seen in any heartbeat or lease read; lower ones are stale. */
+  highestEpoch: number;
+  /** The leader this coordinator currently knows of. */
+  leader: LeaseHolder | null;
+  stepDownReason: ElectionReason;
+  stopRequested: boolean;
+}
+
+type ReportParams = {
+  type: ElectionReportType;
+  reason?: ElectionReason;
+  /** The coordinator is leaving leadership: the report names the epoch it held. */
+  fromLeadership?: boolean;
+};
+
+const STATE_AFTER: Record<ElectionReportType, ElectionReportBody["state"]> = {
+  BecameFollower: "follower",
+  FollowingLeader: "follower",
+  BecameCandidate: "candidate",
+  BecameLeader: "leader",
+  SteppedDown: "follower",
+  Stopped: "stopped",
+};
+
+export const electionMachine = setup({
+  types: {
+    context: {} as ElectionContext,
+    events: {} as ElectionEvent,
+    input: {} as ElectionInput,
+    emitted: {} as ElectionCommand,
+  },
+  delays: {
+    /** Silence after which a follower stands for election. */
+    leaderTimeout: ({ context }) => context.timings.leaderTimeoutMs,
+    /** The random wait of a candidate before it tries to create the lease. */
+    electionBackoff: ({ context }) => context.backoffMs,
+    /** Time between two renewals (and heartbeats) of the leader. */
+    heartbeatInterval: ({ context }) => context.timings.heartbeatIntervalMs,
+    /** Wait before retrying a renewal that failed without an answer; a quarter of the interval. */
+    renewRetry: ({ context }) => Math.max(1, Math.floor(context.timings.heartbeatIntervalMs / 4)),
+    /** What is left of the renew deadline since the last successful write was sent. */
+    renewDeadline: ({ context }) => context.leaseValidForMs,
+    /** How long stepping down waits for the release before it gives up on NATS. */
+    releaseTimeout: ({ context }) => context.timings.leaderTimeoutMs,
+  },
+  guards: {
+    /** A heartbeat of another coordinator, not resigning, from the current epoch or a newer one. */
+    isLiveLeaderHeartbeat: ({ context, event }) =>
+      event.type === "HEARTBEAT" &&
+      event.coordinatorId !== context.coordinatorId &&
+      !event.resigning &&
+      event.epoch >= context.highestEpoch,
+    /** The heartbeat comes from a leader (or epoch) this coordinator did not follow yet. */
+    isNewLeader: ({ context, event }) =>
+      event.type === "HEARTBEAT" &&
+      (context.leader === null ||
+        context.leader.coordinatorId !== event.coordinatorId ||
+        context.leader.epoch !== event.epoch),
+    /** A resigning heartbeat of another coordinator from the current epoch or a newer one. */
+    isLeaderResignation: ({ context, event }) =>
+      event.type === "HEARTBEAT" &&
+      event.coordinatorId !== context.coordinatorId &&
+      event.resigning &&
+      event.epoch >= context.highestEpoch,
+    /** While leading: another coordinator heartbeats under a higher epoch, so this lease is gone. */
+    isNewerLeaderHeartbeat: ({ context, event }) =>
+      event.type === "HEARTBEAT" &&
+      event.coordinatorId !== context.coordinatorId &&
+      event.epoch > context.epoch,
+    stopRequested: ({ context }) => context.stopRequested,
+  },
+  actions: {
+    chooseBackoff: assign({
+      backoffMs: ({ context }) => {
+        const { electionBackoffMinMs: min, electionBackoffMaxMs: max } = context.timings;
+        return context.random.int(min, max);
+      },
+    }),
+    followHeartbeatSender: assign(({ context, event }) => {
+      if (event.type !== "HEARTBEAT") return {};
+      return {
+        leader: { coordinatorId: event.coordinatorId, epoch: event.epoch },
+        highestEpoch: Math.max(context.highestEpoch, event.epoch),
+      };
+    }),
+    forgetLeader: assign({ leader: null }),
+    /** Records who holds the lease after a lost election or a release (null: nobody). */
+    recordHolder: assign(({ context, event }) => {
+      if (event.type !== "LEASE_TAKEN" && event.type !== "LEASE_RELEASED") return {};
+      const holder = event.holder;
+      const isOther = holder !== null && holder.coordinatorId !== context.coordinatorId;
+      return {
+        leader: isOther ? holder : null,
+        highestEpoch: Math.max(context.highestEpoch, holder?.epoch ?? 0),
+      };
+    }),
+    recordLeaseCreated: assign(({ context, event }) => {
+      if (event.type !== "LEASE_CREATED") return {};
+      return {
+        epoch: event.epoch,
+        revision: event.revision,
+        highestEpoch: Math.max(context.highestEpoch, event.epoch),
+        leader: { coordinatorId: context.coordinatorId, epoch: event.epoch },
+        leaseValidForMs: Math.max(0, context.timings.renewDeadlineMs - event.latencyMs),
+      };
+    }),
+    recordRenewal: assign(({ context, event }) => {
+      if (event.type !== "LEASE_RENEWED") return {};
+      return {
+        revision: event.revision,
+        leaseValidForMs: Math.max(0, context.timings.renewDeadlineMs - event.latencyMs),
+      };
+    }),
+    setStepDownReason: assign((_, params: { reason: ElectionReason }) => ({
+      stepDownReason: params.reason,
+    })),
+    requestStop: assign({ stopRequested: true }),
+    requestLeaseCreate: emit({ type: "lease.create" }),
+    requestRenewal: emit(({ context }) => ({
+      type: "lease.renew" as const,
+      epoch: context.epoch,
+      revision: context.revision,
+    })),
+    requestRelease: emit(({ context }) => ({ type: "lease.release" as const, revision: context.revision })),
+    publishHeartbeat: emit(({ context }) => ({
+      type: "heartbeat.publish" as const,
+      epoch: context.epoch,
+      resigning: false,
+    })),
+    publishResigningHeartbeat: emit(({ context }) => ({
+      type: "heartbeat.publish" as const,
+      epoch: context.epoch,
+      resigning: true,
+    })),
+    /** Emits the report of the transition being taken. */
+    report: emit(({ context }, params: ReportParams) => {
+      const body: ElectionReportBody = {
+        type: params.type,
+        epoch: params.type === "BecameLeader" ? context.epoch : context.highestEpoch,
+        state: STATE_AFTER[params.type],
+        reason: params.reason ?? context.stepDownReason,
+      };
+      if (context.leader !== null) body.leaderId = context.leader.coordinatorId;
+      if (params.fromLeadership === true) body.formerEpoch = context.epoch;
+      return { type: "report.publish" as const, report: body };
+    }),
+  },
+}).createMachine({
+  id: "election",
+  description: "Elects one leader per cluster through a JetStream KV lease.",
+  context: ({ input }) => ({
+    coordinatorId: input.coordinatorId,
+    timings: input.timings,
+    random: input.random,
+    backoffMs: 0,
+    epoch: 0,
+    revision: 0,
+    leaseValidForMs: 0,
+    highestEpoch: 0,
+    leader: null,
+    stepDownReason: "started",
+    stopRequested: false,
+  }),
+  initial: "follower",
+  entry: { type: "report", params: { type: "BecameFollower", reason: "started" } },
+  states: {
+    follower: {
+      description:
+        "Listens to the leader's heartbeats; stands for election after the leader timeout of silence, or at once when the leader resigns.",
+      after: {
+        leaderTimeout: {
+          target: "candidate",
+          actions: [
+            "forgetLeader",
+            { type: "report", params: { type: "BecameCandidate", reason: "leader-timeout" } },
+          ],
+        },
+      },
+      on: {
+        HEARTBEAT: [
+          {
+            guard: "isLeaderResignation",
+            target: "candidate",
+            actions: [
+              "forgetLeader",
+              { type: "report", params: { type: "BecameCandidate", reason: "leader-resigned" } },
+            ],
+          },
+          {
+            guard: and(["isLiveLeaderHeartbeat", "isNewLeader"]),
+            target: "follower",
+            reenter: true,
+            actions: [
+              "followHeartbeatSender",
+              { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } },
+            ],
+          },
+          { guard: "isLiveLeaderHeartbeat", target: "follower", reenter: true },
+        ],
+        RESIGN: {
+          target: "stopped",
+          actions: { type: "report", params: { type: "Stopped", reason: "shutdown" } },
+        },
+      },
+    },
+    candidate: {
+      description: "Waits a random backoff, then tries to create the lease.",
+      entry: "chooseBackoff",
+      initial: "backoff",
+      states: {
+        backoff: {
+          description: "A random wait in [backoff min, backoff max]; a live leader's heartbeat ends it.",
+          after: { electionBackoff: "acquiring" },
+          on: {
+            HEARTBEAT: {
+              guard: "isLiveLeaderHeartbeat",
+              target: "#election.follower",
+              actions: [
+                "followHeartbeatSender",
+                { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } },
+              ],
+            },
+            RESIGN: {
+              target: "#election.stopped",
+              actions: { type: "report", params: { type: "Stopped", reason: "shutdown" } },
+            },
+          },
+        },
+        acquiring: {
+          description: "The lease create is in flight; its result decides.",
+          entry: "requestLeaseCreate",
+          on: {
+            LEASE_CREATED: [
+              { guard: "stopRequested", target: "#election.resigning", actions: "recordLeaseCreated" },
+              { target: "#election.leader", actions: "recordLeaseCreated" },
+            ],
+            LEASE_TAKEN: [
+              {
+                guard: "stopRequested",
+                target: "#election.stopped",
+                actions: ["recordHolder", { type: "report", params: { type: "Stopped", reason: "shutdown" } }],
+              },
+              {
+                target: "#election.follower",
+                actions: [
+                  "recordHolder",
+                  { type: "report", params: { type: "BecameFollower", reason: "lost-election" } },
+                ],
+              },
+            ],
+            LEASE_ERROR: [
+              {
+                guard: "stopRequested",
+                target: "#election.stopped",
+                actions: { type: "report", params: { type: "Stopped", reason: "shutdown" } },
+              },
+              {
+                target: "#election.follower",
+                actions: { type: "report", params: { type: "BecameFollower", reason: "lease-error" } },
+              },
+            ],
+            RESIGN: { actions: "requestStop" },
+          },
+        },
+      },
+    },
+    leader: {
+      description:
+        "Holds the lease: renews it and heartbeats every interval, and stops acting once the renew deadline passes without a successful renewal.",
+      type: "parallel",
+      entry: ["publishHeartbeat", { type: "report", params: { type: "BecameLeader", reason: "won-election" } }],
+      on: {
+        HEARTBEAT: {
+          guard: "isNewerLeaderHeartbeat",
+          target: "steppingDown",
+          actions: [{ type: "setStepDownReason", params: { reason: "superseded" } }],
+        },
+        RESIGN: { target: "resigning" },
+      },
+      states: {
+        renewal: {
+          initial: "waiting",
+          states: {
+            waiting: {
+              description: "Until the next renewal.",
+              after: { heartbeatInterval: "renewing" },
+            },
+            renewing: {
+              description: "A renewal (KV update against the last revision) is in flight.",
+              entry: "requestRenewal",
+              on: {
+                LEASE_RENEWED: { target: "waiting", actions: ["recordRenewal", "publishHeartbeat"] },
+                LEASE_LOST: {
+                  target: "#election.steppingDown",
+                  actions: { type: "setStepDownReason", params: { reason: "lease-lost" } },
+                },
+                LEASE_ERROR: { target: "retrying" },
+              },
+            },
+            retrying: {
+              description:
+                "The last renewal failed without an answer; try again soon, while the renew deadline still allows it.",
+              after: { renewRetry: "renewing" },
+            },
+          },
+        },
+        lease: {
+          initial: "valid",
+          states: {
+            valid: {
+              description: "The renew deadline has not passed; each successful renewal restarts it.",
+              after: {
+                renewDeadline: {
+                  target: "#election.steppingDown",
+                  actions: { type: "setStepDownReason", params: { reason: "renew-deadline-missed" } },
+                },
+              },
+              on: { LEASE_RENEWED: { target: "valid", reenter: true } },
+            },
+          },
+        },
+      },
+    },
+    steppingDown: {
+      description:
+        "Leadership is lost: no more heartbeats or reports as leader. Releases the lease if it is still ours and learns who holds it now.",
+      entry: "requestRelease",
+      after: {
+        releaseTimeout: [
+          {
+            guard: "stopRequested",
+            target: "stopped",
+            actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
+          },
+          {
+            target: "follower",
+            actions: ["forgetLeader", { type: "report", params: { type: "SteppedDown", fromLeadership: true } }],
+          },
+        ],
+      },
+      on: {
+        LEASE_RELEASED: [
+          {
+            guard: "stopRequested",
+            target: "stopped",
+            actions: ["recordHolder", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
+          },
+          {
+            target: "follower",
+            actions: ["recordHolder", { type: "report", params: { type: "SteppedDown", fromLeadership: true } }],
+          },
+        ],
+        LEASE_ERROR: [
+          {
+            guard: "stopRequested",
+            target: "stopped",
+            actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
+          },
+          {
+            target: "follower",
+            actions: ["forgetLeader", { type: "report", params: { type: "SteppedDown", fromLeadership: true } }],
+          },
+        ],
+        RESIGN: { actions: "requestStop" },
+      },
+    },
+    resigning: {
+      description:
+        "Graceful step-down on shutdown: a last heartbeat with resigning: true, then the lease key is deleted against its revision.",
+      entry: ["publishResigningHeartbeat", "requestRelease"],
+      after: {
+        releaseTimeout: {
+          target: "stopped",
+          actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
+        },
+      },
+      on: {
+        LEASE_RELEASED: {
+          target: "stopped",
+          actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
+        },
+        LEASE_ERROR: {
+          target: "stopped",
+          actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
+        },
+      },
+    },
+    stopped: {
+      description: "The coordinator has left the election.",
+      type: "final",
+    },
+  },
+});
+
+export type ElectionMachine = typeof electionMachine;

@@ -1,0 +1,154 @@
+/**
+ * Wire types of the election: subjects and resource names, the heartbeat, the lease value
+ * and the election report. These are what other coordinators (including the Java one) and
+ * report consumers see.
+ */
+
+export const subjects = {
+  heartbeat: (clusterId: string) => `coordinator.leader.heartbeat.${clusterId}`,
+  electionReport: (clusterId: string) => `coordinator.report.${clusterId}`,
+} as const;
+
+export const resources = {
+  leadershipBucket: (clusterId: string) => `coordinator-leadership-${clusterId}`,
+  leaseKey: "leader",
+} as const;
+
+/** Who holds the lease, and under which epoch. Also the lease's KV value. */
+export interface LeaseHolder {
+  coordinatorId: string;
+  epoch: number;
+}
+
+/** `coordinator.leader.heartbeat.{cluster}`: JSON `{coordinatorId, epoch, ts}`. */
+export interface Heartbeat {
+  coordinatorId: string;
+  epoch: number;
+  /** Wall-clock time of sending, ms since the Unix epoch. */
+  ts: number;
+  /** Present and true on the last heartbeat of a leader that steps down gracefully. */
+  resigning?: boolean;
+}
+
+/** A payload on a coordinator subject that does not have the expected shape. */
+export class WireFormatError extends Error {
+  override readonly name = "WireFormatError";
+}
+
+function parseJsonObject(what: string, data: Uint8Array | string): Record<string, unknown> {
+  const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new WireFormatError(`${what}: not JSON`, { cause: err });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new WireFormatError(`${what}: not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function isEpoch(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v > 0;
+}
+
+export function encodeHeartbeat(hb: Heartbeat): string {
+  return JSON.stringify(hb);
+}
+
+export function parseHeartbeat(data: Uint8Array | string): Heartbeat {
+  const o = parseJsonObject("heartbeat", data);
+  if (typeof o.coordinatorId !== "string" || o.coordinatorId.length === 0) {
+    throw new WireFormatError("heartbeat: coordinatorId must be a non-empty string");
+  }
+  if (!isEpoch(o.epoch)) {
+    throw new WireFormatError("heartbeat: epoch must be a positive integer");
+  }
+  const ts = typeof o.ts === "number" ? o.ts : 0;
+  const hb: Heartbeat = { coordinatorId: o.coordinatorId, epoch: o.epoch, ts };
+  if (o.resigning === true) hb.resigning = true;
+  return hb;
+}
+
+export function encodeLeaseValue(holder: LeaseHolder): string {
+  return JSON.stringify(holder);
+}
+
+/**
+ * Reads a lease value. `revision` is the entry's revision, used as the epoch when the value
+ * has none yet (the instant between the create and the write that stamps the epoch in).
+ */
+export function parseLeaseValue(data: Uint8Array | string, revision: number): LeaseHolder {
+  const o = parseJsonObject("lease value", data);
+  if (typeof o.coordinatorId !== "string" || o.coordinatorId.length === 0) {
+    throw new WireFormatError("lease value: coordinatorId must be a non-empty string");
+  }
+  return { coordinatorId: o.coordinatorId, epoch: isEpoch(o.epoch) ? o.epoch : revision };
+}
+
+export const ELECTION_REPORT_TYPES = [
+  "BecameFollower",
+  "FollowingLeader",
+  "BecameCandidate",
+  "BecameLeader",
+  "SteppedDown",
+  "Stopped",
+] as const;
+export type ElectionReportType = (typeof ELECTION_REPORT_TYPES)[number];
+
+/** Why a coordinator changed state; carried in election reports. */
+export type ElectionReason =
+  | "started"
+  | "leader-timeout"
+  | "leader-resigned"
+  | "leader-seen"
+  | "lost-election"
+  | "lease-error"
+  | "won-election"
+  | "renew-deadline-missed"
+  | "lease-lost"
+  | "superseded"
+  | "shutdown";
+
+/** What the election machine says happened; the driver adds who, where and when. */
+export interface ElectionReportBody {
+  type: ElectionReportType;
+  /** The epoch in force as this coordinator knows it (its own while it leads; 0 if none seen yet). */
+  epoch: number;
+  /** The coordinator's election state after the transition. */
+  state: "follower" | "candidate" | "leader" | "stopped";
+  reason: ElectionReason;
+  /** The leader this coordinator knows of, when it knows one. */
+  leaderId?: string;
+  /** On SteppedDown and Stopped of a former leader: the epoch it held. */
+  formerEpoch?: number;
+}
+
+/** `coordinator.report.{cluster}`: one JSON report per election transition. */
+export interface ElectionReport extends ElectionReportBody {
+  clusterId: string;
+  coordinatorId: string;
+  /** Rises by one per report from this coordinator process. */
+  seq: number;
+  /** Wall-clock time, ms since the Unix epoch. */
+  ts: number;
+}
+
+export function encodeElectionReport(r: ElectionReport): string {
+  return JSON.stringify(r);
+}
+
+export function parseElectionReport(data: Uint8Array | string): ElectionReport {
+  const o = parseJsonObject("election report", data);
+  if (typeof o.type !== "string" || !(ELECTION_REPORT_TYPES as readonly string[]).includes(o.type)) {
+    throw new WireFormatError(`election report: unknown type ${JSON.stringify(o.type)}`);
+  }
+  if (typeof o.coordinatorId !== "string" || typeof o.clusterId !== "string") {
+    throw new WireFormatError("election report: coordinatorId and clusterId must be strings");
+  }
+  if (typeof o.epoch !== "number" || typeof o.seq !== "number" || typeof o.ts !== "number") {
+    throw new WireFormatError("election report: epoch, seq and ts must be numbers");
+  }
+  return o as unknown as ElectionReport;
+}

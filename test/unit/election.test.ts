@@ -1,0 +1,401 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { createActor, SimulatedClock } from "xstate";
+import { DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config.js";
+import { electionMachine, type ElectionCommand, type ElectionEvent } from "../../src/machines/election.js";
+import type { ElectionReportBody } from "../../src/protocol/election.js";
+import { createRandom, type RandomSource } from "../../src/random.js";
+
+const ME = "coord-me";
+const OTHER = "coord-other";
+const T = DEFAULT_TIMINGS;
+
+/** Drives the election machine on a simulated clock and records every command it emits. */
+function election(options: { timings?: ElectionTimings; random?: RandomSource } = {}) {
+  const clock = new SimulatedClock();
+  const actor = createActor(electionMachine, {
+    clock,
+    input: { coordinatorId: ME, timings: options.timings ?? T, random: options.random ?? createRandom(7) },
+  });
+  const commands: ElectionCommand[] = [];
+  actor.on("*", (command) => commands.push(command));
+  actor.start();
+  const h = {
+    actor,
+    clock,
+    commands,
+    send: (event: ElectionEvent) => actor.send(event),
+    /**
+     * Moves time forward one millisecond at a time: SimulatedClock starts a timer set while
+     * it flushes at the already-advanced time, so one large jump would delay chained timers.
+     */
+    advance: (ms: number) => {
+      for (let i = 0; i < ms; i++) clock.increment(1);
+    },
+    state: () => actor.getSnapshot().value,
+    reports: (): ElectionReportBody[] =>
+      commands.flatMap((c) => (c.type === "report.publish" ? [c.report] : [])),
+    lastReport: (): ElectionReportBody | undefined => h.reports().at(-1),
+    count: (type: ElectionCommand["type"]) => commands.filter((c) => c.type === type).length,
+    /** Runs follower → candidate → lease create, answering it with `epoch`. */
+    becomeLeader(epoch = 10) {
+      h.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+      assert.is(commands.at(-1)?.type, "lease.create", "a candidate creates the lease after its backoff");
+      h.send({ type: "LEASE_CREATED", epoch, revision: epoch + 1, latencyMs: 2 });
+      assert.equal(h.state(), { leader: { renewal: "waiting", lease: "valid" } });
+    },
+  };
+  return h;
+}
+
+const heartbeat = (epoch: number, coordinatorId = OTHER, resigning = false): ElectionEvent => ({
+  type: "HEARTBEAT",
+  coordinatorId,
+  epoch,
+  resigning,
+});
+
+test("election - starts as follower and reports it", () => {
+  const e = election();
+  assert.is(e.state(), "follower");
+  assert.equal(e.reports(), [{ type: "BecameFollower", epoch: 0, state: "follower", reason: "started" }]);
+});
+
+test("election - follower becomes candidate after leader timeout", () => {
+  const e = election();
+  e.advance(T.leaderTimeoutMs - 1);
+  assert.is(e.state(), "follower");
+  e.advance(1);
+  assert.equal(e.state(), { candidate: "backoff" });
+  assert.equal(e.lastReport(), { type: "BecameCandidate", epoch: 0, state: "candidate", reason: "leader-timeout" });
+});
+
+test("election - heartbeats of the leader keep a follower from standing", () => {
+  const e = election();
+  for (let i = 0; i < 10; i++) {
+    e.advance(T.heartbeatIntervalMs);
+    e.send(heartbeat(5));
+  }
+  assert.is(e.state(), "follower");
+  assert.equal(
+    e.reports().map((r) => r.type),
+    ["BecameFollower", "FollowingLeader"],
+    "one FollowingLeader for the new leader, none for its later heartbeats",
+  );
+  assert.is(e.lastReport()?.leaderId, OTHER);
+  assert.is(e.lastReport()?.epoch, 5);
+  e.advance(T.leaderTimeoutMs);
+  assert.equal(e.state(), { candidate: "backoff" });
+});
+
+test("election - backoff lies within [min, max] for many seeds", () => {
+  const timings = { ...T, electionBackoffMinMs: 150, electionBackoffMaxMs: 300 };
+  const seen = new Set<number>();
+  for (let seed = 0; seed < 200; seed++) {
+    const e = election({ timings, random: createRandom(seed) });
+    e.advance(timings.leaderTimeoutMs);
+    const backoff = e.actor.getSnapshot().context.backoffMs;
+    assert.ok(backoff >= 150 && backoff <= 300, `backoff ${backoff} out of range for seed ${seed}`);
+    seen.add(backoff);
+    // The lease create goes out exactly when the chosen backoff ends, not before.
+    e.advance(backoff - 1);
+    assert.is(e.count("lease.create"), 0);
+    e.advance(1);
+    assert.is(e.count("lease.create"), 1);
+  }
+  assert.ok(seen.size > 50, `backoffs should spread over the range, saw ${seen.size} distinct values`);
+});
+
+test("election - the same seed gives the same backoff", () => {
+  const backoffOf = (seed: number) => {
+    const e = election({ random: createRandom(seed) });
+    e.advance(T.leaderTimeoutMs);
+    return e.actor.getSnapshot().context.backoffMs;
+  };
+  assert.is(backoffOf(1234), backoffOf(1234));
+});
+
+test("election - winning the lease makes a leader that heartbeats at once and reports its epoch", () => {
+  const e = election();
+  e.becomeLeader(42);
+  const last = e.commands.slice(-2);
+  assert.equal(last[0], { type: "heartbeat.publish", epoch: 42, resigning: false });
+  assert.equal(last[1], {
+    type: "report.publish",
+    report: { type: "BecameLeader", epoch: 42, state: "leader", reason: "won-election", leaderId: ME },
+  });
+});
+
+test("election - a lost create returns to follower", () => {
+  const e = election();
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  e.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 9 } });
+  assert.is(e.state(), "follower");
+  assert.equal(e.lastReport(), {
+    type: "BecameFollower",
+    epoch: 9,
+    state: "follower",
+    reason: "lost-election",
+    leaderId: OTHER,
+  });
+  // A heartbeat of a lower epoch than the holder's is stale now.
+  e.send(heartbeat(8, "coord-stale"));
+  assert.is(e.reports().length, 3, "the stale heartbeat makes no report");
+});
+
+test("election - a lease error while acquiring returns to follower and retries later", () => {
+  const e = election();
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  e.send({ type: "LEASE_ERROR", operation: "create", message: "timeout" });
+  assert.is(e.state(), "follower");
+  assert.is(e.lastReport()?.reason, "lease-error");
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  assert.is(e.count("lease.create"), 2);
+});
+
+test("election - a candidate that hears a live leader during backoff follows it", () => {
+  const e = election();
+  e.advance(T.leaderTimeoutMs);
+  e.send(heartbeat(3));
+  assert.is(e.state(), "follower");
+  e.advance(T.electionBackoffMaxMs);
+  assert.is(e.count("lease.create"), 0, "no create after following a leader");
+});
+
+test("election - the leader renews every heartbeat interval and heartbeats after each renewal", () => {
+  const e = election();
+  e.becomeLeader(10);
+  let revision = 11;
+  for (let i = 0; i < 5; i++) {
+    e.advance(T.heartbeatIntervalMs);
+    assert.equal(e.commands.at(-1), { type: "lease.renew", epoch: 10, revision });
+    revision += 1;
+    e.send({ type: "LEASE_RENEWED", revision, latencyMs: 3 });
+    assert.equal(e.commands.at(-1), { type: "heartbeat.publish", epoch: 10, resigning: false });
+  }
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } });
+});
+
+test("election - a wrong-revision renewal steps down at once", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.advance(T.heartbeatIntervalMs);
+  const heartbeatsBefore = e.count("heartbeat.publish");
+  e.send({ type: "LEASE_LOST" });
+  assert.is(e.state(), "steppingDown");
+  assert.equal(e.commands.at(-1), { type: "lease.release", revision: 11 });
+  e.send({ type: "LEASE_RELEASED", holder: { coordinatorId: OTHER, epoch: 14 } });
+  assert.is(e.state(), "follower");
+  assert.equal(e.lastReport(), {
+    type: "SteppedDown",
+    epoch: 14,
+    state: "follower",
+    reason: "lease-lost",
+    leaderId: OTHER,
+    formerEpoch: 10,
+  });
+  e.advance(10 * T.heartbeatIntervalMs);
+  assert.is(e.count("heartbeat.publish"), heartbeatsBefore, "no heartbeat after stepping down");
+});
+
+test("election - a missed renew deadline steps down", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.advance(T.heartbeatIntervalMs); // renewal goes out and never comes back
+  assert.is(e.commands.at(-1)?.type, "lease.renew");
+  // The deadline runs from when the create was sent: renewDeadline - latency (2 ms) after it.
+  e.advance(T.renewDeadlineMs - T.heartbeatIntervalMs - 2 - 1);
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "valid" } });
+  e.advance(1);
+  assert.is(e.state(), "steppingDown");
+  // A late success of the lost renewal changes nothing.
+  e.send({ type: "LEASE_RENEWED", revision: 12, latencyMs: 900 });
+  assert.is(e.state(), "steppingDown");
+  e.send({ type: "LEASE_RELEASED", holder: null });
+  assert.equal(e.lastReport(), {
+    type: "SteppedDown",
+    epoch: 10,
+    state: "follower",
+    reason: "renew-deadline-missed",
+    formerEpoch: 10,
+  });
+});
+
+test("election - a successful renewal restarts the renew deadline, minus its latency", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.advance(T.heartbeatIntervalMs);
+  e.send({ type: "LEASE_RENEWED", revision: 12, latencyMs: 400 });
+  // Deadline now ends renewDeadline - 400 ms from here; the next renewal is outstanding meanwhile.
+  e.advance(T.heartbeatIntervalMs);
+  assert.is(e.commands.at(-1)?.type, "lease.renew");
+  e.advance(T.renewDeadlineMs - 400 - T.heartbeatIntervalMs - 1);
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "valid" } });
+  e.advance(1);
+  assert.is(e.state(), "steppingDown");
+});
+
+test("election - a renewal error is retried soon, within the renew deadline", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.advance(T.heartbeatIntervalMs);
+  e.send({ type: "LEASE_ERROR", operation: "renew", message: "timeout" });
+  assert.equal(e.state(), { leader: { renewal: "retrying", lease: "valid" } });
+  e.advance(T.heartbeatIntervalMs / 4);
+  assert.is(e.count("lease.renew"), 2);
+  e.send({ type: "LEASE_RENEWED", revision: 12, latencyMs: 5 });
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } }, "the retry kept the leadership");
+});
+
+test("election - a resigning heartbeat starts an election without waiting for the timeout", () => {
+  const e = election();
+  e.send(heartbeat(5));
+  e.advance(100);
+  e.send(heartbeat(5, OTHER, true));
+  assert.equal(e.state(), { candidate: "backoff" });
+  assert.equal(e.lastReport(), { type: "BecameCandidate", epoch: 5, state: "candidate", reason: "leader-resigned" });
+  e.advance(T.electionBackoffMaxMs);
+  assert.is(e.count("lease.create"), 1);
+});
+
+test("election - lower-epoch heartbeats are ignored", () => {
+  const e = election();
+  e.send(heartbeat(7));
+  const reports = e.reports().length;
+  // A stale leader keeps heartbeating under epoch 6: it must neither reset the timer nor be followed.
+  for (let i = 0; i < 3; i++) {
+    e.advance(500);
+    e.send(heartbeat(6, "coord-stale"));
+  }
+  e.advance(T.leaderTimeoutMs - 1500 - 1);
+  assert.is(e.state(), "follower");
+  assert.is(e.reports().length, reports, "no report for stale heartbeats");
+  e.advance(1);
+  assert.equal(e.state(), { candidate: "backoff" }, "the stale heartbeats did not hold off the election");
+  // A stale resigning heartbeat does not start anything either.
+  const e2 = election();
+  e2.send(heartbeat(7));
+  e2.send(heartbeat(6, "coord-stale", true));
+  assert.is(e2.state(), "follower");
+});
+
+test("election - a leader that hears a newer epoch steps down", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.send(heartbeat(9, "coord-stale"));
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } }, "a lower epoch is ignored");
+  e.send(heartbeat(12));
+  assert.is(e.state(), "steppingDown");
+  e.send({ type: "LEASE_RELEASED", holder: { coordinatorId: OTHER, epoch: 12 } });
+  assert.equal(e.lastReport(), {
+    type: "SteppedDown",
+    epoch: 12,
+    state: "follower",
+    reason: "superseded",
+    leaderId: OTHER,
+    formerEpoch: 10,
+  });
+});
+
+test("election - stepping down gives up after the release timeout when NATS does not answer", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.advance(T.heartbeatIntervalMs);
+  e.send({ type: "LEASE_LOST" });
+  e.advance(T.leaderTimeoutMs);
+  assert.is(e.state(), "follower");
+  assert.equal(e.lastReport(), {
+    type: "SteppedDown",
+    epoch: 10,
+    state: "follower",
+    reason: "lease-lost",
+    formerEpoch: 10,
+  });
+});
+
+test("election - a resigning leader heartbeats resigning, releases the lease and stops", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.send({ type: "RESIGN" });
+  assert.is(e.state(), "resigning");
+  assert.equal(e.commands.slice(-2), [
+    { type: "heartbeat.publish", epoch: 10, resigning: true },
+    { type: "lease.release", revision: 11 },
+  ]);
+  e.send({ type: "LEASE_RELEASED", holder: null });
+  assert.is(e.state(), "stopped");
+  assert.is(e.actor.getSnapshot().status, "done");
+  assert.equal(e.lastReport(), {
+    type: "Stopped",
+    epoch: 10,
+    state: "stopped",
+    reason: "shutdown",
+    formerEpoch: 10,
+  });
+});
+
+test("election - a follower or waiting candidate stops at once on resign", () => {
+  const follower = election();
+  follower.send({ type: "RESIGN" });
+  assert.is(follower.state(), "stopped");
+  const candidate = election();
+  candidate.advance(T.leaderTimeoutMs);
+  candidate.send({ type: "RESIGN" });
+  assert.is(candidate.state(), "stopped");
+  assert.is(candidate.count("lease.create"), 0);
+  assert.is(candidate.lastReport()?.type, "Stopped");
+});
+
+test("election - resigning while the create is in flight releases a lease it then wins", () => {
+  const e = election();
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  e.send({ type: "RESIGN" });
+  assert.equal(e.state(), { candidate: "acquiring" }, "waits for the create's answer");
+  e.send({ type: "LEASE_CREATED", epoch: 20, revision: 21, latencyMs: 1 });
+  assert.is(e.state(), "resigning");
+  assert.is(e.commands.at(-1)?.type, "lease.release");
+  assert.ok(!e.reports().some((r) => r.type === "BecameLeader"), "never reports leadership it will not use");
+});
+
+test("election - every transition emits exactly one report", () => {
+  const e = election();
+  const top = (value: unknown) => (typeof value === "string" ? value : Object.keys(value as object)[0]);
+  /** One row per processed event: the state before and after, and the reports it emitted. */
+  const steps: { from: string; to: string; reports: string[] }[] = [];
+  let previous = top(e.state());
+  let reportsBefore = e.reports().length;
+  e.actor.subscribe((snapshot) => {
+    const now = top(snapshot.value);
+    steps.push({ from: previous!, to: now!, reports: e.reports().slice(reportsBefore).map((r) => r.type) });
+    previous = now;
+    reportsBefore = e.reports().length;
+  });
+  e.becomeLeader(10);
+  e.advance(T.heartbeatIntervalMs);
+  e.send({ type: "LEASE_LOST" });
+  e.send({ type: "LEASE_RELEASED", holder: null });
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  e.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 30 } });
+  e.send(heartbeat(31, "coord-third"));
+  e.send({ type: "RESIGN" });
+
+  const changes = steps.filter((s) => s.from !== s.to);
+  assert.equal(
+    changes.map((s) => `${s.from}->${s.to}: ${s.reports.join(",")}`),
+    [
+      "follower->candidate: BecameCandidate",
+      "candidate->leader: BecameLeader",
+      // steppingDown is the way out of leadership; it reports once it knows who holds the lease.
+      "leader->steppingDown: ",
+      "steppingDown->follower: SteppedDown",
+      "follower->candidate: BecameCandidate",
+      "candidate->follower: BecameFollower",
+      "follower->stopped: Stopped",
+    ],
+  );
+  // Within a state, only learning of a new leader is reported.
+  const within = steps.filter((s) => s.from === s.to).flatMap((s) => s.reports);
+  assert.equal(within, ["FollowingLeader"]);
+});
+
+test.run();
