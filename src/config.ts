@@ -15,7 +15,7 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
  * Leader timeout, in ms (default 2000). A follower that hears no heartbeat for this long
  * becomes a candidate. It is also the TTL of the lease bucket, so a crashed leader's lease
  * disappears after it. Crash failover takes about leader timeout + election backoff.
- * Must exceed 2 × heartbeat interval, so one lost heartbeat never causes an election.
+ * Must be at least 2 × heartbeat interval, so one lost heartbeat never causes an election.
  */
 export const DEFAULT_LEADER_TIMEOUT_MS = 2000;
 
@@ -125,10 +125,10 @@ export function validateTimings(t: ElectionTimings): void {
   requireWholeMs("--election-backoff-max", t.electionBackoffMaxMs, 0);
   requireWholeMs("--renew-deadline", t.renewDeadlineMs, 1);
 
-  if (t.leaderTimeoutMs <= 2 * t.heartbeatIntervalMs) {
+  if (t.leaderTimeoutMs < 2 * t.heartbeatIntervalMs) {
     throw new ConfigError(
       "--leader-timeout",
-      `must be more than 2 × --heartbeat-interval (${t.heartbeatIntervalMs} ms), so that one lost heartbeat does not start an election; got ${t.leaderTimeoutMs} ms`,
+      `must be at least 2 × --heartbeat-interval (${t.heartbeatIntervalMs} ms), so that one lost heartbeat does not start an election; got ${t.leaderTimeoutMs} ms`,
     );
   }
   if (t.electionBackoffMinMs > t.electionBackoffMaxMs) {

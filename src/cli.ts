@@ -1,0 +1,246 @@
+#!/usr/bin/env node
+/**
+ * presence-coordinator: the command line. Thin on purpose: it parses and validates flags,
+ * then hands over to `startCoordinator` (run) or `runDev` (dev).
+ */
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Command, InvalidArgumentError, Option } from "commander";
+import {
+  ConfigError,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_ELECTION_BACKOFF_MAX_MS,
+  DEFAULT_ELECTION_BACKOFF_MIN_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_KV_REPLICAS,
+  DEFAULT_LEADER_TIMEOUT_MS,
+  defaultRenewDeadline,
+  LOG_FORMATS,
+  parseNatsUrls,
+  validateConfig,
+  type CoordinatorConfig,
+  type LogFormat,
+} from "./config.js";
+import { MAX_SEED, newSeed } from "./random.js";
+import { startCoordinator } from "./services/coordinator.js";
+import { runDev } from "./services/dev.js";
+import { describeError } from "./services/logger.js";
+
+const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+
+/** Exit codes: 0 clean stop, 1 failure while running, 2 bad flags or configuration. */
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+function wholeNumber(value: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError("must be a whole number.");
+  return Number(value);
+}
+
+interface TimingFlags {
+  leaderTimeout: number;
+  electionBackoffMin: number;
+  electionBackoffMax: number;
+  heartbeatInterval: number;
+  renewDeadline?: number;
+}
+
+interface RunFlags extends TimingFlags {
+  natsUrl: string;
+  clusterId: string;
+  coordinatorId?: string;
+  connectTimeout: number;
+  kvReplicas: number;
+  logFormat: LogFormat;
+  verbose: boolean;
+  seed?: number;
+}
+
+/** The timing flags, shared by `run` and `dev`; each reads an environment variable too. */
+function addTimingOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option("--leader-timeout <ms>", "silence after which followers elect a new leader; also the lease TTL")
+        .env("PRESENCE_LEADER_TIMEOUT")
+        .argParser(wholeNumber)
+        .default(DEFAULT_LEADER_TIMEOUT_MS),
+    )
+    .addOption(
+      new Option("--election-backoff-min <ms>", "lower bound of a candidate's random wait")
+        .env("PRESENCE_ELECTION_BACKOFF_MIN")
+        .argParser(wholeNumber)
+        .default(DEFAULT_ELECTION_BACKOFF_MIN_MS),
+    )
+    .addOption(
+      new Option("--election-backoff-max <ms>", "upper bound of a candidate's random wait")
+        .env("PRESENCE_ELECTION_BACKOFF_MAX")
+        .argParser(wholeNumber)
+        .default(DEFAULT_ELECTION_BACKOFF_MAX_MS),
+    )
+    .addOption(
+      new Option("--heartbeat-interval <ms>", "how often the leader renews its lease and heartbeats")
+        .env("PRESENCE_HEARTBEAT_INTERVAL")
+        .argParser(wholeNumber)
+        .default(DEFAULT_HEARTBEAT_INTERVAL_MS),
+    )
+    .addOption(
+      new Option(
+        "--renew-deadline <ms>",
+        "a leader without a successful renewal for this long stops acting (default: 75% of --leader-timeout)",
+      )
+        .env("PRESENCE_RENEW_DEADLINE")
+        .argParser(wholeNumber),
+    );
+}
+
+function timingsFrom(flags: TimingFlags) {
+  return {
+    leaderTimeoutMs: flags.leaderTimeout,
+    electionBackoffMinMs: flags.electionBackoffMin,
+    electionBackoffMaxMs: flags.electionBackoffMax,
+    heartbeatIntervalMs: flags.heartbeatInterval,
+    renewDeadlineMs: flags.renewDeadline ?? defaultRenewDeadline(flags.leaderTimeout),
+  };
+}
+
+function seedOption(): Option {
+  return new Option("--seed <n>", "seed of the random source (election backoff); default: random, and logged")
+    .env("PRESENCE_SEED")
+    .argParser((v) => {
+      const n = wholeNumber(v);
+      if (n > MAX_SEED) throw new InvalidArgumentError(`must be at most ${MAX_SEED}.`);
+      return n;
+    });
+}
+
+function logFormatOption(): Option {
+  return new Option("--log-format <format>", "log line format").env("PRESENCE_LOG_FORMAT").choices(LOG_FORMATS).default("pretty");
+}
+
+function fail(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`presence-coordinator: ${err.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+  process.stderr.write(`presence-coordinator: ${describeError(err)}\n`);
+  process.exit(EXIT_FAILURE);
+}
+
+/**
+ * Stops `stop` on the first SIGTERM or SIGINT and exits 0 once it has finished; a second
+ * signal exits at once.
+ */
+function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      process.stderr.write(`presence-coordinator: ${signal} again, exiting without waiting\n`);
+      process.exit(EXIT_FAILURE);
+    }
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => fail(err),
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+export function buildProgram(): Command {
+  const program = new Command("presence-coordinator")
+    .description("Presence and leader-election coordinator on NATS JetStream")
+    .version(pkg.version)
+    .showHelpAfterError("(run with --help for usage)");
+
+  const run = new Command("run")
+    .description("run a coordinator: join the cluster's leader election")
+    .addOption(
+      new Option("-u, --nats-url <urls>", "NATS server URL(s), comma-separated seeds").env("PRESENCE_NATS_URL").makeOptionMandatory(),
+    )
+    .addOption(
+      new Option("--cluster-id <id>", "coordinator cluster id; names every subject and bucket").env("PRESENCE_CLUSTER_ID").makeOptionMandatory(),
+    )
+    .addOption(new Option("--coordinator-id <id>", "this coordinator's id (default: a generated UUID)").env("PRESENCE_COORDINATOR_ID"));
+  addTimingOptions(run)
+    .addOption(
+      new Option("--connect-timeout <ms>", "give up if NATS cannot be reached within this time at startup")
+        .env("PRESENCE_CONNECT_TIMEOUT")
+        .argParser(wholeNumber)
+        .default(DEFAULT_CONNECT_TIMEOUT_MS),
+    )
+    .addOption(
+      new Option("--kv-replicas <n>", "replicas of the coordinator's KV buckets (3 on a 3-node JetStream cluster)")
+        .env("PRESENCE_KV_REPLICAS")
+        .argParser(wholeNumber)
+        .default(DEFAULT_KV_REPLICAS),
+    )
+    .addOption(seedOption())
+    .addOption(logFormatOption())
+    .addOption(new Option("-v, --verbose", "log debug lines too").env("PRESENCE_VERBOSE").default(false))
+    .action(async (flags: RunFlags) => {
+      const config: CoordinatorConfig = {
+        natsUrls: parseNatsUrls(flags.natsUrl),
+        clusterId: flags.clusterId,
+        coordinatorId: flags.coordinatorId ?? randomUUID(),
+        ...timingsFrom(flags),
+        connectTimeoutMs: flags.connectTimeout,
+        kvReplicas: flags.kvReplicas,
+        logFormat: flags.logFormat,
+        verbose: flags.verbose === true,
+        seed: flags.seed ?? newSeed(),
+      };
+      try {
+        validateConfig(config);
+      } catch (err) {
+        fail(err);
+      }
+      const coordinator = await startCoordinator(config).catch(fail);
+      stopOnSignals(() => coordinator.stop());
+    });
+  program.addCommand(run);
+
+  const dev = new Command("dev")
+    .description("demo: an embedded nats-server and three coordinators, printing every election report")
+    .addOption(new Option("--coordinators <n>", "how many coordinators to run").argParser(wholeNumber).default(3))
+    .addOption(new Option("--cluster-id <id>", "coordinator cluster id").default("dev"))
+    .addOption(
+      new Option("--crash-every <s>", "crash the leader this often to show a failover (0: never)").argParser(wholeNumber).default(20),
+    )
+    .addOption(new Option("--duration <s>", "stop by itself after this long (0: run until Ctrl-C)").argParser(wholeNumber).default(0));
+  addTimingOptions(dev)
+    .addOption(logFormatOption())
+    .addOption(new Option("-v, --verbose", "also print the coordinators' logs").default(false))
+    .action(
+      async (
+        flags: TimingFlags & {
+          coordinators: number;
+          clusterId: string;
+          crashEvery: number;
+          duration: number;
+          logFormat: LogFormat;
+          verbose: boolean;
+        },
+      ) => {
+        const timings = timingsFrom(flags);
+        if (flags.coordinators < 1 || flags.coordinators > 26) fail(new ConfigError("--coordinators", "must be from 1 to 26"));
+        const stop = await runDev({
+          coordinators: flags.coordinators,
+          clusterId: flags.clusterId,
+          timings,
+          crashEverySeconds: flags.crashEvery,
+          logFormat: flags.logFormat,
+          verbose: flags.verbose === true,
+          out: process.stdout,
+        }).catch(fail);
+        stopOnSignals(stop);
+        if (flags.duration > 0) {
+          setTimeout(() => process.kill(process.pid, "SIGTERM"), flags.duration * 1000);
+        }
+      },
+    );
+  program.addCommand(dev);
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

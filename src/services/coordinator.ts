@@ -1,0 +1,156 @@
+/**
+ * One coordinator: its NATS connection, lease store, heartbeat bus, report sink and
+ * election driver, started together and stopped together.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { CoordinatorConfig } from "../config.js";
+import {
+  encodeElectionReport,
+  encodeHeartbeat,
+  parseHeartbeat,
+  subjects,
+  type ElectionReport,
+  type Heartbeat,
+} from "../protocol/election.js";
+import { createRandom } from "../random.js";
+import { ElectionDriver, type HeartbeatBus, type ReportSink } from "./election-driver.js";
+import { KvLeaseStore } from "./lease-store.js";
+import { createLogger, describeError, type Logger } from "./logger.js";
+import { checkServer, connectNats, type NatsLink } from "./nats.js";
+
+export class NatsHeartbeatBus implements HeartbeatBus {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly clusterId: string,
+    private readonly logger: Logger,
+  ) {}
+
+  publish(heartbeat: Heartbeat): void {
+    this.nc.publish(subjects.heartbeat(this.clusterId), encodeHeartbeat(heartbeat));
+  }
+
+  subscribe(handler: (heartbeat: Heartbeat) => void): () => void {
+    const sub = this.nc.subscribe(subjects.heartbeat(this.clusterId), {
+      callback: (err, msg) => {
+        if (err) {
+          this.logger.warn("heartbeat subscription failed", { error: describeError(err) });
+          return;
+        }
+        let hb: Heartbeat;
+        try {
+          hb = parseHeartbeat(msg.data);
+        } catch (e) {
+          this.logger.warn("ignored a malformed heartbeat", { error: describeError(e) });
+          return;
+        }
+        handler(hb);
+      },
+    });
+    return () => sub.unsubscribe();
+  }
+}
+
+export class NatsReportSink implements ReportSink {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly clusterId: string,
+  ) {}
+
+  publish(report: ElectionReport): void {
+    this.nc.publish(subjects.electionReport(this.clusterId), encodeElectionReport(report));
+  }
+}
+
+export interface Coordinator {
+  readonly config: CoordinatorConfig;
+  readonly driver: ElectionDriver;
+  readonly logger: Logger;
+  /** Leaves the election gracefully (a leader resigns) and drains the NATS connection. */
+  stop(): Promise<void>;
+  /** Stops at once without resigning and drops the connection, as a crash would (for the demo). */
+  kill(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Defaults to a winston logger built from the config. */
+  logger?: Logger;
+}
+
+/** Connects, prepares the lease bucket and joins the election. */
+export async function startCoordinator(config: CoordinatorConfig, options: StartOptions = {}): Promise<Coordinator> {
+  let driver: ElectionDriver | undefined;
+  const logger =
+    options.logger ??
+    createLogger({
+      format: config.logFormat,
+      verbose: config.verbose,
+      fields: { coordinatorId: config.coordinatorId },
+      epoch: () => driver?.epoch ?? 0,
+    });
+  logger.info("starting coordinator", {
+    clusterId: config.clusterId,
+    natsUrls: config.natsUrls.join(","),
+    leaderTimeoutMs: config.leaderTimeoutMs,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    renewDeadlineMs: config.renewDeadlineMs,
+    electionBackoffMs: `${config.electionBackoffMinMs}-${config.electionBackoffMaxMs}`,
+    seed: config.seed,
+  });
+  const link: NatsLink = await connectNats({
+    urls: config.natsUrls,
+    name: `presence-coordinator ${config.coordinatorId}`,
+    connectTimeoutMs: config.connectTimeoutMs,
+    logger,
+  });
+  const { nc } = link;
+  try {
+    await checkServer(nc, config.kvReplicas, logger);
+    const lease = await KvLeaseStore.open(nc, {
+      clusterId: config.clusterId,
+      ttlMs: config.leaderTimeoutMs,
+      replicas: config.kvReplicas,
+      // A lease operation slower than a heartbeat interval is of no use to the leader.
+      timeoutMs: config.heartbeatIntervalMs,
+      logger,
+    });
+    driver = new ElectionDriver({
+      coordinatorId: config.coordinatorId,
+      clusterId: config.clusterId,
+      timings: config,
+      random: createRandom(config.seed),
+      lease,
+      heartbeats: new NatsHeartbeatBus(nc, config.clusterId, logger),
+      reports: new NatsReportSink(nc, config.clusterId),
+      logger,
+      isConnected: () => link.connected,
+    });
+    driver.start();
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+  const started = driver;
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    driver: started,
+    logger,
+    stop: () => {
+      stopping ??= (async () => {
+        await started.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
+        try {
+          await nc.drain();
+        } catch (err) {
+          logger.warn("draining the NATS connection failed", { error: describeError(err) });
+        }
+        logger.info("coordinator stopped");
+      })();
+      return stopping;
+    },
+    kill: async () => {
+      started.halt();
+      await nc.close();
+      logger.warn("coordinator killed without resigning");
+    },
+  };
+}

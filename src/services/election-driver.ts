@@ -1,0 +1,244 @@
+/**
+ * Runs the election machine against the world: executes its commands on the lease store,
+ * the heartbeat bus and the report sink, and feeds the results back as events.
+ *
+ * It also enforces the lease on its own, independent of the machine's timers: anything
+ * published as leader (heartbeats, leader reports) goes out only while the renew deadline,
+ * measured on this process's monotonic clock from when the last successful lease write was
+ * sent, has not passed. A process that was paused past its lease therefore publishes
+ * nothing as leader when it wakes, whatever order its timers fire in.
+ */
+import { performance } from "node:perf_hooks";
+import { createActor, type Actor } from "xstate";
+import type { ElectionTimings } from "../config.js";
+import { electionMachine, type ElectionCommand, type ElectionEvent } from "../machines/election.js";
+import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
+import type { RandomSource } from "../random.js";
+import { LeaseLostError, LeaseTakenError, type LeaseStore } from "./lease-store.js";
+import { describeError, type Logger } from "./logger.js";
+
+/** Where heartbeats go and come from. */
+export interface HeartbeatBus {
+  publish(heartbeat: Heartbeat): void;
+  /** Calls `handler` for every heartbeat heard; returns a function that stops listening. */
+  subscribe(handler: (heartbeat: Heartbeat) => void): () => void;
+}
+
+/** Where election reports go. */
+export interface ReportSink {
+  publish(report: ElectionReport): void;
+}
+
+export interface ElectionDriverOptions {
+  coordinatorId: string;
+  clusterId: string;
+  timings: ElectionTimings;
+  random: RandomSource;
+  lease: LeaseStore;
+  heartbeats: HeartbeatBus;
+  reports: ReportSink;
+  logger: Logger;
+  /** Whether the connection is up now; reports are not queued while it is down. */
+  isConnected: () => boolean;
+  /** Monotonic milliseconds (default: performance.now). */
+  now?: () => number;
+}
+
+const SAY: Record<ElectionReportBody["type"], string> = {
+  BecameFollower: "following; waiting for a leader",
+  FollowingLeader: "following the leader",
+  BecameCandidate: "standing for election",
+  BecameLeader: "became leader",
+  SteppedDown: "stepped down from leadership",
+  Stopped: "left the election",
+};
+
+export class ElectionDriver {
+  readonly actor: Actor<typeof electionMachine>;
+  private readonly now: () => number;
+  /** Monotonic time until which this process may act as leader. */
+  private leaseValidUntil = Number.NEGATIVE_INFINITY;
+  private seq = 0;
+  private unsubscribe: (() => void) | null = null;
+  private readonly log: Logger;
+
+  constructor(private readonly options: ElectionDriverOptions) {
+    this.now = options.now ?? (() => performance.now());
+    this.log = options.logger.child({ component: "election" });
+    this.actor = createActor(electionMachine, {
+      input: { coordinatorId: options.coordinatorId, timings: options.timings, random: options.random },
+    });
+    this.actor.on("*", (command) => this.execute(command));
+  }
+
+  /** The epoch this coordinator knows: its own while leading, else the highest seen. */
+  get epoch(): number {
+    const c = this.actor.getSnapshot().context;
+    return this.isLeader ? c.epoch : c.highestEpoch;
+  }
+
+  get isLeader(): boolean {
+    return this.actor.getSnapshot().matches("leader");
+  }
+
+  /** True while the renew deadline of the last successful lease write has not passed. */
+  leaseIsValid(): boolean {
+    return this.now() < this.leaseValidUntil;
+  }
+
+  start(): void {
+    this.unsubscribe = this.options.heartbeats.subscribe((hb) =>
+      this.send({ type: "HEARTBEAT", coordinatorId: hb.coordinatorId, epoch: hb.epoch, resigning: hb.resigning === true }),
+    );
+    this.actor.start();
+  }
+
+  /**
+   * Leaves the election: a leader resigns (last heartbeat with `resigning: true`, lease
+   * deleted), anyone else just stops. Resolves once the machine has stopped, or after
+   * `timeoutMs` at the latest.
+   */
+  async resign(timeoutMs: number): Promise<void> {
+    const done = new Promise<void>((resolve) => {
+      const sub = this.actor.subscribe({ complete: () => resolve(), error: () => resolve() });
+      if (this.actor.getSnapshot().status !== "active") {
+        sub.unsubscribe();
+        resolve();
+      }
+    });
+    this.send({ type: "RESIGN" });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    });
+    const late = await Promise.race([done.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) this.log.warn("resigning did not finish in time; leaving anyway", { timeoutMs });
+    this.unsubscribe?.();
+    this.actor.stop();
+  }
+
+  /** Stops at once, without resigning: to the others it is as if the process died. */
+  halt(): void {
+    this.unsubscribe?.();
+    this.leaseValidUntil = Number.NEGATIVE_INFINITY;
+    this.actor.stop();
+  }
+
+  private send(event: ElectionEvent): void {
+    if (this.actor.getSnapshot().status === "active") this.actor.send(event);
+  }
+
+  private execute(command: ElectionCommand): void {
+    switch (command.type) {
+      case "lease.create":
+        return void this.createLease();
+      case "lease.renew":
+        return void this.renewLease(command.epoch, command.revision);
+      case "lease.release":
+        return void this.releaseLease(command.revision);
+      case "heartbeat.publish":
+        return this.publishHeartbeat(command.epoch, command.resigning);
+      case "report.publish":
+        return this.publishReport(command.report);
+    }
+  }
+
+  private async createLease(): Promise<void> {
+    const sentAt = this.now();
+    try {
+      const { epoch, revision } = await this.options.lease.acquire(this.options.coordinatorId);
+      this.leaseValidUntil = sentAt + this.options.timings.renewDeadlineMs;
+      this.send({ type: "LEASE_CREATED", epoch, revision, latencyMs: this.now() - sentAt });
+    } catch (err) {
+      if (err instanceof LeaseTakenError) {
+        this.send({ type: "LEASE_TAKEN", holder: await this.readHolder() });
+      } else {
+        this.log.warn("lease create failed", { error: describeError(err) });
+        this.send({ type: "LEASE_ERROR", operation: "create", message: describeError(err) });
+      }
+    }
+  }
+
+  private async renewLease(epoch: number, revision: number): Promise<void> {
+    const sentAt = this.now();
+    try {
+      const next = await this.options.lease.renew({ coordinatorId: this.options.coordinatorId, epoch }, revision);
+      this.leaseValidUntil = sentAt + this.options.timings.renewDeadlineMs;
+      this.send({ type: "LEASE_RENEWED", revision: next, latencyMs: this.now() - sentAt });
+    } catch (err) {
+      if (err instanceof LeaseLostError) {
+        this.leaseValidUntil = Number.NEGATIVE_INFINITY;
+        this.log.warn("lease lost: another coordinator wrote it", { revision });
+        this.send({ type: "LEASE_LOST" });
+      } else {
+        this.log.warn("lease renewal failed", { error: describeError(err) });
+        this.send({ type: "LEASE_ERROR", operation: "renew", message: describeError(err) });
+      }
+    }
+  }
+
+  private async releaseLease(revision: number): Promise<void> {
+    // From here on this process does not act as leader, whatever the release's outcome.
+    this.leaseValidUntil = Number.NEGATIVE_INFINITY;
+    try {
+      await this.options.lease.release(revision);
+      this.send({ type: "LEASE_RELEASED", holder: await this.options.lease.holder() });
+    } catch (err) {
+      this.log.warn("lease release failed", { error: describeError(err) });
+      this.send({ type: "LEASE_ERROR", operation: "release", message: describeError(err) });
+    }
+  }
+
+  private async readHolder(): Promise<LeaseHolder | null> {
+    try {
+      return await this.options.lease.holder();
+    } catch (err) {
+      this.log.debug("could not read the lease holder", { error: describeError(err) });
+      return null;
+    }
+  }
+
+  private publishHeartbeat(epoch: number, resigning: boolean): void {
+    if (!this.leaseIsValid()) {
+      this.log.warn("not publishing a heartbeat: the renew deadline has passed", { epoch, resigning });
+      return;
+    }
+    if (!this.options.isConnected()) {
+      // Queued, it would go out after the reconnect, when the lease may belong to another.
+      this.log.warn("not connected to NATS: heartbeat not published", { epoch, resigning });
+      return;
+    }
+    const hb: Heartbeat = { coordinatorId: this.options.coordinatorId, epoch, ts: Date.now() };
+    if (resigning) hb.resigning = true;
+    this.options.heartbeats.publish(hb);
+    this.log.debug(resigning ? "published resigning heartbeat" : "published heartbeat", { heartbeatEpoch: epoch });
+  }
+
+  private publishReport(body: ElectionReportBody): void {
+    const fields = {
+      report: body.type,
+      reason: body.reason,
+      ...(body.leaderId !== undefined ? { leaderId: body.leaderId } : {}),
+      ...(body.formerEpoch !== undefined ? { formerEpoch: body.formerEpoch } : {}),
+    };
+    if (body.state === "leader" && !this.leaseIsValid()) {
+      this.log.warn(`${SAY[body.type]}, but the lease is no longer valid: report not published`, fields);
+      return;
+    }
+    this.log.info(SAY[body.type], fields);
+    if (!this.options.isConnected()) {
+      // A report queued now would arrive after the reconnect, possibly under a newer leader.
+      this.log.warn("not connected to NATS: report not published", { report: body.type });
+      return;
+    }
+    this.seq += 1;
+    this.options.reports.publish({
+      ...body,
+      clusterId: this.options.clusterId,
+      coordinatorId: this.options.coordinatorId,
+      seq: this.seq,
+      ts: Date.now(),
+    });
+  }
+}

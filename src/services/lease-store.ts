@@ -1,0 +1,151 @@
+/**
+ * The leader lease, behind a small interface: take it (KV create), renew it (KV update
+ * against the last revision), release it (KV delete against the last revision) and read
+ * who holds it. `KvLeaseStore` keeps it in the JetStream KV bucket
+ * `coordinator-leadership-{cluster}`, key `leader`, whose TTL is the leader timeout.
+ */
+import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import {
+  encodeLeaseValue,
+  parseLeaseValue,
+  resources,
+  type LeaseHolder,
+} from "../protocol/election.js";
+import { describeError, type Logger } from "./logger.js";
+
+export interface LeaseStore {
+  /** Takes the lease if nobody holds it. Throws LeaseTakenError when someone does. */
+  acquire(coordinatorId: string): Promise<{ epoch: number; revision: number }>;
+  /** Renews the lease written at `revision`. Throws LeaseLostError when it has another revision. */
+  renew(holder: LeaseHolder, revision: number): Promise<number>;
+  /** Deletes the lease if it is still at `revision`; does nothing if someone else wrote it since. */
+  release(revision: number): Promise<void>;
+  /** Who holds the lease now, or null. */
+  holder(): Promise<LeaseHolder | null>;
+}
+
+/** The lease create was refused: the key exists, so someone holds the lease. */
+export class LeaseTakenError extends Error {
+  override readonly name = "LeaseTakenError";
+  constructor(cause: unknown) {
+    super("lease store: the lease is held by another coordinator", { cause });
+  }
+}
+
+/** A renewal was refused because the lease's revision changed: someone else holds it now. */
+export class LeaseLostError extends Error {
+  override readonly name = "LeaseLostError";
+  constructor(revision: number, cause: unknown) {
+    super(`lease store: the lease is no longer at revision ${revision}`, { cause });
+  }
+}
+
+/** The lease bucket could not be created, opened or brought to the configured TTL. */
+export class LeaseBucketError extends Error {
+  override readonly name = "LeaseBucketError";
+}
+
+function isWrongRevision(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+export interface KvLeaseStoreOptions {
+  clusterId: string;
+  /** The bucket's TTL: the leader timeout. */
+  ttlMs: number;
+  replicas: number;
+  /** Timeout of each lease operation. */
+  timeoutMs: number;
+  logger: Logger;
+}
+
+export class KvLeaseStore implements LeaseStore {
+  private constructor(
+    private readonly kv: KV,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * Opens the lease bucket, creating it if absent. An existing bucket with another TTL or
+   * replica count (the leader timeout changed) is updated to the configured values, and
+   * the change is logged: a lease that outlives the leader timeout would delay failover.
+   */
+  static async open(nc: NatsConnection, options: KvLeaseStoreOptions): Promise<KvLeaseStore> {
+    const bucket = resources.leadershipBucket(options.clusterId);
+    const log = options.logger;
+    // Creating a replicated bucket may take seconds; lease operations get the short timeout.
+    const js = jetstream(nc);
+    try {
+      await new Kvm(js).create(bucket, {
+        ttl: options.ttlMs,
+        history: 1,
+        replicas: options.replicas,
+      });
+      const kv = await new Kvm(jetstream(nc, { timeout: options.timeoutMs })).open(bucket);
+      const status = await kv.status();
+      const info = status.streamInfo;
+      const update: { max_age?: number; num_replicas?: number } = {};
+      if (status.ttl !== options.ttlMs) update.max_age = nanos(options.ttlMs);
+      if (info.config.num_replicas !== options.replicas) update.num_replicas = options.replicas;
+      if (Object.keys(update).length > 0) {
+        const jsm = await js.jetstreamManager();
+        await jsm.streams.update(info.config.name, update);
+        log.warn("updated the existing lease bucket to this coordinator's settings", {
+          bucket,
+          ttlMs: `${status.ttl} -> ${options.ttlMs}`,
+          replicas: `${info.config.num_replicas} -> ${options.replicas}`,
+        });
+      }
+      log.debug("lease bucket ready", { bucket, ttlMs: options.ttlMs, replicas: options.replicas });
+      return new KvLeaseStore(kv, options.timeoutMs);
+    } catch (err) {
+      throw new LeaseBucketError(`lease store: cannot prepare KV bucket ${bucket}: ${describeError(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async acquire(coordinatorId: string): Promise<{ epoch: number; revision: number }> {
+    let epoch: number;
+    try {
+      epoch = await this.kv.create(resources.leaseKey, encodeLeaseValue({ coordinatorId, epoch: 0 }));
+    } catch (err) {
+      if (isWrongRevision(err)) throw new LeaseTakenError(err);
+      throw err;
+    }
+    // The epoch is the revision the create returned; stamp it into the value, so that
+    // anyone reading the lease sees it. Nobody else can write in between but by an update
+    // against this revision, which only the holder knows.
+    const revision = await this.renew({ coordinatorId, epoch }, epoch);
+    return { epoch, revision };
+  }
+
+  async renew(holder: LeaseHolder, revision: number): Promise<number> {
+    try {
+      return await this.kv.update(resources.leaseKey, encodeLeaseValue(holder), revision, this.timeoutMs);
+    } catch (err) {
+      if (isWrongRevision(err)) throw new LeaseLostError(revision, err);
+      throw err;
+    }
+  }
+
+  async release(revision: number): Promise<void> {
+    try {
+      await this.kv.delete(resources.leaseKey, { previousSeq: revision });
+    } catch (err) {
+      if (!isWrongRevision(err)) throw err;
+    }
+  }
+
+  async holder(): Promise<LeaseHolder | null> {
+    const entry = await this.kv.get(resources.leaseKey);
+    if (entry === null || entry.operation !== "PUT") return null;
+    return parseLeaseValue(entry.value, entry.revision);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Structured logging through winston. Every line of a coordinator carries its
+ * `coordinatorId` and the `epoch` it knows at that moment; components log through child
+ * loggers (`{ component: "election" }`).
+ */
+import { inspect } from "node:util";
+import winston from "winston";
+import type { LogFormat } from "../config.js";
+
+export type Logger = winston.Logger;
+
+export interface LoggerOptions {
+  format: LogFormat;
+  verbose: boolean;
+  /** Fields added to every line, e.g. `{ coordinatorId }`. */
+  fields?: Record<string, string | number>;
+  /** Read on every line: the epoch this coordinator knows now. */
+  epoch?: () => number;
+  /** Lowest level printed when not verbose (default "info"). */
+  level?: string;
+  /** Where lines go (default: stderr, so stdout stays free for a command's output). */
+  stream?: NodeJS.WritableStream;
+}
+
+const LEVEL_COLOURS: Record<string, string> = {
+  error: "\x1b[31m",
+  warn: "\x1b[33m",
+  info: "\x1b[36m",
+  debug: "\x1b[90m",
+};
+
+function formatValue(v: unknown): string {
+  if (typeof v === "string") return /[\s="]/.test(v) ? JSON.stringify(v) : v;
+  if (v instanceof Error) return JSON.stringify(v.message);
+  if (typeof v === "object" && v !== null) return inspect(v, { breakLength: Infinity, depth: 3 });
+  return String(v);
+}
+
+/** One line a record: `time level [coordinator epoch] component: message key=value ...`. */
+function prettyFormat(colour: boolean): winston.Logform.Format {
+  return winston.format.printf((info) => {
+    const { level, message, timestamp, coordinatorId, epoch, component, ...rest } = info;
+    const lvl = String(level);
+    const tag = colour ? `${LEVEL_COLOURS[lvl] ?? ""}${lvl.padEnd(5)}\x1b[0m` : lvl.padEnd(5);
+    const who = coordinatorId !== undefined ? `[${String(coordinatorId)} epoch=${String(epoch ?? 0)}] ` : "";
+    const where = component !== undefined ? `${String(component)}: ` : "";
+    const extras = Object.entries(rest)
+      .filter(([k]) => typeof k === "string" && k !== "splat")
+      .map(([k, v]) => `${k}=${formatValue(v)}`)
+      .join(" ");
+    return `${String(timestamp)} ${tag} ${who}${where}${String(message)}${extras ? ` ${extras}` : ""}`;
+  });
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const addEpoch = winston.format((info) => {
+    if (options.epoch) info.epoch = options.epoch();
+    return info;
+  });
+  const stream = options.stream ?? process.stderr;
+  const colour = options.format === "pretty" && "isTTY" in stream && stream.isTTY === true;
+  return winston.createLogger({
+    level: options.verbose ? "debug" : (options.level ?? "info"),
+    defaultMeta: options.fields ?? {},
+    format: winston.format.combine(
+      addEpoch(),
+      winston.format.errors({ stack: false }),
+      winston.format.timestamp(),
+      options.format === "json" ? winston.format.json() : prettyFormat(colour),
+    ),
+    transports: [new winston.transports.Stream({ stream })],
+  });
+}
+
+/** The message of an error and of its causes, for a log line or a CLI error. */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = err;
+  for (let depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
+    if (e instanceof Error) {
+      if (!parts.includes(e.message)) parts.push(e.message);
+      e = e.cause;
+    } else {
+      parts.push(String(e));
+      break;
+    }
+  }
+  return parts.join(": ");
+}

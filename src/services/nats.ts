@@ -1,0 +1,113 @@
+/**
+ * The coordinator's NATS connection: several seed URLs, endless reconnects, a bounded first
+ * connect with a clear error, status changes logged, and the server checks made at startup
+ * (JetStream present; the KV compare-and-swap caveat of old 2.9 servers).
+ */
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import semver from "semver";
+import { describeError, type Logger } from "./logger.js";
+
+/** The coordinator could not get a usable NATS connection. */
+export class NatsConnectError extends Error {
+  override readonly name = "NatsConnectError";
+}
+
+export interface ConnectOptions {
+  urls: string[];
+  name: string;
+  connectTimeoutMs: number;
+  logger: Logger;
+}
+
+/**
+ * Connects to the first reachable seed and keeps reconnecting (to any seed or gossiped
+ * server) for as long as the process runs. Fails with a NatsConnectError within about
+ * `connectTimeoutMs` when no seed answers.
+ */
+export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
+  const { urls, logger } = options;
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: urls,
+      name: options.name,
+      timeout: options.connectTimeoutMs,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 100,
+      pingInterval: 10_000,
+      maxPingOut: 3,
+    });
+  } catch (err) {
+    throw new NatsConnectError(`cannot connect to NATS at ${urls.join(", ")}: ${describeError(err)}`, {
+      cause: err,
+    });
+  }
+  logger.info("connected to NATS", { server: nc.getServer(), serverVersion: nc.info?.version ?? "unknown" });
+  const link: NatsLink = { nc, connected: true };
+  void watchStatus(link, logger);
+  return link;
+}
+
+/** A NATS connection and whether it is connected right now (false while reconnecting). */
+export interface NatsLink {
+  readonly nc: NatsConnection;
+  connected: boolean;
+}
+
+async function watchStatus(link: NatsLink, logger: Logger): Promise<void> {
+  for await (const s of link.nc.status()) {
+    switch (s.type) {
+      case "disconnect":
+        link.connected = false;
+        logger.warn("disconnected from NATS; reconnecting", { server: s.server });
+        break;
+      case "reconnect":
+        link.connected = true;
+        logger.info("reconnected to NATS", { server: s.server });
+        break;
+      case "close":
+        link.connected = false;
+        logger.debug("NATS connection closed");
+        break;
+      case "error":
+        logger.warn("NATS server reported an error", { error: describeError(s.error) });
+        break;
+      case "ldm":
+        logger.info("NATS server entered lame duck mode; will move to another server", { server: s.server });
+        break;
+      case "staleConnection":
+        logger.warn("NATS connection is stale; reconnecting");
+        break;
+      case "slowConsumer":
+        logger.warn("slow consumer on a NATS subscription", { subject: s.sub.getSubject(), pending: s.pending });
+        break;
+      default:
+        logger.debug("NATS status", { status: s.type });
+    }
+  }
+}
+
+/**
+ * Confirms the server has JetStream, and warns when its version has the KV
+ * compare-and-swap race on replicated buckets (nats-server issue 4320, fixed in 2.9.21).
+ */
+export async function checkServer(nc: NatsConnection, kvReplicas: number, logger: Logger): Promise<void> {
+  try {
+    await (await jetstreamManager(nc)).getAccountInfo();
+  } catch (err) {
+    throw new NatsConnectError(
+      `JetStream is not available on the NATS server (${describeError(err)}); start nats-server with -js, or enable JetStream for this account`,
+      { cause: err },
+    );
+  }
+  const version = nc.info?.version ?? "";
+  const parsed = semver.coerce(version);
+  if (parsed !== null && semver.lt(parsed, "2.9.21")) {
+    const message =
+      "this nats-server is older than 2.9.21: KV compare-and-swap is not safe on replicated buckets there (nats-server issue 4320)";
+    if (kvReplicas > 1) logger.warn(`${message}; upgrade the servers before relying on --kv-replicas ${kvReplicas}`, { serverVersion: version });
+    else logger.info(`${message}; single-replica buckets are not affected`, { serverVersion: version });
+  }
+}

@@ -1,0 +1,80 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import {
+  ConfigError,
+  DEFAULT_TIMINGS,
+  parseNatsUrls,
+  validateConfig,
+  validateTimings,
+  type CoordinatorConfig,
+} from "../../src/config.js";
+
+const base: CoordinatorConfig = {
+  natsUrls: ["nats://127.0.0.1:4222"],
+  clusterId: "prod-eu",
+  coordinatorId: "coord-1",
+  ...DEFAULT_TIMINGS,
+  connectTimeoutMs: 5000,
+  kvReplicas: 1,
+  logFormat: "pretty",
+  verbose: false,
+  seed: 1,
+};
+
+function refused(change: Partial<CoordinatorConfig>): ConfigError {
+  try {
+    validateConfig({ ...base, ...change });
+  } catch (err) {
+    assert.instance(err, ConfigError);
+    return err as ConfigError;
+  }
+  throw new assert.Assertion({ message: `expected ${JSON.stringify(change)} to be refused` });
+}
+
+test("config - the documented defaults are valid", () => {
+  validateTimings(DEFAULT_TIMINGS);
+  validateConfig(base);
+  assert.equal(DEFAULT_TIMINGS, {
+    heartbeatIntervalMs: 1000,
+    leaderTimeoutMs: 2000,
+    electionBackoffMinMs: 150,
+    electionBackoffMaxMs: 300,
+    renewDeadlineMs: 1500,
+  });
+});
+
+test("config - bad timing combinations are refused with the flag and the rule", () => {
+  const cases: [Partial<CoordinatorConfig>, string, RegExp][] = [
+    [{ leaderTimeoutMs: 1900 }, "--leader-timeout", /at least 2 × --heartbeat-interval/],
+    [{ electionBackoffMinMs: 400, electionBackoffMaxMs: 300 }, "--election-backoff-min", /must not exceed --election-backoff-max/],
+    [{ electionBackoffMaxMs: 2000 }, "--election-backoff-max", /below --leader-timeout/],
+    [{ renewDeadlineMs: 2000 }, "--renew-deadline", /below --leader-timeout/],
+    [{ renewDeadlineMs: 1000 }, "--renew-deadline", /above --heartbeat-interval/],
+    [{ heartbeatIntervalMs: 2.5 }, "--heartbeat-interval", /whole number/],
+    [{ electionBackoffMinMs: -1 }, "--election-backoff-min", /at least 0/],
+  ];
+  for (const [change, flag, rule] of cases) {
+    const err = refused(change);
+    assert.is(err.flag, flag, JSON.stringify(change));
+    assert.match(err.message, rule);
+    assert.ok(err.message.startsWith(`${flag}: `), "the message starts with the flag");
+  }
+});
+
+test("config - identifiers and URLs are checked", () => {
+  assert.is(refused({ clusterId: "a.b" }).flag, "--cluster-id");
+  assert.is(refused({ clusterId: "" }).flag, "--cluster-id");
+  assert.is(refused({ clusterId: "has space" }).flag, "--cluster-id");
+  assert.is(refused({ coordinatorId: "x y" }).flag, "--coordinator-id");
+  assert.is(refused({ natsUrls: [] }).flag, "--nats-url");
+  assert.is(refused({ natsUrls: ["http://x y"] }).flag, "--nats-url");
+  assert.is(refused({ kvReplicas: 0 }).flag, "--kv-replicas");
+  assert.is(refused({ connectTimeoutMs: 5 }).flag, "--connect-timeout");
+  validateConfig({ ...base, natsUrls: ["nats://a:4222", "tls://b.example.com:4222", "localhost:4222"] });
+});
+
+test("config - seed URLs are split on commas and blanks are dropped", () => {
+  assert.equal(parseNatsUrls(" nats://a:1, nats://b:2,,"), ["nats://a:1", "nats://b:2"]);
+});
+
+test.run();
