@@ -28,7 +28,8 @@ function refused(change: Partial<CoordinatorConfig>): ConfigError {
     assert.instance(err, ConfigError);
     return err as ConfigError;
   }
-  throw new assert.Assertion({ message: `expected ${JSON.stringify(change)} to be refused` });
+  assert.unreachable(`expected ${JSON.stringify(change)} to be refused`);
+  throw new Error("unreachable");
 }
 
 test("config - the documented defaults are valid", () => {
