@@ -9,7 +9,7 @@
  * nothing as leader when it wakes, whatever order its timers fire in.
  */
 import { performance } from "node:perf_hooks";
-import { createActor, type Actor } from "xstate";
+import { createActor, type Actor, type ActorOptions } from "xstate";
 import type { ElectionTimings } from "../config.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../machines/election.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
@@ -42,6 +42,8 @@ export interface ElectionDriverOptions {
   isConnected: () => boolean;
   /** Monotonic milliseconds (default: performance.now). */
   now?: () => number;
+  /** The machine's clock (default: XState's real-time clock); tests pass a SimulatedClock. */
+  clock?: ActorOptions<typeof electionMachine>["clock"];
 }
 
 const SAY: Record<ElectionReportBody["type"], string> = {
@@ -66,6 +68,7 @@ export class ElectionDriver {
     this.now = options.now ?? (() => performance.now());
     this.log = options.logger.child({ component: "election" });
     this.actor = createActor(electionMachine, {
+      ...(options.clock ? { clock: options.clock } : {}),
       input: { coordinatorId: options.coordinatorId, timings: options.timings, random: options.random },
     });
     this.actor.on("*", (command) => this.execute(command));

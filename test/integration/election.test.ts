@@ -1,0 +1,227 @@
+/**
+ * The election against a real nats-server, with coordinators started through the CLI.
+ * These wait for real time, polling for conditions with deadlines.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
+import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+
+const LEADER_TIMEOUT_MS = 2000;
+
+interface Setup {
+  urls: string[];
+  clusterId: string;
+  observer: Observer;
+  coordinators: CoordinatorProcess[];
+}
+
+let clusterCounter = 0;
+
+/** Starts a JetStream server, an observer and `ids` coordinators; always cleans up. */
+async function withCoordinators(
+  ids: string[],
+  body: (s: Setup) => Promise<void>,
+  options: { args?: (id: string, urls: string[]) => string[]; cluster?: NatsCluster } = {},
+): Promise<void> {
+  const server = options.cluster ? undefined : await NatsServer.start();
+  const urls = options.cluster?.urls ?? [server!.url];
+  const clusterId = `it${process.pid}x${++clusterCounter}`;
+  const coordinators: CoordinatorProcess[] = [];
+  let observer: Observer | undefined;
+  try {
+    observer = await Observer.start(urls, clusterId);
+    for (const id of ids) {
+      coordinators.push(
+        spawnCoordinator({ urls, clusterId, id, args: options.args?.(id, urls) ?? [] }),
+      );
+    }
+    await body({ urls, clusterId, observer, coordinators });
+  } catch (err) {
+    for (const c of coordinators) {
+      process.stderr.write(`--- last log lines of ${c.id} ---\n${c.lines.slice(-15).join("\n")}\n`);
+    }
+    throw err;
+  } finally {
+    await Promise.all(coordinators.map((c) => c.kill()));
+    await observer?.close();
+    await server?.stop();
+  }
+}
+
+/** Waits until some coordinator leads and returns its heartbeat and process. */
+async function waitForLeader(s: Setup, since = 0, notId?: string) {
+  const seen = await s.observer.waitForHeartbeat(
+    "a leader's heartbeat",
+    (hb) => !hb.resigning && hb.coordinatorId !== notId,
+    15_000,
+    since,
+  );
+  const proc = s.coordinators.find((c) => c.id === seen.msg.coordinatorId);
+  assert.ok(proc, `the leader ${seen.msg.coordinatorId} is one of ours`);
+  return { hb: seen.msg, at: seen.at, proc: proc! };
+}
+
+/** The ids that heartbeated (not resigning) after `since`. */
+function heartbeaters(s: Setup, since: number): Set<string> {
+  return new Set(
+    s.observer
+      .heartbeatsSince(since)
+      .filter((h) => !h.resigning)
+      .map((h) => h.coordinatorId),
+  );
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test("election - three coordinators started through the CLI elect exactly one leader", async () => {
+  await withCoordinators(["c1", "c2", "c3"], async (s) => {
+    const leader = await waitForLeader(s);
+    // Let it run for a few heartbeats and renewals.
+    await sleep(3 * 1000);
+    const after = performance.now();
+    assert.equal([...heartbeaters(s, 0)], [leader.hb.coordinatorId], "only one coordinator ever heartbeated");
+    const becameLeader = s.observer.reports.filter((r) => r.msg.type === "BecameLeader");
+    assert.is(becameLeader.length, 1, "exactly one BecameLeader report");
+    assert.is(becameLeader[0]!.msg.epoch, leader.hb.epoch, "the report carries the heartbeat's epoch");
+    // Every follower knows the leader.
+    for (const c of s.coordinators.filter((c) => c.id !== leader.proc.id)) {
+      const last = s.observer.reports.filter((r) => r.msg.coordinatorId === c.id).at(-1)?.msg;
+      assert.ok(last, `${c.id} reported`);
+      assert.is(last!.leaderId, leader.hb.coordinatorId, `${c.id} follows the leader`);
+      assert.is(last!.state, "follower");
+    }
+    // Heartbeats keep coming about once per interval.
+    const recent = s.observer.heartbeats.filter((h) => h.at > after - 3000);
+    assert.ok(recent.length >= 2, `the leader heartbeats every second (saw ${recent.length} in 3 s)`);
+    // Every log line carries the coordinator id and the epoch.
+    for (const c of s.coordinators) {
+      const logs = c.logs();
+      assert.ok(logs.length > 0, `${c.id} logged JSON lines`);
+      for (const l of logs) {
+        assert.is(l.coordinatorId, c.id);
+        assert.type(l.epoch, "number");
+      }
+    }
+  });
+});
+
+test("election - SIGKILL of the leader gives a new leader with a higher epoch", async () => {
+  await withCoordinators(["k1", "k2", "k3"], async (s) => {
+    const first = await waitForLeader(s);
+    first.proc.signal("SIGKILL");
+    const killedAt = performance.now();
+    const next = await waitForLeader(s, killedAt, first.hb.coordinatorId);
+    assert.ok(next.hb.epoch > first.hb.epoch, `epoch grew: ${first.hb.epoch} -> ${next.hb.epoch}`);
+    await sleep(2000);
+    assert.equal([...heartbeaters(s, next.at)], [next.hb.coordinatorId], "one leader after the failover");
+  });
+});
+
+test("election - SIGTERM of the leader hands over without waiting for the timeout, and exits 0", async () => {
+  await withCoordinators(["t1", "t2", "t3"], async (s) => {
+    const first = await waitForLeader(s);
+    await sleep(1200); // a renewal or two, so the followers are settled
+    first.proc.signal("SIGTERM");
+    const signalledAt = performance.now();
+    const resigning = await s.observer.waitForHeartbeat(
+      "the resigning heartbeat",
+      (hb) => hb.resigning === true && hb.coordinatorId === first.hb.coordinatorId,
+      5000,
+      signalledAt,
+    );
+    assert.is(resigning.msg.epoch, first.hb.epoch);
+    const next = await waitForLeader(s, signalledAt, first.hb.coordinatorId);
+    assert.ok(next.hb.epoch > first.hb.epoch);
+    assert.ok(
+      next.at - resigning.at < LEADER_TIMEOUT_MS,
+      `a new leader took over before a leader timeout elapsed (${(next.at - resigning.at).toFixed(0)} ms)`,
+    );
+    const candidates = s.observer.reportsSince(signalledAt).filter((r) => r.type === "BecameCandidate");
+    assert.ok(candidates.length > 0, "followers stood for election");
+    for (const r of candidates) assert.is(r.reason, "leader-resigned");
+    assert.is(await first.proc.exited, 0, "the resigned coordinator exits 0");
+    const stopped = s.observer.reports.find((r) => r.msg.coordinatorId === first.hb.coordinatorId && r.msg.type === "Stopped");
+    assert.ok(stopped, "it reported Stopped");
+    assert.is(stopped!.msg.formerEpoch, first.hb.epoch);
+  });
+});
+
+test("election - a paused leader publishes nothing under its old epoch after it wakes", async () => {
+  await withCoordinators(["p1", "p2", "p3"], async (s) => {
+    const first = await waitForLeader(s);
+    const old = first.hb;
+    await sleep(500);
+    first.proc.signal("SIGSTOP");
+    const next = await waitForLeader(s, performance.now(), old.coordinatorId);
+    assert.ok(next.hb.epoch > old.epoch);
+    await sleep(500);
+    const wokeAt = performance.now();
+    first.proc.signal("SIGCONT");
+    // It must learn that it lost the lease and follow the new leader.
+    const steppedDown = await s.observer.waitForReport(
+      "the woken leader's SteppedDown",
+      (r) => r.coordinatorId === old.coordinatorId && r.type === "SteppedDown",
+      10_000,
+      wokeAt,
+    );
+    assert.is(steppedDown.msg.epoch, next.hb.epoch, "it steps down naming the new epoch");
+    assert.is(steppedDown.msg.leaderId, next.hb.coordinatorId);
+    await sleep(2500);
+    const fromOld = s.observer.heartbeatsSince(wokeAt).filter((h) => h.coordinatorId === old.coordinatorId);
+    assert.equal(fromOld, [], "not a single heartbeat from the woken leader");
+    const oldEpochReports = s.observer
+      .reportsSince(wokeAt)
+      .filter((r) => r.coordinatorId === old.coordinatorId && r.epoch <= old.epoch);
+    assert.equal(oldEpochReports, [], "no report under the old epoch");
+    assert.equal([...heartbeaters(s, wokeAt)], [next.hb.coordinatorId], "the new leader keeps leading alone");
+    assert.ok(first.proc.running, "the woken coordinator keeps running as a follower");
+  });
+});
+
+test("election - on a 3-node NATS cluster the election survives stopping the leader's server", async () => {
+  const cluster = await NatsCluster.start(3);
+  try {
+    await withCoordinators(
+      ["r1", "r2", "r3"],
+      async (s) => {
+        const first = await waitForLeader(s);
+        // Find the server the leader is connected to, from its own log.
+        const connected = first.proc
+          .logs()
+          .filter((l) => l.message === "connected to NATS" || l.message === "reconnected to NATS")
+          .at(-1);
+        const url = String(connected?.server ?? "");
+        const victim = cluster.servers.find((srv) => url.endsWith(`:${srv.port}`));
+        assert.ok(victim, `the leader's server is known (${url})`);
+        await victim!.stop({ keepStore: true });
+        const stoppedAt = performance.now();
+        // Within a few seconds there is again exactly one leader, whoever it is.
+        await waitFor(
+          "a leader heartbeating after the server stopped",
+          () => heartbeaters(s, stoppedAt).size > 0,
+          15_000,
+        );
+        await sleep(4000);
+        const settled = performance.now() - 2500;
+        assert.is(heartbeaters(s, settled).size, 1, "exactly one leader heartbeats after the server loss");
+        for (const c of s.coordinators) assert.ok(c.running, `${c.id} is still running`);
+        await victim!.launch();
+        await sleep(1500);
+        assert.is(heartbeaters(s, performance.now() - 1200).size, 1, "still one leader after the server returns");
+      },
+      {
+        cluster,
+        // Each coordinator lists the seeds in another order, so they spread over the servers.
+        args: (id, urls) => {
+          const k = Number(id.slice(1)) % urls.length;
+          return ["--nats-url", [...urls.slice(k), ...urls.slice(0, k)].join(","), "--kv-replicas", "3"];
+        },
+      },
+    );
+  } finally {
+    await cluster.stop();
+  }
+});
+
+test.run();

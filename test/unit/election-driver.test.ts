@@ -1,0 +1,225 @@
+/**
+ * The election driver with strict fakes (no NATS): a fake lease store that fails on any
+ * call nobody expected, a fake monotonic clock for the driver, and a SimulatedClock for
+ * the machine.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { SimulatedClock } from "xstate";
+import { DEFAULT_TIMINGS } from "../../src/config.js";
+import type { ElectionReport, Heartbeat, LeaseHolder } from "../../src/protocol/election.js";
+import { createRandom } from "../../src/random.js";
+import { ElectionDriver } from "../../src/services/election-driver.js";
+import { LeaseTakenError, type LeaseStore } from "../../src/services/lease-store.js";
+import { createLogger } from "../../src/services/logger.js";
+import { Writable } from "node:stream";
+
+const T = DEFAULT_TIMINGS;
+
+interface Pending<T> {
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+
+/** A lease store whose every call must be expected; calls wait until the test answers them. */
+class StrictLeaseStore implements LeaseStore {
+  readonly calls: { op: string; answer: Pending<unknown> }[] = [];
+  private expected: string[] = [];
+
+  expect(...ops: string[]) {
+    this.expected.push(...ops);
+  }
+
+  private call<T>(op: string): Promise<T> {
+    const next = this.expected.shift();
+    if (next !== op) throw new Error(`unexpected lease store call: ${op} (expected ${next ?? "none"})`);
+    return new Promise<T>((resolve, reject) => {
+      this.calls.push({ op, answer: { resolve: resolve as (v: unknown) => void, reject } });
+    });
+  }
+
+  /** Answers the oldest unanswered call, which must be `op`. */
+  answer(op: string, value: unknown, fail = false) {
+    const i = this.calls.findIndex((c) => c.op === op);
+    if (i < 0) throw new Error(`no pending ${op} call`);
+    const [c] = this.calls.splice(i, 1);
+    if (fail) c!.answer.reject(value);
+    else c!.answer.resolve(value);
+  }
+
+  acquire(): Promise<{ epoch: number; revision: number }> {
+    return this.call("acquire");
+  }
+  renew(): Promise<number> {
+    return this.call("renew");
+  }
+  release(): Promise<void> {
+    return this.call("release");
+  }
+  holder(): Promise<LeaseHolder | null> {
+    return this.call("holder");
+  }
+}
+
+const flush = () => new Promise((r) => setImmediate(r));
+
+function setup() {
+  const clock = new SimulatedClock();
+  let now = 0;
+  let connected = true;
+  const lease = new StrictLeaseStore();
+  const heartbeats: Heartbeat[] = [];
+  const reports: ElectionReport[] = [];
+  let hear: ((hb: Heartbeat) => void) | undefined;
+  const logLines: string[] = [];
+  const driver = new ElectionDriver({
+    coordinatorId: "me",
+    clusterId: "c",
+    timings: T,
+    random: createRandom(3),
+    lease,
+    heartbeats: {
+      publish: (hb) => heartbeats.push(hb),
+      subscribe: (h) => {
+        hear = h;
+        return () => (hear = undefined);
+      },
+    },
+    reports: { publish: (r) => reports.push(r) },
+    logger: createLogger({
+      format: "json",
+      verbose: true,
+      stream: new Writable({
+        write(chunk, _enc, cb) {
+          logLines.push(String(chunk));
+          cb();
+        },
+      }),
+    }),
+    isConnected: () => connected,
+    now: () => now,
+    clock,
+  });
+  const advance = (ms: number) => {
+    for (let i = 0; i < ms; i++) {
+      clock.increment(1);
+      now += 1;
+    }
+  };
+  return {
+    driver,
+    lease,
+    heartbeats,
+    reports,
+    logLines,
+    advance,
+    /** Time passes for the process's monotonic clock only: the process was paused. */
+    pause: (ms: number) => (now += ms),
+    setConnected: (c: boolean) => (connected = c),
+    hear: (hb: Heartbeat) => hear?.(hb),
+    async becomeLeader(epoch: number) {
+      lease.expect("acquire");
+      advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+      lease.answer("acquire", { epoch, revision: epoch + 1 });
+      await flush();
+      assert.ok(driver.isLeader, "the driver's machine leads");
+    },
+  };
+}
+
+test("driver - a leader heartbeats and reports with its epoch, cluster and a rising seq", async () => {
+  const s = setup();
+  s.driver.start();
+  await s.becomeLeader(7);
+  assert.is(s.heartbeats.length, 1);
+  assert.is(s.heartbeats[0]!.epoch, 7);
+  assert.is(s.heartbeats[0]!.coordinatorId, "me");
+  const types = s.reports.map((r) => r.type);
+  assert.equal(types, ["BecameFollower", "BecameCandidate", "BecameLeader"]);
+  assert.equal(
+    s.reports.map((r) => r.seq),
+    [1, 2, 3],
+  );
+  for (const r of s.reports) {
+    assert.is(r.clusterId, "c");
+    assert.is(r.coordinatorId, "me");
+  }
+});
+
+test("driver - a renewal answered after the renew deadline publishes no heartbeat", async () => {
+  const s = setup();
+  s.driver.start();
+  await s.becomeLeader(7);
+  s.lease.expect("renew", "release", "holder");
+  s.advance(T.heartbeatIntervalMs); // the renewal goes out...
+  s.pause(2000); // ...and the process is paused before its answer is handled
+  s.lease.answer("renew", 9);
+  await flush();
+  assert.is(s.heartbeats.length, 1, "no heartbeat for a renewal that came back too late");
+  assert.ok(!s.driver.leaseIsValid());
+  assert.ok(
+    s.logLines.some((l) => l.includes("renew deadline has passed")),
+    "the dropped heartbeat is logged",
+  );
+  // The machine steps down at once: the deadline left after a 2 s round trip is zero.
+  s.advance(1);
+  assert.is(s.driver.actor.getSnapshot().value, "steppingDown");
+});
+
+test("driver - nothing is published as leader once the lease is released", async () => {
+  const s = setup();
+  s.driver.start();
+  await s.becomeLeader(7);
+  s.lease.expect("release", "holder");
+  const resigned = s.driver.resign(5000);
+  assert.is(s.heartbeats.at(-1)?.resigning, true, "the resigning heartbeat goes out first");
+  s.lease.answer("release", undefined);
+  await flush();
+  s.lease.answer("holder", null);
+  await resigned;
+  assert.ok(!s.driver.leaseIsValid());
+  assert.is(s.reports.at(-1)?.type, "Stopped");
+  assert.is(s.reports.at(-1)?.formerEpoch, 7);
+});
+
+test("driver - heartbeats and reports are not queued while NATS is disconnected", async () => {
+  const s = setup();
+  s.driver.start();
+  await s.becomeLeader(7);
+  const reportsBefore = s.reports.length;
+  s.setConnected(false);
+  s.lease.expect("renew");
+  s.advance(T.heartbeatIntervalMs);
+  s.lease.answer("renew", 9);
+  await flush();
+  assert.is(s.heartbeats.length, 1, "the heartbeat after the renewal was not queued");
+  s.lease.expect("renew");
+  s.setConnected(true);
+  s.advance(T.heartbeatIntervalMs);
+  s.lease.answer("renew", 10);
+  await flush();
+  assert.is(s.heartbeats.length, 2, "heartbeats resume once connected");
+  assert.is(s.reports.length, reportsBefore);
+});
+
+test("driver - a lost create reads the holder and follows it", async () => {
+  const s = setup();
+  s.driver.start();
+  s.lease.expect("acquire", "holder");
+  s.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  s.lease.answer("acquire", new LeaseTakenError("exists"), true);
+  await flush();
+  s.lease.answer("holder", { coordinatorId: "other", epoch: 12 });
+  await flush();
+  assert.is(s.driver.actor.getSnapshot().value, "follower");
+  assert.equal(
+    { type: s.reports.at(-1)?.type, leaderId: s.reports.at(-1)?.leaderId, epoch: s.reports.at(-1)?.epoch },
+    { type: "BecameFollower", leaderId: "other", epoch: 12 },
+  );
+  // Heartbeats of that leader are now followed silently.
+  s.hear({ coordinatorId: "other", epoch: 12, ts: 0 });
+  assert.is(s.reports.at(-1)?.type, "BecameFollower");
+  assert.is(s.lease.calls.length, 0, "no lease call left unanswered");
+});
+
+test.run();
