@@ -147,6 +147,14 @@ function stopOnSignals(stop: () => Promise<void>): void {
   process.on("SIGINT", onSignal);
 }
 
+/** Commander's own errors (unknown flag, bad value, missing option) exit with the usage code. */
+function exitOnUsageError(cmd: Command): Command {
+  return cmd.exitOverride((err) => {
+    const clean = err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help";
+    process.exit(clean ? 0 : EXIT_USAGE);
+  });
+}
+
 export function buildProgram(): Command {
   const program = new Command("presence-coordinator")
     .description("Presence and leader-election coordinator on NATS JetStream")
@@ -198,7 +206,7 @@ export function buildProgram(): Command {
       const coordinator = await startCoordinator(config).catch(fail);
       stopOnSignals(() => coordinator.stop());
     });
-  program.addCommand(run);
+  program.addCommand(exitOnUsageError(run));
 
   const dev = new Command("dev")
     .description("demo: an embedded nats-server and three coordinators, printing every election report")
@@ -239,8 +247,8 @@ export function buildProgram(): Command {
         }
       },
     );
-  program.addCommand(dev);
-  return program;
+  program.addCommand(exitOnUsageError(dev));
+  return exitOnUsageError(program);
 }
 
 await buildProgram().parseAsync(process.argv);

@@ -90,8 +90,12 @@ export class KvLeaseStore implements LeaseStore {
       const kv = await new Kvm(jetstream(nc, { timeout: options.timeoutMs })).open(bucket);
       const status = await kv.status();
       const info = status.streamInfo;
-      const update: { max_age?: number; num_replicas?: number } = {};
-      if (status.ttl !== options.ttlMs) update.max_age = nanos(options.ttlMs);
+      const update: { max_age?: number; duplicate_window?: number; num_replicas?: number } = {};
+      if (status.ttl !== options.ttlMs) {
+        update.max_age = nanos(options.ttlMs);
+        // The server refuses a duplicate window longer than the max age.
+        if (info.config.duplicate_window > nanos(options.ttlMs)) update.duplicate_window = nanos(options.ttlMs);
+      }
       if (info.config.num_replicas !== options.replicas) update.num_replicas = options.replicas;
       if (Object.keys(update).length > 0) {
         const jsm = await js.jetstreamManager();

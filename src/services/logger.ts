@@ -78,7 +78,12 @@ export function describeError(err: unknown): string {
   let e: unknown = err;
   for (let depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
     if (e instanceof Error) {
-      if (!parts.includes(e.message)) parts.push(e.message);
+      // Client libraries often repeat the cause's text in the wrapper's message.
+      if (!parts.some((p) => p.includes(e instanceof Error ? e.message : ""))) {
+        const shorter = parts.findIndex((p) => e instanceof Error && e.message.includes(p));
+        if (shorter >= 0) parts.splice(shorter, 1, e.message);
+        else parts.push(e.message);
+      }
       e = e.cause;
     } else {
       parts.push(String(e));

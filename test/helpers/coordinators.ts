@@ -98,13 +98,21 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Starts the built CLI with `args` (and extra environment) as a long-running process. */
+export function spawnCli(id: string, args: string[], env: NodeJS.ProcessEnv = {}): CoordinatorProcess {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before the integration tests`);
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  return new CoordinatorProcess(id, child);
+}
+
 /** Starts `presence-coordinator run` from dist/ with JSON logs. */
 export function spawnCoordinator(options: SpawnOptions): CoordinatorProcess {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before the integration tests`);
-  const child = spawn(
-    process.execPath,
+  return spawnCli(
+    options.id,
     [
-      CLI,
       "run",
       "--nats-url",
       options.urls.join(","),
@@ -116,9 +124,8 @@ export function spawnCoordinator(options: SpawnOptions): CoordinatorProcess {
       "json",
       ...(options.args ?? []),
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...options.env } },
+    options.env,
   );
-  return new CoordinatorProcess(options.id, child);
 }
 
 /** Runs the CLI to completion with the given arguments. */

@@ -1,0 +1,174 @@
+/**
+ * The CLI as an operator meets it: bad flags, unreachable NATS, configuration from the
+ * environment, and an existing lease bucket with another TTL.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { freePort, NatsServer } from "../../src/services/nats-server.js";
+import { Observer, runCli, spawnCli, spawnCoordinator, type CoordinatorProcess } from "../helpers/coordinators.js";
+
+/** A loopback TCP server that accepts connections and never says a word (not NATS). */
+async function silentServer(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer((s) => sockets.push(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const address = server.address();
+  if (address === null || typeof address !== "object") throw new Error("no address");
+  return { server, port: address.port, sockets };
+}
+
+async function closeSilent(s: { server: Server; sockets: Socket[] }) {
+  for (const sock of s.sockets) sock.destroy();
+  await new Promise((r) => s.server.close(() => r(undefined)));
+}
+
+test("cli - a refused NATS URL gives a clear error and exit 1, without a stack trace", async () => {
+  const port = await freePort();
+  const r = await runCli(["run", "-u", `nats://127.0.0.1:${port}`, "--cluster-id", "x"]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, `presence-coordinator: cannot connect to NATS at nats://127.0.0.1:${port}`);
+  assert.match(r.stderr, /refused/);
+  assert.not.match(r.stderr, /\n\s+at /, "no stack trace");
+});
+
+test("cli - a server that never answers gives up after the connect timeout", async () => {
+  const silent = await silentServer();
+  try {
+    const r = await runCli(
+      ["run", "-u", `nats://127.0.0.1:${silent.port}`, "--cluster-id", "x", "--connect-timeout", "1000"],
+      { timeoutMs: 20_000 },
+    );
+    assert.is(r.code, 1, `exits 1 (stderr: ${r.stderr})`);
+    assert.match(r.stderr, `cannot connect to NATS at nats://127.0.0.1:${silent.port}`);
+    assert.match(r.stderr, /timeout/i);
+    assert.ok(silent.sockets.length > 0, "it did try the server");
+  } finally {
+    await closeSilent(silent);
+  }
+});
+
+test("cli - bad timings are refused before connecting, naming the flag and the rule", async () => {
+  const silent = await silentServer();
+  try {
+    const url = `nats://127.0.0.1:${silent.port}`;
+    const cases: [string[], RegExp][] = [
+      [["--leader-timeout", "1500"], /--leader-timeout: must be at least 2 × --heartbeat-interval \(1000 ms\)/],
+      [["--election-backoff-min", "500", "--election-backoff-max", "400"], /--election-backoff-min: must not exceed --election-backoff-max/],
+      [["--renew-deadline", "2500"], /--renew-deadline: must be below --leader-timeout/],
+      [["--leader-timeout", "2s"], /option '--leader-timeout <ms>' argument '2s' is invalid\. must be a whole number/],
+      [["--log-format", "xml"], /--log-format <format>' argument 'xml' is invalid/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(["run", "-u", url, "--cluster-id", "x", ...args]);
+      assert.is(r.code, 2, `${args.join(" ")} exits 2`);
+      assert.match(r.stderr, message);
+    }
+    const badCluster = await runCli(["run", "-u", url, "--cluster-id", "a.b"]);
+    assert.is(badCluster.code, 2);
+    assert.match(badCluster.stderr, /--cluster-id: must be 1–64 characters/);
+    const missing = await runCli(["run", "--cluster-id", "x"]);
+    assert.is(missing.code, 2);
+    assert.match(missing.stderr, /required option '-u, --nats-url <urls>' not specified/);
+    assert.is(silent.sockets.length, 0, "no connection was attempted for a refused configuration");
+  } finally {
+    await closeSilent(silent);
+  }
+});
+
+test("cli - every flag can come from the environment", async () => {
+  const server = await NatsServer.start();
+  const observer = await Observer.start([server.url], "envcluster");
+  const proc = spawnCli("from-env", ["run"], {
+    PRESENCE_NATS_URL: server.url,
+    PRESENCE_CLUSTER_ID: "envcluster",
+    PRESENCE_COORDINATOR_ID: "from-env",
+    PRESENCE_LEADER_TIMEOUT: "1200",
+    PRESENCE_HEARTBEAT_INTERVAL: "500",
+    PRESENCE_ELECTION_BACKOFF_MIN: "10",
+    PRESENCE_ELECTION_BACKOFF_MAX: "20",
+    PRESENCE_LOG_FORMAT: "json",
+    PRESENCE_SEED: "42",
+  });
+  try {
+    await observer.waitForHeartbeat("a heartbeat of the coordinator configured by environment", (h) => h.coordinatorId === "from-env", 10_000);
+    const started = proc.logs().find((l) => l.message === "starting coordinator");
+    assert.ok(started, "it logged its configuration as JSON");
+    assert.is(started!.leaderTimeoutMs, 1200);
+    assert.is(started!.heartbeatIntervalMs, 500);
+    assert.is(started!.renewDeadlineMs, 900, "the renew deadline defaults to 75% of the leader timeout");
+    assert.is(started!.electionBackoffMs, "10-20");
+    assert.is(started!.seed, 42);
+    proc.signal("SIGTERM");
+    assert.is(await proc.exited, 0);
+  } finally {
+    await proc.kill();
+    await observer.close();
+    await server.stop();
+  }
+});
+
+test("cli - an existing lease bucket with another TTL is brought to the leader timeout", async () => {
+  const server = await NatsServer.start();
+  const nc = await connect({ servers: server.url });
+  let proc: CoordinatorProcess | undefined;
+  let observer: Observer | undefined;
+  try {
+    const kvm = new Kvm(jetstream(nc));
+    await kvm.create("coordinator-leadership-ttl", { ttl: 10_000, history: 1 });
+    assert.is((await (await kvm.open("coordinator-leadership-ttl")).status()).ttl, 10_000);
+    observer = await Observer.start([server.url], "ttl");
+    proc = spawnCoordinator({ urls: [server.url], clusterId: "ttl", id: "ttl-1" });
+    await observer.waitForHeartbeat("the coordinator leading", (h) => h.coordinatorId === "ttl-1", 10_000);
+    const status = await (await kvm.open("coordinator-leadership-ttl")).status();
+    assert.is(status.ttl, 2000, "the bucket's TTL is the leader timeout now");
+    const warned = proc.logs().find((l) => String(l.message).includes("updated the existing lease bucket"));
+    assert.ok(warned, "the change was logged");
+    assert.is(warned!.level, "warn");
+    assert.is(warned!.ttlMs, "10000 -> 2000");
+  } finally {
+    await proc?.kill();
+    await observer?.close();
+    await nc.close();
+    await server.stop();
+  }
+});
+
+test("cli - --help lists the commands and the Java coordinator's flags", async () => {
+  const top = await runCli(["--help"]);
+  assert.is(top.code, 0);
+  assert.match(top.stdout, /run \[options\]/);
+  assert.match(top.stdout, /dev \[options\]/);
+  const run = await runCli(["run", "--help"]);
+  assert.is(run.code, 0);
+  for (const flag of [
+    "-u, --nats-url <urls>",
+    "--cluster-id <id>",
+    "--coordinator-id <id>",
+    "--leader-timeout <ms>",
+    "--election-backoff-min <ms>",
+    "--election-backoff-max <ms>",
+    "-v, --verbose",
+    "--heartbeat-interval <ms>",
+    "--log-format <format>",
+  ]) {
+    assert.ok(run.stdout.includes(flag), `run --help shows ${flag}`);
+  }
+});
+
+test("cli - dev runs an embedded nats-server and three coordinators, shows the leader and stops cleanly", async () => {
+  const r = await runCli(["dev", "--duration", "5", "--crash-every", "0"], { timeoutMs: 30_000 });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /embedded nats-server on nats:\/\/127\.0\.0\.1:\d+/);
+  assert.match(r.stdout, /==> leader is dev-[abc] \(epoch \d+\)/);
+  assert.match(r.stdout, /BecameLeader/);
+  assert.is((r.stdout.match(/BecameFollower +epoch=0 reason=started/g) ?? []).length, 3, "three coordinators started");
+  assert.match(r.stdout, /stopped\n$/);
+  const leaders = new Set([...r.stdout.matchAll(/==> leader is (dev-[abc])/g)].map((m) => m[1]));
+  assert.is(leaders.size, 1, "one leader while nothing crashes");
+});
+
+test.run();
