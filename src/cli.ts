@@ -14,6 +14,12 @@ import {
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   DEFAULT_KV_REPLICAS,
   DEFAULT_LEADER_TIMEOUT_MS,
+  DEFAULT_DEAD_TIMEOUT_MS,
+  DEFAULT_PING_INTERVAL_MS,
+  DEFAULT_SHARD_COUNT,
+  DEFAULT_STATE_INTERVAL_MS,
+  REPORT_ENCODINGS,
+  type ReportEncoding,
   defaultRenewDeadline,
   LOG_FORMATS,
   parseNatsUrls,
@@ -38,6 +44,9 @@ function wholeNumber(value: string): number {
 }
 
 interface TimingFlags {
+  pingInterval: number;
+  deadTimeout: number;
+  stateInterval: number;
   leaderTimeout: number;
   electionBackoffMin: number;
   electionBackoffMax: number;
@@ -46,6 +55,8 @@ interface TimingFlags {
 }
 
 interface RunFlags extends TimingFlags {
+  reportEncoding: ReportEncoding;
+  shards: number;
   natsUrl: string;
   clusterId: string;
   coordinatorId?: string;
@@ -90,11 +101,39 @@ function addTimingOptions(cmd: Command): Command {
       )
         .env("PRESENCE_RENEW_DEADLINE")
         .argParser(wholeNumber),
+    )
+    .addOption(
+      new Option("--ping-interval <ms>", "a client quiet for this long is pinged; an unanswered ping makes it suspect after this long")
+        .env("PRESENCE_PING_INTERVAL")
+        .argParser(wholeNumber)
+        .default(DEFAULT_PING_INTERVAL_MS),
+    )
+    .addOption(
+      new Option("--dead-timeout <ms>", "a client with no reply for this long is reported dead")
+        .env("PRESENCE_DEAD_TIMEOUT")
+        .argParser(wholeNumber)
+        .default(DEFAULT_DEAD_TIMEOUT_MS),
+    )
+    .addOption(
+      new Option("--state-interval <ms>", "every live client gets a NodeState report this often")
+        .env("PRESENCE_STATE_INTERVAL")
+        .argParser(wholeNumber)
+        .default(DEFAULT_STATE_INTERVAL_MS),
+    )
+    .addOption(
+      new Option("--report-encoding <encoding>", "encoding of presence reports")
+        .env("PRESENCE_REPORT_ENCODING")
+        .choices(REPORT_ENCODINGS)
+        .default("protobuf"),
     );
 }
 
-function timingsFrom(flags: TimingFlags) {
+function timingsFrom(flags: TimingFlags & { reportEncoding: ReportEncoding }) {
   return {
+    pingIntervalMs: flags.pingInterval,
+    deadTimeoutMs: flags.deadTimeout,
+    stateIntervalMs: flags.stateInterval,
+    reportEncoding: flags.reportEncoding,
     leaderTimeoutMs: flags.leaderTimeout,
     electionBackoffMinMs: flags.electionBackoffMin,
     electionBackoffMaxMs: flags.electionBackoffMax,
@@ -183,6 +222,12 @@ export function buildProgram(): Command {
         .argParser(wholeNumber)
         .default(DEFAULT_KV_REPLICAS),
     )
+    .addOption(
+      new Option("--shards <n>", "shard actors the clients are spread over")
+        .env("PRESENCE_SHARDS")
+        .argParser(wholeNumber)
+        .default(DEFAULT_SHARD_COUNT),
+    )
     .addOption(seedOption())
     .addOption(logFormatOption())
     .addOption(new Option("-v, --verbose", "log debug lines too").env("PRESENCE_VERBOSE").default(false))
@@ -194,6 +239,7 @@ export function buildProgram(): Command {
         ...timingsFrom(flags),
         connectTimeoutMs: flags.connectTimeout,
         kvReplicas: flags.kvReplicas,
+        shardCount: flags.shards,
         logFormat: flags.logFormat,
         verbose: flags.verbose === true,
         seed: flags.seed ?? newSeed(),
@@ -222,6 +268,7 @@ export function buildProgram(): Command {
     .action(
       async (
         flags: TimingFlags & {
+          reportEncoding: ReportEncoding;
           coordinators: number;
           clusterId: string;
           crashEvery: number;

@@ -44,6 +44,36 @@ export const DEFAULT_RENEW_DEADLINE_RATIO = 0.75;
  */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
+/**
+ * Ping interval, in ms (default 750). A client with no activity (ping reply or
+ * registration) for this long is pinged, and a ping that gets no reply within this long
+ * makes the client suspect. Shorter: faster suspicion, more ping traffic (N clients cost
+ * about N / interval pings per second).
+ */
+export const DEFAULT_PING_INTERVAL_MS = 750;
+
+/**
+ * Dead timeout, in ms (default 5000). A client with no reply for this long is reported
+ * dead (NodeDead) and its registration is removed. Detection takes between the dead
+ * timeout and the dead timeout + one ping interval. Shorter: faster detection, more false
+ * deaths for clients that pause (GC, network hiccups). Must be at least 2 × the ping
+ * interval, so that a client is suspect before it is dead.
+ */
+export const DEFAULT_DEAD_TIMEOUT_MS = 5000;
+
+/**
+ * State interval, in ms (default 1500). Every live client gets a NodeState report this
+ * often. Shorter: fresher views for consumers, more report traffic (N / interval per second).
+ */
+export const DEFAULT_STATE_INTERVAL_MS = 1500;
+
+/**
+ * Number of shard actors the clients are spread over (default 256). XState copies a
+ * parent's children on every spawn and stop, so a bounded number of children per parent
+ * keeps spawning flat as clients grow; 256 holds 50,000 clients at ~200 per shard.
+ */
+export const DEFAULT_SHARD_COUNT = 256;
+
 /** Replicas of the coordinator's KV buckets (default 1; use 3 on a 3-node JetStream cluster). */
 export const DEFAULT_KV_REPLICAS = 1;
 
@@ -59,12 +89,24 @@ export interface ElectionTimings {
   renewDeadlineMs: number;
 }
 
-export interface CoordinatorConfig extends ElectionTimings {
+/** The monitoring timings, all in ms. This is what the client actors need. */
+export interface MonitorTimings {
+  pingIntervalMs: number;
+  deadTimeoutMs: number;
+  stateIntervalMs: number;
+}
+
+export type ReportEncoding = "protobuf" | "json";
+export const REPORT_ENCODINGS: readonly ReportEncoding[] = ["protobuf", "json"];
+
+export interface CoordinatorConfig extends ElectionTimings, MonitorTimings {
   natsUrls: string[];
   clusterId: string;
   coordinatorId: string;
   connectTimeoutMs: number;
   kvReplicas: number;
+  shardCount: number;
+  reportEncoding: ReportEncoding;
   logFormat: LogFormat;
   verbose: boolean;
   /** Seed of the coordinator's random source (election backoff). */
@@ -81,6 +123,12 @@ export const DEFAULT_TIMINGS: ElectionTimings = {
   electionBackoffMinMs: DEFAULT_ELECTION_BACKOFF_MIN_MS,
   electionBackoffMaxMs: DEFAULT_ELECTION_BACKOFF_MAX_MS,
   renewDeadlineMs: defaultRenewDeadline(DEFAULT_LEADER_TIMEOUT_MS),
+};
+
+export const DEFAULT_MONITOR_TIMINGS: MonitorTimings = {
+  pingIntervalMs: DEFAULT_PING_INTERVAL_MS,
+  deadTimeoutMs: DEFAULT_DEAD_TIMEOUT_MS,
+  stateIntervalMs: DEFAULT_STATE_INTERVAL_MS,
 };
 
 /** A configuration value or combination that the coordinator refuses to start with. */
@@ -157,6 +205,19 @@ export function validateTimings(t: ElectionTimings): void {
   }
 }
 
+/** Checks the monitoring timings alone and the rules between them. */
+export function validateMonitorTimings(t: MonitorTimings): void {
+  requireWholeMs("--ping-interval", t.pingIntervalMs, 10);
+  requireWholeMs("--dead-timeout", t.deadTimeoutMs, 20);
+  requireWholeMs("--state-interval", t.stateIntervalMs, 50);
+  if (t.deadTimeoutMs < 2 * t.pingIntervalMs) {
+    throw new ConfigError(
+      "--dead-timeout",
+      `must be at least 2 × --ping-interval (${t.pingIntervalMs} ms), so that a client misses a ping and is suspect before it is dead; got ${t.deadTimeoutMs} ms`,
+    );
+  }
+}
+
 /** Checks a whole coordinator configuration; throws a ConfigError naming the flag. */
 export function validateConfig(c: CoordinatorConfig): void {
   if (c.natsUrls.length === 0) {
@@ -180,6 +241,13 @@ export function validateConfig(c: CoordinatorConfig): void {
     );
   }
   validateTimings(c);
+  validateMonitorTimings(c);
+  if (!Number.isInteger(c.shardCount) || c.shardCount < 1 || c.shardCount > 65_536) {
+    throw new ConfigError("--shards", `must be a whole number from 1 to 65536; got ${c.shardCount}`);
+  }
+  if (!REPORT_ENCODINGS.includes(c.reportEncoding)) {
+    throw new ConfigError("--report-encoding", `must be one of ${REPORT_ENCODINGS.join(", ")}; got "${c.reportEncoding}"`);
+  }
   requireWholeMs("--connect-timeout", c.connectTimeoutMs, 100);
   if (!Number.isInteger(c.kvReplicas) || c.kvReplicas < 1 || c.kvReplicas > 5) {
     throw new ConfigError("--kv-replicas", `must be a whole number from 1 to 5; got ${c.kvReplicas}`);

@@ -10,9 +10,13 @@
  * backoff) comes from the injected `random` source, so a run is reproducible under a
  * `SimulatedClock`.
  */
-import { and, assign, emit, setup } from "xstate";
+import { and, assign, fromCallback, sendTo, setup } from "xstate";
 import type { ElectionTimings } from "../config.js";
 import type { RandomSource } from "../random.js";
+import { OUTBOX, outbox, type Command, type ElectionCommand } from "./commands.js";
+import { monitorMachine, type MonitorSettings } from "./monitor.js";
+
+export type { ElectionCommand } from "./commands.js";
 import type {
   ElectionReason,
   ElectionReportBody,
@@ -25,6 +29,8 @@ export interface ElectionInput {
   timings: ElectionTimings;
   /** Seeded, so that runs can be replayed. */
   random: RandomSource;
+  /** Settings of the monitor this coordinator runs while it leads. */
+  monitor: MonitorSettings;
 }
 
 export type ElectionEvent =
@@ -45,17 +51,11 @@ export type ElectionEvent =
   /** Shut down: a leader resigns gracefully, anyone else just stops. */
   | { type: "RESIGN" };
 
-export type ElectionCommand =
-  | { type: "lease.create" }
-  | { type: "lease.renew"; epoch: number; revision: number }
-  | { type: "lease.release"; revision: number }
-  | { type: "heartbeat.publish"; epoch: number; resigning: boolean }
-  | { type: "report.publish"; report: ElectionReportBody };
-
 export interface ElectionContext {
   coordinatorId: string;
   timings: ElectionTimings;
   random: RandomSource;
+  monitor: MonitorSettings;
   /** The backoff chosen on entering `candidate`. */
   backoffMs: number;
   /** The epoch this coordinator holds or last held (0 if it never led). */
@@ -93,7 +93,11 @@ export const electionMachine = setup({
     context: {} as ElectionContext,
     events: {} as ElectionEvent,
     input: {} as ElectionInput,
-    emitted: {} as ElectionCommand,
+  },
+  actors: {
+    /** Where every command goes; the driver provides the real one. This default drops them. */
+    outbox: fromCallback<Command>(() => undefined),
+    monitor: monitorMachine,
   },
   delays: {
     /** Silence after which a follower stands for election. */
@@ -181,25 +185,26 @@ export const electionMachine = setup({
       stepDownReason: params.reason,
     })),
     requestStop: assign({ stopRequested: true }),
-    requestLeaseCreate: emit({ type: "lease.create" }),
-    requestRenewal: emit(({ context }) => ({
-      type: "lease.renew" as const,
+    requestLeaseCreate: sendTo(outbox, { type: "lease.create" } satisfies ElectionCommand),
+    requestRenewal: sendTo(outbox, ({ context }): ElectionCommand => ({
+      type: "lease.renew",
       epoch: context.epoch,
       revision: context.revision,
     })),
-    requestRelease: emit(({ context }) => ({ type: "lease.release" as const, revision: context.revision })),
-    publishHeartbeat: emit(({ context }) => ({
-      type: "heartbeat.publish" as const,
+    requestRelease: sendTo(outbox, ({ context }): ElectionCommand => ({ type: "lease.release", revision: context.revision })),
+    stopMonitoring: sendTo(outbox, { type: "monitor.stop" } satisfies Command),
+    publishHeartbeat: sendTo(outbox, ({ context }): ElectionCommand => ({
+      type: "heartbeat.publish",
       epoch: context.epoch,
       resigning: false,
     })),
-    publishResigningHeartbeat: emit(({ context }) => ({
-      type: "heartbeat.publish" as const,
+    publishResigningHeartbeat: sendTo(outbox, ({ context }): ElectionCommand => ({
+      type: "heartbeat.publish",
       epoch: context.epoch,
       resigning: true,
     })),
     /** Emits the report of the transition being taken. */
-    report: emit(({ context }, params: ReportParams) => {
+    report: sendTo(outbox, ({ context }, params: ReportParams): ElectionCommand => {
       const body: ElectionReportBody = {
         type: params.type,
         epoch: params.type === "BecameLeader" ? context.epoch : context.highestEpoch,
@@ -208,7 +213,7 @@ export const electionMachine = setup({
       };
       if (context.leader !== null) body.leaderId = context.leader.coordinatorId;
       if (params.fromLeadership === true) body.formerEpoch = context.epoch;
-      return { type: "report.publish" as const, report: body };
+      return { type: "report.publish", report: body };
     }),
   },
 }).createMachine({
@@ -218,6 +223,7 @@ export const electionMachine = setup({
     coordinatorId: input.coordinatorId,
     timings: input.timings,
     random: input.random,
+    monitor: input.monitor,
     backoffMs: 0,
     epoch: 0,
     revision: 0,
@@ -227,9 +233,16 @@ export const electionMachine = setup({
     stepDownReason: "started",
     stopRequested: false,
   }),
-  initial: "follower",
-  entry: { type: "report", params: { type: "BecameFollower", reason: "started" } },
+  initial: "starting",
+  invoke: { id: OUTBOX, src: "outbox", systemId: OUTBOX },
   states: {
+    starting: {
+      description: "Reports the start once the outbox runs (invoked actors start after entry actions).",
+      always: {
+        target: "follower",
+        actions: { type: "report", params: { type: "BecameFollower", reason: "started" } },
+      },
+    },
     follower: {
       description:
         "Listens to the leader's heartbeats; stands for election after the leader timeout of silence, or at once when the leader resigns.",
@@ -335,6 +348,9 @@ export const electionMachine = setup({
         "Holds the lease: renews it and heartbeats every interval, and stops acting once the renew deadline passes without a successful renewal.",
       type: "parallel",
       entry: ["publishHeartbeat", { type: "report", params: { type: "BecameLeader", reason: "won-election" } }],
+      // The monitor lives exactly as long as the leadership: every way out of this state stops it.
+      invoke: { id: "monitor", src: "monitor", systemId: "monitor", input: ({ context }) => ({ settings: context.monitor }) },
+      exit: "stopMonitoring",
       on: {
         HEARTBEAT: {
           guard: "isNewerLeaderHeartbeat",

@@ -15,6 +15,8 @@ import {
 import { createRandom } from "../random.js";
 import { ElectionDriver, type HeartbeatBus, type ReportSink } from "./election-driver.js";
 import { KvLeaseStore } from "./lease-store.js";
+import { PresenceEdge } from "./presence-edge.js";
+import { KvRegistrationStore } from "./registration-store.js";
 import { createLogger, describeError, type Logger } from "./logger.js";
 import { checkServer, connectNats, type NatsLink } from "./nats.js";
 
@@ -93,6 +95,10 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     leaderTimeoutMs: config.leaderTimeoutMs,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     renewDeadlineMs: config.renewDeadlineMs,
+    pingIntervalMs: config.pingIntervalMs,
+    deadTimeoutMs: config.deadTimeoutMs,
+    stateIntervalMs: config.stateIntervalMs,
+    reportEncoding: config.reportEncoding,
     electionBackoffMs: `${config.electionBackoffMinMs}-${config.electionBackoffMaxMs}`,
     seed: config.seed,
   });
@@ -113,16 +119,45 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       timeoutMs: config.heartbeatIntervalMs,
       logger,
     });
+    const registrations = await KvRegistrationStore.open(nc, {
+      clusterId: config.clusterId,
+      replicas: config.kvReplicas,
+      logger,
+      // A message pulled by a leader that died is delivered to the next one after this.
+      ackWaitMs: Math.max(5000, 2 * config.leaderTimeoutMs),
+    });
+    let edge: PresenceEdge | undefined;
     driver = new ElectionDriver({
       coordinatorId: config.coordinatorId,
       clusterId: config.clusterId,
       timings: config,
       random: createRandom(config.seed),
+      monitor: {
+        pingIntervalMs: config.pingIntervalMs,
+        deadTimeoutMs: config.deadTimeoutMs,
+        stateIntervalMs: config.stateIntervalMs,
+        shardCount: config.shardCount,
+      },
+      onMonitorCommand: (command) => edge?.handle(command),
       lease,
       heartbeats: new NatsHeartbeatBus(nc, config.clusterId, logger),
       reports: new NatsReportSink(nc, config.clusterId),
       logger,
       isConnected: () => link.connected,
+    });
+    const elected = driver;
+    edge = new PresenceEdge({
+      nc,
+      clusterId: config.clusterId,
+      coordinatorId: config.coordinatorId,
+      store: registrations,
+      pingIntervalMs: config.pingIntervalMs,
+      reportEncoding: config.reportEncoding,
+      logger,
+      leaseIsValid: () => elected.leaseIsValid(),
+      epoch: () => elected.epoch,
+      isConnected: () => link.connected,
+      toMonitor: (event) => elected.sendToMonitor(event),
     });
     driver.start();
   } catch (err) {

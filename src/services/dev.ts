@@ -5,7 +5,15 @@
  * (without resigning, as a killed process would) so that a newcomer sees a failover.
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { validateConfig, type CoordinatorConfig, type ElectionTimings, type LogFormat } from "../config.js";
+import {
+  DEFAULT_SHARD_COUNT,
+  validateConfig,
+  type CoordinatorConfig,
+  type ElectionTimings,
+  type LogFormat,
+  type MonitorTimings,
+  type ReportEncoding,
+} from "../config.js";
 import { parseElectionReport, parseHeartbeat, subjects, type ElectionReport } from "../protocol/election.js";
 import { newSeed } from "../random.js";
 import { startCoordinator, type Coordinator } from "./coordinator.js";
@@ -15,7 +23,7 @@ import { NatsServer } from "./nats-server.js";
 export interface DevOptions {
   coordinators: number;
   clusterId: string;
-  timings: ElectionTimings;
+  timings: ElectionTimings & MonitorTimings & { reportEncoding: ReportEncoding };
   crashEverySeconds: number;
   logFormat: LogFormat;
   verbose: boolean;
@@ -50,6 +58,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
       ...options.timings,
       connectTimeoutMs: 5000,
       kvReplicas: 1,
+      shardCount: DEFAULT_SHARD_COUNT,
       logFormat: options.logFormat,
       verbose: options.verbose,
       seed: newSeed(),

@@ -9,9 +9,11 @@
  * nothing as leader when it wakes, whatever order its timers fire in.
  */
 import { performance } from "node:perf_hooks";
-import { createActor, type Actor, type ActorOptions } from "xstate";
+import { createActor, fromCallback, type Actor, type ActorOptions } from "xstate";
 import type { ElectionTimings } from "../config.js";
+import type { Command, MonitorCommand } from "../machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../machines/election.js";
+import type { MonitorEvent, MonitorSettings } from "../machines/monitor.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
 import type { RandomSource } from "../random.js";
 import { LeaseLostError, LeaseTakenError, type LeaseStore } from "./lease-store.js";
@@ -34,6 +36,10 @@ export interface ElectionDriverOptions {
   clusterId: string;
   timings: ElectionTimings;
   random: RandomSource;
+  /** Settings of the monitor that runs while this coordinator leads. */
+  monitor: MonitorSettings;
+  /** Runs the monitor's and client actors' commands (default: they are dropped, for election-only tests). */
+  onMonitorCommand?: (command: MonitorCommand) => void;
   lease: LeaseStore;
   heartbeats: HeartbeatBus;
   reports: ReportSink;
@@ -67,11 +73,25 @@ export class ElectionDriver {
   constructor(private readonly options: ElectionDriverOptions) {
     this.now = options.now ?? (() => performance.now());
     this.log = options.logger.child({ component: "election" });
-    this.actor = createActor(electionMachine, {
-      ...(options.clock ? { clock: options.clock } : {}),
-      input: { coordinatorId: options.coordinatorId, timings: options.timings, random: options.random },
+    const machine = electionMachine.provide({
+      actors: {
+        outbox: fromCallback<Command>(({ receive }) => receive((command) => this.execute(command))),
+      },
     });
-    this.actor.on("*", (command) => this.execute(command));
+    this.actor = createActor(machine, {
+      ...(options.clock ? { clock: options.clock } : {}),
+      input: {
+        coordinatorId: options.coordinatorId,
+        timings: options.timings,
+        random: options.random,
+        monitor: options.monitor,
+      },
+    });
+  }
+
+  /** Delivers an event to the monitor, if this coordinator runs one now. */
+  sendToMonitor(event: MonitorEvent): void {
+    this.actor.system.get("monitor")?.send(event);
   }
 
   /** The epoch this coordinator knows: its own while leading, else the highest seen. */
@@ -132,8 +152,15 @@ export class ElectionDriver {
     if (this.actor.getSnapshot().status === "active") this.actor.send(event);
   }
 
-  private execute(command: ElectionCommand): void {
+  private execute(command: Command): void {
     switch (command.type) {
+      case "registrations.load":
+      case "registrations.pull":
+      case "monitor.stop":
+      case "client.ping":
+      case "registration.remove":
+      case "report.presence":
+        return this.options.onMonitorCommand?.(command);
       case "lease.create":
         return void this.createLease();
       case "lease.renew":

@@ -2,6 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import {
   ConfigError,
+  DEFAULT_MONITOR_TIMINGS,
   DEFAULT_TIMINGS,
   parseNatsUrls,
   validateConfig,
@@ -14,6 +15,9 @@ const base: CoordinatorConfig = {
   clusterId: "prod-eu",
   coordinatorId: "coord-1",
   ...DEFAULT_TIMINGS,
+  ...DEFAULT_MONITOR_TIMINGS,
+  shardCount: 256,
+  reportEncoding: "protobuf",
   connectTimeoutMs: 5000,
   kvReplicas: 1,
   logFormat: "pretty",
@@ -42,6 +46,7 @@ test("config - the documented defaults are valid", () => {
     electionBackoffMaxMs: 300,
     renewDeadlineMs: 1500,
   });
+  assert.equal(DEFAULT_MONITOR_TIMINGS, { pingIntervalMs: 750, deadTimeoutMs: 5000, stateIntervalMs: 1500 });
 });
 
 test("config - bad timing combinations are refused with the flag and the rule", () => {
@@ -53,6 +58,9 @@ test("config - bad timing combinations are refused with the flag and the rule", 
     [{ renewDeadlineMs: 1000 }, "--renew-deadline", /above --heartbeat-interval/],
     [{ heartbeatIntervalMs: 2.5 }, "--heartbeat-interval", /whole number/],
     [{ electionBackoffMinMs: -1 }, "--election-backoff-min", /at least 0/],
+    [{ deadTimeoutMs: 1400 }, "--dead-timeout", /at least 2 × --ping-interval \(750 ms\)/],
+    [{ pingIntervalMs: 0 }, "--ping-interval", /at least 10 ms/],
+    [{ stateIntervalMs: 10 }, "--state-interval", /at least 50 ms/],
   ];
   for (const [change, flag, rule] of cases) {
     const err = refused(change);
@@ -71,6 +79,8 @@ test("config - identifiers and URLs are checked", () => {
   assert.is(refused({ natsUrls: ["http://x y"] }).flag, "--nats-url");
   assert.is(refused({ kvReplicas: 0 }).flag, "--kv-replicas");
   assert.is(refused({ connectTimeoutMs: 5 }).flag, "--connect-timeout");
+  assert.is(refused({ shardCount: 0 }).flag, "--shards");
+  assert.is(refused({ reportEncoding: "xml" as "json" }).flag, "--report-encoding");
   validateConfig({ ...base, natsUrls: ["nats://a:4222", "tls://b.example.com:4222", "localhost:4222"] });
 });
 

@@ -6,7 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { SimulatedClock } from "xstate";
-import { DEFAULT_TIMINGS } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../../src/config.js";
 import type { ElectionReport, Heartbeat, LeaseHolder } from "../../src/protocol/election.js";
 import { createRandom } from "../../src/random.js";
 import { ElectionDriver } from "../../src/services/election-driver.js";
@@ -77,6 +77,7 @@ function setup() {
     clusterId: "c",
     timings: T,
     random: createRandom(3),
+    monitor: { ...DEFAULT_MONITOR_TIMINGS, shardCount: 4 },
     lease,
     heartbeats: {
       publish: (hb) => heartbeats.push(hb),

@@ -1,7 +1,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createActor, SimulatedClock } from "xstate";
-import { DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config.js";
+import { createActor, fromCallback, SimulatedClock } from "xstate";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config.js";
+import type { Command, MonitorCommand } from "../../src/machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../../src/machines/election.js";
 import type { ElectionReportBody } from "../../src/protocol/election.js";
 import { createRandom, type RandomSource } from "../../src/random.js";
@@ -10,20 +11,45 @@ const ME = "coord-me";
 const OTHER = "coord-other";
 const T = DEFAULT_TIMINGS;
 
-/** Drives the election machine on a simulated clock and records every command it emits. */
+const MONITOR_COMMANDS = new Set<string>([
+  "registrations.load",
+  "registrations.pull",
+  "monitor.stop",
+  "client.ping",
+  "registration.remove",
+  "report.presence",
+]);
+
+/** Drives the election machine on a simulated clock and records every command it sends. */
 function election(options: { timings?: ElectionTimings; random?: RandomSource } = {}) {
   const clock = new SimulatedClock();
-  const actor = createActor(electionMachine, {
-    clock,
-    input: { coordinatorId: ME, timings: options.timings ?? T, random: options.random ?? createRandom(7) },
-  });
   const commands: ElectionCommand[] = [];
-  actor.on("*", (command) => commands.push(command));
+  const monitorCommands: MonitorCommand[] = [];
+  const machine = electionMachine.provide({
+    actors: {
+      outbox: fromCallback<Command>(({ receive }) =>
+        receive((c) => {
+          if (MONITOR_COMMANDS.has(c.type)) monitorCommands.push(c as MonitorCommand);
+          else commands.push(c as ElectionCommand);
+        }),
+      ),
+    },
+  });
+  const actor = createActor(machine, {
+    clock,
+    input: {
+      coordinatorId: ME,
+      timings: options.timings ?? T,
+      random: options.random ?? createRandom(7),
+      monitor: { ...DEFAULT_MONITOR_TIMINGS, shardCount: 4 },
+    },
+  });
   actor.start();
   const h = {
     actor,
     clock,
     commands,
+    monitorCommands,
     send: (event: ElectionEvent) => actor.send(event),
     /**
      * Moves time forward one millisecond at a time: SimulatedClock starts a timer set while

@@ -1,0 +1,48 @@
+/**
+ * Commands: what the machines ask of the world. Every machine sends them to the actor
+ * system's `outbox` actor, which the driver provides (tests provide a recorder), so that
+ * machines stay pure and every effect runs at the edge.
+ */
+import type { AnyActorRef } from "xstate";
+import type { ElectionReportBody } from "../protocol/election.js";
+import type { ClientReport, Registration } from "../protocol/presence.js";
+
+export const OUTBOX = "outbox";
+
+export type ElectionCommand =
+  | { type: "lease.create" }
+  | { type: "lease.renew"; epoch: number; revision: number }
+  | { type: "lease.release"; revision: number }
+  | { type: "heartbeat.publish"; epoch: number; resigning: boolean }
+  | { type: "report.publish"; report: ElectionReportBody };
+
+export type MonitorCommand =
+  /** Read every stored registration and answer with REGISTRATIONS_LOADED. */
+  | { type: "registrations.load" }
+  /** Start pulling new registrations and unregistrations from the stream. */
+  | { type: "registrations.pull" }
+  /** Stop pulling and forget pending pings: leadership ended. */
+  | { type: "monitor.stop" }
+  /** Send a ping request to a client; a reply comes back as PONG. */
+  | { type: "client.ping"; subject: string }
+  /** Remove a client's registration, if it is still the one at `revision`. */
+  | { type: "registration.remove"; subject: string; revision: number }
+  | { type: "report.presence"; report: ClientReport };
+
+export type Command = ElectionCommand | MonitorCommand;
+
+/** A stored registration, as the monitor receives it. */
+export interface RegistrationRecord {
+  registration: Registration;
+  /** KV revision of the stored entry. */
+  revision: number;
+  /** Wall-clock ms of the registration (or of loading it): the client's first activity. */
+  atMs: number;
+}
+
+/** The target of every command: the system's outbox actor (use with `sendTo(outbox, ...)`). */
+export const outbox = ({ system }: { system: { get: (id: string) => AnyActorRef | undefined } }): AnyActorRef => {
+  const ref = system.get(OUTBOX);
+  if (ref === undefined) throw new Error("machines: no outbox actor in this actor system");
+  return ref;
+};

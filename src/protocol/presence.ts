@@ -1,0 +1,190 @@
+/**
+ * Wire types of presence monitoring: the registration subjects and JetStream resources,
+ * the registration JSON and its validation, and the presence report with its two
+ * encodings (Protocol Buffers by default, JSON on request).
+ */
+import { create, fromBinary, fromJson, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import type { ReportEncoding } from "../config.js";
+import { PresenceReportSchema, type PresenceReport } from "./gen/presence/v1/report_pb.js";
+
+export const presenceSubjects = {
+  register: (clusterId: string) => `presence.register.${clusterId}`,
+  unregister: (clusterId: string) => `presence.unregister.${clusterId}`,
+  report: (clusterId: string) => `presence.report.${clusterId}`,
+} as const;
+
+export const presenceResources = {
+  /** WorkQueue stream of registration and unregistration messages. */
+  registrationStream: (clusterId: string) => `presence-registrations-${clusterId}`,
+  /** KV bucket with one entry per registered client. */
+  registrationBucket: (clusterId: string) => `presence-registrations-${clusterId}`,
+  /** The one durable consumer on the stream; only the leader pulls it. */
+  registrationConsumer: "presence-coordinator",
+} as const;
+
+/** Longest presence subject accepted. */
+export const MAX_SUBJECT_LENGTH = 256;
+/** Largest registration payload accepted, in bytes. */
+export const MAX_REGISTRATION_BYTES = 64 * 1024;
+
+/** A client's registration: its presence subject and the extra fields it sent. */
+export interface Registration {
+  subject: string;
+  metadata: JsonObject;
+}
+
+export type RegistrationRefusal =
+  | "too-large"
+  | "not-json"
+  | "not-an-object"
+  | "missing-subject"
+  | "empty-subject"
+  | "too-long"
+  | "whitespace"
+  | "wildcard"
+  | "empty-token"
+  | "reserved-prefix";
+
+/** A registration the coordinator refuses; `reason` is a stable code, the message says why. */
+export class RegistrationError extends Error {
+  override readonly name = "RegistrationError";
+  constructor(
+    readonly reason: RegistrationRefusal,
+    message: string,
+  ) {
+    super(`registration refused (${reason}): ${message}`);
+  }
+}
+
+/** Checks that `subject` is a plain subject a client can be pinged on; throws RegistrationError. */
+export function validatePresenceSubject(subject: string): void {
+  if (subject.length === 0) throw new RegistrationError("empty-subject", "myPresenceSubject is empty");
+  if (subject.length > MAX_SUBJECT_LENGTH) {
+    throw new RegistrationError("too-long", `subject is ${subject.length} characters, more than ${MAX_SUBJECT_LENGTH}`);
+  }
+  if (/\s/.test(subject)) throw new RegistrationError("whitespace", `subject ${JSON.stringify(subject)} contains white space`);
+  if (/[*>]/.test(subject)) throw new RegistrationError("wildcard", `subject ${JSON.stringify(subject)} contains a wildcard`);
+  if (subject.split(".").some((t) => t.length === 0)) {
+    throw new RegistrationError("empty-token", `subject ${JSON.stringify(subject)} has an empty token`);
+  }
+  if (subject.startsWith("$") || subject.startsWith("_INBOX.")) {
+    throw new RegistrationError("reserved-prefix", `subject ${JSON.stringify(subject)} is under a reserved prefix ($ or _INBOX.)`);
+  }
+}
+
+/** Parses and validates a registration (or unregistration) message. */
+export function parseRegistration(data: Uint8Array): Registration {
+  if (data.byteLength > MAX_REGISTRATION_BYTES) {
+    throw new RegistrationError("too-large", `payload is ${data.byteLength} bytes, more than ${MAX_REGISTRATION_BYTES}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+  } catch {
+    throw new RegistrationError("not-json", "payload is not UTF-8 JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new RegistrationError("not-an-object", "payload is not a JSON object");
+  }
+  const { myPresenceSubject, ...metadata } = value as Record<string, JsonValue>;
+  if (typeof myPresenceSubject !== "string") {
+    throw new RegistrationError("missing-subject", "myPresenceSubject is missing or not a string");
+  }
+  validatePresenceSubject(myPresenceSubject);
+  return { subject: myPresenceSubject, metadata: metadata as JsonObject };
+}
+
+export const REPORT_TYPES = [
+  "NodePresent",
+  "NodeSuspect",
+  "NodeRecovered",
+  "NodeDead",
+  "NodeLeft",
+  "NodeState",
+] as const;
+export type ReportType = (typeof REPORT_TYPES)[number];
+
+export type ClientState = "alive" | "suspect" | "dead" | "left";
+
+/** What a client actor says happened; the publisher adds cluster, leader, epoch, seq and time. */
+export interface ClientReport {
+  type: ReportType;
+  clientSubject: string;
+  state: ClientState;
+  lastSeenMs: number;
+  rttMs: number;
+  missedPings: number;
+  metadata: JsonObject;
+}
+
+/** A whole presence report as published. */
+export interface Report extends ClientReport {
+  clusterId: string;
+  coordinatorId: string;
+  epoch: number;
+  seq: number;
+  ts: number;
+}
+
+export type { ReportEncoding } from "../config.js";
+
+/** Header names on every report. */
+export const REPORT_HEADERS = {
+  encoding: "Presence-Encoding",
+  schema: "Presence-Schema",
+} as const;
+export const REPORT_SCHEMA = `${PresenceReportSchema.typeName}`;
+
+export class ReportDecodeError extends Error {
+  override readonly name = "ReportDecodeError";
+}
+
+export function encodeReport(report: Report, encoding: ReportEncoding): Uint8Array {
+  if (encoding === "json") return new TextEncoder().encode(JSON.stringify(report));
+  return toBinary(
+    PresenceReportSchema,
+    create(PresenceReportSchema, {
+      ...report,
+      epoch: BigInt(report.epoch),
+      seq: BigInt(report.seq),
+      ts: BigInt(report.ts),
+      lastSeenMs: BigInt(report.lastSeenMs),
+    }),
+  );
+}
+
+function fromMessage(m: PresenceReport): Report {
+  if (!(REPORT_TYPES as readonly string[]).includes(m.type)) {
+    throw new ReportDecodeError(`report: unknown type ${JSON.stringify(m.type)}`);
+  }
+  return {
+    type: m.type as ReportType,
+    clusterId: m.clusterId,
+    coordinatorId: m.coordinatorId,
+    epoch: Number(m.epoch),
+    seq: Number(m.seq),
+    ts: Number(m.ts),
+    clientSubject: m.clientSubject,
+    state: m.state as ClientState,
+    lastSeenMs: Number(m.lastSeenMs),
+    rttMs: m.rttMs,
+    missedPings: m.missedPings,
+    metadata: m.metadata ?? {},
+  };
+}
+
+/** Decodes a report in either encoding; `encoding` comes from the Presence-Encoding header. */
+export function decodeReport(data: Uint8Array, encoding: string | undefined): Report {
+  try {
+    if (encoding === "json") {
+      return fromMessage(fromJson(PresenceReportSchema, JSON.parse(new TextDecoder().decode(data)) as JsonValue));
+    }
+    if (encoding === undefined || encoding === "" || encoding === "protobuf") {
+      return fromMessage(fromBinary(PresenceReportSchema, data));
+    }
+  } catch (err) {
+    if (err instanceof ReportDecodeError) throw err;
+    throw new ReportDecodeError(`report: cannot decode ${encoding ?? "protobuf"}: ${(err as Error).message}`, { cause: err });
+  }
+  throw new ReportDecodeError(`report: unknown encoding ${JSON.stringify(encoding)}`);
+}

@@ -1,0 +1,203 @@
+/**
+ * The edge of presence monitoring: executes the monitor's and client actors' commands
+ * (load and pull registrations, ping clients, remove registrations, publish reports) and
+ * feeds what comes back (stored registrations, ping replies) to the monitor as events.
+ *
+ * Nothing here publishes unless this coordinator's lease is valid at that very moment.
+ */
+import { performance } from "node:perf_hooks";
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { Empty, headers, type NatsConnection } from "@nats-io/transport-node";
+import type { MonitorCommand, RegistrationRecord } from "../machines/commands.js";
+import type { MonitorEvent } from "../machines/monitor.js";
+import {
+  encodeReport,
+  parseRegistration,
+  presenceSubjects,
+  REPORT_HEADERS,
+  REPORT_SCHEMA,
+  RegistrationError,
+  type ClientReport,
+  type ReportEncoding,
+} from "../protocol/presence.js";
+import { describeError, type Logger } from "./logger.js";
+import { pullRegistrations, type RegistrationStore } from "./registration-store.js";
+
+export interface PresenceEdgeOptions {
+  nc: NatsConnection;
+  clusterId: string;
+  coordinatorId: string;
+  store: RegistrationStore;
+  pingIntervalMs: number;
+  reportEncoding: ReportEncoding;
+  logger: Logger;
+  /** True while this coordinator may act as leader (its renew deadline has not passed). */
+  leaseIsValid: () => boolean;
+  /** The epoch this coordinator leads under. */
+  epoch: () => number;
+  isConnected: () => boolean;
+  /** Delivers an event to the running monitor (dropped when there is none). */
+  toMonitor: (event: MonitorEvent) => void;
+}
+
+export class PresenceEdge {
+  private readonly log: Logger;
+  /** Bumped whenever monitoring stops, so that late answers of an old leadership are dropped. */
+  private generation = 0;
+  private consumer: ConsumerMessages | null = null;
+  private seq = 0;
+  private seqEpoch = 0;
+  private readonly reportHeaders;
+
+  constructor(private readonly options: PresenceEdgeOptions) {
+    this.log = options.logger.child({ component: "monitor" });
+    this.reportHeaders = () => {
+      const h = headers();
+      h.set(REPORT_HEADERS.encoding, options.reportEncoding);
+      h.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
+      return h;
+    };
+  }
+
+  handle(command: MonitorCommand): void {
+    switch (command.type) {
+      case "registrations.load":
+        return void this.load(this.generation);
+      case "registrations.pull":
+        return void this.startPulling(this.generation);
+      case "monitor.stop":
+        return this.stop();
+      case "client.ping":
+        return this.ping(command.subject, this.generation);
+      case "registration.remove":
+        return void this.options.store.remove(command.subject, command.revision).catch((err: unknown) =>
+          this.log.warn("could not remove a registration", { subject: command.subject, error: describeError(err) }),
+        );
+      case "report.presence":
+        return this.publish(command.report);
+    }
+  }
+
+  private async load(generation: number): Promise<void> {
+    const started = performance.now();
+    try {
+      const stored = await this.options.store.loadAll();
+      if (generation !== this.generation) return;
+      const atMs = Date.now();
+      const records: RegistrationRecord[] = stored.map((s) => ({ registration: s.registration, revision: s.revision, atMs }));
+      this.log.info("loaded stored registrations", { clients: records.length, ms: Math.round(performance.now() - started) });
+      this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records });
+    } catch (err) {
+      this.log.error("could not load the stored registrations; monitoring starts empty", { error: describeError(err) });
+      if (generation === this.generation) this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records: [] });
+    }
+  }
+
+  private async startPulling(generation: number): Promise<void> {
+    try {
+      const consumer = await pullRegistrations(this.options.nc, this.options.clusterId, (m) => this.onRegistrationMessage(m, generation));
+      if (generation !== this.generation) {
+        await consumer.close();
+        return;
+      }
+      this.consumer = consumer;
+      this.log.debug("pulling registrations");
+    } catch (err) {
+      this.log.error("could not pull registrations", { error: describeError(err) });
+    }
+  }
+
+  private stop(): void {
+    this.generation += 1;
+    const consumer = this.consumer;
+    this.consumer = null;
+    if (consumer) {
+      consumer.close().catch((err: unknown) => this.log.debug("closing the registration consumer failed", { error: describeError(err) }));
+    }
+  }
+
+  private async onRegistrationMessage(m: JsMsg, generation: number): Promise<void> {
+    if (generation !== this.generation) {
+      m.nak(); // leadership ended: the next leader gets it
+      return;
+    }
+    const leaving = m.subject === presenceSubjects.unregister(this.options.clusterId);
+    let registration;
+    try {
+      registration = parseRegistration(m.data);
+    } catch (err) {
+      if (!(err instanceof RegistrationError)) throw err;
+      this.log.warn(leaving ? "refused an unregistration" : "refused a registration", {
+        reason: err.reason,
+        error: err.message,
+      });
+      m.ack(); // refused for good: never delivered again
+      return;
+    }
+    try {
+      if (leaving) {
+        await this.options.store.remove(registration.subject);
+        m.ack();
+        this.log.info("client unregistered", { subject: registration.subject });
+        if (generation === this.generation) this.options.toMonitor({ type: "UNREGISTERED", subject: registration.subject });
+      } else {
+        const revision = await this.options.store.put(registration);
+        m.ack();
+        this.log.info("client registered", { subject: registration.subject });
+        const record: RegistrationRecord = { registration, revision, atMs: Date.now() };
+        if (generation === this.generation) this.options.toMonitor({ type: "REGISTERED", record });
+      }
+    } catch (err) {
+      this.log.warn("could not store a registration; it will be delivered again", {
+        subject: registration.subject,
+        error: describeError(err),
+      });
+      m.nak();
+    }
+  }
+
+  private ping(subject: string, generation: number): void {
+    if (!this.options.leaseIsValid() || !this.options.isConnected()) return;
+    const sentAt = performance.now();
+    this.options.nc.request(subject, Empty, { timeout: this.options.pingIntervalMs }).then(
+      () => {
+        if (generation !== this.generation) return;
+        this.options.toMonitor({ type: "PONG", subject, atMs: Date.now(), rttMs: Math.round((performance.now() - sentAt) * 100) / 100 });
+      },
+      (err: unknown) => {
+        // No reply in time, or no responders: a missed ping, which the client actor counts.
+        this.log.debug("ping got no reply", { subject, error: describeError(err) });
+      },
+    );
+  }
+
+  private publish(body: ClientReport): void {
+    if (!this.options.leaseIsValid()) {
+      this.log.warn("not publishing a presence report: the lease is no longer valid", { report: body.type, subject: body.clientSubject });
+      return;
+    }
+    if (!this.options.isConnected()) {
+      this.log.warn("not connected to NATS: presence report not published", { report: body.type, subject: body.clientSubject });
+      return;
+    }
+    const epoch = this.options.epoch();
+    if (epoch !== this.seqEpoch) {
+      this.seqEpoch = epoch;
+      this.seq = 0;
+    }
+    this.seq += 1;
+    const report = {
+      ...body,
+      clusterId: this.options.clusterId,
+      coordinatorId: this.options.coordinatorId,
+      epoch,
+      seq: this.seq,
+      ts: Date.now(),
+    };
+    const level = body.type === "NodeState" ? "debug" : "info";
+    this.log.log(level, `${body.type} ${body.clientSubject}`, { report: body.type, subject: body.clientSubject, state: body.state });
+    this.options.nc.publish(presenceSubjects.report(this.options.clusterId), encodeReport(report, this.options.reportEncoding), {
+      headers: this.reportHeaders(),
+    });
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * Registrations, behind a small interface: the KV bucket `presence-registrations-{cluster}`
+ * (one entry per registered client, what a new leader loads) and the WorkQueue stream of
+ * the same name with its one durable consumer, which only the leader pulls.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  type ConsumerMessages,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import type { JsonObject } from "@bufbuild/protobuf";
+import { presenceResources, presenceSubjects, type Registration } from "../protocol/presence.js";
+import { describeError, type Logger } from "./logger.js";
+
+/** One stored registration and its KV revision. */
+export interface StoredRegistration {
+  registration: Registration;
+  revision: number;
+  /** When it was stored, ms since the Unix epoch. */
+  registeredAtMs: number;
+}
+
+export interface RegistrationStore {
+  /** Every stored registration. */
+  loadAll(): Promise<StoredRegistration[]>;
+  /** Stores a registration; resolves to its revision. */
+  put(registration: Registration): Promise<number>;
+  /** Removes a subject's registration; with `revision`, only if it is still that one. */
+  remove(subject: string, revision?: number): Promise<void>;
+}
+
+/** A registration store operation failed. */
+export class RegistrationStoreError extends Error {
+  override readonly name = "RegistrationStoreError";
+}
+
+/** KV keys allow only [-/_=.a-zA-Z0-9]; subjects allow more, so keys are base64url of the subject. */
+export function registrationKey(subject: string): string {
+  return Buffer.from(subject, "utf8").toString("base64url");
+}
+
+interface StoredValue {
+  myPresenceSubject: string;
+  registeredAtMs: number;
+  metadata: JsonObject;
+}
+
+function isWrongRevision(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+export interface RegistrationResourcesOptions {
+  clusterId: string;
+  replicas: number;
+  logger: Logger;
+  /** How long a pulled message may stay unacknowledged before it is delivered again. */
+  ackWaitMs: number;
+}
+
+/** The KV bucket and the stream, created if absent. */
+export class KvRegistrationStore implements RegistrationStore {
+  private constructor(
+    private readonly kv: KV,
+    private readonly logger: Logger,
+  ) {}
+
+  static async open(nc: NatsConnection, options: RegistrationResourcesOptions): Promise<KvRegistrationStore> {
+    const { clusterId, replicas } = options;
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const stream = presenceResources.registrationStream(clusterId);
+    const bucket = presenceResources.registrationBucket(clusterId);
+    try {
+      try {
+        await jsm.streams.info(stream);
+      } catch (err) {
+        if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+        await jsm.streams.add({
+          name: stream,
+          subjects: [presenceSubjects.register(clusterId), presenceSubjects.unregister(clusterId)],
+          retention: RetentionPolicy.Workqueue,
+          num_replicas: replicas,
+        });
+        options.logger.info("created the registration stream", { stream });
+      }
+      try {
+        await jsm.consumers.info(stream, presenceResources.registrationConsumer);
+      } catch (err) {
+        if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
+        await jsm.consumers.add(stream, {
+          durable_name: presenceResources.registrationConsumer,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ack_wait: nanos(options.ackWaitMs),
+          max_deliver: -1,
+        });
+      }
+      const kv = await new Kvm(js).create(bucket, { history: 1, replicas });
+      return new KvRegistrationStore(kv, options.logger);
+    } catch (err) {
+      throw new RegistrationStoreError(
+        `registration store: cannot prepare stream and KV bucket ${stream}: ${describeError(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
+  async loadAll(): Promise<StoredRegistration[]> {
+    const out: StoredRegistration[] = [];
+    // Deletes are delivered too, so that the last entry (delta 0) always arrives.
+    const iter = await this.kv.watch();
+    const done = new Promise<void>((resolve) => {
+      void (async () => {
+        for await (const e of iter) {
+          if (e.operation === "PUT") {
+            try {
+              const v = e.json<StoredValue>();
+              out.push({
+                registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
+                revision: e.revision,
+                registeredAtMs: v.registeredAtMs,
+              });
+            } catch (err) {
+              this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: describeError(err) });
+            }
+          }
+          if (e.delta === 0) break;
+        }
+        resolve();
+      })();
+    });
+    // An empty bucket delivers nothing; the watcher's pending count tells when it is caught up.
+    const status = await this.kv.status();
+    if (status.values === 0) iter.stop();
+    await done;
+    iter.stop();
+    return out;
+  }
+
+  async put(registration: Registration): Promise<number> {
+    const value: StoredValue = {
+      myPresenceSubject: registration.subject,
+      registeredAtMs: Date.now(),
+      metadata: registration.metadata,
+    };
+    return this.kv.put(registrationKey(registration.subject), JSON.stringify(value));
+  }
+
+  async remove(subject: string, revision?: number): Promise<void> {
+    try {
+      await this.kv.delete(registrationKey(subject), revision !== undefined ? { previousSeq: revision } : {});
+    } catch (err) {
+      if (!isWrongRevision(err)) throw err;
+    }
+  }
+}
+
+/** Pulls the registration stream's durable consumer until stopped. */
+export async function pullRegistrations(
+  nc: NatsConnection,
+  clusterId: string,
+  handle: (msg: JsMsg) => Promise<void>,
+): Promise<ConsumerMessages> {
+  const consumer = await jetstream(nc).consumers.get(
+    presenceResources.registrationStream(clusterId),
+    presenceResources.registrationConsumer,
+  );
+  const messages = await consumer.consume({ max_messages: 256 });
+  void (async () => {
+    for await (const m of messages) await handle(m);
+  })();
+  return messages;
+}
