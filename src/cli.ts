@@ -166,10 +166,11 @@ function fail(err: unknown): never {
 }
 
 /**
- * Stops `stop` on the first SIGTERM or SIGINT and exits 0 once it has finished; a second
- * signal exits at once.
+ * Handles SIGTERM and SIGINT from before startup: the first one stops what `starting`
+ * started (once it has started) and exits 0; a second one exits at once. So a signal that
+ * arrives while connecting still stops an embedded nats-server.
  */
-function stopOnSignals(stop: () => Promise<void>): void {
+function stopOnSignals(starting: Promise<() => Promise<void>>): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -177,13 +178,20 @@ function stopOnSignals(stop: () => Promise<void>): void {
       process.exit(EXIT_FAILURE);
     }
     stopping = true;
-    stop().then(
-      () => process.exit(0),
-      (err: unknown) => fail(err),
-    );
+    starting
+      .then((stop) => stop())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => fail(err),
+      );
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+}
+
+/** PRESENCE_VERBOSE counts when it says yes (1, true, yes, on), not merely when it is set. */
+function verboseFromEnv(): boolean {
+  return /^(1|true|yes|on)$/i.test(process.env.PRESENCE_VERBOSE ?? "");
 }
 
 /** Commander's own errors (unknown flag, bad value, missing option) exit with the usage code. */
@@ -230,7 +238,7 @@ export function buildProgram(): Command {
     )
     .addOption(seedOption())
     .addOption(logFormatOption())
-    .addOption(new Option("-v, --verbose", "log debug lines too").env("PRESENCE_VERBOSE").default(false))
+    .addOption(new Option("-v, --verbose", "log debug lines too (env: PRESENCE_VERBOSE=1)").default(false))
     .action(async (flags: RunFlags) => {
       const config: CoordinatorConfig = {
         natsUrls: parseNatsUrls(flags.natsUrl),
@@ -241,7 +249,7 @@ export function buildProgram(): Command {
         kvReplicas: flags.kvReplicas,
         shardCount: flags.shards,
         logFormat: flags.logFormat,
-        verbose: flags.verbose === true,
+        verbose: flags.verbose === true || verboseFromEnv(),
         seed: flags.seed ?? newSeed(),
       };
       try {
@@ -249,8 +257,9 @@ export function buildProgram(): Command {
       } catch (err) {
         fail(err);
       }
-      const coordinator = await startCoordinator(config).catch(fail);
-      stopOnSignals(() => coordinator.stop());
+      const starting = startCoordinator(config).then((c) => () => c.stop());
+      stopOnSignals(starting);
+      await starting.catch(fail);
     });
   program.addCommand(exitOnUsageError(run));
 
@@ -279,7 +288,7 @@ export function buildProgram(): Command {
       ) => {
         const timings = timingsFrom(flags);
         if (flags.coordinators < 1 || flags.coordinators > 26) fail(new ConfigError("--coordinators", "must be from 1 to 26"));
-        const stop = await runDev({
+        const starting = runDev({
           coordinators: flags.coordinators,
           clusterId: flags.clusterId,
           timings,
@@ -287,8 +296,9 @@ export function buildProgram(): Command {
           logFormat: flags.logFormat,
           verbose: flags.verbose === true,
           out: process.stdout,
-        }).catch(fail);
-        stopOnSignals(stop);
+        });
+        stopOnSignals(starting);
+        await starting.catch(fail);
         if (flags.duration > 0) {
           setTimeout(() => process.kill(process.pid, "SIGTERM"), flags.duration * 1000);
         }

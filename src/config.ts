@@ -156,12 +156,18 @@ export function parseNatsUrls(value: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+/** Longest duration accepted for any knob: one day (timers cannot go past 2^31 - 1 ms). */
+export const MAX_DURATION_MS = 86_400_000;
+
 function requireWholeMs(flag: string, value: number, min: number): void {
   if (!Number.isInteger(value)) {
     throw new ConfigError(flag, `must be a whole number of milliseconds, got ${value}`);
   }
   if (value < min) {
     throw new ConfigError(flag, `must be at least ${min} ms, got ${value}`);
+  }
+  if (value > MAX_DURATION_MS) {
+    throw new ConfigError(flag, `must be at most ${MAX_DURATION_MS} ms (one day), got ${value}`);
   }
 }
 

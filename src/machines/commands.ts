@@ -12,7 +12,7 @@ export const OUTBOX = "outbox";
 export type ElectionCommand =
   | { type: "lease.create" }
   | { type: "lease.renew"; epoch: number; revision: number }
-  | { type: "lease.release"; revision: number }
+  | { type: "lease.release"; epoch: number; revision: number }
   | { type: "heartbeat.publish"; epoch: number; resigning: boolean }
   | { type: "report.publish"; report: ElectionReportBody };
 

@@ -106,8 +106,12 @@ export const electionMachine = setup({
     electionBackoff: ({ context }) => context.backoffMs,
     /** Time between two renewals (and heartbeats) of the leader. */
     heartbeatInterval: ({ context }) => context.timings.heartbeatIntervalMs,
-    /** Wait before retrying a renewal that failed without an answer; a quarter of the interval. */
-    renewRetry: ({ context }) => Math.max(1, Math.floor(context.timings.heartbeatIntervalMs / 4)),
+    /**
+     * Wait before retrying a renewal that failed without an answer: a fifth of the slack
+     * between the renewal and the renew deadline, so that a retry still fits in it.
+     */
+    renewRetry: ({ context }) =>
+      Math.max(1, Math.floor((context.timings.renewDeadlineMs - context.timings.heartbeatIntervalMs) / 5)),
     /** What is left of the renew deadline since the last successful write was sent. */
     renewDeadline: ({ context }) => context.leaseValidForMs,
     /** How long stepping down waits for the release before it gives up on NATS. */
@@ -191,7 +195,11 @@ export const electionMachine = setup({
       epoch: context.epoch,
       revision: context.revision,
     })),
-    requestRelease: sendTo(outbox, ({ context }): ElectionCommand => ({ type: "lease.release", revision: context.revision })),
+    requestRelease: sendTo(outbox, ({ context }): ElectionCommand => ({
+      type: "lease.release",
+      epoch: context.epoch,
+      revision: context.revision,
+    })),
     stopMonitoring: sendTo(outbox, { type: "monitor.stop" } satisfies Command),
     publishHeartbeat: sendTo(outbox, ({ context }): ElectionCommand => ({
       type: "heartbeat.publish",
@@ -207,7 +215,7 @@ export const electionMachine = setup({
     report: sendTo(outbox, ({ context }, params: ReportParams): ElectionCommand => {
       const body: ElectionReportBody = {
         type: params.type,
-        epoch: params.type === "BecameLeader" ? context.epoch : context.highestEpoch,
+        epoch: params.type === "BecameLeader" ? context.epoch : (context.leader?.epoch ?? 0),
         state: STATE_AFTER[params.type],
         reason: params.reason ?? context.stepDownReason,
       };
@@ -355,13 +363,20 @@ export const electionMachine = setup({
         HEARTBEAT: {
           guard: "isNewerLeaderHeartbeat",
           target: "steppingDown",
-          actions: [{ type: "setStepDownReason", params: { reason: "superseded" } }],
+          actions: [{ type: "setStepDownReason", params: { reason: "superseded" } }, "followHeartbeatSender"],
         },
-        RESIGN: { target: "resigning" },
+        RESIGN: {
+          target: "resigning",
+          actions: [
+            "forgetLeader",
+            { type: "report", params: { type: "SteppedDown", reason: "shutdown", fromLeadership: true } },
+          ],
+        },
       },
       states: {
         renewal: {
           initial: "waiting",
+          description: "Renews the lease every heartbeat interval; a heartbeat follows each successful renewal.",
           states: {
             waiting: {
               description: "Until the next renewal.",
@@ -374,7 +389,7 @@ export const electionMachine = setup({
                 LEASE_RENEWED: { target: "waiting", actions: ["recordRenewal", "publishHeartbeat"] },
                 LEASE_LOST: {
                   target: "#election.steppingDown",
-                  actions: { type: "setStepDownReason", params: { reason: "lease-lost" } },
+                  actions: [{ type: "setStepDownReason", params: { reason: "lease-lost" } }, "forgetLeader"],
                 },
                 LEASE_ERROR: { target: "retrying" },
               },
@@ -387,6 +402,7 @@ export const electionMachine = setup({
           },
         },
         lease: {
+          description: "Watches the renew deadline on the actor's clock.",
           initial: "valid",
           states: {
             valid: {
@@ -394,7 +410,7 @@ export const electionMachine = setup({
               after: {
                 renewDeadline: {
                   target: "#election.steppingDown",
-                  actions: { type: "setStepDownReason", params: { reason: "renew-deadline-missed" } },
+                  actions: [{ type: "setStepDownReason", params: { reason: "renew-deadline-missed" } }, "forgetLeader"],
                 },
               },
               on: { LEASE_RENEWED: { target: "valid", reenter: true } },
@@ -406,7 +422,7 @@ export const electionMachine = setup({
     steppingDown: {
       description:
         "Leadership is lost: no more heartbeats or reports as leader. Releases the lease if it is still ours and learns who holds it now.",
-      entry: "requestRelease",
+      entry: [{ type: "report", params: { type: "SteppedDown", fromLeadership: true } }, "requestRelease"],
       after: {
         releaseTimeout: [
           {
@@ -416,7 +432,7 @@ export const electionMachine = setup({
           },
           {
             target: "follower",
-            actions: ["forgetLeader", { type: "report", params: { type: "SteppedDown", fromLeadership: true } }],
+            actions: ["forgetLeader", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
           },
         ],
       },
@@ -429,7 +445,7 @@ export const electionMachine = setup({
           },
           {
             target: "follower",
-            actions: ["recordHolder", { type: "report", params: { type: "SteppedDown", fromLeadership: true } }],
+            actions: ["recordHolder", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
           },
         ],
         LEASE_ERROR: [
@@ -440,7 +456,7 @@ export const electionMachine = setup({
           },
           {
             target: "follower",
-            actions: ["forgetLeader", { type: "report", params: { type: "SteppedDown", fromLeadership: true } }],
+            actions: ["forgetLeader", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
           },
         ],
         RESIGN: { actions: "requestStop" },

@@ -106,6 +106,7 @@ export type ElectionReason =
   | "lost-election"
   | "lease-error"
   | "won-election"
+  | "stepped-down"
   | "renew-deadline-missed"
   | "lease-lost"
   | "superseded"
@@ -114,7 +115,11 @@ export type ElectionReason =
 /** What the election machine says happened; the driver adds who, where and when. */
 export interface ElectionReportBody {
   type: ElectionReportType;
-  /** The epoch in force as this coordinator knows it (its own while it leads; 0 if none seen yet). */
+  /**
+   * The epoch of the leader this coordinator knows: its own while it leads, the followed
+   * leader's otherwise, 0 when it knows of none. A coordinator that lost its lease never
+   * reports its old epoch here again (it goes in `formerEpoch`).
+   */
   epoch: number;
   /** The coordinator's election state after the transition. */
   state: "follower" | "candidate" | "leader" | "stopped";

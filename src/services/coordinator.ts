@@ -28,7 +28,11 @@ export class NatsHeartbeatBus implements HeartbeatBus {
   ) {}
 
   publish(heartbeat: Heartbeat): void {
-    this.nc.publish(subjects.heartbeat(this.clusterId), encodeHeartbeat(heartbeat));
+    try {
+      this.nc.publish(subjects.heartbeat(this.clusterId), encodeHeartbeat(heartbeat));
+    } catch (err) {
+      this.logger.warn("could not publish a heartbeat", { error: describeError(err) });
+    }
   }
 
   subscribe(handler: (heartbeat: Heartbeat) => void): () => void {
@@ -56,10 +60,15 @@ export class NatsReportSink implements ReportSink {
   constructor(
     private readonly nc: NatsConnection,
     private readonly clusterId: string,
+    private readonly logger: Logger,
   ) {}
 
   publish(report: ElectionReport): void {
-    this.nc.publish(subjects.electionReport(this.clusterId), encodeElectionReport(report));
+    try {
+      this.nc.publish(subjects.electionReport(this.clusterId), encodeElectionReport(report));
+    } catch (err) {
+      this.logger.warn("could not publish an election report", { report: report.type, error: describeError(err) });
+    }
   }
 }
 
@@ -115,8 +124,8 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       clusterId: config.clusterId,
       ttlMs: config.leaderTimeoutMs,
       replicas: config.kvReplicas,
-      // A lease operation slower than a heartbeat interval is of no use to the leader.
-      timeoutMs: config.heartbeatIntervalMs,
+      // A renewal must be answered, or given up and retried, within the renew deadline.
+      timeoutMs: Math.max(50, Math.floor((config.renewDeadlineMs - config.heartbeatIntervalMs) / 2)),
       logger,
     });
     const registrations = await KvRegistrationStore.open(nc, {
@@ -141,7 +150,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       onMonitorCommand: (command) => edge?.handle(command),
       lease,
       heartbeats: new NatsHeartbeatBus(nc, config.clusterId, logger),
-      reports: new NatsReportSink(nc, config.clusterId),
+      reports: new NatsReportSink(nc, config.clusterId, logger),
       logger,
       isConnected: () => link.connected,
     });

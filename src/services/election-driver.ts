@@ -66,6 +66,11 @@ export class ElectionDriver {
   private readonly now: () => number;
   /** Monotonic time until which this process may act as leader. */
   private leaseValidUntil = Number.NEGATIVE_INFINITY;
+  /**
+   * Bumped on every release: a renewal that was in flight then cannot make the released
+   * lease valid again when its success arrives.
+   */
+  private leaseGeneration = 0;
   private seq = 0;
   private unsubscribe: (() => void) | null = null;
   private readonly log: Logger;
@@ -75,7 +80,16 @@ export class ElectionDriver {
     this.log = options.logger.child({ component: "election" });
     const machine = electionMachine.provide({
       actors: {
-        outbox: fromCallback<Command>(({ receive }) => receive((command) => this.execute(command))),
+        outbox: fromCallback<Command>(({ receive }) =>
+          receive((command) => {
+            // A throw here would surface as an uncaught exception on XState's timer.
+            try {
+              this.execute(command);
+            } catch (err) {
+              this.log.error("a command failed", { command: command.type, error: describeError(err) });
+            }
+          }),
+        ),
       },
     });
     this.actor = createActor(machine, {
@@ -166,7 +180,7 @@ export class ElectionDriver {
       case "lease.renew":
         return void this.renewLease(command.epoch, command.revision);
       case "lease.release":
-        return void this.releaseLease(command.revision);
+        return void this.releaseLease(command.epoch, command.revision);
       case "heartbeat.publish":
         return this.publishHeartbeat(command.epoch, command.resigning);
       case "report.publish":
@@ -186,14 +200,32 @@ export class ElectionDriver {
       } else {
         this.log.warn("lease create failed", { error: describeError(err) });
         this.send({ type: "LEASE_ERROR", operation: "create", message: describeError(err) });
+        await this.releaseIfOurs();
       }
+    }
+  }
+
+  /**
+   * A create that failed without an answer may still have been applied; a lease held by a
+   * coordinator that does not know it would only delay the next election, so delete it.
+   */
+  private async releaseIfOurs(): Promise<void> {
+    const holder = await this.readHolder();
+    if (holder === null || holder.coordinatorId !== this.options.coordinatorId || this.isLeader) return;
+    try {
+      await this.options.lease.release(holder, holder.epoch);
+      this.log.info("released a lease that a failed create had taken after all", { epoch: holder.epoch });
+    } catch (err) {
+      this.log.warn("could not release a lease left by a failed create", { error: describeError(err) });
     }
   }
 
   private async renewLease(epoch: number, revision: number): Promise<void> {
     const sentAt = this.now();
+    const generation = this.leaseGeneration;
     try {
       const next = await this.options.lease.renew({ coordinatorId: this.options.coordinatorId, epoch }, revision);
+      if (generation !== this.leaseGeneration) return; // released meanwhile: the release deletes this write too
       this.leaseValidUntil = sentAt + this.options.timings.renewDeadlineMs;
       this.send({ type: "LEASE_RENEWED", revision: next, latencyMs: this.now() - sentAt });
     } catch (err) {
@@ -208,11 +240,12 @@ export class ElectionDriver {
     }
   }
 
-  private async releaseLease(revision: number): Promise<void> {
+  private async releaseLease(epoch: number, revision: number): Promise<void> {
     // From here on this process does not act as leader, whatever the release's outcome.
     this.leaseValidUntil = Number.NEGATIVE_INFINITY;
+    this.leaseGeneration += 1;
     try {
-      await this.options.lease.release(revision);
+      await this.options.lease.release({ coordinatorId: this.options.coordinatorId, epoch }, revision);
       this.send({ type: "LEASE_RELEASED", holder: await this.options.lease.holder() });
     } catch (err) {
       this.log.warn("lease release failed", { error: describeError(err) });
@@ -224,7 +257,7 @@ export class ElectionDriver {
     try {
       return await this.options.lease.holder();
     } catch (err) {
-      this.log.debug("could not read the lease holder", { error: describeError(err) });
+      this.log.warn("could not read the lease holder", { error: describeError(err) });
       return null;
     }
   }

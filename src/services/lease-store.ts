@@ -20,10 +20,22 @@ export interface LeaseStore {
   acquire(coordinatorId: string): Promise<{ epoch: number; revision: number }>;
   /** Renews the lease written at `revision`. Throws LeaseLostError when it has another revision. */
   renew(holder: LeaseHolder, revision: number): Promise<number>;
-  /** Deletes the lease if it is still at `revision`; does nothing if someone else wrote it since. */
-  release(revision: number): Promise<void>;
+  /**
+   * Deletes the lease if it is still `holder`'s: against `revision`, and, if a write of
+   * the holder's landed since (a renewal that was in flight), against that one's revision.
+   * Does nothing when someone else holds the lease.
+   */
+  release(holder: LeaseHolder, revision: number): Promise<void>;
   /** Who holds the lease now, or null. */
   holder(): Promise<LeaseHolder | null>;
+}
+
+/** A lease operation failed for a reason other than the lease's state (timeout, no connection, server error). */
+export class LeaseStoreError extends Error {
+  override readonly name = "LeaseStoreError";
+  constructor(operation: string, cause: unknown) {
+    super(`lease store: ${operation} failed: ${describeError(cause)}`, { cause });
+  }
 }
 
 /** The lease create was refused: the key exists, so someone holds the lease. */
@@ -90,6 +102,17 @@ export class KvLeaseStore implements LeaseStore {
       const kv = await new Kvm(jetstream(nc, { timeout: options.timeoutMs })).open(bucket);
       const status = await kv.status();
       const info = status.streamInfo;
+      if (status.ttl !== options.ttlMs) {
+        // Shortening the TTL under a running leader would let its lease expire before its
+        // renew deadline, so refuse while someone leads with other settings.
+        const entry = await kv.get(resources.leaseKey);
+        if (entry !== null && entry.operation === "PUT") {
+          const holder = parseLeaseValue(entry.value, entry.revision);
+          throw new LeaseBucketError(
+            `lease store: bucket ${bucket} has a TTL of ${status.ttl} ms, but this coordinator's --leader-timeout is ${options.ttlMs} ms, and ${holder.coordinatorId} leads under the old setting. Every coordinator of a cluster must use the same --leader-timeout: start this one with --leader-timeout ${status.ttl}, or stop the others first.`,
+          );
+        }
+      }
       const update: { max_age?: number; duplicate_window?: number; num_replicas?: number } = {};
       if (status.ttl !== options.ttlMs) {
         update.max_age = nanos(options.ttlMs);
@@ -109,6 +132,7 @@ export class KvLeaseStore implements LeaseStore {
       log.debug("lease bucket ready", { bucket, ttlMs: options.ttlMs, replicas: options.replicas });
       return new KvLeaseStore(kv, options.timeoutMs);
     } catch (err) {
+      if (err instanceof LeaseBucketError) throw err;
       throw new LeaseBucketError(`lease store: cannot prepare KV bucket ${bucket}: ${describeError(err)}`, {
         cause: err,
       });
@@ -121,7 +145,7 @@ export class KvLeaseStore implements LeaseStore {
       epoch = await this.kv.create(resources.leaseKey, encodeLeaseValue({ coordinatorId, epoch: 0 }));
     } catch (err) {
       if (isWrongRevision(err)) throw new LeaseTakenError(err);
-      throw err;
+      throw new LeaseStoreError("create", err);
     }
     // The epoch is the revision the create returned; stamp it into the value, so that
     // anyone reading the lease sees it. Nobody else can write in between but by an update
@@ -135,21 +159,40 @@ export class KvLeaseStore implements LeaseStore {
       return await this.kv.update(resources.leaseKey, encodeLeaseValue(holder), revision, this.timeoutMs);
     } catch (err) {
       if (isWrongRevision(err)) throw new LeaseLostError(revision, err);
-      throw err;
+      throw new LeaseStoreError("renew", err);
     }
   }
 
-  async release(revision: number): Promise<void> {
-    try {
-      await this.kv.delete(resources.leaseKey, { previousSeq: revision });
-    } catch (err) {
-      if (!isWrongRevision(err)) throw err;
+  async release(holder: LeaseHolder, revision: number): Promise<void> {
+    let expected = revision;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await this.kv.delete(resources.leaseKey, { previousSeq: expected });
+        return;
+      } catch (err) {
+        if (!isWrongRevision(err)) throw new LeaseStoreError("release", err);
+      }
+      // Someone wrote since: if it was this holder (a renewal in flight), delete that write.
+      const entry = await this.entry();
+      if (entry === null || entry.holder.coordinatorId !== holder.coordinatorId || entry.holder.epoch !== holder.epoch) {
+        return;
+      }
+      expected = entry.revision;
     }
   }
 
   async holder(): Promise<LeaseHolder | null> {
-    const entry = await this.kv.get(resources.leaseKey);
+    return (await this.entry())?.holder ?? null;
+  }
+
+  private async entry(): Promise<{ holder: LeaseHolder; revision: number } | null> {
+    let entry;
+    try {
+      entry = await this.kv.get(resources.leaseKey);
+    } catch (err) {
+      throw new LeaseStoreError("read", err);
+    }
     if (entry === null || entry.operation !== "PUT") return null;
-    return parseLeaseValue(entry.value, entry.revision);
+    return { holder: parseLeaseValue(entry.value, entry.revision), revision: entry.revision };
   }
 }

@@ -249,7 +249,9 @@ export class NatsCluster {
           await new Promise((r) => setTimeout(r, 250));
         }
       }
-      throw new NatsServerError(`JetStream cluster not ready after ${timeoutMs} ms: ${String(lastError)}`);
+      throw new NatsServerError(`JetStream cluster not ready after ${timeoutMs} ms: ${String(lastError)}`, {
+        cause: lastError,
+      });
     } finally {
       await nc.close();
     }

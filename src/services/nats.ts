@@ -36,7 +36,8 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       reconnectJitter: 100,
-      pingInterval: 10_000,
+      // A half-open connection is noticed after about 3 unanswered pings.
+      pingInterval: 2000,
       maxPingOut: 3,
     });
   } catch (err) {
@@ -107,7 +108,10 @@ export async function checkServer(nc: NatsConnection, kvReplicas: number, logger
   if (parsed !== null && semver.lt(parsed, "2.9.21")) {
     const message =
       "this nats-server is older than 2.9.21: KV compare-and-swap is not safe on replicated buckets there (nats-server issue 4320)";
-    if (kvReplicas > 1) logger.warn(`${message}; upgrade the servers before relying on --kv-replicas ${kvReplicas}`, { serverVersion: version });
-    else logger.info(`${message}; single-replica buckets are not affected`, { serverVersion: version });
+    const advice =
+      kvReplicas > 1
+        ? `; upgrade the servers before relying on --kv-replicas ${kvReplicas}`
+        : "; this coordinator's buckets have one replica, which is not affected";
+    logger.warn(`${message}${advice}`, { serverVersion: version });
   }
 }

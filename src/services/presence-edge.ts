@@ -159,7 +159,14 @@ export class PresenceEdge {
   private ping(subject: string, generation: number): void {
     if (!this.options.leaseIsValid() || !this.options.isConnected()) return;
     const sentAt = performance.now();
-    this.options.nc.request(subject, Empty, { timeout: this.options.pingIntervalMs }).then(
+    let reply;
+    try {
+      reply = this.options.nc.request(subject, Empty, { timeout: this.options.pingIntervalMs });
+    } catch (err) {
+      this.log.debug("could not send a ping", { subject, error: describeError(err) });
+      return;
+    }
+    reply.then(
       () => {
         if (generation !== this.generation) return;
         this.options.toMonitor({ type: "PONG", subject, atMs: Date.now(), rttMs: Math.round((performance.now() - sentAt) * 100) / 100 });
@@ -196,8 +203,12 @@ export class PresenceEdge {
     };
     const level = body.type === "NodeState" ? "debug" : "info";
     this.log.log(level, `${body.type} ${body.clientSubject}`, { report: body.type, subject: body.clientSubject, state: body.state });
-    this.options.nc.publish(presenceSubjects.report(this.options.clusterId), encodeReport(report, this.options.reportEncoding), {
-      headers: this.reportHeaders(),
-    });
+    try {
+      this.options.nc.publish(presenceSubjects.report(this.options.clusterId), encodeReport(report, this.options.reportEncoding), {
+        headers: this.reportHeaders(),
+      });
+    } catch (err) {
+      this.log.warn("could not publish a presence report", { report: body.type, error: describeError(err) });
+    }
   }
 }

@@ -137,6 +137,23 @@ test("cli - an existing lease bucket with another TTL is brought to the leader t
   }
 });
 
+test("cli - a coordinator with another leader timeout than the running leader's is refused", async () => {
+  const server = await NatsServer.start();
+  const observer = await Observer.start([server.url], "mixed");
+  const leader = spawnCoordinator({ urls: [server.url], clusterId: "mixed", id: "m-1" });
+  try {
+    await observer.waitForHeartbeat("the first coordinator leading", (h) => h.coordinatorId === "m-1", 10_000);
+    const r = await runCli(["run", "-u", server.url, "--cluster-id", "mixed", "--leader-timeout", "3000"]);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, /has a TTL of 2000 ms, but this coordinator's --leader-timeout is 3000 ms, and m-1 leads/);
+    assert.match(r.stderr, /start this one with --leader-timeout 2000/);
+  } finally {
+    await leader.kill();
+    await observer.close();
+    await server.stop();
+  }
+});
+
 test("cli - --help lists the commands and the Java coordinator's flags", async () => {
   const top = await runCli(["--help"]);
   assert.is(top.code, 0);

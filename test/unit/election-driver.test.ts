@@ -10,7 +10,7 @@ import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../../src/config.js";
 import type { ElectionReport, Heartbeat, LeaseHolder } from "../../src/protocol/election.js";
 import { createRandom } from "../../src/random.js";
 import { ElectionDriver } from "../../src/services/election-driver.js";
-import { LeaseTakenError, type LeaseStore } from "../../src/services/lease-store.js";
+import { LeaseLostError, LeaseTakenError, type LeaseStore } from "../../src/services/lease-store.js";
 import { createLogger } from "../../src/services/logger.js";
 import { Writable } from "node:stream";
 
@@ -21,20 +21,33 @@ interface Pending<T> {
   reject: (e: unknown) => void;
 }
 
-/** A lease store whose every call must be expected; calls wait until the test answers them. */
+/**
+ * A lease store whose every call must be expected; calls wait until the test answers them.
+ * The driver catches what a store throws, so an unexpected call is also recorded, and
+ * `verify()` (called at the end of every test) fails on it.
+ */
 class StrictLeaseStore implements LeaseStore {
-  readonly calls: { op: string; answer: Pending<unknown> }[] = [];
+  readonly calls: { op: string; args: unknown[]; answer: Pending<unknown> }[] = [];
+  readonly unexpected: string[] = [];
   private expected: string[] = [];
 
   expect(...ops: string[]) {
     this.expected.push(...ops);
   }
 
-  private call<T>(op: string): Promise<T> {
+  verify() {
+    assert.equal(this.unexpected, [], "no unexpected lease store call");
+    assert.equal(this.expected, [], "every expected lease store call was made");
+  }
+
+  private call<T>(op: string, ...args: unknown[]): Promise<T> {
     const next = this.expected.shift();
-    if (next !== op) throw new Error(`unexpected lease store call: ${op} (expected ${next ?? "none"})`);
+    if (next !== op) {
+      this.unexpected.push(`${op} (expected ${next ?? "none"})`);
+      throw new Error(`unexpected lease store call: ${op} (expected ${next ?? "none"})`);
+    }
     return new Promise<T>((resolve, reject) => {
-      this.calls.push({ op, answer: { resolve: resolve as (v: unknown) => void, reject } });
+      this.calls.push({ op, args, answer: { resolve: resolve as (v: unknown) => void, reject } });
     });
   }
 
@@ -53,8 +66,8 @@ class StrictLeaseStore implements LeaseStore {
   renew(): Promise<number> {
     return this.call("renew");
   }
-  release(): Promise<void> {
-    return this.call("release");
+  release(holder: LeaseHolder, revision: number): Promise<void> {
+    return this.call("release", holder, revision);
   }
   holder(): Promise<LeaseHolder | null> {
     return this.call("holder");
@@ -63,11 +76,18 @@ class StrictLeaseStore implements LeaseStore {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
+/** Every test ends by checking the lease store saw exactly the calls it expected. */
+const stores: StrictLeaseStore[] = [];
+test.after.each(() => {
+  for (const s of stores.splice(0)) s.verify();
+});
+
 function setup() {
   const clock = new SimulatedClock();
   let now = 0;
   let connected = true;
   const lease = new StrictLeaseStore();
+  stores.push(lease);
   const heartbeats: Heartbeat[] = [];
   const reports: ElectionReport[] = [];
   let hear: ((hb: Heartbeat) => void) | undefined;
@@ -165,6 +185,11 @@ test("driver - a renewal answered after the renew deadline publishes no heartbea
   // The machine steps down at once: the deadline left after a 2 s round trip is zero.
   s.advance(1);
   assert.is(s.driver.actor.getSnapshot().value, "steppingDown");
+  s.lease.answer("release", undefined);
+  await flush();
+  s.lease.answer("holder", { coordinatorId: "other", epoch: 12 });
+  await flush();
+  assert.is(s.driver.actor.getSnapshot().value, "follower");
 });
 
 test("driver - nothing is published as leader once the lease is released", async () => {
@@ -194,13 +219,42 @@ test("driver - heartbeats and reports are not queued while NATS is disconnected"
   s.lease.answer("renew", 9);
   await flush();
   assert.is(s.heartbeats.length, 1, "the heartbeat after the renewal was not queued");
-  s.lease.expect("renew");
-  s.setConnected(true);
+  // A transition while disconnected: the renewal is refused, the leader steps down.
+  s.lease.expect("renew", "release", "holder");
   s.advance(T.heartbeatIntervalMs);
-  s.lease.answer("renew", 10);
+  s.lease.answer("renew", new LeaseLostError(9, "wrong revision"), true);
   await flush();
-  assert.is(s.heartbeats.length, 2, "heartbeats resume once connected");
-  assert.is(s.reports.length, reportsBefore);
+  assert.is(s.driver.actor.getSnapshot().value, "steppingDown");
+  assert.is(s.reports.length, reportsBefore, "the SteppedDown report was not queued");
+  assert.ok(s.logLines.some((l) => l.includes("not connected to NATS: report not published")));
+  s.setConnected(true);
+  s.lease.answer("release", undefined);
+  await flush();
+  s.lease.answer("holder", null);
+  await flush();
+  assert.is(s.reports.at(-1)?.type, "BecameFollower", "reports resume once connected");
+  assert.is(s.reports.at(-1)?.reason, "stepped-down");
+});
+
+test("driver - a renewal that succeeds after the release does not make the lease valid again", async () => {
+  const s = setup();
+  s.driver.start();
+  await s.becomeLeader(7);
+  s.lease.expect("renew", "release", "holder");
+  s.advance(T.heartbeatIntervalMs); // a renewal is in flight...
+  const heartbeats = s.heartbeats.length;
+  const resigned = s.driver.resign(5000); // ...when the leader resigns
+  assert.is(s.heartbeats.length, heartbeats + 1, "the resigning heartbeat went out");
+  const release = s.lease.calls.find((c) => c.op === "release")!;
+  assert.equal(release.args, [{ coordinatorId: "me", epoch: 7 }, 8], "released as this holder, against its last revision");
+  s.lease.answer("renew", 9); // the renewal lands after all
+  await flush();
+  assert.not.ok(s.driver.leaseIsValid(), "a released lease stays invalid");
+  assert.is(s.heartbeats.length, heartbeats + 1, "no heartbeat for the late renewal");
+  s.lease.answer("release", undefined);
+  await flush();
+  s.lease.answer("holder", null);
+  await resigned;
 });
 
 test("driver - a lost create reads the holder and follows it", async () => {

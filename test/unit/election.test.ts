@@ -209,16 +209,21 @@ test("election - a wrong-revision renewal steps down at once", () => {
   const heartbeatsBefore = e.count("heartbeat.publish");
   e.send({ type: "LEASE_LOST" });
   assert.is(e.state(), "steppingDown");
-  assert.equal(e.commands.at(-1), { type: "lease.release", revision: 11 });
+  assert.equal(e.commands.slice(-2), [
+    {
+      type: "report.publish",
+      report: { type: "SteppedDown", epoch: 0, state: "follower", reason: "lease-lost", formerEpoch: 10 },
+    },
+    { type: "lease.release", epoch: 10, revision: 11 },
+  ]);
   e.send({ type: "LEASE_RELEASED", holder: { coordinatorId: OTHER, epoch: 14 } });
   assert.is(e.state(), "follower");
   assert.equal(e.lastReport(), {
-    type: "SteppedDown",
+    type: "BecameFollower",
     epoch: 14,
     state: "follower",
-    reason: "lease-lost",
+    reason: "stepped-down",
     leaderId: OTHER,
-    formerEpoch: 10,
   });
   e.advance(10 * T.heartbeatIntervalMs);
   assert.is(e.count("heartbeat.publish"), heartbeatsBefore, "no heartbeat after stepping down");
@@ -237,14 +242,19 @@ test("election - a missed renew deadline steps down", () => {
   // A late success of the lost renewal changes nothing.
   e.send({ type: "LEASE_RENEWED", revision: 12, latencyMs: 900 });
   assert.is(e.state(), "steppingDown");
-  e.send({ type: "LEASE_RELEASED", holder: null });
   assert.equal(e.lastReport(), {
     type: "SteppedDown",
-    epoch: 10,
+    epoch: 0,
     state: "follower",
     reason: "renew-deadline-missed",
     formerEpoch: 10,
   });
+  e.send({ type: "LEASE_RELEASED", holder: null });
+  assert.equal(e.lastReport(), { type: "BecameFollower", epoch: 0, state: "follower", reason: "stepped-down" });
+  assert.not.ok(
+    e.reports().slice(-2).some((r) => r.epoch === 10),
+    "a coordinator that lost its lease never reports under its old epoch",
+  );
 });
 
 test("election - a successful renewal restarts the renew deadline, minus its latency", () => {
@@ -279,7 +289,7 @@ test("election - a resigning heartbeat starts an election without waiting for th
   e.advance(100);
   e.send(heartbeat(5, OTHER, true));
   assert.equal(e.state(), { candidate: "backoff" });
-  assert.equal(e.lastReport(), { type: "BecameCandidate", epoch: 5, state: "candidate", reason: "leader-resigned" });
+  assert.equal(e.lastReport(), { type: "BecameCandidate", epoch: 0, state: "candidate", reason: "leader-resigned" });
   e.advance(T.electionBackoffMaxMs);
   assert.is(e.count("lease.create"), 1);
 });
@@ -312,7 +322,6 @@ test("election - a leader that hears a newer epoch steps down", () => {
   assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } }, "a lower epoch is ignored");
   e.send(heartbeat(12));
   assert.is(e.state(), "steppingDown");
-  e.send({ type: "LEASE_RELEASED", holder: { coordinatorId: OTHER, epoch: 12 } });
   assert.equal(e.lastReport(), {
     type: "SteppedDown",
     epoch: 12,
@@ -321,6 +330,8 @@ test("election - a leader that hears a newer epoch steps down", () => {
     leaderId: OTHER,
     formerEpoch: 10,
   });
+  e.send({ type: "LEASE_RELEASED", holder: { coordinatorId: OTHER, epoch: 12 } });
+  assert.equal(e.lastReport(), { type: "BecameFollower", epoch: 12, state: "follower", reason: "stepped-down", leaderId: OTHER });
 });
 
 test("election - stepping down gives up after the release timeout when NATS does not answer", () => {
@@ -330,13 +341,7 @@ test("election - stepping down gives up after the release timeout when NATS does
   e.send({ type: "LEASE_LOST" });
   e.advance(T.leaderTimeoutMs);
   assert.is(e.state(), "follower");
-  assert.equal(e.lastReport(), {
-    type: "SteppedDown",
-    epoch: 10,
-    state: "follower",
-    reason: "lease-lost",
-    formerEpoch: 10,
-  });
+  assert.equal(e.lastReport(), { type: "BecameFollower", epoch: 0, state: "follower", reason: "stepped-down" });
 });
 
 test("election - a resigning leader heartbeats resigning, releases the lease and stops", () => {
@@ -344,16 +349,21 @@ test("election - a resigning leader heartbeats resigning, releases the lease and
   e.becomeLeader(10);
   e.send({ type: "RESIGN" });
   assert.is(e.state(), "resigning");
-  assert.equal(e.commands.slice(-2), [
+  assert.equal(e.monitorCommands.at(-1), { type: "monitor.stop" }, "the monitor is stopped first");
+  assert.equal(e.commands.slice(-3), [
+    {
+      type: "report.publish",
+      report: { type: "SteppedDown", epoch: 0, state: "follower", reason: "shutdown", formerEpoch: 10 },
+    },
     { type: "heartbeat.publish", epoch: 10, resigning: true },
-    { type: "lease.release", revision: 11 },
+    { type: "lease.release", epoch: 10, revision: 11 },
   ]);
   e.send({ type: "LEASE_RELEASED", holder: null });
   assert.is(e.state(), "stopped");
   assert.is(e.actor.getSnapshot().status, "done");
   assert.equal(e.lastReport(), {
     type: "Stopped",
-    epoch: 10,
+    epoch: 0,
     state: "stopped",
     reason: "shutdown",
     formerEpoch: 10,
@@ -411,9 +421,8 @@ test("election - every transition emits exactly one report", () => {
     [
       "follower->candidate: BecameCandidate",
       "candidate->leader: BecameLeader",
-      // steppingDown is the way out of leadership; it reports once it knows who holds the lease.
-      "leader->steppingDown: ",
-      "steppingDown->follower: SteppedDown",
+      "leader->steppingDown: SteppedDown",
+      "steppingDown->follower: BecameFollower",
       "follower->candidate: BecameCandidate",
       "candidate->follower: BecameFollower",
       "follower->stopped: Stopped",
