@@ -194,7 +194,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     kill: async () => {
       started.halt();
       await nc.close();
-      logger.warn("coordinator killed without resigning");
+      logger.info("coordinator killed without resigning");
     },
   };
 }

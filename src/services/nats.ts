@@ -108,10 +108,10 @@ export async function checkServer(nc: NatsConnection, kvReplicas: number, logger
   if (parsed !== null && semver.lt(parsed, "2.9.21")) {
     const message =
       "this nats-server is older than 2.9.21: KV compare-and-swap is not safe on replicated buckets there (nats-server issue 4320)";
-    const advice =
-      kvReplicas > 1
-        ? `; upgrade the servers before relying on --kv-replicas ${kvReplicas}`
-        : "; this coordinator's buckets have one replica, which is not affected";
-    logger.warn(`${message}${advice}`, { serverVersion: version });
+    if (kvReplicas > 1) {
+      logger.warn(`${message}; upgrade the servers before relying on --kv-replicas ${kvReplicas}`, { serverVersion: version });
+    } else {
+      logger.info(`${message}; this coordinator's buckets have one replica, which is not affected`, { serverVersion: version });
+    }
   }
 }
