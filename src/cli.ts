@@ -30,6 +30,7 @@ import {
 import { MAX_SEED, newSeed } from "./random.js";
 import { startCoordinator } from "./services/coordinator.js";
 import { runDev } from "./services/dev.js";
+import { runWatch } from "./services/watch.js";
 import { describeError } from "./services/logger.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -263,9 +264,37 @@ export function buildProgram(): Command {
     });
   program.addCommand(exitOnUsageError(run));
 
+  const watch = new Command("watch")
+    .description("print every presence report of a cluster, one per line")
+    .addOption(
+      new Option("-u, --nats-url <urls>", "NATS server URL(s), comma-separated seeds").env("PRESENCE_NATS_URL").makeOptionMandatory(),
+    )
+    .addOption(new Option("--cluster-id <id>", "coordinator cluster id").env("PRESENCE_CLUSTER_ID").makeOptionMandatory())
+    .addOption(new Option("--json", "print JSON lines instead of text").default(false))
+    .addOption(
+      new Option("--connect-timeout <ms>", "give up if NATS cannot be reached within this time")
+        .env("PRESENCE_CONNECT_TIMEOUT")
+        .argParser(wholeNumber)
+        .default(DEFAULT_CONNECT_TIMEOUT_MS),
+    )
+    .action(async (flags: { natsUrl: string; clusterId: string; json: boolean; connectTimeout: number }) => {
+      const starting = runWatch({
+        urls: parseNatsUrls(flags.natsUrl),
+        clusterId: flags.clusterId,
+        json: flags.json === true,
+        connectTimeoutMs: flags.connectTimeout,
+        out: process.stdout,
+        err: process.stderr,
+      });
+      stopOnSignals(starting);
+      await starting.catch(fail);
+    });
+  program.addCommand(exitOnUsageError(watch));
+
   const dev = new Command("dev")
     .description("demo: an embedded nats-server and three coordinators, printing every election report")
     .addOption(new Option("--coordinators <n>", "how many coordinators to run").argParser(wholeNumber).default(3))
+    .addOption(new Option("--clients <n>", "how many demo clients to run").argParser(wholeNumber).default(5))
     .addOption(new Option("--cluster-id <id>", "coordinator cluster id").default("dev"))
     .addOption(
       new Option("--crash-every <s>", "crash the leader this often to show a failover (0: never)").argParser(wholeNumber).default(20),
@@ -279,6 +308,7 @@ export function buildProgram(): Command {
         flags: TimingFlags & {
           reportEncoding: ReportEncoding;
           coordinators: number;
+          clients: number;
           clusterId: string;
           crashEvery: number;
           duration: number;
@@ -290,6 +320,7 @@ export function buildProgram(): Command {
         if (flags.coordinators < 1 || flags.coordinators > 26) fail(new ConfigError("--coordinators", "must be from 1 to 26"));
         const starting = runDev({
           coordinators: flags.coordinators,
+          clients: flags.clients,
           clusterId: flags.clusterId,
           timings,
           crashEverySeconds: flags.crashEvery,

@@ -15,6 +15,7 @@ import {
   type ReportEncoding,
 } from "../config.js";
 import { parseElectionReport, parseHeartbeat, subjects, type ElectionReport } from "../protocol/election.js";
+import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../protocol/presence.js";
 import { newSeed } from "../random.js";
 import { startCoordinator, type Coordinator } from "./coordinator.js";
 import { createLogger } from "./logger.js";
@@ -22,6 +23,8 @@ import { NatsServer } from "./nats-server.js";
 
 export interface DevOptions {
   coordinators: number;
+  /** Demo clients that register and answer pings (one is silenced, one restarted). */
+  clients: number;
   clusterId: string;
   timings: ElectionTimings & MonitorTimings & { reportEncoding: ReportEncoding };
   crashEverySeconds: number;
@@ -32,11 +35,62 @@ export interface DevOptions {
 
 const clock = () => new Date().toISOString().slice(11, 23);
 
+function describePresence(r: Report): string {
+  const detail = r.type === "NodeDead" || r.type === "NodeSuspect" ? ` missed=${r.missedPings}` : ` rtt=${r.rttMs}ms`;
+  return `${clock()}  ${r.coordinatorId.padEnd(8)} ${r.type.padEnd(16)} ${r.clientSubject} epoch=${r.epoch} seq=${r.seq}${detail}`;
+}
+
 function describeReport(r: ElectionReport): string {
   const parts = [`epoch=${r.epoch}`, `reason=${r.reason}`];
   if (r.leaderId !== undefined) parts.push(`leader=${r.leaderId}`);
   if (r.formerEpoch !== undefined) parts.push(`formerEpoch=${r.formerEpoch}`);
   return `${clock()}  ${r.coordinatorId.padEnd(8)} ${r.type.padEnd(16)} ${parts.join(" ")}`;
+}
+
+/**
+ * Demo clients on the observer's connection: each registers and answers pings. After 10 s
+ * the third stops answering (suspect, then dead); after 15 s the second restarts (registers
+ * again: NodePresent again).
+ */
+function startDemoClients(
+  nc: NatsConnection,
+  options: DevOptions,
+  say: (line: string) => void,
+  timers: NodeJS.Timeout[],
+): void {
+  const subjects = Array.from({ length: options.clients }, (_, i) => `demo.client-${i + 1}`);
+  const subs = new Map(
+    subjects.map((subject) => [
+      subject,
+      nc.subscribe(subject, {
+        callback: (_e, m) => {
+          m.respond();
+        },
+      }),
+    ]),
+  );
+  const register = (subject: string) =>
+    nc.publish(presenceSubjects.register(options.clusterId), JSON.stringify({ myPresenceSubject: subject, demo: true }));
+  say(`starting ${subjects.length} demo clients: ${subjects.join(", ")}`);
+  for (const subject of subjects) register(subject);
+  const silenced = subjects[2];
+  if (silenced !== undefined) {
+    timers.push(
+      setTimeout(() => {
+        say(`${clock()}  ~~> ${silenced} stops answering pings (watch it turn suspect, then dead)`);
+        subs.get(silenced)?.unsubscribe();
+      }, 10_000),
+    );
+  }
+  const restarted = subjects[1];
+  if (restarted !== undefined) {
+    timers.push(
+      setTimeout(() => {
+        say(`${clock()}  ~~> ${restarted} restarts and registers again`);
+        register(restarted);
+      }, 15_000),
+    );
+  }
 }
 
 /** Starts the demo; resolves to a function that stops everything it started. */
@@ -83,7 +137,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
   };
 
   const stopAll = async () => {
-    for (const t of timers) clearInterval(t);
+    for (const t of timers) clearTimeout(t);
     await Promise.allSettled([...coordinators.values()].map((c) => c.stop()));
     coordinators.clear();
     await observer?.close();
@@ -123,6 +177,31 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
         }
       },
     });
+    // NodeState comes for every client every state interval: one summary line per interval.
+    let states: Report[] = [];
+    observer.subscribe(presenceSubjects.report(options.clusterId), {
+      callback: (_err, msg) => {
+        let r: Report;
+        try {
+          r = decodeReport(msg.data, msg.headers?.get(REPORT_HEADERS.encoding));
+        } catch {
+          say(`${clock()}  (unreadable presence report)`);
+          return;
+        }
+        if (r.type === "NodeState") states.push(r);
+        else say(describePresence(r));
+      },
+    });
+    timers.push(
+      setInterval(() => {
+        if (states.length === 0) return;
+        const latest = new Map(states.map((r) => [r.clientSubject, r]));
+        const first = states[0]!;
+        states = [];
+        const list = [...latest.values()].map((r) => `${r.clientSubject.replace("demo.", "")}=${r.state}`).join(" ");
+        say(`${clock()}  ${first.coordinatorId.padEnd(8)} ${"NodeState".padEnd(16)} ${list}`);
+      }, options.timings.stateIntervalMs),
+    );
     await observer.flush();
 
     say(`starting ${ids.length} coordinators in cluster "${options.clusterId}": ${ids.join(", ")}`);
@@ -132,6 +211,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
         ? `; the leader is crashed every ${options.crashEverySeconds} s and restarted as a follower`
         : "";
     say(`all coordinators running${crashNote}. Press Ctrl-C to stop.`);
+    if (options.clients > 0) startDemoClients(observer, options, say, timers);
 
     if (options.crashEverySeconds > 0) {
       timers.push(
