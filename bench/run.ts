@@ -2,11 +2,13 @@
  * `npm run bench`: measures what the coordinator promises and prints a table; the figures
  * go to bench/results/<date>.json. It reports; it never passes or fails on wall time.
  *
- * Today it measures the election:
+ * Today it measures:
  * - crash failover: SIGKILL of the leader -> first heartbeat of the new leader;
- * - graceful handoff: SIGTERM of the leader -> first heartbeat of the new leader.
- * Each over N rounds (default 10; --quick: 3), against its own nats-server and three
- * coordinator processes started through the built CLI with default timings.
+ * - graceful handoff: SIGTERM of the leader -> first heartbeat of the new leader;
+ *   each over N rounds (default 10; --quick: 3), against its own nats-server and three
+ *   coordinator processes started through the built CLI with default timings;
+ * - presence (bench/presence.ts): detection latency over 20 clients, and spawn time and
+ *   heap per client for 10,000 client actors.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
@@ -14,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { NatsServer } from "../src/services/nats-server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
+import { measureDetection, measureSpawn } from "./presence.js";
 
 const { values } = parseArgs({
   options: {
@@ -89,6 +92,9 @@ async function measureFailovers(kind: "SIGKILL" | "SIGTERM"): Promise<number[]> 
 log(`bench: election failover, ${rounds} rounds each, default timings (leader timeout 2000 ms, backoff 150-300 ms)`);
 const crash = summary(await measureFailovers("SIGKILL"));
 const handoff = summary(await measureFailovers("SIGTERM"));
+log("bench: presence detection latency (20 clients) and spawn cost (10,000 client actors)");
+const detection = await measureDetection(20);
+const spawnCost = await measureSpawn(10_000);
 
 const results = {
   date: new Date().toISOString(),
@@ -97,7 +103,9 @@ const results = {
   timings: { leaderTimeoutMs: 2000, heartbeatIntervalMs: 1000, electionBackoffMs: [150, 300] },
   crashFailover: { description: "SIGKILL of the leader -> first heartbeat of the new leader", ...crash },
   gracefulHandoff: { description: "SIGTERM of the leader -> first heartbeat of the new leader", ...handoff },
-  targets: { crashFailoverP99Ms: 2500, gracefulHandoffMs: 400 },
+  detection: { description: "last ping reply -> NodeDead, 20 clients silenced at once", ...detection },
+  spawn: { description: "10,000 client actors spawned through the monitor in one load, in-process", ...spawnCost },
+  targets: { crashFailoverP99Ms: 2500, gracefulHandoffMs: 400, detectionMaxMs: detection.boundMs + 250, heapPerClientBytes: 4096 },
 };
 
 const dir = fileURLToPath(new URL("./results/", import.meta.url));
@@ -111,5 +119,10 @@ log("");
 log(`${"figure".padEnd(18)} ${"rounds".padStart(6)} ${"min ms".padStart(8)} ${"median".padStart(8)} ${"max ms".padStart(8)}   target`);
 log(row("crash failover", crash, "p99 <= 2500 ms"));
 log(row("graceful handoff", handoff, "<= 400 ms"));
+log(
+  `detection latency  ${String(detection.clients).padStart(6)} ${String(detection.minMs).padStart(8)} ${String(detection.medianMs).padStart(8)} ${String(detection.maxMs).padStart(8)}   <= ${detection.boundMs + 250} ms`,
+);
+log("");
+log(`spawn ${spawnCost.clients} client actors: ${spawnCost.spawnMs} ms, heap ${spawnCost.heapPerClientBytes} bytes per client (${spawnCost.shards} shards${spawnCost.gcAvailable ? "" : "; no --expose-gc, heap figure is rough"})`);
 log("");
 log(`results written to ${file}`);

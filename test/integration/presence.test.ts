@@ -3,13 +3,14 @@
  * against the NATS client (not through project code): they register by publishing JSON
  * and answer pings by replying on their subject.
  */
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { decodeReport, type Report } from "../../src/protocol/presence.js";
-import { NatsServer } from "../../src/services/nats-server.js";
-import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
+import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 const DEAD_TIMEOUT_MS = 5000;
 const PING_INTERVAL_MS = 750;
@@ -95,6 +96,18 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
     assert.is(present.encoding, "protobuf", "binary by default, named in a header");
     const leaderId = present.report.coordinatorId;
 
+    // Bad input on the registration subject: refused with a logged reason, nothing else changes.
+    app.publish(`presence.register.${cluster}`, "not json at all");
+    app.publish(`presence.register.${cluster}`, JSON.stringify({ myPresenceSubject: "svc.*" }));
+    await waitFor(
+      "the refusals logged",
+      () => coordinators.find((c) => c.id === leaderId)!.logs().filter((l) => l.message === "refused a registration").length >= 2,
+      5000,
+    );
+    const reasons = coordinators.find((c) => c.id === leaderId)!.logs().filter((l) => l.message === "refused a registration").map((l) => l.reason);
+    assert.equal(reasons.sort(), ["not-json", "wildcard"]);
+    assert.not.ok(rec.seen.some((s) => s.report.clientSubject === "svc.*"), "a refused subject is never reported or pinged");
+
     // Five stop answering.
     const silent = clients.slice(0, 5);
     const silencedAt = performance.now();
@@ -107,6 +120,15 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
       assert.ok(latency < DEAD_TIMEOUT_MS + PING_INTERVAL_MS + 1000, `${c.subject} dead after ${latency.toFixed(0)} ms`);
       assert.ok(rec.types(c.subject).includes("NodeSuspect"), "suspect before dead");
     }
+    // Their registrations are gone from the KV bucket; the others are still there.
+    const kv = await new Kvm(jetstream(app)).open(`presence-registrations-${cluster}`);
+    const stored = new Set<string>();
+    for await (const key of await kv.keys()) {
+      const entry = await kv.get(key);
+      if (entry?.operation === "PUT") stored.add(entry.json<{ myPresenceSubject: string }>().myPresenceSubject);
+    }
+    for (const c of silent) assert.not.ok(stored.has(c.subject), `${c.subject} removed from the bucket`);
+    for (const c of clients.slice(5)) assert.ok(stored.has(c.subject), `${c.subject} still stored`);
     const answering = clients.slice(5);
     for (const c of answering) assert.not.ok(rec.types(c.subject).includes("NodeDead"), `${c.subject} is alive`);
 
@@ -175,6 +197,97 @@ test("presence - a registration published while no coordinator runs is picked up
     await app.close();
     await rec.nc.close();
     await server.stop();
+  }
+});
+
+test("presence - --report-encoding json publishes the same fields as JSON, and watch prints them", async () => {
+  const server = await NatsServer.start();
+  const cluster = `js${process.pid}`;
+  const rec = await reportRecorder(server.url, cluster);
+  const app = await connect({ servers: server.url });
+  const coordinator = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "j1", args: ["--report-encoding", "json"] });
+  const text = spawnCli("watch-text", ["watch", "-u", server.url, "--cluster-id", cluster]);
+  const json = spawnCli("watch-json", ["watch", "-u", server.url, "--cluster-id", cluster, "--json"]);
+  try {
+    await waitForStream(app, cluster);
+    await waitFor("both watchers subscribed", () => text.lines.length > 0 && json.lines.length > 0, 10_000);
+    const client = new RawClient(app, cluster, "svc.json");
+    client.answer();
+    client.register({ role: "api" });
+    await waitFor("NodePresent", () => rec.types("svc.json").includes("NodePresent"), 15_000);
+    const seen = rec.of("svc.json")[0]!;
+    assert.is(seen.encoding, "json");
+    assert.equal(seen.report.metadata, { role: "api" });
+    const printed = await waitFor(
+      "watch --json printing the report",
+      () => json.lines.find((l) => l.includes('"svc.json"')),
+      5000,
+    );
+    const parsed = JSON.parse(printed) as Record<string, unknown>;
+    assert.is(parsed.type, "NodePresent");
+    assert.is(parsed.clientSubject, "svc.json");
+    assert.is(parsed.coordinatorId, "j1");
+    const line = await waitFor("watch printing a text line", () => text.lines.find((l) => l.includes("svc.json")), 5000);
+    assert.match(line, /NodePresent +svc\.json +alive/);
+    assert.match(line, /leader=j1 epoch=\d+ seq=1 +\{"role":"api"\}/);
+    text.signal("SIGINT");
+    assert.is(await text.exited, 0, "watch stops cleanly on Ctrl-C");
+  } finally {
+    await Promise.all([coordinator.kill(), text.kill(), json.kill()]);
+    await app.close();
+    await rec.nc.close();
+    await server.stop();
+  }
+});
+
+test("presence - on a 3-node cluster with replicated buckets, monitoring survives stopping one NATS server", async () => {
+  const cluster = await NatsCluster.start(3);
+  const name = `r3${process.pid}`;
+  const urls = cluster.urls;
+  const rec = await reportRecorder(urls[0]!, name);
+  const app = await connect({ servers: urls[0]! });
+  const coordinators: CoordinatorProcess[] = [];
+  try {
+    for (const [i, id] of ["q1", "q2", "q3"].entries()) {
+      const seeds = [...urls.slice(i), ...urls.slice(0, i)].join(",");
+      coordinators.push(spawnCoordinator({ urls: [seeds], clusterId: name, id, args: ["--kv-replicas", "3"] }));
+    }
+    // A replicated stream needs its own leader before it stores a plain publish.
+    await waitFor(
+      "a leader monitoring",
+      () => coordinators.some((c) => c.logs().some((l) => l.message === "loaded stored registrations")),
+      20_000,
+    );
+    const clients = Array.from({ length: 10 }, (_, i) => new RawClient(app, name, `r3.client.${i}`));
+    for (const c of clients) c.answer();
+    await app.flush();
+    for (const c of clients) c.register();
+    await waitFor("NodePresent for all 10", () => clients.every((c) => rec.types(c.subject).includes("NodePresent")), 20_000);
+    // Stop a server that neither the observer nor the clients use (the third one).
+    const stoppedAt = performance.now();
+    await cluster.servers[2]!.stop({ keepStore: true });
+    // Monitoring goes on: every client gets reports after the loss, and none is declared dead.
+    await waitFor(
+      "reports for every client after the server stopped",
+      () => clients.every((c) => rec.of(c.subject).some((s) => s.at > stoppedAt + 2000)),
+      20_000,
+    );
+    // A client that goes silent now is still detected.
+    clients[0]!.silence();
+    await waitFor("NodeDead after the server loss", () => rec.types(clients[0]!.subject).includes("NodeDead"), 20_000);
+    for (const c of clients.slice(1)) assert.not.ok(rec.types(c.subject).includes("NodeDead"), `${c.subject} is alive`);
+    for (const c of coordinators) assert.ok(c.running, `${c.id} still running`);
+    // Epochs of presence reports never go backwards.
+    let highest = 0;
+    for (const s of rec.seen) {
+      assert.ok(s.report.epoch >= highest, "epochs only grow");
+      highest = s.report.epoch;
+    }
+  } finally {
+    await Promise.all(coordinators.map((c) => c.kill()));
+    await app.close();
+    await rec.nc.close();
+    await cluster.stop();
   }
 });
 

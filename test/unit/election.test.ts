@@ -393,6 +393,27 @@ test("election - resigning while the create is in flight releases a lease it the
   assert.ok(!e.reports().some((r) => r.type === "BecameLeader"), "never reports leadership it will not use");
 });
 
+test("election - leaving leadership stops the monitor and every client actor", () => {
+  const e = election();
+  e.becomeLeader(10);
+  assert.equal(e.monitorCommands, [{ type: "registrations.load" }], "a new leader's monitor loads the registrations");
+  const monitor = e.actor.system.get("monitor");
+  assert.ok(monitor, "the monitor runs while leading");
+  monitor!.send({
+    type: "REGISTRATIONS_LOADED",
+    records: ["a", "b", "c"].map((subject, i) => ({ registration: { subject, metadata: {} }, revision: i + 1, atMs: 0 })),
+  });
+  e.advance(T.heartbeatIntervalMs); // pings go out; the renewal is in flight
+  const pingsBefore = e.monitorCommands.filter((c) => c.type === "client.ping").length;
+  assert.is(pingsBefore, 3, "each client was pinged once");
+  e.send({ type: "LEASE_LOST" });
+  assert.is(e.actor.system.get("monitor"), undefined, "the monitor is gone");
+  assert.is(e.monitorCommands.at(-1)?.type, "monitor.stop", "the edge is told to stop pulling");
+  const after = e.monitorCommands.length;
+  e.advance(20_000);
+  assert.is(e.monitorCommands.length, after, "no ping, report or removal after leadership ended");
+});
+
 test("election - every transition emits exactly one report", () => {
   const e = election();
   const top = (value: unknown) => (typeof value === "string" ? value : Object.keys(value as object)[0]);
