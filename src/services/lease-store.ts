@@ -4,7 +4,7 @@
  * who holds it. `KvLeaseStore` keeps it in the JetStream KV bucket
  * `coordinator-leadership-{cluster}`, key `leader`, whose TTL is the leader timeout.
  */
-import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import {
@@ -13,6 +13,7 @@ import {
   resources,
   type LeaseHolder,
 } from "../protocol/election.js";
+import { isWrongRevision } from "./jetstream-errors.js";
 import { describeError, type Logger } from "./logger.js";
 
 export interface LeaseStore {
@@ -59,13 +60,6 @@ export class LeaseBucketError extends Error {
   override readonly name = "LeaseBucketError";
 }
 
-function isWrongRevision(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
-}
 
 export interface KvLeaseStoreOptions {
   clusterId: string;

@@ -18,6 +18,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { presenceResources, presenceSubjects, type Registration } from "../protocol/presence.js";
+import { isWrongRevision } from "./jetstream-errors.js";
 import { describeError, type Logger } from "./logger.js";
 
 /** One stored registration and its KV revision. */
@@ -53,13 +54,6 @@ interface StoredValue {
   metadata: JsonObject;
 }
 
-function isWrongRevision(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
-}
 
 export interface RegistrationResourcesOptions {
   clusterId: string;
