@@ -47,16 +47,18 @@ export class PresenceEdge {
   private consumer: ConsumerMessages | null = null;
   private seq = 0;
   private seqEpoch = 0;
-  private readonly reportHeaders;
+  /** Built once: every report goes to the same subject with the same headers. */
+  private readonly reportSubject: string;
+  private readonly reportHeaders = headers();
+  /** Per-ping and per-NodeState debug lines are only built when they would be printed. */
+  private readonly debug: boolean;
 
   constructor(private readonly options: PresenceEdgeOptions) {
     this.log = options.logger.child({ component: "monitor" });
-    this.reportHeaders = () => {
-      const h = headers();
-      h.set(REPORT_HEADERS.encoding, options.reportEncoding);
-      h.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
-      return h;
-    };
+    this.debug = this.log.isDebugEnabled();
+    this.reportSubject = presenceSubjects.report(options.clusterId);
+    this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
+    this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
   }
 
   handle(command: MonitorCommand): void {
@@ -173,7 +175,7 @@ export class PresenceEdge {
       },
       (err: unknown) => {
         // No reply in time, or no responders: a missed ping, which the client actor counts.
-        this.log.debug("ping got no reply", { subject, error: describeError(err) });
+        if (this.debug) this.log.debug("ping got no reply", { subject, error: describeError(err) });
       },
     );
   }
@@ -201,11 +203,13 @@ export class PresenceEdge {
       seq: this.seq,
       ts: Date.now(),
     };
-    const level = body.type === "NodeState" ? "debug" : "info";
-    this.log.log(level, `${body.type} ${body.clientSubject}`, { report: body.type, subject: body.clientSubject, state: body.state });
+    if (body.type !== "NodeState" || this.debug) {
+      const fields = { report: body.type, subject: body.clientSubject, state: body.state };
+      this.log.log(body.type === "NodeState" ? "debug" : "info", `${body.type} ${body.clientSubject}`, fields);
+    }
     try {
-      this.options.nc.publish(presenceSubjects.report(this.options.clusterId), encodeReport(report, this.options.reportEncoding), {
-        headers: this.reportHeaders(),
+      this.options.nc.publish(this.reportSubject, encodeReport(report, this.options.reportEncoding), {
+        headers: this.reportHeaders,
       });
     } catch (err) {
       this.log.warn("could not publish a presence report", { report: body.type, error: describeError(err) });

@@ -118,6 +118,9 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
       assert.is(deaths.length, 1, `exactly one NodeDead for ${c.subject}`);
       const latency = deaths[0]!.at - silencedAt;
       assert.ok(latency < DEAD_TIMEOUT_MS + PING_INTERVAL_MS + 1000, `${c.subject} dead after ${latency.toFixed(0)} ms`);
+      // Its last reply came at most about a ping interval before the silence; a silenced
+      // client answers "no responders" at once, which must not make it dead early.
+      assert.ok(latency > DEAD_TIMEOUT_MS - 2 * PING_INTERVAL_MS, `${c.subject} not dead early (${latency.toFixed(0)} ms)`);
       assert.ok(rec.types(c.subject).includes("NodeSuspect"), "suspect before dead");
     }
     // Their registrations are gone from the KV bucket; the others are still there.
