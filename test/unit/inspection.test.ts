@@ -1,0 +1,234 @@
+/**
+ * The inspection hub on the real monitor, shards and client actors (SimulatedClock,
+ * recording outbox, no NATS), and the inspector server's HTTP and WebSocket edges.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import WebSocket from "ws";
+import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef } from "xstate";
+import { DEFAULT_MONITOR_TIMINGS } from "../../src/config.js";
+import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
+import { monitorMachine, type MonitorEvent } from "../../src/machines/monitor.js";
+import { InspectionHub, type View } from "../../src/services/inspection.js";
+import { InspectorServer, parseViewMessage } from "../../src/services/inspector-server.js";
+import { createLogger } from "../../src/services/logger.js";
+
+const P = DEFAULT_MONITOR_TIMINGS;
+
+/** The monitor under a root with a recording outbox, inspected by a hub, on a SimulatedClock. */
+function inspectedMonitor(shardCount: number) {
+  const clock = new SimulatedClock();
+  const hub = new InspectionHub({ coordinatorId: "c1", clusterId: "t", now: () => clock.now() });
+  const commands: Command[] = [];
+  const root = setup({
+    actors: {
+      outbox: fromCallback<Command>(({ receive }) => receive((c) => commands.push(c))),
+      monitor: monitorMachine,
+    },
+  }).createMachine({
+    invoke: [
+      { src: "outbox", id: "outbox", systemId: "outbox" },
+      { src: "monitor", id: "monitor", systemId: "monitor", input: { settings: { ...P, shardCount } } },
+    ],
+  });
+  const actor = createActor(root, { clock, inspect: hub.inspect }).start();
+  const monitor = () => actor.system.get("monitor") as AnyActorRef;
+  let revision = 0;
+  const record = (subject: string): RegistrationRecord => ({
+    registration: { subject, metadata: {} },
+    revision: ++revision,
+    atMs: 1_000_000 + clock.now(),
+  });
+  return {
+    clock,
+    hub,
+    commands,
+    send: (e: MonitorEvent) => monitor().send(e),
+    load: (subjects: string[]) => monitor().send({ type: "REGISTRATIONS_LOADED", records: subjects.map(record) }),
+    pong: (subject: string) => monitor().send({ type: "PONG", subject, atMs: 1_000_000 + clock.now(), rttMs: 1.5 }),
+    /** Advances the clock; every client in `answering` replies to each ping at once. */
+    advance(ms: number, answering: Set<string> = new Set()) {
+      for (let t = 0; t < ms; t += 5) {
+        const before = commands.length;
+        clock.increment(5);
+        for (const c of commands.slice(before)) if (c.type === "client.ping" && answering.has(c.subject)) this.pong(c.subject);
+      }
+    },
+  };
+}
+
+test("inspection - at 10,000 clients a view carries one page of rows, every shard's count, and a bounded, sampled event list", () => {
+  const m = inspectedMonitor(256);
+  const subjects = Array.from({ length: 10_000 }, (_, i) => `load.client-${String(i).padStart(5, "0")}`);
+  // A new leader's takeover: 10,000 NodePresent reports at once.
+  m.load(subjects);
+  const view = m.hub.view({});
+  assert.is(view.counts.total, 10_000);
+  assert.is(view.counts.alive, 10_000);
+  assert.is(view.clients.total, 10_000);
+  assert.is(view.clients.rows.length, 100, "one page of rows");
+  assert.is(view.clients.rows[0]!.subject, "load.client-00000");
+  assert.is(view.shards.length, 256);
+  assert.is(view.shards.reduce((n, s) => n + s.clients, 0), 10_000, "the shard counts add up to every client");
+  const presentReports = m.commands.filter((c) => c.type === "report.presence").length;
+  assert.is(presentReports, 10_000);
+  assert.ok(view.events.length <= 400, `the event ring is bounded (${view.events.length})`);
+  assert.ok(view.events.filter((e) => e.type === "NodePresent").length <= 200, "a burst is kept only up to the budget");
+  assert.ok(view.rates.sampled || view.rates.eventsPerSecond === 0, "the rest is counted, not kept");
+  const size = JSON.stringify(view).length;
+  assert.ok(size < 250_000, `a view stays small at 10,000 clients (${size} bytes)`);
+  const page2 = m.hub.view({ clients: { offset: 9_950 } });
+  assert.is(page2.clients.rows.length, 50);
+  assert.is(page2.clients.rows[49]!.subject, "load.client-09999");
+});
+
+test("inspection - routine pings and replies are counted per type and only sampled into the event list", () => {
+  const m = inspectedMonitor(8);
+  const subjects = Array.from({ length: 200 }, (_, i) => `r.c${i}`);
+  m.load(subjects);
+  m.advance(3000, new Set(subjects));
+  const view = m.hub.view({});
+  const pingsSent = m.commands.filter((c) => c.type === "client.ping").length;
+  assert.ok(pingsSent >= 400, `every client was pinged (${pingsSent})`);
+  const routine = view.events.filter((e) => e.type === "client.ping" || e.type === "PONG").length;
+  assert.ok(routine <= 4 * 4, `pings and replies are sampled: at most the budget of 4 a second (${routine} of ${2 * pingsSent})`);
+  assert.ok(view.rates.sampled);
+  const pongRate = view.rates.byType.find((t) => t.type === "PONG");
+  assert.ok(pongRate !== undefined && pongRate.perSecond > 50, "the reply rate is reported");
+});
+
+test("inspection - every event of the selected client is kept, while the others' are sampled", () => {
+  const m = inspectedMonitor(8);
+  const subjects = Array.from({ length: 200 }, (_, i) => `s.c${i}`);
+  m.load(subjects);
+  m.hub.select("client:s.c7");
+  m.advance(4000, new Set(subjects));
+  const view = m.hub.view({});
+  const selected = view.selected!;
+  assert.is(selected.kind, "client");
+  assert.is(selected.machine, "client");
+  assert.is(selected.context.subject, "s.c7");
+  const pingsOfSelected = m.commands.filter((c) => c.type === "client.ping" && c.subject === "s.c7").length;
+  assert.ok(pingsOfSelected >= 3);
+  assert.is(selected.events.filter((e) => e.type === "client.ping").length, pingsOfSelected, "every ping of the selected client");
+  assert.is(selected.events.filter((e) => e.type === "PONG").length, pingsOfSelected, "every reply of the selected client");
+  assert.ok(selected.events.every((e) => e.actor === "client:s.c7" || e.detail.includes("s.c7")), "only its own events");
+  const otherPings = view.events.filter((e) => e.type === "client.ping" && e.actor !== "client:s.c7").length;
+  assert.ok(otherPings < 200 * 3, "the other clients' pings are sampled");
+});
+
+test("inspection - a dead client stays in the table; filtering, sorting and paging happen in the hub", () => {
+  const m = inspectedMonitor(4);
+  m.load(["b.two", "a.one", "c.three", "d.four"]);
+  m.advance(P.deadTimeoutMs + P.pingIntervalMs, new Set(["a.one", "b.two", "d.four"]));
+  let view: View = m.hub.view({});
+  assert.equal(
+    view.clients.rows.map((r) => [r.subject, r.state, r.live]),
+    [
+      ["a.one", "alive", true],
+      ["b.two", "alive", true],
+      ["c.three", "dead", false],
+      ["d.four", "alive", true],
+    ],
+  );
+  assert.is(view.counts.dead, 1);
+  const dead = view.clients.rows.find((r) => r.subject === "c.three")!;
+  assert.is(dead.machineState, "dead");
+  assert.is(dead.missedPings >= 5, true);
+
+  view = m.hub.view({ clients: { state: "dead" } });
+  assert.equal(view.clients.rows.map((r) => r.subject), ["c.three"]);
+  view = m.hub.view({ clients: { text: "O", sort: "subject", descending: true } });
+  assert.equal(view.clients.rows.map((r) => r.subject), ["d.four", "b.two", "a.one"], "case-insensitive filter, reverse order");
+  view = m.hub.view({ clients: { offset: 2, limit: 1 } });
+  assert.equal(view.clients.rows.map((r) => r.subject), ["c.three"]);
+  assert.is(view.clients.total, 4);
+
+  // The dead client's chart state can still be shown.
+  view = m.hub.view({ select: "client:c.three" });
+  assert.is(view.selected?.state, "dead");
+  assert.is(view.selected?.status, "done");
+  const reports = view.events.filter((e) => e.channel === "report").map((e) => `${e.type} ${e.actor}`);
+  assert.ok(reports.includes("NodeDead client:c.three"), `the NodeDead report is listed under its client (${reports.join(", ")})`);
+});
+
+test("inspection - the page's messages are validated", () => {
+  assert.type(parseViewMessage(null), "string");
+  assert.type(parseViewMessage({ type: "other" }), "string");
+  const ok = parseViewMessage({ type: "view", coordinator: "c1", select: "monitor", clients: { state: "suspect", sort: "bogus", limit: 50, text: 3 } });
+  assert.equal(ok, { coordinatorId: "c1", request: { select: "monitor", expandShard: null, clients: { state: "suspect", limit: 50 } } });
+});
+
+const quiet = createLogger({ format: "json", verbose: false, level: "error" });
+
+test("inspector server - serves the page and the charts, and streams views over a WebSocket", async () => {
+  const server = await InspectorServer.start({ host: "127.0.0.1", port: 0, logger: quiet });
+  try {
+    const m = inspectedMonitor(4);
+    server.addHub(m.hub);
+    m.load(["x.one"]);
+    const page = await fetch(server.url);
+    assert.is(page.status, 200);
+    assert.match(await page.text(), /<script type="module" src="\/app.js">/);
+    for (const path of ["app.js", "style.css"]) assert.is((await fetch(`${server.url}${path}`)).status, 200, path);
+    const chart = await fetch(`${server.url}chart/client.svg`);
+    assert.is(chart.status, 200);
+    assert.match(await chart.text(), /id="state:client\.tracking\.liveness\.suspect"/);
+    assert.is((await fetch(`${server.url}chart/nope.svg`)).status, 404);
+
+    const ws = new WebSocket(`${server.url.replace("http", "ws")}ws`);
+    const views: { view: View | null }[] = [];
+    ws.on("message", (d) => views.push(JSON.parse(String(d)) as { view: View | null }));
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    ws.send(JSON.stringify({ type: "view", select: "client:x.one" }));
+    const deadline = Date.now() + 3000;
+    while (!views.some((v) => v.view?.selected?.key === "client:x.one") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const last = views.find((v) => v.view?.selected?.key === "client:x.one")!;
+    assert.ok(last, "a view of the selected client arrives");
+    assert.is(last.view!.coordinator.coordinatorId, "c1");
+    assert.is(last.view!.clients.rows[0]!.subject, "x.one");
+    ws.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("inspector server - refuses another Host (DNS rebinding) and WebSockets opened by another site", async () => {
+  const server = await InspectorServer.start({ host: "127.0.0.1", port: 0, logger: quiet });
+  try {
+    const port = server.port;
+    const { request } = await import("node:http");
+    const status = await new Promise<number | undefined>((resolve, reject) =>
+      request({ host: "127.0.0.1", port, path: "/", headers: { host: `evil.example:${port}` } }, (res) => resolve(res.statusCode))
+        .on("error", reject)
+        .end(),
+    );
+    assert.is(status, 403);
+    const refused = await new Promise<string>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { origin: "http://evil.example" } });
+      ws.on("open", () => resolve("open"));
+      ws.on("unexpected-response", (_req, res) => resolve(String(res.statusCode)));
+      ws.on("error", () => resolve("error"));
+    });
+    assert.is(refused, "403");
+    const sameOrigin = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { origin: `http://127.0.0.1:${port}` } });
+    await new Promise((resolve, reject) => sameOrigin.once("open", resolve).once("error", reject));
+    sameOrigin.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("inspector server - a port in use is a clear error", async () => {
+  const first = await InspectorServer.start({ host: "127.0.0.1", port: 0, logger: quiet });
+  try {
+    await InspectorServer.start({ host: "127.0.0.1", port: first.port, logger: quiet }).then(
+      () => assert.unreachable("a second server on the same port must fail"),
+      (err: Error) => assert.match(err.message, new RegExp(`inspector: port ${first.port} on 127.0.0.1 is in use; pass another with --inspect=<port>`)),
+    );
+  } finally {
+    await first.stop();
+  }
+});
+
+test.run();
