@@ -263,6 +263,22 @@ function flatContext(kind: ActorKind, context: unknown): Record<string, string |
   return out;
 }
 
+/** A client row before its machine state is described (that is done for the rows of one page only). */
+type RowData = Omit<ClientRow, "machineState"> & { value: unknown };
+
+function rowData(c: ClientContext, value: unknown, shard: number, live: boolean): RowData {
+  return { subject: c.subject, state: c.state, value, lastSeenMs: c.lastSeenMs, rttMs: c.rttMs, missedPings: c.missedPings, shard, live };
+}
+
+function toClientRow({ value, ...rest }: RowData): ClientRow {
+  return { ...rest, machineState: describeStateValue(value) };
+}
+
+/** Plain ordering (no locale rules: fast on 10,000 rows, and the same on every machine). */
+function compare(x: string | number, y: string | number): number {
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
 export class InspectionHub {
   readonly coordinatorId: string;
   readonly clusterId: string;
@@ -270,8 +286,9 @@ export class InspectionHub {
   private readonly now: () => number;
   private readonly byKey = new Map<string, Entry>();
   private readonly byRef = new WeakMap<object, Entry>();
-  private readonly clients = new Map<string, AnyActorRef>();
-  private readonly finished = new Map<string, ClientRow>();
+  /** Live client actors by subject, with their shard's index. */
+  private readonly clients = new Map<string, { ref: AnyActorRef; shard: number }>();
+  private readonly finished = new Map<string, RowData>();
   private readonly finishedKept: number;
   private readonly ring: (EventEntry | undefined)[];
   private ringHead = 0;
@@ -325,7 +342,8 @@ export class InspectionHub {
     this.byKey.set(entry.key, entry);
     this.byRef.set(ref, entry);
     if (kind === "client") {
-      this.clients.set(ref.id, ref);
+      const shard = /^shard-(\d+)$/.exec((ref as unknown as { _parent?: AnyActorRef })._parent?.id ?? "");
+      this.clients.set(ref.id, { ref, shard: shard ? Number(shard[1]) : -1 });
       this.finished.delete(ref.id);
     }
   }
@@ -414,7 +432,7 @@ export class InspectionHub {
 
   /** Moves clients whose actors have finished into the table of finished clients. */
   private prune(): void {
-    for (const [subject, ref] of this.clients) {
+    for (const [subject, { ref, shard }] of this.clients) {
       const snap = ref.getSnapshot() as { status: string; context: ClientContext; value: unknown };
       if (snap.status === "active") continue;
       this.clients.delete(subject);
@@ -423,7 +441,7 @@ export class InspectionHub {
       const state = snap.context.state;
       // A client stopped with the monitor (leadership ended) is not monitored here any more.
       if (state !== "dead" && state !== "left") continue;
-      this.finished.set(subject, this.row(ref, snap.context, snap.value, false));
+      this.finished.set(subject, rowData(snap.context, snap.value, shard, false));
       if (this.finished.size > this.finishedKept) {
         const oldest = this.finished.keys().next().value;
         if (oldest !== undefined) this.finished.delete(oldest);
@@ -434,25 +452,12 @@ export class InspectionHub {
     }
   }
 
-  private row(ref: AnyActorRef, c: ClientContext, value: unknown, live: boolean): ClientRow {
-    const shardMatch = /^shard-(\d+)$/.exec((ref as unknown as { _parent?: AnyActorRef })._parent?.id ?? "");
-    return {
-      subject: c.subject,
-      state: c.state,
-      machineState: describeStateValue(value),
-      lastSeenMs: c.lastSeenMs,
-      rttMs: c.rttMs,
-      missedPings: c.missedPings,
-      shard: shardMatch ? Number(shardMatch[1]) : -1,
-      live,
-    };
-  }
-
-  private allRows(): ClientRow[] {
-    const rows: ClientRow[] = [];
-    for (const ref of this.clients.values()) {
+  /** Every client, live and finished; the machine state is described later, for one page only. */
+  private allRows(): RowData[] {
+    const rows: RowData[] = [];
+    for (const { ref, shard } of this.clients.values()) {
       const snap = ref.getSnapshot() as { context: ClientContext; value: unknown };
-      rows.push(this.row(ref, snap.context, snap.value, true));
+      rows.push(rowData(snap.context, snap.value, shard, true));
     }
     for (const row of this.finished.values()) rows.push(row);
     return rows;
@@ -515,7 +520,7 @@ export class InspectionHub {
 
     let expandedShard: View["expandedShard"] = null;
     if (request.expandShard !== undefined && request.expandShard !== null) {
-      const inShard = rows.filter((r) => r.live && r.shard === request.expandShard).sort((a, b) => a.subject.localeCompare(b.subject));
+      const inShard = rows.filter((r) => r.live && r.shard === request.expandShard).sort((a, b) => compare(a.subject, b.subject));
       expandedShard = {
         index: request.expandShard,
         clients: inShard.slice(0, 100).map((r) => ({ subject: r.subject, state: r.state })),
@@ -541,8 +546,8 @@ export class InspectionHub {
     filtered = filtered.sort((a, b) => {
       const x = a[sort];
       const y = b[sort];
-      const c = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
-      return c === 0 ? a.subject.localeCompare(b.subject) : c * dir;
+      const c = compare(x, y);
+      return c === 0 ? compare(a.subject, b.subject) : c * dir;
     });
     const limit = Math.min(Math.max(q.limit ?? 100, 1), 500);
     const offset = Math.max(0, Math.min(q.offset ?? 0, Math.max(0, filtered.length - 1)));
@@ -565,7 +570,7 @@ export class InspectionHub {
       events,
       lastSeq: this.seq,
       selected: this.selectedView(),
-      clients: { total: filtered.length, offset, rows: filtered.slice(offset, offset + limit) },
+      clients: { total: filtered.length, offset, rows: filtered.slice(offset, offset + limit).map(toClientRow) },
     };
   }
 
@@ -582,8 +587,8 @@ export class InspectionHub {
             kind: "client",
             machine: "client",
             status: "done",
-            state: row.machineState,
-            value: row.machineState,
+            state: describeStateValue(row.value),
+            value: row.value,
             context: { subject: row.subject, state: row.state, lastSeen: new Date(row.lastSeenMs).toISOString(), rttMs: row.rttMs, missedPings: row.missedPings },
             events: [...this.selectedRing],
           };
