@@ -13,12 +13,13 @@ import {
   type Heartbeat,
 } from "../protocol/election.js";
 import { createRandom } from "../random.js";
-import { ElectionDriver, type HeartbeatBus, type ReportSink } from "./election-driver.js";
+import { ElectionDriver, type ElectionDriverOptions, type HeartbeatBus, type ReportSink } from "./election-driver.js";
 import { KvLeaseStore } from "./lease-store.js";
 import { PresenceEdge } from "./presence-edge.js";
 import { KvRegistrationStore } from "./registration-store.js";
 import { createLogger, describeError, type Logger } from "./logger.js";
 import { checkServer, connectNats, type NatsLink } from "./nats.js";
+import { openRecordLog } from "./recorder.js";
 
 export class NatsHeartbeatBus implements HeartbeatBus {
   constructor(
@@ -85,6 +86,10 @@ export interface Coordinator {
 export interface StartOptions {
   /** Defaults to a winston logger built from the config. */
   logger?: Logger;
+  /** Receives the actor system's inspection stream (the live inspector); absent, nothing is inspected. */
+  inspect?: ElectionDriverOptions["inspect"];
+  /** `run --record`: write a record log of this run to `path` (see src/services/recorder.ts). */
+  record?: { path: string; version: string };
 }
 
 /** Connects, prepares the lease bucket and joins the election. */
@@ -111,12 +116,36 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     electionBackoffMs: `${config.electionBackoffMinMs}-${config.electionBackoffMaxMs}`,
     seed: config.seed,
   });
-  const link: NatsLink = await connectNats({
-    urls: config.natsUrls,
-    name: `presence-coordinator ${config.coordinatorId}`,
-    connectTimeoutMs: config.connectTimeoutMs,
-    logger,
-  });
+  // Opened before connecting: an unwritable path stops the start with a message naming it.
+  const recorder = options.record
+    ? await openRecordLog({
+        path: options.record.path,
+        version: options.record.version,
+        config,
+        onError: (message, err) => logger.error(`${message}; monitoring goes on`, { error: describeError(err) }),
+      })
+    : undefined;
+  if (options.record) logger.info("recording this run", { recordLog: options.record.path });
+  let link: NatsLink;
+  try {
+    link = await connectNats({
+      urls: config.natsUrls,
+      name: `presence-coordinator ${config.coordinatorId}`,
+      connectTimeoutMs: config.connectTimeoutMs,
+      logger,
+      ...(recorder
+        ? {
+            onStatus: (status: string, server?: string) => {
+              // Pings of the connection are not status changes.
+              if (status !== "ping") recorder.record({ kind: "info", what: "connection", status, ...(server ? { server } : {}) });
+            },
+          }
+        : {}),
+    });
+  } catch (err) {
+    await recorder?.close();
+    throw err;
+  }
   const { nc } = link;
   try {
     await checkServer(nc, config.kvReplicas, logger);
@@ -153,6 +182,8 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       reports: new NatsReportSink(nc, config.clusterId, logger),
       logger,
       isConnected: () => link.connected,
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+      ...(recorder ? { recorder } : {}),
     });
     const elected = driver;
     edge = new PresenceEdge({
@@ -167,10 +198,12 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       epoch: () => elected.epoch,
       isConnected: () => link.connected,
       toMonitor: (event) => elected.sendToMonitor(event),
+      ...(recorder ? { recorder } : {}),
     });
     driver.start();
   } catch (err) {
     await nc.close();
+    await recorder?.close();
     throw err;
   }
   const started = driver;
@@ -187,6 +220,8 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
         } catch (err) {
           logger.warn("draining the NATS connection failed", { error: describeError(err) });
         }
+        // After the resignation's last command: the log's tail is on disk before the process exits.
+        await recorder?.close();
         logger.info("coordinator stopped");
       })();
       return stopping;
@@ -194,6 +229,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     kill: async () => {
       started.halt();
       await nc.close();
+      await recorder?.close();
       logger.info("coordinator killed without resigning");
     },
   };

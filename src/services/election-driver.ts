@@ -18,6 +18,7 @@ import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from 
 import type { RandomSource } from "../random.js";
 import { LeaseLostError, LeaseTakenError, type LeaseStore } from "./lease-store.js";
 import { describeError, type Logger } from "./logger.js";
+import { realClock, recordingClock, type Recorder } from "./recorder.js";
 
 /** Where heartbeats go and come from. */
 export interface HeartbeatBus {
@@ -50,6 +51,13 @@ export interface ElectionDriverOptions {
   now?: () => number;
   /** The machine's clock (default: XState's real-time clock); tests pass a SimulatedClock. */
   clock?: ActorOptions<typeof electionMachine>["clock"];
+  /** Receives XState's inspection stream of the whole actor system (absent: no inspection, no cost). */
+  inspect?: ActorOptions<typeof electionMachine>["inspect"];
+  /**
+   * Records every event that enters the actor system, every timer that fires and every
+   * command that leaves it (`run --record`); absent, nothing is recorded and nothing costs.
+   */
+  recorder?: Recorder;
 }
 
 const SAY: Record<ElectionReportBody["type"], string> = {
@@ -82,6 +90,7 @@ export class ElectionDriver {
       actors: {
         outbox: fromCallback<Command>(({ receive }) =>
           receive((command) => {
+            options.recorder?.record({ kind: "command", command });
             // A throw here would surface as an uncaught exception on XState's timer.
             try {
               this.execute(command);
@@ -92,8 +101,11 @@ export class ElectionDriver {
         ),
       },
     });
+    // Recording wraps the clock, so that replay can fire each timer where it fired live.
+    const clock = options.recorder ? recordingClock(options.clock ?? realClock, options.recorder) : options.clock;
     this.actor = createActor(machine, {
-      ...(options.clock ? { clock: options.clock } : {}),
+      ...(clock ? { clock } : {}),
+      ...(options.inspect ? { inspect: options.inspect } : {}),
       input: {
         coordinatorId: options.coordinatorId,
         timings: options.timings,
@@ -105,7 +117,10 @@ export class ElectionDriver {
 
   /** Delivers an event to the monitor, if this coordinator runs one now. */
   sendToMonitor(event: MonitorEvent): void {
-    this.actor.system.get("monitor")?.send(event);
+    const monitor = this.actor.system.get("monitor");
+    if (monitor === undefined) return;
+    this.options.recorder?.record({ kind: "event", target: "monitor", event });
+    monitor.send(event);
   }
 
   /** The epoch this coordinator knows: its own while leading, else the highest seen. */
@@ -127,6 +142,7 @@ export class ElectionDriver {
     this.unsubscribe = this.options.heartbeats.subscribe((hb) =>
       this.send({ type: "HEARTBEAT", coordinatorId: hb.coordinatorId, epoch: hb.epoch, resigning: hb.resigning === true }),
     );
+    this.options.recorder?.record({ kind: "start" });
     this.actor.start();
   }
 
@@ -152,18 +168,25 @@ export class ElectionDriver {
     clearTimeout(timer);
     if (late) this.log.warn("resigning did not finish in time; leaving anyway", { timeoutMs });
     this.unsubscribe?.();
-    this.actor.stop();
+    this.stopActor();
   }
 
   /** Stops at once, without resigning: to the others it is as if the process died. */
   halt(): void {
     this.unsubscribe?.();
     this.leaseValidUntil = Number.NEGATIVE_INFINITY;
+    this.stopActor();
+  }
+
+  private stopActor(): void {
+    if (this.actor.getSnapshot().status === "active") this.options.recorder?.record({ kind: "stop" });
     this.actor.stop();
   }
 
   private send(event: ElectionEvent): void {
-    if (this.actor.getSnapshot().status === "active") this.actor.send(event);
+    if (this.actor.getSnapshot().status !== "active") return;
+    this.options.recorder?.record({ kind: "event", target: "election", event });
+    this.actor.send(event);
   }
 
   private execute(command: Command): void {

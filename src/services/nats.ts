@@ -18,6 +18,8 @@ export interface ConnectOptions {
   name: string;
   connectTimeoutMs: number;
   logger: Logger;
+  /** Told of every change of the connection's status (disconnect, reconnect, ...), e.g. for `run --record`. */
+  onStatus?: (status: string, server?: string) => void;
 }
 
 /**
@@ -47,7 +49,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
   }
   logger.info("connected to NATS", { server: nc.getServer(), serverVersion: nc.info?.version ?? "unknown" });
   const link: NatsLink = { nc, connected: true };
-  void watchStatus(link, logger);
+  void watchStatus(link, logger, options.onStatus);
   return link;
 }
 
@@ -57,8 +59,9 @@ export interface NatsLink {
   connected: boolean;
 }
 
-async function watchStatus(link: NatsLink, logger: Logger): Promise<void> {
+async function watchStatus(link: NatsLink, logger: Logger, onStatus?: ConnectOptions["onStatus"]): Promise<void> {
   for await (const s of link.nc.status()) {
+    onStatus?.(s.type, "server" in s && typeof s.server === "string" ? s.server : undefined);
     switch (s.type) {
       case "disconnect":
         link.connected = false;

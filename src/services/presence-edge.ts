@@ -22,6 +22,7 @@ import {
 } from "../protocol/presence.js";
 import { describeError, type Logger } from "./logger.js";
 import { pullRegistrations, type RegistrationStore } from "./registration-store.js";
+import type { Recorder } from "./recorder.js";
 
 export interface PresenceEdgeOptions {
   nc: NatsConnection;
@@ -38,6 +39,8 @@ export interface PresenceEdgeOptions {
   isConnected: () => boolean;
   /** Delivers an event to the running monitor (dropped when there is none). */
   toMonitor: (event: MonitorEvent) => void;
+  /** Records ping failures, which are not events of the machines (`run --record`). */
+  recorder?: Recorder;
 }
 
 export class PresenceEdge {
@@ -175,6 +178,7 @@ export class PresenceEdge {
       },
       (err: unknown) => {
         // No reply in time, or no responders: a missed ping, which the client actor counts.
+        this.options.recorder?.record({ kind: "info", what: "ping-failed", subject, error: describeError(err) });
         if (this.debug) this.log.debug("ping got no reply", { subject, error: describeError(err) });
       },
     );

@@ -1,0 +1,368 @@
+/**
+ * Record and replay: the fixtures recorded from real runs (scripts/record-fixtures.ts)
+ * replay with --check semantics and give exactly the recorded reports; a tampered log
+ * diverges at the right line; bad logs give errors that name the line; the writer survives
+ * a full disk; and a short in-process run, recorded on a SimulatedClock, round-trips.
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Writable } from "node:stream";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { SimulatedClock } from "xstate";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig } from "../../src/config.js";
+import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
+import type { Heartbeat, LeaseHolder } from "../../src/protocol/election.js";
+import type { ClientReport } from "../../src/protocol/presence.js";
+import { createRandom } from "../../src/random.js";
+import { ElectionDriver } from "../../src/services/election-driver.js";
+import type { LeaseStore } from "../../src/services/lease-store.js";
+import { createLogger } from "../../src/services/logger.js";
+import { LogRecorder, RECORD_FORMAT, RecordWriter, type RecordHeader } from "../../src/services/recorder.js";
+import { isReport, parseRecordLog, RecordLogError, replayLog, type RecordLog } from "../../src/services/replay.js";
+
+const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
+const SCENARIOS = ["crash-failover", "client-death", "flapping-client", "graceful-handoff", "re-registration"];
+
+function fixtureLogs(scenario: string): { file: string; log: RecordLog }[] {
+  const dir = join(FIXTURES, scenario);
+  const files = readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort();
+  assert.ok(files.length > 0, `${dir} holds no .jsonl logs: run npm run fixtures:record`);
+  return files.map((f) => ({ file: f, log: parseRecordLog(readFileSync(join(dir, f), "utf8"), join(dir, f)) }));
+}
+
+const reportsOf = (commands: { command: Command }[]) => commands.filter((c) => isReport(c.command)).map((c) => c.command);
+const presence = (commands: { command: Command }[]): ClientReport[] =>
+  commands.flatMap((c) => (c.command.type === "report.presence" ? [c.command.report] : []));
+
+test("fixtures - every scenario was recorded", () => {
+  for (const s of SCENARIOS) {
+    assert.ok(statSync(join(FIXTURES, s), { throwIfNoEntry: false })?.isDirectory(), `test/fixtures/${s} exists`);
+  }
+});
+
+for (const scenario of SCENARIOS) {
+  test(`replay - the ${scenario} fixture replays to exactly the recorded reports`, () => {
+    for (const { file, log } of fixtureLogs(scenario)) {
+      const result = replayLog(log, { check: true });
+      assert.is(result.divergence, null, `${scenario}/${file}: ${JSON.stringify(result.divergence)}`);
+      assert.is(result.entries, log.entries.length, "every entry was fed");
+      assert.ok(reportsOf(result.recorded).length > 0, `${file} holds reports`);
+      assert.equal(reportsOf(result.produced), reportsOf(result.recorded), `${file}: the report sequence is the recorded one`);
+      assert.equal(
+        result.produced.map((c) => c.command),
+        result.recorded.map((c) => c.command),
+        `${file}: every command is the recorded one`,
+      );
+    }
+  });
+}
+
+test("replay - the fixtures show what their scenarios are about", () => {
+  const types = (scenario: string, file: string, subject?: string) => {
+    const log = fixtureLogs(scenario).find((l) => l.file === file)!.log;
+    return presence(replayLog(log).produced)
+      .filter((r) => subject === undefined || r.clientSubject === subject)
+      .map((r) => r.type);
+  };
+  const death = types("client-death", "cd-a.jsonl", "svc.db.2");
+  assert.is(death.filter((t) => t === "NodeDead").length, 1, "one NodeDead");
+  assert.is(death.at(-1), "NodeDead", "nothing after NodeDead");
+  assert.ok(death.includes("NodeSuspect"), "suspect before dead");
+  const flaps = types("flapping-client", "fl-a.jsonl", "svc.cache.2");
+  assert.ok(flaps.filter((t) => t === "NodeSuspect").length >= 3 && flaps.filter((t) => t === "NodeRecovered").length >= 3, flaps.join(","));
+  assert.not.ok(flaps.includes("NodeDead"));
+  const again = types("re-registration", "rr-a.jsonl", "svc.worker.7");
+  assert.is(again.filter((t) => t === "NodePresent").length, 2, "a second NodePresent for the re-registration");
+  assert.is(again.at(-1), "NodeLeft");
+  for (const [scenario, count] of [
+    ["crash-failover", 3],
+    ["graceful-handoff", 2],
+  ] as const) {
+    const leaders = fixtureLogs(scenario).filter(({ log }) =>
+      replayLog(log).produced.some((c) => c.command.type === "report.publish" && c.command.report.type === "BecameLeader"),
+    );
+    assert.is(leaders.length, 2, `${scenario}: both coordinators led, one after the other`);
+    const second = leaders.find(({ log }) => presence(replayLog(log).produced).filter((r) => r.type === "NodePresent").length === count);
+    assert.ok(second, `${scenario}: a leader reported every client present`);
+  }
+});
+
+/** The text of a fixture with one line changed. */
+function tampered(scenario: string, change: (lines: string[]) => void): RecordLog {
+  const { log } = fixtureLogs(scenario)[0]!;
+  const lines = readFileSync(log.file, "utf8").trimEnd().split("\n");
+  change(lines);
+  return parseRecordLog(lines.join("\n") + "\n", "tampered.jsonl");
+}
+
+test("replay --check - a changed report is found at its line, with expected and actual", () => {
+  let changedLine = 0;
+  const log = tampered("client-death", (lines) => {
+    changedLine = lines.findIndex((l) => l.includes('"NodeDead"')) + 1;
+    lines[changedLine - 1] = lines[changedLine - 1]!.replace('"state":"dead"', '"state":"alive"');
+  });
+  const d = replayLog(log, { check: true }).divergence;
+  assert.ok(d, "replay differs");
+  assert.is(d.line, changedLine);
+  assert.is(d.problem, "the commands differ");
+  assert.is((d.expected as { report: ClientReport }).report.type, "NodeDead");
+  assert.is((d.expected as { report: ClientReport }).report.state, "alive", "expected: what the (tampered) log says");
+  assert.is((d.actual as { report: ClientReport }).report.state, "dead", "actual: what the machines say");
+});
+
+test("replay --check - a dropped command and a timer that never fired live are divergences", () => {
+  let line = 0;
+  const dropped = tampered("re-registration", (lines) => {
+    line = lines.findIndex((l) => l.includes('"NodeLeft"')) + 1;
+    lines.splice(line - 1, 1);
+  });
+  const d1 = replayLog(dropped, { check: true }).divergence;
+  assert.ok(d1);
+  assert.is(d1.problem, "replay produced a command the log does not have here");
+  assert.is((d1.actual as { report: ClientReport }).report.type, "NodeLeft");
+
+  const wrongTimer = tampered("client-death", (lines) => {
+    line = lines.findIndex((l) => l.includes('"kind":"timer"')) + 1;
+    lines[line - 1] = lines[line - 1]!.replace(/"n":\d+/, '"n":99999');
+  });
+  const d2 = replayLog(wrongTimer, { check: true }).divergence;
+  assert.ok(d2);
+  assert.is(d2.line, line);
+  assert.match(d2.problem, /timer 99999/);
+});
+
+test("replay --until - stops there and describes every actor", () => {
+  const { log } = fixtureLogs("client-death")[0]!;
+  const nodeDeadAt = log.entries.find((e) => e.entry.kind === "command" && JSON.stringify(e.entry).includes('"NodeDead"'))!.entry.t;
+  const before = replayLog(log, { until: nodeDeadAt - 1 });
+  const actors = before.until!.actors;
+  assert.equal(actors[0]!.id, "election");
+  assert.ok(typeof actors[0]!.value === "object" && "leader" in (actors[0]!.value as object), "the election leads");
+  assert.equal(actors.find((a) => a.kind === "monitor")?.value, "running");
+  const clients = actors.filter((a) => a.kind === "client");
+  assert.equal(clients.map((c) => c.id.split("/")[1]).sort(), ["svc.db.1", "svc.db.2"]);
+  assert.is(clients.find((c) => c.id.endsWith("svc.db.2"))!.detail.state, "suspect");
+  const after = replayLog(log, { until: nodeDeadAt + 1 });
+  assert.equal(
+    after.until!.actors.filter((a) => a.kind === "client").map((c) => c.id.split("/")[1]),
+    ["svc.db.1"],
+    "the dead client's actor is gone",
+  );
+});
+
+// --- reading bad logs ---
+
+const header = (over: Partial<RecordHeader> = {}): string =>
+  JSON.stringify({
+    kind: "header",
+    format: RECORD_FORMAT,
+    version: "0.1.0",
+    config: testConfig(),
+    seed: 1,
+    coordinatorId: "me",
+    startedAt: "2026-01-01T00:00:00.000Z",
+    ...over,
+  });
+
+function readError(text: string): RecordLogError {
+  try {
+    parseRecordLog(text, "bad.jsonl");
+  } catch (err) {
+    assert.instance(err, RecordLogError);
+    return err as RecordLogError;
+  }
+  throw new assert.Assertion({ message: "the log was accepted", generated: false, operator: "throws", expects: "error", actual: "none" });
+}
+
+test("record log - a corrupt line is refused with its line number", () => {
+  const e = readError(`${header()}\n{"kind":"start","t":1}\n{"kind":"event","t":2,garbage\n{"kind":"stop","t":3}\n`);
+  assert.is(e.line, 3);
+  assert.match(e.message, /^bad\.jsonl, line 3: not JSON/);
+});
+
+test("record log - a truncated last line is refused as truncated, naming the line", () => {
+  const e = readError(`${header()}\n{"kind":"start","t":1}\n{"kind":"command","t":2,"command":{"type":"lease.cr`);
+  assert.is(e.line, 3);
+  assert.match(e.message, /line 3: truncated/);
+});
+
+test("record log - a newer format is refused on line 1, saying which version wrote it", () => {
+  const e = readError(`${header({ format: RECORD_FORMAT + 1, version: "9.0.0" })}\n{"kind":"start","t":1}\n`);
+  assert.is(e.line, 1);
+  assert.match(e.message, new RegExp(`format ${RECORD_FORMAT + 1}, newer than this presence-coordinator reads \\(format ${RECORD_FORMAT}\\)`));
+  assert.match(e.message, /9\.0\.0/);
+});
+
+test("record log - a missing header, an unknown kind and time going backwards are refused with their lines", () => {
+  assert.is(readError(`{"kind":"start","t":1}\n`).line, 1);
+  assert.match(readError("").message, /empty/);
+  const unknown = readError(`${header()}\n{"kind":"start","t":1}\n{"kind":"mystery","t":2}\n`);
+  assert.is(unknown.line, 3);
+  assert.match(unknown.message, /unknown entry kind "mystery"/);
+  const backwards = readError(`${header()}\n{"kind":"start","t":5}\n{"kind":"stop","t":4}\n`);
+  assert.is(backwards.line, 3);
+  assert.match(backwards.message, /time goes backwards/);
+  assert.is(readError(`${header()}\n{"kind":"timer","t":5,"n":0,"ms":3}\n`).line, 2);
+});
+
+// --- writing ---
+
+test("record writer - a full disk is reported once; recording stops and nothing throws", async () => {
+  const written: string[] = [];
+  const errors: unknown[] = [];
+  let writes = 0;
+  const writer = new RecordWriter(
+    {
+      write: async (data) => {
+        writes += 1;
+        if (writes >= 2) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+        written.push(data);
+      },
+      close: async () => undefined,
+    },
+    { onError: (err) => errors.push(err), flushIntervalMs: 5 },
+  );
+  writer.writeLine("one");
+  await new Promise((r) => setTimeout(r, 20));
+  writer.writeLine("two");
+  await new Promise((r) => setTimeout(r, 20));
+  writer.writeLine("three");
+  writer.writeLine("four");
+  await writer.close();
+  assert.equal(written, ["one\n"]);
+  assert.is(errors.length, 1, "reported once");
+  assert.is(writer.active, false);
+});
+
+test("record writer - a disk that cannot keep up stops recording instead of growing the buffer without end", async () => {
+  const errors: unknown[] = [];
+  let release: (() => void) | undefined;
+  const writer = new RecordWriter(
+    {
+      // The first write never finishes until the end of the test: everything after it waits.
+      write: () => new Promise<void>((resolve) => (release = resolve)),
+      close: async () => undefined,
+    },
+    { onError: (err) => errors.push(err), flushIntervalMs: 1, flushAtChars: 100, maxBufferedChars: 1000 },
+  );
+  writer.writeLine("first");
+  await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 200; i++) writer.writeLine(`line ${i} waiting for the disk`);
+  assert.is(errors.length, 1, "reported once");
+  assert.match(String(errors[0]), /disk is too slow/);
+  assert.is(writer.active, false);
+  release?.();
+  await writer.close();
+});
+
+test("record writer - close writes the buffered tail before it closes the file", async () => {
+  const written: string[] = [];
+  let closed = false;
+  const writer = new RecordWriter(
+    {
+      write: async (data) => {
+        await new Promise((r) => setTimeout(r, 5));
+        written.push(data);
+      },
+      close: async () => {
+        closed = true;
+      },
+    },
+    { onError: () => assert.unreachable("no error"), flushIntervalMs: 60_000, flushAtChars: 10 },
+  );
+  for (let i = 0; i < 50; i++) writer.writeLine(`line ${i}`);
+  await writer.close();
+  assert.ok(closed);
+  assert.equal(written.join("").trimEnd().split("\n"), Array.from({ length: 50 }, (_, i) => `line ${i}`));
+});
+
+// --- round trip of an in-process run ---
+
+function testConfig(): CoordinatorConfig {
+  return {
+    natsUrls: ["nats://127.0.0.1:4222"],
+    clusterId: "rt",
+    coordinatorId: "me",
+    ...DEFAULT_TIMINGS,
+    ...DEFAULT_MONITOR_TIMINGS,
+    reportEncoding: "json",
+    connectTimeoutMs: 5000,
+    kvReplicas: 1,
+    shardCount: 8,
+    logFormat: "json",
+    verbose: false,
+    seed: 99,
+  };
+}
+
+test("record and replay - a short in-process run on a SimulatedClock round-trips to the same reports", async () => {
+  const config = testConfig();
+  const clock = new SimulatedClock();
+  const text: string[] = [header({ config, seed: config.seed, coordinatorId: config.coordinatorId })];
+  const writer = new RecordWriter(
+    { write: async (d) => void text.push(d.trimEnd()), close: async () => undefined },
+    { onError: (err) => assert.unreachable(String(err)) },
+  );
+  const recorder = new LogRecorder(writer, () => clock.now());
+  let revision = 1;
+  const lease: LeaseStore = {
+    acquire: async () => ({ epoch: 7, revision: (revision = 7) }),
+    renew: async () => ++revision,
+    release: async () => undefined,
+    holder: async (): Promise<LeaseHolder | null> => null,
+  };
+  let hear: ((hb: Heartbeat) => void) | undefined;
+  const silent = "svc.quiet";
+  let driver: ElectionDriver | undefined;
+  const later = (f: () => void) => void Promise.resolve().then(f);
+  const at = () => 1_700_000_000_000 + clock.now();
+  const record = (subject: string): RegistrationRecord => ({ registration: { subject, metadata: {} }, revision: 3, atMs: at() });
+  driver = new ElectionDriver({
+    coordinatorId: config.coordinatorId,
+    clusterId: config.clusterId,
+    timings: config,
+    random: createRandom(config.seed),
+    monitor: { ...DEFAULT_MONITOR_TIMINGS, shardCount: config.shardCount },
+    onMonitorCommand: (c) => {
+      if (c.type === "registrations.load") later(() => driver!.sendToMonitor({ type: "REGISTRATIONS_LOADED", records: [record("svc.ok")] }));
+      if (c.type === "registrations.pull") later(() => driver!.sendToMonitor({ type: "REGISTERED", record: record(silent) }));
+      if (c.type === "client.ping" && c.subject !== silent) {
+        later(() => driver!.sendToMonitor({ type: "PONG", subject: c.subject, atMs: at(), rttMs: 0.5 }));
+      }
+    },
+    lease,
+    heartbeats: { publish: (hb) => later(() => hear?.(hb)), subscribe: (h) => ((hear = h), () => (hear = undefined)) },
+    reports: { publish: () => undefined },
+    logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, cb) => cb() }) }),
+    isConnected: () => true,
+    now: () => clock.now(),
+    clock,
+    recorder,
+  });
+  driver.start();
+  for (let i = 0; i < 10_000; i++) {
+    clock.increment(1);
+    await Promise.resolve();
+    await Promise.resolve();
+  }
+  const resigned = driver.resign(1000);
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  await resigned;
+  await writer.close();
+
+  const log = parseRecordLog(text.join("\n") + "\n", "in-process.jsonl");
+  const result = replayLog(log, { check: true });
+  assert.is(result.divergence, null, JSON.stringify(result.divergence));
+  const types = presence(result.produced).map((r) => `${r.type} ${r.clientSubject}`);
+  assert.ok(types.includes(`NodeDead ${silent}`), types.join(", "));
+  assert.ok(types.includes("NodeState svc.ok"));
+  assert.not.ok(types.includes("NodeDead svc.ok"));
+  assert.equal(reportsOf(result.produced), reportsOf(result.recorded));
+  assert.ok(log.entries.some((e) => e.entry.kind === "timer"), "timers were recorded");
+  const last = reportsOf(result.produced).at(-1);
+  assert.ok(last?.type === "report.publish" && last.report.type === "Stopped", "the resignation's last report is in the log");
+});
+
+test.run();
