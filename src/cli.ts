@@ -28,10 +28,13 @@ import {
   type LogFormat,
 } from "./config.js";
 import { MAX_SEED, newSeed } from "./random.js";
-import { startCoordinator } from "./services/coordinator.js";
+import { startCoordinator, type Coordinator } from "./services/coordinator.js";
+import { Inspection, type InspectSettings } from "./services/inspector.js";
+import { DEFAULT_INSPECT_HOST, DEFAULT_INSPECT_PORT } from "./services/inspector-server.js";
 import { runDev } from "./services/dev.js";
 import { runWatch } from "./services/watch.js";
-import { describeError } from "./services/logger.js";
+import { RecordLogError, runReplay } from "./services/replay.js";
+import { createLogger, describeError } from "./services/logger.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -66,6 +69,10 @@ interface RunFlags extends TimingFlags {
   logFormat: LogFormat;
   verbose: boolean;
   seed?: number;
+  inspect?: number | true;
+  inspectHost: string;
+  inspectStately: boolean;
+  record?: string;
 }
 
 /** The timing flags, shared by `run` and `dev`; each reads an environment variable too. */
@@ -153,12 +160,35 @@ function seedOption(): Option {
     });
 }
 
+/** `--inspect[=port]`: the live inspector page; without a port, the default one. */
+function inspectOption(): Option {
+  return new Option("--inspect [port]", `serve the live inspector page on this port (default ${DEFAULT_INSPECT_PORT}; 0: any free port)`)
+    .env("PRESENCE_INSPECT")
+    .argParser((v) => {
+      const n = wholeNumber(v);
+      if (n > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535.");
+      return n;
+    });
+}
+
+function inspectHostOption(): Option {
+  return new Option("--inspect-host <host>", "address the inspector page listens on (anything but loopback is warned about)")
+    .env("PRESENCE_INSPECT_HOST")
+    .default(DEFAULT_INSPECT_HOST);
+}
+
+function inspectStatelyOption(): Option {
+  return new Option("--inspect-stately", "also forward the inspection stream to the Stately inspector (needs internet)")
+    .env("PRESENCE_INSPECT_STATELY")
+    .default(false);
+}
+
 function logFormatOption(): Option {
   return new Option("--log-format <format>", "log line format").env("PRESENCE_LOG_FORMAT").choices(LOG_FORMATS).default("pretty");
 }
 
 function fail(err: unknown): never {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof RecordLogError) {
     process.stderr.write(`presence-coordinator: ${err.message}\n`);
     process.exit(EXIT_USAGE);
   }
@@ -188,6 +218,15 @@ function stopOnSignals(starting: Promise<() => Promise<void>>): void {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+}
+
+/** What `--inspect`, `--inspect-host` and `--inspect-stately` ask for; null: no inspection at all. */
+function inspectSettings(port: number | true | undefined, host: string, stately: boolean): InspectSettings | null {
+  if (port === undefined && !stately) return null;
+  return {
+    ...(port !== undefined ? { local: { host, port: port === true ? DEFAULT_INSPECT_PORT : port } } : {}),
+    stately,
+  };
 }
 
 /** PRESENCE_VERBOSE counts when it says yes (1, true, yes, on), not merely when it is set. */
@@ -238,6 +277,12 @@ export function buildProgram(): Command {
         .default(DEFAULT_SHARD_COUNT),
     )
     .addOption(seedOption())
+    .addOption(inspectOption())
+    .addOption(inspectHostOption())
+    .addOption(inspectStatelyOption())
+    .addOption(
+      new Option("--record <file>", "write a record log of this run (JSON lines) for `presence-coordinator replay`").env("PRESENCE_RECORD"),
+    )
     .addOption(logFormatOption())
     .addOption(new Option("-v, --verbose", "log debug lines too (env: PRESENCE_VERBOSE=1)").default(false))
     .action(async (flags: RunFlags) => {
@@ -258,7 +303,33 @@ export function buildProgram(): Command {
       } catch (err) {
         fail(err);
       }
-      const starting = startCoordinator(config).then((c) => () => c.stop());
+      const inspect = inspectSettings(flags.inspect, flags.inspectHost, flags.inspectStately === true);
+      const starting = (async () => {
+        let coordinator: Coordinator | undefined;
+        const logger = createLogger({
+          format: config.logFormat,
+          verbose: config.verbose,
+          fields: { coordinatorId: config.coordinatorId },
+          epoch: () => coordinator?.driver.epoch ?? 0,
+        });
+        // Before connecting: a port in use fails at once.
+        const inspection = inspect === null ? null : await Inspection.start(inspect, logger);
+        try {
+          const started = await startCoordinator(config, {
+            logger,
+            ...(flags.record !== undefined ? { record: { path: flags.record, version: pkg.version } } : {}),
+            ...(inspection ? { inspect: inspection.observerFor(config.coordinatorId, config.clusterId) } : {}),
+          });
+          coordinator = started;
+          return async () => {
+            await started.stop();
+            await inspection?.stop();
+          };
+        } catch (err) {
+          await inspection?.stop();
+          throw err;
+        }
+      })();
       stopOnSignals(starting);
       await starting.catch(fail);
     });
@@ -291,6 +362,39 @@ export function buildProgram(): Command {
     });
   program.addCommand(exitOnUsageError(watch));
 
+  const replay = new Command("replay")
+    .description("replay a record log (run --record) through the machines and print the commands and reports they produce")
+    .argument("<file>", "the record log")
+    .addOption(new Option("--json", "print JSON lines instead of text").default(false))
+    .addOption(new Option("--check", "compare every command with the recorded one; exit 1 at the first difference").default(false))
+    .addOption(
+      new Option("--until <ms>", "stop at this time (ms since the recording started) and print every actor's state").argParser((v) => {
+        const n = Number(v);
+        if (v.trim() === "" || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError("must be a number of milliseconds.");
+        return n;
+      }),
+    )
+    .action(async (file: string, flags: { json: boolean; check: boolean; until?: number }) => {
+      // `replay log | head`: a reader that went away is not an error.
+      process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+        if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+        fail(err);
+      });
+      try {
+        process.exitCode = await runReplay({
+          file,
+          json: flags.json === true,
+          check: flags.check === true,
+          ...(flags.until !== undefined ? { until: flags.until } : {}),
+          out: process.stdout,
+          err: process.stderr,
+        });
+      } catch (err) {
+        fail(err);
+      }
+    });
+  program.addCommand(exitOnUsageError(replay));
+
   const dev = new Command("dev")
     .description("demo: an embedded nats-server and three coordinators, printing every election report")
     .addOption(new Option("--coordinators <n>", "how many coordinators to run").argParser(wholeNumber).default(3))
@@ -301,6 +405,10 @@ export function buildProgram(): Command {
     )
     .addOption(new Option("--duration <s>", "stop by itself after this long (0: run until Ctrl-C)").argParser(wholeNumber).default(0));
   addTimingOptions(dev)
+    .addOption(inspectOption().default(true, String(DEFAULT_INSPECT_PORT)))
+    .addOption(new Option("--no-inspect", "do not serve the inspector page"))
+    .addOption(inspectHostOption())
+    .addOption(inspectStatelyOption())
     .addOption(logFormatOption())
     .addOption(new Option("-v, --verbose", "also print the coordinators' logs").default(false))
     .action(
@@ -314,6 +422,9 @@ export function buildProgram(): Command {
           duration: number;
           logFormat: LogFormat;
           verbose: boolean;
+          inspect: number | boolean;
+          inspectHost: string;
+          inspectStately: boolean;
         },
       ) => {
         const timings = timingsFrom(flags);
@@ -326,6 +437,7 @@ export function buildProgram(): Command {
           crashEverySeconds: flags.crashEvery,
           logFormat: flags.logFormat,
           verbose: flags.verbose === true,
+          inspect: flags.inspect === false ? null : inspectSettings(flags.inspect, flags.inspectHost, flags.inspectStately === true),
           out: process.stdout,
         });
         stopOnSignals(starting);

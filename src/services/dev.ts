@@ -18,7 +18,9 @@ import { parseElectionReport, parseHeartbeat, subjects, type ElectionReport } fr
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../protocol/presence.js";
 import { newSeed } from "../random.js";
 import { startCoordinator, type Coordinator } from "./coordinator.js";
-import { createLogger } from "./logger.js";
+import { Inspection, type InspectSettings } from "./inspector.js";
+import { InspectorError } from "./inspector-server.js";
+import { createLogger, type Logger } from "./logger.js";
 import { NatsServer } from "./nats-server.js";
 
 export interface DevOptions {
@@ -30,6 +32,8 @@ export interface DevOptions {
   crashEverySeconds: number;
   logFormat: LogFormat;
   verbose: boolean;
+  /** The live inspector for every coordinator of the demo; null: off. */
+  inspect: InspectSettings | null;
   out: NodeJS.WritableStream;
 }
 
@@ -93,6 +97,18 @@ function startDemoClients(
   }
 }
 
+/** The demo's inspector: when its port is taken, it moves to a free one rather than failing the demo. */
+async function startDevInspection(settings: InspectSettings, logger: Logger, say: (line: string) => void): Promise<Inspection> {
+  try {
+    return await Inspection.start(settings, logger);
+  } catch (err) {
+    const inUse = err instanceof InspectorError && (err.cause as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE";
+    if (!inUse || settings.local === undefined || settings.local.port === 0) throw err;
+    say(`${(err as Error).message}; using a free port instead`);
+    return Inspection.start({ ...settings, local: { ...settings.local, port: 0 } }, logger);
+  }
+}
+
 /** Starts the demo; resolves to a function that stops everything it started. */
 export async function runDev(options: DevOptions): Promise<() => Promise<void>> {
   const say = (line: string) => options.out.write(`${line}\n`);
@@ -102,6 +118,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
   let observer: NatsConnection | undefined;
   const coordinators = new Map<string, Coordinator>();
   const timers: NodeJS.Timeout[] = [];
+  let inspection: Inspection | null = null;
   const ids = Array.from({ length: options.coordinators }, (_, i) => `dev-${String.fromCharCode(97 + i)}`);
 
   const configFor = (coordinatorId: string): CoordinatorConfig => {
@@ -132,7 +149,10 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
       fields: { coordinatorId: id },
       epoch: () => coordinator?.driver.epoch ?? 0,
     });
-    coordinator = await startCoordinator(config, { logger });
+    coordinator = await startCoordinator(config, {
+      logger,
+      ...(inspection ? { inspect: inspection.observerFor(id, options.clusterId) } : {}),
+    });
     coordinators.set(id, coordinator);
   };
 
@@ -140,11 +160,17 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
     for (const t of timers) clearTimeout(t);
     await Promise.allSettled([...coordinators.values()].map((c) => c.stop()));
     coordinators.clear();
+    await inspection?.stop();
     await observer?.close();
     await server.stop();
   };
 
   try {
+    if (options.inspect !== null) {
+      const logger = createLogger({ format: options.logFormat, verbose: options.verbose, level: options.verbose ? "info" : "warn" });
+      inspection = await startDevInspection(options.inspect, logger, say);
+      say(`live inspector: ${inspection.url ?? "forwarding to the Stately inspector only"}`);
+    }
     observer = await connect({ servers: server.url, name: "presence-coordinator dev observer" });
     let leader: { id: string; epoch: number } | null = null;
     let crashedAt: { id: string; at: number } | null = null;

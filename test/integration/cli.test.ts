@@ -2,14 +2,18 @@
  * The CLI as an operator meets it: bad flags, unreachable NATS, configuration from the
  * environment, and an existing lease bucket with another TTL.
  */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { freePort, NatsServer } from "../../src/services/nats-server.js";
-import { Observer, runCli, spawnCli, spawnCoordinator, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { Observer, runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 /** A loopback TCP server that accepts connections and never says a word (not NATS). */
 async function silentServer(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
@@ -186,6 +190,68 @@ test("cli - dev runs an embedded nats-server and three coordinators, shows the l
   assert.match(r.stdout, /stopped\n$/);
   const leaders = new Set([...r.stdout.matchAll(/==> leader is (dev-[abc])/g)].map((m) => m[1]));
   assert.is(leaders.size, 1, "one leader while nothing crashes");
+});
+
+test("cli - run --record with an unwritable path exits 1 naming the file, before connecting", async () => {
+  const port = await freePort(); // nothing listens: the record log must fail first
+  const r = await runCli(["run", "-u", `nats://127.0.0.1:${port}`, "--cluster-id", "x", "--record", "/nonexistent-dir/run.jsonl"]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, "cannot open the record log /nonexistent-dir/run.jsonl");
+  assert.not.match(r.stderr, /cannot connect to NATS/, "it did not get as far as connecting");
+});
+
+test("cli - replay --check of a recorded fixture exits 0; a corrupt log exits 2 naming the line", async () => {
+  const fixture = fileURLToPath(new URL("../fixtures/client-death/cd-a.jsonl", import.meta.url));
+  const ok = await runCli(["replay", fixture, "--check"]);
+  assert.is(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /\d+ entries replayed; all \d+ commands \(\d+ reports\) match the log/);
+  const printed = await runCli(["replay", fixture]);
+  assert.is(printed.code, 0, printed.stderr);
+  assert.match(printed.stdout, /NodeDead/);
+  const dir = await mkdtemp(join(tmpdir(), "presence-replay-"));
+  try {
+    const lines = (await readFile(fixture, "utf8")).split("\n");
+    lines[4] = "{not json";
+    const bad = join(dir, "bad.jsonl");
+    await writeFile(bad, lines.join("\n"));
+    const r = await runCli(["replay", bad]);
+    assert.is(r.code, 2);
+    assert.match(r.stderr, `${bad}, line 5: not JSON`);
+    assert.not.match(r.stderr, /\n\s+at /, "no stack trace");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("cli - run --inspect on a port in use exits 1 saying which port, before connecting", async () => {
+  const taken = await silentServer();
+  try {
+    const port = await freePort();
+    const r = await runCli(["run", "-u", `nats://127.0.0.1:${port}`, "--cluster-id", "x", `--inspect=${taken.port}`]);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, `inspector: port ${taken.port} on 127.0.0.1 is in use; pass another with --inspect=<port>`);
+    assert.not.match(r.stderr, /cannot connect to NATS/);
+  } finally {
+    await closeSilent(taken);
+  }
+});
+
+test("cli - --inspect-host beyond loopback is warned about in the log", async () => {
+  const server = await NatsServer.start();
+  const c = spawnCoordinator({ urls: [server.url], clusterId: "insp-host", id: "h1", args: ["--inspect=0", "--inspect-host", "0.0.0.0"] });
+  try {
+    const warned = await waitFor(
+      "the inspector's warning",
+      () => c.logs().find((l) => l.level === "warn" && String(l.message).includes("listens beyond loopback")),
+      10_000,
+    );
+    assert.is(warned.host, "0.0.0.0");
+    const listening = await waitFor("the inspector URL", () => c.logs().find((l) => l.message === "inspector page listening"), 10_000);
+    assert.match(String(listening.url), /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  } finally {
+    await c.kill();
+    await server.stop();
+  }
 });
 
 test.run();

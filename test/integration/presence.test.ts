@@ -279,7 +279,7 @@ test("presence - on a 3-node cluster with replicated buckets, monitoring survive
     clients[0]!.silence();
     await waitFor("NodeDead after the server loss", () => rec.types(clients[0]!.subject).includes("NodeDead"), 20_000);
     for (const c of clients.slice(1)) assert.not.ok(rec.types(c.subject).includes("NodeDead"), `${c.subject} is alive`);
-    for (const c of coordinators) assert.ok(c.running, `${c.id} still running`);
+    for (const c of coordinators) assert.ok(c.running, `${c.id} still running (exit ${String(c.exitCode)}; last lines: ${c.lines.slice(-5).join(" | ")})`);
     // Epochs of presence reports never go backwards.
     let highest = 0;
     for (const s of rec.seen) {

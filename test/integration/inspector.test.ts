@@ -1,0 +1,103 @@
+/**
+ * The live inspector in a real browser: Debian's chromium, driven headless by
+ * playwright-core, against a coordinator started through the CLI with `--inspect` on a real
+ * nats-server, with two clients written on the plain NATS client. Saves a screenshot under
+ * .test-artifacts/.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { NatsServer } from "../../src/services/nats-server.js";
+import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+const ARTIFACTS = fileURLToPath(new URL("../../.test-artifacts/", import.meta.url));
+
+function launchBrowser(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (bash scripts/setup.sh does it as root: apt-get install -y chromium)`);
+  }
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+  });
+}
+
+/** The URL the coordinator printed for its inspector page. */
+function inspectorUrl(c: CoordinatorProcess): string | undefined {
+  for (const record of c.logs()) {
+    if (record.message === "inspector page listening" && typeof record.url === "string") return record.url;
+  }
+  return undefined;
+}
+
+const stateOf = (page: Page, subject: string) =>
+  page.locator(`#clients tbody tr[data-subject="${subject}"]`).getAttribute("data-state", { timeout: 1000 }).catch(() => null);
+
+test("inspector - the page shows the leader's chart, its clients, and a client that stops answering turn suspect then dead", async () => {
+  const server = await NatsServer.start();
+  let coordinator: CoordinatorProcess | undefined;
+  let nc: NatsConnection | undefined;
+  let browser: Browser | undefined;
+  try {
+    coordinator = spawnCoordinator({ urls: [server.url], clusterId: "insp", id: "insp-a", args: ["--inspect=0"] });
+    const url = await waitFor("the inspector URL in the log", () => inspectorUrl(coordinator!), 10_000);
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+
+    nc = await connect({ servers: server.url });
+    const subs = new Map<string, Subscription>();
+    for (const subject of ["app.inspected-1", "app.inspected-2"]) {
+      subs.set(subject, nc.subscribe(subject, { callback: (_e, m) => void m.respond("pong") }));
+    }
+    await nc.flush();
+
+    browser = await launchBrowser();
+    const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    const pageErrors: string[] = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    await page.goto(url);
+
+    // The coordinator becomes leader; the page says so and highlights `leader` in the election chart.
+    await page.locator('[data-testid="role"]', { hasText: "leader" }).waitFor({ timeout: 15_000 });
+    await page.locator('#chart svg [id="state:election.leader"].active').waitFor({ timeout: 5000 });
+    assert.is(await page.locator('#chart svg [id="state:election.follower"].active').count(), 0, "follower is not highlighted while leading");
+
+    // Registration needs the stream, which the coordinator creates at startup.
+    await waitFor("the coordinator to be ready for registrations", () => coordinator!.logs().some((r) => r.message === "became leader"), 10_000);
+    for (const subject of subs.keys()) nc.publish("presence.register.insp", JSON.stringify({ myPresenceSubject: subject }));
+    await page.locator('#clients tbody tr[data-subject="app.inspected-1"][data-state="alive"]').waitFor({ timeout: 10_000 });
+    await page.locator('#clients tbody tr[data-subject="app.inspected-2"][data-state="alive"]').waitFor({ timeout: 10_000 });
+
+    // Select the second client: its chart replaces the election chart, in `alive`.
+    await page.locator('#clients tbody tr[data-subject="app.inspected-2"]').click();
+    await page.locator('#chart svg [id="state:client.tracking.liveness.alive"].active').waitFor({ timeout: 5000 });
+
+    // It stops answering: suspect (after two ping intervals), then dead (after the dead timeout).
+    subs.get("app.inspected-2")!.unsubscribe();
+    await page.locator('#clients tbody tr[data-subject="app.inspected-2"][data-state="suspect"]').waitFor({ timeout: 5000 });
+    await page.locator('#chart svg [id="state:client.tracking.liveness.suspect"].active').waitFor({ timeout: 3000 });
+    await page.locator('#clients tbody tr[data-subject="app.inspected-2"][data-state="dead"]').waitFor({ timeout: 8000 });
+    await page.locator('#chart svg [id="state:client.dead"].active').waitFor({ timeout: 3000 });
+    assert.is(await stateOf(page, "app.inspected-1"), "alive", "the other client stays alive");
+
+    // The event list shows the reports; the counts chips agree with the table.
+    await page.locator('[data-tab="reports"]').click();
+    await page.locator('#events .event.report[data-type="NodeDead"]', { hasText: "app.inspected-2" }).waitFor({ timeout: 3000 });
+    assert.match(await page.locator("#state-filter .chip.state-dead b").innerText(), /^1$/);
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: `${ARTIFACTS}inspector.png`, fullPage: true });
+    assert.equal(pageErrors, [], "no script errors on the page");
+  } finally {
+    await browser?.close();
+    await nc?.close();
+    await coordinator?.kill();
+    await server.stop();
+  }
+});
+
+test.run();
