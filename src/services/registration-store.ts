@@ -162,6 +162,18 @@ export class KvRegistrationStore implements RegistrationStore {
 }
 
 /** Pulls the registration stream's durable consumer until stopped. */
+/** Messages asked for at once from the registration consumer. */
+const PULL_BATCH = 256;
+/**
+ * How long one pull request stays open on the server. A leader that dies leaves its open
+ * pull requests behind, and the server may hand them new registrations, which then wait
+ * out the ack wait before the next leader gets them; short-lived requests keep that to one
+ * ack wait. (nats.js renews them as they expire.)
+ */
+const PULL_EXPIRES_MS = 2000;
+/** Registration messages stored at once (different subjects; one subject's run in order). */
+const PULL_CONCURRENCY = 128;
+
 export async function pullRegistrations(
   nc: NatsConnection,
   clusterId: string,
@@ -171,9 +183,16 @@ export async function pullRegistrations(
     presenceResources.registrationStream(clusterId),
     presenceResources.registrationConsumer,
   );
-  const messages = await consumer.consume({ max_messages: 256 });
+  const messages = await consumer.consume({ max_messages: PULL_BATCH, expires: PULL_EXPIRES_MS });
   void (async () => {
-    for await (const m of messages) await handle(m);
+    // Up to PULL_CONCURRENCY messages are handled at once: each waits for a KV round trip,
+    // and one at a time would cap registrations at a few hundred a second.
+    const inFlight = new Set<Promise<void>>();
+    for await (const m of messages) {
+      const work = handle(m).finally(() => inFlight.delete(work));
+      inFlight.add(work);
+      if (inFlight.size >= PULL_CONCURRENCY) await Promise.race(inFlight);
+    }
   })();
   return messages;
 }

@@ -20,6 +20,7 @@ import type { Command } from "../machines/commands.js";
 import { electionMachine, type ElectionInput } from "../machines/election.js";
 import { createRandom } from "../random.js";
 import { describeError } from "./logger.js";
+import { indexScheduler } from "./scheduler-index.js";
 import { RECORD_FORMAT, type RecordEntry, type RecordHeader } from "./recorder.js";
 
 /** A record log that cannot be read: the message names the file and the line. */
@@ -285,6 +286,7 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
     },
   });
   const actor = createActor(machine, { clock, input: electionInputFor(log.header.config) });
+  indexScheduler(actor.system); // as the driver does: the same timers, a cheaper stop
   let divergence: Divergence | null = null;
   let matched = 0;
   let fed = 0;

@@ -1,0 +1,48 @@
+/**
+ * Makes stopping an actor cost what that actor has scheduled, not what the whole system has.
+ *
+ * XState 5.33's scheduler keeps every delayed event of an actor system in one table, and
+ * `cancelAll(actor)` (run for every actor that stops) walks that whole table to find the
+ * stopping actor's timers. Every client actor keeps two or three timers, so stopping one
+ * client among 50,000 walks 150,000 entries, and stopping the monitor (every way out of
+ * leadership) stops all of them: quadratic, minutes of a blocked event loop.
+ *
+ * This keeps, beside the scheduler, the ids each actor has scheduled, and answers
+ * `cancelAll` from that index through the scheduler's own `cancel`. It changes no timing and
+ * no order: the same timers are set and cancelled, and timers keep firing through XState.
+ * The index holds at most one entry per (actor, id); an `after` timer's id is fixed per
+ * state and delay, so an actor's entry stays a handful of ids, and it goes with the actor.
+ */
+import type { ActorSystem, AnyActorRef } from "xstate";
+
+/** The scheduler every actor system has (`system.scheduler`, typed by XState's ActorSystem). */
+type Scheduler = ActorSystem<never>["scheduler"];
+
+const indexed = new WeakSet<object>();
+
+export function indexScheduler(system: { scheduler: Scheduler }): void {
+  const scheduler: Scheduler = system.scheduler;
+  if (indexed.has(scheduler)) return;
+  indexed.add(scheduler);
+  const ids = new Map<AnyActorRef, Set<string>>();
+  const schedule = scheduler.schedule.bind(scheduler);
+  const cancel = scheduler.cancel.bind(scheduler);
+  scheduler.schedule = (source, target, event, delay, id) => {
+    // XState draws a random id for a delayed send without one; draw it here to index it.
+    const key = id ?? Math.random().toString(36).slice(2);
+    let own = ids.get(source);
+    if (own === undefined) ids.set(source, (own = new Set()));
+    own.add(key);
+    schedule(source, target, event, delay, key);
+  };
+  scheduler.cancel = (source, id) => {
+    ids.get(source)?.delete(id);
+    cancel(source, id);
+  };
+  scheduler.cancelAll = (actorRef) => {
+    const own = ids.get(actorRef);
+    if (own === undefined) return;
+    ids.delete(actorRef);
+    for (const id of own) cancel(actorRef, id);
+  };
+}
