@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { applyConfigFile, configOverrides, findConfigPath } from "./config-file.js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import {
   ConfigError,
@@ -24,7 +25,9 @@ import {
   LOG_FORMATS,
   parseNatsUrls,
   validateConfig,
+  validateSecurity,
   type CoordinatorConfig,
+  type NatsSecurity,
   type LogFormat,
 } from "./config.js";
 import { MAX_SEED, newSeed } from "./random.js";
@@ -33,8 +36,10 @@ import { Inspection, type InspectSettings } from "./services/inspector.js";
 import { DEFAULT_INSPECT_HOST, DEFAULT_INSPECT_PORT } from "./services/inspector-server.js";
 import { runDev } from "./services/dev.js";
 import { runWatch } from "./services/watch.js";
+import { runStatus } from "./services/status.js";
 import { RecordLogError, runReplay } from "./services/replay.js";
-import { createLogger, describeError } from "./services/logger.js";
+import { createLogger, describeError, type Logger } from "./services/logger.js";
+import { CoordinatorMetrics, DEFAULT_METRICS_HOST, MetricsServer } from "./services/metrics.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -73,6 +78,89 @@ interface RunFlags extends TimingFlags {
   inspectHost: string;
   inspectStately: boolean;
   record?: string;
+  metricsPort?: number;
+  metricsHost: string;
+}
+
+/** The flags of `addSecurityOptions`, as commander hands them over. */
+interface SecurityFlags {
+  creds?: string;
+  nkey?: string;
+  user?: string;
+  password?: string;
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+/**
+ * Authentication and TLS, for every command that connects to NATS. None has a default, so
+ * `--help` never shows a secret (commander prints defaults, never the environment's values).
+ */
+function addSecurityOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option("--creds <file>", "NATS credentials file (user JWT and NKey seed)").env("PRESENCE_CREDS"))
+    .addOption(new Option("--nkey <file>", "file holding an NKey user seed").env("PRESENCE_NKEY"))
+    .addOption(new Option("--user <user>", "user name for user/password authentication").env("PRESENCE_USER"))
+    .addOption(new Option("--password <password>", "password for --user (prefer the environment variable: flags show in ps)").env("PRESENCE_PASSWORD"))
+    .addOption(new Option("--token <token>", "authentication token (prefer the environment variable)").env("PRESENCE_TOKEN"))
+    .addOption(new Option("--tls-cert <file>", "client certificate (PEM) for servers that verify clients; needs --tls-key").env("PRESENCE_TLS_CERT"))
+    .addOption(new Option("--tls-key <file>", "private key (PEM) of --tls-cert").env("PRESENCE_TLS_KEY"))
+    .addOption(new Option("--tls-ca <file>", "CA certificate(s) (PEM) the server's certificate must chain to").env("PRESENCE_TLS_CA"));
+}
+
+/** The security flags, checked (combinations, files) before anything connects; exit 2 naming the flag. */
+function securityFrom(flags: SecurityFlags): NatsSecurity {
+  const security: NatsSecurity = {
+    ...(flags.creds !== undefined ? { credsFile: flags.creds } : {}),
+    ...(flags.nkey !== undefined ? { nkeyFile: flags.nkey } : {}),
+    ...(flags.user !== undefined ? { user: flags.user } : {}),
+    ...(flags.password !== undefined ? { password: flags.password } : {}),
+    ...(flags.token !== undefined ? { token: flags.token } : {}),
+    ...(flags.tlsCert !== undefined ? { tlsCert: flags.tlsCert } : {}),
+    ...(flags.tlsKey !== undefined ? { tlsKey: flags.tlsKey } : {}),
+    ...(flags.tlsCa !== undefined ? { tlsCa: flags.tlsCa } : {}),
+  };
+  try {
+    validateSecurity(security, (path) => readFileSync(path, "utf8"));
+  } catch (err) {
+    fail(err);
+  }
+  return security;
+}
+
+/** `--config <file>`: only parsed here for `--help`; the file is applied before parsing (see buildProgram). */
+function configOption(): Option {
+  return new Option("--config <file>", "JSON or YAML file of flag values (precedence: flag > environment > file > default)").env(
+    "PRESENCE_CONFIG",
+  );
+}
+
+/** Logs which values of the config file the command line or the environment replaced (names only). */
+function logConfigOverrides(cmd: Command, logger: Logger): void {
+  const used = configOverrides(cmd);
+  if (used === null) return;
+  logger.info("read the config file", { configFile: used.path });
+  for (const o of used.overrides) {
+    logger.info(`${o.flag} from the ${o.by} overrides the config file`, { configFile: used.path, ...(o.env ? { env: o.env } : {}) });
+  }
+}
+
+function metricsPortOption(): Option {
+  return new Option("--metrics-port <port>", "serve Prometheus metrics, /healthz and /readyz on this port (0: any free port; default: off)")
+    .env("PRESENCE_METRICS_PORT")
+    .argParser((v) => {
+      const n = wholeNumber(v);
+      if (n > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535.");
+      return n;
+    });
+}
+
+function metricsHostOption(): Option {
+  return new Option("--metrics-host <host>", "address the metrics endpoint listens on (anything but loopback is warned about)")
+    .env("PRESENCE_METRICS_HOST")
+    .default(DEFAULT_METRICS_HOST);
 }
 
 /** The timing flags, shared by `run` and `dev`; each reads an environment variable too. */
@@ -283,9 +371,13 @@ export function buildProgram(): Command {
     .addOption(
       new Option("--record <file>", "write a record log of this run (JSON lines) for `presence-coordinator replay`").env("PRESENCE_RECORD"),
     )
+    .addOption(metricsPortOption())
+    .addOption(metricsHostOption())
     .addOption(logFormatOption())
-    .addOption(new Option("-v, --verbose", "log debug lines too (env: PRESENCE_VERBOSE=1)").default(false))
-    .action(async (flags: RunFlags) => {
+    .addOption(new Option("-v, --verbose", "log debug lines too (env: PRESENCE_VERBOSE=1)").default(false));
+  addSecurityOptions(run)
+    .addOption(configOption())
+    .action(async (flags: RunFlags & SecurityFlags, cmd: Command) => {
       const config: CoordinatorConfig = {
         natsUrls: parseNatsUrls(flags.natsUrl),
         clusterId: flags.clusterId,
@@ -303,6 +395,7 @@ export function buildProgram(): Command {
       } catch (err) {
         fail(err);
       }
+      const security = securityFrom(flags);
       const inspect = inspectSettings(flags.inspect, flags.inspectHost, flags.inspectStately === true);
       const starting = (async () => {
         let coordinator: Coordinator | undefined;
@@ -312,11 +405,21 @@ export function buildProgram(): Command {
           fields: { coordinatorId: config.coordinatorId },
           epoch: () => coordinator?.driver.epoch ?? 0,
         });
+        logConfigOverrides(cmd, logger);
         // Before connecting: a port in use fails at once.
         const inspection = inspect === null ? null : await Inspection.start(inspect, logger);
+        let metricsServer: MetricsServer | undefined;
+        // Absent --metrics-port, no registry, no server and nothing counted.
+        const metrics =
+          flags.metricsPort === undefined
+            ? undefined
+            : new CoordinatorMetrics({ clusterId: config.clusterId, coordinatorId: config.coordinatorId, version: pkg.version });
         try {
+          if (metrics) metricsServer = await MetricsServer.start({ host: flags.metricsHost, port: flags.metricsPort!, metrics, logger });
           const started = await startCoordinator(config, {
             logger,
+            security,
+            ...(metrics ? { metrics } : {}),
             ...(flags.record !== undefined ? { record: { path: flags.record, version: pkg.version } } : {}),
             ...(inspection ? { inspect: inspection.observerFor(config.coordinatorId, config.clusterId) } : {}),
           });
@@ -324,9 +427,12 @@ export function buildProgram(): Command {
           return async () => {
             await started.stop();
             await inspection?.stop();
+            await metricsServer?.stop();
           };
         } catch (err) {
           await inspection?.stop();
+          if (metricsServer) await metricsServer.stop();
+          else metrics?.close();
           throw err;
         }
       })();
@@ -347,13 +453,17 @@ export function buildProgram(): Command {
         .env("PRESENCE_CONNECT_TIMEOUT")
         .argParser(wholeNumber)
         .default(DEFAULT_CONNECT_TIMEOUT_MS),
-    )
-    .action(async (flags: { natsUrl: string; clusterId: string; json: boolean; connectTimeout: number }) => {
+    );
+  addSecurityOptions(watch)
+    .addOption(configOption())
+    .action(async (flags: { natsUrl: string; clusterId: string; json: boolean; connectTimeout: number } & SecurityFlags) => {
+      const security = securityFrom(flags);
       const starting = runWatch({
         urls: parseNatsUrls(flags.natsUrl),
         clusterId: flags.clusterId,
         json: flags.json === true,
         connectTimeoutMs: flags.connectTimeout,
+        security,
         out: process.stdout,
         err: process.stderr,
       });
@@ -361,6 +471,40 @@ export function buildProgram(): Command {
       await starting.catch(fail);
     });
   program.addCommand(exitOnUsageError(watch));
+
+  const status = new Command("status")
+    .description("print the cluster's leader, epoch, coordinators and client counts (from the query service)")
+    .addOption(
+      new Option("-u, --nats-url <urls>", "NATS server URL(s), comma-separated seeds").env("PRESENCE_NATS_URL").makeOptionMandatory(),
+    )
+    .addOption(new Option("--cluster-id <id>", "coordinator cluster id").env("PRESENCE_CLUSTER_ID").makeOptionMandatory())
+    .addOption(new Option("--json", "print one JSON object instead of text").default(false))
+    .addOption(new Option("--timeout <ms>", "how long to wait for the coordinators' answers").argParser(wholeNumber).default(2000))
+    .addOption(
+      new Option("--connect-timeout <ms>", "give up if NATS cannot be reached within this time")
+        .env("PRESENCE_CONNECT_TIMEOUT")
+        .argParser(wholeNumber)
+        .default(DEFAULT_CONNECT_TIMEOUT_MS),
+    );
+  addSecurityOptions(status)
+    .addOption(configOption())
+    .action(async (flags: { natsUrl: string; clusterId: string; json: boolean; timeout: number; connectTimeout: number } & SecurityFlags) => {
+      try {
+        process.exitCode = await runStatus({
+          urls: parseNatsUrls(flags.natsUrl),
+          clusterId: flags.clusterId,
+          json: flags.json === true,
+          timeoutMs: Math.max(1, flags.timeout),
+          connectTimeoutMs: flags.connectTimeout,
+          security: securityFrom(flags),
+          out: process.stdout,
+          err: process.stderr,
+        });
+      } catch (err) {
+        fail(err);
+      }
+    });
+  program.addCommand(exitOnUsageError(status));
 
   const replay = new Command("replay")
     .description("replay a record log (run --record) through the machines and print the commands and reports they produce")
@@ -448,6 +592,22 @@ export function buildProgram(): Command {
       },
     );
   program.addCommand(exitOnUsageError(dev));
+  // `--config <file>` (or PRESENCE_CONFIG): the file's values go in before the subcommand
+  // parses its arguments, with the value source "config", so that commander's own parsing
+  // lets the command line and then the environment override them, and required options
+  // may come from the file.
+  program.hook("preSubcommand", (_program, sub) => {
+    if (!sub.options.some((o) => o.long === "--config")) return;
+    // The program's arguments: the subcommand's name, then everything after it.
+    const raw = _program.args;
+    const at = raw.indexOf(sub.name());
+    try {
+      const path = findConfigPath(at >= 0 ? raw.slice(at + 1) : []);
+      if (path !== undefined) applyConfigFile(sub, path);
+    } catch (err) {
+      fail(err);
+    }
+  });
   return exitOnUsageError(program);
 }
 

@@ -262,3 +262,114 @@ export function validateConfig(c: CoordinatorConfig): void {
     throw new ConfigError("--log-format", `must be one of ${LOG_FORMATS.join(", ")}; got "${c.logFormat}"`);
   }
 }
+
+/**
+ * How a command authenticates to NATS and secures the connection. Every field is optional;
+ * at most one way to authenticate (creds, nkey, user/password, token) may be set. These
+ * values are kept out of `CoordinatorConfig` on purpose: the configuration is logged at
+ * startup and written into record logs, and secrets must appear in neither.
+ */
+export interface NatsSecurity {
+  /** `--creds`: a NATS credentials file (user JWT and NKey seed). Read again on every reconnect. */
+  credsFile?: string;
+  /** `--nkey`: a file holding an NKey user seed (`SU...`). Read again on every reconnect. */
+  nkeyFile?: string;
+  /** `--user` (with `--password`). */
+  user?: string;
+  /** `--password`: a secret; never logged. */
+  password?: string;
+  /** `--token`: a secret; never logged. */
+  token?: string;
+  /** `--tls-cert`: client certificate (PEM), with `--tls-key`, for servers that verify clients. */
+  tlsCert?: string;
+  /** `--tls-key`: the client certificate's private key (PEM). */
+  tlsKey?: string;
+  /** `--tls-ca`: CA certificate(s) (PEM) that the server's certificate must chain to. */
+  tlsCa?: string;
+}
+
+/** A description of `security` that holds no secret: which method, which files, TLS or not. */
+export function describeSecurity(security: NatsSecurity): Record<string, string> {
+  const out: Record<string, string> = { auth: authMethod(security) ?? "none" };
+  if (security.user !== undefined) out.user = security.user;
+  if (security.credsFile !== undefined) out.creds = security.credsFile;
+  if (security.nkeyFile !== undefined) out.nkey = security.nkeyFile;
+  if (security.tlsCa !== undefined || security.tlsCert !== undefined) {
+    out.tls = [security.tlsCa !== undefined ? "ca" : "", security.tlsCert !== undefined ? "client-cert" : ""].filter(Boolean).join("+");
+  }
+  return out;
+}
+
+/** The one way `security` authenticates, named after its flags; undefined: none. */
+export function authMethod(security: NatsSecurity): string | undefined {
+  if (security.credsFile !== undefined) return "--creds";
+  if (security.nkeyFile !== undefined) return "--nkey";
+  if (security.user !== undefined || security.password !== undefined) return "--user/--password";
+  if (security.token !== undefined) return "--token";
+  return undefined;
+}
+
+/** Checks that a file named by `flag` exists and can be read; returns its text. */
+function readableFile(flag: string, path: string, readText: (path: string) => string): string {
+  if (path.trim() === "") throw new ConfigError(flag, "must name a file; got an empty value");
+  try {
+    return readText(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "does not exist" : code === "EACCES" ? "cannot be read (permission denied)" : code === "EISDIR" ? "is a directory" : `cannot be read (${code ?? String(err)})`;
+    throw new ConfigError(flag, `${path} ${why}`);
+  }
+}
+
+/**
+ * Refuses bad combinations and unreadable files before anything connects, naming the flag:
+ * a certificate without its key (or the reverse), a password without a user, more than one
+ * way to authenticate, a file that does not exist, a creds or seed file that holds
+ * something else. Never puts a secret or a file's content into a message.
+ */
+export function validateSecurity(security: NatsSecurity, readText: (path: string) => string): void {
+  const methods = [
+    security.credsFile !== undefined ? "--creds" : null,
+    security.nkeyFile !== undefined ? "--nkey" : null,
+    security.user !== undefined || security.password !== undefined ? "--user/--password" : null,
+    security.token !== undefined ? "--token" : null,
+  ].filter((m): m is string => m !== null);
+  if (methods.length > 1) {
+    throw new ConfigError(methods[1]!.split("/")[0]!, `cannot be combined with ${methods[0]}; pick one way to authenticate`);
+  }
+  if (security.password !== undefined && security.user === undefined) {
+    throw new ConfigError("--password", "needs --user");
+  }
+  if (security.user !== undefined && security.password === undefined) {
+    throw new ConfigError("--user", "needs --password (or PRESENCE_PASSWORD)");
+  }
+  if (security.user !== undefined && security.user.trim() === "") throw new ConfigError("--user", "must not be empty");
+  if (security.token !== undefined && security.token === "") throw new ConfigError("--token", "must not be empty");
+  if (security.tlsCert !== undefined && security.tlsKey === undefined) {
+    throw new ConfigError("--tls-cert", "needs --tls-key (the certificate's private key)");
+  }
+  if (security.tlsKey !== undefined && security.tlsCert === undefined) {
+    throw new ConfigError("--tls-key", "needs --tls-cert (the client certificate it belongs to)");
+  }
+  if (security.credsFile !== undefined) {
+    const text = readableFile("--creds", security.credsFile, readText);
+    if (!text.includes("BEGIN NATS USER JWT") || !text.includes("BEGIN USER NKEY SEED")) {
+      throw new ConfigError("--creds", `${security.credsFile} is not a NATS credentials file (no user JWT and NKey seed in it)`);
+    }
+  }
+  if (security.nkeyFile !== undefined) {
+    const text = readableFile("--nkey", security.nkeyFile, readText);
+    if (!/^SU[A-Z2-7]{50,}$/.test(text.trim())) {
+      throw new ConfigError("--nkey", `${security.nkeyFile} does not hold an NKey user seed (one line starting with SU)`);
+    }
+  }
+  for (const [flag, path] of [
+    ["--tls-cert", security.tlsCert],
+    ["--tls-key", security.tlsKey],
+    ["--tls-ca", security.tlsCa],
+  ] as const) {
+    if (path === undefined) continue;
+    const text = readableFile(flag, path, readText);
+    if (!text.includes("-----BEGIN ")) throw new ConfigError(flag, `${path} is not a PEM file`);
+  }
+}

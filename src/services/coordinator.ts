@@ -3,7 +3,7 @@
  * election driver, started together and stopped together.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { CoordinatorConfig } from "../config.js";
+import { describeSecurity, type CoordinatorConfig, type NatsSecurity } from "../config.js";
 import {
   encodeElectionReport,
   encodeHeartbeat,
@@ -18,8 +18,20 @@ import { KvLeaseStore } from "./lease-store.js";
 import { PresenceEdge } from "./presence-edge.js";
 import { KvRegistrationStore } from "./registration-store.js";
 import { createLogger, describeError, type Logger } from "./logger.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { resources } from "../protocol/election.js";
+import { presenceResources } from "../protocol/presence.js";
+import type { CoordinatorMetrics } from "./metrics.js";
+import { retryWhileNotReady } from "./jetstream-errors.js";
 import { checkServer, connectNats, type NatsLink } from "./nats.js";
 import { openRecordLog } from "./recorder.js";
+import { startQueryService, type QueryService } from "./query-service.js";
+
+/**
+ * How long a starting coordinator keeps asking a JetStream that is not ready yet (a cluster
+ * still electing its meta leader) before it gives up and exits 1.
+ */
+const STARTUP_JETSTREAM_DEADLINE_MS = 30_000;
 
 export class NatsHeartbeatBus implements HeartbeatBus {
   constructor(
@@ -90,11 +102,16 @@ export interface StartOptions {
   inspect?: ElectionDriverOptions["inspect"];
   /** `run --record`: write a record log of this run to `path` (see src/services/recorder.ts). */
   record?: { path: string; version: string };
+  /** Authentication and TLS for the NATS connection (never logged, never recorded). */
+  security?: NatsSecurity;
+  /** `run --metrics-port`: the metrics to feed; attached once connected. Absent, nothing is counted. */
+  metrics?: CoordinatorMetrics;
 }
 
 /** Connects, prepares the lease bucket and joins the election. */
 export async function startCoordinator(config: CoordinatorConfig, options: StartOptions = {}): Promise<Coordinator> {
   let driver: ElectionDriver | undefined;
+  let queryService: QueryService | undefined;
   const logger =
     options.logger ??
     createLogger({
@@ -115,6 +132,8 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     reportEncoding: config.reportEncoding,
     electionBackoffMs: `${config.electionBackoffMinMs}-${config.electionBackoffMaxMs}`,
     seed: config.seed,
+    // Which way it authenticates and which files it reads; never a password or token.
+    ...describeSecurity(options.security ?? {}),
   });
   // Opened before connecting: an unwritable path stops the start with a message naming it.
   const recorder = options.record
@@ -133,6 +152,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       name: `presence-coordinator ${config.coordinatorId}`,
       connectTimeoutMs: config.connectTimeoutMs,
       logger,
+      ...(options.security ? { security: options.security } : {}),
       ...(recorder
         ? {
             onStatus: (status: string, server?: string) => {
@@ -149,21 +169,32 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
   const { nc } = link;
   try {
     await checkServer(nc, config.kvReplicas, logger);
-    const lease = await KvLeaseStore.open(nc, {
-      clusterId: config.clusterId,
-      ttlMs: config.leaderTimeoutMs,
-      replicas: config.kvReplicas,
-      // A renewal must be answered, or given up and retried, within the renew deadline.
-      timeoutMs: Math.max(50, Math.floor((config.renewDeadlineMs - config.heartbeatIntervalMs) / 2)),
-      logger,
-    });
-    const registrations = await KvRegistrationStore.open(nc, {
-      clusterId: config.clusterId,
-      replicas: config.kvReplicas,
-      logger,
-      // A message pulled by a leader that died is delivered to the next one after this.
-      ackWaitMs: Math.max(5000, 2 * config.leaderTimeoutMs),
-    });
+    const notReady = { deadlineMs: STARTUP_JETSTREAM_DEADLINE_MS, warn: (message: string, fields: Record<string, unknown>) => logger.warn(message, fields) };
+    const lease = await retryWhileNotReady(
+      "lease bucket",
+      () =>
+        KvLeaseStore.open(nc, {
+          clusterId: config.clusterId,
+          ttlMs: config.leaderTimeoutMs,
+          replicas: config.kvReplicas,
+          // A renewal must be answered, or given up and retried, within the renew deadline.
+          timeoutMs: Math.max(50, Math.floor((config.renewDeadlineMs - config.heartbeatIntervalMs) / 2)),
+          logger,
+        }),
+      notReady,
+    );
+    const registrations = await retryWhileNotReady(
+      "registration stream and bucket",
+      () =>
+        KvRegistrationStore.open(nc, {
+          clusterId: config.clusterId,
+          replicas: config.kvReplicas,
+          logger,
+          // A message pulled by a leader that died is delivered to the next one after this.
+          ackWaitMs: Math.max(5000, 2 * config.leaderTimeoutMs),
+        }),
+      notReady,
+    );
     let edge: PresenceEdge | undefined;
     driver = new ElectionDriver({
       coordinatorId: config.coordinatorId,
@@ -184,6 +215,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       isConnected: () => link.connected,
       ...(options.inspect ? { inspect: options.inspect } : {}),
       ...(recorder ? { recorder } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     const elected = driver;
     edge = new PresenceEdge({
@@ -199,9 +231,38 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       isConnected: () => link.connected,
       toMonitor: (event) => elected.sendToMonitor(event),
       ...(recorder ? { recorder } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+    });
+    options.metrics?.attach({
+      epoch: () => elected.epoch,
+      connected: () => link.connected,
+      clientStates: () => {
+        const counts = { alive: 0, suspect: 0 };
+        for (const c of elected.clients()) counts[c.state === "suspect" ? "suspect" : "alive"] += 1;
+        return counts;
+      },
+      checkReady: (timeoutMs) => checkResources(nc, config.clusterId, timeoutMs),
     });
     driver.start();
+    // Every coordinator serves the query service; a follower forwards to the leader.
+    queryService = await startQueryService({
+      nc,
+      clusterId: config.clusterId,
+      coordinatorId: config.coordinatorId,
+      logger,
+      source: {
+        leads: () => elected.isLeader && elected.leaseIsValid(),
+        get role() {
+          return elected.role;
+        },
+        get knownLeader() {
+          return elected.knownLeader;
+        },
+        clients: () => elected.clients(),
+      },
+    });
   } catch (err) {
+    driver?.halt();
     await nc.close();
     await recorder?.close();
     throw err;
@@ -215,6 +276,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     stop: () => {
       stopping ??= (async () => {
         await started.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
+        await queryService?.stop();
         try {
           await nc.drain();
         } catch (err) {
@@ -233,4 +295,26 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       logger.info("coordinator killed without resigning");
     },
   };
+}
+
+/**
+ * Readiness (`/readyz`): the lease bucket, the registration bucket and the registration
+ * stream answer JetStream within `timeoutMs`. Throws naming the first that does not.
+ */
+async function checkResources(nc: NatsConnection, clusterId: string, timeoutMs: number): Promise<void> {
+  const jsm = await jetstreamManager(nc, { timeout: timeoutMs });
+  const checks: [string, string][] = [
+    ["lease bucket", `KV_${resources.leadershipBucket(clusterId)}`],
+    ["registration bucket", `KV_${presenceResources.registrationBucket(clusterId)}`],
+    ["registration stream", presenceResources.registrationStream(clusterId)],
+  ];
+  await Promise.all(
+    checks.map(async ([what, stream]) => {
+      try {
+        await jsm.streams.info(stream);
+      } catch (err) {
+        throw new Error(`${what} ${stream}: ${describeError(err)}`, { cause: err });
+      }
+    }),
+  );
 }

@@ -9,15 +9,18 @@
  * nothing as leader when it wakes, whatever order its timers fire in.
  */
 import { performance } from "node:perf_hooks";
-import { createActor, fromCallback, type Actor, type ActorOptions } from "xstate";
+import { createActor, fromCallback, type Actor, type ActorOptions, type ActorRefFrom } from "xstate";
 import type { ElectionTimings } from "../config.js";
 import type { Command, MonitorCommand } from "../machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../machines/election.js";
-import type { MonitorEvent, MonitorSettings } from "../machines/monitor.js";
+import type { MonitorEvent, MonitorMachine, MonitorSettings } from "../machines/monitor.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
+import type { ClientInfo } from "../protocol/query.js";
 import type { RandomSource } from "../random.js";
 import { LeaseLostError, LeaseTakenError, type LeaseStore } from "./lease-store.js";
 import { describeError, type Logger } from "./logger.js";
+import { indexScheduler } from "./scheduler-index.js";
+import type { MetricsSink } from "./metrics.js";
 import { realClock, recordingClock, type Recorder } from "./recorder.js";
 
 /** Where heartbeats go and come from. */
@@ -58,6 +61,8 @@ export interface ElectionDriverOptions {
    * command that leaves it (`run --record`); absent, nothing is recorded and nothing costs.
    */
   recorder?: Recorder;
+  /** `run --metrics-port`: told of every transition and every report published; absent, nothing is counted. */
+  metrics?: MetricsSink;
 }
 
 const SAY: Record<ElectionReportBody["type"], string> = {
@@ -113,6 +118,7 @@ export class ElectionDriver {
         monitor: options.monitor,
       },
     });
+    indexScheduler(this.actor.system);
   }
 
   /** Delivers an event to the monitor, if this coordinator runs one now. */
@@ -131,6 +137,39 @@ export class ElectionDriver {
 
   get isLeader(): boolean {
     return this.actor.getSnapshot().matches("leader");
+  }
+
+  /** The top-level election state: follower, candidate, leader, steppingDown, resigning or stopped. */
+  get role(): string {
+    const value = this.actor.getSnapshot().value;
+    return typeof value === "string" ? value : (Object.keys(value)[0] ?? "unknown");
+  }
+
+  /** The leader this coordinator knows of: itself while leading, else the one it follows; null when it knows none. */
+  get knownLeader(): LeaseHolder | null {
+    const c = this.actor.getSnapshot().context;
+    if (this.isLeader) return { coordinatorId: this.options.coordinatorId, epoch: c.epoch };
+    return c.leader;
+  }
+
+  /**
+   * The clients this coordinator monitors now, read from the client actors' snapshots
+   * (monitor → shards → clients, as the inspector reads them). Empty unless it leads.
+   * Reading sends no event: the machines' behaviour is untouched.
+   */
+  clients(): ClientInfo[] {
+    const monitor = this.actor.system.get("monitor") as ActorRefFrom<MonitorMachine> | undefined;
+    if (monitor === undefined) return [];
+    const out: ClientInfo[] = [];
+    for (const shard of monitor.getSnapshot().context.shards) {
+      for (const ref of Object.values(shard.getSnapshot().context.clients)) {
+        const snap = ref.getSnapshot();
+        const c = snap.context;
+        if (snap.status !== "active" || (c.state !== "alive" && c.state !== "suspect")) continue;
+        out.push({ subject: c.subject, state: c.state, lastSeenMs: c.lastSeenMs, rttMs: c.rttMs, missedPings: c.missedPings, metadata: c.metadata });
+      }
+    }
+    return out;
   }
 
   /** True while the renew deadline of the last successful lease write has not passed. */
@@ -308,6 +347,7 @@ export class ElectionDriver {
       ...(body.leaderId !== undefined ? { leaderId: body.leaderId } : {}),
       ...(body.formerEpoch !== undefined ? { formerEpoch: body.formerEpoch } : {}),
     };
+    this.options.metrics?.electionTransition(body);
     if (body.state === "leader" && !this.leaseIsValid()) {
       this.log.warn(`${SAY[body.type]}, but the lease is no longer valid: report not published`, fields);
       return;
@@ -326,5 +366,6 @@ export class ElectionDriver {
       seq: this.seq,
       ts: Date.now(),
     });
+    this.options.metrics?.reportPublished(body.type);
   }
 }

@@ -76,6 +76,13 @@ export interface NatsServerOptions {
   cluster?: { name: string; port: number; routes: string[] };
   /** How long to wait for the server to be ready (default 15 s). */
   readyTimeoutMs?: number;
+  /**
+   * A nats-server configuration file (`-c`), e.g. with `authorization` or `tls` blocks. The
+   * address, port, name, JetStream and store given above still apply: flags win over the file.
+   */
+  configFile?: string;
+  /** The URL scheme of `url` (default "nats"; "tls" for a server whose config requires TLS). */
+  scheme?: "nats" | "tls";
 }
 
 export class NatsServer {
@@ -92,7 +99,7 @@ export class NatsServer {
   ) {}
 
   get url(): string {
-    return `nats://127.0.0.1:${this.port}`;
+    return `${this.options.scheme ?? "nats"}://127.0.0.1:${this.port}`;
   }
 
   get pid(): number | undefined {
@@ -127,6 +134,7 @@ export class NatsServer {
   async launch(): Promise<void> {
     if (this.running) return;
     const args = ["-a", "127.0.0.1", "-p", String(this.port), "-n", this.name, "-js", "-sd", this.storeDir];
+    if (this.options.configFile !== undefined) args.unshift("-c", this.options.configFile);
     const { cluster } = this.options;
     if (cluster) {
       args.push(

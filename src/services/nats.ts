@@ -3,9 +3,19 @@
  * connect with a clear error, status changes logged, and the server checks made at startup
  * (JetStream present; the KV compare-and-swap caveat of old 2.9 servers).
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import {
+  AuthorizationError,
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  UserAuthenticationExpiredError,
+  type ConnectionOptions,
+  type NatsConnection,
+} from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import semver from "semver";
+import { authMethod, type NatsSecurity } from "../config.js";
 import { describeError, type Logger } from "./logger.js";
 
 /** The coordinator could not get a usable NATS connection. */
@@ -20,6 +30,54 @@ export interface ConnectOptions {
   logger: Logger;
   /** Told of every change of the connection's status (disconnect, reconnect, ...), e.g. for `run --record`. */
   onStatus?: (status: string, server?: string) => void;
+  /** Authentication and TLS (`--creds`, `--user`, `--tls-ca`, ...); validated beforehand with validateSecurity(). */
+  security?: NatsSecurity;
+}
+
+/**
+ * The connection options for `security`: the authenticator and the TLS files. Creds and
+ * seed files are read again on every (re)connect, so a rotated file is picked up without
+ * a restart. Used by every command that connects.
+ */
+export function securityOptions(security: NatsSecurity = {}): Partial<ConnectionOptions> {
+  const out: Partial<ConnectionOptions> = {};
+  if (security.credsFile !== undefined) {
+    const file = security.credsFile;
+    out.authenticator = credsAuthenticator(() => readFileSync(file));
+  } else if (security.nkeyFile !== undefined) {
+    const file = security.nkeyFile;
+    out.authenticator = nkeyAuthenticator(() => new TextEncoder().encode(readFileSync(file, "utf8").trim()));
+  } else if (security.user !== undefined) {
+    out.user = security.user;
+    if (security.password !== undefined) out.pass = security.password;
+  } else if (security.token !== undefined) {
+    out.token = security.token;
+  }
+  if (security.tlsCa !== undefined || security.tlsCert !== undefined) {
+    out.tls = {
+      ...(security.tlsCa !== undefined ? { caFile: security.tlsCa } : {}),
+      ...(security.tlsCert !== undefined ? { certFile: security.tlsCert } : {}),
+      ...(security.tlsKey !== undefined ? { keyFile: security.tlsKey } : {}),
+    };
+  }
+  return out;
+}
+
+/**
+ * The one-line error for a first connection that failed, with a hint at the flag to check
+ * when the server refused the credentials or the TLS handshake failed. Holds no secret.
+ */
+export function connectFailure(urls: string[], err: unknown, security: NatsSecurity = {}): NatsConnectError {
+  const method = authMethod(security);
+  let detail = describeError(err);
+  if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError || /authorization violation/i.test(detail)) {
+    detail = method
+      ? `authorization violation (the server refused the credentials: check ${method})`
+      : "authorization violation (the server requires authentication: pass --user/--password, --token, --creds or --nkey)";
+  } else if (/certificate|self[- ]signed|SSL|TLS/i.test(detail)) {
+    detail = `TLS failed: ${detail} (check --tls-ca${security.tlsCert !== undefined ? ", --tls-cert and --tls-key" : ""})`;
+  }
+  return new NatsConnectError(`cannot connect to NATS at ${urls.join(", ")}: ${detail}`, { cause: err });
 }
 
 /**
@@ -41,11 +99,13 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
       // A half-open connection is noticed after about 3 unanswered pings.
       pingInterval: 2000,
       maxPingOut: 3,
+      // Otherwise every request (a ping per client every interval) builds an Error with a
+      // stack trace up front, for the case it times out: about a tenth of a leader's CPU.
+      noAsyncTraces: true,
+      ...securityOptions(options.security),
     });
   } catch (err) {
-    throw new NatsConnectError(`cannot connect to NATS at ${urls.join(", ")}: ${describeError(err)}`, {
-      cause: err,
-    });
+    throw connectFailure(urls, err, options.security);
   }
   logger.info("connected to NATS", { server: nc.getServer(), serverVersion: nc.info?.version ?? "unknown" });
   const link: NatsLink = { nc, connected: true };

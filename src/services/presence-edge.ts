@@ -18,10 +18,12 @@ import {
   REPORT_SCHEMA,
   RegistrationError,
   type ClientReport,
+  type Registration,
   type ReportEncoding,
 } from "../protocol/presence.js";
 import { describeError, type Logger } from "./logger.js";
 import { pullRegistrations, type RegistrationStore } from "./registration-store.js";
+import type { MetricsSink } from "./metrics.js";
 import type { Recorder } from "./recorder.js";
 
 export interface PresenceEdgeOptions {
@@ -41,6 +43,8 @@ export interface PresenceEdgeOptions {
   toMonitor: (event: MonitorEvent) => void;
   /** Records ping failures, which are not events of the machines (`run --record`). */
   recorder?: Recorder;
+  /** `run --metrics-port`: pings, round trips, reports and refused registrations; absent, nothing is counted. */
+  metrics?: MetricsSink;
 }
 
 export class PresenceEdge {
@@ -50,6 +54,17 @@ export class PresenceEdge {
   private consumer: ConsumerMessages | null = null;
   private seq = 0;
   private seqEpoch = 0;
+  /**
+   * Pings and reports wait here until the current turn of the event loop is over, then go
+   * out together. Every client's timer fires in a callback of its own, and the NATS client
+   * writes to its socket once per callback; gathered, the pings and reports that fall due
+   * in one turn share a single write. They keep their order, and each is still checked
+   * against the lease when it is sent.
+   */
+  private outgoing: ({ subject: string; generation: number } | ClientReport)[] = [];
+  private flushScheduled = false;
+  /** The registration work in flight per subject: messages for one subject run in order. */
+  private readonly storing = new Map<string, Promise<void>>();
   /** Built once: every report goes to the same subject with the same headers. */
   private readonly reportSubject: string;
   private readonly reportHeaders = headers();
@@ -73,13 +88,15 @@ export class PresenceEdge {
       case "monitor.stop":
         return this.stop();
       case "client.ping":
-        return this.ping(command.subject, this.generation);
+        this.outgoing.push({ subject: command.subject, generation: this.generation });
+        return this.flushSoon();
       case "registration.remove":
         return void this.options.store.remove(command.subject, command.revision).catch((err: unknown) =>
           this.log.warn("could not remove a registration", { subject: command.subject, error: describeError(err) }),
         );
       case "report.presence":
-        return this.publish(command.report);
+        this.outgoing.push(command.report);
+        return this.flushSoon();
     }
   }
 
@@ -114,6 +131,7 @@ export class PresenceEdge {
 
   private stop(): void {
     this.generation += 1;
+    this.endWithholding();
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer) {
@@ -136,19 +154,31 @@ export class PresenceEdge {
         reason: err.reason,
         error: err.message,
       });
+      this.options.metrics?.registrationError(err.reason);
       m.ack(); // refused for good: never delivered again
       return;
     }
+    // Registrations of different subjects are stored concurrently (the pull loop bounds how
+    // many); those of one subject one after the other, so that a leave is never overtaken.
+    const subject = registration.subject;
+    const previous = this.storing.get(subject);
+    const work = (previous ?? Promise.resolve()).then(() => this.store(m, registration, leaving, generation));
+    this.storing.set(subject, work);
+    await work;
+    if (this.storing.get(subject) === work) this.storing.delete(subject);
+  }
+
+  private async store(m: JsMsg, registration: Registration, leaving: boolean, generation: number): Promise<void> {
     try {
       if (leaving) {
         await this.options.store.remove(registration.subject);
         m.ack();
-        this.log.info("client unregistered", { subject: registration.subject });
+        this.log.debug("client unregistered", { subject: registration.subject });
         if (generation === this.generation) this.options.toMonitor({ type: "UNREGISTERED", subject: registration.subject });
       } else {
         const revision = await this.options.store.put(registration);
         m.ack();
-        this.log.info("client registered", { subject: registration.subject });
+        if (this.debug) this.log.debug("client registered", { subject: registration.subject });
         const record: RegistrationRecord = { registration, revision, atMs: Date.now() };
         if (generation === this.generation) this.options.toMonitor({ type: "REGISTERED", record });
       }
@@ -157,11 +187,27 @@ export class PresenceEdge {
         subject: registration.subject,
         error: describeError(err),
       });
+      this.options.metrics?.registrationError("store-failed");
       m.nak();
     }
   }
 
+  private flushSoon(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const batch = this.outgoing;
+      this.outgoing = [];
+      for (const item of batch) {
+        if ("generation" in item) this.ping(item.subject, item.generation);
+        else this.publish(item);
+      }
+    });
+  }
+
   private ping(subject: string, generation: number): void {
+    if (generation !== this.generation) return; // leadership ended while it waited
     if (!this.options.leaseIsValid() || !this.options.isConnected()) return;
     const sentAt = performance.now();
     let reply;
@@ -171,12 +217,17 @@ export class PresenceEdge {
       this.log.debug("could not send a ping", { subject, error: describeError(err) });
       return;
     }
+    const metrics = this.options.metrics;
+    metrics?.pingSent();
     reply.then(
       () => {
+        const rttMs = performance.now() - sentAt;
+        metrics?.pingReplied(rttMs);
         if (generation !== this.generation) return;
-        this.options.toMonitor({ type: "PONG", subject, atMs: Date.now(), rttMs: Math.round((performance.now() - sentAt) * 100) / 100 });
+        this.options.toMonitor({ type: "PONG", subject, atMs: Date.now(), rttMs: Math.round(rttMs * 100) / 100 });
       },
       (err: unknown) => {
+        metrics?.pingFailed();
         // No reply in time, or no responders: a missed ping, which the client actor counts.
         this.options.recorder?.record({ kind: "info", what: "ping-failed", subject, error: describeError(err) });
         if (this.debug) this.log.debug("ping got no reply", { subject, error: describeError(err) });
@@ -184,15 +235,34 @@ export class PresenceEdge {
     );
   }
 
+  /**
+   * Reports not published because the lease was not valid or the connection was down: the
+   * first of a run is logged as a warning, the rest only counted (with 50,000 clients they
+   * come by the thousand), and the count is logged when publishing works again.
+   */
+  private withheld: { reason: string; count: number } | null = null;
+
+  private withhold(reason: string, body: ClientReport): void {
+    if (this.withheld?.reason === reason) {
+      this.withheld.count += 1;
+      return;
+    }
+    this.endWithholding();
+    this.withheld = { reason, count: 1 };
+    this.log.warn(`not publishing presence reports: ${reason}`, { report: body.type, subject: body.clientSubject });
+  }
+
+  private endWithholding(): void {
+    if (this.withheld === null) return;
+    const { reason, count } = this.withheld;
+    this.withheld = null;
+    this.log.info(`presence reports withheld: ${count}`, { reason, count });
+  }
+
   private publish(body: ClientReport): void {
-    if (!this.options.leaseIsValid()) {
-      this.log.warn("not publishing a presence report: the lease is no longer valid", { report: body.type, subject: body.clientSubject });
-      return;
-    }
-    if (!this.options.isConnected()) {
-      this.log.warn("not connected to NATS: presence report not published", { report: body.type, subject: body.clientSubject });
-      return;
-    }
+    if (!this.options.leaseIsValid()) return this.withhold("the lease is no longer valid", body);
+    if (!this.options.isConnected()) return this.withhold("not connected to NATS", body);
+    if (this.withheld !== null) this.endWithholding();
     const epoch = this.options.epoch();
     if (epoch !== this.seqEpoch) {
       this.seqEpoch = epoch;
@@ -207,14 +277,18 @@ export class PresenceEdge {
       seq: this.seq,
       ts: Date.now(),
     };
-    if (body.type !== "NodeState" || this.debug) {
+    // Changes of liveness are what an operator wants in the log; NodePresent (a takeover
+    // brings one per client) and NodeState (one per client every interval) only with debug.
+    const routine = body.type === "NodeState" || body.type === "NodePresent";
+    if (!routine || this.debug) {
       const fields = { report: body.type, subject: body.clientSubject, state: body.state };
-      this.log.log(body.type === "NodeState" ? "debug" : "info", `${body.type} ${body.clientSubject}`, fields);
+      this.log.log(routine ? "debug" : "info", `${body.type} ${body.clientSubject}`, fields);
     }
     try {
       this.options.nc.publish(this.reportSubject, encodeReport(report, this.options.reportEncoding), {
         headers: this.reportHeaders,
       });
+      this.options.metrics?.reportPublished(body.type);
     } catch (err) {
       this.log.warn("could not publish a presence report", { report: body.type, error: describeError(err) });
     }

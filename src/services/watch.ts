@@ -1,11 +1,15 @@
 /**
  * `presence-coordinator watch`: prints every presence report of a cluster, one per line,
- * whichever encoding the leader publishes (the Presence-Encoding header says which).
+ * whichever encoding the leader publishes (the Presence-Encoding header says which). Built
+ * on the client library's watchPresence, so a report of a stale epoch (an old leader's) is
+ * not printed; a line on stderr says it was dropped.
  */
 import { connect } from "@nats-io/transport-node";
-import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../protocol/presence.js";
+import { watchPresence } from "../client/watch-presence.js";
+import type { Report } from "../protocol/presence.js";
 import { describeError } from "./logger.js";
-import { NatsConnectError } from "./nats.js";
+import type { NatsSecurity } from "../config.js";
+import { connectFailure, securityOptions } from "./nats.js";
 
 export interface WatchOptions {
   urls: string[];
@@ -14,6 +18,8 @@ export interface WatchOptions {
   connectTimeoutMs: number;
   out: NodeJS.WritableStream;
   err: NodeJS.WritableStream;
+  /** Authentication and TLS (`--user`, `--tls-ca`, ...). */
+  security?: NatsSecurity;
 }
 
 const time = (ms: number) => new Date(ms).toISOString().slice(11, 23);
@@ -33,25 +39,28 @@ export function formatReport(r: Report): string {
 export async function runWatch(options: WatchOptions): Promise<() => Promise<void>> {
   let nc;
   try {
-    nc = await connect({ servers: options.urls, timeout: options.connectTimeoutMs, maxReconnectAttempts: -1, name: "presence-coordinator watch" });
+    nc = await connect({
+      servers: options.urls,
+      timeout: options.connectTimeoutMs,
+      maxReconnectAttempts: -1,
+      name: "presence-coordinator watch",
+      ...securityOptions(options.security),
+    });
   } catch (err) {
-    throw new NatsConnectError(`cannot connect to NATS at ${options.urls.join(", ")}: ${describeError(err)}`, { cause: err });
+    throw connectFailure(options.urls, err, options.security);
   }
-  nc.subscribe(presenceSubjects.report(options.clusterId), {
-    callback: (_e, m) => {
-      let report: Report;
-      try {
-        report = decodeReport(m.data, m.headers?.get(REPORT_HEADERS.encoding));
-      } catch (err) {
-        options.err.write(`presence-coordinator watch: skipped an unreadable report: ${describeError(err)}\n`);
-        return;
-      }
-      options.out.write(`${options.json ? JSON.stringify(report) : formatReport(report)}\n`);
-    },
-  });
-  await nc.flush();
+  // The view's entries are not needed here: no expiry sweep.
+  const watch = await watchPresence(nc, { clusterId: options.clusterId, expireAfterMs: 0 });
+  watch.on("report", (report) => options.out.write(`${options.json ? JSON.stringify(report) : formatReport(report)}\n`));
+  watch.on("error", (err) => options.err.write(`presence-coordinator watch: skipped an unreadable report: ${describeError(err)}\n`));
+  watch.on("stale", ({ report, highestEpoch }) =>
+    options.err.write(
+      `presence-coordinator watch: dropped a ${report.type} of ${report.clientSubject} from ${report.coordinatorId} at stale epoch ${report.epoch} (highest seen ${highestEpoch})\n`,
+    ),
+  );
   options.err.write(`presence-coordinator watch: reports of cluster "${options.clusterId}" on ${nc.getServer()} (Ctrl-C stops)\n`);
   return async () => {
+    await watch.stop();
     await nc.drain();
   };
 }

@@ -1,0 +1,171 @@
+/**
+ * Wire types of the query service: a NATS micro service (`$SRV` discovery, `nats micro
+ * ls/info/stats`) that every coordinator serves and whose answers come from the leader's
+ * running monitor.
+ *
+ * Subjects keep the Java project's style, verb first and the cluster id last
+ * (`presence.register.{cluster}`, `presence.report.{cluster}`):
+ *
+ *   presence.query.list.{cluster}                    any coordinator; followers forward to the leader
+ *   presence.query.get.{cluster}
+ *   presence.query.stats.{cluster}
+ *   presence.query.{list|get|stats}.{cluster}.{coordinatorId}   that coordinator itself, no forwarding
+ *
+ * Pure: no NATS import, so that the client library can use it.
+ */
+import type { JsonObject } from "@bufbuild/protobuf";
+
+/** The micro service's name, as `nats micro ls` shows it. */
+export const QUERY_SERVICE_NAME = "presence-coordinator";
+
+export const QUERY_OPERATIONS = ["list", "get", "stats"] as const;
+export type QueryOperation = (typeof QUERY_OPERATIONS)[number];
+
+export const querySubjects = {
+  /** Served by every coordinator in one queue group; a follower forwards the request to the leader. */
+  shared: (operation: QueryOperation, clusterId: string) => `presence.query.${operation}.${clusterId}`,
+  /** Served by one coordinator only; it answers for itself (`not-leader` unless it leads). */
+  direct: (operation: QueryOperation, clusterId: string, coordinatorId: string) =>
+    `presence.query.${operation}.${clusterId}.${coordinatorId}`,
+} as const;
+
+/** `list` returns at most this many clients per page unless asked for fewer. */
+export const DEFAULT_LIST_LIMIT = 1000;
+/** The largest page `list` returns; a page is also cut to fit the server's max payload. */
+export const MAX_LIST_LIMIT = 10_000;
+
+/** A client as the leader's monitor sees it now. Only live clients (alive, suspect) are monitored. */
+export interface ClientInfo {
+  subject: string;
+  state: "alive" | "suspect";
+  /** Wall-clock ms of the last activity (ping reply or registration). */
+  lastSeenMs: number;
+  /** Round-trip of the last ping reply, ms. */
+  rttMs: number;
+  missedPings: number;
+  metadata: JsonObject;
+}
+
+/** `list` request body (JSON; an empty body means all clients, first page). */
+export interface ListRequest {
+  state?: "alive" | "suspect";
+  offset?: number;
+  limit?: number;
+}
+
+/** Fields every data answer carries: who answered, under which epoch. */
+export interface LeaderStamp {
+  clusterId: string;
+  leader: string;
+  epoch: number;
+}
+
+export interface ListResponse extends LeaderStamp {
+  /** Clients matching the filter, over all pages. */
+  total: number;
+  offset: number;
+  /** Offset of the next page; null on the last one. */
+  nextOffset: number | null;
+  /** Sorted by subject, so that pages are stable while clients come and go. */
+  clients: ClientInfo[];
+}
+
+/** `get` request body: JSON `{"subject": "..."}`, or the subject itself as plain text. */
+export interface GetRequest {
+  subject: string;
+}
+
+export interface GetResponse extends LeaderStamp {
+  client: ClientInfo;
+}
+
+export interface StatsResponse extends LeaderStamp {
+  /** The coordinator that answered (the leader). */
+  coordinatorId: string;
+  clients: { total: number; alive: number; suspect: number };
+  /** Since the answering coordinator process started, ms. */
+  uptimeMs: number;
+  startedAt: string;
+  version: string;
+}
+
+/** Error codes, in the `Nats-Service-Error-Code` header; the body is a QueryErrorBody. */
+export const QUERY_ERRORS = {
+  badRequest: { code: 400, error: "bad-request" },
+  notFound: { code: 404, error: "not-found" },
+  /** Asked a coordinator directly that does not lead: the body names the leader it knows. */
+  notLeader: { code: 421, error: "not-leader" },
+  /** No coordinator leads now (or this one knows of none yet). */
+  noLeader: { code: 503, error: "no-leader" },
+} as const;
+export type QueryErrorCode = (typeof QUERY_ERRORS)[keyof typeof QUERY_ERRORS]["error"];
+
+export interface QueryErrorBody {
+  error: QueryErrorCode;
+  message: string;
+  clusterId: string;
+  /** The coordinator that answered. */
+  coordinatorId: string;
+  /** Its election state: follower, candidate, leader, ... */
+  role: string;
+  /** The leader it knows of (null: none), and that leader's epoch (0: none). */
+  leader: string | null;
+  epoch: number;
+}
+
+/** A query request that cannot be read. */
+export class QueryRequestError extends Error {
+  override readonly name = "QueryRequestError";
+}
+
+function parseObject(data: Uint8Array): Record<string, unknown> {
+  const text = new TextDecoder().decode(data).trim();
+  if (text === "") return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new QueryRequestError("request body is not JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new QueryRequestError("request body is not a JSON object");
+  return value as Record<string, unknown>;
+}
+
+function wholeNumber(name: string, v: unknown, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new QueryRequestError(`${name} must be a whole number`);
+  return v;
+}
+
+/** Reads a `list` request; fills in offset 0 and the default limit, caps the limit. */
+export function parseListRequest(data: Uint8Array): Required<Omit<ListRequest, "state">> & Pick<ListRequest, "state"> {
+  const o = parseObject(data);
+  if (o.state !== undefined && o.state !== "alive" && o.state !== "suspect") {
+    throw new QueryRequestError(`state must be "alive" or "suspect" (dead and left clients are no longer monitored)`);
+  }
+  const limit = wholeNumber("limit", o.limit, DEFAULT_LIST_LIMIT);
+  if (limit === 0) throw new QueryRequestError("limit must be at least 1");
+  return {
+    ...(o.state !== undefined ? { state: o.state } : {}),
+    offset: wholeNumber("offset", o.offset, 0),
+    limit: Math.min(limit, MAX_LIST_LIMIT),
+  };
+}
+
+/** Reads a `get` request: `{"subject":"..."}` or the bare subject. */
+export function parseGetRequest(data: Uint8Array): GetRequest {
+  const text = new TextDecoder().decode(data).trim();
+  if (text === "") throw new QueryRequestError("subject is required");
+  if (!text.startsWith("{")) return { subject: text };
+  const o = parseObject(data);
+  if (typeof o.subject !== "string" || o.subject === "") throw new QueryRequestError("subject must be a non-empty string");
+  return { subject: o.subject };
+}
+
+/** One page of `clients` (already filtered), sorted by subject. */
+export function pageOf(clients: ClientInfo[], offset: number, limit: number): { page: ClientInfo[]; nextOffset: number | null } {
+  const sorted = [...clients].sort((a, b) => (a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : 0));
+  const page = sorted.slice(offset, offset + limit);
+  const end = offset + page.length;
+  return { page, nextOffset: end < sorted.length ? end : null };
+}

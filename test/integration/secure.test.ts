@@ -1,0 +1,267 @@
+/**
+ * Secure connections, as an operator sets them up: a nats-server with the users and
+ * permissions of deploy/nats-server-auth.conf (the README's snippet), and nats-servers
+ * with TLS whose certificates the test makes with openssl. Coordinators run through the
+ * built CLI; secrets must never show in what they print or record.
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { parseHeartbeat, subjects, type Heartbeat } from "../../src/protocol/election.js";
+import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../../src/protocol/presence.js";
+import { NatsServer } from "../../src/services/nats-server.js";
+import { makeCertificates, type TestCertificates } from "../helpers/certs.js";
+import { runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+
+const AUTH_CONF = fileURLToPath(new URL("../../deploy/nats-server-auth.conf", import.meta.url));
+/** The cluster id and client subjects the documented snippet is written for. */
+const CLUSTER = "prod";
+const PASSWORDS = { coordinator: "coord-Secret-81731", client: "client-Secret-22", watcher: "watch-Secret-9" };
+
+/** Heartbeats and presence reports of the cluster, seen through `options`' connection. */
+class Watcher {
+  readonly heartbeats: Heartbeat[] = [];
+  readonly reports: Report[] = [];
+  private constructor(readonly nc: NatsConnection) {}
+
+  static async start(url: string, options: Partial<ConnectionOptions>): Promise<Watcher> {
+    const nc = await connect({ servers: url, ...options });
+    const w = new Watcher(nc);
+    nc.subscribe(subjects.heartbeat(CLUSTER), { callback: (_e, m) => void w.heartbeats.push(parseHeartbeat(m.data)) });
+    nc.subscribe(presenceSubjects.report(CLUSTER), {
+      callback: (_e, m) => void w.reports.push(decodeReport(m.data, m.headers?.get(REPORT_HEADERS.encoding))),
+    });
+    await nc.flush();
+    return w;
+  }
+
+  leaderHeartbeat(id: string, timeoutMs: number): Promise<Heartbeat> {
+    return waitFor(`a heartbeat of ${id}`, () => this.heartbeats.find((h) => h.coordinatorId === id && !h.resigning), timeoutMs);
+  }
+
+  close(): Promise<void> {
+    return this.nc.close();
+  }
+}
+
+/** The nats-server of the README's permissions snippet; the passwords come from its environment. */
+async function authServer(): Promise<NatsServer> {
+  process.env.COORDINATOR_PASSWORD = PASSWORDS.coordinator;
+  process.env.CLIENT_PASSWORD = PASSWORDS.client;
+  process.env.WATCHER_PASSWORD = PASSWORDS.watcher;
+  return NatsServer.start({ configFile: AUTH_CONF });
+}
+
+function printed(proc: CoordinatorProcess): string {
+  return proc.lines.join("\n");
+}
+
+test("secure - with the documented coordinator permissions, run elects itself and monitors a client that has the client permissions", async () => {
+  const server = await authServer();
+  const dir = await mkdtemp(join(tmpdir(), "presence-secure-"));
+  const watcher = await Watcher.start(server.url, { user: "watcher", pass: PASSWORDS.watcher });
+  let coordinator: CoordinatorProcess | undefined;
+  let client: NatsConnection | undefined;
+  try {
+    const record = join(dir, "run.jsonl");
+    coordinator = spawnCoordinator({
+      urls: [server.url],
+      clusterId: CLUSTER,
+      id: "sec-1",
+      args: ["--user", "coordinator", "--record", record, "--state-interval", "500"],
+      env: { PRESENCE_PASSWORD: PASSWORDS.coordinator },
+    });
+    await watcher.leaderHeartbeat("sec-1", 10_000);
+
+    // A client with only the client permissions: it registers and answers pings.
+    client = await connect({ servers: server.url, user: "client", pass: PASSWORDS.client });
+    client.subscribe("svc.orders.1", { callback: (_e, m) => void m.respond() });
+    client.publish(presenceSubjects.register(CLUSTER), JSON.stringify({ myPresenceSubject: "svc.orders.1", zone: "a" }));
+    await client.flush();
+    await waitFor("NodePresent for svc.orders.1", () => watcher.reports.find((r) => r.type === "NodePresent" && r.clientSubject === "svc.orders.1"), 10_000);
+    // Pings answered for 3 s (a client whose pings fail is suspect after 1.5 s): always alive.
+    await waitFor(
+      "six NodeState reports of svc.orders.1",
+      () => watcher.reports.filter((r) => r.type === "NodeState" && r.clientSubject === "svc.orders.1").length >= 6,
+      15_000,
+    );
+    const states = watcher.reports.filter((r) => r.clientSubject === "svc.orders.1");
+    assert.ok(states.every((r) => r.state === "alive"), `always alive: ${states.map((r) => `${r.type}/${r.state}`).join(", ")}`);
+
+    // Nothing the coordinator did was refused by the server.
+    const violations = coordinator.logs().filter((l) => /permission|authorization/i.test(`${String(l.message)} ${String(l.error ?? "")}`));
+    assert.equal(violations, [], "no permissions violation");
+
+    coordinator.signal("SIGTERM");
+    assert.is(await coordinator.exited, 0);
+    assert.not.ok(printed(coordinator).includes(PASSWORDS.coordinator), "the password is not in the log");
+    const started = coordinator.logs().find((l) => l.message === "starting coordinator");
+    assert.is(started?.auth, "--user/--password");
+    assert.is(started?.user, "coordinator");
+    assert.not.ok((await readFile(record, "utf8")).includes(PASSWORDS.coordinator), "the password is not in the record log");
+  } finally {
+    await coordinator?.kill();
+    await client?.close();
+    await watcher.close();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("secure - a wrong password fails fast with a clear one-line error that does not show it", async () => {
+  const server = await authServer();
+  try {
+    const wrong = "not-the-Password-4711";
+    const r = await runCli(["run", "-u", server.url, "--cluster-id", CLUSTER, "--user", "coordinator", "--password", wrong]);
+    assert.is(r.code, 1, r.stderr);
+    assert.ok(r.ms < 5000, `fails fast (${Math.round(r.ms)} ms)`);
+    assert.match(r.stderr, `presence-coordinator: cannot connect to NATS at ${server.url}: authorization violation (the server refused the credentials: check --user/--password)`);
+    assert.not.ok(`${r.stdout}${r.stderr}`.includes(wrong), "the password is not printed");
+    assert.not.match(r.stderr, /\n\s+at /, "no stack trace");
+
+    const none = await runCli(["run", "-u", server.url, "--cluster-id", CLUSTER]);
+    assert.is(none.code, 1);
+    assert.match(none.stderr, /authorization violation \(the server requires authentication: pass --user\/--password, --token, --creds or --nkey\)/);
+
+    const watch = await runCli(["watch", "-u", server.url, "--cluster-id", CLUSTER, "--user", "watcher"], { env: { PRESENCE_PASSWORD: "nope-nope-1" } });
+    assert.is(watch.code, 1);
+    assert.match(watch.stderr, /authorization violation \(the server refused the credentials: check --user\/--password\)/);
+  } finally {
+    await server.stop();
+  }
+});
+
+test("secure - watch prints reports with the documented watcher permissions", async () => {
+  const server = await authServer();
+  const coordinator = spawnCoordinator({
+    urls: [server.url],
+    clusterId: CLUSTER,
+    id: "sec-w",
+    args: ["--user", "coordinator", "--report-encoding", "json"],
+    env: { PRESENCE_PASSWORD: PASSWORDS.coordinator },
+  });
+  const watch = spawnCoordinatorWatch(server.url);
+  let client: NatsConnection | undefined;
+  try {
+    await waitFor("watch connected", () => watch.lines.some((l) => l.includes("reports of cluster")), 10_000);
+    client = await connect({ servers: server.url, user: "client", pass: PASSWORDS.client });
+    client.subscribe("svc.watched", { callback: (_e, m) => void m.respond() });
+    client.publish(presenceSubjects.register(CLUSTER), JSON.stringify({ myPresenceSubject: "svc.watched" }));
+    await waitFor("watch printing NodePresent", () => watch.lines.some((l) => /NodePresent\s+svc\.watched/.test(l)), 15_000);
+    assert.not.ok(printed(watch).includes(PASSWORDS.watcher));
+  } finally {
+    await watch.kill();
+    await coordinator.kill();
+    await client?.close();
+    await server.stop();
+  }
+});
+
+/** `watch` as the watcher user, the password from the environment. */
+function spawnCoordinatorWatch(url: string): CoordinatorProcess {
+  return spawnCli("watch", ["watch", "-u", url, "--cluster-id", CLUSTER, "--user", "watcher"], { PRESENCE_PASSWORD: PASSWORDS.watcher });
+}
+
+let certs: TestCertificates | undefined;
+async function certificates(): Promise<TestCertificates> {
+  certs ??= await makeCertificates();
+  return certs;
+}
+
+async function tlsServer(verifyClients: boolean): Promise<{ server: NatsServer; conf: string }> {
+  const c = await certificates();
+  const conf = join(c.dir, `tls-${verifyClients ? "verify" : "plain"}.conf`);
+  await writeFile(
+    conf,
+    `tls {\n  cert_file: "${c.serverCert}"\n  key_file: "${c.serverKey}"\n  ca_file: "${c.ca}"\n  verify: ${verifyClients}\n  timeout: 2\n}\n`,
+  );
+  return { server: await NatsServer.start({ configFile: conf, scheme: "tls" }), conf };
+}
+
+test("secure - TLS: a coordinator with --tls-ca connects over tls:// and leads; without the CA it is refused clearly", async () => {
+  const c = await certificates();
+  const { server } = await tlsServer(false);
+  assert.match(server.url, /^tls:\/\//);
+  const watcher = await Watcher.start(server.url, { tls: { caFile: c.ca } });
+  const coordinator = spawnCoordinator({ urls: [server.url], clusterId: CLUSTER, id: "tls-1", env: { PRESENCE_TLS_CA: c.ca } });
+  try {
+    await watcher.leaderHeartbeat("tls-1", 10_000);
+    const started = coordinator.logs().find((l) => l.message === "starting coordinator");
+    assert.is(started?.tls, "ca");
+
+    const wrongCa = await runCli(["run", "-u", server.url, "--cluster-id", "other", "--tls-ca", c.otherCa]);
+    assert.is(wrongCa.code, 1);
+    assert.match(wrongCa.stderr, `cannot connect to NATS at ${server.url}: TLS failed`);
+    assert.match(wrongCa.stderr, /\(check --tls-ca\)/);
+    assert.not.match(wrongCa.stderr, /\n\s+at /, "no stack trace");
+  } finally {
+    await coordinator.kill();
+    await watcher.close();
+    await server.stop();
+  }
+});
+
+test("secure - mutual TLS: --tls-cert and --tls-key are presented to a server that verifies clients", async () => {
+  const c = await certificates();
+  const { server } = await tlsServer(true);
+  const watcher = await Watcher.start(server.url, { tls: { caFile: c.ca, certFile: c.clientCert, keyFile: c.clientKey } });
+  const coordinator = spawnCoordinator({
+    urls: [server.url],
+    clusterId: CLUSTER,
+    id: "mtls-1",
+    args: ["--tls-ca", c.ca, "--tls-cert", c.clientCert, "--tls-key", c.clientKey],
+  });
+  try {
+    await watcher.leaderHeartbeat("mtls-1", 10_000);
+    assert.is(coordinator.logs().find((l) => l.message === "starting coordinator")?.tls, "ca+client-cert");
+    const noCert = await runCli(["run", "-u", server.url, "--cluster-id", "other", "--tls-ca", c.ca, "--connect-timeout", "2000"]);
+    assert.is(noCert.code, 1, "a client without a certificate is refused");
+    assert.match(noCert.stderr, `cannot connect to NATS at ${server.url}`);
+  } finally {
+    await coordinator.kill();
+    await watcher.close();
+    await server.stop();
+  }
+});
+
+test("secure - bad security flags are refused before connecting, naming the flag (exit 2)", async () => {
+  const c = await certificates();
+  const url = "nats://127.0.0.1:1";
+  const cases: [string[], RegExp][] = [
+    [["--tls-cert", c.clientCert], /--tls-cert: needs --tls-key/],
+    [["--tls-key", c.clientKey], /--tls-key: needs --tls-cert/],
+    [["--password", "x"], /--password: needs --user/],
+    [["--user", "u"], /--user: needs --password/],
+    [["--tls-ca", join(c.dir, "missing.pem")], /--tls-ca: .*missing\.pem does not exist/],
+    [["--creds", join(c.dir, "missing.creds")], /--creds: .*missing\.creds does not exist/],
+    [["--creds", c.ca], /--creds: .* is not a NATS credentials file/],
+    [["--nkey", c.clientKey], /--nkey: .* does not hold an NKey user seed/],
+    [["--token", "t0k", "--user", "u", "--password", "p"], /--token: cannot be combined with --user\/--password/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await runCli(["run", "-u", url, "--cluster-id", "x", ...args]);
+    assert.is(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.not.ok(r.stderr.includes("t0k") || r.stderr.includes("BEGIN"), "no secret or file content in the message");
+  }
+});
+
+test("secure - --help shows no secret even when the environment holds them", async () => {
+  const r = await runCli(["run", "--help"], { env: { PRESENCE_PASSWORD: "env-Secret-555", PRESENCE_TOKEN: "tok-Secret-777" } });
+  assert.is(r.code, 0);
+  for (const flag of ["--creds <file>", "--nkey <file>", "--user <user>", "--password <password>", "--token <token>", "--tls-cert <file>", "--tls-key <file>", "--tls-ca <file>"]) {
+    assert.ok(r.stdout.includes(flag), `run --help shows ${flag}`);
+  }
+  assert.not.ok(r.stdout.includes("env-Secret-555") || r.stdout.includes("tok-Secret-777"));
+  assert.match(r.stdout, /PRESENCE_PASSWORD/);
+});
+
+test.after(async () => {
+  await certs?.remove();
+});
+
+test.run();
