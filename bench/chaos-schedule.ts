@@ -1,0 +1,99 @@
+/**
+ * The fault schedule of `npm run chaos`, drawn up front from the seed: the same seed gives
+ * the same faults at the same times with the same parameters. What a fault hits at run
+ * time (who leads, which clients) is chosen then, from the fault's own `pick` seed.
+ *
+ * Rules:
+ * - a fault every 1.5-4 s, drawn by weight;
+ * - one disruptive cluster fault at a time (coordinator kill or SIGTERM, SIGSTOP of the
+ *   leader, a NATS server down): the next may start only once the previous one has been
+ *   undone and the cluster had time to settle (a new leader elected and monitoring), so
+ *   at least 2 coordinators and 2 NATS servers always run, and each failover is measured;
+ * - client faults (silence, revive, register, unregister, malformed input) go on meanwhile.
+ */
+import { createRandom } from "../src/random.js";
+
+export const CLUSTER_FAULTS = ["kill-coordinator", "term-leader", "stop-leader", "stop-server"] as const;
+export const CLIENT_FAULTS = ["silence", "revive", "register", "unregister", "malformed"] as const;
+export type ClusterFault = (typeof CLUSTER_FAULTS)[number];
+export type ClientFault = (typeof CLIENT_FAULTS)[number];
+export type FaultKind = ClusterFault | ClientFault;
+
+const WEIGHTS: Record<FaultKind, number> = {
+  "kill-coordinator": 3,
+  "term-leader": 2,
+  "stop-leader": 2,
+  "stop-server": 2,
+  silence: 3,
+  revive: 3,
+  register: 2,
+  unregister: 1,
+  malformed: 1,
+};
+
+/** How long after a cluster fault has been undone before the next may start (re-election, reload). */
+export const SETTLE_AFTER_MS: Record<ClusterFault, number> = {
+  "kill-coordinator": 4000,
+  "term-leader": 3000,
+  "stop-leader": 4000,
+  "stop-server": 5000,
+};
+
+export interface PlannedFault {
+  /** ms after the start of the fault phase. */
+  at: number;
+  kind: FaultKind;
+  /**
+   * kill-coordinator / term-leader: the restart delay; stop-leader: how long it stays
+   * stopped; stop-server: how long the server is down. 0 for client faults.
+   */
+  durationMs: number;
+  /** How many clients (or malformed messages) a client fault involves. */
+  count: number;
+  /** Seed of the fault's own choices at run time (target, clients, payloads). */
+  pick: number;
+}
+
+export const isClusterFault = (k: FaultKind): k is ClusterFault => (CLUSTER_FAULTS as readonly string[]).includes(k);
+
+export function planSchedule(seed: number, runMs: number): PlannedFault[] {
+  const random = createRandom(seed);
+  const draw = (kinds: readonly FaultKind[]): FaultKind => {
+    const total = kinds.reduce((n, k) => n + WEIGHTS[k], 0);
+    let x = random.int(1, total);
+    for (const k of kinds) {
+      x -= WEIGHTS[k];
+      if (x <= 0) return k;
+    }
+    return kinds.at(-1)!;
+  };
+  const all = [...CLUSTER_FAULTS, ...CLIENT_FAULTS];
+  const faults: PlannedFault[] = [];
+  let clusterFreeAt = 0;
+  for (let at = random.int(1500, 3000); at < runMs; at += random.int(1500, 4000)) {
+    let kind = draw(at >= clusterFreeAt ? all : CLIENT_FAULTS);
+    let durationMs = 0;
+    if (isClusterFault(kind)) {
+      durationMs =
+        kind === "stop-leader" ? random.int(3000, 4000) : kind === "stop-server" ? random.int(3000, 6000) : random.int(1000, 3000);
+      const freeAt = at + durationMs + SETTLE_AFTER_MS[kind];
+      // A cluster fault that would not be undone and settled within the run is not started.
+      if (freeAt > runMs) kind = draw(CLIENT_FAULTS);
+      if (isClusterFault(kind)) clusterFreeAt = freeAt;
+      else durationMs = 0;
+    }
+    const count = kind === "silence" ? random.int(2, 10) : kind === "revive" ? random.int(1, 8) : kind === "register" ? random.int(1, 10) : kind === "unregister" ? random.int(1, 5) : kind === "malformed" ? random.int(2, 6) : 1;
+    faults.push({ at, kind, durationMs, count, pick: random.int(0, 0x7fff_ffff) });
+  }
+  return faults;
+}
+
+/** A short fingerprint of a schedule, printed so two runs can be compared at a glance. */
+export function fingerprint(faults: readonly PlannedFault[]): string {
+  let h = 0x811c9dc5;
+  for (const ch of JSON.stringify(faults)) {
+    h ^= ch.charCodeAt(0);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}

@@ -1,0 +1,67 @@
+/**
+ * The quick chaos run (`npm run chaos -- --quick`, as CI runs it): one minute of faults
+ * against a 3-node JetStream cluster, 3 coordinators and 300 simulated clients, then every
+ * invariant checked. Needs the built CLI (dist/), as every integration test does.
+ */
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+interface ChaosResult {
+  seed: number;
+  passed: boolean;
+  faults: { injected: number; byKind: Record<string, number> };
+  reports: { presence: number; heartbeats: number; election: number };
+  failovers: { count: number };
+  malformedSent: number;
+  checks: { name: string; verdict: string; checked: number; violations: number; examples: { message: string }[] }[];
+}
+
+test("chaos - a minute of faults on a 3-node cluster breaks no invariant", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "presence-chaos-"));
+  const json = join(dir, "chaos.json");
+  let output = "";
+  try {
+    const child = spawn(process.execPath, ["--import", "tsx", "bench/chaos.ts", "--quick", "--json", json], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+    // 60 s of faults, ~10 s to start, up to 25 s to settle: a hung run is killed.
+    const timer = setTimeout(() => child.kill("SIGINT"), 150_000);
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    clearTimeout(timer);
+    assert.is(code, 0, `chaos exited with ${String(code)}:\n${output.split("\n").slice(-40).join("\n")}`);
+
+    const result = JSON.parse(await readFile(json, "utf8")) as ChaosResult;
+    assert.ok(result.passed, "every invariant passed");
+    // Faults of several kinds were injected, cluster faults among them.
+    const kinds = Object.keys(result.faults.byKind);
+    assert.ok(kinds.length >= 4, `faults of several kinds (${kinds.join(", ")})`);
+    assert.ok(
+      kinds.some((k) => ["kill-coordinator", "term-leader", "stop-leader", "stop-server"].includes(k)),
+      `a cluster fault among them (${kinds.join(", ")})`,
+    );
+    assert.ok(result.failovers.count >= 1, "at least one failover was measured");
+    // The invariants were judged over a non-trivial number of reports.
+    assert.ok(result.reports.presence > 2000, `presence reports checked (${result.reports.presence})`);
+    const byName = new Map(result.checks.map((c) => [c.name, c]));
+    for (const name of ["false deaths", "missed deaths", "duplicate NodeDead", "stale epochs", "overlapping epochs", "heartbeat epochs grow", "monitored after takeover"]) {
+      const c = byName.get(name);
+      assert.ok(c, `check ${name} ran`);
+      assert.is(c!.verdict, "PASS", `${name}: ${c!.examples.map((e) => e.message).join("; ")}`);
+    }
+    assert.ok(byName.get("stale epochs")!.checked > 2000, "stale epochs judged over thousands of reports");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();

@@ -1,0 +1,250 @@
+/**
+ * The checks of `npm run chaos` on hand-made records: each passes on a correct run and
+ * fails on the sequence it exists to catch. Also the schedule: the same seed gives the
+ * same faults, and cluster faults never overlap.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import {
+  checkDuplicateDeaths,
+  checkFalseDeaths,
+  checkHeartbeatEpochs,
+  checkMissedDeaths,
+  checkMonitoredAfterTakeover,
+  checkOverlappingEpochs,
+  checkRegistrationsReported,
+  checkStaleEpochs,
+  checkUnknownSubjects,
+  ClientTimeline,
+  DEFAULT_CHAOS_TIMINGS,
+  failovers,
+  runChecks,
+  type ChaosRecord,
+  type ClientAction,
+  type SeenElection,
+  type SeenHeartbeat,
+  type SeenPresence,
+} from "../../bench/chaos-invariants.js";
+import { isClusterFault, planSchedule, SETTLE_AFTER_MS } from "../../bench/chaos-schedule.js";
+
+const T = DEFAULT_CHAOS_TIMINGS; // dead 5000, ping 750, travel 250, allowance 2000, takeover bound 5000
+
+const rep = (at: number, type: string, clientSubject: string, epoch = 1, coordinatorId = "c1", seq = 1): SeenPresence => ({
+  at,
+  type,
+  clientSubject,
+  coordinatorId,
+  epoch,
+  seq,
+});
+const hb = (at: number, epoch: number, coordinatorId: string): SeenHeartbeat => ({ at, epoch, coordinatorId });
+const el = (at: number, type: string, epoch: number, coordinatorId: string): SeenElection => ({ at, type, epoch, coordinatorId });
+const a = (at: number, subject: string, kind: ClientAction["kind"]): ClientAction => ({ at, subject, kind });
+
+/** Heartbeats of one leader every second over [from, to]. */
+const beats = (from: number, to: number, epoch: number, id: string) =>
+  Array.from({ length: Math.floor((to - from) / 1000) + 1 }, (_, i) => hb(from + i * 1000, epoch, id));
+
+function record(parts: Partial<ChaosRecord>): ChaosRecord {
+  const actions = parts.actions ?? [];
+  return {
+    presence: parts.presence ?? [],
+    heartbeats: parts.heartbeats ?? [],
+    elections: parts.elections ?? [],
+    actions,
+    subjects: parts.subjects ?? new Set(actions.map((x) => x.subject)),
+    endAt: parts.endAt ?? 100_000,
+  };
+}
+
+test("chaos timeline - registered, silenced and answering-since follow the harness's actions", () => {
+  const tl = new ClientTimeline([a(0, "x", "register"), a(1000, "x", "silence"), a(3000, "x", "revive"), a(9000, "x", "unregister"), a(12_000, "x", "register")]);
+  assert.equal(tl.stateAt("x", 500), { registered: true, silenced: false, answeringSince: 0, lastRegisteredAt: 0 });
+  assert.is(tl.stateAt("x", 2000).answeringSince, undefined);
+  assert.is(tl.stateAt("x", 2000).silenced, true);
+  assert.is(tl.stateAt("x", 4000).answeringSince, 3000);
+  assert.is(tl.stateAt("x", 10_000).registered, false);
+  assert.is(tl.stateAt("x", 13_000).answeringSince, 12_000);
+  assert.is(tl.stateAt("never", 1).registered, false);
+});
+
+test("chaos checks - false deaths: a client answering throughout the dead timeout reported dead fails", () => {
+  const actions = [a(0, "ok", "register"), a(0, "bad", "register"), a(10_000, "ok", "silence")];
+  const good = record({ actions, presence: [rep(15_100, "NodeDead", "ok")] });
+  assert.is(checkFalseDeaths(good, T).violations.length, 0);
+  assert.is(checkFalseDeaths(good, T).checked, 1);
+  const bad = record({ actions, presence: [rep(15_100, "NodeDead", "bad")] });
+  const result = checkFalseDeaths(bad, T);
+  assert.is(result.violations.length, 1);
+  assert.match(result.violations[0]!.message, /bad/);
+});
+
+test("chaos checks - false deaths: a NodeDead right after a revive is not a false death (the leader may have decided first)", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "silence"), a(14_900, "x", "revive")];
+  assert.is(checkFalseDeaths(record({ actions, presence: [rep(15_050, "NodeDead", "x")] }), T).violations.length, 0);
+  // ... but answering for a whole dead timeout again after the revive, it is.
+  assert.is(checkFalseDeaths(record({ actions, presence: [rep(20_200, "NodeDead", "x")] }), T).violations.length, 1);
+});
+
+test("chaos checks - missed deaths: a silenced client without NodeDead by its deadline fails; a late one fails too", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "silence")];
+  const heartbeats = beats(0, 30_000, 1, "c1");
+  const ok = record({ actions, heartbeats, presence: [rep(15_100, "NodeDead", "x")], endAt: 30_000 });
+  assert.equal(checkMissedDeaths(ok, T).violations, []);
+  assert.is(checkMissedDeaths(ok, T).checked, 1);
+  const missing = record({ actions, heartbeats, presence: [], endAt: 30_000 });
+  assert.match(checkMissedDeaths(missing, T).violations[0]!.message, /never got a NodeDead/);
+  const late = record({ actions, heartbeats, presence: [rep(19_000, "NodeDead", "x")], endAt: 30_000 });
+  assert.match(checkMissedDeaths(late, T).violations[0]!.message, /after its deadline/);
+});
+
+test("chaos checks - missed deaths: a takeover restarts the dead timer; a revive before the deadline is not judged", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "silence")];
+  // A new epoch at 14 s: the new leader's dead timer starts then, so 19.2 s is on time.
+  const heartbeats = [...beats(0, 13_000, 1, "c1"), ...beats(14_000, 30_000, 2, "c2")];
+  const r = record({ actions, heartbeats, presence: [rep(19_200, "NodeDead", "x", 2, "c2")], endAt: 30_000 });
+  assert.equal(checkMissedDeaths(r, T).violations, []);
+  const revived = record({ actions: [...actions, a(13_000, "x", "revive")], heartbeats, presence: [], endAt: 30_000 });
+  assert.equal(checkMissedDeaths(revived, T).violations, []);
+  assert.is(checkMissedDeaths(revived, T).skipped, 1);
+  // Observation that ends before the deadline cannot judge it.
+  assert.equal(checkMissedDeaths(record({ actions, heartbeats, presence: [], endAt: 12_000 }), T).violations, []);
+});
+
+test("chaos checks - duplicate NodeDead: a dead client brought back by a reload and reported dead again fails", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "silence")];
+  const dup = record({
+    actions,
+    presence: [rep(15_000, "NodeDead", "x", 1, "c1"), rep(18_000, "NodePresent", "x", 2, "c2"), rep(23_000, "NodeDead", "x", 2, "c2")],
+  });
+  const result = checkDuplicateDeaths(dup, T);
+  assert.is(result.violations.length, 1);
+  assert.match(result.violations[0]!.message, /no registration in between/);
+  // Registered again by the harness in between: two lives, two deaths.
+  const twoLives = record({
+    actions: [...actions, a(16_000, "x", "revive"), a(16_010, "x", "register"), a(20_000, "x", "silence")],
+    presence: [rep(15_000, "NodeDead", "x"), rep(16_020, "NodePresent", "x"), rep(25_000, "NodeDead", "x")],
+  });
+  assert.equal(checkDuplicateDeaths(twoLives, T).violations, []);
+  assert.is(checkDuplicateDeaths(twoLives, T).checked, 2);
+});
+
+test("chaos checks - stale epochs: a presence report under an epoch older than one already seen fails", () => {
+  const ok = record({ presence: [rep(1, "NodeState", "x", 1), rep(3, "NodeState", "x", 2, "c2")], elections: [el(2, "BecameLeader", 2, "c2")] });
+  assert.equal(checkStaleEpochs(ok).violations, []);
+  const afterElection = record({ presence: [rep(1, "NodeState", "x", 1), rep(3, "NodeState", "x", 1)], elections: [el(2, "BecameLeader", 2, "c2")] });
+  assert.match(checkStaleEpochs(afterElection).violations[0]!.message, /after epoch 2 was seen \(in BecameLeader from c2/);
+  const afterPresence = record({ presence: [rep(1, "NodeState", "x", 3, "c3"), rep(2, "NodeState", "y", 2, "c2")] });
+  assert.is(checkStaleEpochs(afterPresence).violations.length, 1);
+});
+
+test("chaos checks - overlapping epochs: two publishers of one epoch, or publishing under a lower epoch after another's higher, fail", () => {
+  const ok = record({ presence: [rep(1, "NodeState", "x", 1, "c1"), rep(2, "NodeState", "x", 5, "c2"), rep(3, "NodeState", "x", 9, "c1")] });
+  assert.equal(checkOverlappingEpochs(ok).violations, []);
+  assert.is(checkOverlappingEpochs(ok).checked, 3);
+  const shared = record({ presence: [rep(1, "NodeState", "x", 4, "c1"), rep(2, "NodeState", "y", 4, "c2")] });
+  assert.match(checkOverlappingEpochs(shared).violations[0]!.message, /already c1's/);
+  const behind = record({ presence: [rep(1, "NodeState", "x", 4, "c1"), rep(2, "NodeState", "x", 6, "c2"), rep(3, "NodeState", "y", 4, "c1")] });
+  assert.match(checkOverlappingEpochs(behind).violations[0]!.message, /higher epoch 6/);
+});
+
+test("chaos checks - heartbeat epochs only grow", () => {
+  assert.equal(checkHeartbeatEpochs(record({ heartbeats: [hb(1, 1, "c1"), hb(2, 1, "c1"), hb(3, 4, "c2")] })).violations, []);
+  const back = checkHeartbeatEpochs(record({ heartbeats: [hb(1, 1, "c1"), hb(2, 4, "c2"), hb(3, 1, "c1")] }));
+  assert.is(back.violations.length, 1);
+  assert.match(back.violations[0]!.message, /c1 epoch=1/);
+});
+
+test("chaos checks - after a takeover every registered client gets a report of the new epoch within the bound", () => {
+  const actions = [a(0, "x", "register"), a(0, "y", "register"), a(0, "gone", "register"), a(3000, "gone", "silence")];
+  const heartbeats = [...beats(1000, 9000, 1, "c1"), ...beats(11_000, 30_000, 2, "c2")];
+  // "gone" was reported dead before the takeover: its registration was removed, nothing is owed.
+  const base = [rep(1000, "NodePresent", "x"), rep(1000, "NodePresent", "y"), rep(1000, "NodePresent", "gone"), rep(8000, "NodeDead", "gone")];
+  const ok = record({ actions, heartbeats, presence: [...base, rep(11_100, "NodePresent", "x", 2, "c2"), rep(11_100, "NodePresent", "y", 2, "c2")], endAt: 30_000 });
+  const result = checkMonitoredAfterTakeover(ok, T);
+  assert.equal(result.violations, []);
+  assert.is(result.checked, 2);
+  const forgotten = record({ actions, heartbeats, presence: [...base, rep(11_100, "NodePresent", "x", 2, "c2"), rep(17_000, "NodeState", "y", 2, "c2")], endAt: 30_000 });
+  const bad = checkMonitoredAfterTakeover(forgotten, T);
+  assert.is(bad.violations.length, 1);
+  assert.match(bad.violations[0]!.message, /epoch 2 .*: 1 registered client\(s\) got no report within 5000 ms: y/);
+});
+
+test("chaos checks - a takeover cut short by the next one is skipped, not failed", () => {
+  const actions = [a(0, "x", "register")];
+  const heartbeats = [...beats(1000, 6000, 1, "c1"), hb(7000, 2, "c2"), ...beats(9000, 30_000, 3, "c3")];
+  const r = record({ actions, heartbeats, presence: [rep(1000, "NodePresent", "x"), rep(9100, "NodePresent", "x", 3, "c3")], endAt: 30_000 });
+  const result = checkMonitoredAfterTakeover(r, T);
+  assert.equal(result.violations, []);
+  assert.is(result.skipped, 1);
+});
+
+test("chaos checks - reports for subjects nobody registered (refused input) fail", () => {
+  const subjects = new Set(["x"]);
+  assert.equal(checkUnknownSubjects(record({ subjects, presence: [rep(1, "NodePresent", "x")] })).violations, []);
+  assert.is(checkUnknownSubjects(record({ subjects, presence: [rep(1, "NodePresent", "$SYS.bad")] })).violations.length, 1);
+});
+
+test("chaos checks - a stored registration never reported NodePresent (or only much later) fails", () => {
+  const actions = [a(1000, "x", "register"), a(1000, "y", "register"), a(1000, "z", "register"), a(2000, "z", "unregister")];
+  const heartbeats = beats(0, 30_000, 1, "c1");
+  const presence = [rep(990, "NodePresent", "x"), rep(12_000, "NodePresent", "y")];
+  const result = checkRegistrationsReported(record({ actions, heartbeats, presence, endAt: 30_000 }), T);
+  assert.is(result.checked, 2);
+  assert.is(result.skipped, 1);
+  assert.is(result.violations.length, 1);
+  assert.match(result.violations[0]!.message, /y registered .*first NodePresent only at 12\.000 s/);
+  // A takeover in between extends the deadline: the new leader pulls it.
+  const failover = [...beats(0, 5000, 1, "c1"), ...beats(8000, 30_000, 2, "c2")];
+  assert.equal(checkRegistrationsReported(record({ actions, heartbeats: failover, presence, endAt: 30_000 }), T).violations, []);
+});
+
+test("chaos checks - failovers are timed from the fault, or from the old leader's last heartbeat", () => {
+  const heartbeats = [...beats(0, 10_000, 1, "c1"), ...beats(12_100, 20_000, 2, "c2"), ...beats(23_000, 30_000, 3, "c3")];
+  const fo = failovers(heartbeats, [{ at: 10_400, kind: "SIGKILL" }]);
+  assert.equal(
+    fo.map((f) => [f.from, f.to, f.ms, f.cause]),
+    [
+      ["c1", "c2", 1700, "SIGKILL"],
+      ["c2", "c3", 3900, undefined],
+    ],
+  );
+});
+
+test("chaos checks - a clean run passes every check", () => {
+  const actions = [a(0, "x", "register"), a(0, "y", "register"), a(5000, "y", "silence")];
+  const heartbeats = [...beats(0, 7000, 1, "c1"), ...beats(9000, 25_000, 2, "c2")];
+  const presence = [
+    rep(100, "NodePresent", "x"),
+    rep(100, "NodePresent", "y"),
+    rep(6600, "NodeSuspect", "y"),
+    rep(9050, "NodePresent", "x", 2, "c2"),
+    rep(9050, "NodePresent", "y", 2, "c2"),
+    rep(14_100, "NodeDead", "y", 2, "c2"),
+  ];
+  const results = runChecks(record({ actions, heartbeats, presence, elections: [el(8900, "BecameLeader", 2, "c2")], endAt: 25_000 }), T);
+  for (const r of results) assert.equal(r.violations, [], r.name);
+});
+
+test("chaos schedule - the same seed gives the same schedule; another seed another one", () => {
+  assert.equal(planSchedule(42, 300_000), planSchedule(42, 300_000));
+  assert.not.equal(planSchedule(42, 300_000), planSchedule(43, 300_000));
+});
+
+test("chaos schedule - cluster faults never overlap and end, settled, within the run", () => {
+  for (const seed of [1, 2, 3, 42, 1234, 99_999]) {
+    const faults = planSchedule(seed, 300_000);
+    let freeAt = 0;
+    const kinds = new Set(faults.map((f) => f.kind));
+    for (const f of faults) {
+      if (!isClusterFault(f.kind)) continue;
+      assert.ok(f.at >= freeAt, `seed ${seed}: ${f.kind} at ${f.at} before the previous settled (${freeAt})`);
+      freeAt = f.at + f.durationMs + SETTLE_AFTER_MS[f.kind];
+      assert.ok(freeAt <= 300_000, `seed ${seed}: ${f.kind} settles within the run`);
+      if (f.kind === "stop-leader") assert.ok(f.durationMs > 2000, "stopped past the leader timeout");
+    }
+    assert.ok(kinds.size >= 8, `seed ${seed}: a 5-minute run has nearly every kind (${[...kinds].join(",")})`);
+  }
+});
+
+test.run();
