@@ -15,7 +15,9 @@ export interface MonitorSettings extends ClientTimings {
 }
 
 export type MonitorEvent =
-  /** Every stored registration, in answer to registrations.load. */
+  /** A part of the stored registrations, while loading; more follow. */
+  | { type: "REGISTRATIONS_CHUNK"; records: RegistrationRecord[] }
+  /** The (last part of the) stored registrations, in answer to registrations.load: loading is done. */
   | { type: "REGISTRATIONS_LOADED"; records: RegistrationRecord[] }
   /** A registration was stored (new, or again for a known subject). */
   | { type: "REGISTERED"; record: RegistrationRecord }
@@ -48,7 +50,11 @@ export const monitorMachine = setup({
     /** Sends each shard its part of the registrations, as one batch per shard. */
     routeRegistrations: enqueueActions(({ context, event, enqueue }) => {
       const records =
-        event.type === "REGISTRATIONS_LOADED" ? event.records : event.type === "REGISTERED" ? [event.record] : [];
+        event.type === "REGISTRATIONS_LOADED" || event.type === "REGISTRATIONS_CHUNK"
+          ? event.records
+          : event.type === "REGISTERED"
+            ? [event.record]
+            : [];
       const perShard = new Map<number, RegistrationRecord[]>();
       for (const record of records) {
         const i = shardOf(record.registration.subject, context.shards.length);
@@ -78,9 +84,10 @@ export const monitorMachine = setup({
   },
   states: {
     loading: {
-      description: "Loads every stored registration before anything new is pulled.",
+      description: "Loads every stored registration (in parts, so the event loop stays free for the lease) before anything new is pulled.",
       entry: "loadRegistrations",
       on: {
+        REGISTRATIONS_CHUNK: { actions: "routeRegistrations" },
         REGISTRATIONS_LOADED: { target: "running", actions: "routeRegistrations" },
       },
     },

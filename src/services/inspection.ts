@@ -197,6 +197,7 @@ function describeEvent(event: AnyEventObject): { detail: string; report?: string
       return { detail: `epoch=${r.epoch} reason=${r.reason}${leader}`, report: r.type };
     }
     case "REGISTRATIONS_LOADED":
+    case "REGISTRATIONS_CHUNK":
       return { detail: `${e.records.length} registrations` };
     case "REGISTER":
       return { detail: `${e.records.length} registration(s)` };

@@ -47,6 +47,9 @@ export interface PresenceEdgeOptions {
   metrics?: MetricsSink;
 }
 
+/** Stored registrations handed to the monitor per event when a new leader loads them. */
+const LOAD_CHUNK = 500;
+
 export class PresenceEdge {
   private readonly log: Logger;
   /** Bumped whenever monitoring stops, so that late answers of an old leadership are dropped. */
@@ -108,7 +111,16 @@ export class PresenceEdge {
       const atMs = Date.now();
       const records: RegistrationRecord[] = stored.map((s) => ({ registration: s.registration, revision: s.revision, atMs }));
       this.log.info("loaded stored registrations", { clients: records.length, ms: Math.round(performance.now() - started) });
-      this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records });
+      // Spawning a client actor takes about 0.1 ms: handed over at once, 10,000 stored
+      // clients would hold the event loop for a second, past the lease's renew deadline.
+      // In chunks, with a turn of the event loop between them, renewals and heartbeats go on.
+      let from = 0;
+      for (; from + LOAD_CHUNK < records.length; from += LOAD_CHUNK) {
+        this.options.toMonitor({ type: "REGISTRATIONS_CHUNK", records: records.slice(from, from + LOAD_CHUNK) });
+        await new Promise((resolve) => setImmediate(resolve));
+        if (generation !== this.generation) return;
+      }
+      this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records: records.slice(from) });
     } catch (err) {
       this.log.error("could not load the stored registrations; monitoring starts empty", { error: describeError(err) });
       if (generation === this.generation) this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records: [] });

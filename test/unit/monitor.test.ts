@@ -86,6 +86,21 @@ test("monitor - loads stored registrations before it pulls new ones", () => {
   assert.is(p.clientCount(), 3);
 });
 
+test("monitor - a load in parts monitors each part at once, and pulls only after the last", () => {
+  const p = presence();
+  p.send({ type: "REGISTRATIONS_CHUNK", records: ["a", "b"].map((s) => p.record(s)) });
+  assert.is(p.clientCount(), 2, "the first part is monitored at once");
+  assert.equal(p.types(), ["NodePresent", "NodePresent"]);
+  assert.not.ok(p.commandTypes().includes("registrations.pull"), "no pulling while parts are still coming");
+  p.send({ type: "REGISTRATIONS_CHUNK", records: ["c"].map((s) => p.record(s)) });
+  p.send({ type: "REGISTRATIONS_LOADED", records: ["d"].map((s) => p.record(s)) });
+  assert.is(p.clientCount(), 4);
+  assert.is(p.commandTypes().at(-1), "registrations.pull", "pulling starts after the last part");
+  // A part that comes after loading (it cannot, from the edge) changes nothing.
+  p.send({ type: "REGISTRATIONS_CHUNK", records: ["e"].map((s) => p.record(s)) });
+  assert.is(p.clientCount(), 4);
+});
+
 test("client - a client that answers every ping stays alive and gets NodeState every state interval", () => {
   const p = presence();
   p.load();
