@@ -1,37 +1,62 @@
 /**
- * `npm run bench`: measures what the coordinator promises and prints a table; the figures
- * go to bench/results/<date>.json. It reports; it never passes or fails on wall time.
+ * `npm run bench`: measures what the coordinator promises, prints a table, and writes the
+ * figures to bench/results/<date>.json. It reports; it never passes or fails on wall time.
  *
- * Today it measures:
- * - crash failover: SIGKILL of the leader -> first heartbeat of the new leader;
- * - graceful handoff: SIGTERM of the leader -> first heartbeat of the new leader;
- *   each over N rounds (default 10; --quick: 3), against its own nats-server and three
- *   coordinator processes started through the built CLI with default timings;
- * - presence (bench/presence.ts): detection latency over 20 clients, and spawn time and
- *   heap per client for 10,000 client actors.
+ * - failover (here): SIGKILL of the leader → the new leader's first heartbeat, and → a
+ *   report from it for every client; SIGTERM handoff the same way; N rounds each, against
+ *   its own nats-server, three coordinator processes and simulated clients;
+ * - capacity (bench/capacity.ts): 1k, 10k, 25k, 50k clients (and more while it holds) on
+ *   one leader with default timings: false deaths and suspects, the leader's CPU and memory
+ *   per client, pings/s and the ping interval achieved, and the same load on a bare pinger
+ *   written directly on the NATS client, for the ratio coordinator / bare; registration →
+ *   NodePresent; detection latency at 1k and at the largest count that holds; the time a
+ *   new leader takes to load and report every stored client;
+ * - spawn (bench/presence.ts): the time and heap of spawning client actors in-process.
+ *
+ *   npm run bench [-- --quick] [--rounds N] [--levels 1000,10000] [--hold S]
+ *
+ * --quick (about 3 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
+ * at most 20 s for its registrations, 60 s in the full run).
+ * Full (about 15 minutes): 10 rounds, 1k, 10k, 25k, 50k (then doubling while it holds, up
+ * to 100k) held 60 s each.
  */
 import { mkdir, writeFile } from "node:fs/promises";
-import { cpus } from "node:os";
+import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
+import { DEFAULT_MONITOR_TIMINGS } from "../src/config.js";
+import { decodeReport, REPORT_HEADERS } from "../src/protocol/presence.js";
 import { NatsServer } from "../src/services/nats-server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
-import { measureDetection, measureSpawn } from "./presence.js";
+import { measureCapacity } from "./capacity.js";
+import { SimulatedClients } from "./client-sim.js";
+import { measureSpawn } from "./presence.js";
 
 const { values } = parseArgs({
   options: {
     rounds: { type: "string" },
     quick: { type: "boolean", default: false },
+    levels: { type: "string" },
+    hold: { type: "string" },
   },
 });
-const rounds = values.rounds !== undefined ? Number(values.rounds) : values.quick ? 3 : 10;
-if (!Number.isInteger(rounds) || rounds < 1) {
-  process.stderr.write("bench: --rounds must be a whole number of at least 1\n");
+const quick = values.quick === true;
+const rounds = values.rounds !== undefined ? Number(values.rounds) : quick ? 3 : 10;
+const levels = values.levels !== undefined ? values.levels.split(",").map(Number) : quick ? [1000, 10_000] : [1000, 10_000, 25_000, 50_000];
+const holdSeconds = values.hold !== undefined ? Number(values.hold) : quick ? 15 : 60;
+if (!Number.isInteger(rounds) || rounds < 1) fail("--rounds must be a whole number of at least 1");
+if (levels.some((n) => !Number.isInteger(n) || n < 1)) fail("--levels must be whole numbers, comma-separated");
+if (!Number.isFinite(holdSeconds) || holdSeconds < 1) fail("--hold must be a number of seconds");
+
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n`);
   process.exit(2);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => process.stdout.write(`${line}\n`);
+const started = performance.now();
 
 function summary(samples: number[]) {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -46,83 +71,162 @@ function summary(samples: number[]) {
   };
 }
 
-async function measureFailovers(kind: "SIGKILL" | "SIGTERM"): Promise<number[]> {
+/**
+ * Failover rounds with `clientCount` simulated clients: the leader gets `kind`; measured are
+ * the new leader's first heartbeat and the first report from it for every client.
+ */
+async function measureFailovers(kind: "SIGKILL" | "SIGTERM", clientCount: number) {
   const server = await NatsServer.start();
   const clusterId = `bench${kind.toLowerCase()}`;
   const observer = await Observer.start([server.url], clusterId);
+  const app = await connect({ servers: server.url, name: "bench clients" });
+  const sim = new SimulatedClients(app, clusterId, "fo");
+  const lastReport = new Map<string, { epoch: number; at: number }>();
+  app.subscribe(`presence.report.${clusterId}`, {
+    callback: (_e, m) => {
+      const r = decodeReport(m.data, m.headers?.get(REPORT_HEADERS.encoding));
+      const seen = lastReport.get(r.clientSubject);
+      if (seen === undefined || seen.epoch < r.epoch) lastReport.set(r.clientSubject, { epoch: r.epoch, at: performance.now() });
+    },
+  });
   const procs = new Map<string, CoordinatorProcess>();
   const start = (id: string) => procs.set(id, spawnCoordinator({ urls: [server.url], clusterId, id }));
-  const samples: number[] = [];
+  const heartbeat: number[] = [];
+  const everyClient: number[] = [];
   try {
     for (const id of ["b1", "b2", "b3"]) start(id);
+    await observer.waitForHeartbeat("a leader", (h) => !h.resigning, 20_000);
+    await sim.register(0, clientCount);
+    await waitFor("every client reported", () => lastReport.size === clientCount, 30_000);
     for (let round = 1; round <= rounds; round++) {
       const leader = await observer.waitForHeartbeat("a leader", (h) => !h.resigning, 20_000, performance.now() - 900);
       const victim = procs.get(leader.msg.coordinatorId)!;
       // Strike at a random point of the heartbeat cycle, as a real crash would.
       await sleep(1000 + Math.random() * 1000);
-      // Every coordinator must be up and following before the strike.
       await waitFor("all coordinators running", () => [...procs.values()].every((p) => p.running), 5000);
       const t0 = performance.now();
       victim.signal(kind);
-      const next = await observer.waitForHeartbeat(
-        "the new leader",
-        (h) => !h.resigning && h.coordinatorId !== victim.id,
+      const next = await observer.waitForHeartbeat("the new leader", (h) => !h.resigning && h.coordinatorId !== victim.id, 20_000, t0);
+      heartbeat.push(next.at - t0);
+      const epoch = next.msg.epoch;
+      const all = await waitFor(
+        "a report from the new leader for every client",
+        () => {
+          let latest = 0;
+          for (const seen of lastReport.values()) {
+            if (seen.epoch < epoch) return undefined;
+            latest = Math.max(latest, seen.at);
+          }
+          return latest;
+        },
         20_000,
-        t0,
       );
-      samples.push(next.at - t0);
-      log(`  ${kind} round ${round}/${rounds}: ${victim.id} -> ${next.msg.coordinatorId} in ${(next.at - t0).toFixed(0)} ms`);
+      everyClient.push(all - t0);
+      log(
+        `  ${kind} round ${round}/${rounds}: ${victim.id} -> ${next.msg.coordinatorId}: heartbeat after ${(next.at - t0).toFixed(0)} ms, ` +
+          `every one of ${clientCount} clients reported after ${(all - t0).toFixed(0)} ms`,
+      );
       await victim.exited;
       start(victim.id); // it comes back as a follower
-      await observer.waitForReport(
-        `${victim.id} following again`,
-        (r) => r.coordinatorId === victim.id && r.type === "FollowingLeader",
-        20_000,
-        t0,
-      );
+      await observer.waitForReport(`${victim.id} following again`, (r) => r.coordinatorId === victim.id && r.type === "FollowingLeader", 20_000, t0);
     }
   } finally {
+    sim.stop();
     await Promise.all([...procs.values()].map((p) => p.kill()));
+    await app.close();
     await observer.close();
     await server.stop();
   }
-  return samples;
+  return { heartbeat: summary(heartbeat), everyClient: summary(everyClient), clients: clientCount };
 }
 
-log(`bench: election failover, ${rounds} rounds each, default timings (leader timeout 2000 ms, backoff 150-300 ms)`);
-const crash = summary(await measureFailovers("SIGKILL"));
-const handoff = summary(await measureFailovers("SIGTERM"));
-log("bench: presence detection latency (20 clients) and spawn cost (10,000 client actors)");
-const detection = await measureDetection(20);
-const spawnCost = await measureSpawn(10_000);
+const failoverClients = quick ? 200 : 1000;
+log(`bench${quick ? " --quick" : ""}: ${cpus().length} cores, Node ${process.version}; default timings`);
+log(`failover: ${rounds} rounds each, 3 coordinators, ${failoverClients} clients`);
+const crash = await measureFailovers("SIGKILL", failoverClients);
+const handoff = await measureFailovers("SIGTERM", failoverClients);
 
+log(`capacity: ${levels.map((n) => n.toLocaleString("en")).join(", ")} clients, each held ${holdSeconds} s${quick ? "" : ", then doubling while it holds (up to 100,000)"}`);
+const capacity = await measureCapacity({
+  levels,
+  beyondUpTo: quick ? 0 : 100_000,
+  holdSeconds,
+  bareSeconds: quick ? 8 : 20,
+  registerWaitMs: quick ? 20_000 : 60_000,
+  detectAt: [1000],
+  log,
+});
+
+log("spawn: client actors through the monitor, in-process");
+const spawn = [];
+for (const n of quick ? [10_000] : [10_000, 50_000]) spawn.push(await measureSpawn(n));
+
+const held = capacity.levels.filter((l) => l.holds);
 const results = {
   date: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", node: process.version },
+  quick,
+  durationS: Math.round((performance.now() - started) / 1000),
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryBytes: totalmem(), node: process.version },
   natsServer: "local nats-server, loopback",
-  timings: { leaderTimeoutMs: 2000, heartbeatIntervalMs: 1000, electionBackoffMs: [150, 300] },
-  crashFailover: { description: "SIGKILL of the leader -> first heartbeat of the new leader", ...crash },
-  gracefulHandoff: { description: "SIGTERM of the leader -> first heartbeat of the new leader", ...handoff },
-  detection: { description: "last ping reply -> NodeDead, 20 clients silenced at once", ...detection },
-  spawn: { description: "10,000 client actors spawned through the monitor in one load, in-process", ...spawnCost },
-  targets: { crashFailoverP99Ms: 2500, gracefulHandoffMs: 400, detectionMaxMs: detection.boundMs + 250, heapPerClientBytes: 4096 },
+  timings: { leaderTimeoutMs: 2000, heartbeatIntervalMs: 1000, electionBackoffMs: [150, 300], ...DEFAULT_MONITOR_TIMINGS },
+  crashFailover: { description: "SIGKILL of the leader -> first heartbeat of the new leader; -> a report from it for every client", ...crash },
+  gracefulHandoff: { description: "SIGTERM of the leader -> first heartbeat of the new leader; -> a report from it for every client", ...handoff },
+  capacity: capacity.levels,
+  largestHeld: held.at(-1)?.clients ?? 0,
+  detection: capacity.detection,
+  takeover: capacity.takeover,
+  spawn,
+  targets: {
+    clientsHeld: 50_000,
+    detectionP99Ms: DEFAULT_MONITOR_TIMINGS.deadTimeoutMs + DEFAULT_MONITOR_TIMINGS.pingIntervalMs + 250,
+    crashFailoverP99Ms: 2500,
+    gracefulHandoffMs: 400,
+    takeoverOf50kMs: 2000,
+    heapPerClientBytes: 4096,
+    cpuRatioToBare: 2,
+  },
 };
 
 const dir = fileURLToPath(new URL("./results/", import.meta.url));
 await mkdir(dir, { recursive: true });
-const file = `${dir}${results.date.slice(0, 19).replace(/:/g, "-")}.json`;
+const file = `${dir}${results.date.slice(0, 19).replace(/:/g, "-")}${quick ? "-quick" : ""}.json`;
 await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
 
-const row = (name: string, s: ReturnType<typeof summary>, target: string) =>
-  `${name.padEnd(18)} ${String(s.n).padStart(6)} ${String(s.minMs).padStart(8)} ${String(s.medianMs).padStart(8)} ${String(s.maxMs).padStart(8)}   ${target}`;
+const pad = (v: unknown, n: number) => String(v).padStart(n);
 log("");
-log(`${"figure".padEnd(18)} ${"rounds".padStart(6)} ${"min ms".padStart(8)} ${"median".padStart(8)} ${"max ms".padStart(8)}   target`);
-log(row("crash failover", crash, "p99 <= 2500 ms"));
-log(row("graceful handoff", handoff, "<= 400 ms"));
+log(`${"failover".padEnd(34)} ${pad("rounds", 6)} ${pad("min ms", 8)} ${pad("median", 8)} ${pad("p99", 8)} ${pad("max ms", 8)}   target`);
+const frow = (name: string, s: ReturnType<typeof summary>, target: string) =>
+  log(`${name.padEnd(34)} ${pad(s.n, 6)} ${pad(s.minMs, 8)} ${pad(s.medianMs, 8)} ${pad(s.p99Ms, 8)} ${pad(s.maxMs, 8)}   ${target}`);
+frow("crash: new leader's heartbeat", crash.heartbeat, "p99 <= 2500 ms");
+frow(`crash: every client (${failoverClients}) reported`, crash.everyClient, "");
+frow("handoff: new leader's heartbeat", handoff.heartbeat, "<= 400 ms");
+frow(`handoff: every client reported`, handoff.everyClient, "");
+log("");
 log(
-  `detection latency  ${String(detection.clients).padStart(6)} ${String(detection.minMs).padStart(8)} ${String(detection.medianMs).padStart(8)} ${String(detection.maxMs).padStart(8)}   <= ${detection.boundMs + 250} ms`,
+  `${"clients".padStart(8)} ${"holds".padStart(6)} ${"false dead/susp".padStart(15)} ${"coord cores".padStart(12)} ${"µs/s/client".padStart(11)} ${"heap/client".padStart(11)} ${"loop p99".padStart(9)} ${"pings/s".padStart(8)} ${"interval p50/p99".padStart(17)} ${"bare µs/s/cl".padStart(12)} ${"ratio cpu".padStart(9)} ${"ratio rate".padStart(10)}`,
 );
+for (const l of capacity.levels) {
+  log(
+    `${pad(l.clients.toLocaleString("en"), 8)} ${pad(l.holds ? "yes" : l.leaderChanges > 0 ? `NO(${l.leaderChanges})` : "NO", 6)} ${pad(`${l.falseDead}/${l.falseSuspect}`, 15)} ${pad(l.leader.cpuCores, 12)} ${pad(l.leader.cpuMicrosPerClientSecond, 11)} ${pad(`${(l.leader.heapPerClientBytes / 1024).toFixed(1)} KB`, 11)} ${pad(`${l.leader.eventLoopDelayP99Ms} ms`, 9)} ${pad(l.pingsPerSecond, 8)} ${pad(`${l.pingIntervalMs.p50}/${l.pingIntervalMs.p99} ms`, 17)} ${pad(l.bare?.cpuMicrosPerClientSecond ?? "-", 12)} ${pad(l.ratio ? `${l.ratio.cpuPerClient}x` : "-", 9)} ${pad(l.ratio ? `${l.ratio.pingRate}x` : "-", 10)}`,
+  );
+}
 log("");
-log(`spawn ${spawnCost.clients} client actors: ${spawnCost.spawnMs} ms, heap ${spawnCost.heapPerClientBytes} bytes per client (${spawnCost.shards} shards${spawnCost.gcAvailable ? "" : "; no --expose-gc, heap figure is rough"})`);
+for (const l of capacity.levels) {
+  const all = l.registerMs.allPresentMs !== null ? `all present after ${l.registerMs.allPresentMs} ms` : `only ${l.registerMs.presentWithin} of the new clients present within the wait`;
+  log(`registration -> NodePresent at ${l.clients.toLocaleString("en")}: p50 ${l.registerMs.p50} ms, p99 ${l.registerMs.p99} ms, ${all}`);
+}
+for (const d of capacity.detection) {
+  log(`detection at ${d.clients.toLocaleString("en")} clients (${d.silenced} silenced): p50 ${d.p50Ms} ms, p99 ${d.p99Ms} ms, max ${d.maxMs} ms, missed ${d.missed} (target p99 <= ${d.boundMs} ms)`);
+}
+if (capacity.takeover) {
+  const t = capacity.takeover;
+  log(
+    `takeover of ${t.clients.toLocaleString("en")} stored clients: first heartbeat ${t.firstHeartbeatMs} ms, load ${String(t.loadMs)} ms, every client reported ${String(t.everyClientReportedMs)} ms after the crash`,
+  );
+}
+for (const s of spawn) {
+  log(`spawn ${s.clients.toLocaleString("en")} client actors: ${s.spawnMs} ms, heap ${s.heapPerClientBytes} bytes per client (${s.shards} shards${s.gcAvailable ? "" : "; no --expose-gc, heap figure is rough"})`);
+}
 log("");
-log(`results written to ${file}`);
+log(`largest client count held: ${results.largestHeld.toLocaleString("en")} (target 50,000)`);
+log(`results written to ${file} (${results.durationS} s)`);

@@ -1,0 +1,86 @@
+/**
+ * `npm run bench:profile [-- --clients N --seconds S]`: where a leader's CPU goes. Starts a
+ * nats-server, one coordinator under `node --cpu-prof`, and N simulated clients that answer
+ * every ping; after S seconds it stops the coordinator (SIGTERM, so the profile is written),
+ * keeps the profile under bench/results/profile-<date>/ (not committed; open it in Chrome
+ * DevTools or speedscope), and
+ * prints the share of CPU samples by package and the hottest functions.
+ */
+import { spawn } from "node:child_process";
+import { mkdir, readdir, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { connect } from "@nats-io/transport-node";
+import { NatsServer } from "../src/services/nats-server.js";
+import { CLI, waitFor } from "../test/helpers/coordinators.js";
+import { SimulatedClients } from "./client-sim.js";
+
+const { values } = parseArgs({ options: { clients: { type: "string", default: "1500" }, seconds: { type: "string", default: "30" } } });
+const clients = Number(values.clients);
+const seconds = Number(values.seconds);
+const results = fileURLToPath(new URL("./results/", import.meta.url));
+const dir = `${results}profile-${new Date().toISOString().slice(0, 19).replace(/:/g, "-")}`;
+await mkdir(dir, { recursive: true });
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+const server = await NatsServer.start({ name: "bench-profile" });
+const child = spawn(
+  process.execPath,
+  ["--cpu-prof", `--cpu-prof-dir=${dir}`, CLI, "run", "-u", server.url, "--cluster-id", "prof", "--coordinator-id", "p1", "--log-format", "json"],
+  { stdio: ["ignore", "ignore", "pipe"] },
+);
+let log = "";
+child.stderr.on("data", (c: Buffer) => (log += c.toString()));
+const nc = await connect({ servers: server.url, name: "profile clients" });
+const sim = new SimulatedClients(nc, "prof", "pf");
+try {
+  await waitFor("the leader", () => log.includes('"became leader"'), 15_000);
+  await sim.register(0, clients);
+  process.stdout.write(`profiling a leader with ${clients} clients for ${seconds} s\n`);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const s = sim.stats();
+  process.stdout.write(`pings answered: ${Math.round(s.answered / (s.elapsedMs / 1000))}/s (expected about ${Math.round((clients * 1000) / 760)}/s)\n`);
+} finally {
+  child.kill("SIGTERM");
+  await new Promise((r) => child.once("exit", r));
+  sim.stop();
+  await nc.close();
+  await server.stop();
+}
+
+const file = (await readdir(dir)).find((f) => f.endsWith(".cpuprofile"));
+if (file === undefined) {
+  process.stderr.write("bench:profile: the coordinator wrote no profile\n");
+  process.exit(1);
+}
+const profile = JSON.parse(await readFile(`${dir}/${file}`, "utf8")) as Profile;
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const total = profile.timeDeltas.reduce((a, b) => a + b, 0);
+const byPackage = new Map<string, number>();
+const byFunction = new Map<string, number>();
+profile.samples.forEach((id, i) => {
+  const frame = byId.get(id)!.callFrame;
+  const t = profile.timeDeltas[i] ?? 0;
+  const url = frame.url;
+  const pkg = url.includes("node_modules/") ? url.split("node_modules/")[1]!.split("/").slice(0, 2).join("/") : url ? url.split("/").slice(-2).join("/") : frame.functionName;
+  byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + t);
+  const fn = `${frame.functionName || "(anonymous)"} ${url.split("/").slice(-1)[0] ?? ""}:${frame.lineNumber + 1}`;
+  byFunction.set(fn, (byFunction.get(fn) ?? 0) + t);
+});
+const top = (m: Map<string, number>, n: number) =>
+  [...m]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([k, t]) => `  ${((100 * t) / total).toFixed(1).padStart(5)}%  ${k}`)
+    .join("\n");
+process.stdout.write(`\nCPU samples by package (${(total / 1e6).toFixed(1)} s sampled):\n${top(byPackage, 12)}\n\nhottest functions:\n${top(byFunction, 20)}\n`);
+process.stdout.write(`\nprofile: ${dir}/${file}\n`);
