@@ -12,8 +12,7 @@ import {
   type ElectionReport,
   type Heartbeat,
 } from "../protocol/election.js";
-import { createRandom } from "../random.js";
-import { ElectionDriver, type ElectionDriverOptions, type HeartbeatBus, type ReportSink } from "./election-driver.js";
+import { ElectionDriver, electionInputFor, type ElectionDriverOptions, type HeartbeatBus, type ReportSink } from "./election-driver.js";
 import { KvLeaseStore } from "./lease-store.js";
 import { PresenceEdge } from "./presence-edge.js";
 import { KvRegistrationStore } from "./registration-store.js";
@@ -197,16 +196,8 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     );
     let edge: PresenceEdge | undefined;
     driver = new ElectionDriver({
-      coordinatorId: config.coordinatorId,
+      ...electionInputFor(config),
       clusterId: config.clusterId,
-      timings: config,
-      random: createRandom(config.seed),
-      monitor: {
-        pingIntervalMs: config.pingIntervalMs,
-        deadTimeoutMs: config.deadTimeoutMs,
-        stateIntervalMs: config.stateIntervalMs,
-        shardCount: config.shardCount,
-      },
       onMonitorCommand: (command) => edge?.handle(command),
       lease,
       heartbeats: new NatsHeartbeatBus(nc, config.clusterId, logger),

@@ -10,13 +10,13 @@
  */
 import { performance } from "node:perf_hooks";
 import { createActor, fromCallback, type Actor, type ActorOptions, type ActorRefFrom } from "xstate";
-import type { ElectionTimings } from "../config.js";
+import type { CoordinatorConfig, ElectionTimings } from "../config.js";
 import type { Command, MonitorCommand } from "../machines/commands.js";
-import { electionMachine, type ElectionCommand, type ElectionEvent } from "../machines/election.js";
+import { electionMachine, type ElectionCommand, type ElectionEvent, type ElectionInput } from "../machines/election.js";
 import type { MonitorEvent, MonitorMachine, MonitorSettings } from "../machines/monitor.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
 import type { ClientInfo } from "../protocol/query.js";
-import type { RandomSource } from "../random.js";
+import { createRandom, type RandomSource } from "../random.js";
 import { LeaseLostError, LeaseTakenError, type LeaseStore } from "./lease-store.js";
 import { describeError, type Logger } from "./logger.js";
 import { indexScheduler } from "./scheduler-index.js";
@@ -63,6 +63,21 @@ export interface ElectionDriverOptions {
   recorder?: Recorder;
   /** `run --metrics-port`: told of every transition and every report published; absent, nothing is counted. */
   metrics?: MetricsSink;
+}
+
+/** The election machine's input for a coordinator's config: what the driver runs, and what replay rebuilds from a log's header. */
+export function electionInputFor(config: CoordinatorConfig): ElectionInput {
+  return {
+    coordinatorId: config.coordinatorId,
+    timings: config,
+    random: createRandom(config.seed),
+    monitor: {
+      pingIntervalMs: config.pingIntervalMs,
+      deadTimeoutMs: config.deadTimeoutMs,
+      stateIntervalMs: config.stateIntervalMs,
+      shardCount: config.shardCount,
+    },
+  };
 }
 
 const SAY: Record<ElectionReportBody["type"], string> = {

@@ -15,10 +15,9 @@
  */
 import { readFile } from "node:fs/promises";
 import { createActor, fromCallback, SimulatedClock, type Actor, type AnyActorRef } from "xstate";
-import type { CoordinatorConfig } from "../config.js";
 import type { Command } from "../machines/commands.js";
-import { electionMachine, type ElectionInput } from "../machines/election.js";
-import { createRandom } from "../random.js";
+import { electionMachine } from "../machines/election.js";
+import { electionInputFor } from "./election-driver.js";
 import { describeError } from "./logger.js";
 import { indexScheduler } from "./scheduler-index.js";
 import { RECORD_FORMAT, type RecordEntry, type RecordHeader } from "./recorder.js";
@@ -205,20 +204,6 @@ export class ReplayClock extends SimulatedClock {
   }
 }
 
-/** The election machine's input for a recorded config, as startCoordinator builds it. */
-export function electionInputFor(config: CoordinatorConfig): ElectionInput {
-  return {
-    coordinatorId: config.coordinatorId,
-    timings: config,
-    random: createRandom(config.seed),
-    monitor: {
-      pingIntervalMs: config.pingIntervalMs,
-      deadTimeoutMs: config.deadTimeoutMs,
-      stateIntervalMs: config.stateIntervalMs,
-      shardCount: config.shardCount,
-    },
-  };
-}
 
 /** A command the machines sent, at its (simulated or recorded) time. */
 export interface TimedCommand {

@@ -3,47 +3,16 @@
  * CLI: PresenceClient (register, answer pings, re-register, unregister) and watchPresence
  * (the live view, its events, stale epochs dropped).
  */
-import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { PresenceClient, PresenceClientError, watchPresence, type PresenceWatchEvents } from "../../src/client/index.js";
-import { decodeReport, encodeReport, RegistrationError, type Report } from "../../src/protocol/presence.js";
+import { encodeReport, RegistrationError, type Report } from "../../src/protocol/presence.js";
 import { NatsServer } from "../../src/services/nats-server.js";
+import { reportRecorder, waitForStream } from "../helpers/presence.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 const PING_INTERVAL_MS = 750;
-
-async function waitForStream(nc: NatsConnection, cluster: string) {
-  const jsm = await jetstreamManager(nc);
-  const deadline = performance.now() + 10_000;
-  for (;;) {
-    try {
-      await jsm.streams.info(`presence-registrations-${cluster}`);
-      return;
-    } catch (err) {
-      if (performance.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-/** Records every presence report with its arrival time. */
-async function reportRecorder(url: string, cluster: string) {
-  const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-  const seen: { at: number; report: Report }[] = [];
-  nc.subscribe(`presence.report.${cluster}`, {
-    callback: (_e, m) => {
-      seen.push({ at: performance.now(), report: decodeReport(m.data, m.headers?.get("Presence-Encoding")) });
-    },
-  });
-  await nc.flush();
-  return {
-    nc,
-    seen,
-    types: (subject: string, since = 0) => seen.filter((s) => s.report.clientSubject === subject && s.at >= since).map((s) => s.report.type),
-  };
-}
 
 /** Waits until a leader monitors (it logged that it loaded the stored registrations). */
 function waitForMonitoring(coordinators: CoordinatorProcess[], timeoutMs = 15_000) {

@@ -3,13 +3,13 @@
  * against the NATS client (not through project code): they register by publishing JSON
  * and answer pings by replying on their subject.
  */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { decodeReport, type Report } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
+import { reportRecorder, waitForStream } from "../helpers/presence.js";
 import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 const DEAD_TIMEOUT_MS = 5000;
@@ -40,40 +40,6 @@ class RawClient {
     this.sub?.unsubscribe();
     this.sub = null;
   }
-}
-
-/** Waits until a coordinator has created the registration stream. */
-async function waitForStream(nc: NatsConnection, cluster: string) {
-  const jsm = await jetstreamManager(nc);
-  const deadline = performance.now() + 10_000;
-  for (;;) {
-    try {
-      await jsm.streams.info(`presence-registrations-${cluster}`);
-      return;
-    } catch (err) {
-      if (performance.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-/** Records every presence report with its arrival time. */
-async function reportRecorder(url: string, cluster: string) {
-  const nc = await connect({ servers: url });
-  const seen: { at: number; report: Report; encoding: string | undefined }[] = [];
-  nc.subscribe(`presence.report.${cluster}`, {
-    callback: (_e, m) => {
-      const encoding = m.headers?.get("Presence-Encoding");
-      seen.push({ at: performance.now(), report: decodeReport(m.data, encoding), encoding });
-    },
-  });
-  await nc.flush();
-  return {
-    nc,
-    seen,
-    of: (subject: string) => seen.filter((s) => s.report.clientSubject === subject),
-    types: (subject: string) => seen.filter((s) => s.report.clientSubject === subject).map((s) => s.report.type),
-  };
 }
 
 test("presence - 20 clients register, 5 go silent and each gets exactly one NodeDead; a crash failover keeps monitoring", async () => {

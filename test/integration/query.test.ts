@@ -2,7 +2,6 @@
  * The query service and the `status` command against a real nats-server, with two
  * coordinators started through the built CLI and clients on the client library.
  */
-import { jetstreamManager } from "@nats-io/jetstream";
 import { Svcm, ServiceErrorCodeHeader } from "@nats-io/services";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
@@ -10,6 +9,7 @@ import * as assert from "uvu/assert";
 import { PresenceClient } from "../../src/client/index.js";
 import type { GetResponse, ListResponse, QueryErrorBody, StatsResponse } from "../../src/protocol/query.js";
 import { NatsServer } from "../../src/services/nats-server.js";
+import { reportRecorder, waitForStream } from "../helpers/presence.js";
 import type { ClusterStatus } from "../../src/services/status.js";
 import { Observer, runCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
@@ -21,20 +21,6 @@ let coordinators: CoordinatorProcess[] = [];
 let clients: PresenceClient[] = [];
 let leaderId = "";
 let followerId = "";
-
-async function waitForStream(nc: NatsConnection) {
-  const jsm = await jetstreamManager(nc);
-  const deadline = performance.now() + 10_000;
-  for (;;) {
-    try {
-      await jsm.streams.info(`presence-registrations-${cluster}`);
-      return;
-    } catch (err) {
-      if (performance.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
 
 const request = (subject: string, body = "") => app.request(subject, body, { timeout: 3000 });
 const json = <T>(m: Msg) => JSON.parse(m.string()) as T;
@@ -55,7 +41,7 @@ test.before(async () => {
   observer = await Observer.start([server.url], cluster);
   // A long dead timeout keeps the silent client suspect for the whole file.
   coordinators = ["qa", "qb"].map((id) => spawnCoordinator({ urls: [server.url], clusterId: cluster, id, args: ["--dead-timeout", "60000"] }));
-  await waitForStream(app);
+  await waitForStream(app, cluster);
   const leader = await observer.waitForHeartbeat("a leader", (hb) => !hb.resigning, 15_000);
   leaderId = leader.msg.coordinatorId;
   followerId = leaderId === "qa" ? "qb" : "qa";

@@ -148,6 +148,8 @@ test("secure - watch prints reports with the documented watcher permissions", as
   let client: NatsConnection | undefined;
   try {
     await waitFor("watch connected", () => watch.lines.some((l) => l.includes("reports of cluster")), 10_000);
+    // A registration published before the coordinator has created its stream is not stored.
+    await waitFor("the coordinator leading", () => coordinator.logs().some((l) => l.message === "became leader"), 15_000);
     client = await connect({ servers: server.url, user: "client", pass: PASSWORDS.client });
     client.subscribe("svc.watched", { callback: (_e, m) => void m.respond() });
     client.publish(presenceSubjects.register(CLUSTER), JSON.stringify({ myPresenceSubject: "svc.watched" }));

@@ -1,0 +1,42 @@
+/**
+ * Helpers of the presence integration tests: waiting for a coordinator's registration
+ * stream, and recording every presence report of a cluster with its arrival time.
+ */
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { decodeReport, REPORT_HEADERS, type Report } from "../../src/protocol/presence.js";
+
+/** Waits until a coordinator has created the cluster's registration stream (registrations before it are lost). */
+export async function waitForStream(nc: NatsConnection, cluster: string, timeoutMs = 10_000): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      await jsm.streams.info(`presence-registrations-${cluster}`);
+      return;
+    } catch (err) {
+      if (performance.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/** Records every presence report of `cluster` with its arrival time, on a connection of its own that reconnects. */
+export async function reportRecorder(url: string, cluster: string) {
+  const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  const seen: { at: number; report: Report; encoding: string | undefined }[] = [];
+  nc.subscribe(`presence.report.${cluster}`, {
+    callback: (_e, m) => {
+      const encoding = m.headers?.get(REPORT_HEADERS.encoding);
+      seen.push({ at: performance.now(), report: decodeReport(m.data, encoding), encoding });
+    },
+  });
+  await nc.flush();
+  return {
+    nc,
+    seen,
+    of: (subject: string) => seen.filter((s) => s.report.clientSubject === subject),
+    types: (subject: string, since = 0) =>
+      seen.filter((s) => s.report.clientSubject === subject && s.at >= since).map((s) => s.report.type),
+  };
+}
