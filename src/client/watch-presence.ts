@@ -21,6 +21,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, ReportDecodeError, type Report } from "../protocol/presence.js";
+import type { ClientInfo } from "../protocol/query.js";
 import { ClientEvents } from "./events.js";
 
 /**
@@ -31,16 +32,8 @@ import { ClientEvents } from "./events.js";
  */
 export const DEFAULT_EXPIRE_AFTER_MS = 15_000;
 
-/** A client in the view. */
-export interface PresenceEntry {
-  subject: string;
-  state: "alive" | "suspect";
-  /** Wall-clock ms of the client's last activity, as the leader saw it. */
-  lastSeenMs: number;
-  /** Round-trip of its last ping reply, ms. */
-  rttMs: number;
-  missedPings: number;
-  metadata: JsonObject;
+/** A client in the view: what the leader's monitor knows of it (as the query service gives it), and where that came from. */
+export interface PresenceEntry extends ClientInfo {
   /** Epoch and leader of the latest report about it. */
   epoch: number;
   coordinatorId: string;
