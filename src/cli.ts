@@ -18,6 +18,7 @@ import {
   DEFAULT_DEAD_TIMEOUT_MS,
   DEFAULT_PING_INTERVAL_MS,
   DEFAULT_SHARD_COUNT,
+  DEFAULT_MAX_CLIENTS,
   DEFAULT_STATE_INTERVAL_MS,
   REPORT_ENCODINGS,
   type ReportEncoding,
@@ -71,6 +72,7 @@ interface RunFlags extends TimingFlags {
   coordinatorId?: string;
   connectTimeout: number;
   kvReplicas: number;
+  maxClients: number;
   logFormat: LogFormat;
   verbose: boolean;
   seed?: number;
@@ -364,6 +366,12 @@ export function buildProgram(): Command {
         .argParser(wholeNumber)
         .default(DEFAULT_SHARD_COUNT),
     )
+    .addOption(
+      new Option("--max-clients <n>", "new clients past this many are refused (a leader holds what its event loop can ping)")
+        .env("PRESENCE_MAX_CLIENTS")
+        .argParser(wholeNumber)
+        .default(DEFAULT_MAX_CLIENTS),
+    )
     .addOption(seedOption())
     .addOption(inspectOption())
     .addOption(inspectHostOption())
@@ -385,6 +393,7 @@ export function buildProgram(): Command {
         ...timingsFrom(flags),
         connectTimeoutMs: flags.connectTimeout,
         kvReplicas: flags.kvReplicas,
+        maxClients: flags.maxClients,
         shardCount: flags.shards,
         logFormat: flags.logFormat,
         verbose: flags.verbose === true || verboseFromEnv(),

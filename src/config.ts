@@ -74,6 +74,16 @@ export const DEFAULT_STATE_INTERVAL_MS = 1500;
  */
 export const DEFAULT_SHARD_COUNT = 256;
 
+/**
+ * Clients one leader accepts (default 100,000). A registration of a new subject past it is
+ * refused (reason `max-clients`, logged and counted) instead of being monitored; registering
+ * again, by a subject already monitored, is always accepted. A leader that takes on more
+ * clients than its event loop can ping misses its lease renewals and hands over, and the next
+ * leader fares no better: set this to what one leader holds at your timings (see the
+ * benchmark in the README: about 1,000 to 3,000 per core at the default ping interval).
+ */
+export const DEFAULT_MAX_CLIENTS = 100_000;
+
 /** Replicas of the coordinator's KV buckets (default 1; use 3 on a 3-node JetStream cluster). */
 export const DEFAULT_KV_REPLICAS = 1;
 
@@ -106,6 +116,8 @@ export interface CoordinatorConfig extends ElectionTimings, MonitorTimings {
   connectTimeoutMs: number;
   kvReplicas: number;
   shardCount: number;
+  /** New subjects past this many monitored clients are refused (see DEFAULT_MAX_CLIENTS). */
+  maxClients: number;
   reportEncoding: ReportEncoding;
   logFormat: LogFormat;
   verbose: boolean;
@@ -255,6 +267,9 @@ export function validateConfig(c: CoordinatorConfig): void {
     throw new ConfigError("--report-encoding", `must be one of ${REPORT_ENCODINGS.join(", ")}; got "${c.reportEncoding}"`);
   }
   requireWholeMs("--connect-timeout", c.connectTimeoutMs, 100);
+  if (!Number.isInteger(c.maxClients) || c.maxClients < 1) {
+    throw new ConfigError("--max-clients", `must be a whole number of at least 1; got ${c.maxClients}`);
+  }
   if (!Number.isInteger(c.kvReplicas) || c.kvReplicas < 1 || c.kvReplicas > 5) {
     throw new ConfigError("--kv-replicas", `must be a whole number from 1 to 5; got ${c.kvReplicas}`);
   }

@@ -211,6 +211,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     const elected = driver;
     edge = new PresenceEdge({
       nc,
+      maxClients: config.maxClients,
       clusterId: config.clusterId,
       coordinatorId: config.coordinatorId,
       store: registrations,

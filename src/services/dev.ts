@@ -6,6 +6,7 @@
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
+  DEFAULT_MAX_CLIENTS,
   DEFAULT_SHARD_COUNT,
   validateConfig,
   type CoordinatorConfig,
@@ -129,6 +130,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
       ...options.timings,
       connectTimeoutMs: 5000,
       kvReplicas: 1,
+      maxClients: DEFAULT_MAX_CLIENTS,
       shardCount: DEFAULT_SHARD_COUNT,
       logFormat: options.logFormat,
       verbose: options.verbose,

@@ -36,7 +36,7 @@ export interface MetricsSink {
   /** A ping's round trip, in milliseconds. */
   pingReplied(rttMs: number): void;
   /** A registration was refused (its reason code), or could not be stored ("store-failed"). */
-  registrationError(reason: RegistrationRefusal | "store-failed"): void;
+  registrationError(reason: RegistrationRefusal | "store-failed" | "max-clients"): void;
 }
 
 /** What only the running coordinator can tell; read when scraped or probed. */
@@ -69,7 +69,7 @@ const REPORT_TYPE_NAMES: Record<ElectionReportType | ReportType, true> = {
   NodeLeft: true,
   NodeState: true,
 };
-const REGISTRATION_ERRORS: Record<RegistrationRefusal | "store-failed", true> = {
+const REGISTRATION_ERRORS: Record<RegistrationRefusal | "store-failed" | "max-clients", true> = {
   "too-large": true,
   "not-json": true,
   "not-an-object": true,
@@ -81,6 +81,7 @@ const REGISTRATION_ERRORS: Record<RegistrationRefusal | "store-failed", true> = 
   "empty-token": true,
   "reserved-prefix": true,
   "store-failed": true,
+  "max-clients": true,
 };
 /** Round trips on loopback are ~0.1 ms; a ping that takes a second is about to fail. */
 export const PING_RTT_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];

@@ -45,6 +45,8 @@ export interface PresenceEdgeOptions {
   recorder?: Recorder;
   /** `run --metrics-port`: pings, round trips, reports and refused registrations; absent, nothing is counted. */
   metrics?: MetricsSink;
+  /** Registrations of new subjects past this many monitored clients are refused (`--max-clients`). */
+  maxClients: number;
 }
 
 /** Stored registrations handed to the monitor per event when a new leader loads them. */
@@ -68,6 +70,8 @@ export class PresenceEdge {
   private flushScheduled = false;
   /** The registration work in flight per subject: messages for one subject run in order. */
   private readonly storing = new Map<string, Promise<void>>();
+  /** The subjects this leader monitors (loaded, registered, not dead or left): what --max-clients counts. */
+  private readonly monitored = new Set<string>();
   /** Built once: every report goes to the same subject with the same headers. */
   private readonly reportSubject: string;
   private readonly reportHeaders = headers();
@@ -94,6 +98,7 @@ export class PresenceEdge {
         this.outgoing.push({ subject: command.subject, generation: this.generation });
         return this.flushSoon();
       case "registration.remove":
+        this.monitored.delete(command.subject); // it is dead
         return void this.options.store.remove(command.subject, command.revision).catch((err: unknown) =>
           this.log.warn("could not remove a registration", { subject: command.subject, error: describeError(err) }),
         );
@@ -110,6 +115,8 @@ export class PresenceEdge {
       if (generation !== this.generation) return;
       const atMs = Date.now();
       const records: RegistrationRecord[] = stored.map((s) => ({ registration: s.registration, revision: s.revision, atMs }));
+      // Every stored client was accepted once: all are monitored, even past --max-clients.
+      for (const r of records) this.monitored.add(r.registration.subject);
       this.log.info("loaded stored registrations", { clients: records.length, ms: Math.round(performance.now() - started) });
       // Spawning a client actor takes about 0.1 ms: handed over at once, 10,000 stored
       // clients would hold the event loop for a second, past the lease's renew deadline.
@@ -144,6 +151,7 @@ export class PresenceEdge {
   private stop(): void {
     this.generation += 1;
     this.endWithholding();
+    this.monitored.clear();
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer) {
@@ -170,9 +178,23 @@ export class PresenceEdge {
       m.ack(); // refused for good: never delivered again
       return;
     }
+    const subject = registration.subject;
+    if (leaving) this.monitored.delete(subject);
+    else if (!this.monitored.has(subject)) {
+      if (this.monitored.size >= this.options.maxClients) {
+        this.log.warn("refused a registration", {
+          reason: "max-clients",
+          subject,
+          error: `this leader already monitors ${this.monitored.size} clients (--max-clients ${this.options.maxClients})`,
+        });
+        this.options.metrics?.registrationError("max-clients");
+        m.ack(); // refused for good, as any refused registration: the client may register again later
+        return;
+      }
+      this.monitored.add(subject);
+    }
     // Registrations of different subjects are stored concurrently (the pull loop bounds how
     // many); those of one subject one after the other, so that a leave is never overtaken.
-    const subject = registration.subject;
     const previous = this.storing.get(subject);
     const work = (previous ?? Promise.resolve()).then(() => this.store(m, registration, leaving, generation));
     this.storing.set(subject, work);

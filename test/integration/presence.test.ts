@@ -140,6 +140,45 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
   }
 });
 
+test("presence - past --max-clients a new subject is refused with a logged reason; known ones may register again; a leave makes room", async () => {
+  const server = await NatsServer.start();
+  const cluster = `max${process.pid}`;
+  const rec = await reportRecorder(server.url, cluster);
+  const app = await connect({ servers: server.url });
+  const coordinator = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "m1", args: ["--max-clients", "2"] });
+  try {
+    await waitFor("the coordinator leading", () => coordinator.logs().some((l) => l.message === "became leader"), 15_000);
+    const [a, b, c] = ["cap.a", "cap.b", "cap.c"].map((subject) => new RawClient(app, cluster, subject));
+    for (const client of [a!, b!, c!]) client.answer();
+    a!.register();
+    b!.register();
+    await waitFor("a and b present", () => rec.types("cap.a").includes("NodePresent") && rec.types("cap.b").includes("NodePresent"), 10_000);
+    c!.register();
+    const refusal = await waitFor(
+      "the refusal of cap.c",
+      () => coordinator.logs().find((l) => l.message === "refused a registration" && l.subject === "cap.c"),
+      10_000,
+    );
+    assert.is(refusal.reason, "max-clients");
+    assert.match(String(refusal.error), /already monitors 2 clients \(--max-clients 2\)/);
+    // A monitored client registering again is not a new one.
+    const before = rec.types("cap.a").length;
+    a!.register();
+    await waitFor("cap.a present again", () => rec.types("cap.a").slice(before).includes("NodePresent"), 10_000);
+    assert.not.ok(rec.types("cap.c").includes("NodePresent"), "cap.c is not monitored");
+    // A leave makes room.
+    b!.unregister();
+    await waitFor("cap.b left", () => rec.types("cap.b").includes("NodeLeft"), 10_000);
+    c!.register();
+    await waitFor("cap.c present once there is room", () => rec.types("cap.c").includes("NodePresent"), 10_000);
+  } finally {
+    await coordinator.kill();
+    await app.close();
+    await rec.nc.close();
+    await server.stop();
+  }
+});
+
 test("presence - a registration published while no coordinator runs is picked up when one starts", async () => {
   const server = await NatsServer.start();
   const cluster = `idle${process.pid}`;

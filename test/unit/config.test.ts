@@ -20,6 +20,7 @@ const base: CoordinatorConfig = {
   reportEncoding: "protobuf",
   connectTimeoutMs: 5000,
   kvReplicas: 1,
+  maxClients: 100_000,
   logFormat: "pretty",
   verbose: false,
   seed: 1,
@@ -78,6 +79,7 @@ test("config - identifiers and URLs are checked", () => {
   assert.is(refused({ natsUrls: [] }).flag, "--nats-url");
   assert.is(refused({ natsUrls: ["http://x y"] }).flag, "--nats-url");
   assert.is(refused({ kvReplicas: 0 }).flag, "--kv-replicas");
+  assert.is(refused({ maxClients: 0 }).flag, "--max-clients");
   assert.is(refused({ connectTimeoutMs: 5 }).flag, "--connect-timeout");
   assert.is(refused({ shardCount: 0 }).flag, "--shards");
   assert.is(refused({ reportEncoding: "xml" as "json" }).flag, "--report-encoding");

@@ -290,6 +290,7 @@ function testConfig(): CoordinatorConfig {
     reportEncoding: "json",
     connectTimeoutMs: 5000,
     kvReplicas: 1,
+    maxClients: 100_000,
     shardCount: 8,
     logFormat: "json",
     verbose: false,
