@@ -104,7 +104,8 @@ export const REPORT_TYPES = [
 ] as const;
 export type ReportType = (typeof REPORT_TYPES)[number];
 
-export type ClientState = "alive" | "suspect" | "dead" | "left";
+export const CLIENT_STATES = ["alive", "suspect", "dead", "left"] as const;
+export type ClientState = (typeof CLIENT_STATES)[number];
 
 /** What a client actor says happened; the publisher adds cluster, leader, epoch, seq and time. */
 export interface ClientReport {
@@ -156,6 +157,9 @@ export function encodeReport(report: Report, encoding: ReportEncoding): Uint8Arr
 function fromMessage(m: PresenceReport): Report {
   if (!(REPORT_TYPES as readonly string[]).includes(m.type)) {
     throw new ReportDecodeError(`report: unknown type ${JSON.stringify(m.type)}`);
+  }
+  if (!(CLIENT_STATES as readonly string[]).includes(m.state)) {
+    throw new ReportDecodeError(`report: unknown client state ${JSON.stringify(m.state)}`);
   }
   return {
     type: m.type as ReportType,
