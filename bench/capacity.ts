@@ -375,10 +375,10 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       await waitFor("the new leader's heartbeat", () => !Number.isNaN(firstHeartbeat), 20_000);
       let everyMs: number | null = null;
       try {
-        await waitFor("a report from the new leader for every live client", () => counter.reportedAfter.size >= live, 60_000);
+        await waitFor("a report from the new leader for every live client", () => counter.reportedAfter.size >= live, options.registerWaitMs);
         everyMs = Math.round(Math.max(...counter.reportedAfter.values()) - t0);
       } catch {
-        log(`    only ${counter.reportedAfter.size} of ${live} clients were reported by the new leader within 60 s`);
+        log(`    only ${counter.reportedAfter.size} of ${live} clients were reported by the new leader within ${options.registerWaitMs / 1000} s`);
       }
       const loaded = survivor.lines
         .slice(linesBefore)
