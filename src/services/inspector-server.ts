@@ -15,7 +15,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { isIP } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { ChartState } from "../charts/chart.js";
 import type { InspectionHub, ViewRequest } from "./inspection.js";
 import { describeError, type Logger } from "./logger.js";
 
@@ -212,13 +211,10 @@ export class InspectorServer {
     if (svg === undefined) {
       svg = (async () => {
         const text = await readFile(new URL(`${name}.svg`, VISUALIZATIONS_DIR), "utf8");
-        const [{ MACHINES }, { chartOf }] = await Promise.all([import("../charts/machines.js"), import("../charts/chart.js")]);
-        const missing: string[] = [];
-        const walk = (state: ChartState) => {
-          if (!text.includes(`id="state:${state.id}"`)) missing.push(state.id);
-          state.children.forEach(walk);
-        };
-        walk(chartOf(MACHINES[name]).root);
+        const [{ MACHINES }, { allStates, chartOf }] = await Promise.all([import("../charts/machines.js"), import("../charts/chart.js")]);
+        const missing = allStates(chartOf(MACHINES[name]))
+          .map((state) => state.id)
+          .filter((id) => !text.includes(`id="state:${id}"`));
         if (missing.length > 0) {
           this.log.warn(`visualizations/${name}.svg is out of date with the machine (run npm run viz)`, { missing: missing.join(",") });
         }

@@ -296,7 +296,7 @@ export class PresenceEdge {
   private publish(body: ClientReport): void {
     if (!this.options.leaseIsValid()) return this.withhold("the lease is no longer valid", body);
     if (!this.options.isConnected()) return this.withhold("not connected to NATS", body);
-    if (this.withheld !== null) this.endWithholding();
+    this.endWithholding();
     const epoch = this.options.epoch();
     if (epoch !== this.seqEpoch) {
       this.seqEpoch = epoch;
