@@ -80,6 +80,17 @@ export function electionInputFor(config: CoordinatorConfig): ElectionInput {
   };
 }
 
+/** Leaders confirmed against the lease that are remembered (the newest). */
+const CONFIRMED_KEPT = 8;
+/** Unconfirmed heartbeats (one per leader and epoch) that wait for a lease read at most. */
+const WAITING_KEPT = 16;
+/** Shortest time between two lease reads for confirmation: a flood of forged heartbeats costs at most this many reads. */
+const CONFIRM_SPACING_MS = 50;
+/** Refused (coordinator, epoch) pairs that are remembered, so that their heartbeats cost no read. */
+const REFUSED_KEPT = 256;
+
+const leaderKey = (coordinatorId: string, epoch: number) => `${epoch}\u0000${coordinatorId}`;
+
 const SAY: Record<ElectionReportBody["type"], string> = {
   BecameFollower: "following; waiting for a leader",
   FollowingLeader: "following the leader",
@@ -102,6 +113,18 @@ export class ElectionDriver {
   private seq = 0;
   private unsubscribe: (() => void) | null = null;
   private readonly log: Logger;
+  /** Leaders (id and epoch) the lease confirmed, oldest first. */
+  private readonly confirmed = new Set<string>();
+  /** Heartbeats of leaders not confirmed yet, waiting for the lease read. */
+  private readonly waiting = new Map<string, Heartbeat>();
+  /** Leaders the lease did not confirm, with when: their heartbeats are dropped for a leader timeout. */
+  private readonly refused = new Map<string, number>();
+  private confirming = false;
+  private refusedWarnedAt = Number.NEGATIVE_INFINITY;
+  private refusedUnwarned = 0;
+  private lastConfirmReadAt = Number.NEGATIVE_INFINITY;
+  /** Epochs under which heartbeats with this coordinator's own id came from elsewhere (warned once each). */
+  private readonly ownIdWarned = new Set<number>();
 
   constructor(private readonly options: ElectionDriverOptions) {
     this.now = options.now ?? (() => performance.now());
@@ -193,9 +216,7 @@ export class ElectionDriver {
   }
 
   start(): void {
-    this.unsubscribe = this.options.heartbeats.subscribe((hb) =>
-      this.send({ type: "HEARTBEAT", coordinatorId: hb.coordinatorId, epoch: hb.epoch, resigning: hb.resigning === true }),
-    );
+    this.unsubscribe = this.options.heartbeats.subscribe((hb) => this.onHeartbeat(hb));
     this.options.recorder?.record({ kind: "start" });
     this.actor.start();
   }
@@ -237,6 +258,100 @@ export class ElectionDriver {
     this.actor.stop();
   }
 
+  /**
+   * A heartbeat heard: handed to the machine if its sender is a leader the lease confirmed,
+   * dropped if it could change nothing (an epoch older than one already seen), else held
+   * until the lease is read.
+   */
+  private onHeartbeat(hb: Heartbeat): void {
+    const context = this.actor.getSnapshot().context;
+    if (hb.coordinatorId === this.options.coordinatorId) {
+      // The machine ignores heartbeats with its own id. One it did not send means another
+      // process runs with this --coordinator-id (or a forgery): say so, once per epoch.
+      if (hb.epoch !== context.epoch && !this.ownIdWarned.has(hb.epoch)) {
+        if (this.ownIdWarned.size >= REFUSED_KEPT) this.ownIdWarned.clear();
+        this.ownIdWarned.add(hb.epoch);
+        this.log.warn(
+          "heard a heartbeat with this coordinator's own id that this process did not send: is another coordinator running with the same --coordinator-id?",
+          { heartbeatEpoch: hb.epoch, leading: this.isLeader },
+        );
+      }
+      return;
+    }
+    if (hb.epoch < context.highestEpoch) return; // stale: the machine would ignore it
+    const key = leaderKey(hb.coordinatorId, hb.epoch);
+    if (this.confirmed.has(key)) return this.deliver(hb);
+    const refusedAt = this.refused.get(key);
+    if (refusedAt !== undefined && this.now() - refusedAt < this.options.timings.leaderTimeoutMs) return;
+    if (!this.waiting.has(key) && this.waiting.size >= WAITING_KEPT) return; // a flood: the real leader heartbeats again
+    this.waiting.set(key, hb);
+    void this.confirmWaiting();
+  }
+
+  private deliver(hb: Heartbeat): void {
+    this.send({ type: "HEARTBEAT", coordinatorId: hb.coordinatorId, epoch: hb.epoch, resigning: hb.resigning === true });
+  }
+
+  /** Reads the lease, one read at a time, until no heartbeat waits; delivers those it confirms. */
+  private async confirmWaiting(): Promise<void> {
+    if (this.confirming) return;
+    this.confirming = true;
+    try {
+      while (this.waiting.size > 0 && this.actor.getSnapshot().status === "active") {
+        const wait = this.lastConfirmReadAt + CONFIRM_SPACING_MS - this.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        this.lastConfirmReadAt = this.now();
+        const batch = [...this.waiting];
+        this.waiting.clear();
+        let holder: LeaseHolder | null;
+        try {
+          holder = await this.options.lease.holder();
+        } catch (err) {
+          // Unconfirmed, but not refused either: the next heartbeat tries again.
+          this.log.warn("could not read the lease to confirm a new leader's heartbeat", { error: describeError(err) });
+          continue;
+        }
+        if (holder !== null) this.remember(this.confirmed, leaderKey(holder.coordinatorId, holder.epoch), CONFIRMED_KEPT);
+        for (const [key, hb] of batch) {
+          // A resignation is believed when the lease is already gone: standing for election then is right anyway.
+          if (this.confirmed.has(key) || (hb.resigning === true && holder === null)) {
+            this.deliver(hb);
+            continue;
+          }
+          if (this.refused.size >= REFUSED_KEPT) this.refused.clear();
+          this.refused.set(key, this.now());
+          this.warnRefused(hb, holder);
+        }
+      }
+    } finally {
+      this.confirming = false;
+    }
+  }
+
+  /** One warning per leader timeout at most, with how many more were ignored since the last. */
+  private warnRefused(hb: Heartbeat, holder: LeaseHolder | null): void {
+    const now = this.now();
+    if (now - this.refusedWarnedAt < this.options.timings.leaderTimeoutMs) {
+      this.refusedUnwarned += 1;
+      return;
+    }
+    this.log.warn("ignored a heartbeat that the lease does not confirm", {
+      heartbeatFrom: hb.coordinatorId,
+      heartbeatEpoch: hb.epoch,
+      leaseHolder: holder === null ? null : `${holder.coordinatorId} (epoch ${holder.epoch})`,
+      ...(this.refusedUnwarned > 0 ? { moreIgnoredSinceLastWarning: this.refusedUnwarned } : {}),
+    });
+    this.refusedWarnedAt = now;
+    this.refusedUnwarned = 0;
+  }
+
+  /** Adds `key` to a set kept to its `limit` newest entries. */
+  private remember(set: Set<string>, key: string, limit: number): void {
+    set.delete(key);
+    set.add(key);
+    if (set.size > limit) set.delete(set.values().next().value!);
+  }
+
   private send(event: ElectionEvent): void {
     if (this.actor.getSnapshot().status !== "active") return;
     this.options.recorder?.record({ kind: "event", target: "election", event });
@@ -273,27 +388,14 @@ export class ElectionDriver {
       this.send({ type: "LEASE_CREATED", epoch, revision, latencyMs: this.now() - sentAt });
     } catch (err) {
       if (err instanceof LeaseTakenError) {
-        this.send({ type: "LEASE_TAKEN", holder: await this.readHolder() });
+        const holder = await this.readHolder();
+        // The winner's heartbeats need no further read to be believed.
+        if (holder !== null) this.remember(this.confirmed, leaderKey(holder.coordinatorId, holder.epoch), CONFIRMED_KEPT);
+        this.send({ type: "LEASE_TAKEN", holder });
       } else {
         this.log.warn("lease create failed", { error: describeError(err) });
         this.send({ type: "LEASE_ERROR", operation: "create", message: describeError(err) });
-        await this.releaseIfOurs();
       }
-    }
-  }
-
-  /**
-   * A create that failed without an answer may still have been applied; a lease held by a
-   * coordinator that does not know it would only delay the next election, so delete it.
-   */
-  private async releaseIfOurs(): Promise<void> {
-    const holder = await this.readHolder();
-    if (holder === null || holder.coordinatorId !== this.options.coordinatorId || this.isLeader) return;
-    try {
-      await this.options.lease.release(holder, holder.epoch);
-      this.log.info("released a lease that a failed create had taken after all", { epoch: holder.epoch });
-    } catch (err) {
-      this.log.warn("could not release a lease left by a failed create", { error: describeError(err) });
     }
   }
 

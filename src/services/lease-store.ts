@@ -75,6 +75,7 @@ export class KvLeaseStore implements LeaseStore {
   private constructor(
     private readonly kv: KV,
     private readonly timeoutMs: number,
+    private readonly logger: Logger,
   ) {}
 
   /**
@@ -124,7 +125,7 @@ export class KvLeaseStore implements LeaseStore {
         });
       }
       log.debug("lease bucket ready", { bucket, ttlMs: options.ttlMs, replicas: options.replicas });
-      return new KvLeaseStore(kv, options.timeoutMs);
+      return new KvLeaseStore(kv, options.timeoutMs, log);
     } catch (err) {
       if (err instanceof LeaseBucketError) throw err;
       throw new LeaseBucketError(`lease store: cannot prepare KV bucket ${bucket}: ${describeError(err)}`, {
@@ -139,13 +140,40 @@ export class KvLeaseStore implements LeaseStore {
       epoch = await this.kv.create(resources.leaseKey, encodeLeaseValue({ coordinatorId, epoch: 0 }));
     } catch (err) {
       if (isWrongRevision(err)) throw new LeaseTakenError(err);
+      await this.releaseUnstamped(coordinatorId);
       throw new LeaseStoreError("create", err);
     }
     // The epoch is the revision the create returned; stamp it into the value, so that
     // anyone reading the lease sees it. Nobody else can write in between but by an update
     // against this revision, which only the holder knows.
-    const revision = await this.renew({ coordinatorId, epoch }, epoch);
-    return { epoch, revision };
+    try {
+      const revision = await this.renew({ coordinatorId, epoch }, epoch);
+      return { epoch, revision };
+    } catch (err) {
+      // A lease nobody acts on would only delay the next election by a leader timeout.
+      await this.release({ coordinatorId, epoch }, epoch).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A create that failed without an answer may still have been applied. Such a lease is
+   * recognisable: it still has the value of a create (epoch 0), because only the creator
+   * stamps it, and the creator did not. It is deleted against that very revision, so a
+   * lease that has been stamped since (another process with the same --coordinator-id that
+   * really took it) is never touched.
+   */
+  private async releaseUnstamped(coordinatorId: string): Promise<void> {
+    try {
+      const entry = await this.kv.get(resources.leaseKey);
+      if (entry === null || entry.operation !== "PUT") return;
+      const value = entry.json<{ coordinatorId?: unknown; epoch?: unknown }>();
+      if (value.coordinatorId !== coordinatorId || value.epoch !== 0) return;
+      await this.kv.delete(resources.leaseKey, { previousSeq: entry.revision });
+      this.logger.info("released a lease that a failed create had taken after all", { revision: entry.revision });
+    } catch (err) {
+      this.logger.debug("could not check for a lease left by a failed create", { error: describeError(err) });
+    }
   }
 
   async renew(holder: LeaseHolder, revision: number): Promise<number> {

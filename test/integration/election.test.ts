@@ -4,6 +4,7 @@
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { encodeHeartbeat, subjects } from "../../src/protocol/election.js";
 import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
@@ -158,6 +159,68 @@ test("election - SIGTERM of the leader hands over without waiting for the timeou
     const stopped = s.observer.reports.find((r) => r.msg.coordinatorId === first.hb.coordinatorId && r.msg.type === "Stopped");
     assert.ok(stopped, "it reported Stopped");
     assert.is(stopped!.msg.formerEpoch, first.hb.epoch);
+  });
+});
+
+test("election - forged heartbeats with a higher epoch neither depose the leader nor blind the followers", async () => {
+  await withCoordinators(["f1", "f2"], async (s) => {
+    const first = await waitForLeader(s);
+    await waitForFollowers(s, first.hb);
+    const forgedFrom = performance.now();
+    // Anyone on the bus can publish heartbeats: a made-up leader, an epoch far above the
+    // real one, five a second for 4 s, and a forged resignation of the real leader's epoch
+    // from the made-up one.
+    for (let i = 0; i < 20; i++) {
+      const forged = { coordinatorId: "mallory", epoch: first.hb.epoch + 1_000_000 + i, ts: Date.now() };
+      s.observer.nc.publish(subjects.heartbeat(s.clusterId), encodeHeartbeat(forged));
+      await sleep(200);
+    }
+    const ours = (r: { coordinatorId: string }) => r.coordinatorId !== "mallory";
+    assert.equal(
+      s.observer.reportsSince(forgedFrom).map((r) => `${r.coordinatorId} ${r.type} ${r.reason}`),
+      [],
+      "no coordinator changed its election state",
+    );
+    assert.equal([...heartbeaters(s, forgedFrom)].filter((id) => ours({ coordinatorId: id })), [first.hb.coordinatorId]);
+    for (const c of s.coordinators) {
+      assert.ok(
+        c.logs().some((l) => l.message === "ignored a heartbeat that the lease does not confirm" && l.coordinatorId === c.id),
+        `${c.id} logged the forged heartbeats it ignored`,
+      );
+    }
+    // The follower did not take the forged epoch as the highest: it still follows the real
+    // leader, and takes over when that one dies.
+    first.proc.signal("SIGKILL");
+    const killedAt = performance.now();
+    const next = await waitForLeader(s, killedAt, first.hb.coordinatorId);
+    assert.is.not(next.hb.coordinatorId, "mallory");
+    assert.ok(next.hb.epoch > first.hb.epoch && next.hb.epoch < first.hb.epoch + 1_000_000, `a real epoch: ${next.hb.epoch}`);
+    assert.ok(next.at - killedAt < LEADER_TIMEOUT_MS + 1500, `took over in ${(next.at - killedAt).toFixed(0)} ms`);
+  });
+});
+
+test("election - a coordinator restarted with the same id while the old lease is live does not become a second leader", async () => {
+  await withCoordinators(["same"], async (s) => {
+    const first = await waitForLeader(s);
+    // A second process with the same --coordinator-id: a restart whose old process lives on.
+    const twin = spawnCoordinator({ urls: s.urls, clusterId: s.clusterId, id: "same" });
+    s.coordinators.push(twin);
+    await waitFor("the twin to start", () => twin.logs().some((l) => l.message === "following; waiting for a leader"), 10_000);
+    const twinStarted = performance.now();
+    await sleep(3 * LEADER_TIMEOUT_MS);
+    const epochs = new Set(s.observer.heartbeatsSince(twinStarted).map((h) => h.epoch));
+    assert.equal([...epochs], [first.hb.epoch], "every heartbeat since carries the first process's epoch");
+    assert.not.ok(twin.logs().some((l) => l.message === "became leader"), "the twin never led");
+    assert.ok(
+      twin.logs().some((l) => String(l.message).includes("another coordinator running with the same --coordinator-id")),
+      "the twin says why it does not follow",
+    );
+    // The first process dies: the twin takes over once the lease expires, under a new epoch.
+    first.proc.signal("SIGKILL");
+    const killedAt = performance.now();
+    const next = await s.observer.waitForHeartbeat("the twin's heartbeat", (hb) => hb.epoch > first.hb.epoch, 15_000, killedAt);
+    assert.is(next.msg.coordinatorId, "same");
+    assert.ok(twin.logs().some((l) => l.message === "became leader"));
   });
 });
 

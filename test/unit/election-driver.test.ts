@@ -277,4 +277,110 @@ test("driver - a lost create reads the holder and follows it", async () => {
   assert.is(s.lease.calls.length, 0, "no lease call left unanswered");
 });
 
+const state = (s: ReturnType<typeof setup>) => s.driver.actor.getSnapshot().value;
+const warned = (s: ReturnType<typeof setup>, text: string) => s.logLines.filter((l) => l.includes(text)).length;
+
+test("driver - a follower checks a leader it has not seen against the lease, and ignores a forged higher epoch", async () => {
+  const s = setup();
+  s.driver.start();
+  s.lease.expect("holder");
+  s.hear({ coordinatorId: "mallory", epoch: 1_000_000, ts: 0 });
+  assert.is(s.lease.calls.length, 1, "the unseen leader waits for a lease read");
+  s.lease.answer("holder", { coordinatorId: "real", epoch: 5 });
+  await flush();
+  assert.is(state(s), "follower");
+  assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 0, "the forged epoch never reached the machine");
+  assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
+  assert.not.ok(s.reports.some((r) => r.leaderId === "mallory"), "nobody follows the forger");
+  // The real leader's heartbeats, at an epoch far below the forged one, are followed:
+  // the read that refused the forgery named it, so they need no read of their own.
+  s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
+  assert.equal(
+    { type: s.reports.at(-1)?.type, leaderId: s.reports.at(-1)?.leaderId, epoch: s.reports.at(-1)?.epoch },
+    { type: "FollowingLeader", leaderId: "real", epoch: 5 },
+  );
+  assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 5);
+  for (let i = 0; i < 3; i++) {
+    s.advance(T.leaderTimeoutMs / 4);
+    s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
+    s.hear({ coordinatorId: "mallory", epoch: 1_000_000, ts: 0 }); // refused: no read for a leader timeout
+  }
+  for (let i = 0; i < 5; i++) {
+    s.advance(T.heartbeatIntervalMs);
+    s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
+  }
+  assert.is(state(s), "follower", "heartbeats of the real leader keep it following; it never stood for election");
+  assert.is(s.lease.calls.length, 0);
+});
+
+test("driver - a leader does not step down for a forged higher epoch, and does for a real one", async () => {
+  const s = setup();
+  s.driver.start();
+  await s.becomeLeader(7);
+  s.lease.expect("holder");
+  s.hear({ coordinatorId: "mallory", epoch: 50, ts: 0 });
+  s.lease.answer("holder", { coordinatorId: "me", epoch: 7 });
+  await flush();
+  assert.ok(s.driver.isLeader, "the lease is still this leader's: the forgery changes nothing");
+  assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
+  // Another coordinator really holds the lease now (this one's lapsed): it steps down.
+  s.lease.expect("holder", "release", "holder");
+  s.hear({ coordinatorId: "other", epoch: 9, ts: 0 });
+  await waitForCall(s.lease, "holder"); // after the spacing between two reads
+  s.lease.answer("holder", { coordinatorId: "other", epoch: 9 });
+  await flush();
+  assert.is(state(s), "steppingDown");
+  assert.ok(s.reports.some((r) => r.type === "SteppedDown" && r.reason === "superseded"));
+  s.lease.answer("release", undefined);
+  await flush();
+  s.lease.answer("holder", { coordinatorId: "other", epoch: 9 });
+  await flush();
+  assert.is(state(s), "follower");
+});
+
+test("driver - a flood of forged heartbeats costs a bounded number of lease reads", async () => {
+  const s = setup();
+  s.driver.start();
+  s.lease.expect("holder", "holder");
+  for (let i = 0; i < 500; i++) s.hear({ coordinatorId: `forger-${i}`, epoch: 100 + i, ts: 0 });
+  assert.is(s.lease.calls.length, 1, "one read at a time");
+  s.lease.answer("holder", null);
+  // The next read waits for the spacing between reads, then takes every heartbeat that waited (at most 16).
+  await waitForCall(s.lease, "holder");
+  s.lease.answer("holder", null);
+  await flush();
+  assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1, "17 refused, one warning");
+  // Refused leaders cost no read while they are remembered.
+  for (let i = 0; i < 17; i++) s.hear({ coordinatorId: `forger-${i}`, epoch: 100 + i, ts: 0 });
+  await flush();
+  assert.is(s.lease.calls.length, 0);
+  assert.is(state(s), "follower");
+  assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 0);
+});
+
+test("driver - a resignation of a leader not seen yet is believed once the lease is gone", async () => {
+  const s = setup();
+  s.driver.start();
+  s.lease.expect("holder");
+  s.hear({ coordinatorId: "old", epoch: 4, ts: 0, resigning: true });
+  s.lease.answer("holder", null);
+  await flush();
+  assert.equal(state(s), { candidate: "backoff" });
+  assert.is(s.reports.at(-1)?.reason, "leader-resigned");
+});
+
+test("driver - a heartbeat with this coordinator's own id from elsewhere is ignored and warned of once", async () => {
+  const s = setup();
+  s.driver.start();
+  for (let i = 0; i < 3; i++) s.hear({ coordinatorId: "me", epoch: 40, ts: 0 });
+  assert.is(warned(s, "another coordinator running with the same --coordinator-id"), 1);
+  assert.is(state(s), "follower");
+  assert.is(s.lease.calls.length, 0);
+});
+
+async function waitForCall(lease: StrictLeaseStore, op: string): Promise<void> {
+  for (let i = 0; i < 100 && !lease.calls.some((c) => c.op === op); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(lease.calls.some((c) => c.op === op), `a ${op} call was made`);
+}
+
 test.run();
