@@ -43,7 +43,17 @@ export type RegistrationRefusal =
   | "whitespace"
   | "wildcard"
   | "empty-token"
-  | "reserved-prefix";
+  | "reserved-prefix"
+  | "coordinator-subject";
+
+/**
+ * The namespaces of the coordinators' own subjects (registration, reports, queries,
+ * heartbeats, election reports, for every cluster). A client pinged under them would be
+ * pinging a coordinator: a ping on `presence.register.x` is a registration message, one on
+ * `presence.query.list.x` is answered by the query service, so a dead client would look
+ * alive forever.
+ */
+export const COORDINATOR_SUBJECT_PREFIXES = ["presence.", "coordinator."] as const;
 
 /** A registration the coordinator refuses; `reason` is a stable code, the message says why. */
 export class RegistrationError extends Error {
@@ -69,6 +79,13 @@ export function validatePresenceSubject(subject: string): void {
   }
   if (subject.startsWith("$") || subject.startsWith("_INBOX.")) {
     throw new RegistrationError("reserved-prefix", `subject ${JSON.stringify(subject)} is under a reserved prefix ($ or _INBOX.)`);
+  }
+  const prefix = COORDINATOR_SUBJECT_PREFIXES.find((p) => subject.startsWith(p));
+  if (prefix !== undefined) {
+    throw new RegistrationError(
+      "coordinator-subject",
+      `subject ${JSON.stringify(subject)} is under ${prefix}, where the coordinators' own subjects are`,
+    );
   }
 }
 

@@ -80,6 +80,7 @@ const REGISTRATION_ERRORS: Record<RegistrationRefusal | "store-failed" | "max-cl
   wildcard: true,
   "empty-token": true,
   "reserved-prefix": true,
+  "coordinator-subject": true,
   "store-failed": true,
   "max-clients": true,
 };

@@ -13,6 +13,7 @@ import {
   decodeReport,
   encodeReport,
   MAX_SUBJECT_LENGTH,
+  COORDINATOR_SUBJECT_PREFIXES,
   parseRegistration,
   RegistrationError,
   REPORT_TYPES,
@@ -33,7 +34,13 @@ const token = fc.stringMatching(/^[A-Za-z0-9_-]{1,12}$/);
 const validSubject = fc
   .array(token, { minLength: 1, maxLength: 6 })
   .map((t) => t.join("."))
-  .filter((s) => s.length <= MAX_SUBJECT_LENGTH && !s.startsWith("$") && !s.startsWith("_INBOX."));
+  .filter(
+    (s) =>
+      s.length <= MAX_SUBJECT_LENGTH &&
+      !s.startsWith("$") &&
+      !s.startsWith("_INBOX.") &&
+      !COORDINATOR_SUBJECT_PREFIXES.some((p) => s.startsWith(p)),
+  );
 const metadata: fc.Arbitrary<JsonObject> = fc.dictionary(
   fc.string({ minLength: 1, maxLength: 10 }).filter((k) => k !== "myPresenceSubject" && k !== "__proto__"),
   fc.jsonValue({ maxDepth: 2 }),

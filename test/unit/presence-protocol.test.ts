@@ -28,6 +28,12 @@ test("registration - good inputs are accepted and extra fields kept as metadata"
   }
 });
 
+test("registration - subjects that only look like a coordinator namespace are accepted", () => {
+  for (const subject of ["presence", "coordinator", "presences.a", "coordinators.a", "svc.presence.register.prod", "Presence.a"]) {
+    assert.is(parseRegistration(reg({ myPresenceSubject: subject })).subject, subject);
+  }
+});
+
 test("registration - bad inputs are refused with a reason", () => {
   const bad: [Uint8Array, RegistrationRefusal][] = [
     [bytes("not json"), "not-json"],
@@ -47,6 +53,10 @@ test("registration - bad inputs are refused with a reason", () => {
     [reg({ myPresenceSubject: "svc." }), "empty-token"],
     [reg({ myPresenceSubject: "$SYS.x" }), "reserved-prefix"],
     [reg({ myPresenceSubject: "_INBOX.abc" }), "reserved-prefix"],
+    [reg({ myPresenceSubject: "presence.register.prod" }), "coordinator-subject"],
+    [reg({ myPresenceSubject: "presence.query.list.prod" }), "coordinator-subject"],
+    [reg({ myPresenceSubject: "presence.node-1" }), "coordinator-subject"],
+    [reg({ myPresenceSubject: "coordinator.leader.heartbeat.prod" }), "coordinator-subject"],
     [reg({ myPresenceSubject: "x".repeat(257) }), "too-long"],
     [reg({ myPresenceSubject: "svc.a", pad: "x".repeat(64 * 1024) }), "too-large"],
   ];
