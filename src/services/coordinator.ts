@@ -111,6 +111,7 @@ export interface StartOptions {
 export async function startCoordinator(config: CoordinatorConfig, options: StartOptions = {}): Promise<Coordinator> {
   let driver: ElectionDriver | undefined;
   let queryService: QueryService | undefined;
+  let edge: PresenceEdge | undefined;
   const logger =
     options.logger ??
     createLogger({
@@ -194,7 +195,6 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
         }),
       notReady,
     );
-    let edge: PresenceEdge | undefined;
     driver = new ElectionDriver({
       ...electionInputFor(config),
       clusterId: config.clusterId,
@@ -268,6 +268,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     stop: () => {
       stopping ??= (async () => {
         await started.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
+        await edge?.settled(config.leaderTimeoutMs);
         await queryService?.stop();
         try {
           await nc.drain();

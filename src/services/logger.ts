@@ -92,3 +92,46 @@ export function describeError(err: unknown): string {
   }
   return parts.join(": ");
 }
+
+/**
+ * Warnings that a flood could repeat thousands of times a second (refused registrations,
+ * forged input): in each window, the first of each kind is logged in full and the rest
+ * only counted; when the window ends, one line sums up what was not logged.
+ */
+export class WarningThrottle {
+  private readonly logged = new Set<string>();
+  private readonly unlogged = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly log: Logger,
+    /** The summary line's message. */
+    private readonly summary: string,
+    private readonly windowMs = 10_000,
+  ) {}
+
+  warn(kind: string, message: string, fields: Record<string, unknown>): void {
+    if (this.timer === null) {
+      this.timer = setTimeout(() => this.flush(), this.windowMs);
+      this.timer.unref();
+    }
+    if (!this.logged.has(kind)) {
+      this.logged.add(kind);
+      this.log.warn(message, fields);
+      return;
+    }
+    this.unlogged.set(kind, (this.unlogged.get(kind) ?? 0) + 1);
+  }
+
+  /** Ends the window now: logs the summary of what was only counted, if anything was. */
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.logged.clear();
+    if (this.unlogged.size === 0) return;
+    const counts = Object.fromEntries(this.unlogged);
+    const total = [...this.unlogged.values()].reduce((a, b) => a + b, 0);
+    this.unlogged.clear();
+    this.log.warn(this.summary, { count: total, byKind: counts, windowMs: this.windowMs });
+  }
+}

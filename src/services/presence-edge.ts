@@ -21,7 +21,7 @@ import {
   type Registration,
   type ReportEncoding,
 } from "../protocol/presence.js";
-import { describeError, type Logger } from "./logger.js";
+import { describeError, WarningThrottle, type Logger } from "./logger.js";
 import { pullRegistrations, type RegistrationStore } from "./registration-store.js";
 import type { MetricsSink } from "./metrics.js";
 import type { Recorder } from "./recorder.js";
@@ -77,10 +77,13 @@ export class PresenceEdge {
   private readonly reportHeaders = headers();
   /** Per-ping and per-NodeState debug lines are only built when they would be printed. */
   private readonly debug: boolean;
+  /** Refused registrations: a flood of garbage or of new subjects past --max-clients logs a few lines, not one per message. */
+  private readonly refusals: WarningThrottle;
 
   constructor(private readonly options: PresenceEdgeOptions) {
     this.log = options.logger.child({ component: "monitor" });
     this.debug = this.log.isDebugEnabled();
+    this.refusals = new WarningThrottle(this.log, "more registrations refused (counted, not logged one by one)");
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
     this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
@@ -151,6 +154,7 @@ export class PresenceEdge {
   private stop(): void {
     this.generation += 1;
     this.endWithholding();
+    this.refusals.flush();
     this.monitored.clear();
     const consumer = this.consumer;
     this.consumer = null;
@@ -170,7 +174,7 @@ export class PresenceEdge {
       registration = parseRegistration(m.data);
     } catch (err) {
       if (!(err instanceof RegistrationError)) throw err;
-      this.log.warn(leaving ? "refused an unregistration" : "refused a registration", {
+      this.refusals.warn(err.reason, leaving ? "refused an unregistration" : "refused a registration", {
         reason: err.reason,
         error: err.message,
       });
@@ -182,7 +186,7 @@ export class PresenceEdge {
     if (leaving) this.monitored.delete(subject);
     else if (!this.monitored.has(subject)) {
       if (this.monitored.size >= this.options.maxClients) {
-        this.log.warn("refused a registration", {
+        this.refusals.warn("max-clients", "refused a registration", {
           reason: "max-clients",
           subject,
           error: `this leader already monitors ${this.monitored.size} clients (--max-clients ${this.options.maxClients})`,
@@ -202,19 +206,27 @@ export class PresenceEdge {
     if (this.storing.get(subject) === work) this.storing.delete(subject);
   }
 
+  /**
+   * Stores one registration or leave in the KV bucket, then acknowledges it on the stream.
+   * If the leadership ended while the write was in flight, the message is not acknowledged
+   * but handed back (nak): the next leader may have loaded the bucket before this write
+   * landed, and only the message brings the change to it. Doing it twice is harmless.
+   */
   private async store(m: JsMsg, registration: Registration, leaving: boolean, generation: number): Promise<void> {
     try {
       if (leaving) {
         await this.options.store.remove(registration.subject);
+        if (generation !== this.generation) return m.nak();
         m.ack();
         this.log.debug("client unregistered", { subject: registration.subject });
-        if (generation === this.generation) this.options.toMonitor({ type: "UNREGISTERED", subject: registration.subject });
+        this.options.toMonitor({ type: "UNREGISTERED", subject: registration.subject });
       } else {
         const revision = await this.options.store.put(registration);
+        if (generation !== this.generation) return m.nak();
         m.ack();
         if (this.debug) this.log.debug("client registered", { subject: registration.subject });
         const record: RegistrationRecord = { registration, revision, atMs: Date.now() };
-        if (generation === this.generation) this.options.toMonitor({ type: "REGISTERED", record });
+        this.options.toMonitor({ type: "REGISTERED", record });
       }
     } catch (err) {
       this.log.warn("could not store a registration; it will be delivered again", {
@@ -224,6 +236,20 @@ export class PresenceEdge {
       this.options.metrics?.registrationError("store-failed");
       m.nak();
     }
+  }
+
+  /**
+   * Resolves when every registration in flight has been stored and acknowledged (or handed
+   * back), or after `timeoutMs`: shutdown waits for it before it drains the connection, so
+   * that the next leader gets what was in flight at once, not after an ack wait.
+   */
+  async settled(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.storing.values()]),
+      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 
   private flushSoon(): void {

@@ -17,7 +17,7 @@ import {
 import { Kvm, type KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { presenceResources, presenceSubjects, type Registration } from "../protocol/presence.js";
+import { MAX_REGISTRATION_BYTES, presenceResources, presenceSubjects, type Registration } from "../protocol/presence.js";
 import { isWrongRevision } from "./jetstream-errors.js";
 import { describeError, type Logger } from "./logger.js";
 
@@ -63,6 +63,12 @@ export interface RegistrationResourcesOptions {
   ackWaitMs: number;
 }
 
+/**
+ * The largest message the registration stream stores: a registration's payload limit and
+ * room for headers. The server refuses bigger ones before they take disk or reach a leader.
+ */
+export const REGISTRATION_STREAM_MAX_MSG_BYTES = MAX_REGISTRATION_BYTES + 4096;
+
 /** The KV bucket and the stream, created if absent. */
 export class KvRegistrationStore implements RegistrationStore {
   private constructor(
@@ -78,7 +84,12 @@ export class KvRegistrationStore implements RegistrationStore {
     const bucket = presenceResources.registrationBucket(clusterId);
     try {
       try {
-        await jsm.streams.info(stream);
+        const info = await jsm.streams.info(stream);
+        if (info.config.max_msg_size !== REGISTRATION_STREAM_MAX_MSG_BYTES) {
+          // A stream made by an older version: bring its message size limit in line.
+          await jsm.streams.update(stream, { max_msg_size: REGISTRATION_STREAM_MAX_MSG_BYTES });
+          options.logger.info("limited the registration stream's message size", { stream, bytes: REGISTRATION_STREAM_MAX_MSG_BYTES });
+        }
       } catch (err) {
         if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
         await jsm.streams.add({
@@ -86,6 +97,7 @@ export class KvRegistrationStore implements RegistrationStore {
           subjects: [presenceSubjects.register(clusterId), presenceSubjects.unregister(clusterId)],
           retention: RetentionPolicy.Workqueue,
           num_replicas: replicas,
+          max_msg_size: REGISTRATION_STREAM_MAX_MSG_BYTES,
         });
         options.logger.info("created the registration stream", { stream });
       }

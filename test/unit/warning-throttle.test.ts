@@ -1,0 +1,61 @@
+/** WarningThrottle: a flood of one warning logs a few lines that still account for every one. */
+import { Writable } from "node:stream";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { createLogger, WarningThrottle } from "../../src/services/logger.js";
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({
+    format: "json",
+    verbose: false,
+    stream: new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+        cb();
+      },
+    }),
+  });
+  return { logger, lines };
+}
+
+test("throttle - the first of each kind per window is logged in full, the rest summed up when the window ends", () => {
+  const { logger, lines } = capture();
+  const t = new WarningThrottle(logger, "more refused", 60_000);
+  for (let i = 0; i < 10_000; i++) t.warn("not-json", "refused", { reason: "not-json", i });
+  t.warn("wildcard", "refused", { reason: "wildcard" });
+  t.warn("wildcard", "refused", { reason: "wildcard" });
+  assert.equal(
+    lines.map((l) => [l.message, l.reason, l.i]),
+    [
+      ["refused", "not-json", 0],
+      ["refused", "wildcard", undefined],
+    ],
+  );
+  t.flush();
+  assert.is(lines.length, 3);
+  assert.equal([lines[2]!.message, lines[2]!.count, lines[2]!.byKind], ["more refused", 10_000, { "not-json": 9_999, wildcard: 1 }]);
+  // A new window logs the first of a kind in full again; an empty window sums up nothing.
+  t.warn("not-json", "refused", { reason: "not-json", i: -1 });
+  t.flush();
+  t.flush();
+  assert.is(lines.length, 4);
+  assert.is(lines[3]!.i, -1);
+});
+
+test("throttle - the window ends by itself", async () => {
+  const { logger, lines } = capture();
+  const t = new WarningThrottle(logger, "more refused", 30);
+  t.warn("k", "refused", {});
+  t.warn("k", "refused", {});
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(
+    lines.map((l) => [l.message, l.count]),
+    [
+      ["refused", undefined],
+      ["more refused", 1],
+    ],
+  );
+});
+
+test.run();
