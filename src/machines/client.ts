@@ -21,7 +21,12 @@ export interface ClientTimings {
 export type ClientEvent =
   /** A reply to a ping: the client is active. */
   | { type: "PONG"; subject: string; atMs: number; rttMs: number }
-  /** The client registered again: its lifecycle starts over. */
+  /**
+   * The client's subject registered again: its metadata and stored revision are replaced,
+   * NodePresent is reported, and its liveness goes on where it was. A registration says who
+   * a client is, not that it is alive: only a reply to a ping does, so a suspect client
+   * stays suspect, and anyone re-registering a dead client's subject cannot keep it alive.
+   */
   | { type: "RESET"; record: RegistrationRecord }
   /** The client unregistered. */
   | { type: "LEAVE"; subject: string };
@@ -73,7 +78,9 @@ export const clientMachine = setup({
     stateInterval: ({ context }) => context.timings.stateIntervalMs,
   },
   actions: {
-    applyRegistration: assign(({ event }) => (event.type === "RESET" ? { ...fromRecord(event.record), state: "alive" as const } : {})),
+    applyRegistration: assign(({ event }) =>
+      event.type === "RESET" ? { metadata: event.record.registration.metadata, revision: event.record.revision } : {},
+    ),
     recordActivity: assign(({ event }) =>
       event.type === "PONG" ? { lastSeenMs: event.atMs, rttMs: event.rttMs, missedPings: 0 } : {},
     ),
@@ -116,7 +123,7 @@ export const clientMachine = setup({
     tracking: {
       type: "parallel",
       on: {
-        RESET: { target: "registered", actions: "applyRegistration" },
+        RESET: { actions: ["applyRegistration", { type: "report", params: { type: "NodePresent" } }] },
         LEAVE: { guard: "isForThisClient", target: "left" },
       },
       states: {

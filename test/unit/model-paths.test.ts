@@ -88,7 +88,7 @@ function runClient(events: EventObject[]) {
 }
 
 const STATE_OF: Record<ClientReport["type"], ClientReport["state"][]> = {
-  NodePresent: ["alive"],
+  NodePresent: ["alive", "suspect"],
   NodeRecovered: ["alive"],
   NodeSuspect: ["suspect"],
   NodeDead: ["dead"],
@@ -112,9 +112,11 @@ function checkClientInvariants(events: EventObject[], log: { step: number; comma
   if (left >= 0) assert.is(log.length, left + 1, `nothing after NodeLeft\n${where()}`);
   if (left < 0) assert.ok(dead >= 0, `a client that never replies again gets a NodeDead\n${where()}`);
   // Liveness reports alternate: suspect only when alive, recovered only when suspect.
+  // A registration again (NodePresent after the first) says who the client is, not that it
+  // is alive: it carries the liveness the client had, and changes nothing of it.
   let state: "alive" | "suspect" = "alive";
   for (const r of reports) {
-    if (r.type === "NodePresent") state = "alive";
+    if (r.type === "NodePresent") assert.is(r.state, state, `NodePresent keeps the liveness it found\n${where()}`);
     else if (r.type === "NodeSuspect") {
       assert.is(state, "alive", `NodeSuspect only after alive\n${where()}`);
       state = "suspect";

@@ -188,7 +188,7 @@ test("client - a ping that fails at once (no responders) is a missed ping, not i
   assert.is(p.types("svc.gone").at(-1), "NodeDead");
 });
 
-test("client - registering again resets the lifecycle and reports NodePresent, with one actor", () => {
+test("client - registering again replaces the metadata and reports NodePresent, but proves no life: a suspect client stays suspect and dies on time", () => {
   const p = presence();
   p.load("svc.r");
   p.advance(1600);
@@ -196,14 +196,34 @@ test("client - registering again resets the lifecycle and reports NodePresent, w
   p.register("svc.r", { restart: 1 });
   assert.is(p.clientCount(), 1, "never a second actor for the same subject");
   const present = p.reports("svc.r").at(-1)!;
-  assert.equal([present.type, present.state, present.missedPings], ["NodePresent", "alive", 0]);
+  assert.equal([present.type, present.state, present.missedPings], ["NodePresent", "suspect", 1]);
   assert.equal(present.metadata, { restart: 1 });
-  // The dead timer starts over from the new registration.
-  p.advance(P.deadTimeoutMs - 1);
+  // Registrations every second (someone else re-registering a dead client's subject) do not
+  // move its dead timer: it dies at the dead timeout after its last reply, reported once.
+  let now = 1600;
+  while (now + 1000 < P.deadTimeoutMs) {
+    p.advance(1000);
+    now += 1000;
+    p.register("svc.r", { restart: now });
+  }
+  p.advance(P.deadTimeoutMs - 1 - now);
   assert.not.ok(p.types("svc.r").includes("NodeDead"));
   p.advance(1);
   assert.is(p.types("svc.r").at(-1), "NodeDead");
   assert.is(p.reports("svc.r").filter((r) => r.type === "NodeDead").length, 1);
+});
+
+test("client - a client that registers again and replies recovers", () => {
+  const p = presence();
+  p.load("svc.back");
+  p.advance(1600);
+  assert.is(p.types("svc.back").at(-1), "NodeSuspect");
+  p.register("svc.back", { build: 2 });
+  p.pong("svc.back");
+  assert.is(p.types("svc.back").at(-1), "NodeRecovered");
+  assert.equal(p.reports("svc.back").at(-1)!.metadata, { build: 2 });
+  p.advance(P.deadTimeoutMs - 1);
+  assert.not.ok(p.types("svc.back").includes("NodeDead"));
 });
 
 test("client - a dead client that replies late stays dead until it registers again", () => {
