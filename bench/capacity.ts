@@ -38,7 +38,7 @@ export function rssBytes(pid: number): number {
 }
 
 /** A helper process of the benchmark (tsx), killed when this process exits. */
-class Helper {
+export class Helper {
   private static readonly live = new Set<ChildProcess>();
   static {
     process.once("exit", () => {

@@ -190,4 +190,9 @@ async function main(): Promise<void> {
   process.stdout.write("ready\n");
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`client-sim: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -3,7 +3,7 @@
  * stream, and recording every presence report of a cluster with its arrival time.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { decodeReport, REPORT_HEADERS, type Report } from "../../src/protocol/presence.js";
 
 /** Waits until a coordinator has created the cluster's registration stream (registrations before it are lost). */
@@ -22,8 +22,8 @@ export async function waitForStream(nc: NatsConnection, cluster: string, timeout
 }
 
 /** Records every presence report of `cluster` with its arrival time, on a connection of its own that reconnects. */
-export async function reportRecorder(url: string, cluster: string) {
-  const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+export async function reportRecorder(url: string, cluster: string, options: Partial<ConnectionOptions> = {}) {
+  const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100, ...options });
   const seen: { at: number; report: Report; encoding: string | undefined }[] = [];
   nc.subscribe(`presence.report.${cluster}`, {
     callback: (_e, m) => {

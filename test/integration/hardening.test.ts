@@ -1,0 +1,249 @@
+/**
+ * Hostile and heavy input against real nats-servers and coordinators started through the
+ * CLI: the floods of bench/flood.ts at full size, SIGTERM of a leader in the middle of a
+ * registration flood, and clients that misbehave (huge replies, late replies, answering
+ * for another client, registering another client's subject, a subject in the
+ * coordinators' own namespaces).
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { floodProblems, runFlood } from "../../bench/flood.js";
+import { Helper } from "../../bench/capacity.js";
+import { control, SimulatedClients } from "../../bench/client-sim.js";
+import { presenceSubjects } from "../../src/protocol/presence.js";
+import { NatsServer } from "../../src/services/nats-server.js";
+import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { reportRecorder, waitForStream } from "../helpers/presence.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const DEAD_TIMEOUT_MS = 5000;
+const PING_INTERVAL_MS = 1000;
+
+for (const kind of ["storm", "new-subjects", "duplicates", "garbage"] as const) {
+  test(`flood - ${kind}: existing clients stay alive, nothing valid is lost, memory and logs stay bounded`, async () => {
+    const r = await runFlood(kind);
+    assert.equal(floodProblems(r), [], JSON.stringify(r, null, 2));
+    if (kind === "storm" || kind === "new-subjects") assert.is(r.messages, 100_000);
+    if (kind === "new-subjects") assert.is(r.refused["max-clients"], 100_000 - 2800, "every registration past the limit refused, and counted");
+    if (kind === "garbage") {
+      assert.ok(r.bytes >= 100 * 2 ** 20, `100 MB of garbage (${r.bytes} bytes)`);
+      assert.is((r.refused["not-json"] ?? 0) + (r.refused["missing-subject"] ?? 0) + (r.refused.wildcard ?? 0), 11_600);
+    }
+  });
+}
+
+test("shutdown - SIGTERM of the leader in the middle of a registration flood loses no acknowledged registration", async () => {
+  const server = await NatsServer.start();
+  const cluster = `term${process.pid}`;
+  const coordinators: CoordinatorProcess[] = [];
+  const sim = Helper.start("./client-sim.ts", [server.url, cluster, "load"]);
+  let nc: NatsConnection | undefined;
+  const rec = await reportRecorder(server.url, cluster);
+  try {
+    await sim.ready;
+    for (const id of ["ta", "tb"]) coordinators.push(spawnCoordinator({ urls: [server.url], clusterId: cluster, id }));
+    nc = await connect({ servers: server.url });
+    await waitForStream(nc, cluster);
+    const leader = await waitFor("a leader", () => coordinators.find((c) => c.logs().some((l) => l.message === "became leader")), 15_000);
+    const js = jetstream(nc);
+    const total = 2000;
+    const acked = new Set<string>();
+    const inFlight = new Set<Promise<unknown>>();
+    let signalled = false;
+    for (let i = 0; i < total; i++) {
+      const subject = SimulatedClients.subject("load", i);
+      const p = js.publish(presenceSubjects.register(cluster), JSON.stringify({ myPresenceSubject: subject })).then(() => acked.add(subject));
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+      if (inFlight.size >= 200) await Promise.race(inFlight);
+      if (!signalled && acked.size >= total / 4) {
+        signalled = true;
+        leader.signal("SIGTERM"); // registrations keep coming while it hands over
+      }
+      if (i % 100 === 0) await sleep(5);
+    }
+    await Promise.all(inFlight);
+    assert.is(acked.size, total, "JetStream acknowledged every registration");
+    assert.is(await leader.exited, 0, "the old leader drained and exited 0");
+    const next = coordinators.find((c) => c !== leader)!;
+    const nextEpoch = await waitFor("the new leader's epoch", () => rec.seen.find((s) => s.report.coordinatorId === next.id)?.report.epoch, 15_000);
+    // Every acknowledged registration, stored by the old leader or the new one, is monitored by the new one.
+    const monitored = () => new Set(rec.seen.filter((s) => s.report.epoch === nextEpoch).map((s) => s.report.clientSubject));
+    await waitFor("a report from the new leader for every acknowledged registration", () => {
+      const m = monitored();
+      return [...acked].every((s) => m.has(s));
+    }, 30_000).catch(
+      (err: unknown) => {
+        const m = monitored();
+        const missing = [...acked].filter((s) => !m.has(s));
+        throw new Error(`${missing.length} acknowledged registrations not monitored by the new leader, e.g. ${missing.slice(0, 3).join(", ")}: ${String(err)}`);
+      },
+    );
+    assert.not.ok(rec.seen.some((s) => s.report.type === "NodeDead"), "no client that answers is reported dead");
+  } finally {
+    await nc?.close();
+    await rec.nc.close();
+    await Promise.all(coordinators.map((c) => c.kill()));
+    await sim.stop();
+    await server.stop();
+  }
+});
+
+/** One server, one coordinator, a report recorder and a connection for test clients. */
+async function withLeader(body: (s: { url: string; cluster: string; app: NatsConnection; rec: Awaited<ReturnType<typeof reportRecorder>>; leader: CoordinatorProcess }) => Promise<void>, server?: NatsServer, args: string[] = [], connectAs: Record<string, string> = {}) {
+  const own = server === undefined;
+  const srv = server ?? (await NatsServer.start());
+  const cluster = `hostile${process.pid}x${Math.floor(Math.random() * 1e6)}`;
+  const leader = spawnCoordinator({ urls: [srv.url], clusterId: cluster, id: "h1", args });
+  const rec = await reportRecorder(srv.url, cluster, connectAs);
+  const app = await connect({ servers: srv.url, ...connectAs });
+  try {
+    await waitForStream(app, cluster);
+    await waitFor("the leader", () => leader.logs().some((l) => l.message === "became leader"), 15_000);
+    await body({ url: srv.url, cluster, app, rec, leader });
+  } catch (err) {
+    process.stderr.write(`--- last log lines of ${leader.id} ---\n${leader.lines.slice(-15).join("\n")}\n`);
+    throw err;
+  } finally {
+    await app.close();
+    await rec.nc.close();
+    await leader.kill();
+    if (own) await srv.stop();
+  }
+}
+
+const register = (app: NatsConnection, cluster: string, subject: string, metadata: Record<string, unknown> = {}) =>
+  app.publish(presenceSubjects.register(cluster), JSON.stringify({ myPresenceSubject: subject, ...metadata }));
+
+test("hostile - a client whose replies are huge is alive like any other, and nobody else suffers", async () => {
+  await withLeader(async ({ cluster, app, rec }) => {
+    const huge = new Uint8Array(512 * 1024);
+    app.subscribe("svc.huge", { callback: (_e, m) => void m.respond(huge) });
+    app.subscribe("svc.plain", { callback: (_e, m) => void m.respond() });
+    await app.flush();
+    register(app, cluster, "svc.huge");
+    register(app, cluster, "svc.plain");
+    await waitFor("both present", () => rec.types("svc.huge").includes("NodePresent") && rec.types("svc.plain").includes("NodePresent"), 10_000);
+    await sleep(DEAD_TIMEOUT_MS + 1000);
+    for (const s of ["svc.huge", "svc.plain"]) {
+      const types = rec.types(s);
+      assert.not.ok(types.includes("NodeSuspect") || types.includes("NodeDead"), `${s}: ${types.join(", ")}`);
+      assert.ok(types.filter((t) => t === "NodeState").length >= 3, `${s} is reported alive every state interval`);
+    }
+  });
+});
+
+test("hostile - a reply after the ping interval does not count: a client that always answers late is suspect, then dead", async () => {
+  await withLeader(async ({ cluster, app, rec }) => {
+    app.subscribe("svc.slow", { callback: (_e, m) => void setTimeout(() => m.respond(), PING_INTERVAL_MS + 500) });
+    await app.flush();
+    register(app, cluster, "svc.slow");
+    const dead = await waitFor("NodeDead svc.slow", () => rec.of("svc.slow").find((s) => s.report.type === "NodeDead"), DEAD_TIMEOUT_MS + 4 * PING_INTERVAL_MS);
+    assert.ok(rec.types("svc.slow").includes("NodeSuspect"));
+    assert.not.ok(rec.types("svc.slow").includes("NodeRecovered"), "no late reply was taken for life");
+    assert.is(dead.report.state, "dead");
+  });
+});
+
+test("hostile - re-registering another client's subject replaces its metadata but cannot keep it alive", async () => {
+  await withLeader(async ({ cluster, app, rec }) => {
+    const alice = app.subscribe("svc.alice", { callback: (_e, m) => void m.respond() });
+    await app.flush();
+    register(app, cluster, "svc.alice", { owner: "alice" });
+    await waitFor("svc.alice alive", () => rec.types("svc.alice").includes("NodeState"), 5000);
+    // Someone else registers the same subject: same subject, same client.
+    register(app, cluster, "svc.alice", { owner: "mallory" });
+    const present = await waitFor("NodePresent with the new metadata", () => rec.of("svc.alice").find((s) => s.report.type === "NodePresent" && s.report.metadata.owner === "mallory"), 5000);
+    assert.is(present.report.state, "alive");
+    // Alice dies; the impostor registers her subject every half second to keep her "alive".
+    alice.unsubscribe();
+    const diedAt = performance.now();
+    const keepAlive = setInterval(() => register(app, cluster, "svc.alice", { owner: "mallory" }), 500);
+    try {
+      const dead = await waitFor("NodeDead svc.alice", () => rec.of("svc.alice").find((s) => s.report.type === "NodeDead"), DEAD_TIMEOUT_MS + 3 * PING_INTERVAL_MS);
+      assert.ok(dead.at - diedAt <= DEAD_TIMEOUT_MS + PING_INTERVAL_MS + 500, `dead on time: ${(dead.at - diedAt).toFixed(0)} ms`);
+      assert.ok(
+        rec.of("svc.alice").some((s) => s.report.type === "NodePresent" && s.report.state === "suspect"),
+        "registrations while she was silent were reported with her real state",
+      );
+    } finally {
+      clearInterval(keepAlive);
+    }
+    assert.is(rec.of("svc.alice").filter((s) => s.report.type === "NodeDead").length, 1);
+  });
+});
+
+test("hostile - subjects in the coordinators' own namespaces are refused and never pinged", async () => {
+  await withLeader(async ({ cluster, app, rec, leader }) => {
+    let pinged = 0;
+    const targets = [`presence.query.list.${cluster}`, `presence.register.${cluster}`, `coordinator.leader.heartbeat.${cluster}`];
+    // A ping is a request: it carries a reply subject. The registrations published below do not.
+    for (const t of targets) app.subscribe(t, { callback: (_e, m) => void (m.reply ? (pinged += 1) : undefined) });
+    await app.flush();
+    for (const t of targets) register(app, cluster, t);
+    register(app, cluster, "svc.fine");
+    await waitFor("svc.fine present", () => rec.types("svc.fine").includes("NodePresent"), 5000);
+    await sleep(2 * PING_INTERVAL_MS);
+    for (const t of targets) assert.equal(rec.types(t), [], `${t} is never reported`);
+    const refusals = leader.logs().filter((l) => l.message === "refused a registration" && l.reason === "coordinator-subject");
+    assert.is(refusals.length, 1, "logged once per reason and window, the rest counted");
+    assert.is(pinged, 0, "no ping was sent to a coordinator subject");
+  });
+});
+
+test("hostile - with per-client permissions, a client cannot answer for another: the impostor is refused and the silent client dies", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "presence-perm-"));
+  const conf = join(dir, "auth.conf");
+  // A cluster-wide coordinator user and one user per client, each allowed its own subject only
+  // (deploy/nats-server-auth.conf explains this choice).
+  const client = (name: string) =>
+    `{ user: ${name}, password: ${name}-pw, permissions: { publish: { allow: ["presence.register.>"] }, subscribe: { allow: ["svc.${name}"] }, allow_responses: true } }`;
+  await writeFile(
+    conf,
+    `authorization { users = [\n{ user: coord, password: coord-pw }\n${client("alice")}\n${client("mallory")}\n] }\n`,
+  );
+  const server = await NatsServer.start({ configFile: conf });
+  try {
+    await withLeader(
+      async ({ url, cluster, rec }) => {
+        const alice = await connect({ servers: url, user: "alice", pass: "alice-pw" });
+        const mallory = await connect({ servers: url, user: "mallory", pass: "mallory-pw" });
+        const errors: string[] = [];
+        void (async () => {
+          for await (const s of mallory.status()) if (s.type === "error") errors.push(String(s.error));
+        })();
+        try {
+          const sub = alice.subscribe("svc.alice", { callback: (_e, m) => void m.respond() });
+          await alice.flush();
+          register(alice, cluster, "svc.alice");
+          await waitFor("svc.alice alive", () => rec.types("svc.alice").includes("NodeState"), 5000);
+          // Mallory tries to answer alice's pings.
+          mallory.subscribe("svc.alice", { callback: (err, m) => void (err ? undefined : m.respond()) });
+          await mallory.flush();
+          sub.unsubscribe();
+          await alice.flush();
+          const silentAt = performance.now();
+          const dead = await waitFor("NodeDead svc.alice", () => rec.of("svc.alice").find((s) => s.report.type === "NodeDead"), DEAD_TIMEOUT_MS + 3 * PING_INTERVAL_MS);
+          assert.ok(dead.at - silentAt <= DEAD_TIMEOUT_MS + PING_INTERVAL_MS + 500);
+          assert.ok(errors.some((e) => /permission/i.test(e)), `the server refused mallory's subscription: ${errors.join("; ")}`);
+        } finally {
+          await alice.close();
+          await mallory.close();
+        }
+      },
+      server,
+      ["--user", "coord", "--password", "coord-pw"],
+      { user: "coord", pass: "coord-pw" },
+    );
+  } finally {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
