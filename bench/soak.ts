@@ -14,6 +14,7 @@
  *   - heap flat: the fitted growth of the floor over the measured span is under 10 % of its
  *     median, and the last quarter's median floor is not above the first quarter's by more
  *     than 10 %;
+ *   - rss bounded: the last quarter's median resident memory is at most 25 % above the first's;
  *   - handles flat: the most and the fewest handles differ by at most 5 after warm-up.
  * It also checks what a churn run must never show: a client that kept answering reported
  * dead, and a leader change (there is no fault here).
@@ -249,12 +250,21 @@ async function main(): Promise<number> {
     const firstQuarter = median(heaps.slice(0, quarter));
     const lastQuarter = median(heaps.slice(-quarter));
     const medianHeap = median(heaps);
+    const rss = measured.map((m) => m.rssPeakMB);
+    const rssFirst = median(rss.slice(0, quarter));
+    const rssLast = median(rss.slice(-quarter));
     const falseDeaths = [...deadReported.keys()].filter((s) => !everSilenced.has(s));
     const checks = [
       {
         name: "heap flat",
         ok: heapGrowthMB < 0.1 * medianHeap && lastQuarter <= firstQuarter * 1.1,
         detail: `heap floor: fitted growth ${round(heapGrowthMB)} MB over ${round(spanMin)} min (median ${medianHeap} MB); first quarter ${firstQuarter} MB, last quarter ${lastQuarter} MB`,
+      },
+      {
+        // Resident memory also holds what V8 has not given back yet: shown, and held to a looser bound.
+        name: "rss bounded",
+        ok: rssLast <= rssFirst * 1.25,
+        detail: `resident memory: first quarter ${rssFirst} MB, last quarter ${rssLast} MB (peak of each minute, median)`,
       },
       {
         name: "handles flat",
