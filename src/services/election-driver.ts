@@ -88,8 +88,17 @@ const WAITING_KEPT = 16;
 const CONFIRM_SPACING_MS = 50;
 /** Refused (coordinator, epoch) pairs that are remembered, so that their heartbeats cost no read. */
 const REFUSED_KEPT = 256;
+/**
+ * How long a resignation is checked against a lease that still names the resigning leader:
+ * a leader publishes its last heartbeat first and deletes the lease right after, so the
+ * delete may not have landed at the first read. Past this, the resignation is a forgery
+ * (or the delete failed, and the lease's expiry does the rest).
+ */
+const RESIGNATION_GRACE_MS = 500;
 
 const leaderKey = (coordinatorId: string, epoch: number) => `${epoch}\u0000${coordinatorId}`;
+/** Resignations wait and are refused apart from the same leader's ordinary heartbeats. */
+const resignationKey = (key: string) => `resigning\u0000${key}`;
 
 const SAY: Record<ElectionReportBody["type"], string> = {
   BecameFollower: "following; waiting for a leader",
@@ -115,16 +124,19 @@ export class ElectionDriver {
   private readonly log: Logger;
   /** Leaders (id and epoch) the lease confirmed, oldest first. */
   private readonly confirmed = new Set<string>();
-  /** Heartbeats of leaders not confirmed yet, waiting for the lease read. */
-  private readonly waiting = new Map<string, Heartbeat>();
+  /** Heartbeats of leaders not confirmed yet, and resignations, waiting for the lease read (with when they were heard). */
+  private readonly waiting = new Map<string, { hb: Heartbeat; heardAt: number }>();
   /** Leaders the lease did not confirm, with when: their heartbeats are dropped for a leader timeout. */
   private readonly refused = new Map<string, number>();
   private confirming = false;
   private refusedWarnedAt = Number.NEGATIVE_INFINITY;
   private refusedUnwarned = 0;
   private lastConfirmReadAt = Number.NEGATIVE_INFINITY;
-  /** Epochs under which heartbeats with this coordinator's own id came from elsewhere (warned once each). */
-  private readonly ownIdWarned = new Set<number>();
+  /** The pause between two lease reads for confirmation, cleared when the driver stops. */
+  private confirmPause: NodeJS.Timeout | undefined;
+  /** Heartbeats with this coordinator's own id from elsewhere: warned of once per leader timeout. */
+  private ownIdWarnedAt = Number.NEGATIVE_INFINITY;
+  private ownIdUnwarned = 0;
 
   constructor(private readonly options: ElectionDriverOptions) {
     this.now = options.now ?? (() => performance.now());
@@ -254,6 +266,7 @@ export class ElectionDriver {
   }
 
   private stopActor(): void {
+    clearTimeout(this.confirmPause);
     if (this.actor.getSnapshot().status === "active") this.options.recorder?.record({ kind: "stop" });
     this.actor.stop();
   }
@@ -261,31 +274,43 @@ export class ElectionDriver {
   /**
    * A heartbeat heard: handed to the machine if its sender is a leader the lease confirmed,
    * dropped if it could change nothing (an epoch older than one already seen), else held
-   * until the lease is read.
+   * until the lease is read. A resignation is always checked against the lease, even from
+   * a confirmed leader: anyone could forge one, and every follower would stand for election.
    */
   private onHeartbeat(hb: Heartbeat): void {
     const context = this.actor.getSnapshot().context;
     if (hb.coordinatorId === this.options.coordinatorId) {
       // The machine ignores heartbeats with its own id. One it did not send means another
-      // process runs with this --coordinator-id (or a forgery): say so, once per epoch.
-      if (hb.epoch !== context.epoch && !this.ownIdWarned.has(hb.epoch)) {
-        if (this.ownIdWarned.size >= REFUSED_KEPT) this.ownIdWarned.clear();
-        this.ownIdWarned.add(hb.epoch);
-        this.log.warn(
-          "heard a heartbeat with this coordinator's own id that this process did not send: is another coordinator running with the same --coordinator-id?",
-          { heartbeatEpoch: hb.epoch, leading: this.isLeader },
-        );
-      }
+      // process runs with this --coordinator-id (or a forgery): say so.
+      if (hb.epoch !== context.epoch) this.warnOwnId(hb);
       return;
     }
     if (hb.epoch < context.highestEpoch) return; // stale: the machine would ignore it
     const key = leaderKey(hb.coordinatorId, hb.epoch);
-    if (this.confirmed.has(key)) return this.deliver(hb);
-    const refusedAt = this.refused.get(key);
+    const resigning = hb.resigning === true;
+    if (!resigning && this.confirmed.has(key)) return this.deliver(hb);
+    const waitKey = resigning ? resignationKey(key) : key;
+    const refusedAt = this.refused.get(waitKey);
     if (refusedAt !== undefined && this.now() - refusedAt < this.options.timings.leaderTimeoutMs) return;
-    if (!this.waiting.has(key) && this.waiting.size >= WAITING_KEPT) return; // a flood: the real leader heartbeats again
-    this.waiting.set(key, hb);
+    if (this.waiting.has(waitKey)) return; // already waiting for a read
+    if (this.waiting.size >= WAITING_KEPT) return; // a flood: the real leader heartbeats again
+    this.waiting.set(waitKey, { hb, heardAt: this.now() });
     void this.confirmWaiting();
+  }
+
+  /** At most one warning per leader timeout, with how many more heartbeats were heard since the last. */
+  private warnOwnId(hb: Heartbeat): void {
+    const now = this.now();
+    if (now - this.ownIdWarnedAt < this.options.timings.leaderTimeoutMs) {
+      this.ownIdUnwarned += 1;
+      return;
+    }
+    this.log.warn(
+      "heard a heartbeat with this coordinator's own id that this process did not send: is another coordinator running with the same --coordinator-id?",
+      { heartbeatEpoch: hb.epoch, leading: this.isLeader, ...(this.ownIdUnwarned > 0 ? { moreHeardSinceLastWarning: this.ownIdUnwarned } : {}) },
+    );
+    this.ownIdWarnedAt = now;
+    this.ownIdUnwarned = 0;
   }
 
   private deliver(hb: Heartbeat): void {
@@ -299,7 +324,10 @@ export class ElectionDriver {
     try {
       while (this.waiting.size > 0 && this.actor.getSnapshot().status === "active") {
         const wait = this.lastConfirmReadAt + CONFIRM_SPACING_MS - this.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (wait > 0) {
+          await new Promise((resolve) => (this.confirmPause = setTimeout(resolve, wait)));
+          if (this.actor.getSnapshot().status !== "active") break;
+        }
         this.lastConfirmReadAt = this.now();
         const batch = [...this.waiting];
         this.waiting.clear();
@@ -311,15 +339,27 @@ export class ElectionDriver {
           this.log.warn("could not read the lease to confirm a new leader's heartbeat", { error: describeError(err) });
           continue;
         }
-        if (holder !== null) this.remember(this.confirmed, leaderKey(holder.coordinatorId, holder.epoch), CONFIRMED_KEPT);
-        for (const [key, hb] of batch) {
-          // A resignation is believed when the lease is already gone: standing for election then is right anyway.
-          if (this.confirmed.has(key) || (hb.resigning === true && holder === null)) {
+        const holderKey = holder === null ? null : leaderKey(holder.coordinatorId, holder.epoch);
+        if (holderKey !== null) this.remember(this.confirmed, holderKey, CONFIRMED_KEPT);
+        for (const [waitKey, { hb, heardAt }] of batch) {
+          const key = leaderKey(hb.coordinatorId, hb.epoch);
+          if (hb.resigning === true) {
+            // Believed once the lease is gone: standing for election then is right anyway.
+            if (holder === null) {
+              this.deliver(hb);
+              continue;
+            }
+            // The lease still names the resigning leader: its delete may not have landed yet.
+            if (holderKey === key && this.now() - heardAt < RESIGNATION_GRACE_MS) {
+              if (!this.waiting.has(waitKey)) this.waiting.set(waitKey, { hb, heardAt });
+              continue;
+            }
+          } else if (this.confirmed.has(key)) {
             this.deliver(hb);
             continue;
           }
           if (this.refused.size >= REFUSED_KEPT) this.refused.clear();
-          this.refused.set(key, this.now());
+          this.refused.set(waitKey, this.now());
           this.warnRefused(hb, holder);
         }
       }
@@ -338,6 +378,7 @@ export class ElectionDriver {
     this.log.warn("ignored a heartbeat that the lease does not confirm", {
       heartbeatFrom: hb.coordinatorId,
       heartbeatEpoch: hb.epoch,
+      ...(hb.resigning === true ? { resigning: true } : {}),
       leaseHolder: holder === null ? null : `${holder.coordinatorId} (epoch ${holder.epoch})`,
       ...(this.refusedUnwarned > 0 ? { moreIgnoredSinceLastWarning: this.refusedUnwarned } : {}),
     });

@@ -76,11 +76,19 @@ class StrictLeaseStore implements LeaseStore {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-/** Every test ends by checking the lease store saw exactly the calls it expected. */
 const stores: StrictLeaseStore[] = [];
-test.after.each(() => {
-  for (const s of stores.splice(0)) s.verify();
-});
+/**
+ * A test that ends by checking the lease store saw exactly the calls it expected. Not an
+ * after.each hook: uvu runs that hook again when a test fails, and a throw from it there
+ * hides the failure and ends the suite.
+ */
+function driverTest(name: string, fn: () => void | Promise<void>): void {
+  test(name, async () => {
+    stores.length = 0;
+    await fn();
+    for (const s of stores.splice(0)) s.verify();
+  });
+}
 
 function setup() {
   const clock = new SimulatedClock();
@@ -148,7 +156,7 @@ function setup() {
   };
 }
 
-test("driver - a leader heartbeats and reports with its epoch, cluster and a rising seq", async () => {
+driverTest("driver - a leader heartbeats and reports with its epoch, cluster and a rising seq", async () => {
   const s = setup();
   s.driver.start();
   await s.becomeLeader(7);
@@ -167,7 +175,7 @@ test("driver - a leader heartbeats and reports with its epoch, cluster and a ris
   }
 });
 
-test("driver - a renewal answered after the renew deadline publishes no heartbeat", async () => {
+driverTest("driver - a renewal answered after the renew deadline publishes no heartbeat", async () => {
   const s = setup();
   s.driver.start();
   await s.becomeLeader(7);
@@ -192,7 +200,7 @@ test("driver - a renewal answered after the renew deadline publishes no heartbea
   assert.is(s.driver.actor.getSnapshot().value, "follower");
 });
 
-test("driver - nothing is published as leader once the lease is released", async () => {
+driverTest("driver - nothing is published as leader once the lease is released", async () => {
   const s = setup();
   s.driver.start();
   await s.becomeLeader(7);
@@ -208,7 +216,7 @@ test("driver - nothing is published as leader once the lease is released", async
   assert.is(s.reports.at(-1)?.formerEpoch, 7);
 });
 
-test("driver - heartbeats and reports are not queued while NATS is disconnected", async () => {
+driverTest("driver - heartbeats and reports are not queued while NATS is disconnected", async () => {
   const s = setup();
   s.driver.start();
   await s.becomeLeader(7);
@@ -236,7 +244,7 @@ test("driver - heartbeats and reports are not queued while NATS is disconnected"
   assert.is(s.reports.at(-1)?.reason, "stepped-down");
 });
 
-test("driver - a renewal that succeeds after the release does not make the lease valid again", async () => {
+driverTest("driver - a renewal that succeeds after the release does not make the lease valid again", async () => {
   const s = setup();
   s.driver.start();
   await s.becomeLeader(7);
@@ -257,7 +265,7 @@ test("driver - a renewal that succeeds after the release does not make the lease
   await resigned;
 });
 
-test("driver - a lost create reads the holder and follows it", async () => {
+driverTest("driver - a lost create reads the holder and follows it", async () => {
   const s = setup();
   s.driver.start();
   s.lease.expect("acquire", "holder");
@@ -280,7 +288,7 @@ test("driver - a lost create reads the holder and follows it", async () => {
 const state = (s: ReturnType<typeof setup>) => s.driver.actor.getSnapshot().value;
 const warned = (s: ReturnType<typeof setup>, text: string) => s.logLines.filter((l) => l.includes(text)).length;
 
-test("driver - a follower checks a leader it has not seen against the lease, and ignores a forged higher epoch", async () => {
+driverTest("driver - a follower checks a leader it has not seen against the lease, and ignores a forged higher epoch", async () => {
   const s = setup();
   s.driver.start();
   s.lease.expect("holder");
@@ -313,7 +321,7 @@ test("driver - a follower checks a leader it has not seen against the lease, and
   assert.is(s.lease.calls.length, 0);
 });
 
-test("driver - a leader does not step down for a forged higher epoch, and does for a real one", async () => {
+driverTest("driver - a leader does not step down for a forged higher epoch, and does for a real one", async () => {
   const s = setup();
   s.driver.start();
   await s.becomeLeader(7);
@@ -338,7 +346,7 @@ test("driver - a leader does not step down for a forged higher epoch, and does f
   assert.is(state(s), "follower");
 });
 
-test("driver - a flood of forged heartbeats costs a bounded number of lease reads", async () => {
+driverTest("driver - a flood of forged heartbeats costs a bounded number of lease reads", async () => {
   const s = setup();
   s.driver.start();
   s.lease.expect("holder", "holder");
@@ -358,7 +366,7 @@ test("driver - a flood of forged heartbeats costs a bounded number of lease read
   assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 0);
 });
 
-test("driver - a resignation of a leader not seen yet is believed once the lease is gone", async () => {
+driverTest("driver - a resignation of a leader not seen yet is believed once the lease is gone", async () => {
   const s = setup();
   s.driver.start();
   s.lease.expect("holder");
@@ -369,14 +377,78 @@ test("driver - a resignation of a leader not seen yet is believed once the lease
   assert.is(s.reports.at(-1)?.reason, "leader-resigned");
 });
 
-test("driver - a heartbeat with this coordinator's own id from elsewhere is ignored and warned of once", async () => {
+driverTest("driver - a forged resignation of the confirmed leader is checked against the lease and ignored", async () => {
   const s = setup();
   s.driver.start();
-  for (let i = 0; i < 3; i++) s.hear({ coordinatorId: "me", epoch: 40, ts: 0 });
+  await followReal(s);
+  // The lease still names the leader: its delete may not have landed, so it is read again
+  // until the grace has passed, then refused.
+  s.lease.expect("holder", "holder");
+  s.hear({ coordinatorId: "real", epoch: 5, ts: 0, resigning: true });
+  s.hear({ coordinatorId: "real", epoch: 5, ts: 0, resigning: true }); // already waiting: no second read
+  await waitForCall(s.lease, "holder"); // after the spacing between two reads
+  assert.is(s.lease.calls.length, 1);
+  s.lease.answer("holder", { coordinatorId: "real", epoch: 5 });
+  await flush();
+  assert.is(state(s), "follower", "not believed while the lease names the leader");
+  s.pause(600); // past the grace (the machine's clock stands still: no leader timeout)
+  await waitForCall(s.lease, "holder");
+  s.lease.answer("holder", { coordinatorId: "real", epoch: 5 });
+  await flush();
+  assert.is(state(s), "follower");
+  assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
+  assert.not.ok(s.reports.some((r) => r.type === "BecameCandidate"), "nobody stood for election");
+  // Refused: more forged resignations cost no read for a leader timeout, and the leader's
+  // ordinary heartbeats are still followed.
+  for (let i = 0; i < 50; i++) s.hear({ coordinatorId: "real", epoch: 5, ts: 0, resigning: true });
+  for (let i = 0; i < 5; i++) {
+    s.advance(T.heartbeatIntervalMs);
+    s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
+  }
+  await flush();
+  assert.is(s.lease.calls.length, 0);
+  assert.is(state(s), "follower");
+});
+
+driverTest("driver - a real resignation is believed as soon as the lease is gone", async () => {
+  const s = setup();
+  s.driver.start();
+  await followReal(s);
+  s.lease.expect("holder", "holder");
+  s.hear({ coordinatorId: "real", epoch: 5, ts: 0, resigning: true });
+  await waitForCall(s.lease, "holder");
+  s.lease.answer("holder", { coordinatorId: "real", epoch: 5 }); // the delete has not landed yet
+  await flush();
+  assert.is(state(s), "follower");
+  await waitForCall(s.lease, "holder");
+  s.lease.answer("holder", null);
+  await flush();
+  assert.equal(state(s), { candidate: "backoff" });
+  assert.is(s.reports.at(-1)?.reason, "leader-resigned");
+  assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 0);
+});
+
+driverTest("driver - a heartbeat with this coordinator's own id from elsewhere is ignored and warned of once per leader timeout", async () => {
+  const s = setup();
+  s.driver.start();
+  for (let i = 0; i < 3; i++) s.hear({ coordinatorId: "me", epoch: 40 + i, ts: 0 }); // a forger cycling epochs
   assert.is(warned(s, "another coordinator running with the same --coordinator-id"), 1);
+  s.pause(T.leaderTimeoutMs);
+  s.hear({ coordinatorId: "me", epoch: 50, ts: 0 });
+  assert.is(warned(s, "another coordinator running with the same --coordinator-id"), 2);
+  assert.ok(s.logLines.at(-1)?.includes('"moreHeardSinceLastWarning":2'), "the second warning counts the ones not logged");
   assert.is(state(s), "follower");
   assert.is(s.lease.calls.length, 0);
 });
+
+/** Confirms the leader real@5 against the lease and follows it. */
+async function followReal(s: ReturnType<typeof setup>): Promise<void> {
+  s.lease.expect("holder");
+  s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
+  s.lease.answer("holder", { coordinatorId: "real", epoch: 5 });
+  await flush();
+  assert.is(s.reports.at(-1)?.type, "FollowingLeader");
+}
 
 async function waitForCall(lease: StrictLeaseStore, op: string): Promise<void> {
   for (let i = 0; i < 100 && !lease.calls.some((c) => c.op === op); i++) await new Promise((r) => setTimeout(r, 10));
