@@ -167,12 +167,13 @@ test("election - forged heartbeats with a higher epoch neither depose the leader
     const first = await waitForLeader(s);
     await waitForFollowers(s, first.hb);
     const forgedFrom = performance.now();
-    // Anyone on the bus can publish heartbeats: a made-up leader, an epoch far above the
-    // real one, five a second for 4 s, and a forged resignation of the real leader's epoch
-    // from the made-up one.
+    // Anyone on the bus can publish heartbeats: a made-up leader at an epoch far above the
+    // real one, and resignations in the real leader's name and epoch, five a second each for 4 s.
     for (let i = 0; i < 20; i++) {
       const forged = { coordinatorId: "mallory", epoch: first.hb.epoch + 1_000_000 + i, ts: Date.now() };
       s.observer.nc.publish(subjects.heartbeat(s.clusterId), encodeHeartbeat(forged));
+      const resignation = { coordinatorId: first.hb.coordinatorId, epoch: first.hb.epoch, ts: Date.now(), resigning: true };
+      s.observer.nc.publish(subjects.heartbeat(s.clusterId), encodeHeartbeat(resignation));
       await sleep(200);
     }
     const ours = (r: { coordinatorId: string }) => r.coordinatorId !== "mallory";
