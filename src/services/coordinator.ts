@@ -16,7 +16,7 @@ import { ElectionDriver, electionInputFor, type ElectionDriverOptions, type Hear
 import { KvLeaseStore } from "./lease-store.js";
 import { PresenceEdge } from "./presence-edge.js";
 import { KvRegistrationStore } from "./registration-store.js";
-import { createLogger, describeError, type Logger } from "./logger.js";
+import { createLogger, describeError, WarningThrottle, type Logger } from "./logger.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { resources } from "../protocol/election.js";
 import { presenceResources } from "../protocol/presence.js";
@@ -33,11 +33,16 @@ import { startQueryService, type QueryService } from "./query-service.js";
 const STARTUP_JETSTREAM_DEADLINE_MS = 30_000;
 
 export class NatsHeartbeatBus implements HeartbeatBus {
+  /** Garbage on the heartbeat subject logs a line per 10 s, not one per message. */
+  private readonly malformed: WarningThrottle;
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly clusterId: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.malformed = new WarningThrottle(logger, "more malformed heartbeats ignored (counted, not logged one by one)");
+  }
 
   publish(heartbeat: Heartbeat): void {
     try {
@@ -58,13 +63,16 @@ export class NatsHeartbeatBus implements HeartbeatBus {
         try {
           hb = parseHeartbeat(msg.data);
         } catch (e) {
-          this.logger.warn("ignored a malformed heartbeat", { error: describeError(e) });
+          this.malformed.warn("malformed", "ignored a malformed heartbeat", { error: describeError(e) });
           return;
         }
         handler(hb);
       },
     });
-    return () => sub.unsubscribe();
+    return () => {
+      sub.unsubscribe();
+      this.malformed.flush();
+    };
   }
 }
 

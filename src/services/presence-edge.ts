@@ -51,6 +51,8 @@ export interface PresenceEdgeOptions {
 
 /** Stored registrations handed to the monitor per event when a new leader loads them. */
 const LOAD_CHUNK = 500;
+/** How long a registration that could not be stored waits before it is delivered again. */
+const STORE_RETRY_DELAY_MS = 1000;
 
 export class PresenceEdge {
   private readonly log: Logger;
@@ -79,11 +81,13 @@ export class PresenceEdge {
   private readonly debug: boolean;
   /** Refused registrations: a flood of garbage or of new subjects past --max-clients logs a few lines, not one per message. */
   private readonly refusals: WarningThrottle;
+  private readonly storeFailures: WarningThrottle;
 
   constructor(private readonly options: PresenceEdgeOptions) {
     this.log = options.logger.child({ component: "monitor" });
     this.debug = this.log.isDebugEnabled();
     this.refusals = new WarningThrottle(this.log, "more registrations refused (counted, not logged one by one)");
+    this.storeFailures = new WarningThrottle(this.log, "more registrations could not be stored (counted, not logged one by one)");
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
     this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
@@ -155,6 +159,7 @@ export class PresenceEdge {
     this.generation += 1;
     this.endWithholding();
     this.refusals.flush();
+    this.storeFailures.flush();
     this.monitored.clear();
     const consumer = this.consumer;
     this.consumer = null;
@@ -208,34 +213,40 @@ export class PresenceEdge {
 
   /**
    * Stores one registration or leave in the KV bucket, then acknowledges it on the stream.
-   * If the leadership ended while the write was in flight, the message is not acknowledged
-   * but handed back (nak): the next leader may have loaded the bucket before this write
-   * landed, and only the message brings the change to it. Doing it twice is harmless.
+   * If the leadership ended while the write was in flight, or the lease is no longer valid
+   * (a process paused past its renew deadline may see the write's answer before the timer
+   * that ends its leadership), the message is not acknowledged but handed back (nak): the
+   * next leader may have loaded the bucket before this write landed, and only the message
+   * brings the change to it. Doing it twice is harmless.
    */
   private async store(m: JsMsg, registration: Registration, leaving: boolean, generation: number): Promise<void> {
     try {
       if (leaving) {
         await this.options.store.remove(registration.subject);
-        if (generation !== this.generation) return m.nak();
+        if (!this.stillLeading(generation)) return m.nak();
         m.ack();
         this.log.debug("client unregistered", { subject: registration.subject });
         this.options.toMonitor({ type: "UNREGISTERED", subject: registration.subject });
       } else {
         const revision = await this.options.store.put(registration);
-        if (generation !== this.generation) return m.nak();
+        if (!this.stillLeading(generation)) return m.nak();
         m.ack();
         if (this.debug) this.log.debug("client registered", { subject: registration.subject });
         const record: RegistrationRecord = { registration, revision, atMs: Date.now() };
         this.options.toMonitor({ type: "REGISTERED", record });
       }
     } catch (err) {
-      this.log.warn("could not store a registration; it will be delivered again", {
+      this.storeFailures.warn("store-failed", "could not store a registration; it will be delivered again", {
         subject: registration.subject,
         error: describeError(err),
       });
       this.options.metrics?.registrationError("store-failed");
-      m.nak();
+      m.nak(STORE_RETRY_DELAY_MS); // not at once: a bucket that cannot be written now would be asked again and again
     }
+  }
+
+  private stillLeading(generation: number): boolean {
+    return generation === this.generation && this.options.leaseIsValid();
   }
 
   /**

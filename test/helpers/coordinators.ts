@@ -10,6 +10,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
   parseElectionReport,
   parseHeartbeat,
+  WireFormatError,
   subjects,
   type ElectionReport,
   type Heartbeat,
@@ -167,7 +168,14 @@ export class Observer {
     const o = new Observer(nc);
     nc.subscribe(subjects.heartbeat(clusterId), {
       callback: (_err, m) => {
-        o.heartbeats.push({ at: performance.now(), msg: parseHeartbeat(m.data) });
+        let msg: Heartbeat;
+        try {
+          msg = parseHeartbeat(m.data);
+        } catch (err) {
+          if (err instanceof WireFormatError) return; // garbage a test published on purpose
+          throw err;
+        }
+        o.heartbeats.push({ at: performance.now(), msg });
       },
     });
     nc.subscribe(subjects.electionReport(clusterId), {

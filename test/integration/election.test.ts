@@ -174,6 +174,7 @@ test("election - forged heartbeats with a higher epoch neither depose the leader
       s.observer.nc.publish(subjects.heartbeat(s.clusterId), encodeHeartbeat(forged));
       const resignation = { coordinatorId: first.hb.coordinatorId, epoch: first.hb.epoch, ts: Date.now(), resigning: true };
       s.observer.nc.publish(subjects.heartbeat(s.clusterId), encodeHeartbeat(resignation));
+      s.observer.nc.publish(subjects.heartbeat(s.clusterId), `{"coordinatorId":"mallory","epoch":"high"}`);
       await sleep(200);
     }
     const ours = (r: { coordinatorId: string }) => r.coordinatorId !== "mallory";
@@ -188,6 +189,8 @@ test("election - forged heartbeats with a higher epoch neither depose the leader
         c.logs().some((l) => l.message === "ignored a heartbeat that the lease does not confirm" && l.coordinatorId === c.id),
         `${c.id} logged the forged heartbeats it ignored`,
       );
+      const malformed = c.logs().filter((l) => l.message === "ignored a malformed heartbeat").length;
+      assert.is(malformed, 1, `${c.id} logged the 20 malformed heartbeats once (the rest are counted for the 10 s summary)`);
     }
     // The follower did not take the forged epoch as the highest: it still follows the real
     // leader, and takes over when that one dies.
