@@ -17,11 +17,29 @@ import {
 import { Kvm, type KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { MAX_REGISTRATION_BYTES, presenceResources, presenceSubjects, type Registration } from "../protocol/presence.js";
+import {
+  MAX_REGISTRATION_BYTES,
+  presenceResources,
+  presenceSubjects,
+  RegistrationError,
+  validatePresenceSubject,
+  type Registration,
+} from "../protocol/presence.js";
 import { isWrongRevision } from "./jetstream-errors.js";
 import { describeError, type Logger } from "./logger.js";
 
 /** One stored registration and its KV revision. */
+/** Why a stored subject would be refused today, or null. */
+function refusalOf(subject: string): string | null {
+  try {
+    validatePresenceSubject(subject);
+    return null;
+  } catch (err) {
+    if (err instanceof RegistrationError) return err.reason;
+    throw err;
+  }
+}
+
 export interface StoredRegistration {
   registration: Registration;
   revision: number;
@@ -123,8 +141,14 @@ export class KvRegistrationStore implements RegistrationStore {
     }
   }
 
+  /**
+   * Every stored registration. One whose subject is refused today (stored before a rule was
+   * added, or by another implementation sharing the bucket) is not monitored but logged and
+   * deleted, as it would have been refused on arrival.
+   */
   async loadAll(): Promise<StoredRegistration[]> {
     const out: StoredRegistration[] = [];
+    const refused: { key: string; revision: number; subject: string; reason: string }[] = [];
     // Deletes are delivered too, so that the last entry (delta 0) always arrives.
     const iter = await this.kv.watch();
     const done = new Promise<void>((resolve) => {
@@ -133,11 +157,15 @@ export class KvRegistrationStore implements RegistrationStore {
           if (e.operation === "PUT") {
             try {
               const v = e.json<StoredValue>();
-              out.push({
-                registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
-                revision: e.revision,
-                registeredAtMs: v.registeredAtMs,
-              });
+              const reason = refusalOf(v.myPresenceSubject);
+              if (reason !== null) refused.push({ key: e.key, revision: e.revision, subject: String(v.myPresenceSubject), reason });
+              else {
+                out.push({
+                  registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
+                  revision: e.revision,
+                  registeredAtMs: v.registeredAtMs,
+                });
+              }
             } catch (err) {
               this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: describeError(err) });
             }
@@ -152,7 +180,23 @@ export class KvRegistrationStore implements RegistrationStore {
     if (status.values === 0) iter.stop();
     await done;
     iter.stop();
+    if (refused.length > 0) await this.removeRefused(refused);
     return out;
+  }
+
+  private async removeRefused(refused: { key: string; revision: number; subject: string; reason: string }[]): Promise<void> {
+    this.logger.warn("stored registrations refused: not monitored, and deleted", {
+      count: refused.length,
+      first: refused.slice(0, 5).map((r) => ({ subject: r.subject, reason: r.reason })),
+    });
+    for (const r of refused) {
+      try {
+        // Against the revision read: a registration that replaced it meanwhile is kept.
+        await this.kv.delete(r.key, { previousSeq: r.revision });
+      } catch (err) {
+        if (!isWrongRevision(err)) this.logger.warn("could not delete a refused stored registration", { key: r.key, error: describeError(err) });
+      }
+    }
   }
 
   async put(registration: Registration): Promise<number> {

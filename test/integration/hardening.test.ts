@@ -15,7 +15,9 @@ import * as assert from "uvu/assert";
 import { floodProblems, runFlood } from "../../bench/flood.js";
 import { Helper } from "../../bench/capacity.js";
 import { control, SimulatedClients } from "../../bench/client-sim.js";
-import { presenceSubjects } from "../../src/protocol/presence.js";
+import { Kvm } from "@nats-io/kv";
+import { presenceResources, presenceSubjects } from "../../src/protocol/presence.js";
+import { registrationKey } from "../../src/services/registration-store.js";
 import { NatsServer } from "../../src/services/nats-server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 import { reportRecorder, waitForStream } from "../helpers/presence.js";
@@ -193,6 +195,39 @@ test("hostile - subjects in the coordinators' own namespaces are refused and nev
     const refusals = leader.logs().filter((l) => l.message === "refused a registration" && l.reason === "coordinator-subject");
     assert.is(refusals.length, 1, "logged once per reason and window, the rest counted");
     assert.is(pinged, 0, "no ping was sent to a coordinator subject");
+  });
+});
+
+test("hostile - a stored registration under the coordinators' namespaces (stored before the rule) is not loaded, but deleted", async () => {
+  await withLeader(async ({ url, cluster, app, rec, leader }) => {
+    let pinged = 0;
+    const bad = `presence.query.list.${cluster}`;
+    app.subscribe(bad, { callback: (_e, m) => void (m.reply ? (pinged += 1) : undefined) });
+    app.subscribe("svc.kept", { callback: (_e, m) => void m.respond() });
+    await app.flush();
+    // Written straight into the bucket, as an older coordinator that accepted it would have.
+    const kv = await new Kvm(jetstream(app)).open(presenceResources.registrationBucket(cluster));
+    for (const subject of [bad, "svc.kept"]) {
+      await kv.put(registrationKey(subject), JSON.stringify({ myPresenceSubject: subject, registeredAtMs: Date.now(), metadata: {} }));
+    }
+    // The next leader loads the bucket.
+    const next = spawnCoordinator({ urls: [url], clusterId: cluster, id: "h2" });
+    try {
+      await waitFor("h2 following", () => next.logs().some((l) => l.message === "following the leader"), 15_000);
+      leader.signal("SIGTERM");
+      await waitFor("h2 leads", () => next.logs().some((l) => l.message === "became leader"), 15_000);
+      await waitFor("svc.kept present", () => rec.types("svc.kept").includes("NodePresent"), 10_000);
+      await sleep(2 * PING_INTERVAL_MS);
+      assert.equal(rec.types(bad), [], "never reported");
+      assert.is(pinged, 0, "never pinged");
+      const line = next.logs().find((l) => l.message === "stored registrations refused: not monitored, and deleted");
+      assert.ok(line, "the refusal is logged");
+      assert.equal(line!.first, [{ subject: bad, reason: "coordinator-subject" }]);
+      assert.is(await kv.get(registrationKey(bad)).then((e) => e?.operation ?? null), "DEL", "deleted from the bucket");
+      assert.is((await kv.get(registrationKey("svc.kept")))?.operation, "PUT", "the valid one is kept");
+    } finally {
+      await next.kill();
+    }
   });
 });
 
