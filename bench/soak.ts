@@ -24,12 +24,14 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
+import { DEFAULT_MONITOR_TIMINGS } from "../src/config.js";
 import { parseHeartbeat, subjects } from "../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/presence.js";
 import { createRandom, newSeed } from "../src/random.js";
 import { NatsServer } from "../src/services/nats-server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { SimulatedClients } from "./client-sim.js";
+import { judgeDeaths, type Silence } from "./soak-checks.js";
 
 const { values } = parseArgs({
   options: {
@@ -67,6 +69,8 @@ interface Reading {
   heapUsedMB: number;
   rssMB: number;
   handles: number;
+  /** Active timers (setTimeout/setInterval, not counted among handles since Node 11). */
+  timers: number;
   requests: number;
   eventLoopP99Ms: number;
   clients: number;
@@ -80,8 +84,9 @@ interface Minute {
   heapFloorMB: number;
   heapPeakMB: number;
   rssPeakMB: number;
-  /** The most active handles and requests of the minute's readings. */
+  /** The most active handles, timers and requests of the minute's readings. */
   handles: number;
+  timers: number;
   requests: number;
   eventLoopP99Ms: number;
   clients: number;
@@ -89,11 +94,13 @@ interface Minute {
   reports: Record<string, number>;
 }
 
-/** One value of a Prometheus text exposition, by metric name (the first series). */
-function metric(text: string, name: string): number {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text);
-  return m ? Number(m[1]) : Number.NaN;
+/** One value of a Prometheus text exposition, by metric name (the first series, or the one with `labels`). */
+function metric(text: string, name: string, labels?: string): number {
+  const series = labels === undefined ? "(?:\\{[^}]*\\})?" : `\\{${labels}\\}`;
+  const m = new RegExp(`^${name}${series} (\\S+)$`, "m").exec(text);
+  return m ? Number(m[1]) : labels === undefined ? Number.NaN : 0;
 }
+
 
 /** Least-squares slope of y over x. */
 function slope(xs: number[], ys: number[]): number {
@@ -127,7 +134,7 @@ async function main(): Promise<number> {
     }
     const leaderIds = new Set<string>();
     const counts = new Map<string, number>();
-    const deadReported = new Map<string, number>();
+    const deaths: { subject: string; at: number }[] = [];
     nc.subscribe(subjects.heartbeat(CLUSTER), {
       callback: (_e, m) => {
         try {
@@ -141,7 +148,7 @@ async function main(): Promise<number> {
       callback: (_e, m) => {
         const r = decodeReport(m.data, m.headers?.get(REPORT_HEADERS.encoding));
         counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
-        if (r.type === "NodeDead") deadReported.set(r.clientSubject, (deadReported.get(r.clientSubject) ?? 0) + 1);
+        if (r.type === "NodeDead") deaths.push({ subject: r.clientSubject, at: performance.now() });
       },
     });
     await waitFor("a leader", () => leaderIds.size > 0, 20_000);
@@ -163,8 +170,8 @@ async function main(): Promise<number> {
     type Away = { n: number; since: number; how: "die" | "leave" };
     const away: Away[] = [];
     const awaySet = new Set<number>();
-    /** Clients silenced now, and every silence ever: a NodeDead for any other is false. */
-    const everSilenced = new Set<string>();
+    /** Every silence of every client: a NodeDead outside one is false. */
+    const silences = new Map<string, Silence[]>();
     const started = performance.now();
     const endAt = started + minutes * 60_000;
     let churned = 0;
@@ -173,6 +180,7 @@ async function main(): Promise<number> {
       while (away.length > 0 && now - away[0]!.since >= 8000) {
         const a = away.shift()!;
         awaySet.delete(a.n);
+        if (a.how === "die") silences.get(subject(a.n))!.at(-1)!.to = now;
         sim.revive([subject(a.n)]);
         void sim.register(a.n, a.n + 1);
       }
@@ -184,7 +192,9 @@ async function main(): Promise<number> {
         away.push({ n, since: now, how });
         churned += 1;
         if (how === "die") {
-          everSilenced.add(subject(n));
+          const list = silences.get(subject(n)) ?? [];
+          list.push({ from: now, to: undefined });
+          silences.set(subject(n), list);
           sim.silence([subject(n)]);
         } else {
           void sim.unregister([subject(n)]);
@@ -207,6 +217,7 @@ async function main(): Promise<number> {
         heapPeakMB: Math.max(...readings.map((r) => r.heapUsedMB)),
         rssPeakMB: Math.max(...readings.map((r) => r.rssMB)),
         handles: Math.max(...readings.map((r) => r.handles)),
+        timers: Math.max(...readings.map((r) => r.timers)),
         requests: Math.max(...readings.map((r) => r.requests)),
         eventLoopP99Ms: Math.max(...readings.map((r) => r.eventLoopP99Ms)),
         clients: last.clients,
@@ -215,7 +226,7 @@ async function main(): Promise<number> {
       readings = [];
       minutesSeen.push(m);
       process.stdout.write(
-        `  ${m.atMin.toFixed(1).padStart(5)} min  heap ${m.heapFloorMB}–${m.heapPeakMB} MB  rss ${m.rssPeakMB} MB  handles ${m.handles}  requests ${m.requests}  loop p99 ${m.eventLoopP99Ms} ms  clients ${m.clients}  dead ${reports.NodeDead ?? 0}  left ${reports.NodeLeft ?? 0}  present ${reports.NodePresent ?? 0}\n`,
+        `  ${m.atMin.toFixed(1).padStart(5)} min  heap ${m.heapFloorMB}–${m.heapPeakMB} MB  rss ${m.rssPeakMB} MB  handles ${m.handles}  timers ${m.timers}  requests ${m.requests}  loop p99 ${m.eventLoopP99Ms} ms  clients ${m.clients}  dead ${reports.NodeDead ?? 0}  left ${reports.NodeLeft ?? 0}  present ${reports.NodePresent ?? 0}\n`,
       );
     };
     try {
@@ -226,6 +237,7 @@ async function main(): Promise<number> {
           heapUsedMB: round(metric(text, "nodejs_heap_size_used_bytes") / 2 ** 20),
           rssMB: round(metric(text, "process_resident_memory_bytes") / 2 ** 20),
           handles: metric(text, "nodejs_active_handles_total"),
+          timers: metric(text, "nodejs_active_resources", 'type="Timeout"'),
           requests: metric(text, "nodejs_active_requests_total"),
           eventLoopP99Ms: round(metric(text, "nodejs_eventloop_lag_p99_seconds") * 1000, 2),
           clients: metric(text, "presence_clients"),
@@ -253,7 +265,12 @@ async function main(): Promise<number> {
     const rss = measured.map((m) => m.rssPeakMB);
     const rssFirst = median(rss.slice(0, quarter));
     const rssLast = median(rss.slice(-quarter));
-    const falseDeaths = [...deadReported.keys()].filter((s) => !everSilenced.has(s));
+    const judged = judgeDeaths(silences, deaths, DEFAULT_MONITOR_TIMINGS);
+    // Timers follow the clients (each has its ping and state timers): compared per client.
+    const timersPerClient = measured.map((m) => m.timers / Math.max(1, m.clients));
+    const timersFirst = median(timersPerClient.slice(0, quarter));
+    const timersLast = median(timersPerClient.slice(-quarter));
+    const timers = measured.map((m) => m.timers);
     const checks = [
       {
         name: "heap flat",
@@ -272,9 +289,19 @@ async function main(): Promise<number> {
         detail: `${Math.min(...handles)}–${Math.max(...handles)} active handles`,
       },
       {
+        name: "timers flat",
+        ok: timersLast <= timersFirst * 1.1,
+        detail: `${Math.min(...timers)}–${Math.max(...timers)} active timers; per client, median: first quarter ${round(timersFirst, 2)}, last quarter ${round(timersLast, 2)}`,
+      },
+      {
         name: "no false deaths",
-        ok: falseDeaths.length === 0,
-        detail: `${falseDeaths.length} clients that kept answering reported dead${falseDeaths.length > 0 ? `: ${falseDeaths.slice(0, 5).join(", ")}` : ""}`,
+        ok: judged.falseDeaths.length === 0,
+        detail: `${deaths.length} NodeDead, ${judged.falseDeaths.length} of a client that was not silent for the dead timeout${judged.falseDeaths.length > 0 ? `: ${judged.falseDeaths.slice(0, 5).join(", ")}` : ""}`,
+      },
+      {
+        name: "every death once",
+        ok: judged.missed.length === 0 && judged.twice.length === 0,
+        detail: `${judged.silences} silences: ${judged.missed.length} ended without a NodeDead, ${judged.twice.length} reported dead twice${[...judged.missed, ...judged.twice].length > 0 ? `: ${[...judged.missed, ...judged.twice].slice(0, 5).join(", ")}` : ""}`,
       },
       { name: "one leader", ok: leaderIds.size === 1, detail: `${leaderIds.size} leader epochs: ${[...leaderIds].join(", ")}` },
       {
