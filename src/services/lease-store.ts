@@ -72,7 +72,8 @@ export interface KvLeaseStoreOptions {
 }
 
 export class KvLeaseStore implements LeaseStore {
-  private constructor(
+  /** A lease store on a bucket already open (`open` prepares the bucket first). */
+  constructor(
     private readonly kv: KV,
     private readonly timeoutMs: number,
     private readonly logger: Logger,
@@ -151,7 +152,9 @@ export class KvLeaseStore implements LeaseStore {
       return { epoch, revision };
     } catch (err) {
       // A lease nobody acts on would only delay the next election by a leader timeout.
-      await this.release({ coordinatorId, epoch }, epoch).catch(() => undefined);
+      await this.release({ coordinatorId, epoch }, epoch).catch((releaseErr: unknown) =>
+        this.logger.debug("could not release a lease whose stamp failed; it expires", { error: describeError(releaseErr) }),
+      );
       throw err;
     }
   }

@@ -2,7 +2,9 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { KvLeaseStore, LeaseLostError, LeaseTakenError } from "../../src/services/lease-store.js";
+import { Kvm, type KV } from "@nats-io/kv";
+import { resources } from "../../src/protocol/election.js";
+import { KvLeaseStore, LeaseLostError, LeaseStoreError, LeaseTakenError } from "../../src/services/lease-store.js";
 import { createLogger } from "../../src/services/logger.js";
 import { NatsServer } from "../../src/services/nats-server.js";
 
@@ -66,6 +68,58 @@ test("lease store - release leaves another holder's lease alone", async () => {
     const second = await store.acquire("b");
     await store.release({ coordinatorId: "a", epoch: first.epoch }, first.revision);
     assert.equal(await store.holder(), { coordinatorId: "b", epoch: second.epoch });
+  });
+});
+
+/**
+ * The real bucket, with the answer to every create lost: the create is applied, then
+ * `meanwhile` runs, then the caller hears a timeout (as when the connection drops after the
+ * request went out).
+ */
+async function losingCreateAnswer(nc: NatsConnection, meanwhile: (revision: number) => Promise<void> = async () => {}): Promise<KV> {
+  const kv = await new Kvm(nc).open(resources.leadershipBucket("ls"));
+  return new Proxy(kv, {
+    get(target, prop, receiver) {
+      if (prop !== "create") return Reflect.get(target, prop, receiver) as unknown;
+      return async (key: string, value: string) => {
+        await meanwhile(await target.create(key, value));
+        throw new Error("TIMEOUT (the create's answer was lost)");
+      };
+    },
+  });
+}
+
+test("lease store - a create whose answer was lost is cleaned up while it is still unstamped", async () => {
+  await withStore(async (store, nc) => {
+    const losing = new KvLeaseStore(await losingCreateAnswer(nc), 1000, logger);
+    try {
+      await losing.acquire("a");
+      assert.unreachable("the create's answer was lost");
+    } catch (err) {
+      assert.instance(err, LeaseStoreError);
+    }
+    assert.is(await store.holder(), null, "the unstamped lease was deleted: no lease nobody acts on");
+    const next = await store.acquire("b");
+    assert.equal(await store.holder(), { coordinatorId: "b", epoch: next.epoch }, "the next election need not wait for its expiry");
+  });
+});
+
+test("lease store - a lease stamped by another process with the same id is never cleaned up", async () => {
+  await withStore(async (store, nc) => {
+    // The create was applied and answered to nobody; before the cleanup reads it, a process
+    // with the same id stamps it (as the real creator would).
+    const stamping = await losingCreateAnswer(nc, async (revision) => {
+      await store.renew({ coordinatorId: "same", epoch: revision }, revision);
+    });
+    const losing = new KvLeaseStore(stamping, 1000, logger);
+    try {
+      await losing.acquire("same");
+      assert.unreachable("the create's answer was lost");
+    } catch (err) {
+      assert.instance(err, LeaseStoreError);
+    }
+    const holder = await store.holder();
+    assert.ok(holder !== null && holder.coordinatorId === "same" && holder.epoch > 0, `the stamped lease stands: ${JSON.stringify(holder)}`);
   });
 });
 
