@@ -73,7 +73,10 @@ interface Reading {
   timers: number;
   requests: number;
   eventLoopP99Ms: number;
+  /** Clients alive. */
   clients: number;
+  /** Clients alive or suspect: every one the leader pings. */
+  monitored: number;
 }
 
 /** One minute of the run. */
@@ -89,16 +92,19 @@ interface Minute {
   timers: number;
   requests: number;
   eventLoopP99Ms: number;
+  /** Clients alive at the minute's last reading. */
   clients: number;
+  /** Active timers per monitored (alive or suspect) client, the most of the minute's readings. */
+  timersPerClient: number;
   /** Reports seen in the minute, by type. */
   reports: Record<string, number>;
 }
 
-/** One value of a Prometheus text exposition, by metric name (the first series, or the one with `labels`). */
-function metric(text: string, name: string, labels?: string): number {
-  const series = labels === undefined ? "(?:\\{[^}]*\\})?" : `\\{${labels}\\}`;
+/** One value of a Prometheus text exposition, by metric name: the first series, or the first whose labels include `label`. */
+function metric(text: string, name: string, label?: string): number {
+  const series = label === undefined ? "(?:\\{[^}]*\\})?" : `\\{(?:[^}]*,)?${label}(?:,[^}]*)?\\}`;
   const m = new RegExp(`^${name}${series} (\\S+)$`, "m").exec(text);
-  return m ? Number(m[1]) : labels === undefined ? Number.NaN : 0;
+  return m ? Number(m[1]) : Number.NaN;
 }
 
 
@@ -121,6 +127,10 @@ const median = (xs: number[]) => {
   return s.length === 0 ? Number.NaN : s[Math.floor(s.length / 2)]!;
 };
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Ctrl-C or SIGTERM: the run ends at the next reading, and its servers and coordinators are stopped. */
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (interrupted = true));
 
 async function main(): Promise<number> {
   const seed = newSeed();
@@ -218,6 +228,7 @@ async function main(): Promise<number> {
         rssPeakMB: Math.max(...readings.map((r) => r.rssMB)),
         handles: Math.max(...readings.map((r) => r.handles)),
         timers: Math.max(...readings.map((r) => r.timers)),
+        timersPerClient: round(Math.max(...readings.map((r) => r.timers / Math.max(1, r.monitored))), 2),
         requests: Math.max(...readings.map((r) => r.requests)),
         eventLoopP99Ms: Math.max(...readings.map((r) => r.eventLoopP99Ms)),
         clients: last.clients,
@@ -230,7 +241,7 @@ async function main(): Promise<number> {
       );
     };
     try {
-      while (performance.now() < endAt) {
+      while (performance.now() < endAt && !interrupted) {
         await sleep(Math.max(0, Math.min(sampleS * 1000, endAt - performance.now())));
         const text = await (await fetch(metricsUrl)).text();
         readings.push({
@@ -238,6 +249,7 @@ async function main(): Promise<number> {
           rssMB: round(metric(text, "process_resident_memory_bytes") / 2 ** 20),
           handles: metric(text, "nodejs_active_handles_total"),
           timers: metric(text, "nodejs_active_resources", 'type="Timeout"'),
+          monitored: metric(text, "presence_clients", 'state="alive"') + metric(text, "presence_clients", 'state="suspect"'),
           requests: metric(text, "nodejs_active_requests_total"),
           eventLoopP99Ms: round(metric(text, "nodejs_eventloop_lag_p99_seconds") * 1000, 2),
           clients: metric(text, "presence_clients"),
@@ -251,6 +263,10 @@ async function main(): Promise<number> {
       clearInterval(churn);
     }
 
+    if (interrupted) {
+      process.stdout.write(`soak: interrupted after ${minutesSeen.length} minutes; no verdict, nothing written\n`);
+      return 130;
+    }
     const measured = minutesSeen.filter((m) => m.atMin > warmupMinutes);
     if (measured.length < 4) throw new Error(`only ${measured.length} minutes after warm-up: run longer`);
     const xs = measured.map((m) => m.atMin);
@@ -267,7 +283,7 @@ async function main(): Promise<number> {
     const rssLast = median(rss.slice(-quarter));
     const judged = judgeDeaths(silences, deaths, DEFAULT_MONITOR_TIMINGS);
     // Timers follow the clients (each has its ping and state timers): compared per client.
-    const timersPerClient = measured.map((m) => m.timers / Math.max(1, m.clients));
+    const timersPerClient = measured.map((m) => m.timersPerClient);
     const timersFirst = median(timersPerClient.slice(0, quarter));
     const timersLast = median(timersPerClient.slice(-quarter));
     const timers = measured.map((m) => m.timers);
@@ -290,7 +306,7 @@ async function main(): Promise<number> {
       },
       {
         name: "timers flat",
-        ok: timersLast <= timersFirst * 1.1,
+        ok: timers.every((t) => t > 0) && timersLast <= timersFirst * 1.1,
         detail: `${Math.min(...timers)}–${Math.max(...timers)} active timers; per client, median: first quarter ${round(timersFirst, 2)}, last quarter ${round(timersLast, 2)}`,
       },
       {
