@@ -107,7 +107,6 @@ function metric(text: string, name: string, label?: string): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
-
 /** Least-squares slope of y over x. */
 function slope(xs: number[], ys: number[]): number {
   const n = xs.length;

@@ -28,7 +28,6 @@ import {
 import { isWrongRevision } from "./jetstream-errors.js";
 import { describeError, type Logger } from "./logger.js";
 
-/** One stored registration and its KV revision. */
 /** Why a stored subject would be refused today, or null. */
 function refusalOf(subject: string): string | null {
   try {
@@ -40,6 +39,7 @@ function refusalOf(subject: string): string | null {
   }
 }
 
+/** One stored registration and its KV revision. */
 export interface StoredRegistration {
   registration: Registration;
   revision: number;
