@@ -113,7 +113,9 @@ async function startDevInspection(settings: InspectSettings, logger: Logger, say
 /** Starts the demo; resolves to a function that stops everything it started. */
 export async function runDev(options: DevOptions): Promise<() => Promise<void>> {
   const say = (line: string) => options.out.write(`${line}\n`);
-  const server = await NatsServer.start({ name: "presence-dev" });
+  // A Ctrl-C reaches the whole foreground process group: the server must not stop before
+  // the coordinators have resigned and left.
+  const server = await NatsServer.start({ name: "presence-dev", ownProcessGroup: true });
   say(`presence-coordinator dev: embedded nats-server on ${server.url} (JetStream store ${server.storeDir})`);
 
   let observer: NatsConnection | undefined;
@@ -158,8 +160,15 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
     coordinators.set(id, coordinator);
   };
 
+  /** Set once stopping begins: no crashed leader is restarted after that. */
+  let stopping = false;
+  /** Restarts in progress: stopping waits for them, so that none is left running on a stopped server. */
+  const restarting = new Set<Promise<void>>();
+
   const stopAll = async () => {
+    stopping = true;
     for (const t of timers) clearTimeout(t);
+    await Promise.allSettled([...restarting]);
     await Promise.allSettled([...coordinators.values()].map((c) => c.stop()));
     coordinators.clear();
     await inspection?.stop();
@@ -251,9 +260,14 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
           crashedAt = { id, at: performance.now() };
           say(`${clock()}  ~~> crashing leader ${id} (no resignation; its lease must expire)`);
           void victim.kill().then(() => {
+            if (stopping) return;
             const restart = setTimeout(() => {
               say(`${clock()}  ~~> restarting ${id}`);
-              startOne(id).catch((err: unknown) => say(`${clock()}  could not restart ${id}: ${String(err)}`));
+              const started = startOne(id).catch((err: unknown) => {
+                say(`${clock()}  could not restart ${id}: ${String(err)}`);
+              });
+              restarting.add(started);
+              void started.finally(() => restarting.delete(started));
             }, 2 * options.timings.leaderTimeoutMs);
             timers.push(restart);
           });

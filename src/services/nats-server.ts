@@ -83,6 +83,12 @@ export interface NatsServerOptions {
   configFile?: string;
   /** The URL scheme of `url` (default "nats"; "tls" for a server whose config requires TLS). */
   scheme?: "nats" | "tls";
+  /**
+   * Runs the server in a process group of its own, so that a Ctrl-C in the terminal reaches
+   * only this process, which can then stop its clients before the server (default false).
+   * It is still killed when this process exits.
+   */
+  ownProcessGroup?: boolean;
 }
 
 export class NatsServer {
@@ -146,7 +152,7 @@ export class NatsServer {
         cluster.routes.join(","),
       );
     }
-    const child = spawn(this.bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(this.bin, args, { stdio: ["ignore", "pipe", "pipe"], detached: this.options.ownProcessGroup === true });
     this.child = child;
     track(child);
     const remember = (chunk: Buffer) => {

@@ -144,9 +144,16 @@ export async function runCli(
   let stderr = "";
   child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
   child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000);
+  // Past the timeout, SIGTERM first: `dev` then stops the nats-server it started (in a
+  // process group of its own, which a SIGKILL of the CLI would leave running).
+  let killTimer: NodeJS.Timeout | undefined;
+  const timer = setTimeout(() => {
+    child.kill("SIGTERM");
+    killTimer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  }, options.timeoutMs ?? 30_000);
   const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
   clearTimeout(timer);
+  clearTimeout(killTimer);
   live.delete(child);
   return { code, stdout, stderr, ms: performance.now() - started };
 }

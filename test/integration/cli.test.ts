@@ -2,6 +2,7 @@
  * The CLI as an operator meets it: bad flags, unreachable NATS, configuration from the
  * environment, and an existing lease bucket with another TTL.
  */
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -13,7 +14,9 @@ import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { freePort, NatsServer } from "../../src/services/nats-server.js";
-import { Observer, runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { CLI, Observer, runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A loopback TCP server that accepts connections and never says a word (not NATS). */
 async function silentServer(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
@@ -190,6 +193,44 @@ test("cli - dev runs an embedded nats-server and three coordinators, shows the l
   assert.match(r.stdout, /stopped\n$/);
   const leaders = new Set([...r.stdout.matchAll(/==> leader is (dev-[abc])/g)].map((m) => m[1]));
   assert.is(leaders.size, 1, "one leader while nothing crashes");
+});
+
+test("cli - Ctrl-C in a terminal stops dev cleanly: the coordinators leave before the embedded nats-server stops", async () => {
+  // A terminal sends SIGINT to its whole foreground process group: the CLI in a group of its
+  // own stands for that terminal's job.
+  const child = spawn(process.execPath, [CLI, "dev", "--crash-every", "0", "--clients", "2"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  try {
+    await waitFor("the demo's leader", () => /==> leader is dev-[abc]/.test(stdout), 20_000);
+    process.kill(-child.pid!, "SIGINT");
+    const code = await Promise.race([exited, sleep(20_000).then(() => "still running")]);
+    assert.is(code, 0, stderr);
+    assert.match(stdout, /stopped\n$/);
+    assert.match(stdout, /Stopped +epoch=\d+ reason=shutdown/, "the coordinators reported leaving");
+    for (const text of [stdout, stderr]) {
+      assert.not.match(text, /disconnected from NATS|release failed|draining the NATS connection failed|not connected to NATS/, "nothing lost its server while leaving");
+    }
+    const url = /embedded nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!;
+    const refused = await connect({ servers: url, reconnect: false, timeout: 1000 }).then(
+      async (nc) => (await nc.close(), false),
+      () => true,
+    );
+    assert.ok(refused, "the embedded nats-server is gone too");
+  } finally {
+    // A failed run: SIGTERM lets it stop its own server; SIGKILL only if it does not exit.
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const code = await Promise.race([exited, sleep(10_000).then(() => "still running")]);
+      if (code === "still running") child.kill("SIGKILL");
+    }
+  }
 });
 
 test("cli - run --record with an unwritable path exits 1 naming the file, before connecting", async () => {
