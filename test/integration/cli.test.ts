@@ -16,8 +16,6 @@ import * as assert from "uvu/assert";
 import { freePort, NatsServer } from "../../src/services/nats-server.js";
 import { CLI, Observer, runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** A loopback TCP server that accepts connections and never says a word (not NATS). */
 async function silentServer(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
   const sockets: Socket[] = [];
@@ -206,11 +204,12 @@ test("cli - Ctrl-C in a terminal stops dev cleanly: the coordinators leave befor
   let stderr = "";
   child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
   child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  /** The exit code, once the process has ended (null: it ended by a signal). */
+  const exitCode = () => (child.exitCode !== null || child.signalCode !== null ? { code: child.exitCode } : undefined);
   try {
     await waitFor("the demo's leader", () => /==> leader is dev-[abc]/.test(stdout), 20_000);
     process.kill(-child.pid!, "SIGINT");
-    const code = await Promise.race([exited, sleep(20_000).then(() => "still running")]);
+    const { code } = await waitFor("the demo to exit", exitCode, 20_000);
     assert.is(code, 0, stderr);
     assert.match(stdout, /stopped\n$/);
     assert.match(stdout, /Stopped +epoch=\d+ reason=shutdown/, "the coordinators reported leaving");
@@ -225,10 +224,9 @@ test("cli - Ctrl-C in a terminal stops dev cleanly: the coordinators leave befor
     assert.ok(refused, "the embedded nats-server is gone too");
   } finally {
     // A failed run: SIGTERM lets it stop its own server; SIGKILL only if it does not exit.
-    if (child.exitCode === null && child.signalCode === null) {
+    if (exitCode() === undefined) {
       child.kill("SIGTERM");
-      const code = await Promise.race([exited, sleep(10_000).then(() => "still running")]);
-      if (code === "still running") child.kill("SIGKILL");
+      await waitFor("the demo to exit", exitCode, 10_000).catch(() => child.kill("SIGKILL"));
     }
   }
 });
