@@ -196,7 +196,11 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
     }),
   });
   void service.stopped.then((err) => {
-    if (err) log.warn("the query service stopped with an error", { error: describeError(err) });
+    if (!err) return;
+    // Closing the connection ends the service's subscriptions, which it reports as an error:
+    // that is the process leaving (or a demo crash), not a fault of the service.
+    if (nc.isClosed()) log.debug("the query service stopped with its connection", { error: describeError(err) });
+    else log.warn("the query service stopped with an error", { error: describeError(err) });
   });
   const id = service.info().id;
   log.info("serving the query service", { service: QUERY_SERVICE_NAME, serviceId: id, subject: querySubjects.shared("stats", clusterId) });

@@ -193,10 +193,10 @@ test("cli - dev runs an embedded nats-server and three coordinators, shows the l
   assert.is(leaders.size, 1, "one leader while nothing crashes");
 });
 
-test("cli - Ctrl-C in a terminal stops dev cleanly: the coordinators leave before the embedded nats-server stops", async () => {
+test("cli - dev warns of nothing through a crash failover, and a Ctrl-C in a terminal stops it cleanly: the coordinators leave before the embedded nats-server stops", async () => {
   // A terminal sends SIGINT to its whole foreground process group: the CLI in a group of its
   // own stands for that terminal's job.
-  const child = spawn(process.execPath, [CLI, "dev", "--crash-every", "0", "--clients", "2"], {
+  const child = spawn(process.execPath, [CLI, "dev", "--crash-every", "3", "--clients", "2"], {
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
@@ -207,7 +207,7 @@ test("cli - Ctrl-C in a terminal stops dev cleanly: the coordinators leave befor
   /** The exit code, once the process has ended (null: it ended by a signal). */
   const exitCode = () => (child.exitCode !== null || child.signalCode !== null ? { code: child.exitCode } : undefined);
   try {
-    await waitFor("the demo's leader", () => /==> leader is dev-[abc]/.test(stdout), 20_000);
+    await waitFor("a failover after the demo's crash", () => /==> leader is dev-[abc] \(epoch \d+\), [\d.]+ s after dev-[abc] crashed/.test(stdout), 20_000);
     process.kill(-child.pid!, "SIGINT");
     const { code } = await waitFor("the demo to exit", exitCode, 20_000);
     assert.is(code, 0, stderr);
@@ -215,6 +215,7 @@ test("cli - Ctrl-C in a terminal stops dev cleanly: the coordinators leave befor
     assert.match(stdout, /Stopped +epoch=\d+ reason=shutdown/, "the coordinators reported leaving");
     for (const text of [stdout, stderr]) {
       assert.not.match(text, /disconnected from NATS|release failed|draining the NATS connection failed|not connected to NATS/, "nothing lost its server while leaving");
+      assert.not.match(text, / warn /, "no warning: a crash of the demo is not a fault");
     }
     const url = /embedded nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!;
     const refused = await connect({ servers: url, reconnect: false, timeout: 1000 }).then(
