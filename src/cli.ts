@@ -24,13 +24,16 @@ import {
   type ReportEncoding,
   defaultRenewDeadline,
   LOG_FORMATS,
+  natsConnectionFrom,
   parseNatsUrls,
   validateConfig,
   validateSecurity,
   type CoordinatorConfig,
+  type NatsConnectionSettings,
   type NatsSecurity,
   type LogFormat,
 } from "./config.js";
+import { redactUrlsIn } from "./nats-url.js";
 import { MAX_SEED, newSeed } from "./random.js";
 import { startCoordinator, type Coordinator } from "./services/coordinator.js";
 import { Inspection, type InspectSettings } from "./services/inspector.js";
@@ -112,9 +115,13 @@ function addSecurityOptions(cmd: Command): Command {
     .addOption(new Option("--tls-ca <file>", "CA certificate(s) (PEM) the server's certificate must chain to").env("PRESENCE_TLS_CA"));
 }
 
-/** The security flags, checked (combinations, files) before anything connects; exit 2 naming the flag. */
-function securityFrom(flags: SecurityFlags): NatsSecurity {
-  const security: NatsSecurity = {
+/**
+ * The seed URLs (shown redacted) and the security flags, with the credentials of the URLs
+ * taken into the security; checked (combinations, files) before anything connects; exit 2
+ * naming the flag.
+ */
+function connectionFrom(flags: SecurityFlags & { natsUrl: string }): NatsConnectionSettings {
+  const fromFlags: NatsSecurity = {
     ...(flags.creds !== undefined ? { credsFile: flags.creds } : {}),
     ...(flags.nkey !== undefined ? { nkeyFile: flags.nkey } : {}),
     ...(flags.user !== undefined ? { user: flags.user } : {}),
@@ -125,11 +132,12 @@ function securityFrom(flags: SecurityFlags): NatsSecurity {
     ...(flags.tlsCa !== undefined ? { tlsCa: flags.tlsCa } : {}),
   };
   try {
-    validateSecurity(security, (path) => readFileSync(path, "utf8"));
+    const connection = natsConnectionFrom(parseNatsUrls(flags.natsUrl), fromFlags);
+    validateSecurity(connection.security, (path) => readFileSync(path, "utf8"));
+    return connection;
   } catch (err) {
     fail(err);
   }
-  return security;
 }
 
 /** `--config <file>`: only parsed here for `--help`; the file is applied before parsing (see buildProgram). */
@@ -277,12 +285,13 @@ function logFormatOption(): Option {
   return new Option("--log-format <format>", "log line format").env("PRESENCE_LOG_FORMAT").choices(LOG_FORMATS).default("pretty");
 }
 
+/** Prints why the command stops (any URL in it redacted) and exits: 2 for bad flags, else 1. */
 function fail(err: unknown): never {
   if (err instanceof ConfigError || err instanceof RecordLogError) {
-    process.stderr.write(`presence-coordinator: ${err.message}\n`);
+    process.stderr.write(`presence-coordinator: ${redactUrlsIn(err.message)}\n`);
     process.exit(EXIT_USAGE);
   }
-  process.stderr.write(`presence-coordinator: ${describeError(err)}\n`);
+  process.stderr.write(`presence-coordinator: ${redactUrlsIn(describeError(err))}\n`);
   process.exit(EXIT_FAILURE);
 }
 
@@ -386,8 +395,9 @@ export function buildProgram(): Command {
   addSecurityOptions(run)
     .addOption(configOption())
     .action(async (flags: RunFlags & SecurityFlags, cmd: Command) => {
+      const { urls, security } = connectionFrom(flags);
       const config: CoordinatorConfig = {
-        natsUrls: parseNatsUrls(flags.natsUrl),
+        natsUrls: urls,
         clusterId: flags.clusterId,
         coordinatorId: flags.coordinatorId ?? randomUUID(),
         ...timingsFrom(flags),
@@ -404,7 +414,6 @@ export function buildProgram(): Command {
       } catch (err) {
         fail(err);
       }
-      const security = securityFrom(flags);
       const inspect = inspectSettings(flags.inspect, flags.inspectHost, flags.inspectStately === true);
       const starting = (async () => {
         let coordinator: Coordinator | undefined;
@@ -466,9 +475,9 @@ export function buildProgram(): Command {
   addSecurityOptions(watch)
     .addOption(configOption())
     .action(async (flags: { natsUrl: string; clusterId: string; json: boolean; connectTimeout: number } & SecurityFlags) => {
-      const security = securityFrom(flags);
+      const { urls, security } = connectionFrom(flags);
       const starting = runWatch({
-        urls: parseNatsUrls(flags.natsUrl),
+        urls,
         clusterId: flags.clusterId,
         json: flags.json === true,
         connectTimeoutMs: flags.connectTimeout,
@@ -498,14 +507,15 @@ export function buildProgram(): Command {
   addSecurityOptions(status)
     .addOption(configOption())
     .action(async (flags: { natsUrl: string; clusterId: string; json: boolean; timeout: number; connectTimeout: number } & SecurityFlags) => {
+      const { urls, security } = connectionFrom(flags);
       try {
         process.exitCode = await runStatus({
-          urls: parseNatsUrls(flags.natsUrl),
+          urls,
           clusterId: flags.clusterId,
           json: flags.json === true,
           timeoutMs: Math.max(1, flags.timeout),
           connectTimeoutMs: flags.connectTimeout,
-          security: securityFrom(flags),
+          security,
           out: process.stdout,
           err: process.stderr,
         });

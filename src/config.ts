@@ -3,6 +3,7 @@
  * and `validateConfig()`, which refuses bad values and bad combinations before anything
  * connects to NATS.
  */
+import { NatsUrlError, redactNatsUrl, sameCredentials, splitNatsUrl, type UrlCredentials } from "./nats-url.js";
 
 /**
  * Heartbeat interval, in ms (default 1000). The leader renews its lease (a KV update
@@ -110,6 +111,11 @@ export type ReportEncoding = "protobuf" | "json";
 export const REPORT_ENCODINGS: readonly ReportEncoding[] = ["protobuf", "json"];
 
 export interface CoordinatorConfig extends ElectionTimings, MonitorTimings {
+  /**
+   * The seed URLs, as shown: credentials redacted (`nats://alice:***@host:4222`). Their
+   * credentials are in NatsSecurity (see natsConnectionFrom), and the userinfo is dropped
+   * when connecting.
+   */
   natsUrls: string[];
   clusterId: string;
   coordinatorId: string;
@@ -158,7 +164,8 @@ export class ConfigError extends Error {
 /** Cluster ids name subjects and KV buckets, so they must be one plain subject token. */
 const CLUSTER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const COORDINATOR_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s,]+$|^[^\s,:/]+(:\d+)?$/;
+/** A scheme URL, or `host[:port]`, either with an optional `userinfo@` in front of the host. */
+const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s,]+$|^([^\s,/@]+@)?[^\s,:/@]+(:\d+)?$/;
 
 /** Splits a comma-separated list of seed URLs, dropping blanks. */
 export function parseNatsUrls(value: string): string[] {
@@ -243,7 +250,7 @@ export function validateConfig(c: CoordinatorConfig): void {
   }
   for (const url of c.natsUrls) {
     if (!NATS_URL.test(url)) {
-      throw new ConfigError("--nats-url", `"${url}" is not a NATS URL (expected e.g. nats://127.0.0.1:4222)`);
+      throw new ConfigError("--nats-url", `"${redactNatsUrl(url)}" is not a NATS URL (expected e.g. nats://127.0.0.1:4222)`);
     }
   }
   if (!CLUSTER_ID.test(c.clusterId)) {
@@ -301,6 +308,8 @@ export interface NatsSecurity {
   tlsKey?: string;
   /** `--tls-ca`: CA certificate(s) (PEM) that the server's certificate must chain to. */
   tlsCa?: string;
+  /** The user and password, or the token, came from the userinfo of a `--nats-url` URL. */
+  fromUrl?: boolean;
 }
 
 /** A description of `security` that holds no secret: which method, which files, TLS or not. */
@@ -319,9 +328,68 @@ export function describeSecurity(security: NatsSecurity): Record<string, string>
 export function authMethod(security: NatsSecurity): string | undefined {
   if (security.credsFile !== undefined) return "--creds";
   if (security.nkeyFile !== undefined) return "--nkey";
-  if (security.user !== undefined || security.password !== undefined) return "--user/--password";
-  if (security.token !== undefined) return "--token";
+  if (security.user !== undefined || security.password !== undefined) {
+    return security.fromUrl === true ? "the user and password in --nats-url" : "--user/--password";
+  }
+  if (security.token !== undefined) return security.fromUrl === true ? "the token in --nats-url" : "--token";
   return undefined;
+}
+
+/** The seed URLs as shown (credentials redacted) and the security they imply. */
+export interface NatsConnectionSettings {
+  urls: string[];
+  security: NatsSecurity;
+}
+
+/**
+ * Takes the credentials out of the seed URLs (`nats://user:pass@host`, `nats://token@host`,
+ * percent-decoded) and into `security`, as the NATS clients read them; returns the URLs
+ * with the credentials redacted. Refuses (ConfigError, naming the flag and the URLs
+ * redacted) credentials that differ between URLs, that differ from --user, --password or
+ * --token, or that come with --creds or --nkey. A URL without credentials uses those of
+ * the others: the client has one set for every server. Never puts a secret in a message.
+ */
+export function natsConnectionFrom(rawUrls: readonly string[], flags: NatsSecurity): NatsConnectionSettings {
+  let found: { credentials: UrlCredentials; url: string } | undefined;
+  const urls: string[] = [];
+  for (const raw of rawUrls) {
+    let split;
+    try {
+      split = splitNatsUrl(raw);
+    } catch (err) {
+      if (err instanceof NatsUrlError) throw new ConfigError("--nats-url", err.message);
+      throw err;
+    }
+    urls.push(split.redacted);
+    if (split.credentials === undefined) continue;
+    if (found !== undefined && !sameCredentials(found.credentials, split.credentials)) {
+      throw new ConfigError(
+        "--nats-url",
+        `the credentials in ${found.url} and ${split.redacted} differ; every URL must carry the same ones (or none)`,
+      );
+    }
+    found ??= { credentials: split.credentials, url: split.redacted };
+  }
+  if (found === undefined) return { urls, security: flags };
+  const { credentials, url } = found;
+  const inUrl = `--nats-url (${url})`;
+  const combined = (flag: string) => new ConfigError(flag, `cannot be combined with the credentials in ${inUrl}; pick one way to authenticate`);
+  if (flags.credsFile !== undefined) throw combined("--creds");
+  if (flags.nkeyFile !== undefined) throw combined("--nkey");
+  if (credentials.kind === "user") {
+    if (flags.token !== undefined) throw combined("--token");
+    if (flags.user !== undefined && flags.user !== credentials.user) {
+      throw new ConfigError("--user", `"${flags.user}" differs from the user in ${inUrl}`);
+    }
+    if (flags.password !== undefined && flags.password !== credentials.password) {
+      throw new ConfigError("--password", `differs from the password in ${inUrl}`);
+    }
+    return { urls, security: { ...flags, user: credentials.user, password: credentials.password, fromUrl: true } };
+  }
+  if (flags.user !== undefined) throw combined("--user");
+  if (flags.password !== undefined) throw combined("--password");
+  if (flags.token !== undefined && flags.token !== credentials.token) throw new ConfigError("--token", `differs from the token in ${inUrl}`);
+  return { urls, security: { ...flags, token: credentials.token, fromUrl: true } };
 }
 
 /** Checks that a file named by `flag` exists and can be read; returns its text. */

@@ -4,6 +4,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { describeSecurity, type CoordinatorConfig, type NatsSecurity } from "../config.js";
+import { redactNatsUrl } from "../nats-url.js";
 import {
   encodeElectionReport,
   encodeHeartbeat,
@@ -130,7 +131,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     });
   logger.info("starting coordinator", {
     clusterId: config.clusterId,
-    natsUrls: config.natsUrls.join(","),
+    natsUrls: config.natsUrls.map(redactNatsUrl).join(","),
     leaderTimeoutMs: config.leaderTimeoutMs,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     renewDeadlineMs: config.renewDeadlineMs,

@@ -6,6 +6,7 @@
 import { inspect } from "node:util";
 import winston from "winston";
 import type { LogFormat } from "../config.js";
+import { redactUrlsIn } from "../nats-url.js";
 
 export type Logger = winston.Logger;
 
@@ -52,6 +53,19 @@ function prettyFormat(colour: boolean): winston.Logform.Format {
   });
 }
 
+/**
+ * The password or token of any URL in the message or in a field (a string, or a list of
+ * strings) is redacted: a line never shows `nats://user:secret@host`, whoever logged it.
+ */
+const redactUrls = winston.format((info) => {
+  for (const key of Object.keys(info)) {
+    const v: unknown = info[key];
+    if (typeof v === "string") info[key] = redactUrlsIn(v);
+    else if (Array.isArray(v) && v.every((e) => typeof e === "string")) info[key] = v.map((e: string) => redactUrlsIn(e));
+  }
+  return info;
+});
+
 export function createLogger(options: LoggerOptions): Logger {
   const addEpoch = winston.format((info) => {
     if (options.epoch) info.epoch = options.epoch();
@@ -65,6 +79,7 @@ export function createLogger(options: LoggerOptions): Logger {
     format: winston.format.combine(
       addEpoch(),
       winston.format.errors({ stack: false }),
+      redactUrls(),
       winston.format.timestamp(),
       options.format === "json" ? winston.format.json() : prettyFormat(colour),
     ),

@@ -16,6 +16,7 @@ import {
 import { jetstreamManager } from "@nats-io/jetstream";
 import semver from "semver";
 import { authMethod, type NatsSecurity } from "../config.js";
+import { redactNatsUrl, withoutCredentials } from "../nats-url.js";
 import { describeError, type Logger } from "./logger.js";
 
 /** The coordinator could not get a usable NATS connection. */
@@ -24,6 +25,7 @@ export class NatsConnectError extends Error {
 }
 
 export interface ConnectOptions {
+  /** Seed URLs; any userinfo in them is dropped (credentials come from `security`). */
   urls: string[];
   name: string;
   connectTimeoutMs: number;
@@ -77,7 +79,7 @@ export function connectFailure(urls: string[], err: unknown, security: NatsSecur
   } else if (/certificate|self[- ]signed|SSL|TLS/i.test(detail)) {
     detail = `TLS failed: ${detail} (check --tls-ca${security.tlsCert !== undefined ? ", --tls-cert and --tls-key" : ""})`;
   }
-  return new NatsConnectError(`cannot connect to NATS at ${urls.join(", ")}: ${detail}`, { cause: err });
+  return new NatsConnectError(`cannot connect to NATS at ${urls.map(redactNatsUrl).join(", ")}: ${detail}`, { cause: err });
 }
 
 /**
@@ -90,7 +92,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: urls,
+      servers: withoutCredentials(urls),
       name: options.name,
       timeout: options.connectTimeoutMs,
       maxReconnectAttempts: -1,
@@ -121,7 +123,7 @@ export interface NatsLink {
 
 async function watchStatus(link: NatsLink, logger: Logger, onStatus?: ConnectOptions["onStatus"]): Promise<void> {
   for await (const s of link.nc.status()) {
-    onStatus?.(s.type, "server" in s && typeof s.server === "string" ? s.server : undefined);
+    onStatus?.(s.type, "server" in s && typeof s.server === "string" ? redactNatsUrl(s.server) : undefined);
     switch (s.type) {
       case "disconnect":
         link.connected = false;

@@ -30,6 +30,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import type { CoordinatorConfig } from "../config.js";
+import { redactNatsUrl } from "../nats-url.js";
 import type { Command } from "../machines/commands.js";
 import type { ElectionEvent } from "../machines/election.js";
 import type { MonitorEvent } from "../machines/monitor.js";
@@ -299,7 +300,8 @@ export async function openRecordLog(options: OpenRecordOptions): Promise<LogReco
     kind: "header",
     format: RECORD_FORMAT,
     version: options.version,
-    config,
+    // The URLs as shown, whatever the caller passed: a record log holds no credentials.
+    config: { ...config, natsUrls: config.natsUrls.map(redactNatsUrl) },
     seed: config.seed,
     coordinatorId: config.coordinatorId,
     startedAt: new Date().toISOString(),

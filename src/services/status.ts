@@ -16,6 +16,7 @@ import { parseHeartbeat, subjects, type Heartbeat } from "../protocol/election.j
 import { QUERY_SERVICE_NAME, querySubjects, type QueryErrorBody, type StatsResponse } from "../protocol/query.js";
 import { describeError } from "./logger.js";
 import { connectFailure, securityOptions } from "./nats.js";
+import { withoutCredentials } from "../nats-url.js";
 
 export interface StatusOptions {
   urls: string[];
@@ -190,7 +191,7 @@ export async function runStatus(options: StatusOptions): Promise<number> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: options.urls,
+      servers: withoutCredentials(options.urls),
       timeout: options.connectTimeoutMs,
       name: "presence-coordinator status",
       ...securityOptions(options.security),

@@ -10,6 +10,7 @@ import type { Report } from "../protocol/presence.js";
 import { describeError } from "./logger.js";
 import type { NatsSecurity } from "../config.js";
 import { connectFailure, securityOptions } from "./nats.js";
+import { withoutCredentials } from "../nats-url.js";
 
 export interface WatchOptions {
   urls: string[];
@@ -40,7 +41,7 @@ export async function runWatch(options: WatchOptions): Promise<() => Promise<voi
   let nc;
   try {
     nc = await connect({
-      servers: options.urls,
+      servers: withoutCredentials(options.urls),
       timeout: options.connectTimeoutMs,
       maxReconnectAttempts: -1,
       name: "presence-coordinator watch",
