@@ -123,7 +123,7 @@ export interface NatsLink {
 
 async function watchStatus(link: NatsLink, logger: Logger, onStatus?: ConnectOptions["onStatus"]): Promise<void> {
   for await (const s of link.nc.status()) {
-    onStatus?.(s.type, "server" in s && typeof s.server === "string" ? redactNatsUrl(s.server) : undefined);
+    onStatus?.(s.type, "server" in s && typeof s.server === "string" ? s.server : undefined);
     switch (s.type) {
       case "disconnect":
         link.connected = false;

@@ -1,3 +1,6 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -5,6 +8,7 @@ import { authMethod, ConfigError, describeSecurity, natsConnectionFrom, validate
 import { redactNatsUrl, redactUrlsIn, splitNatsUrl, withoutCredentials } from "../../src/nats-url.js";
 import { connectFailure } from "../../src/services/nats.js";
 import { createLogger } from "../../src/services/logger.js";
+import { openRecordLog } from "../../src/services/recorder.js";
 
 const SECRET = "s3cr3t-PW";
 
@@ -124,6 +128,20 @@ test("nats-url - no log line shows a URL's password, whoever logs it, at any lev
   }
   assert.ok(text.includes("nats://alice:***@h:4222") && text.includes("nats://***@h:1"), text);
   assert.not.ok(text.includes(SECRET) || text.includes("tok3n-XYZ"), text);
+});
+
+test("nats-url - a record log's header shows the URLs redacted, whatever the caller passed", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "presence-url-record-"));
+  try {
+    const path = join(dir, "r.jsonl");
+    const log = await openRecordLog({ path, version: "0", config: { ...config, natsUrls: [`nats://alice:${SECRET}@h:4222`] }, onError: () => undefined });
+    await log.close();
+    const text = await readFile(path, "utf8");
+    assert.ok(text.includes('"natsUrls":["nats://alice:***@h:4222"]'), text);
+    assert.not.ok(text.includes(SECRET), text);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 const config: CoordinatorConfig = {
