@@ -66,6 +66,15 @@ export function securityOptions(security: NatsSecurity = {}): Partial<Connection
 }
 
 /**
+ * The servers and the security options of a connection, for every command that connects.
+ * The URLs lose their userinfo: the credentials are in `security`, and the client keeps the
+ * URLs it is given as they are (`getServers()` shows them).
+ */
+export function connectionOptions(urls: readonly string[], security: NatsSecurity = {}): Partial<ConnectionOptions> {
+  return { servers: withoutCredentials(urls), ...securityOptions(security) };
+}
+
+/**
  * The one-line error for a first connection that failed, with a hint at the flag to check
  * when the server refused the credentials or the TLS handshake failed. Holds no secret.
  */
@@ -92,7 +101,6 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: withoutCredentials(urls),
       name: options.name,
       timeout: options.connectTimeoutMs,
       maxReconnectAttempts: -1,
@@ -104,7 +112,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
       // Otherwise every request (a ping per client every interval) builds an Error with a
       // stack trace up front, for the case it times out: about a tenth of a leader's CPU.
       noAsyncTraces: true,
-      ...securityOptions(options.security),
+      ...connectionOptions(urls, options.security),
     });
   } catch (err) {
     throw connectFailure(urls, err, options.security);

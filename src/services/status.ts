@@ -15,8 +15,7 @@ import type { NatsSecurity } from "../config.js";
 import { parseHeartbeat, subjects, type Heartbeat } from "../protocol/election.js";
 import { QUERY_SERVICE_NAME, querySubjects, type QueryErrorBody, type StatsResponse } from "../protocol/query.js";
 import { describeError } from "./logger.js";
-import { connectFailure, securityOptions } from "./nats.js";
-import { withoutCredentials } from "../nats-url.js";
+import { connectFailure, connectionOptions } from "./nats.js";
 
 export interface StatusOptions {
   urls: string[];
@@ -191,10 +190,9 @@ export async function runStatus(options: StatusOptions): Promise<number> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: withoutCredentials(options.urls),
       timeout: options.connectTimeoutMs,
       name: "presence-coordinator status",
-      ...securityOptions(options.security),
+      ...connectionOptions(options.urls, options.security),
     });
   } catch (err) {
     throw connectFailure(options.urls, err, options.security);

@@ -9,8 +9,7 @@ import { watchPresence } from "../client/watch-presence.js";
 import type { Report } from "../protocol/presence.js";
 import { describeError } from "./logger.js";
 import type { NatsSecurity } from "../config.js";
-import { connectFailure, securityOptions } from "./nats.js";
-import { withoutCredentials } from "../nats-url.js";
+import { connectFailure, connectionOptions } from "./nats.js";
 
 export interface WatchOptions {
   urls: string[];
@@ -41,11 +40,10 @@ export async function runWatch(options: WatchOptions): Promise<() => Promise<voi
   let nc;
   try {
     nc = await connect({
-      servers: withoutCredentials(options.urls),
       timeout: options.connectTimeoutMs,
       maxReconnectAttempts: -1,
       name: "presence-coordinator watch",
-      ...securityOptions(options.security),
+      ...connectionOptions(options.urls, options.security),
     });
   } catch (err) {
     throw connectFailure(options.urls, err, options.security);

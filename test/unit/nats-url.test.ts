@@ -6,7 +6,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { authMethod, ConfigError, describeSecurity, natsConnectionFrom, validateConfig, DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig, type NatsSecurity } from "../../src/config.js";
 import { redactNatsUrl, redactUrlsIn, splitNatsUrl, withoutCredentials } from "../../src/nats-url.js";
-import { connectFailure } from "../../src/services/nats.js";
+import { connectFailure, connectionOptions } from "../../src/services/nats.js";
 import { createLogger } from "../../src/services/logger.js";
 import { openRecordLog } from "../../src/services/recorder.js";
 
@@ -115,6 +115,13 @@ test("nats-url - a bad URL is refused with its credentials redacted", () => {
 test("nats-url - a failed connection names the URLs redacted", () => {
   const e = connectFailure([`nats://alice:${SECRET}@h:4222`, "nats://tok3n-XYZ@h2:4222"], new Error("connection refused"), { user: "alice", password: SECRET, fromUrl: true });
   assert.is(e.message, "cannot connect to NATS at nats://alice:***@h:4222, nats://***@h2:4222: connection refused");
+});
+
+test("nats-url - the client is given the URLs without userinfo, and the credentials as options", () => {
+  const c = natsConnectionFrom([`nats://alice:${SECRET}@h:4222`, "tls://h2:4443"], {});
+  assert.equal(connectionOptions(c.urls, c.security), { servers: ["nats://h:4222", "tls://h2:4443"], user: "alice", pass: SECRET });
+  const t = natsConnectionFrom(["tok3n-XYZ@h:4222"], {});
+  assert.equal(connectionOptions(t.urls, t.security), { servers: ["h:4222"], token: "tok3n-XYZ" });
 });
 
 test("nats-url - no log line shows a URL's password, whoever logs it, at any level", () => {
