@@ -419,8 +419,10 @@ test("secure - password, token, URL credentials, NKey and creds each lead agains
       const proc = spawnCli(c.name, [...args, "--log-format", "json", "-v", "--record", record], c.env?.(s) ?? {});
       running.push({ c, proc, record });
     }
+    // Leading, and serving the query service that `status` asks below.
+    const ready = (proc: CoordinatorProcess) => ["became leader", "serving the query service"].every((m) => proc.logs().some((l) => l.message === m));
     for (const { c, proc } of running) {
-      await waitFor(`${c.name}: the coordinator leading`, () => proc.logs().some((l) => l.message === "became leader") || !proc.running, 45_000);
+      await waitFor(`${c.name}: the coordinator leading`, () => ready(proc) || !proc.running, 45_000);
       assert.ok(proc.running, `${c.name} is running:\n${printed(proc)}`);
     }
 
