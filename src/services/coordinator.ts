@@ -16,7 +16,7 @@ import {
 import { ElectionDriver, electionInputFor, type ElectionDriverOptions, type HeartbeatBus, type ReportSink } from "./election-driver.js";
 import { KvLeaseStore } from "./lease-store.js";
 import { PresenceEdge } from "./presence-edge.js";
-import { KvRegistrationStore } from "./registration-store.js";
+import { KvRegistrationStore, pullRegistrations } from "./registration-store.js";
 import { createLogger, describeError, WarningThrottle, type Logger } from "./logger.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { resources } from "../protocol/election.js";
@@ -220,6 +220,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     const elected = driver;
     edge = new PresenceEdge({
       nc,
+      feed: { pull: (handle) => pullRegistrations(nc, config.clusterId, handle) },
       maxClients: config.maxClients,
       clusterId: config.clusterId,
       coordinatorId: config.coordinatorId,

@@ -6,7 +6,6 @@
  * Nothing here publishes unless this coordinator's lease is valid at that very moment.
  */
 import { performance } from "node:perf_hooks";
-import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { Empty, headers, type NatsConnection } from "@nats-io/transport-node";
 import type { MonitorCommand, RegistrationRecord } from "../machines/commands.js";
 import type { MonitorEvent } from "../machines/monitor.js";
@@ -22,12 +21,35 @@ import {
   type ReportEncoding,
 } from "../protocol/presence.js";
 import { describeError, WarningThrottle, type Logger } from "./logger.js";
-import { pullRegistrations, type RegistrationStore } from "./registration-store.js";
+import type { RegistrationStore } from "./registration-store.js";
 import type { MetricsSink } from "./metrics.js";
 import type { Recorder } from "./recorder.js";
 
+/**
+ * A registration or unregistration message pulled from the registration stream: what the
+ * edge uses of a JetStream message (`JsMsg` is one).
+ */
+export interface RegistrationMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  ack(): void;
+  /** Hands it back for redelivery, after `millis` if given. */
+  nak(millis?: number): void;
+}
+
+/** The registration stream's durable consumer, which only the leader pulls. */
+export interface RegistrationFeed {
+  /** Starts pulling; every message goes to `handle`. Resolves to the pull, which `close()` ends. */
+  pull(handle: (m: RegistrationMessage) => Promise<void>): Promise<{ close(): Promise<unknown> }>;
+}
+
+/** What the edge does with the NATS connection: ping clients (requests) and publish reports. */
+export type PresenceConnection = Pick<NatsConnection, "request" | "publish">;
+
 export interface PresenceEdgeOptions {
-  nc: NatsConnection;
+  nc: PresenceConnection;
+  /** Where registrations come from (`pullRegistrations` on the stream). */
+  feed: RegistrationFeed;
   clusterId: string;
   coordinatorId: string;
   store: RegistrationStore;
@@ -58,7 +80,7 @@ export class PresenceEdge {
   private readonly log: Logger;
   /** Bumped whenever monitoring stops, so that late answers of an old leadership are dropped. */
   private generation = 0;
-  private consumer: ConsumerMessages | null = null;
+  private consumer: { close(): Promise<unknown> } | null = null;
   private seq = 0;
   private seqEpoch = 0;
   /**
@@ -143,7 +165,7 @@ export class PresenceEdge {
 
   private async startPulling(generation: number): Promise<void> {
     try {
-      const consumer = await pullRegistrations(this.options.nc, this.options.clusterId, (m) => this.onRegistrationMessage(m, generation));
+      const consumer = await this.options.feed.pull((m) => this.onRegistrationMessage(m, generation));
       if (generation !== this.generation) {
         await consumer.close();
         return;
@@ -168,7 +190,7 @@ export class PresenceEdge {
     }
   }
 
-  private async onRegistrationMessage(m: JsMsg, generation: number): Promise<void> {
+  private async onRegistrationMessage(m: RegistrationMessage, generation: number): Promise<void> {
     if (generation !== this.generation) {
       m.nak(); // leadership ended: the next leader gets it
       return;
@@ -219,7 +241,7 @@ export class PresenceEdge {
    * next leader may have loaded the bucket before this write landed, and only the message
    * brings the change to it. Doing it twice is harmless.
    */
-  private async store(m: JsMsg, registration: Registration, leaving: boolean, generation: number): Promise<void> {
+  private async store(m: RegistrationMessage, registration: Registration, leaving: boolean, generation: number): Promise<void> {
     try {
       if (leaving) {
         await this.options.store.remove(registration.subject);
