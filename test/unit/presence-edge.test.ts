@@ -1,0 +1,235 @@
+/**
+ * The presence edge's registration path with strict fakes (no NATS): a registration store
+ * whose calls wait until the test answers them, registration messages that record how they
+ * were settled, and a connection and feed that fail on any call nobody expected.
+ */
+import { Writable } from "node:stream";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import type { MonitorEvent } from "../../src/machines/monitor.js";
+import { presenceSubjects, type Registration } from "../../src/protocol/presence.js";
+import { createLogger } from "../../src/services/logger.js";
+import {
+  PresenceEdge,
+  type PresenceConnection,
+  type RegistrationFeed,
+  type RegistrationMessage,
+} from "../../src/services/presence-edge.js";
+import type { RegistrationStore, StoredRegistration } from "../../src/services/registration-store.js";
+
+const CLUSTER = "edge";
+const flush = () => new Promise((r) => setImmediate(r));
+
+/** Everything the edge did that a user could notice, in order: settled messages, monitor events, closed pulls. */
+type Log = string[];
+
+/**
+ * A registration store whose every call must be expected; calls wait until the test
+ * answers them. An unexpected call is recorded and throws; `verify()` fails on it.
+ */
+class StrictStore implements RegistrationStore {
+  readonly pending: { op: string; args: unknown[]; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+  readonly unexpected: string[] = [];
+  private expected: string[] = [];
+
+  expect(...ops: string[]) {
+    this.expected.push(...ops);
+  }
+
+  verify() {
+    assert.equal(this.unexpected, [], "no unexpected store call");
+    assert.equal(this.expected, [], "every expected store call was made");
+  }
+
+  private call<T>(op: string, ...args: unknown[]): Promise<T> {
+    const next = this.expected.shift();
+    if (next !== op) {
+      this.unexpected.push(`${op} (expected ${next ?? "none"})`);
+      throw new Error(`unexpected registration store call: ${op} (expected ${next ?? "none"})`);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ op, args, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  /** Answers the oldest unanswered call, which must be `op`. */
+  answer(op: string, value: unknown, fail = false) {
+    const i = this.pending.findIndex((c) => c.op === op);
+    if (i < 0) throw new Error(`no pending ${op} call`);
+    const [c] = this.pending.splice(i, 1);
+    if (fail) c!.reject(value);
+    else c!.resolve(value);
+  }
+
+  loadAll(): Promise<StoredRegistration[]> {
+    return this.call("loadAll");
+  }
+  put(registration: Registration): Promise<number> {
+    return this.call("put", registration);
+  }
+  remove(subject: string, revision?: number): Promise<void> {
+    return this.call("remove", subject, revision);
+  }
+}
+
+/** A pulled message that logs how it was settled; settling it twice is a wiring mistake. */
+function message(log: Log, subject: string, body: unknown): RegistrationMessage {
+  let settled = false;
+  const settle = (what: string) => {
+    if (settled) throw new Error(`message settled twice (${what})`);
+    settled = true;
+    log.push(what);
+  };
+  return {
+    subject,
+    data: new TextEncoder().encode(JSON.stringify(body)),
+    ack: () => settle("ack"),
+    nak: (millis?: number) => settle(millis === undefined ? "nak" : `nak ${millis}`),
+  };
+}
+
+function describeEvent(event: MonitorEvent): string {
+  switch (event.type) {
+    case "REGISTERED":
+      return `monitor REGISTERED ${event.record.registration.subject} revision ${event.record.revision} ${JSON.stringify(event.record.registration.metadata)}`;
+    case "UNREGISTERED":
+      return `monitor UNREGISTERED ${event.subject}`;
+    default:
+      return `monitor ${event.type}`;
+  }
+}
+
+/** An edge with strict fakes around it, pulling registrations. */
+async function pullingEdge() {
+  const log: Log = [];
+  const store = new StrictStore();
+  const lease = { valid: true };
+  let handle: ((m: RegistrationMessage) => Promise<void>) | undefined;
+  const feed: RegistrationFeed = {
+    pull: (h) => {
+      if (handle) throw new Error("unexpected second pull");
+      handle = h;
+      return Promise.resolve({
+        close: () => {
+          log.push("pull closed");
+          return Promise.resolve();
+        },
+      });
+    },
+  };
+  // No ping and no report is expected on the registration path.
+  const nc: PresenceConnection = {
+    request: (subject) => {
+      throw new Error(`unexpected ping of ${subject}`);
+    },
+    publish: (subject) => {
+      throw new Error(`unexpected publish on ${subject}`);
+    },
+  };
+  const edge = new PresenceEdge({
+    nc,
+    feed,
+    clusterId: CLUSTER,
+    coordinatorId: "c1",
+    store,
+    pingIntervalMs: 750,
+    reportEncoding: "json",
+    logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
+    leaseIsValid: () => lease.valid,
+    epoch: () => 1,
+    isConnected: () => true,
+    toMonitor: (event) => log.push(describeEvent(event)),
+    maxClients: 100,
+  });
+  edge.handle({ type: "registrations.pull" });
+  await flush();
+  if (!handle) throw new Error("the edge did not start pulling");
+  const deliver = handle;
+  return {
+    edge,
+    log,
+    store,
+    lease,
+    register: (subject: string, extra: Record<string, unknown> = {}) =>
+      deliver(message(log, presenceSubjects.register(CLUSTER), { myPresenceSubject: subject, ...extra })),
+    unregister: (subject: string) => deliver(message(log, presenceSubjects.unregister(CLUSTER), { myPresenceSubject: subject })),
+  };
+}
+
+test("presence edge - a registration whose put is still pending is neither acknowledged nor handed back", async () => {
+  const { log, store, register } = await pullingEdge();
+  store.expect("put");
+  void register("svc.a", { zone: "eu" });
+  await flush();
+  await flush();
+  assert.is(store.pending.length, 1, "the put was sent");
+  assert.equal(store.pending[0]!.args[0], { subject: "svc.a", metadata: { zone: "eu" } });
+  assert.equal(log, [], "no ack, no nak and nothing for the monitor while the put is pending");
+  store.verify();
+});
+
+test("presence edge - a put that resolves: the message is acknowledged, then the registration reaches the monitor", async () => {
+  const { log, store, register } = await pullingEdge();
+  store.expect("put");
+  const done = register("svc.a", { zone: "eu" });
+  await flush();
+  store.answer("put", 7);
+  await done;
+  assert.equal(log, ["ack", 'monitor REGISTERED svc.a revision 7 {"zone":"eu"}']);
+  store.verify();
+});
+
+test("presence edge - a put that rejects: the message is handed back after 1000 ms, never acknowledged, the monitor hears nothing", async () => {
+  const { log, store, register } = await pullingEdge();
+  store.expect("put");
+  const done = register("svc.a");
+  await flush();
+  store.answer("put", new Error("no quorum"), true);
+  await done;
+  assert.equal(log, ["nak 1000"]);
+  store.verify();
+});
+
+test("presence edge - the lease invalid when the put resolves: handed back at once, not acknowledged", async () => {
+  const { log, store, lease, register } = await pullingEdge();
+  store.expect("put");
+  const done = register("svc.a");
+  await flush();
+  lease.valid = false; // the renew deadline passed while the write was in flight
+  store.answer("put", 7);
+  await done;
+  assert.equal(log, ["nak"]);
+  store.verify();
+});
+
+test("presence edge - leadership ended before the put resolves: handed back at once, not acknowledged", async () => {
+  const { edge, log, store, register } = await pullingEdge();
+  store.expect("put");
+  const done = register("svc.a");
+  await flush();
+  edge.handle({ type: "monitor.stop" });
+  store.answer("put", 7);
+  await done;
+  assert.equal(log, ["pull closed", "nak"]);
+  store.verify();
+});
+
+test("presence edge - an unregistration is acknowledged only once the registration is removed, then the monitor hears of it", async () => {
+  const { log, store, register, unregister } = await pullingEdge();
+  store.expect("put", "remove");
+  const registered = register("svc.a");
+  await flush();
+  store.answer("put", 7);
+  await registered;
+  const left = unregister("svc.a");
+  await flush();
+  await flush();
+  assert.equal(store.pending.map((c) => [c.op, ...c.args]), [["remove", "svc.a", undefined]]);
+  assert.equal(log, ["ack", "monitor REGISTERED svc.a revision 7 {}"], "nothing settled while the remove is pending");
+  store.answer("remove", undefined);
+  await left;
+  assert.equal(log.slice(2), ["ack", "monitor UNREGISTERED svc.a"]);
+  store.verify();
+});
+
+test.run();
