@@ -3,17 +3,22 @@
  * against the NATS client (not through project code): they register by publishing JSON
  * and answer pings by replying on their subject.
  */
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config.js";
+import { presenceResources } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
+import { registrationKey } from "../../src/services/registration-store.js";
 import { reportRecorder, waitForStream } from "../helpers/presence.js";
 import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
-const DEAD_TIMEOUT_MS = 5000;
-const PING_INTERVAL_MS = 750;
+const DEAD_TIMEOUT_MS = DEFAULT_DEAD_TIMEOUT_MS;
+const PING_INTERVAL_MS = DEFAULT_PING_INTERVAL_MS;
+/** How long a registration delivered to a leader that died waits before the next leader gets it (see coordinator.ts). */
+const ACK_WAIT_MS = Math.max(5000, 2 * DEFAULT_LEADER_TIMEOUT_MS);
 
 /** A presence client as an application would write it with the plain NATS client. */
 class RawClient {
@@ -132,8 +137,131 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
     leaving.unregister();
     await waitFor("NodeLeft", () => rec.types(leaving.subject).includes("NodeLeft"), 10_000);
     for (const c of clients.slice(6, 19)) assert.not.ok(rec.types(c.subject).includes("NodeDead"), `${c.subject} never dead`);
+    // Answering all along, through the crash failover: never even suspect, under either leader.
+    for (const c of clients.slice(6)) {
+      const suspect = rec.of(c.subject).filter((s) => s.report.type === "NodeSuspect");
+      assert.equal(suspect.map((s) => `${s.report.coordinatorId} epoch ${s.report.epoch}`), [], `${c.subject} never suspect`);
+    }
   } finally {
     await Promise.all(coordinators.map((c) => c.kill()));
+    await app.close();
+    await rec.nc.close();
+    await server.stop();
+  }
+});
+
+test("presence - a leader killed between storing a registration and acknowledging it loses nothing: the next leader reports the client", async () => {
+  const server = await NatsServer.start();
+  const cluster = `held${process.pid}`;
+  const rec = await reportRecorder(server.url, cluster);
+  const app = await connect({ servers: server.url });
+  const jsm = await jetstreamManager(app);
+  const bucket = presenceResources.registrationBucket(cluster);
+  const kvStream = `KV_${bucket}`;
+  let leader: CoordinatorProcess | undefined;
+  let next: CoordinatorProcess | undefined;
+  try {
+    leader = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "k1" });
+    await waitFor("k1 monitoring", () => leader!.logs().some((l) => l.message === "loaded stored registrations"), 15_000);
+    next = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "k2" });
+    await waitFor("k2 following k1", () => next!.logs().some((l) => l.message === "following the leader"), 15_000);
+    const steady = new RawClient(app, cluster, "svc.steady");
+    const held = new RawClient(app, cluster, "svc.held");
+    const stored = new RawClient(app, cluster, "svc.stored");
+    for (const c of [steady, held, stored]) c.answer();
+    await app.flush();
+    steady.register();
+    const before = await waitFor("svc.steady present under k1", () => rec.of(steady.subject).find((s) => s.report.type === "NodePresent"), 10_000);
+
+    // How the puts are held: the bucket's stream stops listening on its subjects and the test
+    // subscribes to them instead, so the leader's KV put (a request on $KV.<bucket>.<key>)
+    // arrives here and is never answered. This is deterministic: when the test holds the
+    // request, the message has been delivered to the leader and its put is in flight, and
+    // nothing of it can land in the bucket. (A SIGSTOP timed on the delivery alone would
+    // race the put, which takes about a millisecond; a cluster losing quorum would also stop
+    // the lease and the stream.)
+    const kvSubjects = (await jsm.streams.info(kvStream)).config.subjects;
+    await jsm.streams.update(kvStream, { subjects: [`held.${cluster}`] });
+    const puts: Msg[] = [];
+    app.subscribe(`$KV.${bucket}.>`, { callback: (_e, m) => void puts.push(m) });
+    await app.flush();
+    held.register();
+    stored.register();
+    const putOf = (c: RawClient) => puts.find((m) => m.subject === `$KV.${bucket}.${registrationKey(c.subject)}`);
+    await waitFor("both puts held", () => putOf(held) && putOf(stored), 10_000);
+    const consumer = await jsm.consumers.info(presenceResources.registrationStream(cluster), presenceResources.registrationConsumer);
+    assert.is(consumer.num_ack_pending, 2, "both registrations delivered to the leader and neither acknowledged while their puts are in flight");
+
+    // The leader freezes with both puts unanswered. One of them then lands in the bucket (the
+    // leader died after storing, before acknowledging); the other never does (it died storing).
+    leader.signal("SIGSTOP");
+    await jsm.streams.update(kvStream, { subjects: kvSubjects });
+    const landed = putOf(stored)!;
+    await jetstream(app).publish(landed.subject, landed.data);
+    leader.signal("SIGKILL");
+    await leader.exited;
+
+    for (const c of [held, stored]) {
+      const present = await waitFor(
+        `NodePresent of ${c.subject} from the next leader`,
+        () => rec.of(c.subject).find((s) => s.report.type === "NodePresent" && s.report.coordinatorId === "k2"),
+        30_000,
+      );
+      assert.ok(present.report.epoch > before.report.epoch, `${c.subject} reported under the new epoch`);
+    }
+    assert.not.ok(rec.seen.some((s) => s.report.coordinatorId === "k1" && s.report.clientSubject !== steady.subject), "k1 reported neither held client");
+    assert.not.ok(rec.types(steady.subject).includes("NodeSuspect"), "a client that answers is never suspect across the crash failover");
+  } finally {
+    await Promise.all([leader?.kill(), next?.kill()]);
+    await app.close();
+    await rec.nc.close();
+    await server.stop();
+  }
+});
+
+test("presence - a client that unregistered is never reported by the leader that takes over after a crash", async () => {
+  const server = await NatsServer.start();
+  const cluster = `left${process.pid}`;
+  const rec = await reportRecorder(server.url, cluster);
+  const app = await connect({ servers: server.url });
+  let leader: CoordinatorProcess | undefined;
+  let next: CoordinatorProcess | undefined;
+  try {
+    leader = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "u1" });
+    await waitFor("u1 monitoring", () => leader!.logs().some((l) => l.message === "loaded stored registrations"), 15_000);
+    next = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "u2" });
+    await waitFor("u2 following u1", () => next!.logs().some((l) => l.message === "following the leader"), 15_000);
+    const stays = new RawClient(app, cluster, "svc.stays");
+    // It goes on answering after it left: only its leave keeps it from being monitored.
+    const gone = new RawClient(app, cluster, "svc.gone");
+    for (const c of [stays, gone]) c.answer();
+    await app.flush();
+    stays.register();
+    gone.register();
+    await waitFor("both present", () => rec.types(stays.subject).includes("NodePresent") && rec.types(gone.subject).includes("NodePresent"), 10_000);
+    gone.unregister();
+    await waitFor("NodeLeft of svc.gone", () => rec.types(gone.subject).includes("NodeLeft"), 10_000);
+    leader.signal("SIGKILL");
+    await leader.exited;
+    const takeover = await waitFor(
+      "u2 reporting svc.stays",
+      () => rec.of(stays.subject).find((s) => s.report.coordinatorId === "u2"),
+      15_000,
+    );
+    // Watched over a dead timeout and two ping intervals of u2 monitoring (u2 goes on
+    // reporting svc.stays all along), which also covers the ack wait after which a leave that
+    // was not acknowledged would be delivered again.
+    const window = Math.max(DEAD_TIMEOUT_MS, ACK_WAIT_MS) + 2 * PING_INTERVAL_MS;
+    await waitFor(
+      "u2 monitoring for the whole window",
+      () => rec.of(stays.subject).some((s) => s.report.coordinatorId === "u2" && s.at >= takeover.at + window),
+      window + 15_000,
+    );
+    const afterLeaving = rec.of(gone.subject).filter((s) => s.report.coordinatorId === "u2");
+    assert.equal(afterLeaving.map((s) => s.report.type), [], "the new leader never reports a client that left");
+    assert.not.ok(rec.types(stays.subject).includes("NodeSuspect"), "a client that answers is never suspect across the crash failover");
+  } finally {
+    await Promise.all([leader?.kill(), next?.kill()]);
     await app.close();
     await rec.nc.close();
     await server.stop();
