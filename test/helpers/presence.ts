@@ -40,3 +40,14 @@ export async function reportRecorder(url: string, cluster: string, options: Part
       seen.filter((s) => s.report.clientSubject === subject && s.at >= since).map((s) => s.report.type),
   };
 }
+
+/** Polls the asynchronous `check` every 50 ms until it returns a value other than undefined/false. */
+export async function pollUntil<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

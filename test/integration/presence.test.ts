@@ -12,7 +12,7 @@ import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_PING_INTERV
 import { presenceResources } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
 import { registrationKey } from "../../src/services/registration-store.js";
-import { reportRecorder, waitForStream } from "../helpers/presence.js";
+import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
 import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 const DEAD_TIMEOUT_MS = DEFAULT_DEAD_TIMEOUT_MS;
@@ -323,11 +323,21 @@ test("presence - a registration published while no coordinator runs is picked up
     client.answer();
     client.register();
     await app.flush();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.is(rec.seen.length, 0, "nobody reports while no coordinator runs");
+    // The registration waits in the stream, delivered to nobody, until a leader pulls it.
+    const jsm = await jetstreamManager(app);
+    const stream = presenceResources.registrationStream(cluster);
+    const waiting = () => jsm.consumers.info(stream, presenceResources.registrationConsumer);
+    const kept = await pollUntil("the registration kept in the stream", async () => {
+      const info = await waiting();
+      return info.num_pending === 1 && info;
+    }, 10_000);
+    assert.is(kept.num_ack_pending, 0, "delivered to nobody while no coordinator runs");
     coordinator = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "second" });
     await waitFor("NodePresent from the coordinator started later", () => rec.types("svc.early").includes("NodePresent"), 15_000);
-    assert.is(rec.of("svc.early")[0]!.report.coordinatorId, "second");
+    // Stored in the bucket, then acknowledged: gone from the stream.
+    const kv = await new Kvm(jetstream(app)).open(presenceResources.registrationBucket(cluster));
+    assert.is((await kv.get(registrationKey("svc.early")))?.operation, "PUT", "stored in the bucket");
+    await pollUntil("the registration acknowledged", async () => (await jsm.streams.info(stream)).state.messages === 0, 10_000);
   } finally {
     await coordinator?.kill();
     await app.close();
