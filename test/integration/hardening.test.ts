@@ -8,7 +8,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -16,15 +16,16 @@ import { floodProblems, runFlood } from "../../bench/flood.js";
 import { Helper } from "../../bench/capacity.js";
 import { control, SimulatedClients } from "../../bench/client-sim.js";
 import { Kvm } from "@nats-io/kv";
-import { presenceResources, presenceSubjects } from "../../src/protocol/presence.js";
+import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config.js";
+import { MAX_REGISTRATION_BYTES, presenceResources, presenceSubjects } from "../../src/protocol/presence.js";
 import { registrationKey } from "../../src/services/registration-store.js";
 import { NatsServer } from "../../src/services/nats-server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
-import { reportRecorder, waitForStream } from "../helpers/presence.js";
+import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const DEAD_TIMEOUT_MS = 5000;
-const PING_INTERVAL_MS = 1000;
+const DEAD_TIMEOUT_MS = DEFAULT_DEAD_TIMEOUT_MS;
+const PING_INTERVAL_MS = DEFAULT_PING_INTERVAL_MS;
 
 for (const kind of ["storm", "new-subjects", "duplicates", "garbage"] as const) {
   test(`flood - ${kind}: existing clients stay alive, nothing valid is lost, memory and logs stay bounded`, async () => {
@@ -39,62 +40,77 @@ for (const kind of ["storm", "new-subjects", "duplicates", "garbage"] as const) 
   });
 }
 
-test("shutdown - SIGTERM of the leader in the middle of a registration flood loses no acknowledged registration", async () => {
-  const server = await NatsServer.start();
-  const cluster = `term${process.pid}`;
-  const coordinators: CoordinatorProcess[] = [];
-  const sim = Helper.start("./client-sim.ts", [server.url, cluster, "load"]);
-  let nc: NatsConnection | undefined;
-  const rec = await reportRecorder(server.url, cluster);
-  try {
-    await sim.ready;
-    for (const id of ["ta", "tb"]) coordinators.push(spawnCoordinator({ urls: [server.url], clusterId: cluster, id }));
-    nc = await connect({ servers: server.url });
-    await waitForStream(nc, cluster);
-    const leader = await waitFor("a leader", () => coordinators.find((c) => c.logs().some((l) => l.message === "became leader")), 15_000);
-    const js = jetstream(nc);
-    const total = 2000;
-    const acked = new Set<string>();
-    const inFlight = new Set<Promise<unknown>>();
-    let signalled = false;
-    for (let i = 0; i < total; i++) {
-      const subject = SimulatedClients.subject("load", i);
-      const p = js.publish(presenceSubjects.register(cluster), JSON.stringify({ myPresenceSubject: subject })).then(() => acked.add(subject));
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-      if (inFlight.size >= 200) await Promise.race(inFlight);
-      if (!signalled && acked.size >= total / 4) {
-        signalled = true;
-        leader.signal("SIGTERM"); // registrations keep coming while it hands over
+for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+  const how = signal === "SIGTERM" ? "SIGTERM of the leader (a graceful handoff)" : "SIGKILL of the leader (a crash)";
+  test(`shutdown - ${how} in the middle of a registration flood loses no acknowledged registration, and no answering client is suspect`, async () => {
+    const server = await NatsServer.start();
+    const cluster = `${signal === "SIGTERM" ? "term" : "kill"}${process.pid}`;
+    const coordinators: CoordinatorProcess[] = [];
+    const sim = Helper.start("./client-sim.ts", [server.url, cluster, "load"]);
+    let nc: NatsConnection | undefined;
+    const rec = await reportRecorder(server.url, cluster);
+    try {
+      await sim.ready;
+      for (const id of ["ta", "tb"]) coordinators.push(spawnCoordinator({ urls: [server.url], clusterId: cluster, id }));
+      nc = await connect({ servers: server.url });
+      await waitForStream(nc, cluster);
+      const leader = await waitFor("a leader", () => coordinators.find((c) => c.logs().some((l) => l.message === "became leader")), 15_000);
+      const js = jetstream(nc);
+      const total = 2000;
+      const acked = new Set<string>();
+      const inFlight = new Set<Promise<unknown>>();
+      let signalled = false;
+      for (let i = 0; i < total; i++) {
+        const subject = SimulatedClients.subject("load", i);
+        const p = js.publish(presenceSubjects.register(cluster), JSON.stringify({ myPresenceSubject: subject })).then(() => acked.add(subject));
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+        if (inFlight.size >= 200) await Promise.race(inFlight);
+        if (!signalled && acked.size >= total / 4) {
+          signalled = true;
+          leader.signal(signal); // registrations keep coming while it hands over, or while the next one waits out its timeout
+        }
+        if (i % 100 === 0) await sleep(5);
       }
-      if (i % 100 === 0) await sleep(5);
-    }
-    await Promise.all(inFlight);
-    assert.is(acked.size, total, "JetStream acknowledged every registration");
-    assert.is(await leader.exited, 0, "the old leader drained and exited 0");
-    const next = coordinators.find((c) => c !== leader)!;
-    const nextEpoch = await waitFor("the new leader's epoch", () => rec.seen.find((s) => s.report.coordinatorId === next.id)?.report.epoch, 15_000);
-    // Every acknowledged registration, stored by the old leader or the new one, is monitored by the new one.
-    const monitored = () => new Set(rec.seen.filter((s) => s.report.epoch === nextEpoch).map((s) => s.report.clientSubject));
-    await waitFor("a report from the new leader for every acknowledged registration", () => {
-      const m = monitored();
-      return [...acked].every((s) => m.has(s));
-    }, 30_000).catch(
-      (err: unknown) => {
+      await Promise.all(inFlight);
+      assert.is(acked.size, total, "JetStream acknowledged every registration");
+      if (signal === "SIGTERM") assert.is(await leader.exited, 0, "the old leader drained and exited 0");
+      else await leader.exited;
+      const next = coordinators.find((c) => c !== leader)!;
+      const nextEpoch = await waitFor("the new leader's epoch", () => rec.seen.find((s) => s.report.coordinatorId === next.id)?.report.epoch, 15_000);
+      // Every acknowledged registration, stored by the old leader or the new one, is monitored by the new one.
+      const monitored = () => new Set(rec.seen.filter((s) => s.report.epoch === nextEpoch).map((s) => s.report.clientSubject));
+      await waitFor("a report from the new leader for every acknowledged registration", () => {
         const m = monitored();
-        const missing = [...acked].filter((s) => !m.has(s));
-        throw new Error(`${missing.length} acknowledged registrations not monitored by the new leader, e.g. ${missing.slice(0, 3).join(", ")}: ${String(err)}`);
-      },
-    );
-    assert.not.ok(rec.seen.some((s) => s.report.type === "NodeDead"), "no client that answers is reported dead");
-  } finally {
-    await nc?.close();
-    await rec.nc.close();
-    await Promise.all(coordinators.map((c) => c.kill()));
-    await sim.stop();
-    await server.stop();
-  }
-});
+        return [...acked].every((s) => m.has(s));
+      }, 30_000).catch(
+        (err: unknown) => {
+          const m = monitored();
+          const missing = [...acked].filter((s) => !m.has(s));
+          throw new Error(`${missing.length} acknowledged registrations not monitored by the new leader, e.g. ${missing.slice(0, 3).join(", ")}: ${String(err)}`);
+        },
+      );
+      // Each watched for a state interval at least (two ping intervals): NodeState from the new leader for every one.
+      await waitFor("NodeState from the new leader for every acknowledged registration", () => {
+        const m = new Set(rec.seen.filter((s) => s.report.epoch === nextEpoch && s.report.type === "NodeState").map((s) => s.report.clientSubject));
+        return [...acked].every((s) => m.has(s));
+      }, 30_000);
+      assert.not.ok(rec.seen.some((s) => s.report.type === "NodeDead"), "no client that answers is reported dead");
+      const suspect = rec.seen.filter((s) => s.report.type === "NodeSuspect");
+      assert.equal(
+        suspect.slice(0, 5).map((s) => `${s.report.clientSubject} by ${s.report.coordinatorId} epoch ${s.report.epoch}`),
+        [],
+        `no client that answers is suspect (${suspect.length} NodeSuspect)`,
+      );
+    } finally {
+      await nc?.close();
+      await rec.nc.close();
+      await Promise.all(coordinators.map((c) => c.kill()));
+      await sim.stop();
+      await server.stop();
+    }
+  });
+}
 
 /** One server, one coordinator, a report recorder and a connection for test clients. */
 async function withLeader(body: (s: { url: string; cluster: string; app: NatsConnection; rec: Awaited<ReturnType<typeof reportRecorder>>; leader: CoordinatorProcess }) => Promise<void>, server?: NatsServer, args: string[] = [], connectAs: Record<string, string> = {}) {
@@ -180,21 +196,77 @@ test("hostile - re-registering another client's subject replaces its metadata bu
   });
 });
 
+/**
+ * Counts the pings that reach `subjects`, as the clients that own them would see them: a
+ * ping is a request, so it carries a reply subject. `answer` lists those that reply.
+ */
+async function countPings(app: NatsConnection, subjects: string[], answer: string[] = []): Promise<Map<string, number>> {
+  const pings = new Map(subjects.map((s) => [s, 0]));
+  for (const subject of subjects) {
+    app.subscribe(subject, {
+      callback: (_e, m) => {
+        if (!m.reply) return; // a registration published on a coordinator subject, not a ping
+        pings.set(subject, pings.get(subject)! + 1);
+        if (answer.includes(subject)) m.respond();
+      },
+    });
+  }
+  await app.flush();
+  return pings;
+}
+
+/**
+ * A window in which a registration that was accepted would have been pinged: the control
+ * client, registered after the refused ones, has been pinged three times (two ping intervals
+ * after its first ping).
+ */
+async function pingedThrice(pings: Map<string, number>, control: string): Promise<void> {
+  await waitFor(`${control} pinged three times`, () => pings.get(control)! >= 3, 3 * PING_INTERVAL_MS + 10_000);
+}
+
 test("hostile - subjects in the coordinators' own namespaces are refused and never pinged", async () => {
   await withLeader(async ({ cluster, app, rec, leader }) => {
-    let pinged = 0;
     const targets = [`presence.query.list.${cluster}`, `presence.register.${cluster}`, `coordinator.leader.heartbeat.${cluster}`];
-    // A ping is a request: it carries a reply subject. The registrations published below do not.
-    for (const t of targets) app.subscribe(t, { callback: (_e, m) => void (m.reply ? (pinged += 1) : undefined) });
-    await app.flush();
+    const pings = await countPings(app, [...targets, "svc.fine"], ["svc.fine"]);
     for (const t of targets) register(app, cluster, t);
     register(app, cluster, "svc.fine");
     await waitFor("svc.fine present", () => rec.types("svc.fine").includes("NodePresent"), 5000);
-    await sleep(2 * PING_INTERVAL_MS);
+    await pingedThrice(pings, "svc.fine");
+    assert.equal(targets.map((t) => pings.get(t)), targets.map(() => 0), "no ping was sent to a coordinator subject");
     for (const t of targets) assert.equal(rec.types(t), [], `${t} is never reported`);
     const refusals = leader.logs().filter((l) => l.message === "refused a registration" && l.reason === "coordinator-subject");
     assert.is(refusals.length, 1, "logged once per reason and window, the rest counted");
-    assert.is(pinged, 0, "no ping was sent to a coordinator subject");
+  });
+});
+
+test("hostile - subjects under $ or _INBOX. and registrations of 64 to 68 KiB are refused, acknowledged and never pinged", async () => {
+  await withLeader(async ({ cluster, app, rec, leader }) => {
+    const reserved = [`$acme.svc.${cluster}`, `$KV.presence.${cluster}`, `_INBOX.acme.${cluster}`];
+    // Past the registration limit but within the stream's message limit (the limit and
+    // 4 KiB for headers), so the server stores them and the leader has to refuse them.
+    const sizes = [MAX_REGISTRATION_BYTES + 1, MAX_REGISTRATION_BYTES + 2048, MAX_REGISTRATION_BYTES + 4096];
+    const big = sizes.map((n) => `svc.big.${n}`);
+    const pings = await countPings(app, [...reserved, ...big, "svc.fine"], ["svc.fine"]);
+    const js = jetstream(app);
+    for (const subject of reserved) await js.publish(presenceSubjects.register(cluster), JSON.stringify({ myPresenceSubject: subject }));
+    for (const [i, size] of sizes.entries()) {
+      const head = JSON.stringify({ myPresenceSubject: big[i], pad: "" });
+      const payload = `${head.slice(0, -2)}${"x".repeat(size - head.length)}"}`;
+      assert.is(Buffer.byteLength(payload), size);
+      // The stream's acknowledgement: stored, so it reaches the leader.
+      await js.publish(presenceSubjects.register(cluster), payload);
+    }
+    register(app, cluster, "svc.fine");
+    await waitFor("svc.fine present", () => rec.types("svc.fine").includes("NodePresent"), 5000);
+    await pingedThrice(pings, "svc.fine");
+    const refused = [...reserved, ...big];
+    assert.equal(refused.map((s) => `${s}: ${pings.get(s)}`), refused.map((s) => `${s}: 0`), "never pinged");
+    for (const s of refused) assert.equal(rec.types(s), [], `${s} is never reported`);
+    const reasons = new Set(leader.logs().filter((l) => l.message === "refused a registration").map((l) => l.reason));
+    assert.equal([...reasons].sort(), ["reserved-prefix", "too-large"]);
+    // Refused for good: acknowledged, so the work queue holds none of them any more.
+    const jsm = await jetstreamManager(app);
+    await pollUntil("every refused registration acknowledged", async () => (await jsm.streams.info(presenceResources.registrationStream(cluster))).state.messages === 0, 10_000);
   });
 });
 
