@@ -274,6 +274,8 @@ test("hostile - a stored registration under the coordinators' namespaces (stored
   await withLeader(async ({ url, cluster, app, rec, leader }) => {
     const bad = `presence.query.list.${cluster}`;
     const pings = await countPings(app, [bad, "svc.kept"], ["svc.kept"]);
+    // h1 loads the bucket before the writes below, so that only the next leader finds them.
+    await waitFor("h1 loaded the bucket", () => leader.logs().some((l) => l.message === "loaded stored registrations"), 10_000);
     // Written straight into the bucket, as an older coordinator that accepted it would have.
     const kv = await new Kvm(jetstream(app)).open(presenceResources.registrationBucket(cluster));
     for (const subject of [bad, "svc.kept"]) {
