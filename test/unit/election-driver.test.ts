@@ -29,6 +29,8 @@ interface Pending<T> {
 class StrictLeaseStore implements LeaseStore {
   readonly calls: { op: string; args: unknown[]; answer: Pending<unknown> }[] = [];
   readonly unexpected: string[] = [];
+  /** Lease reads (holder calls) made so far, expected or not. */
+  reads = 0;
   private expected: string[] = [];
 
   expect(...ops: string[]) {
@@ -70,6 +72,7 @@ class StrictLeaseStore implements LeaseStore {
     return this.call("release", holder, revision);
   }
   holder(): Promise<LeaseHolder | null> {
+    this.reads += 1;
     return this.call("holder");
   }
 }
@@ -319,6 +322,38 @@ driverTest("driver - a follower checks a leader it has not seen against the leas
   }
   assert.is(state(s), "follower", "heartbeats of the real leader keep it following; it never stood for election");
   assert.is(s.lease.calls.length, 0);
+});
+
+driverTest("driver - a forged heartbeat in the followed leader's name at a far higher epoch costs one lease read and is refused", async () => {
+  const s = setup();
+  s.driver.start();
+  await followReal(s);
+  const readsBefore = s.lease.reads;
+  const reportsBefore = s.reports.length;
+  // The impersonator uses the real leader's id: only the epoch tells it apart.
+  s.lease.expect("holder");
+  s.hear({ coordinatorId: "real", epoch: 1_000_000, ts: 0 });
+  await waitForCall(s.lease, "holder"); // after the spacing between two reads
+  s.lease.answer("holder", { coordinatorId: "real", epoch: 5 });
+  await flush();
+  assert.is(s.lease.reads - readsBefore, 1, "one lease read");
+  assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 5, "the highest epoch is still the real one");
+  assert.is(s.driver.actor.getSnapshot().context.leader?.epoch, 5, "it still follows the real leader's epoch");
+  assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
+  assert.ok(s.logLines.some((l) => l.includes('"heartbeatFrom":"real"') && l.includes('"heartbeatEpoch":1000000')), "the warning names the forged epoch");
+  assert.is(s.reports.length, reportsBefore, "no election report: nothing changed");
+  // More of the same forgery cost no read while it is remembered as refused (a leader
+  // timeout), and the real leader's heartbeats keep it following. Each comes well past the
+  // spacing between two reads, so a read would be made at once.
+  for (let i = 0; i < 4; i++) {
+    s.advance(T.leaderTimeoutMs / 5);
+    s.hear({ coordinatorId: "real", epoch: 1_000_000, ts: 0 });
+    s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
+  }
+  await flush();
+  assert.is(s.lease.reads - readsBefore, 1, "still one lease read");
+  assert.is(state(s), "follower");
+  assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 5);
 });
 
 driverTest("driver - a leader does not step down for a forged higher epoch, and does for a real one", async () => {
