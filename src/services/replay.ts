@@ -292,6 +292,12 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
     return false;
   };
 
+  /** The log's next command after entry i, normalised (undefined: none). */
+  const nextRecorded = (i: number): string | undefined => {
+    const next = log.entries.slice(i + 1).find((e) => e.entry.kind === "command")?.entry;
+    return next?.kind === "command" ? normal(next.command) : undefined;
+  };
+
   for (const [i, at] of log.entries.entries()) {
     const { entry } = at;
     const index = i + 1;
@@ -302,7 +308,15 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
       if (!check) continue;
       const actual = produced[matched];
       if (actual === undefined || normal(actual.command) !== normal(entry.command)) {
-        diverge(at, index, actual === undefined ? "the log has a command replay did not produce" : "the commands differ", entry.command, actual?.command ?? null);
+        // Replay's command is the log's next one: this line is one too many, not a changed command.
+        const extra = actual === undefined || normal(actual.command) === nextRecorded(i);
+        diverge(
+          at,
+          index,
+          extra ? "the log has a command replay did not produce" : "the commands differ",
+          entry.command,
+          extra ? null : actual.command,
+        );
         break;
       }
       matched += 1;

@@ -133,6 +133,75 @@ test("replay --check - a dropped command and a timer that never fired live are d
   assert.match(d2.problem, /timer 99999/);
 });
 
+/** The first line (1-based) of a fixture's text that holds `text`. */
+const lineOf = (lines: string[], text: string, from = 0) => lines.findIndex((l, i) => i >= from && l.includes(text)) + 1;
+
+test("replay --check - a log whose deadTimeoutMs was changed diverges where the death timer fires", () => {
+  let line = 0;
+  const log = tampered("client-death", (lines) => {
+    const h = JSON.parse(lines[0]!) as RecordHeader;
+    line = lineOf(lines, `"ms":${h.config.deadTimeoutMs}}`);
+    h.config.deadTimeoutMs += 500;
+    lines[0] = JSON.stringify(h);
+  });
+  const d = replayLog(log, { check: true }).divergence;
+  assert.ok(d, "replay differs");
+  assert.ok(line > 1, "the fixture fires a dead timeout");
+  assert.is(d.line, line);
+  assert.match(d.problem, /set for 1500 ms, but replay set it for 2000 ms/);
+});
+
+test("replay --check - a log whose leaderTimeoutMs was changed diverges at the first timer", () => {
+  let line = 0;
+  const log = tampered("crash-failover", (lines) => {
+    const h = JSON.parse(lines[0]!) as RecordHeader;
+    line = lineOf(lines, '"kind":"timer"');
+    h.config.leaderTimeoutMs += 1000;
+    lines[0] = JSON.stringify(h);
+  });
+  const d = replayLog(log, { check: true }).divergence;
+  assert.ok(d, "replay differs");
+  assert.is(d.line, line);
+  assert.match(d.problem, /set for 2000 ms, but replay set it for 3000 ms/);
+});
+
+test("replay --check - a timer whose recorded length was changed is a divergence at its line", () => {
+  let line = 0;
+  const log = tampered("flapping-client", (lines) => {
+    line = lineOf(lines, '"ms":250}');
+    lines[line - 1] = lines[line - 1]!.replace('"ms":250}', '"ms":300}');
+  });
+  const d = replayLog(log, { check: true }).divergence;
+  assert.ok(d, "replay differs");
+  assert.is(d.line, line);
+  assert.match(d.problem, /set for 300 ms, but replay set it for 250 ms/);
+});
+
+test("replay --check - an extra command line is reported at its line, in the middle and at the end of the log", () => {
+  let line = 0;
+  const doubled = tampered("client-death", (lines) => {
+    line = lineOf(lines, '"NodeSuspect"');
+    lines.splice(line, 0, lines[line - 1]!); // the same report twice in a row
+    line += 1;
+  });
+  const d1 = replayLog(doubled, { check: true }).divergence;
+  assert.ok(d1, "replay differs");
+  assert.is(d1.line, line, "the second copy is the extra one");
+  assert.is(d1.problem, "the log has a command replay did not produce");
+  assert.is((d1.expected as { report: ClientReport }).report.type, "NodeSuspect");
+  assert.is(d1.actual, null);
+
+  const appended = tampered("client-death", (lines) => {
+    const last = JSON.parse(lines.at(-1)!) as { t: number };
+    lines.push(JSON.stringify({ kind: "command", t: last.t, command: { type: "heartbeat.publish", epoch: 1, resigning: false } }));
+    line = lines.length;
+  });
+  const d2 = replayLog(appended, { check: true }).divergence;
+  assert.ok(d2, "replay differs");
+  assert.is(d2.line, line);
+  assert.is(d2.problem, "the log has a command replay did not produce");
+});
+
 test("replay --until - stops there and describes every actor", () => {
   const { log } = fixtureLogs("client-death")[0]!;
   const nodeDeadAt = log.entries.find((e) => e.entry.kind === "command" && JSON.stringify(e.entry).includes('"NodeDead"'))!.entry.t;
