@@ -263,6 +263,30 @@ test("cli - replay --check of a recorded fixture exits 0; a corrupt log exits 2 
   }
 });
 
+test("cli - replay --check of a log that differs from the machines exits 1 naming the line", async () => {
+  const fixture = fileURLToPath(new URL("../fixtures/client-death/cd-a.jsonl", import.meta.url));
+  const dir = await mkdtemp(join(tmpdir(), "presence-replay-"));
+  try {
+    const lines = (await readFile(fixture, "utf8")).trimEnd().split("\n");
+    const suspect = lines.findIndex((l) => l.includes('"NodeSuspect"'));
+    lines.splice(suspect + 1, 0, lines[suspect]!); // one command line too many
+    const extra = join(dir, "extra.jsonl");
+    await writeFile(extra, lines.join("\n") + "\n");
+    const r = await runCli(["replay", extra, "--check"]);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, `replay differs from ${extra} at entry ${suspect + 1} (line ${suspect + 2}, `);
+    assert.match(r.stderr, "the log has a command replay did not produce");
+    assert.match(r.stderr, /expected: \{"type":"report.presence","report":\{"type":"NodeSuspect"/);
+    assert.not.match(r.stdout, /match the log/);
+    const json = await runCli(["replay", extra, "--check", "--json"]);
+    assert.is(json.code, 1);
+    const d = JSON.parse(json.stdout.trim().split("\n").at(-1)!) as { kind: string; line: number };
+    assert.equal([d.kind, d.line], ["divergence", suspect + 2]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("cli - run --inspect on a port in use exits 1 saying which port, before connecting", async () => {
   const taken = await silentServer();
   try {
