@@ -126,6 +126,8 @@ export class ElectionDriver {
   private readonly confirmed = new Set<string>();
   /** Heartbeats of leaders not confirmed yet, and resignations, waiting for the lease read (with when they were heard). */
   private readonly waiting = new Map<string, { hb: Heartbeat; heardAt: number }>();
+  /** The heartbeats (wait keys) the lease read in flight decides: copies heard meanwhile cost no read of their own. */
+  private readonly reading = new Set<string>();
   /** Leaders the lease did not confirm, with when: their heartbeats are dropped for a leader timeout. */
   private readonly refused = new Map<string, number>();
   private confirming = false;
@@ -292,7 +294,7 @@ export class ElectionDriver {
     const waitKey = resigning ? resignationKey(key) : key;
     const refusedAt = this.refused.get(waitKey);
     if (refusedAt !== undefined && this.now() - refusedAt < this.options.timings.leaderTimeoutMs) return;
-    if (this.waiting.has(waitKey)) return; // already waiting for a read
+    if (this.waiting.has(waitKey) || this.reading.has(waitKey)) return; // already waiting for a read, or being read
     if (this.waiting.size >= WAITING_KEPT) return; // a flood: the real leader heartbeats again
     this.waiting.set(waitKey, { hb, heardAt: this.now() });
     void this.confirmWaiting();
@@ -331,6 +333,7 @@ export class ElectionDriver {
         this.lastConfirmReadAt = this.now();
         const batch = [...this.waiting];
         this.waiting.clear();
+        for (const [waitKey] of batch) this.reading.add(waitKey);
         let holder: LeaseHolder | null;
         try {
           holder = await this.options.lease.holder();
@@ -338,6 +341,8 @@ export class ElectionDriver {
           // Unconfirmed, but not refused either: the next heartbeat tries again.
           this.log.warn("could not read the lease to confirm a new leader's heartbeat", { error: describeError(err) });
           continue;
+        } finally {
+          this.reading.clear();
         }
         const holderKey = holder === null ? null : leaderKey(holder.coordinatorId, holder.epoch);
         if (holderKey !== null) this.remember(this.confirmed, holderKey, CONFIRMED_KEPT);
