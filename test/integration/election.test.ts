@@ -2,11 +2,14 @@
  * The election against a real nats-server, with coordinators started through the CLI.
  * These wait for real time, polling for conditions with deadlines.
  */
+import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { encodeHeartbeat, subjects } from "../../src/protocol/election.js";
+import { presenceSubjects } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { reportRecorder, waitForStream } from "../helpers/presence.js";
 
 const LEADER_TIMEOUT_MS = 2000;
 
@@ -203,6 +206,72 @@ test("election - forged heartbeats with a higher epoch neither depose the leader
   });
 });
 
+/** The `presence_epoch` gauge a coordinator started with `--metrics-port 0` shows now. */
+async function scrapedEpoch(proc: CoordinatorProcess): Promise<number> {
+  const line = await waitFor("the metrics URL in the log", () => proc.logs().find((l) => l.message === "metrics listening"), 10_000);
+  const text = await (await fetch(String(line.url))).text();
+  const sample = /^presence_epoch(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  assert.ok(sample, `${proc.id} exports presence_epoch`);
+  return Number(sample![1]);
+}
+
+test("election - a forged heartbeat in the leader's own name at a far higher epoch costs one lease read and changes no epoch", async () => {
+  await withCoordinators(
+    ["i1", "i2"],
+    async (s) => {
+      const first = await waitForLeader(s);
+      await waitForFollowers(s, first.hb);
+      const follower = s.coordinators.find((c) => c.id !== first.hb.coordinatorId)!;
+      assert.is(await scrapedEpoch(follower), first.hb.epoch, "the follower knows the leader's epoch");
+      // Every read of the lease is a JetStream get on the lease bucket's stream: watch them.
+      const stream = `KV_coordinator-leadership-${s.clusterId}`;
+      const reads: string[] = [];
+      for (const subject of [`$JS.API.DIRECT.GET.${stream}`, `$JS.API.DIRECT.GET.${stream}.>`, `$JS.API.STREAM.MSG.GET.${stream}`]) {
+        s.observer.nc.subscribe(subject, { callback: (_e, m) => void reads.push(m.subject) });
+      }
+      await s.observer.nc.flush();
+      // A quiet stretch first: a follower of a confirmed leader reads nothing.
+      const quietFrom = s.observer.heartbeats.length;
+      await waitFor("two heartbeats of the leader", () => s.observer.heartbeats.length >= quietFrom + 2, 10_000);
+      assert.equal(reads, [], "no lease read while nothing is forged");
+      // The forger uses the leader's own id; only the epoch is made up. A burst of copies.
+      const forgedAt = performance.now();
+      const forged = { coordinatorId: first.hb.coordinatorId, epoch: first.hb.epoch + 1_000_000, ts: Date.now() };
+      for (let i = 0; i < 5; i++) s.observer.nc.publish(subjects.heartbeat(s.clusterId), encodeHeartbeat(forged));
+      await s.observer.nc.flush();
+      await waitFor(
+        "the follower's refusal",
+        () =>
+          follower
+            .logs()
+            .find((l) => l.message === "ignored a heartbeat that the lease does not confirm" && l.heartbeatEpoch === forged.epoch),
+        10_000,
+      );
+      // Let the leader heartbeat a few more times: nothing more is read, nothing changes.
+      const after = s.observer.heartbeats.filter((h) => h.msg.epoch === first.hb.epoch).length;
+      await waitFor("three more heartbeats of the leader", () => s.observer.heartbeats.filter((h) => h.msg.epoch === first.hb.epoch).length >= after + 3, 10_000);
+      assert.is(reads.length, 1, `one lease read for the forgery (${reads.join(", ")})`);
+      assert.is(await scrapedEpoch(follower), first.hb.epoch, "the follower's highest epoch is unchanged");
+      assert.is(await scrapedEpoch(first.proc), first.hb.epoch, "the leader's epoch is unchanged");
+      assert.equal(
+        s.observer.reportsSince(forgedAt).map((r) => `${r.coordinatorId} ${r.type} ${r.reason}`),
+        [],
+        "no coordinator changed its election state",
+      );
+      assert.ok(
+        first.proc.logs().some((l) => String(l.message).includes("heard a heartbeat with this coordinator's own id that this process did not send")),
+        "the leader warns of a heartbeat in its name it did not send",
+      );
+      assert.equal(
+        [...new Set(s.observer.heartbeatsSince(forgedAt).filter((h) => h.epoch !== forged.epoch).map((h) => `${h.coordinatorId} ${h.epoch}`))],
+        [`${first.hb.coordinatorId} ${first.hb.epoch}`],
+        "the real leader kept heartbeating under its epoch",
+      );
+    },
+    { args: () => ["--metrics-port", "0"] },
+  );
+});
+
 test("election - a coordinator restarted with the same id while the old lease is live does not become a second leader", async () => {
   await withCoordinators(["same"], async (s) => {
     const first = await waitForLeader(s);
@@ -264,6 +333,80 @@ test("election - a paused leader publishes nothing under its old epoch after it 
     assert.equal(oldEpochReports, [], "no report under the old epoch");
     assert.equal([...heartbeaters(s, wokeAt)], [next.hb.coordinatorId], "the new leader keeps leading alone");
     assert.ok(first.proc.running, "the woken coordinator keeps running as a follower");
+  });
+});
+
+test("election - a leader paused past its lease with clients publishes no report under its old epoch after it wakes", async () => {
+  await withCoordinators(["q1", "q2", "q3"], async (s) => {
+    const rec = await reportRecorder(s.urls[0]!, s.clusterId);
+    const app = await connect({ servers: s.urls });
+    try {
+      // Clients that answer every ping, registered with whoever leads.
+      const subjectsOf = Array.from({ length: 8 }, (_, i) => `svc.paused.${i}`);
+      for (const subject of subjectsOf) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
+      await app.flush();
+      await waitForStream(app, s.clusterId);
+      for (const subject of subjectsOf) app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
+      const first = await waitForLeader(s);
+      const old = first.hb;
+      await waitFor(
+        "NodePresent for every client from the first leader",
+        () => subjectsOf.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent" && r.report.epoch === old.epoch)),
+        15_000,
+      );
+      await waitForFollowers(s, old);
+      // The leader is reporting (NodeState every state interval) when it is paused.
+      const seenBefore = rec.seen.length;
+      await waitFor("another report from the first leader", () => rec.seen.length > seenBefore, 10_000);
+      first.proc.signal("SIGSTOP");
+      const next = await waitForLeader(s, performance.now(), old.coordinatorId);
+      assert.ok(next.hb.epoch > old.epoch, `epoch grew: ${old.epoch} -> ${next.hb.epoch}`);
+      const newEpochFrom = next.at; // when the new epoch's first heartbeat arrived
+      await waitFor(
+        "the new leader reporting every client",
+        () => subjectsOf.every((c) => rec.of(c).some((r) => r.report.epoch === next.hb.epoch && r.at >= newEpochFrom)),
+        15_000,
+      );
+      const wokeAt = performance.now();
+      first.proc.signal("SIGCONT");
+      // On waking it follows the new leader.
+      await s.observer.waitForReport(
+        "the woken leader following the new one",
+        (r) => r.coordinatorId === old.coordinatorId && r.leaderId === next.hb.coordinatorId && r.epoch === next.hb.epoch,
+        10_000,
+        wokeAt,
+      );
+      // Watch a few more state intervals of the new leader.
+      const watchFrom = rec.seen.length;
+      await waitFor("three more reports of every client", () => subjectsOf.every((c) => rec.of(c).slice(-3).every((r) => r.at > wokeAt)), 15_000);
+      assert.ok(rec.seen.length > watchFrom);
+      const late = rec.seen.filter((r) => r.at >= newEpochFrom);
+      assert.equal(
+        late.filter((r) => r.report.epoch === old.epoch).map((r) => `${r.report.coordinatorId} ${r.report.type} ${r.report.clientSubject}`),
+        [],
+        "no presence report under the old epoch after the new epoch's first heartbeat",
+      );
+      assert.equal(
+        [...new Set(late.map((r) => `${r.report.coordinatorId} epoch ${r.report.epoch}`))],
+        [`${next.hb.coordinatorId} epoch ${next.hb.epoch}`],
+        "since then only the new leader reported, under its epoch",
+      );
+      assert.not.ok(rec.seen.some((r) => r.report.type === "NodeDead"), "clients that always answered were never reported dead");
+      // The reports its clients' timers still produced on waking were held back, and it said so.
+      await waitFor(
+        "the woken leader's warning that it withholds presence reports",
+        () => first.proc.logs().find((l) => l.message === "not publishing presence reports: the lease is no longer valid"),
+        10_000,
+      );
+    } finally {
+      await app.close();
+      await rec.nc.close();
+    }
+  }, {
+    // NodeState timers that fall due well before the renew deadline's: on waking, the
+    // clients' timers fire first, so the leader has reports to withhold before its own
+    // machine steps down.
+    args: () => ["--state-interval", "200", "--renew-deadline", "1900"],
   });
 });
 
