@@ -57,6 +57,14 @@ function presence(shardCount = 4) {
     pings: (subject: string) =>
       log.filter((e) => e.command.type === "client.ping" && e.command.subject === subject).map((e) => e.at),
     commandTypes: () => log.map((e) => e.command.type),
+    /** The subjects of each shard actor's client children, by shard actor id. */
+    shards: (): Record<string, string[]> =>
+      Object.fromEntries(
+        Object.entries(monitor().getSnapshot().children as Record<string, AnyActorRef>).map(([id, shard]) => [
+          id,
+          Object.keys(shard.getSnapshot().children),
+        ]),
+      ),
     clientCount: () => {
       const shards = Object.values(monitor().getSnapshot().children) as AnyActorRef[];
       return shards.reduce((n, s) => n + Object.keys(s.getSnapshot().children).length, 0);
@@ -264,9 +272,19 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
   p.load(...subjects);
   assert.is(p.clientCount(), 2000);
   assert.is(p.types().filter((t) => t === "NodePresent").length, 2000);
-  const perShard = new Array(16).fill(0) as number[];
-  for (const s of subjects) perShard[shardOf(s, 16)]! += 1;
+  // Where the monitor really put them: each shard actor's children.
+  const shards = p.shards();
+  assert.equal(Object.keys(shards), Array.from({ length: 16 }, (_, i) => `shard-${i}`), "16 shard actors");
+  const perShard = Object.values(shards).map((children) => children.length);
   assert.ok(Math.min(...perShard) > 60 && Math.max(...perShard) < 200, `an even spread: ${perShard.join(",")}`);
+  const placed = Object.values(shards).flat();
+  assert.is(placed.length, 2000, "every client has one actor");
+  assert.equal(new Set(placed), new Set(subjects), "in exactly one shard each");
+  // Each sits in the shard that its ping replies and its unregistration are routed to.
+  for (const [id, children] of Object.entries(shards)) {
+    const misplaced = children.filter((subject) => `shard-${shardOf(subject, 16)}` !== id);
+    assert.equal(misplaced, [], `${id} holds only its own subjects`);
+  }
   // Duplicates within one load count once.
   const q = presence(4);
   q.load("dup.a", "dup.a", "dup.b");
