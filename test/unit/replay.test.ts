@@ -278,6 +278,15 @@ test("record log - a missing header, an unknown kind and time going backwards ar
 
 // --- writing ---
 
+/** Polls `done` until it holds, or fails after `timeoutMs`: the writer flushes on its own timer. */
+async function until(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() > deadline) assert.unreachable(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
 test("record writer - a full disk is reported once; recording stops and nothing throws", async () => {
   const written: string[] = [];
   const errors: unknown[] = [];
@@ -294,9 +303,9 @@ test("record writer - a full disk is reported once; recording stops and nothing 
     { onError: (err) => errors.push(err), flushIntervalMs: 5 },
   );
   writer.writeLine("one");
-  await new Promise((r) => setTimeout(r, 20));
+  await until("the first write", () => writes === 1);
   writer.writeLine("two");
-  await new Promise((r) => setTimeout(r, 20));
+  await until("the failed write reported", () => errors.length === 1);
   writer.writeLine("three");
   writer.writeLine("four");
   await writer.close();
@@ -317,7 +326,7 @@ test("record writer - a disk that cannot keep up stops recording instead of grow
     { onError: (err) => errors.push(err), flushIntervalMs: 1, flushAtChars: 100, maxBufferedChars: 1000 },
   );
   writer.writeLine("first");
-  await new Promise((r) => setTimeout(r, 10));
+  await until("the first write to start", () => release !== undefined);
   for (let i = 0; i < 200; i++) writer.writeLine(`line ${i} waiting for the disk`);
   assert.is(errors.length, 1, "reported once");
   assert.match(String(errors[0]), /disk is too slow/);
@@ -332,7 +341,7 @@ test("record writer - close writes the buffered tail before it closes the file",
   const writer = new RecordWriter(
     {
       write: async (data) => {
-        await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setImmediate(r)); // a write that takes a turn of the event loop
         written.push(data);
       },
       close: async () => {
