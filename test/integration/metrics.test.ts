@@ -52,6 +52,18 @@ async function scrapeUntil(base: string, what: string, ok: (samples: Sample[]) =
   }
 }
 
+/** Fetches `url` every 100 ms until `ok` holds for the response. */
+async function fetchUntil(url: string, what: string, ok: (res: Response) => boolean, timeoutMs: number): Promise<Response> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(url);
+    if (ok(res)) return res;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last status ${res.status}: ${await res.text()})`);
+    await res.arrayBuffer().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function metricsBase(proc: CoordinatorProcess): Promise<string> {
   const line = await waitFor("the metrics URL in the log", () => proc.logs().find((l) => l.message === "metrics listening"), 10_000);
   return String(line.url).replace(/\/metrics$/, "");
@@ -116,12 +128,11 @@ test("metrics - a leader's scrape shows its role, epoch, clients by state, pings
     // The NATS server goes away: not healthy, not ready.
     await server.stop({ keepStore: true });
     await waitFor("the coordinator noticing the disconnect", () => proc.logs().some((l) => String(l.message).includes("disconnected from NATS")), 10_000);
-    await new Promise((r) => setTimeout(r, 1100)); // past the readiness cache
-    const down = await fetch(`${base}/healthz`);
-    assert.is(down.status, 503);
+    const down = await fetchUntil(`${base}/healthz`, "healthz to answer 503", (r) => r.status === 503, 10_000);
     assert.is(((await down.json()) as { nats: string }).nats, "disconnected");
-    const notReady = await fetch(`${base}/readyz`);
-    assert.is(notReady.status, 503);
+    // Readiness is cached for a second: poll until the cached answer has given way.
+    const notReady = await fetchUntil(`${base}/readyz`, "readyz to answer 503", (r) => r.status === 503, 10_000);
+    assert.is(((await notReady.json()) as { status: string }).status, "not-ready");
     assert.is(value((await scrape(base)).samples, "presence_nats_connected"), 0);
   } finally {
     await proc.kill();
