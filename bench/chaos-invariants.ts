@@ -33,6 +33,16 @@ export interface ChaosTimings {
   registrationSlackMs: number;
   /** A stored registration must be reported NodePresent within this (more when a takeover comes in between). */
   registrationBoundMs: number;
+  /** The leader's heartbeat period: heartbeats further apart than this plus the travel allowance mark a blind window. */
+  heartbeatIntervalMs: number;
+  /**
+   * Slack on top of ping interval + travel for a NodeDead of a client that answers again:
+   * the leader sends its next ping within a ping interval, and the reply restarts the dead
+   * timer, so a client answering longer than ping interval + travel + this is not dead.
+   */
+  answerSlackMs: number;
+  /** An acknowledged unregistration must be reported NodeLeft within this (from a takeover, or a blind window's end, when one comes in between). */
+  leaveBoundMs: number;
 }
 
 export const DEFAULT_CHAOS_TIMINGS: ChaosTimings = {
@@ -43,6 +53,9 @@ export const DEFAULT_CHAOS_TIMINGS: ChaosTimings = {
   takeoverBoundMs: 5000,
   registrationSlackMs: 2000,
   registrationBoundMs: 8000,
+  heartbeatIntervalMs: 1000,
+  answerSlackMs: 500,
+  leaveBoundMs: 3000,
 };
 
 export type ClientActionKind = "register" | "unregister" | "silence" | "revive";
@@ -95,7 +108,55 @@ export interface ChaosRecord {
   subjects: Set<string>;
   /** When observation ended. */
   endAt: number;
+  /**
+   * Times the harness's own event loop stood still (its simulated clients answered nothing,
+   * and arrivals were stamped late): blind windows, like a leader's heartbeat gaps.
+   */
+  harnessStalls?: Window[];
+  /** The malformed registrations the harness sent, with the subject each names (if any). */
+  refused?: RefusedInput[];
+  /** Pings the simulated clients received on a refused registration's subject. */
+  trappedPings?: { at: number; subject: string }[];
+  /** The faults that hit the leader (SIGSTOP, SIGKILL, SIGTERM, a server stop). */
+  leadershipFaults?: LeadershipFault[];
 }
+
+/** A span of time [from, to] on the run's clock. */
+export interface Window {
+  from: number;
+  to: number;
+}
+
+/** A malformed registration the harness sent: which kind of refusal it tests, and the subject it names if it names one. */
+export interface RefusedInput {
+  at: number;
+  kind: string;
+  subject?: string;
+}
+
+/**
+ * Every kind of malformed registration a chaos run sends, each at least once: a coordinator
+ * must refuse them all, never ping their subject and never report it.
+ */
+export const REFUSED_KINDS = [
+  "not-json",
+  "not-an-object",
+  "no-subject",
+  "subject-not-a-string",
+  "empty-subject",
+  "wildcard-star",
+  "wildcard-gt",
+  "whitespace",
+  "empty-token",
+  "dollar",
+  "inbox",
+  "presence-namespace",
+  "coordinator-namespace",
+  "too-long-subject",
+  "over-64-kib",
+  "bad-utf-8",
+] as const;
+export type RefusedKind = (typeof REFUSED_KINDS)[number];
 
 export interface Violation {
   at: number;
@@ -113,6 +174,56 @@ export interface CheckResult {
 }
 
 const byArrival = <T extends { at: number }>(xs: readonly T[]): T[] => [...xs].sort((a, b) => a.at - b.at);
+
+export type Verdict = "PASS" | "FAIL" | "NOT JUDGED";
+
+/** A check with violations fails; one that checked nothing judged nothing and does not pass. */
+export function verdictOf(c: Pick<CheckResult, "checked" | "violations">): Verdict {
+  return c.violations.length > 0 ? "FAIL" : c.checked === 0 ? "NOT JUDGED" : "PASS";
+}
+
+/** The run passes only when every check passed: a failed or an unjudged check fails it. */
+export const allPassed = (checks: readonly CheckResult[]): boolean => checks.every((c) => verdictOf(c) === "PASS");
+
+/**
+ * Blind windows: spans in which the leader could not observe its clients or the observer
+ * could not see the leader on time. They are the arrival gaps between two heartbeats (of
+ * any epoch) longer than a heartbeat period plus travel (a leader stalled, or no leader at
+ * all), and the harness's own stalls (its simulated clients answered nothing meanwhile).
+ * Time in a blind window does not count against a client, and a deadline that a blind
+ * window overlaps moves by the window's length (as Lifeguard's local health awareness
+ * excuses a node that cannot keep up).
+ */
+export function blindWindows(record: Pick<ChaosRecord, "heartbeats" | "harnessStalls">, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): Window[] {
+  const out: Window[] = [...(record.harnessStalls ?? [])];
+  const beats = byArrival(record.heartbeats);
+  for (let i = 1; i < beats.length; i++) {
+    if (beats[i]!.at - beats[i - 1]!.at > timings.heartbeatIntervalMs + timings.travelMs) out.push({ from: beats[i - 1]!.at, to: beats[i]!.at });
+  }
+  return out.sort((a, b) => a.from - b.from);
+}
+
+/** When a client answering since `since` counts as answering from, up to `until`: after the last blind window that overlaps the span. */
+function answeringFrom(since: number | undefined, until: number, blind: readonly Window[]): number | undefined {
+  if (since === undefined) return undefined;
+  let from = since;
+  for (const w of blind) if (w.from < until && w.to > from) from = w.to;
+  return from <= until ? from : undefined;
+}
+
+/**
+ * The deadline `boundMs` after `start`, moved past every takeover in time (the new leader
+ * gets the whole bound from its first heartbeat) and by the length of every blind window
+ * that overlaps it.
+ */
+export function deadlineFrom(start: number, boundMs: number, takeoverTimes: readonly number[], blind: readonly Window[]): number {
+  let deadline = start + boundMs;
+  for (const f of takeoverTimes) if (f > start && f < deadline) deadline = Math.max(deadline, f + boundMs);
+  for (const w of blind) {
+    if (w.to > start && w.from < deadline) deadline += w.to - Math.max(w.from, start);
+  }
+  return deadline;
+}
 
 /** The harness's actions per client, ordered in time; answers "what was true at t". */
 export class ClientTimeline {
@@ -237,24 +348,57 @@ const fmt = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
 const describe = (r: SeenPresence) => `${r.type} ${r.clientSubject} from ${r.coordinatorId} epoch=${r.epoch} seq=${r.seq} at ${fmt(r.at)}`;
 
 /**
- * 1. False deaths: a NodeDead for a client that was registered and answering throughout
- * the dead timeout before the leader decided (its arrival minus the travel allowance).
+ * 1. False deaths: a NodeDead for a client that was registered and answering, without a
+ * break, for longer than ping interval + travel + answer slack before the leader decided
+ * (its arrival minus the travel allowance). A client that answers again is pinged within a
+ * ping interval, and that reply restarts its dead timer: a NodeDead after that is one a
+ * reply failed to prevent (a client revived 2 s into its silence and reported dead 3 s
+ * later, while it answers). Blind windows (a stalled leader or harness) do not count as
+ * answering.
  */
 export function checkFalseDeaths(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult {
   const timeline = new ClientTimeline(record.actions);
+  const blind = blindWindows(record, timings);
   const deaths = record.presence.filter((r) => r.type === "NodeDead");
+  const window = timings.pingIntervalMs + timings.travelMs + timings.answerSlackMs;
   const violations: Violation[] = [];
   for (const d of deaths) {
     const decidedBy = d.at - timings.travelMs;
     const s = timeline.stateAt(d.clientSubject, decidedBy);
-    if (s.answeringSince !== undefined && s.answeringSince <= decidedBy - timings.deadTimeoutMs) {
+    const since = answeringFrom(s.answeringSince, decidedBy, blind);
+    if (since !== undefined && since < decidedBy - window) {
       violations.push({
         at: d.at,
-        message: `${describe(d)}, but the client was registered and answering since ${fmt(s.answeringSince)} (${Math.round(d.at - s.answeringSince)} ms before the report)`,
+        message: `${describe(d)}, but the client was registered and answering since ${fmt(since)} (${Math.round(d.at - since)} ms before the report; a reply restarts the dead timer within ${window} ms)`,
       });
     }
   }
   return { name: "false deaths", checked: deaths.length, unit: "NodeDead", violations };
+}
+
+/**
+ * False suspects: a NodeSuspect for a client that was registered and answering, without a
+ * break, for longer than two ping intervals plus travel before the leader decided. A ping
+ * goes out after a ping interval of quiet and may take a ping interval to be answered, so
+ * a client that answers cannot miss one after that. Blind windows do not count as answering.
+ */
+export function checkFalseSuspects(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult {
+  const timeline = new ClientTimeline(record.actions);
+  const blind = blindWindows(record, timings);
+  const suspects = record.presence.filter((r) => r.type === "NodeSuspect");
+  const window = 2 * timings.pingIntervalMs + timings.travelMs;
+  const violations: Violation[] = [];
+  for (const r of suspects) {
+    const decidedBy = r.at - timings.travelMs;
+    const since = answeringFrom(timeline.stateAt(r.clientSubject, decidedBy).answeringSince, decidedBy, blind);
+    if (since !== undefined && since < decidedBy - window) {
+      violations.push({
+        at: r.at,
+        message: `${describe(r)}, but the client was registered and answering since ${fmt(since)} (${Math.round(r.at - since)} ms before the report, more than ${window} ms)`,
+      });
+    }
+  }
+  return { name: "false suspects", checked: suspects.length, unit: "NodeSuspect", violations };
 }
 
 /**
@@ -481,6 +625,132 @@ export function checkUnknownSubjects(record: ChaosRecord): CheckResult {
   return { name: "no report for refused input", checked: record.presence.length, unit: "presence reports", violations };
 }
 
+/** The unregistrations that had a client to remove: acknowledged while the client was registered, with when its next registration came. */
+function leaves(record: ChaosRecord, timeline: ClientTimeline): { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] {
+  const out: { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] = [];
+  for (const subject of timeline.subjects()) {
+    let lastRegisteredAt: number | undefined;
+    for (const a of timeline.actionsOf(subject)) {
+      if (a.kind === "register") lastRegisteredAt = a.at;
+      if (a.kind !== "unregister" || lastRegisteredAt === undefined) continue;
+      out.push({ u: a, lastRegisteredAt, nextRegisterAt: timeline.nextAfter(subject, a.at, ["register"])?.at ?? Infinity });
+      lastRegisteredAt = undefined;
+    }
+  }
+  return out.sort((x, y) => x.u.at - y.u.at);
+}
+
+/**
+ * NodeLeft in time: a client registered (and not reported dead since) whose unregistration
+ * JetStream acknowledged at u gets a NodeLeft within the leave bound of u, moved past a
+ * takeover and blind windows in between. The report may beat the harness's acknowledgement
+ * by the travel allowance. A client reported dead by then needs none (it may die before the
+ * leader reads its leave); one registered again within the bound, or whose deadline is past
+ * the observation, is not judged.
+ */
+export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult {
+  const timeline = new ClientTimeline(record.actions);
+  const takeoverTimes = takeovers(record.heartbeats).map((t) => t.at);
+  const blind = blindWindows(record, timings);
+  const presence = byArrival(record.presence);
+  const violations: Violation[] = [];
+  let checked = 0;
+  let skipped = 0;
+  for (const { u, lastRegisteredAt, nextRegisterAt } of leaves(record, timeline)) {
+    const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind);
+    if (nextRegisterAt <= deadline || deadline > record.endAt) {
+      skipped += 1;
+      continue;
+    }
+    const mine = presence.filter((r) => r.clientSubject === u.subject && r.at > lastRegisteredAt - timings.travelMs && r.at < nextRegisterAt);
+    if (mine.some((r) => r.type === "NodeDead" && r.at <= deadline)) {
+      skipped += 1;
+      continue;
+    }
+    checked += 1;
+    const left = mine.find((r) => r.type === "NodeLeft" && r.at >= u.at - timings.travelMs);
+    if (!left || left.at > deadline) {
+      violations.push({
+        at: deadline,
+        message: `${u.subject} unregistered (acknowledged) at ${fmt(u.at)}: ${left ? `NodeLeft only at ${fmt(left.at)} (${describe(left)})` : "never reported NodeLeft"}, deadline ${fmt(deadline)}`,
+      });
+    }
+  }
+  return { name: "NodeLeft in time", checked, unit: "unregistrations", violations, skipped };
+}
+
+/**
+ * No report after leave: between an unregistration's acknowledgement (plus travel) and the
+ * client's next registration, no presence report other than its NodeLeft names the client,
+ * except reports of a leader that had not read the leave yet: those arrive by the leave's
+ * deadline (the NodeLeft bound, moved past takeovers and blind windows) and before their
+ * own epoch's NodeLeft. A coordinator that ignored the leave, or a new leader that
+ * resurrected the client from the bucket, reports it on past the deadline and fails.
+ */
+export function checkNoReportAfterLeave(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult {
+  const timeline = new ClientTimeline(record.actions);
+  const takeoverTimes = takeovers(record.heartbeats).map((t) => t.at);
+  const blind = blindWindows(record, timings);
+  const presence = byArrival(record.presence);
+  const violations: Violation[] = [];
+  let checked = 0;
+  for (const { u, nextRegisterAt } of leaves(record, timeline)) {
+    const from = u.at + timings.travelMs;
+    const until = Math.min(nextRegisterAt - timings.travelMs, record.endAt);
+    if (until <= from) continue;
+    checked += 1;
+    const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind);
+    const mine = presence.filter((r) => r.clientSubject === u.subject && r.at > u.at - timings.travelMs && r.at < until);
+    const after = mine.filter((r) => r.at > from && r.type !== "NodeLeft");
+    const bad = after.filter((r) => r.at > deadline || mine.some((e) => e.type === "NodeLeft" && e.epoch === r.epoch && e.at < r.at));
+    if (bad.length > 0) {
+      violations.push({
+        at: bad[0]!.at,
+        message: `${u.subject} unregistered (acknowledged) at ${fmt(u.at)}, not registered again until ${Number.isFinite(nextRegisterAt) ? fmt(nextRegisterAt) : "the end"}: ${bad.length} report(s) after it, first ${describe(bad[0]!)}`,
+      });
+    }
+  }
+  return { name: "no report after leave", checked, unit: "unregistrations", violations };
+}
+
+/**
+ * Refused input stays refused: every kind of malformed registration was sent, and none of
+ * their subjects was ever pinged (the simulated clients count the pings that arrive on
+ * them) or named in a presence report.
+ */
+export function checkRefusedIgnored(record: ChaosRecord): CheckResult {
+  const refused = record.refused ?? [];
+  const violations: Violation[] = [];
+  const sentKinds = new Set(refused.map((r) => r.kind));
+  for (const kind of REFUSED_KINDS) {
+    if (!sentKinds.has(kind)) violations.push({ at: record.endAt, message: `no malformed registration of kind ${kind} was sent` });
+  }
+  const subjects = new Map(refused.filter((r) => r.subject !== undefined).map((r) => [r.subject!, r.kind]));
+  for (const p of record.trappedPings ?? []) {
+    violations.push({ at: p.at, message: `a ping on ${p.subject} (refused registration, ${subjects.get(p.subject) ?? "?"}) at ${fmt(p.at)}` });
+  }
+  for (const r of record.presence) {
+    if (subjects.has(r.clientSubject)) violations.push({ at: r.at, message: `${describe(r)}: a refused registration (${subjects.get(r.clientSubject)})` });
+  }
+  return { name: "refused input ignored", checked: refused.length, unit: "malformed registrations", violations };
+}
+
+/**
+ * The faults the other checks depend on ran: at least one SIGSTOP of the leader (a stale
+ * leader with clients, which must not publish after it wakes) and at least one SIGKILL or
+ * SIGTERM of the leader (a takeover that reloads the clients). Without them the run judged
+ * no failover with clients.
+ */
+export function checkLeaderFaultsRan(record: ChaosRecord): CheckResult {
+  const faults = record.leadershipFaults ?? [];
+  const violations: Violation[] = [];
+  const stopped = faults.filter((f) => f.kind === "SIGSTOP").length;
+  const ended = faults.filter((f) => f.kind === "SIGKILL" || f.kind === "SIGTERM").length;
+  if (stopped === 0) violations.push({ at: record.endAt, message: "no SIGSTOP of the leader ran" });
+  if (ended === 0) violations.push({ at: record.endAt, message: "no SIGKILL or SIGTERM of the leader ran" });
+  return { name: "leader faults ran", checked: faults.length, unit: "leader faults", violations };
+}
+
 export function runChecks(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult[] {
   return [
     checkFalseDeaths(record, timings),
@@ -492,5 +762,10 @@ export function runChecks(record: ChaosRecord, timings: ChaosTimings = DEFAULT_C
     checkMonitoredAfterTakeover(record, timings),
     checkUnknownSubjects(record),
     checkRegistrationsReported(record, timings),
+    checkFalseSuspects(record, timings),
+    checkLeavesReported(record, timings),
+    checkNoReportAfterLeave(record, timings),
+    checkRefusedIgnored(record),
+    checkLeaderFaultsRan(record),
   ];
 }

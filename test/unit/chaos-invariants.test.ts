@@ -6,10 +6,17 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import {
+  allPassed,
+  blindWindows,
   checkDuplicateDeaths,
   checkFalseDeaths,
+  checkFalseSuspects,
   checkHeartbeatEpochs,
+  checkLeaderFaultsRan,
+  checkLeavesReported,
   checkMissedDeaths,
+  checkNoReportAfterLeave,
+  checkRefusedIgnored,
   checkMonitoredAfterTakeover,
   checkOverlappingEpochs,
   checkRegistrationsReported,
@@ -17,17 +24,20 @@ import {
   checkUnknownSubjects,
   ClientTimeline,
   DEFAULT_CHAOS_TIMINGS,
+  deadlineFrom,
   failovers,
+  REFUSED_KINDS,
   runChecks,
+  verdictOf,
   type ChaosRecord,
   type ClientAction,
   type SeenElection,
   type SeenHeartbeat,
   type SeenPresence,
 } from "../../bench/chaos-invariants.js";
-import { isClusterFault, planSchedule, SETTLE_AFTER_MS } from "../../bench/chaos-schedule.js";
+import { isClusterFault, planSchedule, SETTLE_AFTER_MS, UNREGISTER_BEFORE_LEADER_FAULT_MS } from "../../bench/chaos-schedule.js";
 
-const T = DEFAULT_CHAOS_TIMINGS; // dead 5000, ping 750, travel 250, allowance 2000, takeover bound 5000
+const T = DEFAULT_CHAOS_TIMINGS; // dead 5000, ping 750, travel 250, allowance 2000, takeover bound 5000, answer slack 500, leave bound 3000
 
 const rep = (at: number, type: string, clientSubject: string, epoch = 1, coordinatorId = "c1", seq = 1): SeenPresence => ({
   at,
@@ -48,6 +58,7 @@ const beats = (from: number, to: number, epoch: number, id: string) =>
 function record(parts: Partial<ChaosRecord>): ChaosRecord {
   const actions = parts.actions ?? [];
   return {
+    ...parts,
     presence: parts.presence ?? [],
     heartbeats: parts.heartbeats ?? [],
     elections: parts.elections ?? [],
@@ -212,18 +223,154 @@ test("chaos checks - failovers are timed from the fault, or from the old leader'
 });
 
 test("chaos checks - a clean run passes every check", () => {
-  const actions = [a(0, "x", "register"), a(0, "y", "register"), a(5000, "y", "silence")];
+  const actions = [a(0, "x", "register"), a(0, "y", "register"), a(0, "z", "register"), a(5000, "y", "silence"), a(6000, "z", "unregister")];
   const heartbeats = [...beats(0, 7000, 1, "c1"), ...beats(9000, 25_000, 2, "c2")];
   const presence = [
     rep(100, "NodePresent", "x"),
     rep(100, "NodePresent", "y"),
+    rep(100, "NodePresent", "z"),
+    rep(6020, "NodeLeft", "z"),
     rep(6600, "NodeSuspect", "y"),
     rep(9050, "NodePresent", "x", 2, "c2"),
     rep(9050, "NodePresent", "y", 2, "c2"),
     rep(14_100, "NodeDead", "y", 2, "c2"),
   ];
-  const results = runChecks(record({ actions, heartbeats, presence, elections: [el(8900, "BecameLeader", 2, "c2")], endAt: 25_000 }), T);
-  for (const r of results) assert.equal(r.violations, [], r.name);
+  const refused = REFUSED_KINDS.map((kind, i) => ({ at: 200 + i, kind, subject: `bad.${kind}` }));
+  const leadershipFaults = [
+    { at: 7100, kind: "SIGKILL" },
+    { at: 16_000, kind: "SIGSTOP" },
+  ];
+  const results = runChecks(
+    record({ actions, heartbeats, presence, elections: [el(8900, "BecameLeader", 2, "c2")], endAt: 25_000, refused, trappedPings: [], leadershipFaults }),
+    T,
+  );
+  for (const r of results) assert.is(verdictOf(r), "PASS", `${r.name}: checked ${r.checked}, ${JSON.stringify(r.violations)}`);
+  assert.ok(allPassed(results));
+});
+
+test("chaos verdicts - a check that judged nothing is NOT JUDGED, and the run does not pass", () => {
+  assert.is(verdictOf({ checked: 0, violations: [] }), "NOT JUDGED");
+  assert.is(verdictOf({ checked: 3, violations: [] }), "PASS");
+  assert.is(verdictOf({ checked: 0, violations: [{ at: 1, message: "x" }] }), "FAIL");
+  const judged = { name: "a", checked: 5, unit: "things", violations: [] };
+  const idle = { name: "b", checked: 0, unit: "things", violations: [] };
+  assert.ok(allPassed([judged]));
+  assert.not.ok(allPassed([judged, idle]), "an unjudged check fails the run");
+});
+
+test("chaos checks - false deaths: a client revived 2 s into its silence and reported dead 3 s later while it answers fails", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "silence"), a(12_000, "x", "revive")];
+  const heartbeats = beats(0, 30_000, 1, "c1");
+  // The dead timer was never restarted by the replies after the revive: dead at 15 s.
+  const late = checkFalseDeaths(record({ actions, heartbeats, presence: [rep(15_100, "NodeDead", "x")] }), T);
+  assert.is(late.violations.length, 1);
+  assert.match(late.violations[0]!.message, /answering since 12\.000 s/);
+  // Decided before the first reply after the revive could reach the leader: not false.
+  assert.equal(checkFalseDeaths(record({ actions, heartbeats, presence: [rep(13_400, "NodeDead", "x")] }), T).violations, []);
+});
+
+test("chaos checks - false deaths and suspects: a blind window (no heartbeat, or the harness stalled) does not count as answering", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "silence"), a(12_000, "x", "revive")];
+  // The leader stood still from 11.5 s to 14.5 s (no heartbeat): it could not hear the replies.
+  const stalled = [...beats(0, 11_500, 1, "c1"), ...beats(14_500, 30_000, 1, "c1")];
+  assert.equal(checkFalseDeaths(record({ actions, heartbeats: stalled, presence: [rep(15_100, "NodeDead", "x")] }), T).violations, []);
+  // The harness stood still (its clients answered nothing) from 12.5 s to 14.6 s.
+  const harnessStalls = [{ from: 12_500, to: 14_600 }];
+  const heartbeats = beats(0, 30_000, 1, "c1");
+  assert.equal(checkFalseDeaths(record({ actions, heartbeats, harnessStalls, presence: [rep(15_100, "NodeDead", "x")] }), T).violations, []);
+  assert.equal(checkFalseSuspects(record({ actions, heartbeats, harnessStalls, presence: [rep(15_100, "NodeSuspect", "x")] }), T).violations, []);
+  assert.is(checkFalseSuspects(record({ actions, heartbeats, presence: [rep(15_100, "NodeSuspect", "x")] }), T).violations.length, 1);
+});
+
+test("chaos checks - false suspects: a NodeSuspect of a client answering for more than two ping intervals plus travel fails", () => {
+  const actions = [a(0, "ok", "register"), a(0, "silent", "register"), a(0, "back", "register"), a(9000, "silent", "silence"), a(8000, "back", "silence"), a(9000, "back", "revive")];
+  const heartbeats = beats(0, 30_000, 1, "c1");
+  const honest = record({ actions, heartbeats, presence: [rep(10_600, "NodeSuspect", "silent"), rep(10_000, "NodeSuspect", "back")] });
+  const good = checkFalseSuspects(honest, T);
+  assert.equal(good.violations, []);
+  assert.is(good.checked, 2);
+  // A suspect that fires early: "ok" has answered for 10 s.
+  const bad = checkFalseSuspects(record({ actions, heartbeats, presence: [rep(10_000, "NodeSuspect", "ok"), rep(11_100, "NodeSuspect", "back")] }), T);
+  assert.is(bad.violations.length, 2);
+  assert.match(bad.violations[0]!.message, /NodeSuspect ok/);
+  assert.match(bad.violations[1]!.message, /NodeSuspect back .*answering since 9\.000 s/);
+});
+
+test("chaos checks - NodeLeft: an acknowledged unregistration without a NodeLeft in time fails; a dead client needs none", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "unregister"), a(0, "d", "register"), a(2000, "d", "silence"), a(10_000, "d", "unregister")];
+  const heartbeats = beats(0, 30_000, 1, "c1");
+  const dead = rep(7100, "NodeDead", "d");
+  const ok = checkLeavesReported(record({ actions, heartbeats, presence: [dead, rep(10_050, "NodeLeft", "x")], endAt: 30_000 }), T);
+  assert.equal(ok.violations, []);
+  assert.is(ok.checked, 1);
+  assert.is(ok.skipped, 1, "the dead client owes no NodeLeft");
+  const never = checkLeavesReported(record({ actions, heartbeats, presence: [dead], endAt: 30_000 }), T);
+  assert.match(never.violations[0]!.message, /x unregistered .*never reported NodeLeft/);
+  const late = checkLeavesReported(record({ actions, heartbeats, presence: [dead, rep(14_000, "NodeLeft", "x")], endAt: 30_000 }), T);
+  assert.match(late.violations[0]!.message, /NodeLeft only at 14\.000 s/);
+  // A takeover in between: the new leader has the whole bound from its first heartbeat.
+  const failover = [...beats(0, 10_000, 1, "c1"), ...beats(12_000, 30_000, 2, "c2")];
+  assert.equal(checkLeavesReported(record({ actions, heartbeats: failover, presence: [dead, rep(14_000, "NodeLeft", "x", 2, "c2")], endAt: 30_000 }), T).violations, []);
+});
+
+test("chaos checks - no report after leave: a coordinator that ignores a leave, or a new leader that resurrects it, fails", () => {
+  const actions = [a(0, "x", "register"), a(10_000, "x", "unregister")];
+  const heartbeats = beats(0, 30_000, 1, "c1");
+  const ok = checkNoReportAfterLeave(record({ actions, heartbeats, presence: [rep(9900, "NodeState", "x"), rep(10_020, "NodeLeft", "x")], endAt: 30_000 }), T);
+  assert.equal(ok.violations, []);
+  assert.is(ok.checked, 1);
+  // Ignored: reported on, then dead, never left.
+  const ignored = [rep(11_500, "NodeState", "x"), rep(11_600, "NodeSuspect", "x"), rep(13_100, "NodeState", "x"), rep(15_200, "NodeDead", "x")];
+  const bad = checkNoReportAfterLeave(record({ actions, heartbeats, presence: ignored, endAt: 30_000 }), T);
+  assert.is(bad.violations.length, 1);
+  assert.match(bad.violations[0]!.message, /x unregistered .*: 2 report\(s\) after it, first NodeState x .* at 13\.100 s/);
+  // Reported after its own NodeLeft: the leave was read and the client kept.
+  const kept = checkNoReportAfterLeave(record({ actions, heartbeats, presence: [rep(10_020, "NodeLeft", "x"), rep(11_000, "NodeState", "x")], endAt: 30_000 }), T);
+  assert.is(kept.violations.length, 1);
+  // The leader died before reading the leave: the new one loads x, then reads the leave.
+  const failover = [...beats(0, 10_000, 1, "c1"), ...beats(12_000, 30_000, 2, "c2")];
+  const handed = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(12_200, "NodeLeft", "x", 2, "c2")];
+  assert.equal(checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: handed, endAt: 30_000 }), T).violations, []);
+  assert.equal(checkLeavesReported(record({ actions, heartbeats: failover, presence: handed, endAt: 30_000 }), T).violations, []);
+  // A new leader that resurrects x from the bucket: present, reported on, dead; never left.
+  const resurrected = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(13_600, "NodeState", "x", 2, "c2"), rep(15_100, "NodeSuspect", "x", 2, "c2"), rep(17_100, "NodeDead", "x", 2, "c2")];
+  assert.is(checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: resurrected, endAt: 30_000 }), T).violations.length, 1);
+  assert.is(checkLeavesReported(record({ actions, heartbeats: failover, presence: resurrected, endAt: 30_000 }), T).violations.length, 1);
+  // Registered again: reports after that are the new registration's.
+  const back = record({ actions: [...actions, a(12_000, "x", "register")], heartbeats, presence: [rep(10_020, "NodeLeft", "x"), rep(12_010, "NodePresent", "x")], endAt: 30_000 });
+  assert.equal(checkNoReportAfterLeave(back, T).violations, []);
+});
+
+test("chaos checks - refused input: every kind sent, none pinged, none reported", () => {
+  const refused = REFUSED_KINDS.map((kind, i) => ({ at: i, kind, subject: `bad.${kind}` }));
+  const ok = checkRefusedIgnored(record({ refused, trappedPings: [] }));
+  assert.equal(ok.violations, []);
+  assert.is(ok.checked, REFUSED_KINDS.length);
+  const missing = checkRefusedIgnored(record({ refused: refused.filter((r) => r.kind !== "dollar"), trappedPings: [] }));
+  assert.match(missing.violations[0]!.message, /kind dollar was sent/);
+  const pinged = checkRefusedIgnored(record({ refused, trappedPings: [{ at: 5, subject: "bad.inbox" }] }));
+  assert.match(pinged.violations[0]!.message, /a ping on bad\.inbox \(refused registration, inbox\)/);
+  const reported = checkRefusedIgnored(record({ refused, presence: [rep(9, "NodePresent", "bad.over-64-kib")] }));
+  assert.match(reported.violations[0]!.message, /over-64-kib/);
+  assert.is(verdictOf(checkRefusedIgnored(record({}))), "FAIL", "nothing sent: the kinds are missing");
+});
+
+test("chaos checks - leader faults ran: a run without a SIGSTOP and a SIGKILL or SIGTERM of the leader fails", () => {
+  assert.is(checkLeaderFaultsRan(record({ leadershipFaults: [] })).violations.length, 2);
+  const serverOnly = checkLeaderFaultsRan(record({ leadershipFaults: [{ at: 1, kind: "SIGSTOP" }, { at: 2, kind: "server stop" }] }));
+  assert.match(serverOnly.violations[0]!.message, /no SIGKILL or SIGTERM/);
+  assert.equal(checkLeaderFaultsRan(record({ leadershipFaults: [{ at: 1, kind: "SIGSTOP" }, { at: 2, kind: "SIGTERM" }] })).violations, []);
+});
+
+test("chaos checks - blind windows move deadlines by their length, and a takeover gives the whole bound again", () => {
+  const heartbeats = [...beats(0, 10_000, 1, "c1"), ...beats(12_000, 30_000, 1, "c1")];
+  assert.equal(blindWindows({ heartbeats, harnessStalls: [{ from: 20_000, to: 20_400 }] }, T), [
+    { from: 10_000, to: 12_000 },
+    { from: 20_000, to: 20_400 },
+  ]);
+  assert.is(deadlineFrom(9000, 3000, [], [{ from: 10_000, to: 12_000 }]), 14_000);
+  assert.is(deadlineFrom(9000, 3000, [11_000], []), 14_000);
+  assert.is(deadlineFrom(9000, 3000, [], []), 12_000);
 });
 
 test("chaos schedule - the same seed gives the same schedule; another seed another one", () => {
@@ -245,6 +392,25 @@ test("chaos schedule - cluster faults never overlap and end, settled, within the
     }
     assert.ok(kinds.size >= 8, `seed ${seed}: a 5-minute run has nearly every kind (${[...kinds].join(",")})`);
   }
+});
+
+test("chaos schedule - every run unregisters clients, also shortly before every fault that takes the leader away", () => {
+  for (const seed of [1, 2, 3, 42, 4022727017]) {
+    const faults = planSchedule(seed, 60_000);
+    assert.ok(faults.some((f) => f.kind === "unregister"), `seed ${seed}: unregisters`);
+    for (const [i, f] of faults.entries()) {
+      if (f.kind !== "kill-coordinator" && f.kind !== "term-leader" && f.kind !== "stop-leader") continue;
+      const before = faults[i - 1];
+      assert.ok(before?.kind === "unregister" && before.at === f.at - UNREGISTER_BEFORE_LEADER_FAULT_MS, `seed ${seed}: an unregistration before ${f.kind} at ${f.at}`);
+    }
+    assert.equal(faults.map((f) => f.at), [...faults.map((f) => f.at)].sort((x, y) => x - y), `seed ${seed}: in time order`);
+  }
+});
+
+test("chaos schedule - the CI seed's minute stops the leader and kills or terminates it", () => {
+  const kinds = planSchedule(4022727017, 60_000).map((f) => f.kind);
+  assert.ok(kinds.includes("stop-leader"), kinds.join(","));
+  assert.ok(kinds.includes("term-leader") || kinds.includes("kill-coordinator"), kinds.join(","));
 });
 
 test.run();
