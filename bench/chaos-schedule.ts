@@ -9,7 +9,11 @@
  *   leader, a NATS server down): the next may start only once the previous one has been
  *   undone and the cluster had time to settle (a new leader elected and monitoring), so
  *   at least 2 coordinators and 2 NATS servers always run, and each failover is measured;
- * - client faults (silence, revive, register, unregister, malformed input) go on meanwhile.
+ * - client faults (silence, revive, register, unregister, malformed input) go on meanwhile;
+ * - every run unregisters clients: once at the start, and shortly before every fault that
+ *   takes the leader away, so that a new leader meets recent leaves (a leader that ignored
+ *   them, or one that loaded them back from the bucket, would be seen). These are drawn
+ *   from a source of their own, so they leave the rest of a seed's schedule as it was.
  */
 import { createRandom } from "../src/random.js";
 
@@ -30,6 +34,10 @@ const WEIGHTS: Record<FaultKind, number> = {
   unregister: 1,
   malformed: 1,
 };
+
+/** How long before a fault that takes the leader away its unregistrations are sent. */
+export const UNREGISTER_BEFORE_LEADER_FAULT_MS = 300;
+const LEADER_FAULTS: readonly FaultKind[] = ["kill-coordinator", "term-leader", "stop-leader"];
 
 /** How long after a cluster fault has been undone before the next may start (re-election, reload). */
 export const SETTLE_AFTER_MS: Record<ClusterFault, number> = {
@@ -85,7 +93,14 @@ export function planSchedule(seed: number, runMs: number): PlannedFault[] {
     const count = kind === "silence" ? random.int(2, 10) : kind === "revive" ? random.int(1, 8) : kind === "register" ? random.int(1, 10) : kind === "unregister" ? random.int(1, 5) : kind === "malformed" ? random.int(2, 6) : 1;
     faults.push({ at, kind, durationMs, count, pick: random.int(0, 0x7fff_ffff) });
   }
-  return faults;
+  const leaves = createRandom((seed ^ 0x5eed_1eaf) >>> 0);
+  const unregister = (at: number): PlannedFault => ({ at, kind: "unregister", durationMs: 0, count: leaves.int(1, 3), pick: leaves.int(0, 0x7fff_ffff) });
+  const withLeaves = [unregister(Math.min(1000, runMs / 2))];
+  for (const f of faults) {
+    if (LEADER_FAULTS.includes(f.kind)) withLeaves.push(unregister(f.at - UNREGISTER_BEFORE_LEADER_FAULT_MS));
+    withLeaves.push(f);
+  }
+  return withLeaves;
 }
 
 /** A short fingerprint of a schedule, printed so two runs can be compared at a glance. */
