@@ -26,6 +26,12 @@ export interface PingStats {
 
 export class SimulatedClients {
   private readonly silenced = new Set<string>();
+  /** Subjects unregistered: a client that has left answers nothing, until it registers again. */
+  private readonly gone = new Set<string>();
+  /** Subjects that must never be pinged (refused registrations), and the pings that came anyway. */
+  private readonly traps = new Set<string>();
+  private readonly trapSubs: Subscription[] = [];
+  private readonly trappedPings: { at: number; subject: string }[] = [];
   private readonly lastPing = new Map<string, number>();
   private readonly sub: Subscription;
   private answered = 0;
@@ -55,7 +61,11 @@ export class SimulatedClients {
     const last = this.lastPing.get(subject);
     if (last !== undefined && this.intervals.length < this.sampleLimit) this.intervals.push(now - last);
     this.lastPing.set(subject, now);
-    if (this.silenced.has(subject)) {
+    if (this.traps.has(subject)) {
+      this.trappedPings.push({ at: now, subject });
+      return;
+    }
+    if (this.silenced.has(subject) || this.gone.has(subject)) {
       this.ignored += 1;
       return;
     }
@@ -67,16 +77,49 @@ export class SimulatedClients {
   async register(from: number, to: number, batch = 2000, metadata: Record<string, unknown> = {}): Promise<void> {
     const subject = presenceSubjects.register(this.clusterId);
     for (let n = from; n < to; n++) {
+      this.gone.delete(SimulatedClients.subject(this.prefix, n));
       this.nc.publish(subject, JSON.stringify({ myPresenceSubject: SimulatedClients.subject(this.prefix, n), ...metadata }));
       if ((n - from + 1) % batch === 0) await this.nc.flush();
     }
     await this.nc.flush();
   }
 
+  /** Publishes unregistrations; from then on these clients answer no ping until they register again. */
   async unregister(subjects: string[]): Promise<void> {
     const subject = presenceSubjects.unregister(this.clusterId);
+    this.leave(subjects);
     for (const s of subjects) this.nc.publish(subject, JSON.stringify({ myPresenceSubject: s }));
     await this.nc.flush();
+  }
+
+  /** These clients have left (unregistered by other means): they answer no ping until `rejoin`. */
+  leave(subjects: string[]): void {
+    for (const s of subjects) this.gone.add(s);
+  }
+
+  /** These clients answer again (they are about to register again). */
+  rejoin(subjects: string[]): void {
+    for (const s of subjects) this.gone.delete(s);
+  }
+
+  /**
+   * Watches subjects that must never be pinged (those of refused registrations): a ping on
+   * one is counted, never answered. Subjects under the prefix arrive on the wildcard
+   * subscription; others get a subscription of their own.
+   */
+  trap(subjects: string[]): void {
+    for (const s of subjects) {
+      if (this.traps.has(s)) continue;
+      this.traps.add(s);
+      if (!s.startsWith(`${this.prefix}.`)) {
+        this.trapSubs.push(this.nc.subscribe(s, { callback: (_e, m) => void this.trappedPings.push({ at: performance.now(), subject: m.subject }) }));
+      }
+    }
+  }
+
+  /** Pings that arrived on trapped subjects (performance.now of this process). */
+  trapped(): readonly { at: number; subject: string }[] {
+    return this.trappedPings;
   }
 
   /** Publishes raw bytes on the registration subject (malformed registrations). */
@@ -123,6 +166,7 @@ export class SimulatedClients {
 
   stop(): void {
     this.sub.unsubscribe();
+    for (const sub of this.trapSubs) sub.unsubscribe();
   }
 }
 
