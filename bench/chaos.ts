@@ -22,13 +22,18 @@ import { createRandom, MAX_SEED, newSeed, type RandomSource } from "../src/rando
 import { NatsCluster } from "../src/services/nats-server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import {
+  allPassed,
   DEFAULT_CHAOS_TIMINGS,
   failovers,
+  REFUSED_KINDS,
   runChecks,
+  verdictOf,
   type CheckResult,
   type ClientAction,
   type ClientActionKind,
   type LeadershipFault,
+  type RefusedInput,
+  type RefusedKind,
   type SeenElection,
   type SeenHeartbeat,
   type SeenPresence,
@@ -188,6 +193,11 @@ const silenced = new Map<number, number>();
 const used = new Set<number>();
 let nextNew = 0;
 let malformedSent = 0;
+const refused: RefusedInput[] = [];
+/** When the harness's event loop stood still (its clients answered nothing): a tick late by more than STALL_MS. */
+const harnessStalls: { from: number; to: number }[] = [];
+const STALL_TICK_MS = 50;
+const STALL_MS = 250;
 let unackedRegistrations = 0;
 const faults: FaultRecord[] = [];
 const leadershipFaults: LeadershipFault[] = [];
@@ -251,17 +261,25 @@ async function registerClients(ns: number[]): Promise<void> {
       const subject = subjectOf(n);
       used.add(n);
       registered.add(n);
+      sim!.rejoin([subject]);
       if (await publishAcked(presenceSubjects.register(clusterId), JSON.stringify({ myPresenceSubject: subject, chaos: true }))) act(subject, "register");
       else unackedRegistrations += 1;
     }),
   );
 }
 
+/**
+ * Unregisters clients as a client library does: once JetStream has acknowledged the leave,
+ * the client is gone and answers no ping. A leave never acknowledged leaves the client
+ * gone all the same, which the ground truth records as a silencing.
+ */
 async function unregisterClients(ns: number[]): Promise<void> {
   await Promise.all(
     ns.map(async (n) => {
       registered.delete(n);
-      if (await publishAcked(presenceSubjects.unregister(clusterId), JSON.stringify({ myPresenceSubject: subjectOf(n) }))) act(subjectOf(n), "unregister");
+      const acked = await publishAcked(presenceSubjects.unregister(clusterId), JSON.stringify({ myPresenceSubject: subjectOf(n) }));
+      sim!.leave([subjectOf(n)]);
+      act(subjectOf(n), acked ? "unregister" : "silence");
     }),
   );
 }
@@ -282,22 +300,55 @@ const RECOVER_WITHIN_MS = 3000;
 /** Only clients silenced this long ago are restarted: their NodeDead is due and judged first. */
 const RESTART_AFTER_MS = DEFAULT_DEAD_TIMEOUT_MS + DEFAULT_PING_INTERVAL_MS + DEFAULT_CHAOS_TIMINGS.deathAllowanceMs + 1000;
 
-const MALFORMED: (() => string | Uint8Array)[] = [
-  () => "not json at all",
-  () => "[1,2,3]",
-  () => "{}",
-  () => JSON.stringify({ myPresenceSubject: 42 }),
-  () => JSON.stringify({ myPresenceSubject: "" }),
-  () => JSON.stringify({ myPresenceSubject: `${prefix}.bad.*` }),
-  () => JSON.stringify({ myPresenceSubject: `${prefix}.bad.>` }),
-  () => JSON.stringify({ myPresenceSubject: `${prefix}.bad subject` }),
-  () => JSON.stringify({ myPresenceSubject: `${prefix}..bad` }),
-  () => JSON.stringify({ myPresenceSubject: "$SYS.chaos.bad" }),
-  () => JSON.stringify({ myPresenceSubject: "_INBOX.chaos.bad" }),
-  () => JSON.stringify({ myPresenceSubject: `${prefix}.bad.${"x".repeat(300)}` }),
-  () => JSON.stringify({ myPresenceSubject: `${prefix}.bad.big`, pad: "x".repeat(70 * 1024) }),
-  () => new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]),
-];
+/**
+ * One malformed registration of each kind. Those that name a subject name one nobody else
+ * uses, which the simulated clients watch for pings. The oversized and the bad UTF-8 ones
+ * carry a valid subject, so that only the size or the encoding refuses them.
+ */
+const MALFORMED: Record<RefusedKind, { subject?: string; payload: () => string | Uint8Array }> = (() => {
+  const named = (subject: string, extra: Record<string, unknown> = {}) => ({ subject, payload: () => JSON.stringify({ myPresenceSubject: subject, ...extra }) });
+  const utf8 = `${prefix}.bad.utf8`;
+  return {
+    "not-json": { payload: () => "not json at all" },
+    "not-an-object": { payload: () => "[1,2,3]" },
+    "no-subject": { payload: () => "{}" },
+    "subject-not-a-string": { payload: () => JSON.stringify({ myPresenceSubject: 42 }) },
+    "empty-subject": { payload: () => JSON.stringify({ myPresenceSubject: "" }) },
+    "wildcard-star": named(`${prefix}.bad.*`),
+    "wildcard-gt": named(`${prefix}.bad.>`),
+    whitespace: named(`${prefix}.bad subject`),
+    "empty-token": named(`${prefix}.bad..token`),
+    dollar: named(`$SYS.${prefix}.bad`),
+    inbox: named(`_INBOX.${prefix}.bad`),
+    "presence-namespace": named(`presence.${prefix}.bad`),
+    "coordinator-namespace": named(`coordinator.${prefix}.bad`),
+    "too-long-subject": named(`${prefix}.bad.${"x".repeat(300)}`),
+    "over-64-kib": named(`${prefix}.bad.big`, { pad: "x".repeat(65 * 1024) }),
+    "bad-utf-8": {
+      subject: utf8,
+      // Valid JSON but for two bytes that are not UTF-8, inside a metadata string.
+      payload: () => {
+        const [head, tail] = JSON.stringify({ myPresenceSubject: utf8, note: "@@" }).split("@@") as [string, string];
+        const enc = new TextEncoder();
+        return new Uint8Array([...enc.encode(head), 0xff, 0xfe, ...enc.encode(tail)]);
+      },
+    },
+  };
+})();
+
+/** The subjects of malformed registrations that a ping could reach (not those NATS could not deliver on anyway). */
+const TRAPPABLE = (Object.values(MALFORMED) as { subject?: string }[])
+  .map((m) => m.subject)
+  .filter((x): x is string => x !== undefined && !/\s/.test(x) && !x.includes(".."));
+
+async function sendMalformed(kinds: readonly RefusedKind[]): Promise<void> {
+  for (const kind of kinds) {
+    const m = MALFORMED[kind];
+    await sim!.publishRaw(m.payload());
+    refused.push({ at: performance.now(), kind, ...(m.subject !== undefined ? { subject: m.subject } : {}) });
+  }
+  malformedSent += kinds.length;
+}
 
 /** Waits for a leader heartbeating, up to `ms`. */
 async function leaderWithin(ms: number): Promise<SeenHeartbeat | undefined> {
@@ -463,10 +514,9 @@ async function inject(f: PlannedFault): Promise<void> {
       return record(`unregistered ${ns.length} client(s): ${names(ns)}`);
     }
     case "malformed": {
-      const picked = Array.from({ length: f.count }, () => MALFORMED[random.int(0, MALFORMED.length - 1)]!);
-      for (const payload of picked) await sim!.publishRaw(payload());
-      malformedSent += picked.length;
-      return record(`published ${picked.length} malformed registration(s)`);
+      const picked = Array.from({ length: f.count }, () => REFUSED_KINDS[random.int(0, REFUSED_KINDS.length - 1)]!);
+      await sendMalformed(picked);
+      return record(`published ${picked.length} malformed registration(s): ${picked.join(", ")}`);
     }
   }
 }
@@ -559,6 +609,17 @@ async function main(): Promise<number> {
   );
   t0 = performance.now();
   out(`chaos: cluster ${urls.join(" ")}; ${clientCount} clients registered and reported; faults start now`);
+  let lastTick = performance.now();
+  const stallWatch = setInterval(() => {
+    const now = performance.now();
+    if (now - lastTick > STALL_MS) harnessStalls.push({ from: lastTick, to: now });
+    lastTick = now;
+  }, STALL_TICK_MS);
+  sim.trap(TRAPPABLE);
+  await clientsNc.flush();
+  // Every kind of malformed registration, in every run; the schedule adds random ones.
+  await sendMalformed(REFUSED_KINDS);
+  say(`published one malformed registration of each of ${REFUSED_KINDS.length} kinds`);
 
   for (const f of schedule) {
     const wait = t0 + f.at - performance.now();
@@ -570,6 +631,7 @@ async function main(): Promise<number> {
   say("faults over: restoring everything and settling");
   const unsettled = await settle();
   const endAt = performance.now();
+  clearInterval(stallWatch);
   say("observation ends");
 
   // ------------------------------------------------------------------ judging
@@ -580,6 +642,10 @@ async function main(): Promise<number> {
     actions,
     subjects: new Set([...used].map(subjectOf)),
     endAt,
+    harnessStalls,
+    refused,
+    trappedPings: [...sim.trapped()],
+    leadershipFaults,
   };
   const timings = { ...DEFAULT_CHAOS_TIMINGS, deadTimeoutMs: DEFAULT_DEAD_TIMEOUT_MS, pingIntervalMs: DEFAULT_PING_INTERVAL_MS };
   const checks: CheckResult[] = [
@@ -598,18 +664,19 @@ async function main(): Promise<number> {
   for (const f of injected) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;
   const skippedByKind: Record<string, number> = {};
   for (const f of faults.filter((f) => f.skipped)) skippedByKind[f.kind] = (skippedByKind[f.kind] ?? 0) + 1;
-  const passed = checks.every((c) => c.violations.length === 0);
+  const passed = allPassed(checks);
 
   out("");
   out(`${"invariant".padEnd(28)} ${"checked".padStart(8)} ${"".padEnd(36)} ${"violations".padStart(10)}  verdict`);
   for (const c of checks) {
     const extra = c.skipped ? ` (+${c.skipped} not judgeable)` : "";
-    out(`${c.name.padEnd(28)} ${String(c.checked).padStart(8)} ${(c.unit + extra).padEnd(36)} ${String(c.violations.length).padStart(10)}  ${c.violations.length === 0 ? "PASS" : "FAIL"}`);
+    out(`${c.name.padEnd(28)} ${String(c.checked).padStart(8)} ${(c.unit + extra).padEnd(36)} ${String(c.violations.length).padStart(10)}  ${verdictOf(c)}`);
   }
   out("");
   out(`reports checked: ${observer.presence.length} presence, ${observer.heartbeats.length} heartbeats, ${observer.elections.length} election`);
   out(`faults injected: ${injected.length} (${Object.entries(byKind).map(([k, n]) => `${k} ${n}`).join(", ")})${faults.length > injected.length ? `; skipped: ${Object.entries(skippedByKind).map(([k, n]) => `${k} ${n}`).join(", ")}` : ""}`);
   out(`malformed registrations sent: ${malformedSent}; registrations never acknowledged: ${unackedRegistrations}`);
+  out(`harness stalls over ${STALL_MS} ms: ${harnessStalls.length}${harnessStalls.length > 0 ? ` (longest ${Math.round(Math.max(...harnessStalls.map((w) => w.to - w.from)))} ms)` : ""}`);
   const ms = fo.map((f) => f.ms);
   out(
     fo.length === 0
@@ -634,12 +701,13 @@ async function main(): Promise<number> {
       faults: { injected: injected.length, byKind, skipped: skippedByKind, list: faults.map((f) => ({ ...f, at: Math.round(f.at - t0) })) },
       malformedSent,
       unackedRegistrations,
+      harnessStalls: harnessStalls.length,
       reports: { presence: observer.presence.length, heartbeats: observer.heartbeats.length, election: observer.elections.length },
       steppedDown: stepDowns(observer.elections),
       failovers: { count: fo.length, minMs: fo.length ? Math.min(...ms) : null, medianMs: fo.length ? median(ms) : null, maxMs: fo.length ? Math.max(...ms) : null, list: fo.map((f) => ({ ...f, at: Math.round(f.at - t0) })) },
       checks: checks.map((c) => ({
         name: c.name,
-        verdict: c.violations.length === 0 ? "PASS" : "FAIL",
+        verdict: verdictOf(c),
         checked: c.checked,
         unit: c.unit,
         skipped: c.skipped ?? 0,
@@ -652,6 +720,7 @@ async function main(): Promise<number> {
 
   if (!passed) {
     out("");
+    for (const c of checks.filter((c) => verdictOf(c) === "NOT JUDGED")) out(`NOT JUDGED ${c.name} (seed ${seed}): it checked no ${c.unit}`);
     for (const c of checks.filter((c) => c.violations.length > 0)) {
       out(`FAIL ${c.name} (seed ${seed}):`);
       for (const v of c.violations.slice(0, 5)) out(`  ${rel(v.at)}  ${v.message}`);
