@@ -625,6 +625,17 @@ export function checkUnknownSubjects(record: ChaosRecord): CheckResult {
   return { name: "no report for refused input", checked: record.presence.length, unit: "presence reports", violations };
 }
 
+/** Presence reports by client subject, each list in arrival order. */
+function bySubject(presence: readonly SeenPresence[]): Map<string, SeenPresence[]> {
+  const out = new Map<string, SeenPresence[]>();
+  for (const r of byArrival(presence)) {
+    let list = out.get(r.clientSubject);
+    if (!list) out.set(r.clientSubject, (list = []));
+    list.push(r);
+  }
+  return out;
+}
+
 /** The unregistrations that had a client to remove: acknowledged while the client was registered, with when its next registration came. */
 function leaves(record: ChaosRecord, timeline: ClientTimeline): { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] {
   const out: { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] = [];
@@ -652,7 +663,7 @@ export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings =
   const timeline = new ClientTimeline(record.actions);
   const takeoverTimes = takeovers(record.heartbeats).map((t) => t.at);
   const blind = blindWindows(record, timings);
-  const presence = byArrival(record.presence);
+  const reports = bySubject(record.presence);
   const violations: Violation[] = [];
   let checked = 0;
   let skipped = 0;
@@ -662,7 +673,7 @@ export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings =
       skipped += 1;
       continue;
     }
-    const mine = presence.filter((r) => r.clientSubject === u.subject && r.at > lastRegisteredAt - timings.travelMs && r.at < nextRegisterAt);
+    const mine = (reports.get(u.subject) ?? []).filter((r) => r.at > lastRegisteredAt - timings.travelMs && r.at < nextRegisterAt);
     if (mine.some((r) => r.type === "NodeDead" && r.at <= deadline)) {
       skipped += 1;
       continue;
@@ -691,7 +702,7 @@ export function checkNoReportAfterLeave(record: ChaosRecord, timings: ChaosTimin
   const timeline = new ClientTimeline(record.actions);
   const takeoverTimes = takeovers(record.heartbeats).map((t) => t.at);
   const blind = blindWindows(record, timings);
-  const presence = byArrival(record.presence);
+  const reports = bySubject(record.presence);
   const violations: Violation[] = [];
   let checked = 0;
   for (const { u, nextRegisterAt } of leaves(record, timeline)) {
@@ -700,7 +711,7 @@ export function checkNoReportAfterLeave(record: ChaosRecord, timings: ChaosTimin
     if (until <= from) continue;
     checked += 1;
     const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind);
-    const mine = presence.filter((r) => r.clientSubject === u.subject && r.at > u.at - timings.travelMs && r.at < until);
+    const mine = (reports.get(u.subject) ?? []).filter((r) => r.at > u.at - timings.travelMs && r.at < until);
     const after = mine.filter((r) => r.at > from && r.type !== "NodeLeft");
     const bad = after.filter((r) => r.at > deadline || mine.some((e) => e.type === "NodeLeft" && e.epoch === r.epoch && e.at < r.at));
     if (bad.length > 0) {
