@@ -1,32 +1,58 @@
 /**
- * The soak's verdict on deaths, a pure function with its own tests: every NodeDead must
- * fall in a silence of its client, and every silence that ended must be reported dead once.
+ * The soak's verdicts, pure functions with their own tests: every NodeDead must fall in a
+ * silence of its client, within a bound, and every silence that ended must be reported
+ * dead once; suspects and leaves are judged per client with the chaos run's checks
+ * (bench/chaos-invariants.ts), from the soak's own record of what it did to each client.
  */
+import {
+  checkFalseSuspects,
+  checkLeavesReported,
+  checkNoReportAfterLeave,
+  deadlineFrom,
+  DEFAULT_CHAOS_TIMINGS,
+  type ChaosRecord,
+  type ChaosTimings,
+  type CheckResult,
+  type Window,
+} from "./chaos-invariants.js";
+
 /** A client's silence: from when it stopped answering until it was revived (undefined: still silent). */
 export interface Silence {
   from: number;
   to: number | undefined;
 }
 
+/** Slack on top of dead timeout + ping interval for a NodeDead (travel, a busy machine). */
+export const SOAK_DEATH_SLACK_MS = 1000;
+
 /**
  * Checks every NodeDead against the silences: one is false unless its client had been silent
  * for at least the dead timeout less one ping interval (the last answer may precede the
- * silence by that much) and at most a second past its revival (a ping in flight). Every
+ * silence by that much) and at most a second past its revival (a ping in flight). One that
+ * comes later than dead timeout + ping interval + slack after the silence began (moved by
+ * the blind windows in between: a leader or a harness that stood still) is late. Every
  * silence that ended is reported dead exactly once.
  */
 export function judgeDeaths(
   silences: Map<string, Silence[]>,
   deaths: { subject: string; at: number }[],
   timings: { deadTimeoutMs: number; pingIntervalMs: number },
-): { falseDeaths: string[]; missed: string[]; twice: string[]; silences: number } {
+  blind: readonly Window[] = [],
+  slackMs = SOAK_DEATH_SLACK_MS,
+): { falseDeaths: string[]; late: string[]; missed: string[]; twice: string[]; silences: number } {
   const falseDeaths: string[] = [];
+  const late: string[] = [];
   const deathsIn = new Map<Silence, number>();
   for (const d of deaths) {
     const matching = (silences.get(d.subject) ?? []).find(
       (s) => d.at - s.from >= timings.deadTimeoutMs - timings.pingIntervalMs - 250 && (s.to === undefined || d.at <= s.to + 1000),
     );
-    if (matching === undefined) falseDeaths.push(d.subject);
-    else deathsIn.set(matching, (deathsIn.get(matching) ?? 0) + 1);
+    if (matching === undefined) {
+      falseDeaths.push(d.subject);
+      continue;
+    }
+    deathsIn.set(matching, (deathsIn.get(matching) ?? 0) + 1);
+    if (d.at > deadlineFrom(matching.from, timings.deadTimeoutMs + timings.pingIntervalMs + slackMs, [], blind)) late.push(d.subject);
   }
   const missed: string[] = [];
   const twice: string[] = [];
@@ -39,5 +65,15 @@ export function judgeDeaths(
       if (n > 1) twice.push(subject);
     }
   }
-  return { falseDeaths, missed, twice, silences: count };
+  return { falseDeaths, late, missed, twice, silences: count };
+}
+
+/**
+ * Suspects and leaves, judged per client as the chaos run judges them: no NodeSuspect of a
+ * client answering for over two ping intervals plus travel, a NodeLeft within the leave
+ * bound of every unregistration, and no report of a client between its leave and its next
+ * registration.
+ */
+export function judgeChurn(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult[] {
+  return [checkFalseSuspects(record, timings), checkLeavesReported(record, timings), checkNoReportAfterLeave(record, timings)];
 }
