@@ -17,7 +17,10 @@
  *   - rss bounded: the last quarter's median resident memory is at most 25 % above the first's;
  *   - handles flat: the most and the fewest handles differ by at most 5 after warm-up.
  * It also checks what a churn run must never show: a client that kept answering reported
- * dead, and a leader change (there is no fault here).
+ * dead, a death later than dead timeout + ping interval + slack, a client that answers
+ * reported suspect, a leave without a NodeLeft in time, a report of a client after it left,
+ * and a leader change (there is no fault here). Suspects and leaves are judged per client
+ * with the chaos run's checks.
  *
  * Exit 0 when everything holds, 1 when something does not, 2 for bad flags.
  */
@@ -30,8 +33,9 @@ import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/
 import { createRandom, newSeed } from "../src/random.js";
 import { NatsServer } from "../src/services/nats-server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
+import { blindWindows, DEFAULT_CHAOS_TIMINGS, verdictOf, type ClientAction, type SeenHeartbeat, type SeenPresence } from "./chaos-invariants.js";
 import { SimulatedClients } from "./client-sim.js";
-import { judgeDeaths, type Silence } from "./soak-checks.js";
+import { judgeChurn, judgeDeaths, SOAK_DEATH_SLACK_MS, type Silence } from "./soak-checks.js";
 
 const { values } = parseArgs({
   options: {
@@ -144,10 +148,16 @@ async function main(): Promise<number> {
     const leaderIds = new Set<string>();
     const counts = new Map<string, number>();
     const deaths: { subject: string; at: number }[] = [];
+    /** Every report and heartbeat with its arrival time, and what the soak did to each client: judged per client at the end. */
+    const presence: SeenPresence[] = [];
+    const heartbeats: SeenHeartbeat[] = [];
+    const actions: ClientAction[] = [];
     nc.subscribe(subjects.heartbeat(CLUSTER), {
       callback: (_e, m) => {
         try {
-          leaderIds.add(`${parseHeartbeat(m.data).coordinatorId}@${parseHeartbeat(m.data).epoch}`);
+          const hb = parseHeartbeat(m.data);
+          leaderIds.add(`${hb.coordinatorId}@${hb.epoch}`);
+          heartbeats.push({ at: performance.now(), coordinatorId: hb.coordinatorId, epoch: hb.epoch });
         } catch {
           // not a heartbeat of ours
         }
@@ -156,8 +166,10 @@ async function main(): Promise<number> {
     nc.subscribe(presenceSubjects.report(CLUSTER), {
       callback: (_e, m) => {
         const r = decodeReport(m.data, m.headers?.get(REPORT_HEADERS.encoding));
+        const at = performance.now();
         counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
-        if (r.type === "NodeDead") deaths.push({ subject: r.clientSubject, at: performance.now() });
+        if (r.type === "NodeDead") deaths.push({ subject: r.clientSubject, at });
+        presence.push({ at, type: r.type, clientSubject: r.clientSubject, coordinatorId: r.coordinatorId, epoch: r.epoch, seq: r.seq });
       },
     });
     await waitFor("a leader", () => leaderIds.size > 0, 20_000);
@@ -172,6 +184,8 @@ async function main(): Promise<number> {
     const sim = new SimulatedClients(nc, CLUSTER, PREFIX);
     const subject = (n: number) => SimulatedClients.subject(PREFIX, n);
     await sim.register(0, clientCount);
+    const registeredAt = performance.now();
+    for (let n = 0; n < clientCount; n++) actions.push({ at: registeredAt, subject: subject(n), kind: "register" });
     process.stdout.write(`soak: ${clientCount} clients, churn ${churnPerS}/s, ${minutes} min (${warmupMinutes} warm-up), leader ${leader.id}, seed ${seed}\n`);
 
     // The churn: each second, `churnPerS` live clients are silenced (they will be reported
@@ -189,9 +203,12 @@ async function main(): Promise<number> {
       while (away.length > 0 && now - away[0]!.since >= 8000) {
         const a = away.shift()!;
         awaySet.delete(a.n);
-        if (a.how === "die") silences.get(subject(a.n))!.at(-1)!.to = now;
+        if (a.how === "die") {
+          silences.get(subject(a.n))!.at(-1)!.to = now;
+          actions.push({ at: now, subject: subject(a.n), kind: "revive" });
+        }
         sim.revive([subject(a.n)]);
-        void sim.register(a.n, a.n + 1);
+        void sim.register(a.n, a.n + 1).then(() => actions.push({ at: performance.now(), subject: subject(a.n), kind: "register" }));
       }
       for (let i = 0; i < churnPerS; i++) {
         const n = random.int(0, clientCount - 1);
@@ -205,8 +222,9 @@ async function main(): Promise<number> {
           list.push({ from: now, to: undefined });
           silences.set(subject(n), list);
           sim.silence([subject(n)]);
+          actions.push({ at: now, subject: subject(n), kind: "silence" });
         } else {
-          void sim.unregister([subject(n)]);
+          void sim.unregister([subject(n)]).then(() => actions.push({ at: performance.now(), subject: subject(n), kind: "unregister" }));
         }
       }
     }, 1000);
@@ -280,7 +298,11 @@ async function main(): Promise<number> {
     const rss = measured.map((m) => m.rssPeakMB);
     const rssFirst = median(rss.slice(0, quarter));
     const rssLast = median(rss.slice(-quarter));
-    const judged = judgeDeaths(silences, deaths, DEFAULT_MONITOR_TIMINGS);
+    const endedAt = performance.now();
+    const record = { presence, heartbeats, elections: [], actions, subjects: new Set<string>(), endAt: endedAt };
+    const timings = { ...DEFAULT_CHAOS_TIMINGS, ...DEFAULT_MONITOR_TIMINGS };
+    const judged = judgeDeaths(silences, deaths, DEFAULT_MONITOR_TIMINGS, blindWindows(record, timings));
+    const churnChecks = judgeChurn(record, timings);
     // Timers follow the clients (each has its ping and state timers): compared per client.
     const timersPerClient = measured.map((m) => m.timersPerClient);
     const timersFirst = median(timersPerClient.slice(0, quarter));
@@ -313,6 +335,16 @@ async function main(): Promise<number> {
         ok: judged.falseDeaths.length === 0,
         detail: `${deaths.length} NodeDead, ${judged.falseDeaths.length} of a client that was not silent for the dead timeout${judged.falseDeaths.length > 0 ? `: ${judged.falseDeaths.slice(0, 5).join(", ")}` : ""}`,
       },
+      {
+        name: "deaths in time",
+        ok: judged.late.length === 0,
+        detail: `${judged.late.length} NodeDead later than dead timeout + ping interval + ${SOAK_DEATH_SLACK_MS} ms after the silence began${judged.late.length > 0 ? `: ${judged.late.slice(0, 5).join(", ")}` : ""}`,
+      },
+      ...churnChecks.map((c) => ({
+        name: c.name,
+        ok: verdictOf(c) === "PASS",
+        detail: `${verdictOf(c)}: ${c.checked} ${c.unit}${c.skipped ? ` (+${c.skipped} not judgeable)` : ""}, ${c.violations.length} violations${c.violations.length > 0 ? `: ${c.violations.slice(0, 3).map((v) => v.message).join("; ")}` : ""}`,
+      })),
       {
         name: "every death once",
         ok: judged.missed.length === 0 && judged.twice.length === 0,
