@@ -212,16 +212,17 @@ function answeringFrom(since: number | undefined, until: number, blind: readonly
 }
 
 /**
- * The deadline `boundMs` after `start`, moved past every takeover in time (the new leader
- * gets the whole bound from its first heartbeat) and by the length of every blind window
- * that overlaps it.
+ * The deadline `boundMs` after `start`, moved by the length of every blind window that
+ * overlaps it, and past every takeover in time (the new leader gets the whole bound from
+ * its first heartbeat). The leaderless gap before a takeover is a blind window too; taking
+ * the later of the two, not their sum, counts it once.
  */
 export function deadlineFrom(start: number, boundMs: number, takeoverTimes: readonly number[], blind: readonly Window[]): number {
   let deadline = start + boundMs;
-  for (const f of takeoverTimes) if (f > start && f < deadline) deadline = Math.max(deadline, f + boundMs);
   for (const w of blind) {
     if (w.to > start && w.from < deadline) deadline += w.to - Math.max(w.from, start);
   }
+  for (const f of takeoverTimes) if (f > start && f < deadline) deadline = Math.max(deadline, f + boundMs);
   return deadline;
 }
 

@@ -371,6 +371,8 @@ test("chaos checks - blind windows move deadlines by their length, and a takeove
   assert.is(deadlineFrom(9000, 3000, [], [{ from: 10_000, to: 12_000 }]), 14_000);
   assert.is(deadlineFrom(9000, 3000, [11_000], []), 14_000);
   assert.is(deadlineFrom(9000, 3000, [], []), 12_000);
+  // A failover: the gap before the new leader's first heartbeat counts once, not twice.
+  assert.is(deadlineFrom(9000, 3000, [12_000], [{ from: 10_000, to: 12_000 }]), 15_000);
 });
 
 test("chaos schedule - the same seed gives the same schedule; another seed another one", () => {
