@@ -28,10 +28,11 @@ export const SOAK_DEATH_SLACK_MS = 1000;
 /**
  * Checks every NodeDead against the silences: one is false unless its client had been silent
  * for at least the dead timeout less one ping interval (the last answer may precede the
- * silence by that much) and at most a second past its revival (a ping in flight). One that
- * comes later than dead timeout + ping interval + slack after the silence began (moved by
- * the blind windows in between: a leader or a harness that stood still) is late. Every
- * silence that ended is reported dead exactly once.
+ * silence by that much) and at most a second past its revival (a ping in flight; moved by
+ * the blind windows in between). One that comes later than dead timeout + ping interval +
+ * slack after the silence began (moved by the blind windows in between: a leader or a
+ * harness that stood still) is late. Every silence that ended is reported dead exactly once.
+ * `details` says why each false or late death is one.
  */
 export function judgeDeaths(
   silences: Map<string, Silence[]>,
@@ -39,20 +40,29 @@ export function judgeDeaths(
   timings: { deadTimeoutMs: number; pingIntervalMs: number },
   blind: readonly Window[] = [],
   slackMs = SOAK_DEATH_SLACK_MS,
-): { falseDeaths: string[]; late: string[]; missed: string[]; twice: string[]; silences: number } {
+): { falseDeaths: string[]; late: string[]; missed: string[]; twice: string[]; silences: number; details: string[] } {
   const falseDeaths: string[] = [];
   const late: string[] = [];
+  const details: string[] = [];
   const deathsIn = new Map<Silence, number>();
+  const s1 = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
   for (const d of deaths) {
-    const matching = (silences.get(d.subject) ?? []).find(
-      (s) => d.at - s.from >= timings.deadTimeoutMs - timings.pingIntervalMs - 250 && (s.to === undefined || d.at <= s.to + 1000),
+    const own = silences.get(d.subject) ?? [];
+    const matching = own.find(
+      (s) => d.at - s.from >= timings.deadTimeoutMs - timings.pingIntervalMs - 250 && (s.to === undefined || d.at <= deadlineFrom(s.to, 1000, [], blind)),
     );
     if (matching === undefined) {
       falseDeaths.push(d.subject);
+      const near = own.filter((s) => s.from <= d.at).at(-1);
+      details.push(`${d.subject} dead at ${s1(d.at)}: ${near ? `silent from ${s1(near.from)} to ${near.to === undefined ? "the end" : s1(near.to)}` : "never silent"}`);
       continue;
     }
     deathsIn.set(matching, (deathsIn.get(matching) ?? 0) + 1);
-    if (d.at > deadlineFrom(matching.from, timings.deadTimeoutMs + timings.pingIntervalMs + slackMs, [], blind)) late.push(d.subject);
+    const due = deadlineFrom(matching.from, timings.deadTimeoutMs + timings.pingIntervalMs + slackMs, [], blind);
+    if (d.at > due) {
+      late.push(d.subject);
+      details.push(`${d.subject} dead at ${s1(d.at)}, silent since ${s1(matching.from)}: due by ${s1(due)}`);
+    }
   }
   const missed: string[] = [];
   const twice: string[] = [];
@@ -65,7 +75,7 @@ export function judgeDeaths(
       if (n > 1) twice.push(subject);
     }
   }
-  return { falseDeaths, late, missed, twice, silences: count };
+  return { falseDeaths, late, missed, twice, silences: count, details };
 }
 
 /**

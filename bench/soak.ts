@@ -333,12 +333,12 @@ async function main(): Promise<number> {
       {
         name: "no false deaths",
         ok: judged.falseDeaths.length === 0,
-        detail: `${deaths.length} NodeDead, ${judged.falseDeaths.length} of a client that was not silent for the dead timeout${judged.falseDeaths.length > 0 ? `: ${judged.falseDeaths.slice(0, 5).join(", ")}` : ""}`,
+        detail: `${deaths.length} NodeDead, ${judged.falseDeaths.length} of a client that was not silent for the dead timeout${judged.falseDeaths.length > 0 ? `: ${judged.details.slice(0, 5).join("; ")}` : ""}`,
       },
       {
         name: "deaths in time",
         ok: judged.late.length === 0,
-        detail: `${judged.late.length} NodeDead later than dead timeout + ping interval + ${SOAK_DEATH_SLACK_MS} ms after the silence began${judged.late.length > 0 ? `: ${judged.late.slice(0, 5).join(", ")}` : ""}`,
+        detail: `${judged.late.length} NodeDead later than dead timeout + ping interval + ${SOAK_DEATH_SLACK_MS} ms after the silence began${judged.late.length > 0 ? `: ${judged.details.filter((d) => d.includes("due by")).slice(0, 5).join("; ")}` : ""}`,
       },
       ...churnChecks.map((c) => ({
         name: c.name,

@@ -9,7 +9,7 @@ const silences = (entries: [string, Silence[]][]) => new Map(entries);
 
 test("soak checks - a death inside a long enough silence is true, and the silence is reported once", () => {
   const r = judgeDeaths(silences([["a", [{ from: 1000, to: 9000 }]]]), [{ subject: "a", at: 6500 }], T);
-  assert.equal(r, { falseDeaths: [], late: [], missed: [], twice: [], silences: 1 });
+  assert.equal(r, { falseDeaths: [], late: [], missed: [], twice: [], silences: 1, details: [] });
 });
 
 test("soak checks - a death of a client that never went silent is false", () => {
@@ -28,6 +28,14 @@ test("soak checks - a client that was silenced before is falsely dead when it an
     T,
   );
   assert.equal(r.falseDeaths, ["a"]);
+  assert.equal(r.details, ["a dead at 60.000 s: silent from 1.000 s to 9.000 s"]);
+});
+
+test("soak checks - a death just after the revival is true when the leader stood still meanwhile", () => {
+  const r = judgeDeaths(silences([["a", [{ from: 1000, to: 9000 }]]]), [{ subject: "a", at: 10_500 }], T);
+  assert.equal(r.falseDeaths, ["a"], "1.5 s after the revival, with nothing in the way");
+  const stalled = judgeDeaths(silences([["a", [{ from: 1000, to: 9000 }]]]), [{ subject: "a", at: 10_500 }], T, [{ from: 8500, to: 10_000 }], 5000);
+  assert.equal(stalled.falseDeaths, [], "no heartbeat from 8.5 s to 10 s: the leader could not read the reply");
 });
 
 test("soak checks - a death sooner than the dead timeout (less one ping interval) after the silence began is false", () => {
@@ -49,7 +57,7 @@ test("soak checks - two deaths in one silence, and a silence still going on", ()
     ],
     T,
   );
-  assert.equal(r, { falseDeaths: [], late: [], missed: [], twice: ["a"], silences: 2 }, "b is not missed: its silence has not ended");
+  assert.equal(r, { falseDeaths: [], late: [], missed: [], twice: ["a"], silences: 2, details: [] }, "b is not missed: its silence has not ended");
 });
 
 test("soak checks - a death later than dead timeout + ping interval + slack after the silence began is late", () => {
