@@ -2,7 +2,8 @@
  * The checks of `npm run chaos`, as pure functions over what the run recorded: the reports
  * the observer saw (with their arrival times), the heartbeats, and the harness's own
  * actions on its clients (the ground truth). Each check returns how many items it
- * checked and every violation with its evidence. test/unit/chaos-invariants.test.ts feeds
+ * checked and every violation with its evidence; a check that checked nothing is NOT
+ * JUDGED, which fails the run as a violation does. test/unit/chaos-invariants.test.ts feeds
  * them hand-made sequences.
  *
  * All times are ms on one monotonic clock (performance.now() of the chaos process):
@@ -10,10 +11,10 @@
  * actions (for a registration: when JetStream acknowledged it, so it is stored).
  *
  * "Answering" means the simulated client replies to pings: it is registered and not
- * silenced. The clients and the observer are connected to the one NATS server the run
- * never stops, so a client never stops answering because its own server is down; a
- * stopped server only disturbs coordinators (and the JetStream replicas), which is what
- * the run is after.
+ * silenced (a client that unregistered stops answering). The clients and the observer
+ * are connected to the one NATS server the run never stops, so a client never stops
+ * answering because its own server is down; a stopped server only disturbs coordinators
+ * (and the JetStream replicas), which is what the run is after.
  */
 
 export interface ChaosTimings {
