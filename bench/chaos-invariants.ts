@@ -214,16 +214,16 @@ function answeringFrom(since: number | undefined, until: number, blind: readonly
 
 /**
  * The deadline `boundMs` after `start`, moved by the length of every blind window that
- * overlaps it, and past every takeover in time (the new leader gets the whole bound from
- * its first heartbeat). The leaderless gap before a takeover is a blind window too; taking
- * the later of the two, not their sum, counts it once.
+ * overlaps it, and past every takeover in time (the new leader gets `afterTakeoverMs`, by
+ * default the whole bound, from its first heartbeat). The leaderless gap before a takeover
+ * is a blind window too; taking the later of the two, not their sum, counts it once.
  */
-export function deadlineFrom(start: number, boundMs: number, takeoverTimes: readonly number[], blind: readonly Window[]): number {
+export function deadlineFrom(start: number, boundMs: number, takeoverTimes: readonly number[], blind: readonly Window[], afterTakeoverMs = boundMs): number {
   let deadline = start + boundMs;
   for (const w of blind) {
     if (w.to > start && w.from < deadline) deadline += w.to - Math.max(w.from, start);
   }
-  for (const f of takeoverTimes) if (f > start && f < deadline) deadline = Math.max(deadline, f + boundMs);
+  for (const f of takeoverTimes) if (f > start && f < deadline) deadline = Math.max(deadline, f + afterTakeoverMs);
   return deadline;
 }
 
@@ -655,8 +655,9 @@ function leaves(record: ChaosRecord, timeline: ClientTimeline): { u: ClientActio
 
 /**
  * NodeLeft in time: a client registered (and not reported dead since) whose unregistration
- * JetStream acknowledged at u gets a NodeLeft within the leave bound of u, moved past a
- * takeover and blind windows in between. The report may beat the harness's acknowledgement
+ * JetStream acknowledged at u gets a NodeLeft within the leave bound of u, moved by blind
+ * windows in between; after a takeover in between, within the takeover bound of it (the
+ * new leader loads every stored client before it reads the leave from the stream). The report may beat the harness's acknowledgement
  * by the travel allowance. A client reported dead by then needs none (it may die before the
  * leader reads its leave); one registered again within the bound, or whose deadline is past
  * the observation, is not judged.
@@ -670,7 +671,7 @@ export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings =
   let checked = 0;
   let skipped = 0;
   for (const { u, lastRegisteredAt, nextRegisterAt } of leaves(record, timeline)) {
-    const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind);
+    const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind, Math.max(timings.leaveBoundMs, timings.takeoverBoundMs));
     if (nextRegisterAt <= deadline || deadline > record.endAt) {
       skipped += 1;
       continue;
@@ -695,10 +696,11 @@ export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings =
 /**
  * No report after leave: between an unregistration's acknowledgement (plus travel) and the
  * client's next registration, no presence report other than its NodeLeft names the client,
- * except reports of a leader that had not read the leave yet: those arrive by the leave's
- * deadline (the NodeLeft bound, moved past takeovers and blind windows) and before their
- * own epoch's NodeLeft. A coordinator that ignored the leave, or a new leader that
- * resurrected the client from the bucket, reports it on past the deadline and fails.
+ * except reports of a leader that had not read the leave yet: those come before their own
+ * epoch's NodeLeft, and either by the leave's bound (moved past takeovers and blind
+ * windows) or followed by that NodeLeft (how late it came is the NodeLeft check's to
+ * judge). A coordinator that ignored the leave, or a new leader that resurrected the
+ * client from the bucket, reports it on past the bound with no NodeLeft and fails.
  */
 export function checkNoReportAfterLeave(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult {
   const timeline = new ClientTimeline(record.actions);
@@ -715,7 +717,8 @@ export function checkNoReportAfterLeave(record: ChaosRecord, timings: ChaosTimin
     const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind);
     const mine = (reports.get(u.subject) ?? []).filter((r) => r.at > u.at - timings.travelMs && r.at < until);
     const after = mine.filter((r) => r.at > from && r.type !== "NodeLeft");
-    const bad = after.filter((r) => r.at > deadline || mine.some((e) => e.type === "NodeLeft" && e.epoch === r.epoch && e.at < r.at));
+    const leftIn = (r: SeenPresence, after: boolean) => mine.some((e) => e.type === "NodeLeft" && e.epoch === r.epoch && (after ? e.at >= r.at : e.at < r.at));
+    const bad = after.filter((r) => leftIn(r, false) || (r.at > deadline && !leftIn(r, true)));
     if (bad.length > 0) {
       violations.push({
         at: bad[0]!.at,

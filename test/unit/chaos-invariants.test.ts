@@ -332,6 +332,12 @@ test("chaos checks - no report after leave: a coordinator that ignores a leave, 
   const handed = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(12_200, "NodeLeft", "x", 2, "c2")];
   assert.equal(checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: handed, endAt: 30_000 }), T).violations, []);
   assert.equal(checkLeavesReported(record({ actions, heartbeats: failover, presence: handed, endAt: 30_000 }), T).violations, []);
+  // ... or loads x and reads the leave only later: reported on, then left, within the takeover bound.
+  const slow = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(15_500, "NodeState", "x", 2, "c2"), rep(16_500, "NodeLeft", "x", 2, "c2")];
+  assert.equal(checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: slow, endAt: 30_000 }), T).violations, []);
+  assert.equal(checkLeavesReported(record({ actions, heartbeats: failover, presence: slow, endAt: 30_000 }), T).violations, []);
+  const tooSlow = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(17_500, "NodeLeft", "x", 2, "c2")];
+  assert.match(checkLeavesReported(record({ actions, heartbeats: failover, presence: tooSlow, endAt: 30_000 }), T).violations[0]!.message, /NodeLeft only at 17\.500 s/);
   // A new leader that resurrects x from the bucket: present, reported on, dead; never left.
   const resurrected = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(13_600, "NodeState", "x", 2, "c2"), rep(15_100, "NodeSuspect", "x", 2, "c2"), rep(17_100, "NodeDead", "x", 2, "c2")];
   assert.is(checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: resurrected, endAt: 30_000 }), T).violations.length, 1);
@@ -370,6 +376,7 @@ test("chaos checks - blind windows move deadlines by their length, and a takeove
   ]);
   assert.is(deadlineFrom(9000, 3000, [], [{ from: 10_000, to: 12_000 }]), 14_000);
   assert.is(deadlineFrom(9000, 3000, [11_000], []), 14_000);
+  assert.is(deadlineFrom(9000, 3000, [11_000], [], 5000), 16_000, "a longer bound after a takeover");
   assert.is(deadlineFrom(9000, 3000, [], []), 12_000);
   // A failover: the gap before the new leader's first heartbeat counts once, not twice.
   assert.is(deadlineFrom(9000, 3000, [12_000], [{ from: 10_000, to: 12_000 }]), 15_000);
