@@ -13,7 +13,11 @@
  * - every run unregisters clients: once at the start, and shortly before every fault that
  *   takes the leader away, so that a new leader meets recent leaves (a leader that ignored
  *   them, or one that loaded them back from the bucket, would be seen). These are drawn
- *   from a source of their own, so they leave the rest of a seed's schedule as it was.
+ *   from a source of their own, so they leave the rest of a seed's schedule as it was;
+ * - every run holds the leader faults the invariants depend on: a SIGSTOP of the leader past
+ *   its lease (a stale leader with clients) and a SIGTERM of the leader (a handoff). A draw
+ *   that lacks either is drawn again from a seed derived from the first, so the same seed
+ *   still gives the same schedule, and a seed whose first draw has both keeps it.
  */
 import { createRandom } from "../src/random.js";
 
@@ -64,7 +68,26 @@ export interface PlannedFault {
 
 export const isClusterFault = (k: FaultKind): k is ClusterFault => (CLUSTER_FAULTS as readonly string[]).includes(k);
 
+/** The leader faults every schedule holds (design §5's invariants need a stale leader and a handoff). */
+export const REQUIRED_LEADER_FAULTS: readonly FaultKind[] = ["stop-leader", "term-leader"];
+/** How many derived seeds are tried for a schedule that holds REQUIRED_LEADER_FAULTS. */
+const MAX_DRAWS = 200;
+
+/**
+ * The schedule of `seed` for a run of `runMs`: the first draw, from `seed` and then from
+ * seeds derived from it, that holds every REQUIRED_LEADER_FAULTS kind. A run too short to
+ * hold them gets the last draw, and its verdict says the leader faults did not run.
+ */
 export function planSchedule(seed: number, runMs: number): PlannedFault[] {
+  let faults: PlannedFault[] = [];
+  for (let draw = 0; draw < MAX_DRAWS; draw++) {
+    faults = drawSchedule((seed + Math.imul(draw, 0x9e37_79b9)) >>> 0, runMs);
+    if (REQUIRED_LEADER_FAULTS.every((k) => faults.some((f) => f.kind === k))) return faults;
+  }
+  return faults;
+}
+
+function drawSchedule(seed: number, runMs: number): PlannedFault[] {
   const random = createRandom(seed);
   const draw = (kinds: readonly FaultKind[]): FaultKind => {
     const total = kinds.reduce((n, k) => n + WEIGHTS[k], 0);

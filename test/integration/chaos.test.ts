@@ -53,9 +53,9 @@ test("chaos - a minute of faults on a 3-node cluster breaks no invariant", async
   let output = "";
   try {
     // A fixed schedule, so that every CI run meets the same faults: this seed's minute holds
-    // SIGKILL, SIGTERM and SIGSTOP of the leader and a NATS server stop. (A random seed may
-    // draw no leadership fault at all, which its verdict then reports; `npm run chaos` draws
-    // a new one each time.)
+    // SIGKILL, SIGTERM and SIGSTOP of the leader and a NATS server stop, and the same minima
+    // below hold for it every time. (Every seed's schedule holds a SIGSTOP and a SIGTERM of
+    // the leader; `npm run chaos` draws a new seed each time.)
     const child = spawn(process.execPath, ["--import", "tsx", "bench/chaos.ts", "--quick", "--seed", String(SEED), "--json", json], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],

@@ -416,6 +416,13 @@ test("chaos schedule - every run unregisters clients, also shortly before every 
   }
 });
 
+test("chaos schedule - every seed's minute stops the leader past its lease and terminates it", () => {
+  for (let seed = 1; seed <= 300; seed++) {
+    const kinds = planSchedule(seed, 60_000).map((f) => f.kind);
+    assert.ok(kinds.includes("stop-leader") && kinds.includes("term-leader"), `seed ${seed}: ${kinds.join(",")}`);
+  }
+});
+
 test("chaos schedule - the CI seed's minute stops the leader and kills or terminates it", () => {
   const kinds = planSchedule(4022727017, 60_000).map((f) => f.kind);
   assert.ok(kinds.includes("stop-leader"), kinds.join(","));
