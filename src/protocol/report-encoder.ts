@@ -1,0 +1,155 @@
+/**
+ * The publishing side of presence reports, for the hot path: one leader sends every live
+ * client a `NodeState` each state interval, so encoding is per report work (design §10).
+ *
+ * A report's fields fall in two groups:
+ * - unchanging: `clusterId` and `coordinatorId` (per coordinator), `epoch` (per leadership),
+ *   `clientSubject` and `metadata` (per client, until it registers again);
+ * - changing: `type`, `seq`, `ts`, `state`, `lastSeenMs`, `rttMs`, `missedPings`.
+ *
+ * The unchanging fields are encoded once, by the generated encoder itself, and cached; the
+ * changing ones are written around them with `BinaryWriter`, in field-number order, so the
+ * result is byte for byte what `encodeReport` writes. Each field is written in exactly one
+ * part (concatenated protobuf is a merge: a field in two parts would be merged, not
+ * replaced), and a default value (0, "") is omitted as the generated encoder omits it.
+ *
+ * JSON does the same with cached text fragments, in the key order `encodeReport` writes for
+ * a report built as the publisher builds it.
+ */
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { PresenceReportSchema } from "./gen/presence/v1/report_pb.js";
+import { REPORT_TYPES, type ClientReport, type ReportEncoding } from "./presence.js";
+
+/** A report encoder for one coordinator: its cluster and id are fixed, the epoch is given per report. */
+export interface ReportEncoder {
+  readonly encoding: ReportEncoding;
+  /** Encodes `body` as published under `epoch` with `seq` at `ts`; what `encodeReport` gives for the same report. */
+  encode(body: ClientReport, epoch: number, seq: number, ts: number): Uint8Array;
+  /** Drops what is cached for `subject` (it is dead or left). */
+  forget(subject: string): void;
+  /** Drops every cached client (leadership ended). */
+  clear(): void;
+  /** Clients with a cached part: for tests and metrics. */
+  readonly cachedClients: number;
+}
+
+/** What is encoded once per client: valid while the client's metadata object is the same one. */
+interface ClientPart<T> {
+  metadata: ClientReport["metadata"];
+  /** The client subject (field 7). */
+  subject: T;
+  /** The metadata (field 12). */
+  meta: T;
+}
+
+/** Field tags as written on the wire: (field number << 3) | wire type. */
+const TAG = {
+  type: (1 << 3) | WireType.LengthDelimited,
+  seq: (5 << 3) | WireType.Varint,
+  ts: (6 << 3) | WireType.Varint,
+  state: (8 << 3) | WireType.LengthDelimited,
+  lastSeenMs: (9 << 3) | WireType.Varint,
+  rttMs: (10 << 3) | WireType.Bit64,
+  missedPings: (11 << 3) | WireType.Varint,
+} as const;
+
+const UINT32_MAX = 0xffff_ffff;
+
+/**
+ * A 64-bit varint field. Values below 2^32 go through `uint32`, which writes the same varint
+ * bytes without the BigInt that `int64`/`uint64` make; the rest (large, negative, or not an
+ * integer, which then throws as `encodeReport` does) through `int64`/`uint64`.
+ */
+function varint64(w: BinaryWriter, tag: number, value: number, signed: boolean): void {
+  if (value === 0) return;
+  w.uint32(tag);
+  if (value > 0 && value <= UINT32_MAX && Number.isInteger(value)) w.uint32(value);
+  else if (signed) w.int64(value);
+  else w.uint64(value);
+}
+
+function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
+  const clients = new Map<string, ClientPart<Uint8Array>>();
+  const writer = new BinaryWriter();
+  let epochPart: { epoch: number; bytes: Uint8Array } | null = null;
+  const part = (fields: Parameters<typeof create<typeof PresenceReportSchema>>[1]) =>
+    toBinary(PresenceReportSchema, create(PresenceReportSchema, fields));
+  return {
+    encoding: "protobuf",
+    get cachedClients() {
+      return clients.size;
+    },
+    forget: (subject) => void clients.delete(subject),
+    clear: () => clients.clear(),
+    encode(body, epoch, seq, ts) {
+      if (epochPart?.epoch !== epoch) {
+        // Fields 2, 3 and 4: the same for every client of this leadership.
+        epochPart = { epoch, bytes: part({ clusterId, coordinatorId, epoch: BigInt(epoch) }) };
+      }
+      let client = clients.get(body.clientSubject);
+      if (client === undefined || client.metadata !== body.metadata) {
+        client = {
+          metadata: body.metadata,
+          subject: part({ clientSubject: body.clientSubject }),
+          meta: part({ metadata: body.metadata }),
+        };
+        clients.set(body.clientSubject, client);
+      }
+      const w = writer;
+      if ((body.type as string) !== "") w.uint32(TAG.type).string(body.type);
+      w.raw(epochPart.bytes);
+      varint64(w, TAG.seq, seq, false);
+      varint64(w, TAG.ts, ts, true);
+      w.raw(client.subject);
+      if ((body.state as string) !== "") w.uint32(TAG.state).string(body.state);
+      varint64(w, TAG.lastSeenMs, body.lastSeenMs, true);
+      if (!Object.is(body.rttMs, 0)) w.uint32(TAG.rttMs).double(body.rttMs);
+      if (body.missedPings !== 0) w.uint32(TAG.missedPings).uint32(body.missedPings);
+      w.raw(client.meta);
+      return w.finish();
+    },
+  };
+}
+
+/** A number as JSON.stringify writes it. */
+const jsonNumber = (n: number): string => (Number.isFinite(n) ? `${n}` : "null");
+
+function jsonEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
+  const clients = new Map<string, ClientPart<string>>();
+  const text = new TextEncoder();
+  const head = `,"clusterId":${JSON.stringify(clusterId)},"coordinatorId":${JSON.stringify(coordinatorId)},"epoch":`;
+  let epochPart: { epoch: number; text: string } | null = null;
+  /** `{"type":"NodeState"` for each report type. */
+  const opening = new Map<string, string>(REPORT_TYPES.map((t) => [t, `{"type":${JSON.stringify(t)}`]));
+  return {
+    encoding: "json",
+    get cachedClients() {
+      return clients.size;
+    },
+    forget: (subject) => void clients.delete(subject),
+    clear: () => clients.clear(),
+    encode(body, epoch, seq, ts) {
+      if (epochPart?.epoch !== epoch) epochPart = { epoch, text: `${head}${jsonNumber(epoch)},"seq":` };
+      let client = clients.get(body.clientSubject);
+      if (client === undefined || client.metadata !== body.metadata) {
+        client = {
+          metadata: body.metadata,
+          subject: `,"clientSubject":${JSON.stringify(body.clientSubject)},"state":`,
+          // JSON.stringify leaves out a key whose value is undefined.
+          meta: body.metadata === undefined ? "" : `,"metadata":${JSON.stringify(body.metadata)}`,
+        };
+        clients.set(body.clientSubject, client);
+      }
+      const open = opening.get(body.type) ?? `{"type":${JSON.stringify(body.type)}`;
+      return text.encode(
+        `${open}${client.subject}${JSON.stringify(body.state)},"lastSeenMs":${jsonNumber(body.lastSeenMs)},"rttMs":${jsonNumber(body.rttMs)},"missedPings":${jsonNumber(body.missedPings)}${client.meta}${epochPart.text}${jsonNumber(seq)},"ts":${jsonNumber(ts)}}`,
+      );
+    },
+  };
+}
+
+/** The report encoder of one coordinator (`clusterId`, `coordinatorId`) for `encoding`. */
+export function createReportEncoder(encoding: ReportEncoding, clusterId: string, coordinatorId: string): ReportEncoder {
+  return encoding === "json" ? jsonEncoder(clusterId, coordinatorId) : protobufEncoder(clusterId, coordinatorId);
+}

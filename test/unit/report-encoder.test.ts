@@ -1,0 +1,143 @@
+/**
+ * The per-client report encoder against the generated one (`encodeReport`): for runs of
+ * random reports through one encoder (clients reporting again and again, registering again
+ * with new metadata, leaderships changing epoch), what it writes decodes field for field to
+ * what `encodeReport` writes, and is the same bytes.
+ */
+import fc from "fast-check";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { fromBinary, type JsonObject } from "@bufbuild/protobuf";
+import { PresenceReportSchema } from "../../src/protocol/gen/presence/v1/report_pb.js";
+import {
+  CLIENT_STATES,
+  decodeReport,
+  encodeReport,
+  REPORT_TYPES,
+  type ClientReport,
+  type Report,
+  type ReportEncoding,
+} from "../../src/protocol/presence.js";
+import { createReportEncoder } from "../../src/protocol/report-encoder.js";
+
+const ENCODINGS = ["protobuf", "json"] as const satisfies readonly ReportEncoding[];
+
+/** Integers around the edges that matter to varints: 0, one byte, 2^32, up to 2^53. */
+const unsigned = fc.oneof(
+  fc.constant(0),
+  fc.integer({ min: 1, max: 127 }),
+  fc.integer({ min: 2 ** 32 - 2, max: 2 ** 32 + 2 }),
+  fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+);
+const signed = fc.oneof(unsigned, fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }));
+const text = fc.oneof(fc.constant(""), fc.string({ maxLength: 12 }), fc.string({ unit: "grapheme", maxLength: 12 }));
+const metadata: fc.Arbitrary<JsonObject> = fc.dictionary(
+  fc.string({ minLength: 1, maxLength: 8 }).filter((k) => k !== "__proto__"),
+  fc.jsonValue({ maxDepth: 2 }),
+  { maxKeys: 3 },
+) as fc.Arbitrary<JsonObject>;
+
+/** One step of a run: a report from one of a few clients, under one of a few epochs. */
+const step = fc.record({
+  client: fc.integer({ min: 0, max: 3 }),
+  /** Registered again: a new metadata object (possibly equal to the old one). */
+  reregistered: fc.boolean(),
+  newMetadata: metadata,
+  epoch: fc.oneof(fc.constantFrom(1, 2 ** 32 + 5), unsigned),
+  seq: unsigned,
+  ts: signed,
+  type: fc.constantFrom(...REPORT_TYPES),
+  state: fc.constantFrom(...CLIENT_STATES),
+  lastSeenMs: signed,
+  rttMs: fc.oneof(fc.constantFrom(0, -0, 0.5, 1.25), fc.double({ noNaN: true, noDefaultInfinity: true })),
+  missedPings: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 2 ** 32 - 1 })),
+});
+const run = fc.record({
+  encoding: fc.constantFrom(...ENCODINGS),
+  clusterId: text,
+  coordinatorId: text,
+  subjects: fc.uniqueArray(fc.stringMatching(/^[A-Za-z0-9_-]{1,8}(\.[A-Za-z0-9_é-]{1,8}){0,3}$/), { minLength: 4, maxLength: 4 }),
+  initial: fc.array(metadata, { minLength: 4, maxLength: 4 }),
+  steps: fc.array(step, { minLength: 1, maxLength: 25 }),
+});
+
+/** The report as the publisher builds it for `encodeReport`: the body, then what the leader adds. */
+function published(body: ClientReport, clusterId: string, coordinatorId: string, epoch: number, seq: number, ts: number): Report {
+  return { ...body, clusterId, coordinatorId, epoch, seq, ts };
+}
+
+type Run = typeof run extends fc.Arbitrary<infer T> ? T : never;
+
+/** Feeds every step of `r` through one encoder; calls `check` with the fast and the slow bytes. */
+function replayRun(r: Run, check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
+  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
+  const meta = [...r.initial];
+  for (const s of r.steps) {
+    if (s.reregistered) meta[s.client] = s.newMetadata;
+    const body: ClientReport = {
+      type: s.type,
+      clientSubject: r.subjects[s.client]!,
+      state: s.state,
+      lastSeenMs: s.lastSeenMs,
+      rttMs: s.rttMs,
+      missedPings: s.missedPings,
+      metadata: meta[s.client]!,
+    };
+    const report = published(body, r.clusterId, r.coordinatorId, s.epoch, s.seq, s.ts);
+    check(encoder.encode(body, s.epoch, s.seq, s.ts), encodeReport(report, r.encoding), report);
+  }
+}
+
+test("report encoder - what the fast path writes decodes field for field to the generated encoder's report, in both encodings", () => {
+  fc.assert(
+    fc.property(run, (r) =>
+      replayRun(r, (fast, slow, report) => {
+        const decoded = decodeReport(fast, r.encoding);
+        assert.equal(decoded, decodeReport(slow, r.encoding), "decodeReport: fast = slow");
+        // -0 comes back as 0 through JSON; everything else as published.
+        assert.equal(decoded, JSON.parse(JSON.stringify(report)) as Report, "decodeReport: the report published");
+        if (r.encoding === "protobuf") {
+          assert.equal(fromBinary(PresenceReportSchema, fast), fromBinary(PresenceReportSchema, slow), "fromBinary: fast = slow");
+        }
+      }),
+    ),
+    { numRuns: 500 },
+  );
+});
+
+test("report encoder - the fast path writes the same bytes as the generated encoder, in both encodings", () => {
+  fc.assert(
+    fc.property(run, (r) =>
+      replayRun(r, (fast, slow) => {
+        assert.equal(Buffer.from(fast).toString("hex"), Buffer.from(slow).toString("hex"));
+      }),
+    ),
+    { numRuns: 500 },
+  );
+});
+
+test("report encoder - a client registered again with new metadata is reported with the new metadata, not the cached one", () => {
+  for (const encoding of ENCODINGS) {
+    const encoder = createReportEncoder(encoding, "prod", "c1");
+    const body: ClientReport = {
+      type: "NodeState",
+      clientSubject: "svc.a",
+      state: "alive",
+      lastSeenMs: 1_795_336_518_000,
+      rttMs: 0.5,
+      missedPings: 0,
+      metadata: { zone: "eu-1" },
+    };
+    assert.equal(decodeReport(encoder.encode(body, 7, 1, 1_795_336_520_000), encoding).metadata, { zone: "eu-1" }, encoding);
+    const again = { ...body, type: "NodePresent" as const, metadata: { zone: "us-2" } };
+    const after = decodeReport(encoder.encode(again, 7, 2, 1_795_336_521_000), encoding);
+    assert.equal([after.type, after.metadata, after.seq], ["NodePresent", { zone: "us-2" }, 2], encoding);
+    const next = decodeReport(encoder.encode(body, 9, 1, 1_795_336_522_000), encoding);
+    assert.equal([next.epoch, next.seq, next.metadata], [9, 1, { zone: "eu-1" }], `${encoding}: a new epoch`);
+    assert.is(encoder.cachedClients, 1, encoding);
+    encoder.forget("svc.a");
+    assert.is(encoder.cachedClients, 0, `${encoding}: forgotten`);
+  }
+});
+
+test.run();
