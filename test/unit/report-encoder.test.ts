@@ -49,7 +49,7 @@ const step = fc.record({
   type: fc.constantFrom(...REPORT_TYPES),
   state: fc.constantFrom(...CLIENT_STATES),
   lastSeenMs: signed,
-  rttMs: fc.oneof(fc.constantFrom(0, -0, 0.5, 1.25), fc.double({ noNaN: true, noDefaultInfinity: true })),
+  rttMs: fc.oneof(fc.constantFrom(0, -0, 0.5, 1.25, NaN, Infinity), fc.double()),
   missedPings: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 2 ** 32 - 1 })),
 });
 const run = fc.record({
@@ -94,8 +94,10 @@ test("report encoder - what the fast path writes decodes field for field to the 
       replayRun(r, (fast, slow, report) => {
         const decoded = decodeReport(fast, r.encoding);
         assert.equal(decoded, decodeReport(slow, r.encoding), "decodeReport: fast = slow");
-        // -0 comes back as 0 through JSON; everything else as published.
-        assert.equal(decoded, JSON.parse(JSON.stringify(report)) as Report, "decodeReport: the report published");
+        // -0 comes back as 0 through JSON, NaN and Infinity as null; everything else as published.
+        if (Number.isFinite(report.rttMs)) {
+          assert.equal(decoded, JSON.parse(JSON.stringify(report)) as Report, "decodeReport: the report published");
+        }
         if (r.encoding === "protobuf") {
           assert.equal(fromBinary(PresenceReportSchema, fast), fromBinary(PresenceReportSchema, slow), "fromBinary: fast = slow");
         }
