@@ -10,7 +10,6 @@ import { Empty, headers, type NatsConnection } from "@nats-io/transport-node";
 import type { MonitorCommand, RegistrationRecord } from "../machines/commands.js";
 import type { MonitorEvent } from "../machines/monitor.js";
 import {
-  encodeReport,
   parseRegistration,
   presenceSubjects,
   REPORT_HEADERS,
@@ -20,6 +19,7 @@ import {
   type Registration,
   type ReportEncoding,
 } from "../protocol/presence.js";
+import { createReportEncoder, type ReportEncoder } from "../protocol/report-encoder.js";
 import { describeError, WarningThrottle, type Logger } from "./logger.js";
 import type { RegistrationStore } from "./registration-store.js";
 import type { MetricsSink } from "./metrics.js";
@@ -99,6 +99,8 @@ export class PresenceEdge {
   /** Built once: every report goes to the same subject with the same headers. */
   private readonly reportSubject: string;
   private readonly reportHeaders = headers();
+  /** Encodes each client's unchanging fields once per leadership, not once per report. */
+  private readonly reportEncoder: ReportEncoder;
   /** Per-ping and per-NodeState debug lines are only built when they would be printed. */
   private readonly debug: boolean;
   /** Refused registrations: a flood of garbage or of new subjects past --max-clients logs a few lines, not one per message. */
@@ -113,6 +115,12 @@ export class PresenceEdge {
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
     this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
+    this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
+  }
+
+  /** Clients whose unchanging report fields are cached: the live ones of this leadership. */
+  get cachedReportClients(): number {
+    return this.reportEncoder.cachedClients;
   }
 
   handle(command: MonitorCommand): void {
@@ -183,6 +191,7 @@ export class PresenceEdge {
     this.refusals.flush();
     this.storeFailures.flush();
     this.monitored.clear();
+    this.reportEncoder.clear();
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer) {
@@ -362,14 +371,6 @@ export class PresenceEdge {
       this.seq = 0;
     }
     this.seq += 1;
-    const report = {
-      ...body,
-      clusterId: this.options.clusterId,
-      coordinatorId: this.options.coordinatorId,
-      epoch,
-      seq: this.seq,
-      ts: Date.now(),
-    };
     // Changes of liveness are what an operator wants in the log; NodePresent (a takeover
     // brings one per client) and NodeState (one per client every interval) only with debug.
     const routine = body.type === "NodeState" || body.type === "NodePresent";
@@ -378,12 +379,14 @@ export class PresenceEdge {
       this.log.log(routine ? "debug" : "info", `${body.type} ${body.clientSubject}`, fields);
     }
     try {
-      this.options.nc.publish(this.reportSubject, encodeReport(report, this.options.reportEncoding), {
+      this.options.nc.publish(this.reportSubject, this.reportEncoder.encode(body, epoch, this.seq, Date.now()), {
         headers: this.reportHeaders,
       });
       this.options.metrics?.reportPublished(body.type);
     } catch (err) {
       this.log.warn("could not publish a presence report", { report: body.type, error: describeError(err) });
     }
+    // A dead or departed client gets no more reports; registering again brings a NodePresent.
+    if (body.type === "NodeDead" || body.type === "NodeLeft") this.reportEncoder.forget(body.clientSubject);
   }
 }

@@ -7,7 +7,17 @@ import { Writable } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { MonitorEvent } from "../../src/machines/monitor.js";
-import { presenceSubjects, type Registration } from "../../src/protocol/presence.js";
+import {
+  decodeReport,
+  encodeReport,
+  presenceSubjects,
+  REPORT_HEADERS,
+  REPORT_SCHEMA,
+  type ClientReport,
+  type Registration,
+  type Report,
+  type ReportEncoding,
+} from "../../src/protocol/presence.js";
 import { createLogger } from "../../src/services/logger.js";
 import {
   PresenceEdge,
@@ -230,6 +240,98 @@ test("presence edge - an unregistration is acknowledged only once the registrati
   await left;
   assert.equal(log.slice(2), ["ack", "monitor UNREGISTERED svc.a"]);
   store.verify();
+});
+
+/** An edge that leads under `lease.epoch` and records what it publishes; a ping is unexpected. */
+function publishingEdge(reportEncoding: ReportEncoding) {
+  const lease = { valid: true, epoch: 5 };
+  const published: { subject: string; data: Uint8Array; encoding?: string; schema?: string }[] = [];
+  const nc: PresenceConnection = {
+    request: (subject) => {
+      throw new Error(`unexpected ping of ${subject}`);
+    },
+    publish: (subject, data, opts) => {
+      published.push({
+        subject,
+        data: data as Uint8Array,
+        encoding: opts?.headers?.get(REPORT_HEADERS.encoding),
+        schema: opts?.headers?.get(REPORT_HEADERS.schema),
+      });
+    },
+  };
+  const feed: RegistrationFeed = { pull: () => Promise.reject(new Error("unexpected pull")) };
+  const edge = new PresenceEdge({
+    nc,
+    feed,
+    clusterId: CLUSTER,
+    coordinatorId: "c1",
+    store: new StrictStore(),
+    pingIntervalMs: 750,
+    reportEncoding,
+    logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
+    leaseIsValid: () => lease.valid,
+    epoch: () => lease.epoch,
+    isConnected: () => true,
+    toMonitor: () => {
+      throw new Error("unexpected monitor event");
+    },
+    maxClients: 100,
+  });
+  return { edge, lease, published };
+}
+
+const body = (subject: string, type: ClientReport["type"], metadata = { zone: "eu-1" }): ClientReport => ({
+  type,
+  clientSubject: subject,
+  state: type === "NodeDead" ? "dead" : "alive",
+  lastSeenMs: 1_795_336_518_000,
+  rttMs: 0.75,
+  missedPings: type === "NodeDead" ? 7 : 0,
+  metadata,
+});
+
+test("presence edge - every report goes out with its headers, the leader's fields and a contiguous seq per epoch, as encodeReport writes it", async () => {
+  for (const encoding of ["protobuf", "json"] as const) {
+    const { edge, lease, published } = publishingEdge(encoding);
+    const sent: ClientReport[] = [body("svc.a", "NodePresent"), body("svc.b", "NodePresent"), body("svc.a", "NodeState"), body("svc.b", "NodeState")];
+    for (const r of sent) edge.handle({ type: "report.presence", report: r });
+    await flush();
+    lease.epoch = 9; // a new leadership: seq starts again
+    const again: ClientReport[] = [body("svc.a", "NodeState"), body("svc.b", "NodeState", { zone: "us-2" })];
+    for (const r of again) edge.handle({ type: "report.presence", report: r });
+    await flush();
+    const reports = published.map((p) => decodeReport(p.data, p.encoding));
+    const expected = [...sent.map((r, i) => ({ r, epoch: 5, seq: i + 1 })), ...again.map((r, i) => ({ r, epoch: 9, seq: i + 1 }))];
+    assert.equal(
+      reports.map((r) => ({ ...r, ts: 0 })),
+      expected.map(({ r, epoch, seq }): Report => ({ ...r, clusterId: CLUSTER, coordinatorId: "c1", epoch, seq, ts: 0 })),
+      encoding,
+    );
+    assert.equal(
+      published.map((p) => [p.subject, p.encoding, p.schema]),
+      published.map(() => [presenceSubjects.report(CLUSTER), encoding, REPORT_SCHEMA]),
+      `${encoding}: subject and headers`,
+    );
+    published.forEach((p, i) => {
+      const { r, epoch, seq } = expected[i]!;
+      const report = { ...r, clusterId: CLUSTER, coordinatorId: "c1", epoch, seq, ts: reports[i]!.ts };
+      assert.equal(Buffer.from(p.data).toString("hex"), Buffer.from(encodeReport(report, encoding)).toString("hex"), `${encoding}: report ${i} bytes`);
+    });
+  }
+});
+
+test("presence edge - a dead or departed client's cached report fields are dropped, and all of them when monitoring stops", async () => {
+  const { edge, published } = publishingEdge("protobuf");
+  for (const s of ["svc.a", "svc.b", "svc.c"]) edge.handle({ type: "report.presence", report: body(s, "NodePresent") });
+  await flush();
+  assert.is(edge.cachedReportClients, 3);
+  edge.handle({ type: "report.presence", report: body("svc.a", "NodeDead") });
+  edge.handle({ type: "report.presence", report: { ...body("svc.b", "NodeLeft"), state: "left" } });
+  await flush();
+  assert.is(published.length, 5, "the dead and the departed client are reported");
+  assert.is(edge.cachedReportClients, 1, "only svc.c is still cached");
+  edge.handle({ type: "monitor.stop" });
+  assert.is(edge.cachedReportClients, 0, "nothing cached once monitoring stopped");
 });
 
 test.run();
