@@ -1,0 +1,75 @@
+/**
+ * `node --import tsx bench/report-encode.ts [--clients N] [--rounds R]`: CPU per `NodeState`
+ * encode, the old way (a whole report object through `encodeReport`) against the per-client
+ * encoder the edge uses, in both encodings. Each round encodes one NodeState for every client,
+ * as a state interval does; the rounds alternate between the two ways so that load on the
+ * machine falls on both alike. Prints the median and best round in µs per report. Figures,
+ * not a verdict: nothing here passes or fails on time.
+ */
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import { encodeReport, type ClientReport, type ReportEncoding } from "../src/protocol/presence.js";
+import { createReportEncoder } from "../src/protocol/report-encoder.js";
+
+const { values } = parseArgs({ options: { clients: { type: "string", default: "10000" }, rounds: { type: "string", default: "15" } } });
+const clients = Number(values.clients);
+const rounds = Number(values.rounds);
+const clusterId = "prod";
+const coordinatorId = "coordinator-7f3a9c";
+const epoch = 4_294_967_301;
+
+/** One NodeState per client, with metadata like a registration's (a few short fields). */
+const bodies: ClientReport[] = Array.from({ length: clients }, (_, i) => ({
+  type: "NodeState",
+  clientSubject: `app.clients.svc-${i % 97}.instance-${i}`,
+  state: "alive",
+  lastSeenMs: 1_795_336_518_000 + i,
+  rttMs: 0.25 + (i % 40) / 16,
+  missedPings: 0,
+  metadata: { service: `svc-${i % 97}`, zone: i % 2 ? "eu-1" : "us-2", version: "2.4.1" },
+}));
+
+let sink = 0;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function oldWay(encoding: ReportEncoding, seq0: number): void {
+  let seq = seq0;
+  const ts = Date.now();
+  for (const body of bodies) {
+    const report = { ...body, clusterId, coordinatorId, epoch, seq: ++seq, ts };
+    sink += encodeReport(report, encoding).byteLength;
+  }
+}
+
+function bench(encoding: ReportEncoding): { old: number[]; fast: number[] } {
+  const encoder = createReportEncoder(encoding, clusterId, coordinatorId);
+  const newWay = (seq0: number) => {
+    let seq = seq0;
+    const ts = Date.now();
+    for (const body of bodies) sink += encoder.encode(body, epoch, ++seq, ts).byteLength;
+  };
+  // Warm-up: JIT, and the first round fills the encoder's per-client cache.
+  oldWay(encoding, 0);
+  newWay(0);
+  const old: number[] = [];
+  const fast: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let t = performance.now();
+    oldWay(encoding, r * clients);
+    old.push(((performance.now() - t) * 1000) / clients);
+    t = performance.now();
+    newWay(r * clients);
+    fast.push(((performance.now() - t) * 1000) / clients);
+  }
+  return { old, fast };
+}
+
+console.log(`NodeState encode, ${clients} clients x ${rounds} rounds (µs per report; median, best)`);
+for (const encoding of ["protobuf", "json"] as const) {
+  const { old, fast } = bench(encoding);
+  const f = (xs: number[]) => `${median(xs).toFixed(2)} µs (best ${Math.min(...xs).toFixed(2)})`;
+  console.log(
+    `${encoding.padEnd(8)}  encodeReport ${f(old)}   per-client encoder ${f(fast)}   ratio ${(median(old) / median(fast)).toFixed(1)}x`,
+  );
+}
+if (sink === 0) console.log("(nothing encoded)");
