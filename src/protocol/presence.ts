@@ -157,6 +157,11 @@ export class ReportDecodeError extends Error {
   override readonly name = "ReportDecodeError";
 }
 
+/**
+ * Encodes a whole report with the generated encoder: the reference encoding. The publisher
+ * uses `createReportEncoder` (report-encoder.ts), which writes the same bytes per client
+ * without encoding the unchanging fields every time.
+ */
 export function encodeReport(report: Report, encoding: ReportEncoding): Uint8Array {
   if (encoding === "json") return new TextEncoder().encode(JSON.stringify(report));
   return toBinary(

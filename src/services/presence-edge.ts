@@ -99,7 +99,7 @@ export class PresenceEdge {
   /** Built once: every report goes to the same subject with the same headers. */
   private readonly reportSubject: string;
   private readonly reportHeaders = headers();
-  /** Encodes each client's unchanging fields once per leadership, not once per report. */
+  /** Keeps each live client's unchanging report fields encoded: a report encodes only what changed. */
   private readonly reportEncoder: ReportEncoder;
   /** Per-ping and per-NodeState debug lines are only built when they would be printed. */
   private readonly debug: boolean;
