@@ -10,7 +10,7 @@
  * backoff) comes from the injected `random` source, so a run is reproducible under a
  * `SimulatedClock`.
  */
-import { and, assign, fromCallback, sendTo, setup } from "xstate";
+import { and, assign, fromCallback, sendTo, setup, stateIn } from "xstate";
 import type { ElectionTimings } from "../config.js";
 import type { RandomSource } from "../random.js";
 import { OUTBOX, outbox, type Command, type ElectionCommand } from "./commands.js";
@@ -114,6 +114,12 @@ export const electionMachine = setup({
       Math.max(1, Math.floor((context.timings.renewDeadlineMs - context.timings.heartbeatIntervalMs) / 5)),
     /** What is left of the renew deadline since the last successful write was sent. */
     renewDeadline: ({ context }) => context.leaseValidForMs,
+    /**
+     * How long a leader past its renew deadline waits for the answer to its check (one
+     * renewal against its own revision) before it gives up and steps down. The lease store
+     * times out its requests well before this; it only bounds a store that never answers.
+     */
+    leaseCheckTimeout: ({ context }) => context.timings.leaderTimeoutMs,
     /** How long stepping down waits for the release before it gives up on NATS. */
     releaseTimeout: ({ context }) => context.timings.leaderTimeoutMs,
   },
@@ -142,6 +148,15 @@ export const electionMachine = setup({
       event.coordinatorId !== context.coordinatorId &&
       event.epoch > context.epoch,
     stopRequested: ({ context }) => context.stopRequested,
+    /**
+     * A renewal that was sent less than the renew deadline ago: the lease is valid from when
+     * it was sent. One that took longer (its answer waited out a pause of this process)
+     * still proves nobody took the lease, but not that it is valid now.
+     */
+    isFreshRenewal: ({ context, event }) =>
+      event.type === "LEASE_RENEWED" && event.latencyMs < context.timings.renewDeadlineMs,
+    /** The renew deadline has passed and no renewal has confirmed the lease since. */
+    leaseIsUnsure: stateIn({ leader: { lease: "unsure" } }),
   },
   actions: {
     chooseBackoff: assign({
@@ -353,7 +368,7 @@ export const electionMachine = setup({
     },
     leader: {
       description:
-        "Holds the lease: renews it and heartbeats every interval, and stops acting once the renew deadline passes without a successful renewal.",
+        "Holds the lease: renews it and heartbeats every interval. Once the renew deadline passes without a successful renewal it publishes nothing until one renewal against its own revision decides whether it still leads.",
       type: "parallel",
       entry: ["publishHeartbeat", { type: "report", params: { type: "BecameLeader", reason: "won-election" } }],
       // The monitor lives exactly as long as the leadership: every way out of this state stops it.
@@ -379,25 +394,40 @@ export const electionMachine = setup({
           description: "Renews the lease every heartbeat interval; a heartbeat follows each successful renewal.",
           states: {
             waiting: {
-              description: "Until the next renewal.",
+              description: "Until the next renewal; at once if the renew deadline has passed.",
               after: { heartbeatInterval: "renewing" },
+              always: { guard: "leaseIsUnsure", target: "renewing" },
             },
             renewing: {
               description: "A renewal (KV update against the last revision) is in flight.",
               entry: "requestRenewal",
               on: {
-                LEASE_RENEWED: { target: "waiting", actions: ["recordRenewal", "publishHeartbeat"] },
+                LEASE_RENEWED: [
+                  { guard: "isFreshRenewal", target: "waiting", actions: ["recordRenewal", "publishHeartbeat"] },
+                  // Its answer came too late to count: ask again at once, against the new revision.
+                  { target: "renewing", reenter: true, actions: "recordRenewal" },
+                ],
                 LEASE_LOST: {
                   target: "#election.steppingDown",
                   actions: [{ type: "setStepDownReason", params: { reason: "lease-lost" } }, "forgetLeader"],
                 },
-                LEASE_ERROR: { target: "retrying" },
+                LEASE_ERROR: [
+                  // Past the deadline a renewal without an answer may have landed or not:
+                  // the leader cannot tell whether it still holds the lease, so it steps down.
+                  {
+                    guard: "leaseIsUnsure",
+                    target: "#election.steppingDown",
+                    actions: [{ type: "setStepDownReason", params: { reason: "renew-deadline-missed" } }, "forgetLeader"],
+                  },
+                  { target: "retrying" },
+                ],
               },
             },
             retrying: {
               description:
-                "The last renewal failed without an answer; try again soon, while the renew deadline still allows it.",
+                "The last renewal failed without an answer; try again soon, while the renew deadline still allows it, and at once if it has passed.",
               after: { renewRetry: "renewing" },
+              always: { guard: "leaseIsUnsure", target: "renewing" },
             },
           },
         },
@@ -407,13 +437,33 @@ export const electionMachine = setup({
           states: {
             valid: {
               description: "The renew deadline has not passed; each successful renewal restarts it.",
+              after: { renewDeadline: "unsure" },
+              on: { LEASE_RENEWED: { guard: "isFreshRenewal", target: "valid", reenter: true } },
+            },
+            // Why this cannot make two leaders. The check is a KV update against the revision
+            // of this leader's last successful write. It succeeds only if nobody wrote the key
+            // since: no other coordinator created it (a create gives a new revision), and it
+            // did not expire (an expired key has no last revision to match). So on success the
+            // lease was this leader's all along, under the same epoch, and it is valid again
+            // from when the check was sent, as after any renewal. Nothing is published between
+            // the deadline and that success: no heartbeat, no election report, and the edge's
+            // own fence (the driver's renew deadline) holds back pings and presence reports.
+            // A check that fails, or gets no answer, steps down. A check whose answer was lost
+            // may still have landed; the release that stepping down sends deletes that write
+            // too (it retries against the holder's newer revision), and a success arriving
+            // after the release is dropped by the driver, so it cannot revive the lease. At
+            // worst the stray write keeps the key until its TTL, which delays the next leader
+            // but never gives two.
+            unsure: {
+              description:
+                "The renew deadline passed without a successful renewal (the process may have been paused). Publishes nothing while one renewal against its own revision decides: success leads on under the same epoch, keeping the monitor; failure or no answer steps down.",
               after: {
-                renewDeadline: {
+                leaseCheckTimeout: {
                   target: "#election.steppingDown",
                   actions: [{ type: "setStepDownReason", params: { reason: "renew-deadline-missed" } }, "forgetLeader"],
                 },
               },
-              on: { LEASE_RENEWED: { target: "valid", reenter: true } },
+              on: { LEASE_RENEWED: { guard: "isFreshRenewal", target: "valid" } },
             },
           },
         },

@@ -139,6 +139,8 @@ export class ElectionDriver {
   /** Heartbeats with this coordinator's own id from elsewhere: warned of once per leader timeout. */
   private ownIdWarnedAt = Number.NEGATIVE_INFINITY;
   private ownIdUnwarned = 0;
+  /** When the machine found its renew deadline passed and started to check the lease (null: it is not unsure). */
+  private unsureSince: number | null = null;
 
   constructor(private readonly options: ElectionDriverOptions) {
     this.now = options.now ?? (() => performance.now());
@@ -171,6 +173,27 @@ export class ElectionDriver {
       },
     });
     indexScheduler(this.actor.system);
+    this.actor.subscribe((snapshot) => this.watchLeaseCheck(snapshot.matches({ leader: { lease: "unsure" } })));
+  }
+
+  /** Logs when a leader past its renew deadline starts checking its lease, and how the check ended. */
+  private watchLeaseCheck(unsure: boolean): void {
+    if (unsure === (this.unsureSince !== null)) return;
+    const c = this.actor.getSnapshot().context;
+    if (unsure) {
+      this.unsureSince = this.now();
+      this.log.warn("renew deadline passed: publishing nothing until a renewal against the last revision confirms the lease", {
+        revision: c.revision,
+      });
+      return;
+    }
+    const unsureMs = Math.round(this.now() - this.unsureSince!);
+    this.unsureSince = null;
+    if (this.isLeader) {
+      this.log.info("lease confirmed after the renew deadline had passed: leading on under the same epoch", { unsureMs, revision: c.revision });
+    } else {
+      this.log.warn("could not confirm the lease after the renew deadline had passed", { unsureMs });
+    }
   }
 
   /** Delivers an event to the monitor, if this coordinator runs one now. */

@@ -65,8 +65,8 @@ class StrictLeaseStore implements LeaseStore {
   acquire(): Promise<{ epoch: number; revision: number }> {
     return this.call("acquire");
   }
-  renew(): Promise<number> {
-    return this.call("renew");
+  renew(holder: LeaseHolder, revision: number): Promise<number> {
+    return this.call("renew", holder, revision);
   }
   release(holder: LeaseHolder, revision: number): Promise<void> {
     return this.call("release", holder, revision);
@@ -147,6 +147,14 @@ function setup() {
     advance,
     /** Time passes for the process's monotonic clock only: the process was paused. */
     pause: (ms: number) => (now += ms),
+    /**
+     * The process was paused and continues: both clocks jump at once, then every timer of
+     * the machine that fell due fires, in order, as Node fires them on waking.
+     */
+    stall: (ms: number) => {
+      now += ms;
+      clock.increment(ms);
+    },
     setConnected: (c: boolean) => (connected = c),
     hear: (hb: Heartbeat) => hear?.(hb),
     async becomeLeader(epoch: number) {
@@ -178,29 +186,103 @@ driverTest("driver - a leader heartbeats and reports with its epoch, cluster and
   }
 });
 
-driverTest("driver - a renewal answered after the renew deadline publishes no heartbeat", async () => {
+driverTest("driver - a renewal answered after the renew deadline publishes no heartbeat until a fresh one confirms the lease", async () => {
   const s = setup();
   s.driver.start();
   await s.becomeLeader(7);
-  s.lease.expect("renew", "release", "holder");
+  s.lease.expect("renew", "renew");
   s.advance(T.heartbeatIntervalMs); // the renewal goes out...
   s.pause(2000); // ...and the process is paused before its answer is handled
   s.lease.answer("renew", 9);
   await flush();
   assert.is(s.heartbeats.length, 1, "no heartbeat for a renewal that came back too late");
   assert.ok(!s.driver.leaseIsValid());
-  assert.ok(
-    s.logLines.some((l) => l.includes("renew deadline has passed")),
-    "the dropped heartbeat is logged",
-  );
-  // The machine steps down at once: the deadline left after a 2 s round trip is zero.
-  s.advance(1);
-  assert.is(s.driver.actor.getSnapshot().value, "steppingDown");
+  // The late answer proves the lease was still this leader's: it is checked again at once.
+  assert.equal(s.lease.calls.map((c) => c.args), [[{ coordinatorId: "me", epoch: 7 }, 9]], "a second renewal against the new revision");
+  s.lease.answer("renew", 10);
+  await flush();
+  assert.ok(s.driver.leaseIsValid());
+  assert.equal(s.heartbeats.map((h) => h.epoch), [7, 7], "a heartbeat once a fresh renewal succeeded, same epoch");
+  assert.not.ok(s.reports.some((r) => r.type === "SteppedDown"));
+});
+
+/** A leader at epoch 7 renews once (revision 9), then is paused 1.2 s from 500 ms after that. */
+async function pausedLeader(s: ReturnType<typeof setup>): Promise<{ reports: number; heartbeats: number }> {
+  s.driver.start();
+  await s.becomeLeader(7);
+  s.lease.expect("renew");
+  s.advance(T.heartbeatIntervalMs);
+  s.lease.answer("renew", 9);
+  await flush();
+  s.advance(500);
+  const before = { reports: s.reports.length, heartbeats: s.heartbeats.length };
+  s.lease.expect("renew");
+  s.stall(1200);
+  return before;
+}
+
+driverTest("driver - a leader that wakes past its renew deadline publishes nothing until its check succeeds, then leads on", async () => {
+  const s = setup();
+  const before = await pausedLeader(s);
+  assert.equal(s.driver.actor.getSnapshot().value, { leader: { renewal: "renewing", lease: "unsure" } });
+  assert.not.ok(s.driver.leaseIsValid(), "the edge's fence is shut while the check is out");
+  assert.equal(s.lease.calls.map((c) => c.args), [[{ coordinatorId: "me", epoch: 7 }, 9]], "one renewal against its own revision");
+  assert.is(s.heartbeats.length, before.heartbeats, "no heartbeat while unsure");
+  assert.is(s.reports.length, before.reports, "no report while unsure");
+  assert.ok(s.logLines.some((l) => l.includes("renew deadline passed: publishing nothing")), "the operator is told");
+  s.lease.answer("renew", 10);
+  await flush();
+  assert.ok(s.driver.leaseIsValid());
+  assert.ok(s.driver.isLeader);
+  assert.is(s.driver.epoch, 7, "the same epoch");
+  assert.equal(s.heartbeats.slice(before.heartbeats).map((h) => h.epoch), [7]);
+  assert.is(s.reports.length, before.reports, "no SteppedDown, no BecameLeader");
+  assert.ok(s.logLines.some((l) => l.includes("lease confirmed after the renew deadline had passed")));
+  // It renews on from the new revision.
+  s.lease.expect("renew");
+  s.advance(T.heartbeatIntervalMs);
+  assert.equal(s.lease.calls.map((c) => c.args), [[{ coordinatorId: "me", epoch: 7 }, 10]]);
+  s.lease.answer("renew", 11);
+  await flush();
+});
+
+driverTest("driver - a leader that wakes past its renew deadline steps down when its check is refused", async () => {
+  const s = setup();
+  const before = await pausedLeader(s);
+  s.lease.expect("release", "holder");
+  s.lease.answer("renew", new LeaseLostError(9, "wrong last sequence"), true);
+  await flush();
+  assert.is(state(s), "steppingDown");
+  assert.not.ok(s.driver.leaseIsValid());
+  assert.is(s.heartbeats.length, before.heartbeats, "not a single heartbeat after waking");
+  assert.equal(s.reports.slice(before.reports).map((r) => `${r.type} ${r.reason} ${r.formerEpoch}`), ["SteppedDown lease-lost 7"]);
+  assert.ok(s.logLines.some((l) => l.includes("could not confirm the lease after the renew deadline had passed")));
   s.lease.answer("release", undefined);
   await flush();
   s.lease.answer("holder", { coordinatorId: "other", epoch: 12 });
   await flush();
-  assert.is(s.driver.actor.getSnapshot().value, "follower");
+  assert.is(state(s), "follower");
+});
+
+driverTest("driver - a leader whose check times out after a pause steps down and releases against its last revision", async () => {
+  const s = setup();
+  const before = await pausedLeader(s);
+  const check = s.lease.calls[0]!;
+  s.lease.calls.length = 0; // its answer is lost: the store times the request out
+  s.lease.expect("release", "holder");
+  check.answer.reject(new Error("lease store: renew failed: TIMEOUT"));
+  await flush();
+  assert.is(state(s), "steppingDown");
+  assert.equal(s.reports.slice(before.reports).map((r) => `${r.type} ${r.reason}`), ["SteppedDown renew-deadline-missed"]);
+  // The release goes against the last revision this leader knows; the store deletes a write of its that landed since.
+  assert.equal(s.lease.calls.find((c) => c.op === "release")?.args, [{ coordinatorId: "me", epoch: 7 }, 9]);
+  s.lease.answer("release", undefined);
+  await flush();
+  s.lease.answer("holder", null);
+  await flush();
+  assert.is(state(s), "follower");
+  assert.not.ok(s.driver.leaseIsValid());
+  assert.is(s.heartbeats.length, before.heartbeats, "not a single heartbeat after waking");
 });
 
 driverTest("driver - nothing is published as leader once the lease is released", async () => {

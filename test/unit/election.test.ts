@@ -229,7 +229,7 @@ test("election - a wrong-revision renewal steps down at once", () => {
   assert.is(e.count("heartbeat.publish"), heartbeatsBefore, "no heartbeat after stepping down");
 });
 
-test("election - a missed renew deadline steps down", () => {
+test("election - a missed renew deadline whose check never answers steps down after the lease check timeout", () => {
   const e = election();
   e.becomeLeader(10);
   e.advance(T.heartbeatIntervalMs); // renewal goes out and never comes back
@@ -237,6 +237,11 @@ test("election - a missed renew deadline steps down", () => {
   // The deadline runs from when the create was sent: renewDeadline - latency (2 ms) after it.
   e.advance(T.renewDeadlineMs - T.heartbeatIntervalMs - 2 - 1);
   assert.equal(e.state(), { leader: { renewal: "renewing", lease: "valid" } });
+  const commandsBefore = e.commands.length;
+  e.advance(1);
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "unsure" } }, "past the deadline the renewal in flight decides");
+  e.advance(T.leaderTimeoutMs - 1);
+  assert.equal(e.commands.slice(commandsBefore), [], "nothing is published or asked while unsure");
   e.advance(1);
   assert.is(e.state(), "steppingDown");
   // A late success of the lost renewal changes nothing.
@@ -257,6 +262,101 @@ test("election - a missed renew deadline steps down", () => {
   );
 });
 
+/**
+ * A leader with a monitor of two clients renews once, then its process is paused for
+ * `pauseMs`, starting `phaseMs` after that renewal succeeded. The SimulatedClock jumps over
+ * the pause in one step and then fires every timer that fell due, in order: what Node does
+ * when a stopped process continues.
+ */
+function pausedLeader(phaseMs: number, pauseMs: number) {
+  const e = election();
+  e.becomeLeader(10);
+  const monitor = e.actor.system.get("monitor")!;
+  monitor.send({
+    type: "REGISTRATIONS_LOADED",
+    records: ["a", "b"].map((subject, i) => ({ registration: { subject, metadata: {} }, revision: i + 1, atMs: 0 })),
+  });
+  e.advance(T.heartbeatIntervalMs);
+  e.send({ type: "LEASE_RENEWED", revision: 12, latencyMs: 3 });
+  e.advance(phaseMs);
+  const before = { commands: e.commands.length, monitorCommands: e.monitorCommands.length };
+  e.clock.increment(pauseMs);
+  return { e, monitor, before };
+}
+
+test("election - a leader that wakes past its renew deadline checks its lease and leads on under the same epoch", () => {
+  // 1.2 s paused, 500 ms after a renewal: 1.7 s without one, past the 1.5 s deadline.
+  const { e, monitor, before } = pausedLeader(500, 1200);
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "unsure" } });
+  assert.equal(
+    e.commands.slice(before.commands),
+    [{ type: "lease.renew", epoch: 10, revision: 12 }],
+    "one renewal against its own revision; no heartbeat, no report while unsure",
+  );
+  e.send({ type: "LEASE_RENEWED", revision: 13, latencyMs: 4 });
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } });
+  assert.equal(e.commands.at(-1), { type: "heartbeat.publish", epoch: 10, resigning: false }, "heartbeats again, same epoch");
+  assert.is(e.actor.getSnapshot().context.epoch, 10);
+  assert.is(e.actor.system.get("monitor"), monitor, "the same monitor runs on");
+  const loads = e.monitorCommands.filter((c) => c.type === "registrations.load" || c.type === "monitor.stop");
+  assert.equal(loads, [{ type: "registrations.load" }], "the monitor was neither stopped nor loaded again");
+  assert.equal(e.reports().map((r) => r.type), ["BecameFollower", "BecameCandidate", "BecameLeader"], "no SteppedDown, no second BecameLeader");
+  // It goes on renewing from the new revision, and the deadline runs from the check.
+  e.advance(T.heartbeatIntervalMs);
+  assert.equal(e.commands.at(-1), { type: "lease.renew", epoch: 10, revision: 13 });
+  assert.ok(e.monitorCommands.length > before.monitorCommands, "the monitor kept working");
+});
+
+test("election - a check refused after the renew deadline steps down", () => {
+  const { e } = pausedLeader(500, 1200);
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "unsure" } });
+  e.send({ type: "LEASE_LOST" });
+  assert.is(e.state(), "steppingDown");
+  assert.equal(e.commands.slice(-2), [
+    { type: "report.publish", report: { type: "SteppedDown", epoch: 0, state: "follower", reason: "lease-lost", formerEpoch: 10 } },
+    { type: "lease.release", epoch: 10, revision: 12 },
+  ]);
+  assert.is(e.actor.system.get("monitor"), undefined, "the monitor stopped");
+});
+
+test("election - a check that fails without an answer after the renew deadline steps down", () => {
+  const { e, before } = pausedLeader(500, 1200);
+  e.send({ type: "LEASE_ERROR", operation: "renew", message: "timeout" });
+  assert.is(e.state(), "steppingDown", "not retried: the leader cannot tell whether the write landed");
+  assert.is(e.lastReport()?.reason, "renew-deadline-missed");
+  assert.is(e.commands.slice(before.commands).filter((c) => c.type === "lease.renew").length, 1, "exactly one check");
+  assert.is(e.count("heartbeat.publish"), 2, "no heartbeat since the one after the last renewal");
+});
+
+test("election - a leader whose last renewal was slow renews at once when its deadline passes", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.advance(T.heartbeatIntervalMs);
+  // A slow answer leaves 900 ms of the deadline, less than the 1 s until the next renewal.
+  e.send({ type: "LEASE_RENEWED", revision: 12, latencyMs: 600 });
+  const renewals = e.count("lease.renew");
+  e.advance(T.renewDeadlineMs - 600 - 1);
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } });
+  e.advance(1);
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "unsure" } });
+  assert.is(e.count("lease.renew"), renewals + 1, "the check goes out at the deadline, not at the next interval");
+  assert.equal(e.commands.at(-1), { type: "lease.renew", epoch: 10, revision: 12 });
+});
+
+test("election - a check answered too late to count is asked again against the new revision", () => {
+  const { e, before } = pausedLeader(500, 1200);
+  // The answer waited out another pause: it proves nobody wrote the key, not that the lease is valid now.
+  e.send({ type: "LEASE_RENEWED", revision: 13, latencyMs: T.renewDeadlineMs });
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "unsure" } });
+  assert.equal(e.commands.slice(before.commands), [
+    { type: "lease.renew", epoch: 10, revision: 12 },
+    { type: "lease.renew", epoch: 10, revision: 13 },
+  ], "no heartbeat for the late answer; a second check at once");
+  e.send({ type: "LEASE_RENEWED", revision: 14, latencyMs: 2 });
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } });
+  assert.equal(e.commands.at(-1), { type: "heartbeat.publish", epoch: 10, resigning: false });
+});
+
 test("election - a successful renewal restarts the renew deadline, minus its latency", () => {
   const e = election();
   e.becomeLeader(10);
@@ -268,7 +368,7 @@ test("election - a successful renewal restarts the renew deadline, minus its lat
   e.advance(T.renewDeadlineMs - 400 - T.heartbeatIntervalMs - 1);
   assert.equal(e.state(), { leader: { renewal: "renewing", lease: "valid" } });
   e.advance(1);
-  assert.is(e.state(), "steppingDown");
+  assert.equal(e.state(), { leader: { renewal: "renewing", lease: "unsure" } });
 });
 
 test("election - a renewal error is retried soon, within the renew deadline", () => {

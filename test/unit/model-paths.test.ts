@@ -160,6 +160,7 @@ const ELECTION_TIMERS: EventObject[] = [
   after("heartbeatInterval", "election.leader.renewal.waiting"),
   after("renewRetry", "election.leader.renewal.retrying"),
   after("renewDeadline", "election.leader.lease.valid"),
+  after("leaseCheckTimeout", "election.leader.lease.unsure"),
   after("releaseTimeout", "election.steppingDown"),
   after("releaseTimeout", "election.resigning"),
 ];
@@ -177,6 +178,8 @@ function electionEvents(c: ElectionContext): EventObject[] {
     { type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: h + 1 } },
     { type: "LEASE_TAKEN", holder: null },
     { type: "LEASE_RENEWED", revision: c.revision + 1, latencyMs: 2 },
+    // An answer that waited out a pause: too late to make the lease valid.
+    { type: "LEASE_RENEWED", revision: c.revision + 1, latencyMs: ET.renewDeadlineMs },
     { type: "LEASE_LOST" },
     { type: "LEASE_RELEASED", holder: null },
     { type: "LEASE_ERROR", operation: "renew", message: "timeout" },
@@ -294,6 +297,7 @@ test("model - election: every generated path keeps the election invariants", () 
   const reached = new Set(shortest.map((p) => JSON.stringify(p.state.value)));
   for (const s of ['"follower"', '"steppingDown"', '"resigning"', '"stopped"']) assert.ok(reached.has(s), `reaches ${s}`);
   assert.ok([...reached].some((s) => s.includes("retrying")), "reaches a renewal retry");
+  assert.ok([...reached].some((s) => s.includes("unsure")), "reaches a leader unsure of its lease");
   // Follow the context along each path, so that the extensions use values a cluster can produce.
   const paths = extend(
     shortest.map((p) => p.steps.slice(1).map((s) => s.event as EventObject)),
