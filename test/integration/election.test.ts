@@ -5,11 +5,12 @@
 import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { encodeHeartbeat, subjects } from "../../src/protocol/election.js";
+import { Kvm } from "@nats-io/kv";
+import { encodeHeartbeat, subjects, type Heartbeat } from "../../src/protocol/election.js";
 import { presenceSubjects } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
-import { reportRecorder, waitForStream } from "../helpers/presence.js";
+import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
 
 const LEADER_TIMEOUT_MS = 2000;
 
@@ -427,6 +428,157 @@ test("election - a leader paused past its lease with clients publishes no report
     // clients' timers fire first, so the leader has reports to withhold before its own
     // machine steps down.
     args: () => ["--state-interval", "200", "--renew-deadline", "1900"],
+  });
+});
+
+/**
+ * Timings for pauses that pass the renew deadline but not the lease: a 1.2 s pause plus up
+ * to a heartbeat interval since the last renewal is 1.2–2.2 s without a renewal, past the
+ * 1.5 s deadline for most phases, and well inside the 4 s lease, so that neither the TTL
+ * nor the followers' leader timeout can end the leadership, even when the test's own
+ * SIGCONT comes late on a busy machine.
+ */
+const STALL_HEARTBEAT_MS = 1000;
+const STALL_RENEW_DEADLINE_MS = 1500;
+const STALL_ARGS = ["--heartbeat-interval", String(STALL_HEARTBEAT_MS), "--leader-timeout", "4000", "--renew-deadline", String(STALL_RENEW_DEADLINE_MS)];
+const STALL_MS = 1200;
+
+test("election - a leader paused ten times for 1.2 s keeps its epoch and publishes nothing while unsure of its lease", async () => {
+  await withCoordinators(["w1", "w2"], async (s) => {
+    const rec = await reportRecorder(s.urls[0]!, s.clusterId);
+    const app = await connect({ servers: s.urls });
+    try {
+      const clients = Array.from({ length: 5 }, (_, i) => `svc.stalled.${i}`);
+      for (const subject of clients) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
+      await app.flush();
+      await waitForStream(app, s.clusterId);
+      for (const subject of clients) app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
+      const first = await waitForLeader(s);
+      const leader = first.proc;
+      await waitForFollowers(s, first.hb);
+      await waitFor("NodePresent for every client", () => clients.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent")), 15_000);
+      const from = performance.now();
+      const pauses: { phaseMs: number; stoppedAt: number; contAt: number; sinceRenewalMs: number; resumedTs: number }[] = [];
+      for (let i = 0; i < 10; i++) {
+        // A phase in the i-th tenth of [0, 900) ms after a renewal: spread over the interval,
+        // and never in the last 100 ms, where the next renewal may be in flight at the stop.
+        const phaseMs = Math.floor((i + Math.random()) * 90);
+        let hb: Heartbeat;
+        for (;;) {
+          const count = s.observer.heartbeats.length;
+          hb = (await waitFor("the leader's next heartbeat", () => s.observer.heartbeats.slice(count).find((h) => !h.msg.resigning), 15_000)).msg;
+          const wait = hb.ts + phaseMs - Date.now();
+          if (wait >= -20) {
+            if (wait > 0) await sleep(wait);
+            break;
+          }
+          // The heartbeat was heard too late to stop at this phase: take the next one.
+        }
+        leader.signal("SIGSTOP");
+        const stoppedAt = Date.now();
+        await sleep(STALL_MS);
+        const contAt = Date.now();
+        leader.signal("SIGCONT");
+        const resumed = await s.observer.waitForHeartbeat("the leader heartbeating again", (h) => h.ts > contAt, 15_000);
+        pauses.push({ phaseMs: stoppedAt - hb.ts, stoppedAt, contAt, sinceRenewalMs: contAt - hb.ts, resumedTs: resumed.msg.ts });
+      }
+      await heartbeatsPass(s, 2);
+      const confirmed = leader.logs().filter((l) => l.message === "lease confirmed after the renew deadline had passed: leading on under the same epoch");
+      const suspects = rec.seen.filter((r) => r.report.type === "NodeSuspect");
+      // What the run measured, for the record.
+      console.log(
+        `ten ${STALL_MS} ms pauses: epochs seen ${[...new Set(s.observer.heartbeatsSince(from).map((h) => h.epoch))].join(",")}, ` +
+          `passed the deadline ${pauses.filter((p) => p.sinceRenewalMs > STALL_RENEW_DEADLINE_MS).length}, lease confirmed after it ${confirmed.length}, ` +
+          `NodeSuspect ${suspects.length}, phases ${pauses.map((p) => p.phaseMs).join(",")} ms`,
+      );
+      assert.equal(
+        [...new Set(s.observer.heartbeatsSince(from).map((h) => `${h.coordinatorId} epoch ${h.epoch}`))],
+        [`${first.hb.coordinatorId} epoch ${first.hb.epoch}`],
+        "one leader, one epoch through every pause",
+      );
+      assert.equal(
+        s.observer.reportsSince(from).map((r) => `${r.coordinatorId} ${r.type} ${r.reason}`),
+        [],
+        "no SteppedDown, BecameCandidate or BecameLeader: no election state changed",
+      );
+      assert.equal(
+        [...new Set(rec.seen.filter((r) => r.at >= from).map((r) => `${r.report.coordinatorId} epoch ${r.report.epoch}`))],
+        [`${first.hb.coordinatorId} epoch ${first.hb.epoch}`],
+        "every presence report came from the leader under its one epoch",
+      );
+      // Past the deadline by a margin: these pauses surely made it unsure.
+      const unsure = pauses.filter((p) => p.sinceRenewalMs > STALL_RENEW_DEADLINE_MS + 100);
+      assert.ok(unsure.length >= 5, `most pauses passed the renew deadline (${unsure.length})`);
+      assert.ok(confirmed.length >= unsure.length, `each of those was confirmed by a check, not a step-down (${confirmed.length} of ${unsure.length})`);
+      // Inside a pause nothing can be stamped; after one that passed the deadline nothing may be
+      // published until the check succeeded, which the next heartbeat follows at once.
+      const inside = rec.seen.filter((r) =>
+        pauses.some((p) => r.report.ts >= p.stoppedAt && r.report.ts < (unsure.includes(p) ? p.resumedTs : p.contAt)),
+      );
+      assert.equal(
+        inside.map((r) => `${r.report.type} ${r.report.clientSubject} ts ${r.report.ts}`),
+        [],
+        "no presence report published inside a pause or while unsure of the lease after it",
+      );
+      assert.not.ok(rec.seen.some((r) => r.report.type === "NodeDead"), "clients that always answered were never reported dead");
+    } finally {
+      await app.close();
+      await rec.nc.close();
+    }
+  }, {
+    // NodeState every 300 ms: the clients' timers fall due inside every pause, so the woken
+    // leader has reports to hold back while it checks its lease.
+    args: () => [...STALL_ARGS, "--state-interval", "300"],
+  });
+});
+
+test("election - a leader paused longer than its lease hands over, and its check on waking fails", async () => {
+  await withCoordinators(["x1", "x2"], async (s) => {
+    const first = await waitForLeader(s);
+    await waitForFollowers(s, first.hb);
+    first.proc.signal("SIGSTOP");
+    const next = await waitForLeader(s, performance.now(), first.hb.coordinatorId);
+    assert.ok(next.hb.epoch > first.hb.epoch, `epoch grew: ${first.hb.epoch} -> ${next.hb.epoch}`);
+    const wokeAt = performance.now();
+    first.proc.signal("SIGCONT");
+    const steppedDown = await s.observer.waitForReport(
+      "the woken leader's SteppedDown",
+      (r) => r.coordinatorId === first.hb.coordinatorId && r.type === "SteppedDown",
+      10_000,
+      wokeAt,
+    );
+    assert.is(steppedDown.msg.reason, "lease-lost", "its check against its old revision was refused");
+    assert.is(steppedDown.msg.formerEpoch, first.hb.epoch);
+    await waitFor(
+      "the woken leader saying its check failed",
+      () => first.proc.logs().find((l) => l.message === "could not confirm the lease after the renew deadline had passed"),
+      10_000,
+    );
+    await heartbeatsPass(s, 2);
+    assert.equal(s.observer.heartbeatsSince(wokeAt).filter((h) => h.coordinatorId === first.hb.coordinatorId), [], "not a single heartbeat from the woken leader");
+    assert.equal([...heartbeaters(s, wokeAt)], [next.hb.coordinatorId], "the new leader leads alone");
+  }, { args: () => STALL_ARGS });
+});
+
+test("election - a lone leader paused until its lease expired steps down on waking and takes a new epoch", async () => {
+  await withCoordinators(["y1"], async (s) => {
+    const first = await waitForLeader(s);
+    first.proc.signal("SIGSTOP");
+    // Nobody takes the lease, but its TTL ends it: a check against the old revision must fail.
+    const kv = await new Kvm(s.observer.nc).open(`coordinator-leadership-${s.clusterId}`);
+    await pollUntil("the lease key to expire", async () => (await kv.get("leader")) === null, 15_000);
+    const wokeAt = performance.now();
+    first.proc.signal("SIGCONT");
+    const steppedDown = await s.observer.waitForReport("its SteppedDown", (r) => r.type === "SteppedDown", 10_000, wokeAt);
+    assert.is(steppedDown.msg.reason, "lease-lost");
+    assert.is(steppedDown.msg.formerEpoch, first.hb.epoch);
+    const again = await s.observer.waitForHeartbeat("its heartbeat under a new epoch", (h) => h.epoch > first.hb.epoch, 15_000, wokeAt);
+    assert.is(again.msg.coordinatorId, first.hb.coordinatorId);
+    assert.equal(
+      s.observer.heartbeatsSince(wokeAt).filter((h) => h.epoch === first.hb.epoch),
+      [],
+      "no heartbeat under the expired epoch",
+    );
   });
 });
 
