@@ -19,7 +19,11 @@ import { describeError, type Logger } from "./logger.js";
 export interface LeaseStore {
   /** Takes the lease if nobody holds it. Throws LeaseTakenError when someone does. */
   acquire(coordinatorId: string): Promise<{ epoch: number; revision: number }>;
-  /** Renews the lease written at `revision`. Throws LeaseLostError when it has another revision. */
+  /**
+   * Renews the lease written at `revision` (a compare-and-swap). Throws LeaseLostError when
+   * the key has another revision, and also when it expired: an expired key has no revision
+   * left to match. A success therefore proves that nobody wrote the key since `revision`.
+   */
   renew(holder: LeaseHolder, revision: number): Promise<number>;
   /**
    * Deletes the lease if it is still `holder`'s: against `revision`, and, if a write of
