@@ -6,7 +6,7 @@
  * Nothing here publishes unless this coordinator's lease is valid at that very moment.
  */
 import { performance } from "node:perf_hooks";
-import { Empty, headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { MonitorCommand, RegistrationRecord } from "../machines/commands.js";
 import type { MonitorEvent } from "../machines/monitor.js";
 import {
@@ -23,6 +23,7 @@ import { createReportEncoder, type ReportEncoder } from "../protocol/report-enco
 import { describeError, WarningThrottle, type Logger } from "./logger.js";
 import type { RegistrationStore } from "./registration-store.js";
 import type { MetricsSink } from "./metrics.js";
+import { Pinger, type PingConnection, type PingMiss } from "./pinger.js";
 import type { Recorder } from "./recorder.js";
 
 /**
@@ -43,8 +44,11 @@ export interface RegistrationFeed {
   pull(handle: (m: RegistrationMessage) => Promise<void>): Promise<{ close(): Promise<unknown> }>;
 }
 
-/** What the edge does with the NATS connection: ping clients (requests) and publish reports. */
-export type PresenceConnection = Pick<NatsConnection, "request" | "publish">;
+/**
+ * What the edge does with the NATS connection: publish pings and reports, and subscribe to
+ * the ping replies (one wildcard subscription, see src/services/pinger.ts).
+ */
+export type PresenceConnection = Pick<NatsConnection, "publish"> & Pick<PingConnection, "subscribe">;
 
 export interface PresenceEdgeOptions {
   nc: PresenceConnection;
@@ -106,6 +110,8 @@ export class PresenceEdge {
   /** Refused registrations: a flood of garbage or of new subjects past --max-clients logs a few lines, not one per message. */
   private readonly refusals: WarningThrottle;
   private readonly storeFailures: WarningThrottle;
+  /** Sends the pings and routes their replies; started at the first ping of a leadership, stopped with it. */
+  private readonly pinger: Pinger;
 
   constructor(private readonly options: PresenceEdgeOptions) {
     this.log = options.logger.child({ component: "monitor" });
@@ -116,6 +122,13 @@ export class PresenceEdge {
     this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
     this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
     this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
+    this.pinger = new Pinger({
+      nc: options.nc,
+      timeoutMs: options.pingIntervalMs,
+      onReply: (subject, rttMs) => this.onPong(subject, rttMs),
+      onMiss: (subject, why) => this.onPingMissed(subject, why),
+      onError: (err) => this.log.warn("ping replies cannot be received", { error: describeError(err) }),
+    });
   }
 
   /** Clients whose unchanging report fields are cached: the live ones of this leadership. */
@@ -187,6 +200,7 @@ export class PresenceEdge {
 
   private stop(): void {
     this.generation += 1;
+    this.pinger.stop(); // replies to this leadership's pings are dropped from here on
     this.endWithholding();
     this.refusals.flush();
     this.storeFailures.flush();
@@ -311,30 +325,26 @@ export class PresenceEdge {
   private ping(subject: string, generation: number): void {
     if (generation !== this.generation) return; // leadership ended while it waited
     if (!this.options.leaseIsValid() || !this.options.isConnected()) return;
-    const sentAt = performance.now();
-    let reply;
     try {
-      reply = this.options.nc.request(subject, Empty, { timeout: this.options.pingIntervalMs });
+      this.pinger.start();
+      this.pinger.ping(subject);
     } catch (err) {
       this.log.debug("could not send a ping", { subject, error: describeError(err) });
       return;
     }
-    const metrics = this.options.metrics;
-    metrics?.pingSent();
-    reply.then(
-      () => {
-        const rttMs = performance.now() - sentAt;
-        metrics?.pingReplied(rttMs);
-        if (generation !== this.generation) return;
-        this.options.toMonitor({ type: "PONG", subject, atMs: Date.now(), rttMs: Math.round(rttMs * 100) / 100 });
-      },
-      (err: unknown) => {
-        metrics?.pingFailed();
-        // No reply in time, or no responders: a missed ping, which the client actor counts.
-        this.options.recorder?.record({ kind: "info", what: "ping-failed", subject, error: describeError(err) });
-        if (this.debug) this.log.debug("ping got no reply", { subject, error: describeError(err) });
-      },
-    );
+    this.options.metrics?.pingSent();
+  }
+
+  private onPong(subject: string, rttMs: number): void {
+    this.options.metrics?.pingReplied(rttMs);
+    this.options.toMonitor({ type: "PONG", subject, atMs: Date.now(), rttMs: Math.round(rttMs * 100) / 100 });
+  }
+
+  /** No reply in time, superseded, or no responders: a missed ping, which the client actor counts. */
+  private onPingMissed(subject: string, why: PingMiss): void {
+    this.options.metrics?.pingFailed();
+    this.options.recorder?.record({ kind: "info", what: "ping-failed", subject, error: why });
+    if (this.debug) this.log.debug("ping got no reply", { subject, error: why });
   }
 
   /**

@@ -129,8 +129,8 @@ async function pullingEdge() {
   };
   // No ping and no report is expected on the registration path.
   const nc: PresenceConnection = {
-    request: (subject) => {
-      throw new Error(`unexpected ping of ${subject}`);
+    subscribe: (subject) => {
+      throw new Error(`unexpected subscription to ${subject}`);
     },
     publish: (subject) => {
       throw new Error(`unexpected publish on ${subject}`);
