@@ -13,7 +13,7 @@
  * - missed (`onMiss`): no reply within `timeoutMs` (found by a later reply, by the next
  *   ping of the same subject, or by the sweep), superseded by the next ping of the same
  *   subject before that, or answered by the server's "no responders" status;
- * - forgotten when the pinger stops (leadership ended): neither.
+ * - forgotten when the pinger stops (leadership ended) or its client is gone: neither.
  *
  * The sweep is one timer for the whole pinger, armed while pings are outstanding, every
  * `timeoutMs`; it bounds memory to the pings of the last two timeouts, at most one per
@@ -154,6 +154,15 @@ export class Pinger {
     session.bySubject.set(subject, id);
     session.byId.set(id, { subject, sentAt: now });
     if (this.sweepTimer === null) this.armSweep();
+  }
+
+  /** Drops the subject's outstanding ping, if any, unsettled: the client is gone, its reply means nothing. */
+  forget(subject: string): void {
+    const session = this.session;
+    const id = session?.bySubject.get(subject);
+    if (id === undefined) return;
+    session!.bySubject.delete(subject);
+    session!.byId.delete(id);
   }
 
   private onReply(session: Session, msg: PingReply): void {

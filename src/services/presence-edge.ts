@@ -149,6 +149,7 @@ export class PresenceEdge {
         return this.flushSoon();
       case "registration.remove":
         this.monitored.delete(command.subject); // it is dead
+        this.pinger.forget(command.subject);
         return void this.options.store.remove(command.subject, command.revision).catch((err: unknown) =>
           this.log.warn("could not remove a registration", { subject: command.subject, error: describeError(err) }),
         );
@@ -271,6 +272,7 @@ export class PresenceEdge {
         if (!this.stillLeading(generation)) return m.nak();
         m.ack();
         this.log.debug("client unregistered", { subject: registration.subject });
+        this.pinger.forget(registration.subject);
         this.options.toMonitor({ type: "UNREGISTERED", subject: registration.subject });
       } else {
         const revision = await this.options.store.put(registration);

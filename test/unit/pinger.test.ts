@@ -202,6 +202,20 @@ test("pinger - a new ping of a subject supersedes the outstanding one: counted m
   assert.equal(misses, [["svc.a", "superseded"], ["svc.a", "timeout"]]);
 });
 
+test("pinger - a reply of a client that is gone is ignored, and its ping is not counted missed", () => {
+  const { nc, sim, pinger, replies, misses } = setup();
+  pinger.start();
+  pinger.ping("svc.gone");
+  pinger.ping("svc.stays");
+  pinger.forget("svc.gone");
+  assert.is(pinger.outstanding, 1);
+  nc.answer(0);
+  nc.answer(1);
+  assert.equal(replies.map(([s]) => s), ["svc.stays"]);
+  sim.increment(3 * TIMEOUT_MS);
+  assert.equal(misses, []);
+});
+
 test("pinger - a no-responders status is a missed ping, not a reply", () => {
   const { nc, pinger, replies, misses } = setup();
   pinger.start();
