@@ -152,6 +152,20 @@ test("pinger - a reply after the timeout does not count: the ping is missed once
   assert.is(pinger.outstanding, 0);
 });
 
+test("pinger - a late reply that comes before the sweep has seen its ping does not count either", () => {
+  const { nc, sim, pinger, replies, misses } = setup();
+  pinger.start();
+  pinger.ping("svc.quiet"); // arms the sweep for t = 750
+  sim.increment(10);
+  pinger.ping("svc.slow"); // sent at t = 10: not yet due at that sweep; the next is at t = 1500
+  sim.increment(TIMEOUT_MS - 10); // the sweep at t = 750 runs
+  sim.increment(11);
+  assert.equal(misses, [], "nothing was due at t = 750");
+  nc.answer(1); // at t = 761, 751 ms after the ping was sent
+  assert.equal(replies, [], "the late reply is not taken for life");
+  assert.equal(misses, [["svc.slow", "timeout"]]);
+});
+
 test("pinger - a reply just within the timeout counts", () => {
   const { nc, sim, pinger, replies, misses } = setup();
   pinger.start();
