@@ -247,10 +247,11 @@ function publishingEdge(reportEncoding: ReportEncoding) {
   const lease = { valid: true, epoch: 5 };
   const published: { subject: string; data: Uint8Array; encoding?: string; schema?: string }[] = [];
   const nc: PresenceConnection = {
-    request: (subject) => {
-      throw new Error(`unexpected ping of ${subject}`);
+    subscribe: (subject) => {
+      throw new Error(`unexpected subscription to ${subject}`);
     },
     publish: (subject, data, opts) => {
+      if (opts?.reply !== undefined) throw new Error(`unexpected ping of ${subject}`);
       published.push({
         subject,
         data: data as Uint8Array,
@@ -332,6 +333,101 @@ test("presence edge - a dead or departed client's cached report fields are dropp
   assert.is(edge.cachedReportClients, 1, "only svc.c is still cached");
   edge.handle({ type: "monitor.stop" });
   assert.is(edge.cachedReportClients, 0, "nothing cached once monitoring stopped");
+});
+
+/**
+ * An edge that pings: a connection that takes only pings (a publish with a reply subject and
+ * an empty payload) and callback subscriptions, which the test answers as a client would.
+ */
+function pingingEdge() {
+  const log: Log = [];
+  const pings: { subject: string; reply: string }[] = [];
+  const subscriptions: { subject: string; callback: (err: Error | null, msg: { subject: string; data: Uint8Array }) => void; active: boolean }[] = [];
+  const recorded: string[] = [];
+  const store = new StrictStore();
+  const nc: PresenceConnection = {
+    publish: (subject, payload, options) => {
+      if (!options?.reply || !(payload instanceof Uint8Array) || payload.length !== 0) throw new Error(`unexpected publish on ${subject}`);
+      pings.push({ subject, reply: options.reply });
+    },
+    subscribe: (subject, options) => {
+      const sub = { subject, callback: options.callback, active: true };
+      subscriptions.push(sub);
+      return { unsubscribe: () => void (sub.active = false) };
+    },
+  };
+  const edge = new PresenceEdge({
+    nc,
+    feed: { pull: () => Promise.reject(new Error("unexpected pull")) },
+    clusterId: CLUSTER,
+    coordinatorId: "c1",
+    store,
+    pingIntervalMs: 60_000,
+    reportEncoding: "json",
+    logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
+    leaseIsValid: () => true,
+    epoch: () => 1,
+    isConnected: () => true,
+    toMonitor: (event) => log.push(event.type === "PONG" ? `monitor PONG ${event.subject} rtt ${typeof event.rttMs}` : describeEvent(event)),
+    recorder: { record: (e) => void recorded.push(e.kind === "info" && e.what === "ping-failed" ? `ping-failed ${e.subject} ${e.error}` : e.kind) },
+    maxClients: 100,
+  });
+  /** The client answers the i-th ping through whichever subscription listened for it then. */
+  const answer = (i: number, sub = subscriptions.find((s) => s.active)!) => sub.callback(null, { subject: pings[i]!.reply, data: new Uint8Array(0) });
+  return { edge, log, pings, subscriptions, recorded, store, answer };
+}
+
+test("presence edge - a ping is an empty request on the client's subject; its reply reaches the monitor as a PONG", async () => {
+  const { edge, log, pings, subscriptions, answer } = pingingEdge();
+  edge.handle({ type: "client.ping", subject: "svc.a" });
+  edge.handle({ type: "client.ping", subject: "svc.b" });
+  await flush();
+  assert.equal(pings.map((p) => p.subject), ["svc.a", "svc.b"]);
+  assert.is(subscriptions.length, 1, "one subscription for all replies");
+  assert.match(subscriptions[0]!.subject, /^_INBOX\.[^.]+\.\*$/);
+  answer(1);
+  answer(0);
+  assert.equal(log, ["monitor PONG svc.b rtt number", "monitor PONG svc.a rtt number"]);
+});
+
+test("presence edge - after monitoring stops, a reply to its pings is no PONG and the reply subscription is gone", async () => {
+  const { edge, log, pings, subscriptions, answer } = pingingEdge();
+  edge.handle({ type: "client.ping", subject: "svc.a" });
+  await flush();
+  const old = subscriptions[0]!;
+  edge.handle({ type: "monitor.stop" });
+  assert.is(old.active, false, "unsubscribed when monitoring stopped");
+  edge.handle({ type: "client.ping", subject: "svc.a" }); // the next leadership
+  await flush();
+  assert.is(pings.length, 2);
+  answer(0, old);
+  assert.equal(log, [], "the earlier leadership's reply is dropped");
+  answer(1);
+  assert.equal(log, ["monitor PONG svc.a rtt number"]);
+});
+
+test("presence edge - a ping superseded by the next one is recorded as ping-failed and its reply is no PONG", async () => {
+  const { edge, log, recorded, answer } = pingingEdge();
+  edge.handle({ type: "client.ping", subject: "svc.a" });
+  await flush();
+  edge.handle({ type: "client.ping", subject: "svc.a" });
+  await flush();
+  assert.equal(recorded, ["ping-failed svc.a superseded"]);
+  answer(0);
+  assert.equal(log, []);
+  answer(1);
+  assert.equal(log, ["monitor PONG svc.a rtt number"]);
+});
+
+test("presence edge - the reply of a client found dead is no PONG", async () => {
+  const { edge, log, store, answer } = pingingEdge();
+  store.expect("remove");
+  edge.handle({ type: "client.ping", subject: "svc.a" });
+  await flush();
+  edge.handle({ type: "registration.remove", subject: "svc.a", revision: 3 });
+  answer(0);
+  assert.equal(log, []);
+  store.verify();
 });
 
 test.run();
