@@ -116,7 +116,8 @@ export function judgeRegistrationWait(samples: readonly ProgressSample[], p: Wai
   if (first === undefined) return { wait: true };
   const spanS = (last.atMs - first.atMs) / 1000;
   const cores = (last.leaderCpuSeconds - first.leaderCpuSeconds) / spanS;
-  if (cores < p.saturatedCores) return { wait: true };
+  // Unknown CPU (the process is gone) is not taken for saturation.
+  if (!(cores >= p.saturatedCores)) return { wait: true };
   const rate = (last.present - first.present) / spanS;
   const remainingS = (p.maxWaitMs - last.atMs) / 1000;
   const toGo = p.wanted - last.present;

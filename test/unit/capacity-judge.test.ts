@@ -92,6 +92,11 @@ test("capacity judge - a saturated leader that will finish in time is waited for
   assert.equal(judgeRegistrationWait(samples(5, 500, 1), W), { wait: true });
 });
 
+test("capacity judge - a leader whose CPU cannot be read is not taken for saturated", () => {
+  const unknown = samples(10, 10, 1).map((s) => ({ ...s, leaderCpuSeconds: Number.NaN }));
+  assert.equal(judgeRegistrationWait(unknown, W), { wait: true });
+});
+
 test("capacity judge - a slow leader that is not saturated gets the whole wait", () => {
   assert.equal(judgeRegistrationWait(samples(30, 10, 0.5), W), { wait: true });
   const v = judgeRegistrationWait(samples(60, 10, 0.5), W);
