@@ -177,6 +177,13 @@ export type SimControl =
   | { op: "stats"; reset?: boolean }
   | { op: "quit" };
 
+/** The answer to `silence`: when (ms since the Unix epoch) each silenced client last answered, null if never. */
+export interface SilenceAnswer {
+  ok: true;
+  at: number;
+  lastReplyAt: (number | null)[];
+}
+
 export const controlSubject = (prefix: string) => `bench.sim.${prefix}`;
 
 /** Sends one control request to a simulator process and returns its JSON answer. */
@@ -209,10 +216,16 @@ async function main(): Promise<void> {
         case "register":
           void sim.register(op.from, op.to).then(() => answer({ ok: true }));
           return;
-        case "silence":
-          sim.silence(range(op.from, op.to));
-          answer({ ok: true, at: Date.now() });
+        case "silence": {
+          const subjects = range(op.from, op.to);
+          const lastReplyAt = subjects.map((s) => {
+            const at = sim.lastPingAt(s);
+            return at === undefined || sim.isSilenced(s) ? null : performance.timeOrigin + at;
+          });
+          sim.silence(subjects);
+          answer({ ok: true, at: Date.now(), lastReplyAt } satisfies SilenceAnswer);
           return;
+        }
         case "revive":
           sim.revive(range(op.from, op.to));
           answer({ ok: true });
