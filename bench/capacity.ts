@@ -1,13 +1,19 @@
 /**
  * Capacity figures for `npm run bench`: how many clients one leader keeps alive at default
- * timings, what each costs, and the same load driven by a bare pinger written directly on
- * the NATS client, for the ratio coordinator / bare.
+ * timings, what each costs, and the same wire work done by a bare loop written directly on
+ * the NATS client (bench/bare-pinger.ts: pings, replies and one state message per client per
+ * state interval), for the ratio coordinator / bare.
  *
  * Processes, all on loopback: one nats-server; a leader and a follower coordinator
  * started through the built CLI; the client simulator (bench/client-sim.ts) answering every
- * client's pings with one wildcard subscription; the bare pinger (bench/bare-pinger.ts)
- * when its turn comes; and this process, which observes every report. CPU and memory are
- * read from /proc for each process, so each is measured on its own.
+ * client's pings with one wildcard subscription; the bare pinger when its turn comes; and
+ * this process, which observes every report. CPU and memory are read from /proc for each
+ * process, so each is measured on its own.
+ *
+ * The levels are climbed in order, and the climb stops at the first level that does not
+ * hold (bench/capacity-judge.ts says why): a leader that cannot hold N clients will not hold
+ * more, and each further level would only cost minutes. A level whose registrations cannot
+ * finish (the leader is saturated) is given up early and held only briefly, for its figures.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -15,9 +21,13 @@ import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_MONITOR_TIMINGS } from "../src/config.js";
 import { decodeReport, REPORT_HEADERS, type ReportType } from "../src/protocol/presence.js";
+import { createLogger } from "../src/services/logger.js";
 import { NatsServer } from "../src/services/nats-server.js";
+import { KvRegistrationStore } from "../src/services/registration-store.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
-import { control, percentiles } from "./client-sim.js";
+import { bareStateSubject, type BareStats } from "./bare-pinger.js";
+import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, type ProgressSample, type WaitPolicy } from "./capacity-judge.js";
+import { control, percentiles, type SilenceAnswer } from "./client-sim.js";
 
 const CLK_TCK = 100; // Linux's USER_HZ; /proc/<pid>/stat counts CPU in these ticks
 const P = DEFAULT_MONITOR_TIMINGS;
@@ -87,7 +97,9 @@ class ReportCounter {
   becameLeader = 0;
   /** The coordinator whose heartbeat was heard last. */
   leaderId: string | null = null;
-  constructor(nc: NatsConnection, cluster: string) {
+  /** State messages of the bare pinger (on a subject of their own). */
+  bareStates = 0;
+  constructor(nc: NatsConnection, cluster: string, prefix: string) {
     nc.subscribe(`coordinator.leader.heartbeat.${cluster}`, {
       callback: (_e, m) => {
         const h = JSON.parse(m.string()) as { coordinatorId: string; resigning?: boolean };
@@ -111,6 +123,11 @@ class ReportCounter {
         if (r.epoch > this.watchEpoch && !this.reportedAfter.has(r.clientSubject)) this.reportedAfter.set(r.clientSubject, now);
       },
     });
+    nc.subscribe(bareStateSubject(prefix), {
+      callback: () => {
+        this.bareStates += 1;
+      },
+    });
   }
   count(type: ReportType): number {
     return this.byType.get(type) ?? 0;
@@ -120,6 +137,8 @@ class ReportCounter {
 export interface CapacityLevel {
   clients: number;
   holds: boolean;
+  /** Why the level does not hold (empty when it holds). */
+  reasons: string[];
   /** Times a coordinator took the lease while this level registered and held its clients (0 when stable). */
   leaderChanges: number;
   falseDead: number;
@@ -132,6 +151,8 @@ export interface CapacityLevel {
     allPresentMs: number | null;
     /** How many of the clients added at this level were reported present within the wait. */
     presentWithin: number;
+    /** Why the bench stopped waiting before every client was present; null when all were. */
+    gaveUp: string | null;
   };
   leader: {
     cpuCores: number;
@@ -145,9 +166,21 @@ export interface CapacityLevel {
     eventLoopDelayP99Ms: number;
   };
   pingsPerSecond: number;
+  /** NodeState reports seen per second during the hold. */
+  nodeStatePerSecond: number;
+  /** The rates the default timings ask for with this many answering clients. */
+  configured: { pingsPerSecond: number; nodeStatePerSecond: number };
   pingIntervalMs: { p50: number; p99: number };
   simulatorCpuCores: number;
-  bare: { cpuCores: number; cpuMicrosPerClientSecond: number; pingsPerSecond: number; pingIntervalMs: { p50: number; p99: number } } | null;
+  bare: {
+    cpuCores: number;
+    cpuMicrosPerClientSecond: number;
+    pingsPerSecond: number;
+    statesPerSecond: number;
+    pingIntervalMs: { p50: number; p99: number };
+    /** Clients the bare loop had no reply from within the dead timeout (silenced ones included). */
+    staleClients: number;
+  } | null;
   ratio: { cpuPerClient: number; pingRate: number } | null;
   holdSeconds: number;
 }
@@ -155,36 +188,53 @@ export interface CapacityLevel {
 export interface DetectionFigure {
   clients: number;
   silenced: number;
+  /** Silence (the simulator stops answering) → NodeDead. */
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Each client's last reply → its NodeDead: what the dead timeout bounds. */
+  lastReply: { p50Ms: number; p99Ms: number; maxMs: number };
   missed: number;
   boundMs: number;
 }
 
 export interface TakeoverFigure {
   clients: number;
+  /** Of them, stored straight into the registration bucket for this measurement (levels stopped below). */
+  seeded: number;
   loadMs: number | null;
+  /** SIGKILL of the leader → the new leader's first heartbeat. */
   firstHeartbeatMs: number;
+  /** SIGKILL → a report from the new leader for every client; null when not within the wait. */
   everyClientReportedMs: number | null;
+  /** The new leader's first heartbeat → a report from it for every client. */
+  heartbeatToEveryClientMs: number | null;
+  /** How many were reported by the new leader, and why the bench stopped waiting if not all. */
+  reported: number;
+  gaveUp: string | null;
 }
 
 export interface CapacityOptions {
   levels: number[];
-  /** Keep going past the last level, doubling, while the leader holds (up to this many clients). */
-  beyondUpTo: number;
   holdSeconds: number;
+  /** The hold of a level whose registrations did not all arrive: long enough for its figures. */
+  shortHoldSeconds: number;
   bareSeconds: number;
-  /** How long a level waits for NodePresent of every client it registered. */
+  /** How long a level waits for NodePresent of every client it registered (less when the leader saturates). */
   registerWaitMs: number;
-  /** Levels at which detection latency is measured (besides the largest that holds). */
+  /** Levels at which detection latency is measured (besides the largest that holds), if they hold. */
   detectAt: number[];
+  /** Stored clients for the takeover; the ones no level registered are stored straight into the bucket. */
+  takeoverClients: number;
   log: (line: string) => void;
 }
 
 export interface CapacityResult {
   levels: CapacityLevel[];
+  /** Why the climb stopped before the last level, or null. */
+  stoppedAt: { clients: number; reasons: string[] } | null;
   detection: DetectionFigure[];
+  detectionNotMeasured: { clients: number; reason: string }[];
   takeover: TakeoverFigure | null;
 }
 
@@ -195,10 +245,39 @@ async function sampleStats(nc: NatsConnection, prefix: string, reset: boolean) {
   });
 }
 
+/** CPU seconds of a process, NaN once it is gone. */
+function cpuOrNaN(pid: number): number {
+  try {
+    return cpuSeconds(pid);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * Waits for `count()` to reach `policy.wanted`, sampling it and the leader's CPU every 250 ms
+ * from `t0`; stops early on a saturated leader (judgeRegistrationWait).
+ */
+async function waitForProgress(t0: number, count: () => number, leaderCpu: () => number, policy: WaitPolicy): Promise<{ done: boolean; reason: string }> {
+  const samples: ProgressSample[] = [];
+  for (;;) {
+    samples.push({ atMs: performance.now() - t0, present: count(), leaderCpuSeconds: leaderCpu() });
+    const verdict = judgeRegistrationWait(samples, policy);
+    if (!verdict.wait) return verdict;
+    await sleep(250);
+  }
+}
+
+const SATURATION = { windowMs: 5000, saturatedCores: 0.9 };
+
+/** Clients silenced to measure detection at a level of `n`: a few hundred at most. */
+export const silencedAt = (n: number) => Math.min(300, Math.max(20, Math.round(n / 100)));
+
 /**
  * Runs the capacity levels one after the other on one leader: each level registers the
  * clients that take the count up to it, lets them settle, holds for `holdSeconds` and
- * measures; then the bare pinger drives the same clients for `bareSeconds`.
+ * measures; then the bare pinger does the same wire work for the same clients for
+ * `bareSeconds`. The climb stops at the first level that does not hold.
  */
 export async function measureCapacity(options: CapacityOptions): Promise<CapacityResult> {
   const { log } = options;
@@ -206,28 +285,35 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
   const cluster = "benchcap";
   const prefix = "cap";
   const nc = await connect({ servers: server.url, name: "bench observer" });
-  const counter = new ReportCounter(nc, cluster);
+  const counter = new ReportCounter(nc, cluster, prefix);
   // The leader's own figures (event-loop delay, heap) come from its metrics endpoint.
   const leader = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "cap-a", args: ["--metrics-port", "0"] });
   let follower: CoordinatorProcess | undefined;
   const sim = Helper.start("./client-sim.ts", [server.url, cluster, prefix]);
   const levels: CapacityLevel[] = [];
   const detection: DetectionFigure[] = [];
+  const detectionNotMeasured: { clients: number; reason: string }[] = [];
+  let stoppedAt: CapacityResult["stoppedAt"] = null;
   let takeover: TakeoverFigure | null = null;
   /** Clients silenced for a detection measurement: no longer expected to answer. */
   const silencedRanges: [number, number][] = [];
+  const silencedCount = () => silencedRanges.reduce((k, [a, b]) => k + (b - a), 0);
   let registered = 0;
+  const criteria = DEFAULT_HOLD_CRITERIA(P.pingIntervalMs, P.stateIntervalMs);
   try {
     await sim.ready;
     await waitFor("the leader", () => leader.logs().some((l) => l.message === "became leader"), 15_000);
     follower = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "cap-b" });
     await waitFor("the follower", () => follower!.logs().some((l) => l.message === "following the leader"), 15_000);
     const leaderPid = leader.child.pid!;
+    const followerPid = follower.child.pid!;
+    /** The pid of whichever coordinator leads now (after an overload it may be the second one). */
+    const leadingPid = () => (counter.leaderId === "cap-b" ? followerPid : leaderPid);
     const rssStart = rssBytes(leaderPid);
     const metricsUrl = await waitFor("the leader's metrics URL", () => leader.logs().find((l) => l.message === "metrics listening")?.url as string | undefined, 10_000);
     const heapStart = (await scrape(metricsUrl)).heapBytes;
 
-    const wanted = [...options.levels];
+    const wanted = [...options.levels].sort((a, b) => a - b);
     for (let i = 0; i < wanted.length; i++) {
       const n = wanted[i]!;
       if (n <= registered) continue;
@@ -235,15 +321,14 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const t0 = performance.now();
       const elections0 = counter.becameLeader;
       await control(nc, prefix, { op: "register", from: registered, to: n }, 300_000);
-      const expected = n - silencedRanges.reduce((k, [a, b]) => k + (b - a), 0);
-      let allPresent = true;
-      try {
-        await waitFor("NodePresent for every client", () => counter.present.size >= n, options.registerWaitMs);
-      } catch {
-        // The leader cannot keep up: measure it anyway, overloaded as it is.
-        allPresent = false;
-        log(`    only ${counter.present.size.toLocaleString("en")} of ${n.toLocaleString("en")} clients were reported present after ${options.registerWaitMs / 1000} s`);
-      }
+      const expected = n - silencedCount();
+      const wait = await waitForProgress(t0, () => counter.present.size, () => cpuOrNaN(leadingPid()), {
+        wanted: n,
+        maxWaitMs: options.registerWaitMs,
+        ...SATURATION,
+      });
+      const allPresent = wait.done;
+      if (!allPresent) log(`    stopped waiting for registrations: ${wait.reason}`);
       const times: number[] = [];
       for (let k = registered; k < n; k++) {
         const at = counter.present.get(`${prefix}.${k}`);
@@ -253,31 +338,52 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const allPresentMs = allPresent ? Math.round(Math.max(...times)) : null;
       registered = n;
       // Settle: let every client reach its ping rhythm, then measure from a clean state.
-      await sleep(2 * P.pingIntervalMs + 1000);
+      // A level that did not register is measured at once, overloaded as it is.
+      if (allPresent) await sleep(2 * P.pingIntervalMs + 1000);
       const dead0 = counter.count("NodeDead");
       const suspect0 = counter.count("NodeSuspect");
+      const state0 = counter.count("NodeState");
       await sampleStats(nc, prefix, true);
       await scrape(metricsUrl); // starts the event-loop delay histogram afresh
       // Both coordinators: when an overloaded leader loses its lease, the other one leads.
-      const followerPid = follower.child.pid!;
       const cpu0 = cpuSeconds(leaderPid) + cpuSeconds(followerPid);
       const t1 = performance.now();
-      log(`    holding ${expected.toLocaleString("en")} answering clients for ${options.holdSeconds} s`);
-      await sleep(options.holdSeconds * 1000);
+      const holdSeconds = allPresent ? options.holdSeconds : Math.min(options.holdSeconds, options.shortHoldSeconds);
+      log(`    holding ${expected.toLocaleString("en")} answering clients for ${holdSeconds} s`);
+      await sleep(holdSeconds * 1000);
       const seconds = (performance.now() - t1) / 1000;
       const cpu = (cpuSeconds(leaderPid) + cpuSeconds(followerPid) - cpu0) / seconds;
+      const nodeStates = counter.count("NodeState") - state0;
       const stats = await sampleStats(nc, prefix, true);
       const rss = rssBytes(leaderPid);
       const scraped = await scrape(metricsUrl);
       const falseDead = counter.count("NodeDead") - dead0;
       const falseSuspect = counter.count("NodeSuspect") - suspect0;
+      const leaderChanges = counter.becameLeader - elections0;
+      const pingsPerSecond = Math.round(stats.answered / (stats.elapsedMs / 1000));
+      const nodeStatePerSecond = Math.round(nodeStates / seconds);
+      const verdict = judgeLevel(
+        {
+          answering: expected,
+          registered: n,
+          present: counter.present.size,
+          falseDead,
+          falseSuspect,
+          leaderChanges,
+          pingsPerSecond,
+          nodeStatePerSecond,
+          pingIntervalP99Ms: stats.intervalP99Ms ?? Number.NaN,
+        },
+        criteria,
+      );
       const level: CapacityLevel = {
         clients: n,
-        holds: allPresent && falseDead === 0 && falseSuspect === 0 && counter.becameLeader === elections0,
-        leaderChanges: counter.becameLeader - elections0,
+        holds: verdict.holds,
+        reasons: verdict.reasons,
+        leaderChanges,
         falseDead,
         falseSuspect,
-        registerMs: { p50: p50!, p99: p99!, allPresentMs, presentWithin: times.length },
+        registerMs: { p50: p50!, p99: p99!, allPresentMs, presentWithin: times.length, gaveUp: allPresent ? null : wait.reason },
         leader: {
           cpuCores: round2(cpu),
           cpuMicrosPerClientSecond: round2((cpu * 1e6) / expected),
@@ -287,7 +393,12 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           heapPerClientBytes: Math.round((scraped.heapBytes - heapStart) / expected),
           eventLoopDelayP99Ms: scraped.loopDelayP99Ms,
         },
-        pingsPerSecond: Math.round(stats.answered / (stats.elapsedMs / 1000)),
+        pingsPerSecond,
+        nodeStatePerSecond,
+        configured: {
+          pingsPerSecond: Math.round((expected * 1000) / P.pingIntervalMs),
+          nodeStatePerSecond: Math.round((expected * 1000) / P.stateIntervalMs),
+        },
         pingIntervalMs: { p50: stats.intervalP50Ms, p99: stats.intervalP99Ms },
         simulatorCpuCores: round2(stats.cpuMs / stats.elapsedMs),
         bare: null,
@@ -295,65 +406,95 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
         holdSeconds: Math.round(seconds),
       };
       log(
-        `    ${level.holds ? "holds" : "DOES NOT HOLD"}${allPresent ? "" : " (not every client registered)"}${level.leaderChanges > 0 ? ` (leadership changed ${level.leaderChanges} times)` : ""}: false dead ${falseDead}, false suspect ${falseSuspect}; leader ${level.leader.cpuCores} cores ` +
+        `    ${level.holds ? "holds" : `DOES NOT HOLD: ${level.reasons.join("; ")}`}\n` +
+          `    false dead ${falseDead}, false suspect ${falseSuspect}; leader ${level.leader.cpuCores} cores ` +
           `(${level.leader.cpuMicrosPerClientSecond} µs/s per client), heap ${(level.leader.heapBytes / 1e6).toFixed(0)} MB (${level.leader.heapPerClientBytes} B/client), ` +
-          `event-loop delay p99 ${level.leader.eventLoopDelayP99Ms} ms; ${level.pingsPerSecond.toLocaleString("en")} pings/s, ` +
-          `interval p50 ${level.pingIntervalMs.p50} ms p99 ${level.pingIntervalMs.p99} ms`,
+          `event-loop delay p99 ${level.leader.eventLoopDelayP99Ms} ms; ${level.pingsPerSecond.toLocaleString("en")} pings/s and ` +
+          `${level.nodeStatePerSecond.toLocaleString("en")} NodeState/s (configured ${level.configured.pingsPerSecond.toLocaleString("en")} and ` +
+          `${level.configured.nodeStatePerSecond.toLocaleString("en")}), interval p50 ${level.pingIntervalMs.p50} ms p99 ${level.pingIntervalMs.p99} ms`,
       );
 
       if (options.bareSeconds > 0) {
-        // The same clients, pinged by a bare loop, while the coordinator keeps running: the
-        // simulator counts both, so subtract the coordinator's rate measured just before.
-        const bare = Helper.start("./bare-pinger.ts", [server.url, prefix, String(n), String(P.pingIntervalMs)]);
-        await bare.ready;
-        await sleep(1500);
-        const bcpu0 = cpuSeconds(bare.pid);
-        await control(nc, `${prefix}.bare`, { op: "stats" }); // starts its counts afresh
-        const tb = performance.now();
-        await sleep(options.bareSeconds * 1000);
-        const bseconds = (performance.now() - tb) / 1000;
-        const bcpu = (cpuSeconds(bare.pid) - bcpu0) / bseconds;
-        await sampleStats(nc, prefix, true);
-        const bareStats = await control<{ sent: number; replies: number; elapsedMs: number; intervalP50Ms: number; intervalP99Ms: number }>(
-          nc,
-          `${prefix}.bare`,
-          { op: "stats" },
-        );
-        await bare.stop();
-        const barePings = Math.round(bareStats.replies / (bareStats.elapsedMs / 1000));
-        level.bare = {
-          cpuCores: round2(bcpu),
-          cpuMicrosPerClientSecond: round2((bcpu * 1e6) / n),
-          pingsPerSecond: barePings,
-          pingIntervalMs: { p50: bareStats.intervalP50Ms, p99: bareStats.intervalP99Ms },
-        };
-        level.ratio = {
-          cpuPerClient: round2(level.leader.cpuMicrosPerClientSecond / level.bare.cpuMicrosPerClientSecond),
-          pingRate: round2(level.pingsPerSecond / (barePings * (expected / n))),
-        };
-        log(
-          `    bare pinger: ${level.bare.cpuCores} cores (${level.bare.cpuMicrosPerClientSecond} µs/s per client), ${barePings.toLocaleString("en")} replies/s; ` +
-            `coordinator/bare: CPU per client ${level.ratio.cpuPerClient}×, ping rate ${level.ratio.pingRate}×`,
-        );
+        // The same wire work for the same clients, by a bare loop, while the coordinator keeps
+        // running: the simulator counts both, so the bare loop's replies are counted by itself.
+        const bare = Helper.start("./bare-pinger.ts", [server.url, prefix, String(n), String(P.pingIntervalMs), String(P.stateIntervalMs)]);
+        try {
+          await bare.ready;
+          await sleep(1500);
+          const bcpu0 = cpuSeconds(bare.pid);
+          await control(nc, `${prefix}.bare`, { op: "stats" }); // starts its counts afresh
+          const tb = performance.now();
+          await sleep(options.bareSeconds * 1000);
+          const bseconds = (performance.now() - tb) / 1000;
+          const bcpu = (cpuSeconds(bare.pid) - bcpu0) / bseconds;
+          await sampleStats(nc, prefix, true);
+          const bareStats = await control<BareStats>(nc, `${prefix}.bare`, { op: "stats" });
+          const barePings = Math.round(bareStats.replies / (bareStats.elapsedMs / 1000));
+          level.bare = {
+            cpuCores: round2(bcpu),
+            cpuMicrosPerClientSecond: round2((bcpu * 1e6) / n),
+            pingsPerSecond: barePings,
+            statesPerSecond: Math.round(bareStats.statesSent / (bareStats.elapsedMs / 1000)),
+            pingIntervalMs: { p50: bareStats.intervalP50Ms, p99: bareStats.intervalP99Ms },
+            staleClients: bareStats.staleClients,
+          };
+          level.ratio = {
+            cpuPerClient: round2(level.leader.cpuMicrosPerClientSecond / level.bare.cpuMicrosPerClientSecond),
+            pingRate: round2(level.pingsPerSecond / (barePings * (expected / n))),
+          };
+          log(
+            `    bare loop: ${level.bare.cpuCores} cores (${level.bare.cpuMicrosPerClientSecond} µs/s per client), ${barePings.toLocaleString("en")} replies/s, ` +
+              `${level.bare.statesPerSecond.toLocaleString("en")} states/s; coordinator/bare: CPU per client ${level.ratio.cpuPerClient}×, ping rate ${level.ratio.pingRate}×`,
+          );
+        } finally {
+          await bare.stop();
+        }
       }
       levels.push(level);
 
       if (options.detectAt.includes(n)) {
-        detection.push(await measureDetectionAt(nc, counter, prefix, n, Math.max(20, Math.round(n / 100)), silencedRanges, log));
+        if (level.holds) detection.push(await measureDetectionAt(nc, counter, prefix, n, silencedAt(n), silencedRanges, log));
+        else detectionNotMeasured.push({ clients: n, reason: `the ${n.toLocaleString("en")} level did not hold` });
       }
-      const last = i === wanted.length - 1;
-      if (last && level.holds && n * 2 <= options.beyondUpTo) wanted.push(n * 2);
+      if (!level.holds) {
+        const rest = wanted.slice(i + 1);
+        if (rest.length > 0) {
+          stoppedAt = { clients: n, reasons: level.reasons };
+          log(`    the climb stops here: ${rest.map((k) => k.toLocaleString("en")).join(", ")} not measured`);
+          for (const k of rest) {
+            if (options.detectAt.includes(k)) detectionNotMeasured.push({ clients: k, reason: `the climb stopped at ${n.toLocaleString("en")}, which did not hold` });
+          }
+        }
+        break;
+      }
     }
 
     const held = levels.filter((l) => l.holds);
     const largest = held.at(-1);
     if (largest !== undefined && !detection.some((d) => d.clients === largest.clients) && largest.clients === registered) {
-      detection.push(await measureDetectionAt(nc, counter, prefix, largest.clients, Math.max(20, Math.round(largest.clients / 100)), silencedRanges, log));
+      detection.push(await measureDetectionAt(nc, counter, prefix, largest.clients, silencedAt(largest.clients), silencedRanges, log));
     }
 
     // Takeover: the leader crashes; the follower loads every stored registration.
     if (registered > 0 && follower !== undefined) {
-      const live = registered - silencedRanges.reduce((k, [a, b]) => k + (b - a), 0);
+      let seeded = 0;
+      if (options.takeoverClients > registered) {
+        // The climb stopped below: store the rest straight into the bucket, as they would be.
+        seeded = options.takeoverClients - registered;
+        log(`  takeover: storing ${seeded.toLocaleString("en")} more registrations straight into the bucket`);
+        const store = await KvRegistrationStore.open(nc, {
+          clusterId: cluster,
+          replicas: 1,
+          ackWaitMs: 30_000,
+          logger: createLogger({ format: "json", verbose: false, level: "warn", fields: { component: "bench" } }),
+        });
+        for (let k = registered; k < options.takeoverClients; k += 500) {
+          const end = Math.min(options.takeoverClients, k + 500);
+          await Promise.all(Array.from({ length: end - k }, (_, j) => store.put({ subject: `${prefix}.${k + j}`, metadata: {} })));
+        }
+        registered = options.takeoverClients;
+      }
+      const live = registered - silencedCount();
       // The one that leads now crashes (after an overload it may be the second one).
       const [victim, survivor] = counter.leaderId === "cap-b" ? [follower, leader] : [leader, follower];
       log(`  takeover: SIGKILL of the leader ${victim.id} with ${live.toLocaleString("en")} stored clients`);
@@ -373,13 +514,15 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const linesBefore = survivor.lines.length;
       victim.signal("SIGKILL");
       await waitFor("the new leader's heartbeat", () => !Number.isNaN(firstHeartbeat), 20_000);
+      const survivorPid = survivor.child.pid!;
+      const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), {
+        wanted: live,
+        maxWaitMs: options.registerWaitMs,
+        ...SATURATION,
+      });
       let everyMs: number | null = null;
-      try {
-        await waitFor("a report from the new leader for every live client", () => counter.reportedAfter.size >= live, options.registerWaitMs);
-        everyMs = Math.round(Math.max(...counter.reportedAfter.values()) - t0);
-      } catch {
-        log(`    only ${counter.reportedAfter.size} of ${live} clients were reported by the new leader within ${options.registerWaitMs / 1000} s`);
-      }
+      if (wait.done) everyMs = Math.round(Math.max(...counter.reportedAfter.values()) - t0);
+      else log(`    stopped waiting for the new leader's reports: ${wait.reason}`);
       const loaded = survivor.lines
         .slice(linesBefore)
         .flatMap((l) => {
@@ -392,13 +535,17 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
         .find((l) => l.message === "loaded stored registrations");
       takeover = {
         clients: live,
+        seeded,
         loadMs: typeof loaded?.ms === "number" ? loaded.ms : null,
         firstHeartbeatMs: Math.round(firstHeartbeat - t0),
         everyClientReportedMs: everyMs,
+        heartbeatToEveryClientMs: everyMs === null ? null : Math.round(everyMs - (firstHeartbeat - t0)),
+        reported: Math.min(live, counter.reportedAfter.size),
+        gaveUp: wait.done ? null : wait.reason,
       };
       log(
         `    new leader's first heartbeat after ${takeover.firstHeartbeatMs} ms; it loaded ${live.toLocaleString("en")} registrations in ${String(takeover.loadMs)} ms; ` +
-          `every client reported after ${String(everyMs)} ms`,
+          `every client reported ${String(takeover.heartbeatToEveryClientMs)} ms after that heartbeat`,
       );
     }
   } finally {
@@ -406,10 +553,13 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     await nc.close();
     await server.stop();
   }
-  return { levels, detection, takeover };
+  return { levels, stoppedAt, detection, detectionNotMeasured, takeover };
 }
 
-/** Silences `count` of the registered clients at once and measures silence → NodeDead. */
+/**
+ * Silences `count` of the registered clients at once and measures silence → NodeDead, and
+ * each client's last reply → its NodeDead.
+ */
 async function measureDetectionAt(
   nc: NatsConnection,
   counter: ReportCounter,
@@ -422,29 +572,43 @@ async function measureDetectionAt(
   const from = n - count;
   log(`  detection: silencing ${count} of ${n.toLocaleString("en")} clients`);
   const t0 = performance.now();
-  await control(nc, prefix, { op: "silence", from, to: n });
+  const answer = await control<SilenceAnswer>(nc, prefix, { op: "silence", from, to: n });
   silencedRanges.push([from, n]);
   const bound = P.deadTimeoutMs + P.pingIntervalMs;
   const subjects = Array.from({ length: count }, (_, i) => `${prefix}.${from + i}`);
   await waitFor("NodeDead for the silenced clients", () => subjects.every((s) => counter.dead.has(s)), bound + 10_000).catch(() => undefined);
   const latencies = subjects.filter((s) => counter.dead.has(s)).map((s) => counter.dead.get(s)! - t0);
+  // Both clocks are the machine's: the simulator's times are ms since the Unix epoch.
+  const sinceLastReply = subjects.flatMap((s, i) => {
+    const dead = counter.dead.get(s);
+    const last = answer.lastReplyAt[i];
+    return dead === undefined || last === null || last === undefined ? [] : [performance.timeOrigin + dead - last];
+  });
   const [p50, p99] = percentiles(latencies, [0.5, 0.99]);
+  const [l50, l99] = percentiles(sinceLastReply, [0.5, 0.99]);
   const figure: DetectionFigure = {
     clients: n,
     silenced: count,
     p50Ms: Math.round(p50!),
     p99Ms: Math.round(p99!),
     maxMs: Math.round(Math.max(...latencies)),
+    lastReply: { p50Ms: Math.round(l50!), p99Ms: Math.round(l99!), maxMs: Math.round(Math.max(...sinceLastReply)) },
     missed: count - latencies.length,
     boundMs: bound + 250,
   };
-  log(`    silence → NodeDead: p50 ${figure.p50Ms} ms, p99 ${figure.p99Ms} ms, max ${figure.maxMs} ms (bound ${figure.boundMs} ms), missed ${figure.missed}`);
+  log(
+    `    silence → NodeDead: p50 ${figure.p50Ms} ms, p99 ${figure.p99Ms} ms, max ${figure.maxMs} ms; last reply → NodeDead: p50 ${figure.lastReply.p50Ms} ms, ` +
+      `p99 ${figure.lastReply.p99Ms} ms, max ${figure.lastReply.maxMs} ms (bound ${figure.boundMs} ms), missed ${figure.missed}`,
+  );
   return figure;
 }
 
 /** The figures this benchmark reads from a coordinator's Prometheus endpoint. */
 async function scrape(url: string): Promise<{ heapBytes: number; loopDelayP99Ms: number }> {
-  const text = await (await fetch(url)).text();
+  // A saturated leader may answer late, or not at all: its figures are then unknown.
+  const text = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+    .then((r) => r.text())
+    .catch(() => "");
   const value = (pattern: RegExp) => {
     const m = pattern.exec(text);
     return m ? Number(m[1]) : Number.NaN;

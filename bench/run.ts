@@ -5,20 +5,25 @@
  * - failover (here): SIGKILL of the leader → the new leader's first heartbeat, and → a
  *   report from it for every client; SIGTERM handoff the same way; N rounds each, against
  *   its own nats-server, three coordinator processes and simulated clients;
- * - capacity (bench/capacity.ts): 1k, 10k, 25k, 50k clients (and more while it holds) on
- *   one leader with default timings: false deaths and suspects, the leader's CPU and memory
- *   per client, pings/s and the ping interval achieved, and the same load on a bare pinger
- *   written directly on the NATS client, for the ratio coordinator / bare; registration →
- *   NodePresent; detection latency at 1k and at the largest count that holds; the time a
- *   new leader takes to load and report every stored client;
+ * - capacity (bench/capacity.ts): 1k, 10k, 25k, 50k, 75k, 100k clients on one leader with
+ *   default timings, climbing until a level does not hold (bench/capacity-judge.ts: every
+ *   client present, no false suspect or dead, no leader change, pings and NodeState at
+ *   >= 90 % of the configured rates, ping interval p99 <= 1 s). Per level: the leader's CPU
+ *   and heap per client, its event-loop delay p99, and the same wire work (pings, replies,
+ *   a state message per client per state interval) on a bare loop written directly on the
+ *   NATS client, for the ratio coordinator / bare; registration → NodePresent; detection
+ *   (silence and last reply → NodeDead) at 1k, at 50k and at the largest count that holds;
+ *   takeover of 50k stored clients: SIGKILL → the new leader's first heartbeat → a report
+ *   from it for every client;
  * - spawn (bench/presence.ts): the time and heap of spawning client actors in-process.
  *
- *   npm run bench [-- --quick] [--rounds N] [--levels 1000,10000] [--hold S]
+ *   npm run bench [-- --quick] [--rounds N] [--levels 1000,10000] [--hold S] [--takeover N]
  *
- * --quick (about 3 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
- * at most 20 s for its registrations, 60 s in the full run).
- * Full (about 15 minutes): 10 rounds, 1k, 10k, 25k, 50k (then doubling while it holds, up
- * to 100k) held 60 s each.
+ * --quick (about 4 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
+ * at most 20 s for its registrations, 60 s in the full run, less once the leader is
+ * saturated); takeover of as many clients as the largest level.
+ * Full: 10 rounds, the six levels held 60 s each while they hold (about 3 minutes a level);
+ * takeover of 50k stored clients.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
@@ -30,6 +35,7 @@ import { decodeReport, REPORT_HEADERS } from "../src/protocol/presence.js";
 import { NatsServer } from "../src/services/nats-server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { measureCapacity } from "./capacity.js";
+import { DEFAULT_HOLD_CRITERIA } from "./capacity-judge.js";
 import { SimulatedClients } from "./client-sim.js";
 import { measureSpawn } from "./presence.js";
 
@@ -39,15 +45,18 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     levels: { type: "string" },
     hold: { type: "string" },
+    takeover: { type: "string" },
   },
 });
 const quick = values.quick === true;
 const rounds = values.rounds !== undefined ? Number(values.rounds) : quick ? 3 : 10;
-const levels = values.levels !== undefined ? values.levels.split(",").map(Number) : quick ? [1000, 10_000] : [1000, 10_000, 25_000, 50_000];
+const levels = values.levels !== undefined ? values.levels.split(",").map(Number) : quick ? [1000, 10_000] : [1000, 10_000, 25_000, 50_000, 75_000, 100_000];
 const holdSeconds = values.hold !== undefined ? Number(values.hold) : quick ? 15 : 60;
+const takeoverClients = values.takeover !== undefined ? Number(values.takeover) : quick ? Math.max(...levels) : 50_000;
 if (!Number.isInteger(rounds) || rounds < 1) fail("--rounds must be a whole number of at least 1");
 if (levels.some((n) => !Number.isInteger(n) || n < 1)) fail("--levels must be whole numbers, comma-separated");
 if (!Number.isFinite(holdSeconds) || holdSeconds < 1) fail("--hold must be a number of seconds");
+if (!Number.isInteger(takeoverClients) || takeoverClients < 1) fail("--takeover must be a whole number of clients");
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n`);
@@ -146,14 +155,15 @@ log(`failover: ${rounds} rounds each, 3 coordinators, ${failoverClients} clients
 const crash = await measureFailovers("SIGKILL", failoverClients);
 const handoff = await measureFailovers("SIGTERM", failoverClients);
 
-log(`capacity: ${levels.map((n) => n.toLocaleString("en")).join(", ")} clients, each held ${holdSeconds} s${quick ? "" : ", then doubling while it holds (up to 100,000)"}`);
+log(`capacity: ${levels.map((n) => n.toLocaleString("en")).join(", ")} clients, each held ${holdSeconds} s while they hold; takeover of ${takeoverClients.toLocaleString("en")}`);
 const capacity = await measureCapacity({
   levels,
-  beyondUpTo: quick ? 0 : 100_000,
   holdSeconds,
+  shortHoldSeconds: 10,
   bareSeconds: quick ? 8 : 20,
   registerWaitMs: quick ? 20_000 : 60_000,
-  detectAt: [1000],
+  detectAt: [1000, 50_000],
+  takeoverClients,
   log,
 });
 
@@ -172,8 +182,10 @@ const results = {
   crashFailover: { description: "SIGKILL of the leader -> first heartbeat of the new leader; -> a report from it for every client", ...crash },
   gracefulHandoff: { description: "SIGTERM of the leader -> first heartbeat of the new leader; -> a report from it for every client", ...handoff },
   capacity: capacity.levels,
+  capacityStoppedAt: capacity.stoppedAt,
   largestHeld: held.at(-1)?.clients ?? 0,
   detection: capacity.detection,
+  detectionNotMeasured: capacity.detectionNotMeasured,
   takeover: capacity.takeover,
   spawn,
   targets: {
@@ -182,6 +194,7 @@ const results = {
     crashFailoverP99Ms: 2500,
     gracefulHandoffMs: 400,
     takeoverOf50kMs: 2000,
+    holdCriteria: DEFAULT_HOLD_CRITERIA(DEFAULT_MONITOR_TIMINGS.pingIntervalMs, DEFAULT_MONITOR_TIMINGS.stateIntervalMs),
     heapPerClientBytes: 4096,
     cpuRatioToBare: 2,
   },
@@ -203,25 +216,32 @@ frow("handoff: new leader's heartbeat", handoff.heartbeat, "<= 400 ms");
 frow(`handoff: every client reported`, handoff.everyClient, "");
 log("");
 log(
-  `${"clients".padStart(8)} ${"holds".padStart(6)} ${"false dead/susp".padStart(15)} ${"coord cores".padStart(12)} ${"µs/s/client".padStart(11)} ${"heap/client".padStart(11)} ${"loop p99".padStart(9)} ${"pings/s".padStart(8)} ${"interval p50/p99".padStart(17)} ${"bare µs/s/cl".padStart(12)} ${"ratio cpu".padStart(9)} ${"ratio rate".padStart(10)}`,
+  `${"clients".padStart(8)} ${"holds".padStart(6)} ${"false dead/susp".padStart(15)} ${"coord cores".padStart(12)} ${"µs/s/client".padStart(11)} ${"heap/client".padStart(11)} ${"loop p99".padStart(9)} ${"pings/s".padStart(8)} ${"states/s".padStart(8)} ${"interval p50/p99".padStart(17)} ${"bare µs/s/cl".padStart(12)} ${"ratio cpu".padStart(9)} ${"ratio rate".padStart(10)}`,
 );
 for (const l of capacity.levels) {
   log(
-    `${pad(l.clients.toLocaleString("en"), 8)} ${pad(l.holds ? "yes" : l.leaderChanges > 0 ? `NO(${l.leaderChanges})` : "NO", 6)} ${pad(`${l.falseDead}/${l.falseSuspect}`, 15)} ${pad(l.leader.cpuCores, 12)} ${pad(l.leader.cpuMicrosPerClientSecond, 11)} ${pad(`${(l.leader.heapPerClientBytes / 1024).toFixed(1)} KB`, 11)} ${pad(`${l.leader.eventLoopDelayP99Ms} ms`, 9)} ${pad(l.pingsPerSecond, 8)} ${pad(`${l.pingIntervalMs.p50}/${l.pingIntervalMs.p99} ms`, 17)} ${pad(l.bare?.cpuMicrosPerClientSecond ?? "-", 12)} ${pad(l.ratio ? `${l.ratio.cpuPerClient}x` : "-", 9)} ${pad(l.ratio ? `${l.ratio.pingRate}x` : "-", 10)}`,
+    `${pad(l.clients.toLocaleString("en"), 8)} ${pad(l.holds ? "yes" : "NO", 6)} ${pad(`${l.falseDead}/${l.falseSuspect}`, 15)} ${pad(l.leader.cpuCores, 12)} ${pad(l.leader.cpuMicrosPerClientSecond, 11)} ${pad(`${(l.leader.heapPerClientBytes / 1024).toFixed(1)} KB`, 11)} ${pad(`${l.leader.eventLoopDelayP99Ms} ms`, 9)} ${pad(l.pingsPerSecond, 8)} ${pad(l.nodeStatePerSecond, 8)} ${pad(`${l.pingIntervalMs.p50}/${l.pingIntervalMs.p99} ms`, 17)} ${pad(l.bare?.cpuMicrosPerClientSecond ?? "-", 12)} ${pad(l.ratio ? `${l.ratio.cpuPerClient}x` : "-", 9)} ${pad(l.ratio ? `${l.ratio.pingRate}x` : "-", 10)}`,
   );
 }
 log("");
+for (const l of capacity.levels.filter((l) => !l.holds)) log(`${l.clients.toLocaleString("en")} does not hold: ${l.reasons.join("; ")}`);
+if (capacity.stoppedAt) log(`the climb stopped at ${capacity.stoppedAt.clients.toLocaleString("en")}: the levels above it were not measured`);
 for (const l of capacity.levels) {
-  const all = l.registerMs.allPresentMs !== null ? `all present after ${l.registerMs.allPresentMs} ms` : `only ${l.registerMs.presentWithin} of the new clients present within the wait`;
+  const all = l.registerMs.allPresentMs !== null ? `all present after ${l.registerMs.allPresentMs} ms` : `only ${l.registerMs.presentWithin} of the new clients present (${String(l.registerMs.gaveUp)})`;
   log(`registration -> NodePresent at ${l.clients.toLocaleString("en")}: p50 ${l.registerMs.p50} ms, p99 ${l.registerMs.p99} ms, ${all}`);
 }
 for (const d of capacity.detection) {
-  log(`detection at ${d.clients.toLocaleString("en")} clients (${d.silenced} silenced): p50 ${d.p50Ms} ms, p99 ${d.p99Ms} ms, max ${d.maxMs} ms, missed ${d.missed} (target p99 <= ${d.boundMs} ms)`);
+  log(
+    `detection at ${d.clients.toLocaleString("en")} clients (${d.silenced} silenced): last reply -> NodeDead p50 ${d.lastReply.p50Ms} ms, p99 ${d.lastReply.p99Ms} ms, max ${d.lastReply.maxMs} ms ` +
+      `(silence -> NodeDead p50 ${d.p50Ms} ms, p99 ${d.p99Ms} ms), missed ${d.missed} (target p99 <= ${d.boundMs} ms)`,
+  );
 }
+for (const d of capacity.detectionNotMeasured) log(`detection at ${d.clients.toLocaleString("en")} clients: not measured, ${d.reason}`);
 if (capacity.takeover) {
   const t = capacity.takeover;
+  const every = t.heartbeatToEveryClientMs !== null ? `every client reported ${t.heartbeatToEveryClientMs} ms after it` : `only ${t.reported} reported (${String(t.gaveUp)})`;
   log(
-    `takeover of ${t.clients.toLocaleString("en")} stored clients: first heartbeat ${t.firstHeartbeatMs} ms, load ${String(t.loadMs)} ms, every client reported ${String(t.everyClientReportedMs)} ms after the crash`,
+    `takeover of ${t.clients.toLocaleString("en")} stored clients${t.seeded > 0 ? ` (${t.seeded.toLocaleString("en")} stored by the bench)` : ""}: new leader's first heartbeat ${t.firstHeartbeatMs} ms after the crash, load ${String(t.loadMs)} ms, ${every}`,
   );
 }
 for (const s of spawn) {
@@ -229,4 +249,7 @@ for (const s of spawn) {
 }
 log("");
 log(`largest client count held: ${results.largestHeld.toLocaleString("en")} (target 50,000)`);
+for (const l of capacity.levels.filter((l) => l.ratio !== null)) {
+  log(`coordinator / bare at ${l.clients.toLocaleString("en")}: CPU per client ${l.ratio!.cpuPerClient}x (target <= 2x at 50,000)${l.holds ? "" : ", at a level that does not hold"}`);
+}
 log(`results written to ${file} (${results.durationS} s)`);
