@@ -90,6 +90,8 @@ export interface WaitPolicy {
   windowMs: number;
   /** A leader using at least this many cores over the window is saturated (one event loop ≈ 1). */
   saturatedCores: number;
+  /** What is counted, for the reason: "present" (the default) or "reported". */
+  counted?: string;
 }
 
 export type WaitVerdict = { wait: true } | { wait: false; done: boolean; reason: string };
@@ -103,10 +105,11 @@ export type WaitVerdict = { wait: true } | { wait: false; done: boolean; reason:
  */
 export function judgeRegistrationWait(samples: readonly ProgressSample[], p: WaitPolicy): WaitVerdict {
   const last = samples.at(-1);
+  const counted = p.counted ?? "present";
   if (last === undefined) return { wait: true };
-  if (last.present >= p.wanted) return { wait: false, done: true, reason: `all ${fmt(p.wanted)} present after ${fmt(last.atMs)} ms` };
+  if (last.present >= p.wanted) return { wait: false, done: true, reason: `all ${fmt(p.wanted)} ${counted} after ${fmt(last.atMs)} ms` };
   if (last.atMs >= p.maxWaitMs) {
-    return { wait: false, done: false, reason: `only ${fmt(last.present)} of ${fmt(p.wanted)} present after the ${fmt(p.maxWaitMs / 1000)} s wait` };
+    return { wait: false, done: false, reason: `only ${fmt(last.present)} of ${fmt(p.wanted)} ${counted} after the ${fmt(p.maxWaitMs / 1000)} s wait` };
   }
   // The oldest sample still inside the window, provided the window is covered.
   let first: ProgressSample | undefined;
@@ -122,12 +125,12 @@ export function judgeRegistrationWait(samples: readonly ProgressSample[], p: Wai
   const remainingS = (p.maxWaitMs - last.atMs) / 1000;
   const toGo = p.wanted - last.present;
   if (rate * remainingS >= toGo) return { wait: true };
-  const eta = rate > 0 ? `${fmt(toGo / rate)} s more at ${fmt(rate)} present/s` : "no progress at all";
+  const eta = rate > 0 ? `${fmt(toGo / rate)} s more at ${fmt(rate)} ${counted}/s` : "no progress at all";
   return {
     wait: false,
     done: false,
     reason:
-      `the leader is saturated (${cores.toFixed(2)} cores over the last ${spanS.toFixed(0)} s) with ${fmt(last.present)} of ${fmt(p.wanted)} present ` +
+      `the leader is saturated (${cores.toFixed(2)} cores over the last ${spanS.toFixed(0)} s) with ${fmt(last.present)} of ${fmt(p.wanted)} ${counted} ` +
       `after ${fmt(last.atMs / 1000)} s; the rest would need ${eta}, past the ${fmt(p.maxWaitMs / 1000)} s wait`,
   };
 }

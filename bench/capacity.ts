@@ -11,8 +11,8 @@
  * process, so each is measured on its own.
  *
  * The levels are climbed in order, and the climb stops at the first level that does not
- * hold (bench/capacity-judge.ts says why): a leader that cannot hold N clients will not hold
- * more, and each further level would only cost minutes. A level whose registrations cannot
+ * hold (bench/capacity-judge.ts says why; `keepClimbing` goes on): a leader that cannot hold
+ * N clients will not hold more, and each further level would only cost minutes. A level whose registrations cannot
  * finish (the leader is saturated) is given up early and held only briefly, for its figures.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -217,12 +217,14 @@ export interface TakeoverFigure {
 export interface CapacityOptions {
   levels: number[];
   holdSeconds: number;
+  /** Measure every level, even above one that does not hold (the climb stops there otherwise). */
+  keepClimbing: boolean;
   /** The hold of a level whose registrations did not all arrive: long enough for its figures. */
   shortHoldSeconds: number;
   bareSeconds: number;
   /** How long a level waits for NodePresent of every client it registered (less when the leader saturates). */
   registerWaitMs: number;
-  /** Levels at which detection latency is measured (besides the largest that holds), if they hold. */
+  /** Levels at which detection latency is measured (besides the largest that holds), if every client registered. */
   detectAt: number[];
   /** Stored clients for the takeover; the ones no level registered are stored straight into the bucket. */
   takeoverClients: number;
@@ -452,11 +454,12 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       }
       levels.push(level);
 
+      // Detection needs every client monitored; a level that holds only narrowly still has that.
       if (options.detectAt.includes(n)) {
-        if (level.holds) detection.push(await measureDetectionAt(nc, counter, prefix, n, silencedAt(n), silencedRanges, log));
-        else detectionNotMeasured.push({ clients: n, reason: `the ${n.toLocaleString("en")} level did not hold` });
+        if (allPresent) detection.push(await measureDetectionAt(nc, counter, prefix, n, silencedAt(n), silencedRanges, log));
+        else detectionNotMeasured.push({ clients: n, reason: `only ${times.length.toLocaleString("en")} of its clients were registered (${wait.reason})` });
       }
-      if (!level.holds) {
+      if (!level.holds && !options.keepClimbing) {
         const rest = wanted.slice(i + 1);
         if (rest.length > 0) {
           stoppedAt = { clients: n, reasons: level.reasons };
@@ -517,6 +520,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const survivorPid = survivor.child.pid!;
       const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), {
         wanted: live,
+        counted: "reported",
         maxWaitMs: options.registerWaitMs,
         ...SATURATION,
       });
@@ -545,7 +549,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       };
       log(
         `    new leader's first heartbeat after ${takeover.firstHeartbeatMs} ms; it loaded ${live.toLocaleString("en")} registrations in ${String(takeover.loadMs)} ms; ` +
-          `every client reported ${String(takeover.heartbeatToEveryClientMs)} ms after that heartbeat`,
+          (everyMs !== null ? `every client reported ${String(takeover.heartbeatToEveryClientMs)} ms after that heartbeat` : `${takeover.reported.toLocaleString("en")} reported`),
       );
     }
   } finally {

@@ -17,13 +17,14 @@
  *   from it for every client;
  * - spawn (bench/presence.ts): the time and heap of spawning client actors in-process.
  *
- *   npm run bench [-- --quick] [--rounds N] [--levels 1000,10000] [--hold S] [--takeover N]
+ *   npm run bench [-- --quick] [--rounds N] [--levels 1000,10000] [--hold S] [--takeover N] [--keep-climbing]
  *
  * --quick (about 4 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
  * at most 20 s for its registrations, 60 s in the full run, less once the leader is
  * saturated); takeover of as many clients as the largest level.
  * Full: 10 rounds, the six levels held 60 s each while they hold (about 3 minutes a level);
- * takeover of 50k stored clients.
+ * takeover of 50k stored clients. The climb stops at the first level that does not hold,
+ * unless --keep-climbing.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     levels: { type: "string" },
     hold: { type: "string" },
     takeover: { type: "string" },
+    "keep-climbing": { type: "boolean", default: false },
   },
 });
 const quick = values.quick === true;
@@ -159,6 +161,7 @@ log(`capacity: ${levels.map((n) => n.toLocaleString("en")).join(", ")} clients, 
 const capacity = await measureCapacity({
   levels,
   holdSeconds,
+  keepClimbing: values["keep-climbing"] === true,
   shortHoldSeconds: 10,
   bareSeconds: quick ? 8 : 20,
   registerWaitMs: quick ? 20_000 : 60_000,

@@ -83,6 +83,11 @@ test("capacity judge - a saturated leader that cannot finish within the wait is 
   assert.match(v.reason, "95 s more at 100 present/s, past the 60 s wait");
 });
 
+test("capacity judge - the reason names what is counted", () => {
+  const v = judgeRegistrationWait(samples(5, 100, 1), { ...W, counted: "reported" });
+  assert.ok(!v.wait && v.reason.includes("with 500 of 10,000 reported after 5 s") && v.reason.includes("at 100 reported/s"), JSON.stringify(v));
+});
+
 test("capacity judge - a saturated leader that makes no progress at all is given up", () => {
   const v = judgeRegistrationWait(samples(6, 0, 0.95), W);
   assert.ok(!v.wait && !v.done && v.reason.includes("no progress at all"));
