@@ -71,6 +71,9 @@ export function judgeLevel(o: LevelObservation, c: HoldCriteria): LevelVerdict {
   return { holds: reasons.length === 0, reasons };
 }
 
+/** Clients silenced to measure detection at a level of `n`: 1 %, at least 20, at most a few hundred. */
+export const silencedAt = (n: number): number => Math.min(300, Math.max(20, Math.round(n / 100)));
+
 /** One look at a level's registration progress. */
 export interface ProgressSample {
   /** ms since the level's registrations were published. */

@@ -26,7 +26,7 @@ import { NatsServer } from "../src/services/nats-server.js";
 import { KvRegistrationStore } from "../src/services/registration-store.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { bareStateSubject, type BareStats } from "./bare-pinger.js";
-import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, type ProgressSample, type WaitPolicy } from "./capacity-judge.js";
+import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, silencedAt, type ProgressSample, type WaitPolicy } from "./capacity-judge.js";
 import { control, percentiles, type SilenceAnswer } from "./client-sim.js";
 
 const CLK_TCK = 100; // Linux's USER_HZ; /proc/<pid>/stat counts CPU in these ticks
@@ -271,9 +271,6 @@ async function waitForProgress(t0: number, count: () => number, leaderCpu: () =>
 }
 
 const SATURATION = { windowMs: 5000, saturatedCores: 0.9 };
-
-/** Clients silenced to measure detection at a level of `n`: a few hundred at most. */
-export const silencedAt = (n: number) => Math.min(300, Math.max(20, Math.round(n / 100)));
 
 /**
  * Runs the capacity levels one after the other on one leader: each level registers the

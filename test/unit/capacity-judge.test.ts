@@ -1,7 +1,7 @@
 /** The capacity bench's verdicts: when a level holds, when waiting for registrations stops, percentiles. */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, type LevelObservation, type ProgressSample, type WaitPolicy } from "../../bench/capacity-judge.js";
+import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, silencedAt, type LevelObservation, type ProgressSample, type WaitPolicy } from "../../bench/capacity-judge.js";
 import { percentiles } from "../../bench/client-sim.js";
 
 const C = DEFAULT_HOLD_CRITERIA(750, 1500);
@@ -106,6 +106,13 @@ test("capacity judge - a slow leader that is not saturated gets the whole wait",
   assert.equal(judgeRegistrationWait(samples(30, 10, 0.5), W), { wait: true });
   const v = judgeRegistrationWait(samples(60, 10, 0.5), W);
   assert.equal(v, { wait: false, done: false, reason: "only 600 of 10,000 present after the 60 s wait" });
+});
+
+test("capacity judge - detection silences a few hundred of 50,000 clients, and at least 20 of a small level", () => {
+  assert.equal(silencedAt(50_000), 300);
+  assert.equal(silencedAt(100_000), 300);
+  assert.equal(silencedAt(10_000), 100);
+  assert.equal(silencedAt(1000), 20);
 });
 
 test("percentiles - nearest rank on a sorted copy, rounded to 0.1, NaN for an empty sample", () => {
