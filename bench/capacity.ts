@@ -12,8 +12,9 @@
  *
  * The levels are climbed in order, and the climb stops at the first level that does not
  * hold (bench/capacity-judge.ts says why; `keepClimbing` goes on): a leader that cannot hold
- * N clients will not hold more, and each further level would only cost minutes. A level whose registrations cannot
- * finish (the leader is saturated) is given up early and held only briefly, for its figures.
+ * N clients will not hold more, and each further level would only cost minutes. A level
+ * whose registrations cannot finish (the leader is saturated) is given up early and held
+ * only briefly, for its figures.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -177,6 +178,8 @@ export interface CapacityLevel {
     cpuMicrosPerClientSecond: number;
     pingsPerSecond: number;
     statesPerSecond: number;
+    /** Its state messages that reached this process, per second (the reports reach it too). */
+    statesSeenPerSecond: number;
     pingIntervalMs: { p50: number; p99: number };
     /** Clients the bare loop had no reply from within the dead timeout (silenced ones included). */
     staleClients: number;
@@ -422,10 +425,12 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           await sleep(1500);
           const bcpu0 = cpuSeconds(bare.pid);
           await control(nc, `${prefix}.bare`, { op: "stats" }); // starts its counts afresh
+          const seen0 = counter.bareStates;
           const tb = performance.now();
           await sleep(options.bareSeconds * 1000);
           const bseconds = (performance.now() - tb) / 1000;
           const bcpu = (cpuSeconds(bare.pid) - bcpu0) / bseconds;
+          const seen = counter.bareStates - seen0;
           await sampleStats(nc, prefix, true);
           const bareStats = await control<BareStats>(nc, `${prefix}.bare`, { op: "stats" });
           const barePings = Math.round(bareStats.replies / (bareStats.elapsedMs / 1000));
@@ -434,6 +439,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
             cpuMicrosPerClientSecond: round2((bcpu * 1e6) / n),
             pingsPerSecond: barePings,
             statesPerSecond: Math.round(bareStats.statesSent / (bareStats.elapsedMs / 1000)),
+            statesSeenPerSecond: Math.round(seen / bseconds),
             pingIntervalMs: { p50: bareStats.intervalP50Ms, p99: bareStats.intervalP99Ms },
             staleClients: bareStats.staleClients,
           };
