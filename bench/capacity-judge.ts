@@ -82,6 +82,8 @@ export interface ProgressSample {
   present: number;
   /** CPU the leader process has used so far, in seconds (from /proc). */
   leaderCpuSeconds: number;
+  /** Times a coordinator took the lease since the wait began (a level that loses its leader does not hold). */
+  leaderChanges?: number;
 }
 
 export interface WaitPolicy {
@@ -101,7 +103,8 @@ export type WaitVerdict = { wait: true } | { wait: false; done: boolean; reason:
 
 /**
  * Whether to keep waiting for a level's registrations. It stops when every client is present,
- * when the wait is over, or early, once the leader is saturated (its loop uses a whole core
+ * when the wait is over, when leadership changed (the level cannot hold), or early, once the
+ * leader is saturated (its loop uses a whole core
  * over the window) and, at the rate it reported clients present over that window, the rest
  * would not be present before the wait is over. A leader that is slow but not saturated is
  * given the whole wait.
@@ -113,6 +116,13 @@ export function judgeRegistrationWait(samples: readonly ProgressSample[], p: Wai
   if (last.present >= p.wanted) return { wait: false, done: true, reason: `all ${fmt(p.wanted)} ${counted} after ${fmt(last.atMs)} ms` };
   if (last.atMs >= p.maxWaitMs) {
     return { wait: false, done: false, reason: `only ${fmt(last.present)} of ${fmt(p.wanted)} ${counted} after the ${fmt(p.maxWaitMs / 1000)} s wait` };
+  }
+  if ((last.leaderChanges ?? 0) > 0) {
+    return {
+      wait: false,
+      done: false,
+      reason: `leadership changed ${last.leaderChanges} times with ${fmt(last.present)} of ${fmt(p.wanted)} ${counted} after ${fmt(last.atMs / 1000)} s`,
+    };
   }
   // The oldest sample still inside the window, provided the window is covered.
   let first: ProgressSample | undefined;

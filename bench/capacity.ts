@@ -260,13 +260,20 @@ function cpuOrNaN(pid: number): number {
 }
 
 /**
- * Waits for `count()` to reach `policy.wanted`, sampling it and the leader's CPU every 250 ms
- * from `t0`; stops early on a saturated leader (judgeRegistrationWait).
+ * Waits for `count()` to reach `policy.wanted`, sampling it, the leader's CPU and the leader
+ * changes every 250 ms from `t0`; stops early on a saturated leader or a leader change
+ * (judgeRegistrationWait).
  */
-async function waitForProgress(t0: number, count: () => number, leaderCpu: () => number, policy: WaitPolicy): Promise<{ done: boolean; reason: string }> {
+async function waitForProgress(
+  t0: number,
+  count: () => number,
+  leaderCpu: () => number,
+  leaderChanges: () => number,
+  policy: WaitPolicy,
+): Promise<{ done: boolean; reason: string }> {
   const samples: ProgressSample[] = [];
   for (;;) {
-    samples.push({ atMs: performance.now() - t0, present: count(), leaderCpuSeconds: leaderCpu() });
+    samples.push({ atMs: performance.now() - t0, present: count(), leaderCpuSeconds: leaderCpu(), leaderChanges: leaderChanges() });
     const verdict = judgeRegistrationWait(samples, policy);
     if (!verdict.wait) return verdict;
     await sleep(250);
@@ -309,8 +316,9 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     await waitFor("the follower", () => follower!.logs().some((l) => l.message === "following the leader"), 15_000);
     const leaderPid = leader.child.pid!;
     const followerPid = follower.child.pid!;
-    /** The pid of whichever coordinator leads now (after an overload it may be the second one). */
-    const leadingPid = () => (counter.leaderId === "cap-b" ? followerPid : leaderPid);
+    // Both coordinators' CPU: whichever leads, a saturated one shows, and a change of leader
+    // does not mix two processes' counters.
+    const coordinatorsCpu = () => cpuOrNaN(leaderPid) + cpuOrNaN(followerPid);
     const rssStart = rssBytes(leaderPid);
     const metricsUrl = await waitFor("the leader's metrics URL", () => leader.logs().find((l) => l.message === "metrics listening")?.url as string | undefined, 10_000);
     const heapStart = (await scrape(metricsUrl)).heapBytes;
@@ -324,7 +332,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const elections0 = counter.becameLeader;
       await control(nc, prefix, { op: "register", from: registered, to: n }, 300_000);
       const expected = n - silencedCount();
-      const wait = await waitForProgress(t0, () => counter.present.size, () => cpuOrNaN(leadingPid()), {
+      const wait = await waitForProgress(t0, () => counter.present.size, coordinatorsCpu, () => counter.becameLeader - elections0, {
         wanted: n,
         maxWaitMs: options.registerWaitMs,
         ...SATURATION,
@@ -521,7 +529,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       victim.signal("SIGKILL");
       await waitFor("the new leader's heartbeat", () => !Number.isNaN(firstHeartbeat), 20_000);
       const survivorPid = survivor.child.pid!;
-      const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), {
+      // The survivor is the only coordinator left: its own BecameLeader is no change to judge.
+      const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), () => 0, {
         wanted: live,
         counted: "reported",
         maxWaitMs: options.registerWaitMs,

@@ -83,6 +83,12 @@ test("capacity judge - a saturated leader that cannot finish within the wait is 
   assert.match(v.reason, "95 s more at 100 present/s, past the 60 s wait");
 });
 
+test("capacity judge - registration wait stops once leadership changed, however the leader's CPU looks", () => {
+  const flapping = samples(3, 100, 0.3).map((s, i) => ({ ...s, leaderChanges: i >= 3 ? 2 : 0 }));
+  assert.equal(judgeRegistrationWait(flapping.slice(0, 3), W), { wait: true });
+  assert.equal(judgeRegistrationWait(flapping, W), { wait: false, done: false, reason: "leadership changed 2 times with 300 of 10,000 present after 3 s" });
+});
+
 test("capacity judge - the reason names what is counted", () => {
   const v = judgeRegistrationWait(samples(5, 100, 1), { ...W, counted: "reported" });
   assert.ok(!v.wait && v.reason.includes("with 500 of 10,000 reported after 5 s") && v.reason.includes("at 100 reported/s"), JSON.stringify(v));
