@@ -20,6 +20,7 @@ import {
   DEFAULT_SHARD_COUNT,
   DEFAULT_MAX_CLIENTS,
   DEFAULT_STATE_INTERVAL_MS,
+  DEFAULT_SWEEP_INTERVAL_MS,
   REPORT_ENCODINGS,
   type ReportEncoding,
   defaultRenewDeadline,
@@ -60,6 +61,7 @@ interface TimingFlags {
   pingInterval: number;
   deadTimeout: number;
   stateInterval: number;
+  sweepInterval: number;
   leaderTimeout: number;
   electionBackoffMin: number;
   electionBackoffMax: number;
@@ -227,6 +229,12 @@ function addTimingOptions(cmd: Command): Command {
         .default(DEFAULT_STATE_INTERVAL_MS),
     )
     .addOption(
+      new Option("--sweep-interval <ms>", "how often the leader judges its clients and sends due pings (verdicts are late by at most this)")
+        .env("PRESENCE_SWEEP_INTERVAL")
+        .argParser(wholeNumber)
+        .default(DEFAULT_SWEEP_INTERVAL_MS),
+    )
+    .addOption(
       new Option("--report-encoding <encoding>", "encoding of presence reports")
         .env("PRESENCE_REPORT_ENCODING")
         .choices(REPORT_ENCODINGS)
@@ -239,6 +247,7 @@ function timingsFrom(flags: TimingFlags & { reportEncoding: ReportEncoding }) {
     pingIntervalMs: flags.pingInterval,
     deadTimeoutMs: flags.deadTimeout,
     stateIntervalMs: flags.stateInterval,
+    sweepIntervalMs: flags.sweepInterval,
     reportEncoding: flags.reportEncoding,
     leaderTimeoutMs: flags.leaderTimeout,
     electionBackoffMinMs: flags.electionBackoffMin,

@@ -69,6 +69,17 @@ export const DEFAULT_DEAD_TIMEOUT_MS = 5000;
 export const DEFAULT_STATE_INTERVAL_MS = 1500;
 
 /**
+ * Sweep interval, in ms (default 50). Each shard keeps its clients' liveness as plain data
+ * and sweeps it this often: it applies the ping replies that came since the last sweep,
+ * sends the pings that are due, finds missed pings and dead clients, and sends the NodeState
+ * reports that are due. Every verdict may be late by up to one sweep interval (NodeDead comes
+ * within dead timeout + sweep interval of the last reply). Shorter: more precise timing, more
+ * sweeps (each visits every client); longer: less CPU, coarser detection. Must be at most half
+ * the ping interval.
+ */
+export const DEFAULT_SWEEP_INTERVAL_MS = 50;
+
+/**
  * Number of shard actors the clients are spread over (default 256). XState copies a
  * parent's children on every spawn and stop, so a bounded number of children per parent
  * keeps spawning flat as clients grow; 256 holds 50,000 clients at ~200 per shard.
@@ -105,6 +116,7 @@ export interface MonitorTimings {
   pingIntervalMs: number;
   deadTimeoutMs: number;
   stateIntervalMs: number;
+  sweepIntervalMs: number;
 }
 
 export type ReportEncoding = "protobuf" | "json";
@@ -147,6 +159,7 @@ export const DEFAULT_MONITOR_TIMINGS: MonitorTimings = {
   pingIntervalMs: DEFAULT_PING_INTERVAL_MS,
   deadTimeoutMs: DEFAULT_DEAD_TIMEOUT_MS,
   stateIntervalMs: DEFAULT_STATE_INTERVAL_MS,
+  sweepIntervalMs: DEFAULT_SWEEP_INTERVAL_MS,
 };
 
 /** A configuration value or combination that the coordinator refuses to start with. */
@@ -235,6 +248,13 @@ export function validateMonitorTimings(t: MonitorTimings): void {
   requireWholeMs("--ping-interval", t.pingIntervalMs, 10);
   requireWholeMs("--dead-timeout", t.deadTimeoutMs, 20);
   requireWholeMs("--state-interval", t.stateIntervalMs, 50);
+  requireWholeMs("--sweep-interval", t.sweepIntervalMs, 5);
+  if (t.sweepIntervalMs * 2 > t.pingIntervalMs) {
+    throw new ConfigError(
+      "--sweep-interval",
+      `must be at most half of --ping-interval (${t.pingIntervalMs} ms), or pings and their verdicts would be late by most of an interval; got ${t.sweepIntervalMs} ms`,
+    );
+  }
   if (t.deadTimeoutMs < 2 * t.pingIntervalMs) {
     throw new ConfigError(
       "--dead-timeout",

@@ -1,26 +1,31 @@
 /**
- * The client actor: one per registered presence subject. It drives the client's lifecycle
+ * The client actor: one per registered presence subject. It owns the client's lifecycle
  *
- *   registered → alive ⇄ suspect → dead | left
+ *   alive ⇄ suspect → dead | left
  *
- * and emits a report on every transition, plus NodeState every state interval. Activity is
- * a ping reply (PONG) or the registration itself. Every wait is a named `after` delay.
+ * and emits a report on every transition (NodePresent when it starts and when the subject
+ * registers again). It keeps no timer and hears nothing while the client answers: its shard
+ * keeps the liveness data and sweeps it (src/machines/liveness.ts), and gives this actor only
+ * the facts that can change its lifecycle. What the facts mean is decided here.
  */
-import { assign, sendParent, sendTo, setup } from "xstate";
+import { assertEvent, assign, sendParent, sendTo, setup } from "xstate";
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ClientReport, ClientState, ReportType } from "../protocol/presence.js";
 import { outbox, type RegistrationRecord } from "./commands.js";
+import type { LivenessFact } from "./liveness.js";
 
-/** Client timings, all in ms (see src/config.ts for what each trades off). */
-export interface ClientTimings {
-  pingIntervalMs: number;
-  deadTimeoutMs: number;
-  stateIntervalMs: number;
-}
+export type { ClientTimings } from "./liveness.js";
+
+/** What the shard's sweep found, as the client actor hears it. */
+type Fact = Omit<LivenessFact, "subject">;
 
 export type ClientEvent =
-  /** A reply to a ping: the client is active. */
-  | { type: "PONG"; subject: string; atMs: number; rttMs: number }
+  /** A ping went unanswered for a ping interval (`missedPings` counts it). */
+  | ({ type: "PING_MISSED" } & Fact)
+  /** A reply came from a client that had missed pings. */
+  | ({ type: "REPLIED" } & Fact)
+  /** No reply for the dead timeout. */
+  | ({ type: "DEAD_TIMEOUT" } & Fact)
   /**
    * The client's subject registered again: its metadata and stored revision are replaced,
    * NodePresent is reported, and its liveness goes on where it was. A registration says who
@@ -29,7 +34,7 @@ export type ClientEvent =
    */
   | { type: "RESET"; record: RegistrationRecord }
   /** The client unregistered. */
-  | { type: "LEAVE"; subject: string };
+  | { type: "LEAVE" };
 
 /** Sent to the parent (the shard) when the client is dead or has left. */
 export interface ClientFinished {
@@ -42,8 +47,8 @@ export interface ClientContext {
   metadata: JsonObject;
   /** KV revision of the registration this actor monitors. */
   revision: number;
-  timings: ClientTimings;
   state: ClientState;
+  /** As of the last fact this actor heard (the shard's table has the latest). */
   lastSeenMs: number;
   rttMs: number;
   missedPings: number;
@@ -51,17 +56,7 @@ export interface ClientContext {
 
 export interface ClientInput {
   record: RegistrationRecord;
-  timings: ClientTimings;
 }
-
-const fromRecord = (record: RegistrationRecord) => ({
-  subject: record.registration.subject,
-  metadata: record.registration.metadata,
-  revision: record.revision,
-  lastSeenMs: record.atMs,
-  rttMs: 0,
-  missedPings: 0,
-});
 
 export const clientMachine = setup({
   types: {
@@ -69,24 +64,16 @@ export const clientMachine = setup({
     events: {} as ClientEvent,
     input: {} as ClientInput,
   },
-  delays: {
-    /** Silence after which the client is pinged; also how long a ping may go unanswered. */
-    pingInterval: ({ context }) => context.timings.pingIntervalMs,
-    /** Silence after which the client is dead. */
-    deadTimeout: ({ context }) => context.timings.deadTimeoutMs,
-    /** Period of NodeState reports. */
-    stateInterval: ({ context }) => context.timings.stateIntervalMs,
-  },
   actions: {
-    applyRegistration: assign(({ event }) =>
-      event.type === "RESET" ? { metadata: event.record.registration.metadata, revision: event.record.revision } : {},
-    ),
-    recordActivity: assign(({ event }) =>
-      event.type === "PONG" ? { lastSeenMs: event.atMs, rttMs: event.rttMs, missedPings: 0 } : {},
-    ),
-    countMissedPing: assign({ missedPings: ({ context }) => context.missedPings + 1 }),
+    applyRegistration: assign(({ event }) => {
+      assertEvent(event, "RESET");
+      return { metadata: event.record.registration.metadata, revision: event.record.revision };
+    }),
+    applyFact: assign(({ event }) => {
+      assertEvent(event, ["PING_MISSED", "REPLIED", "DEAD_TIMEOUT"]);
+      return { lastSeenMs: event.lastSeenMs, rttMs: event.rttMs, missedPings: event.missedPings };
+    }),
     setState: assign((_, params: { state: ClientState }) => ({ state: params.state })),
-    ping: sendTo(outbox, ({ context }) => ({ type: "client.ping" as const, subject: context.subject })),
     removeRegistration: sendTo(outbox, ({ context }) => ({
       type: "registration.remove" as const,
       subject: context.subject,
@@ -106,90 +93,42 @@ export const clientMachine = setup({
     }),
     notifyFinished: sendParent(({ context }): ClientFinished => ({ type: "CLIENT_FINISHED", subject: context.subject })),
   },
-  guards: {
-    isForThisClient: ({ context, event }) => "subject" in event && event.subject === context.subject,
-  },
 }).createMachine({
   id: "client",
-  description: "One registered client: pings it when it is quiet, and reports every change of its liveness.",
-  context: ({ input }) => ({ ...fromRecord(input.record), timings: input.timings, state: "alive" }),
-  initial: "registered",
+  description: "One registered client: reports every change of its liveness, as its shard's sweeps find them.",
+  context: ({ input }) => ({
+    subject: input.record.registration.subject,
+    metadata: input.record.registration.metadata,
+    revision: input.record.revision,
+    state: "alive",
+    lastSeenMs: input.record.atMs,
+    rttMs: 0,
+    missedPings: 0,
+  }),
+  entry: { type: "report", params: { type: "NodePresent" } },
+  initial: "alive",
+  on: {
+    RESET: { actions: ["applyRegistration", { type: "report", params: { type: "NodePresent" } }] },
+    LEAVE: { target: ".left" },
+    DEAD_TIMEOUT: { target: ".dead", actions: "applyFact" },
+  },
   states: {
-    registered: {
-      description: "Just registered (or registered again): reports NodePresent, then is tracked.",
-      entry: { type: "report", params: { type: "NodePresent" } },
-      always: "tracking",
+    alive: {
+      description: "Answers its pings. Its shard pings it and reports its NodeState; this actor hears nothing.",
+      entry: { type: "setState", params: { state: "alive" } },
+      on: { PING_MISSED: { target: "suspect", actions: "applyFact" } },
     },
-    tracking: {
-      type: "parallel",
+    suspect: {
+      description: "A ping went unanswered; its shard pings it every ping interval until it replies or is dead.",
+      entry: [
+        { type: "setState", params: { state: "suspect" } },
+        { type: "report", params: { type: "NodeSuspect" } },
+      ],
       on: {
-        RESET: { actions: ["applyRegistration", { type: "report", params: { type: "NodePresent" } }] },
-        LEAVE: { guard: "isForThisClient", target: "left" },
-      },
-      states: {
-        liveness: {
-          initial: "alive",
-          states: {
-            alive: {
-              description: "Heard from within the last ping intervals.",
-              entry: { type: "setState", params: { state: "alive" } },
-              initial: "quiet",
-              on: { PONG: { guard: "isForThisClient", target: "alive", reenter: true, actions: "recordActivity" } },
-              states: {
-                quiet: {
-                  description: "No ping outstanding; pinged after a ping interval without activity.",
-                  after: { pingInterval: "awaitingReply" },
-                },
-                awaitingReply: {
-                  description: "A ping is out; without a reply within a ping interval the client is suspect.",
-                  entry: "ping",
-                  after: { pingInterval: { target: "#client.tracking.liveness.suspect", actions: "countMissedPing" } },
-                },
-              },
-            },
-            suspect: {
-              description: "A ping went unanswered; pinged again every ping interval until it replies or is dead.",
-              entry: [
-                { type: "setState", params: { state: "suspect" } },
-                { type: "report", params: { type: "NodeSuspect" } },
-              ],
-              on: {
-                PONG: {
-                  guard: "isForThisClient",
-                  target: "alive",
-                  actions: ["recordActivity", { type: "setState", params: { state: "alive" } }, { type: "report", params: { type: "NodeRecovered" } }],
-                },
-              },
-              initial: "awaitingReply",
-              states: {
-                awaitingReply: {
-                  entry: "ping",
-                  after: { pingInterval: { target: "awaitingReply", reenter: true, actions: "countMissedPing" } },
-                },
-              },
-            },
-          },
-        },
-        silence: {
-          initial: "counting",
-          states: {
-            counting: {
-              description: "Time since the last activity; at the dead timeout the client is dead.",
-              after: { deadTimeout: "#client.dead" },
-              on: { PONG: { guard: "isForThisClient", target: "counting", reenter: true } },
-            },
-          },
-        },
-        stateReports: {
-          initial: "waiting",
-          states: {
-            waiting: {
-              description: "NodeState every state interval while the client is alive or suspect.",
-              after: {
-                stateInterval: { target: "waiting", reenter: true, actions: { type: "report", params: { type: "NodeState" } } },
-              },
-            },
-          },
+        PING_MISSED: { actions: "applyFact" },
+        REPLIED: {
+          target: "alive",
+          actions: ["applyFact", { type: "setState", params: { state: "alive" } }, { type: "report", params: { type: "NodeRecovered" } }],
         },
       },
     },

@@ -23,11 +23,15 @@ export type MonitorCommand =
   | { type: "registrations.pull" }
   /** Stop pulling and forget pending pings: leadership ended. */
   | { type: "monitor.stop" }
-  /** Send a ping request to a client; a reply comes back as PONG. */
-  | { type: "client.ping"; subject: string }
+  /** Answer with one SWEEP: the time, any stall, and every ping reply since the last one. */
+  | { type: "replies.collect" }
+  /** Ping these clients (one command per shard sweep); replies come back in a later SWEEP. */
+  | { type: "clients.ping"; subjects: string[] }
   /** Remove a client's registration, if it is still the one at `revision`. */
   | { type: "registration.remove"; subject: string; revision: number }
-  | { type: "report.presence"; report: ClientReport };
+  | { type: "report.presence"; report: ClientReport }
+  /** The NodeState reports one shard sweep found due, in order. */
+  | { type: "reports.state"; reports: ClientReport[] };
 
 export type Command = ElectionCommand | MonitorCommand;
 

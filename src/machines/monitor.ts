@@ -1,17 +1,23 @@
 /**
  * The monitor: runs only while its coordinator leads. It first loads every stored
  * registration (so a new leader monitors every client at once, with no blind period), then
- * pulls new registrations and unregistrations, and routes them and the ping replies to a
- * fixed set of shards, which own the client actors.
+ * pulls new registrations and unregistrations, and routes them to a fixed set of shards,
+ * which own the client actors and their liveness.
+ *
+ * Every sweep interval it asks the edge for the ping replies that came since the last sweep
+ * (`replies.collect`); the edge answers with one SWEEP, which the monitor splits into one
+ * SWEEP per shard. So replies reach a shard as one batch per sweep, never one event each.
  */
-import { assign, enqueueActions, sendTo, setup, type ActorRefFrom } from "xstate";
-import type { ClientTimings } from "./client.js";
+import { assertEvent, assign, enqueueActions, sendTo, setup, type ActorRefFrom } from "xstate";
 import { outbox, type RegistrationRecord } from "./commands.js";
-import { shardMachine, shardOf } from "./shard.js";
+import type { ClientTimings, ReplyFact } from "./liveness.js";
+import { shardMachine, shardOf, type SweepEvent } from "./shard.js";
 
 export interface MonitorSettings extends ClientTimings {
   /** Number of shard actors the clients are spread over. */
   shardCount: number;
+  /** Period of the sweep, in ms (see DEFAULT_SWEEP_INTERVAL_MS in src/config.ts). */
+  sweepIntervalMs: number;
 }
 
 export type MonitorEvent =
@@ -23,8 +29,8 @@ export type MonitorEvent =
   | { type: "REGISTERED"; record: RegistrationRecord }
   /** A client unregistered (its registration is already removed). */
   | { type: "UNREGISTERED"; subject: string }
-  /** A ping reply. */
-  | { type: "PONG"; subject: string; atMs: number; rttMs: number };
+  /** The edge's answer to replies.collect: the sweep's time, any stall before it, and every reply since the last one. */
+  | SweepEvent;
 
 export interface MonitorContext {
   settings: MonitorSettings;
@@ -38,6 +44,10 @@ export const monitorMachine = setup({
     input: {} as { settings: MonitorSettings },
   },
   actors: { shard: shardMachine },
+  delays: {
+    /** Between two sweeps: detection may be late by at most this much. */
+    sweepInterval: ({ context }) => context.settings.sweepIntervalMs,
+  },
   actions: {
     spawnShards: assign({
       shards: ({ context, spawn }) =>
@@ -47,6 +57,17 @@ export const monitorMachine = setup({
     }),
     loadRegistrations: sendTo(outbox, { type: "registrations.load" as const }),
     pullRegistrations: sendTo(outbox, { type: "registrations.pull" as const }),
+    collectReplies: sendTo(outbox, { type: "replies.collect" as const }),
+    /** One SWEEP per shard, each with the replies of its own clients. */
+    sweepShards: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, "SWEEP");
+      const count = context.shards.length;
+      const perShard: ReplyFact[][] = Array.from({ length: count }, () => []);
+      for (const reply of event.replies) perShard[shardOf(reply.subject, count)]!.push(reply);
+      for (let i = 0; i < count; i++) {
+        enqueue.sendTo(context.shards[i]!, { type: "SWEEP", atMs: event.atMs, stalledMs: event.stalledMs, replies: perShard[i]! });
+      }
+    }),
     /** Sends each shard its part of the registrations, as one batch per shard. */
     routeRegistrations: enqueueActions(({ context, event, enqueue }) => {
       const records =
@@ -64,13 +85,10 @@ export const monitorMachine = setup({
       }
       for (const [i, batch] of perShard) enqueue.sendTo(context.shards[i]!, { type: "REGISTER", records: batch });
     }),
-    routeToShard: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type === "PONG") {
-        enqueue.sendTo(context.shards[shardOf(event.subject, context.shards.length)]!, event);
-      } else if (event.type === "UNREGISTERED") {
-        const shard = context.shards[shardOf(event.subject, context.shards.length)]!;
-        enqueue.sendTo(shard, { type: "LEAVE", subject: event.subject });
-      }
+    routeLeave: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, "UNREGISTERED");
+      const shard = context.shards[shardOf(event.subject, context.shards.length)]!;
+      enqueue.sendTo(shard, { type: "LEAVE", subject: event.subject });
     }),
   },
 }).createMachine({
@@ -78,25 +96,39 @@ export const monitorMachine = setup({
   description: "Monitors every registered client while this coordinator leads.",
   context: ({ input }) => ({ settings: input.settings, shards: [] }),
   entry: "spawnShards",
-  initial: "loading",
+  type: "parallel",
   on: {
-    PONG: { actions: "routeToShard" },
+    SWEEP: { actions: "sweepShards" },
   },
   states: {
-    loading: {
-      description: "Loads every stored registration (in parts, so the event loop stays free for the lease) before anything new is pulled.",
-      entry: "loadRegistrations",
-      on: {
-        REGISTRATIONS_CHUNK: { actions: "routeRegistrations" },
-        REGISTRATIONS_LOADED: { target: "running", actions: "routeRegistrations" },
+    registrations: {
+      initial: "loading",
+      states: {
+        loading: {
+          description: "Loads every stored registration (in parts, so the event loop stays free for the lease) before anything new is pulled.",
+          entry: "loadRegistrations",
+          on: {
+            REGISTRATIONS_CHUNK: { actions: "routeRegistrations" },
+            REGISTRATIONS_LOADED: { target: "running", actions: "routeRegistrations" },
+          },
+        },
+        running: {
+          description: "Pulls new registrations and unregistrations and routes them to the shards.",
+          entry: "pullRegistrations",
+          on: {
+            REGISTERED: { actions: "routeRegistrations" },
+            UNREGISTERED: { actions: "routeLeave" },
+          },
+        },
       },
     },
-    running: {
-      description: "Pulls new registrations and unregistrations and routes them to the shards.",
-      entry: "pullRegistrations",
-      on: {
-        REGISTERED: { actions: "routeRegistrations" },
-        UNREGISTERED: { actions: "routeToShard" },
+    sweeping: {
+      initial: "waiting",
+      states: {
+        waiting: {
+          description: "Every sweep interval, asks the edge for the replies since the last sweep; its SWEEP goes to every shard.",
+          after: { sweepInterval: { target: "waiting", reenter: true, actions: "collectReplies" } },
+        },
       },
     },
   },

@@ -1,16 +1,36 @@
 /**
- * A shard: owns the client actors of the subjects that hash to it. The monitor spreads
- * clients over a fixed number of shards because XState copies a parent's children on every
- * spawn and stop; with bounded shards that cost stays flat as the number of clients grows.
+ * A shard: owns the client actors of the subjects that hash to it, and their liveness as
+ * plain data (src/machines/liveness.ts). The monitor spreads clients over a fixed number of
+ * shards because XState copies a parent's children on every spawn and stop; with bounded
+ * shards that cost stays flat as the number of clients grows.
+ *
+ * On every SWEEP the shard applies the replies that came since the last one, judges its
+ * clients, sends the pings that are due as one command and the NodeState reports that are
+ * due as another, and gives a client actor a fact only when its lifecycle may change.
  */
-import { assign, enqueueActions, setup, stopChild, type ActorRefFrom } from "xstate";
-import { clientMachine, type ClientEvent, type ClientFinished, type ClientTimings } from "./client.js";
+import { assertEvent, assign, enqueueActions, setup, stopChild, type ActorRefFrom } from "xstate";
+import { clientMachine, type ClientFinished } from "./client.js";
 import type { RegistrationRecord } from "./commands.js";
+import { outbox } from "./commands.js";
+import { LivenessTable, subjectHash, type ClientTimings, type ReplyFact } from "./liveness.js";
+
+/** One sweep, as the monitor hands it to a shard. */
+export interface SweepEvent {
+  type: "SWEEP";
+  /** Wall-clock ms of the sweep. */
+  atMs: number;
+  /** > 0: the event loop was stalled this long before it; nobody is judged (see LivenessTable.sweep). */
+  stalledMs: number;
+  /** The replies of this shard's clients since the last sweep, in the order they were read. */
+  replies: ReplyFact[];
+}
 
 export type ShardEvent =
   /** Registrations for this shard: new subjects get an actor, known ones start over. */
   | { type: "REGISTER"; records: RegistrationRecord[] }
-  | Extract<ClientEvent, { type: "PONG" | "LEAVE" }>
+  | SweepEvent
+  /** The client unregistered (its registration is already removed). */
+  | { type: "LEAVE"; subject: string }
   | ClientFinished;
 
 export interface ShardInput {
@@ -20,9 +40,13 @@ export interface ShardInput {
 
 export interface ShardContext {
   index: number;
-  timings: ClientTimings;
   /** The client actors of this shard, by subject (also their actor ids). */
   clients: Record<string, ActorRefFrom<typeof clientMachine>>;
+  /**
+   * The clients' liveness. A mutable table, changed only by this shard's own actions: copying
+   * it on every sweep would cost what the sweep saves (the object itself never changes).
+   */
+  liveness: LivenessTable;
 }
 
 export const shardMachine = setup({
@@ -33,23 +57,24 @@ export const shardMachine = setup({
   },
   actors: { client: clientMachine },
   guards: {
-    isKnownClient: ({ context, event }) => "subject" in event && event.subject in context.clients,
+    isKnownClient: ({ context, event }) => {
+      assertEvent(event, ["LEAVE", "CLIENT_FINISHED"]);
+      return event.subject in context.clients;
+    },
   },
   actions: {
     /** Spawns an actor per new subject; a known subject gets RESET (re-registration). */
     register: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "REGISTER") return;
+      assertEvent(event, "REGISTER");
       const fresh: RegistrationRecord[] = [];
-      const seen = new Set<string>();
       for (const record of event.records) {
-        const subject = record.registration.subject;
+        const { subject, metadata } = record.registration;
         const known = context.clients[subject];
-        if (known !== undefined) enqueue.sendTo(known, { type: "RESET", record });
-        else if (seen.has(subject)) continue; // a duplicate within one batch: the first one counts
-        else {
-          seen.add(subject);
-          fresh.push(record);
-        }
+        if (known !== undefined) {
+          context.liveness.register(subject, metadata, record.atMs);
+          enqueue.sendTo(known, { type: "RESET", record });
+        } else if (context.liveness.register(subject, metadata, record.atMs)) fresh.push(record);
+        // else: a duplicate within one batch; the first one counts
       }
       if (fresh.length === 0) return;
       // One assign for the whole batch: one copy of the clients record, not one per client.
@@ -58,21 +83,40 @@ export const shardMachine = setup({
           const clients = { ...c.clients };
           for (const record of fresh) {
             const subject = record.registration.subject;
-            clients[subject] = spawn("client", { id: subject, input: { record, timings: c.timings } });
+            clients[subject] = spawn("client", { id: subject, input: { record } });
           }
           return clients;
         },
       });
     }),
-    forwardToClient: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "PONG" && event.type !== "LEAVE") return;
-      const ref = context.clients[event.subject];
-      if (ref !== undefined) enqueue.sendTo(ref, event);
+    /** Applies the replies, judges every client, and sends what is due. */
+    sweep: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, "SWEEP");
+      const result = context.liveness.sweep(event.atMs, event.stalledMs, event.replies);
+      const tell = (type: "PING_MISSED" | "REPLIED" | "DEAD_TIMEOUT", facts: typeof result.missed): void => {
+        for (const { subject, lastSeenMs, rttMs, missedPings } of facts) {
+          const ref = context.clients[subject];
+          if (ref !== undefined) enqueue.sendTo(ref, { type, lastSeenMs, rttMs, missedPings });
+        }
+      };
+      tell("REPLIED", result.replied);
+      tell("PING_MISSED", result.missed);
+      tell("DEAD_TIMEOUT", result.dead);
+      if (result.ping.length > 0) enqueue.sendTo(outbox, { type: "clients.ping" as const, subjects: result.ping });
+      if (result.states.length > 0) enqueue.sendTo(outbox, { type: "reports.state" as const, reports: result.states });
     }),
-    stopFinishedClient: stopChild(({ event }) => (event.type === "CLIENT_FINISHED" ? event.subject : "")),
+    leave: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, "LEAVE");
+      context.liveness.remove(event.subject);
+      enqueue.sendTo(context.clients[event.subject]!, { type: "LEAVE" });
+    }),
+    stopFinishedClient: stopChild(({ event }) => {
+      assertEvent(event, "CLIENT_FINISHED");
+      return event.subject;
+    }),
     forgetFinishedClient: assign({
       clients: ({ context, event }) => {
-        if (event.type !== "CLIENT_FINISHED") return context.clients;
+        assertEvent(event, "CLIENT_FINISHED");
         const { [event.subject]: _gone, ...rest } = context.clients;
         return rest;
       },
@@ -80,16 +124,16 @@ export const shardMachine = setup({
   },
 }).createMachine({
   id: "shard",
-  description: "Owns the client actors of its share of the subjects and routes their events.",
-  context: ({ input }) => ({ index: input.index, timings: input.timings, clients: {} }),
+  description: "Owns the client actors and the liveness of its share of the subjects, and sweeps them.",
+  context: ({ input }) => ({ index: input.index, clients: {}, liveness: new LivenessTable(input.timings) }),
   initial: "routing",
   states: {
     routing: {
-      description: "Spawns client actors on registration, forwards ping replies and leaves, and stops finished clients.",
+      description: "Spawns client actors on registration, sweeps on every SWEEP, passes on leaves and stops finished clients.",
       on: {
         REGISTER: { actions: "register" },
-        PONG: { guard: "isKnownClient", actions: "forwardToClient" },
-        LEAVE: { guard: "isKnownClient", actions: "forwardToClient" },
+        SWEEP: { actions: "sweep" },
+        LEAVE: { guard: "isKnownClient", actions: "leave" },
         CLIENT_FINISHED: { guard: "isKnownClient", actions: ["stopFinishedClient", "forgetFinishedClient"] },
       },
     },
@@ -100,10 +144,5 @@ export type ShardMachine = typeof shardMachine;
 
 /** The shard of a subject: FNV-1a of its UTF-16 code units, modulo the shard count. */
 export function shardOf(subject: string, shardCount: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < subject.length; i++) {
-    h ^= subject.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % shardCount;
+  return subjectHash(subject) % shardCount;
 }

@@ -75,6 +75,7 @@ export function electionInputFor(config: CoordinatorConfig): ElectionInput {
       pingIntervalMs: config.pingIntervalMs,
       deadTimeoutMs: config.deadTimeoutMs,
       stateIntervalMs: config.stateIntervalMs,
+      sweepIntervalMs: config.sweepIntervalMs,
       shardCount: config.shardCount,
     },
   };
@@ -228,8 +229,9 @@ export class ElectionDriver {
   }
 
   /**
-   * The clients this coordinator monitors now, read from the client actors' snapshots
-   * (monitor → shards → clients, as the inspector reads them). Empty unless it leads.
+   * The clients this coordinator monitors now: their states from the client actors'
+   * snapshots, their last replies from the shards' liveness tables (monitor → shards →
+   * clients, as the inspector reads them). Empty unless it leads.
    * Reading sends no event: the machines' behaviour is untouched.
    */
   clients(): ClientInfo[] {
@@ -237,11 +239,14 @@ export class ElectionDriver {
     if (monitor === undefined) return [];
     const out: ClientInfo[] = [];
     for (const shard of monitor.getSnapshot().context.shards) {
-      for (const ref of Object.values(shard.getSnapshot().context.clients)) {
+      const { clients, liveness } = shard.getSnapshot().context;
+      for (const ref of Object.values(clients)) {
         const snap = ref.getSnapshot();
         const c = snap.context;
         if (snap.status !== "active" || (c.state !== "alive" && c.state !== "suspect")) continue;
-        out.push({ subject: c.subject, state: c.state, lastSeenMs: c.lastSeenMs, rttMs: c.rttMs, missedPings: c.missedPings, metadata: c.metadata });
+        // The actor hears only lifecycle changes; the shard's table has the latest reply.
+        const l = liveness.get(c.subject) ?? c;
+        out.push({ subject: c.subject, state: c.state, lastSeenMs: l.lastSeenMs, rttMs: l.rttMs, missedPings: l.missedPings, metadata: c.metadata });
       }
     }
     return out;
@@ -432,9 +437,11 @@ export class ElectionDriver {
       case "registrations.load":
       case "registrations.pull":
       case "monitor.stop":
-      case "client.ping":
+      case "replies.collect":
+      case "clients.ping":
       case "registration.remove":
       case "report.presence":
+      case "reports.state":
         return this.options.onMonitorCommand?.(command);
       case "lease.create":
         return void this.createLease();

@@ -11,6 +11,7 @@
  *   rows, however many clients there are.
  * With inspection off the hub does not exist and the actors are created without `inspect`.
  */
+import type { LivenessTable } from "../machines/liveness.js";
 import type { AnyActorRef, AnyEventObject, InspectionEvent } from "xstate";
 import type { Command } from "../machines/commands.js";
 import type { ClientContext } from "../machines/client.js";
@@ -148,11 +149,11 @@ const MACHINE_KINDS = new Set<ActorKind>(["election", "monitor", "shard", "clien
 
 /** Event types that happen all the time for every client: counted, and only sampled. */
 function isRoutine(type: string, event: AnyEventObject): boolean {
-  if (type === "PONG" || type === "client.ping" || type === "HEARTBEAT") return true;
+  if (type === "SWEEP" || type === "replies.collect" || type === "clients.ping" || type === "reports.state" || type === "HEARTBEAT") return true;
   if (type === "report.presence") return (event as Extract<Command, { type: "report.presence" }>).report.type === "NodeState";
   if (type.startsWith("xstate.after.")) {
     const delay = type.slice("xstate.after.".length).split(".")[0];
-    return delay === "pingInterval" || delay === "stateInterval" || delay === "heartbeatInterval";
+    return delay === "sweepInterval" || delay === "heartbeatInterval";
   }
   return false;
 }
@@ -288,7 +289,7 @@ export class InspectionHub {
   private readonly byKey = new Map<string, Entry>();
   private readonly byRef = new WeakMap<object, Entry>();
   /** Live client actors by subject, with their shard's index. */
-  private readonly clients = new Map<string, { ref: AnyActorRef; shard: number }>();
+  private readonly clients = new Map<string, { ref: AnyActorRef; shard: number; parent: AnyActorRef | undefined }>();
   private readonly finished = new Map<string, RowData>();
   private readonly finishedKept: number;
   private readonly ring: (EventEntry | undefined)[];
@@ -343,8 +344,9 @@ export class InspectionHub {
     this.byKey.set(entry.key, entry);
     this.byRef.set(ref, entry);
     if (kind === "client") {
-      const shard = /^shard-(\d+)$/.exec((ref as unknown as { _parent?: AnyActorRef })._parent?.id ?? "");
-      this.clients.set(ref.id, { ref, shard: shard ? Number(shard[1]) : -1 });
+      const parent = (ref as unknown as { _parent?: AnyActorRef })._parent;
+      const shard = /^shard-(\d+)$/.exec(parent?.id ?? "");
+      this.clients.set(ref.id, { ref, shard: shard ? Number(shard[1]) : -1, parent });
       this.finished.delete(ref.id);
     }
   }
@@ -403,8 +405,10 @@ export class InspectionHub {
     if (key === null || !key.startsWith("client:")) return false;
     const subject = key.slice("client:".length);
     const e = event as Command;
-    if (e.type === "client.ping" || e.type === "registration.remove") return e.subject === subject;
+    if (e.type === "registration.remove") return e.subject === subject;
+    if (e.type === "clients.ping") return e.subjects.includes(subject);
     if (e.type === "report.presence") return e.report.clientSubject === subject;
+    if (e.type === "reports.state") return e.reports.some((r) => r.clientSubject === subject);
     return false;
   }
 
@@ -456,9 +460,11 @@ export class InspectionHub {
   /** Every client, live and finished; the machine state is described later, for one page only. */
   private allRows(): RowData[] {
     const rows: RowData[] = [];
-    for (const { ref, shard } of this.clients.values()) {
+    for (const { ref, shard, parent } of this.clients.values()) {
       const snap = ref.getSnapshot() as { context: ClientContext; value: unknown };
-      rows.push(rowData(snap.context, snap.value, shard, true));
+      // The client actor hears only lifecycle changes: its shard's table has the latest reply.
+      const liveness = (parent?.getSnapshot() as { context?: { liveness?: LivenessTable } } | undefined)?.context?.liveness?.get(snap.context.subject);
+      rows.push(rowData(liveness === undefined ? snap.context : { ...snap.context, ...liveness, metadata: snap.context.metadata }, snap.value, shard, true));
     }
     for (const row of this.finished.values()) rows.push(row);
     return rows;

@@ -30,9 +30,12 @@ export interface MetricsSink {
   electionTransition(body: ElectionReportBody): void;
   /** A report (election or presence) went out on NATS. */
   reportPublished(type: ElectionReportType | ReportType): void;
-  pingSent(): void;
-  /** A ping got no reply in time (or no responders). */
+  /** Pings sent (one shard sweep's at a time). */
+  pingSent(count?: number): void;
+  /** A ping got no reply before the next one went out (or no responders). */
   pingFailed(): void;
+  /** A sweep came this many ms late: the event loop was stalled, and verdicts were deferred. */
+  sweepStalled(stalledMs: number): void;
   /** A ping's round trip, in milliseconds. */
   pingReplied(rttMs: number): void;
   /** A registration was refused (its reason code), or could not be stored ("store-failed"). */
@@ -108,6 +111,8 @@ export class CoordinatorMetrics implements MetricsSink {
   private readonly failovers: Counter;
   private readonly pingsSent: Counter;
   private readonly pingsFailed: Counter;
+  private readonly stalls: Counter;
+  private readonly stalledSeconds: Counter;
   private readonly rtt: Histogram;
   /** Children bound once per label value, so the hot path does no label lookup. */
   private readonly reportChildren: Map<string, { inc(): void }> = new Map();
@@ -166,7 +171,17 @@ export class CoordinatorMetrics implements MetricsSink {
     this.pingsSent = new Counter({ name: "presence_pings_sent_total", help: "Pings sent to clients", registers });
     this.pingsFailed = new Counter({
       name: "presence_pings_failed_total",
-      help: "Pings that got no reply within the ping interval (or found no responder)",
+      help: "Pings that got no reply before the next ping of their client went out (or found no responder)",
+      registers,
+    });
+    this.stalls = new Counter({
+      name: "presence_sweep_stalls_total",
+      help: "Sweeps that came late because the event loop was stalled; each deferred its verdicts",
+      registers,
+    });
+    this.stalledSeconds = new Counter({
+      name: "presence_sweep_stalled_seconds_total",
+      help: "Time the leader's event loop was stalled before late sweeps, which did not count against any client",
       registers,
     });
     this.rtt = new Histogram({
@@ -236,8 +251,13 @@ export class CoordinatorMetrics implements MetricsSink {
     this.reportChildren.get(type)?.inc();
   }
 
-  pingSent(): void {
-    this.pingsSent.inc();
+  pingSent(count = 1): void {
+    if (count > 0) this.pingsSent.inc(count);
+  }
+
+  sweepStalled(stalledMs: number): void {
+    this.stalls.inc();
+    this.stalledSeconds.inc(stalledMs / 1000);
   }
 
   pingFailed(): void {

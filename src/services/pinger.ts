@@ -8,17 +8,16 @@
  * (`<inbox>.*`) with a callback, and finds its ping in O(1) by that number. To the client
  * it is an ordinary NATS request: it sees a reply subject, and `msg.respond()` answers it.
  *
- * A ping ends in exactly one way:
- * - answered within `timeoutMs` of being sent: `onReply` with its round trip;
- * - missed (`onMiss`): no reply within `timeoutMs` (found by a later reply, by the next
- *   ping of the same subject, or by the sweep), superseded by the next ping of the same
- *   subject before that, or answered by the server's "no responders" status;
+ * The pinger judges no timeout: the shards' sweeps do (src/machines/liveness.ts), on the
+ * replies the pinger hands over. A ping ends in one of these ways:
+ * - answered (`onReply` with its round trip), however late, while it is its subject's
+ *   latest ping: a pause of this process must not turn a reply into a miss;
+ * - unanswered (`onMiss`): the next ping of the subject went out before a reply came, or
+ *   the server answered "no responders";
  * - forgotten when the pinger stops (leadership ended) or its client is gone: neither.
  *
- * The sweep is one timer for the whole pinger, armed while pings are outstanding, every
- * `timeoutMs`; it bounds memory to the pings of the last two timeouts, at most one per
- * subject. A reply that comes after its ping was settled, or to an inbox of an earlier
- * start, finds nothing and is dropped.
+ * At most one ping per subject is remembered. A reply that finds nothing (answered already,
+ * superseded, or to an inbox of an earlier start) is dropped.
  */
 import { performance } from "node:perf_hooks";
 import { createInbox, Empty } from "@nats-io/transport-node";
@@ -36,28 +35,19 @@ export interface PingConnection {
   subscribe(subject: string, options: { callback: (err: Error | null, msg: PingReply) => void }): { unsubscribe(): void };
 }
 
-/** The pinger's clock: monotonic milliseconds and one timer (xstate's `SimulatedClock` is one). */
+/** The pinger's clock: monotonic milliseconds. */
 export interface PingerClock {
   now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(id: unknown): void;
 }
 
-/** The runtime's clock; its sweep timer does not keep the process alive. */
-export const realPingerClock: PingerClock = {
-  now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (id) => clearTimeout(id as NodeJS.Timeout),
-};
+export const realPingerClock: PingerClock = { now: () => performance.now() };
 
-/** Why a ping counts as missed. */
-export type PingMiss = "timeout" | "superseded" | "no responders";
+/** Why a ping counts as unanswered. */
+export type PingMiss = "superseded" | "no responders";
 
 export interface PingerOptions {
   nc: PingConnection;
-  /** How long a ping waits for its reply, in ms (the ping interval); a later reply does not count. */
-  timeoutMs: number;
-  /** A ping was answered in time; `rttMs` is its round trip on the pinger's clock. */
+  /** A ping was answered; `rttMs` is its round trip on the pinger's clock. */
   onReply: (subject: string, rttMs: number) => void;
   /** A ping was missed (see `PingMiss`). */
   onMiss: (subject: string, why: PingMiss) => void;
@@ -80,7 +70,7 @@ interface Session {
   /** `<inbox>.`: a reply subject is this plus the ping's id. */
   readonly replyPrefix: string;
   readonly subscription: { unsubscribe(): void };
-  /** By id, in the order sent (ids only grow): the sweep stops at the first that is not due. */
+  /** By id. */
   readonly byId: Map<number, Outstanding>;
   /** The outstanding ping's id per subject (at most one each). */
   readonly bySubject: Map<string, number>;
@@ -92,7 +82,6 @@ export class Pinger {
   private session: Session | null = null;
   /** Never reset: an id of an earlier start never names a ping of this one. */
   private nextId = 1;
-  private sweepTimer: unknown = null;
 
   constructor(private readonly options: PingerOptions) {
     this.clock = options.clock ?? realPingerClock;
@@ -103,7 +92,7 @@ export class Pinger {
     return this.session !== null;
   }
 
-  /** Pings sent and not yet answered, missed or swept. */
+  /** Pings sent and not yet answered or superseded. */
   get outstanding(): number {
     return this.session?.byId.size ?? 0;
   }
@@ -131,7 +120,6 @@ export class Pinger {
     const session = this.session;
     if (!session) return;
     this.session = null;
-    this.disarmSweep();
     session.subscription.unsubscribe();
   }
 
@@ -147,13 +135,11 @@ export class Pinger {
     this.options.nc.publish(subject, Empty, { reply: session.replyPrefix + id });
     const previous = session.bySubject.get(subject);
     if (previous !== undefined) {
-      const p = session.byId.get(previous)!;
       session.byId.delete(previous);
-      this.options.onMiss(subject, now - p.sentAt > this.options.timeoutMs ? "timeout" : "superseded");
+      this.options.onMiss(subject, "superseded");
     }
     session.bySubject.set(subject, id);
     session.byId.set(id, { subject, sentAt: now });
-    if (this.sweepTimer === null) this.armSweep();
   }
 
   /** Drops the subject's outstanding ping, if any, unsettled: the client is gone, its reply means nothing. */
@@ -169,37 +155,11 @@ export class Pinger {
     if (session !== this.session) return; // a reply the client library had queued before stop
     const id = Number(msg.subject.slice(session.replyPrefix.length));
     const p = session.byId.get(id);
-    if (p === undefined) return; // settled already: answered, missed or swept
+    if (p === undefined) return; // settled already: answered or superseded
     session.byId.delete(id);
     session.bySubject.delete(p.subject);
     // The server answers a request nobody listens to with an empty 503 status message.
     if (msg.headers?.code === 503 && (msg.data?.length ?? 0) === 0) return this.options.onMiss(p.subject, "no responders");
-    const rttMs = this.clock.now() - p.sentAt;
-    if (rttMs > this.options.timeoutMs) return this.options.onMiss(p.subject, "timeout");
-    this.options.onReply(p.subject, rttMs);
-  }
-
-  private armSweep(): void {
-    this.sweepTimer = this.clock.setTimeout(() => this.sweep(), this.options.timeoutMs);
-  }
-
-  private disarmSweep(): void {
-    if (this.sweepTimer !== null) this.clock.clearTimeout(this.sweepTimer);
-    this.sweepTimer = null;
-  }
-
-  /** Settles the pings whose time is up, oldest first, and re-arms while any are left. */
-  private sweep(): void {
-    this.sweepTimer = null;
-    const session = this.session;
-    if (!session) return;
-    const now = this.clock.now();
-    for (const [id, p] of session.byId) {
-      if (now - p.sentAt <= this.options.timeoutMs) break;
-      session.byId.delete(id);
-      session.bySubject.delete(p.subject);
-      this.options.onMiss(p.subject, "timeout");
-    }
-    if (session.byId.size > 0) this.armSweep();
+    this.options.onReply(p.subject, this.clock.now() - p.sentAt);
   }
 }

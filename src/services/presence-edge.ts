@@ -1,13 +1,15 @@
 /**
- * The edge of presence monitoring: executes the monitor's and client actors' commands
- * (load and pull registrations, ping clients, remove registrations, publish reports) and
- * feeds what comes back (stored registrations, ping replies) to the monitor as events.
+ * The edge of presence monitoring: executes the monitor's, shards' and client actors'
+ * commands (load and pull registrations, ping clients, remove registrations, publish
+ * reports) and feeds what comes back (stored registrations, and the ping replies as one
+ * SWEEP per sweep) to the monitor as events.
  *
  * Nothing here publishes unless this coordinator's lease is valid at that very moment.
  */
 import { performance } from "node:perf_hooks";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { MonitorCommand, RegistrationRecord } from "../machines/commands.js";
+import type { ReplyFact } from "../machines/liveness.js";
 import type { MonitorEvent } from "../machines/monitor.js";
 import {
   parseRegistration,
@@ -57,7 +59,8 @@ export interface PresenceEdgeOptions {
   clusterId: string;
   coordinatorId: string;
   store: RegistrationStore;
-  pingIntervalMs: number;
+  /** The monitor's sweep interval: a sweep asked for much later than this follows a stall. */
+  sweepIntervalMs: number;
   reportEncoding: ReportEncoding;
   logger: Logger;
   /** True while this coordinator may act as leader (its renew deadline has not passed). */
@@ -79,6 +82,12 @@ export interface PresenceEdgeOptions {
 const LOAD_CHUNK = 500;
 /** How long a registration that could not be stored waits before it is delivered again. */
 const STORE_RETRY_DELAY_MS = 1000;
+/**
+ * A sweep asked for more than this many ms after it was due follows an event-loop stall:
+ * replies may be waiting unread, so the sweep defers its verdicts (LivenessTable.sweep).
+ * Shorter stalls cost nothing: the SWEEP is delivered after the waiting replies were read.
+ */
+export const STALL_THRESHOLD_MS = 100;
 
 export class PresenceEdge {
   private readonly log: Logger;
@@ -88,13 +97,10 @@ export class PresenceEdge {
   private seq = 0;
   private seqEpoch = 0;
   /**
-   * Pings and reports wait here until the current turn of the event loop is over, then go
-   * out together. Every client's timer fires in a callback of its own, and the NATS client
-   * writes to its socket once per callback; gathered, the pings and reports that fall due
-   * in one turn share a single write. They keep their order, and each is still checked
-   * against the lease when it is sent.
+   * Reports wait here until the current turn of the event loop is over, then go out
+   * together, in order, each still checked against the lease when it is sent.
    */
-  private outgoing: ({ subject: string; generation: number } | ClientReport)[] = [];
+  private outgoing: ClientReport[] = [];
   private flushScheduled = false;
   /** The registration work in flight per subject: messages for one subject run in order. */
   private readonly storing = new Map<string, Promise<void>>();
@@ -112,19 +118,25 @@ export class PresenceEdge {
   private readonly storeFailures: WarningThrottle;
   /** Sends the pings and routes their replies; started at the first ping of a leadership, stopped with it. */
   private readonly pinger: Pinger;
+  /** The replies read since the last SWEEP, handed over with the next. */
+  private replies: ReplyFact[] = [];
+  /** When the monitor last asked for a sweep (performance.now()), 0 before the first of a leadership. */
+  private lastSweepAskedAt = 0;
+  private sweepScheduled = false;
+  private readonly stalls: WarningThrottle;
 
   constructor(private readonly options: PresenceEdgeOptions) {
     this.log = options.logger.child({ component: "monitor" });
     this.debug = this.log.isDebugEnabled();
     this.refusals = new WarningThrottle(this.log, "more registrations refused (counted, not logged one by one)");
     this.storeFailures = new WarningThrottle(this.log, "more registrations could not be stored (counted, not logged one by one)");
+    this.stalls = new WarningThrottle(this.log, "more event-loop stalls deferred verdicts (counted, not logged one by one)");
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
     this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
     this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
     this.pinger = new Pinger({
       nc: options.nc,
-      timeoutMs: options.pingIntervalMs,
       onReply: (subject, rttMs) => this.onPong(subject, rttMs),
       onMiss: (subject, why) => this.onPingMissed(subject, why),
       onError: (err) => this.log.warn("ping replies cannot be received", { error: describeError(err) }),
@@ -144,9 +156,10 @@ export class PresenceEdge {
         return void this.startPulling(this.generation);
       case "monitor.stop":
         return this.stop();
-      case "client.ping":
-        this.outgoing.push({ subject: command.subject, generation: this.generation });
-        return this.flushSoon();
+      case "replies.collect":
+        return this.collectReplies();
+      case "clients.ping":
+        return this.pingAll(command.subjects);
       case "registration.remove":
         this.monitored.delete(command.subject); // it is dead
         this.pinger.forget(command.subject);
@@ -156,7 +169,39 @@ export class PresenceEdge {
       case "report.presence":
         this.outgoing.push(command.report);
         return this.flushSoon();
+      case "reports.state":
+        for (const report of command.reports) this.outgoing.push(report);
+        return this.flushSoon();
     }
+  }
+
+  /**
+   * Answers the monitor's sweep with one SWEEP. Node runs due timers before it reads its
+   * sockets, so the sweep's timer may fire with replies waiting unread: the SWEEP goes out
+   * after this turn's I/O (setImmediate), with every reply read until then. If the sweep came
+   * far later than its interval, the event loop was stalled: the time it could not observe
+   * must not count against any client, so the SWEEP says how long, and the shards defer
+   * their verdicts (Lifeguard's local health awareness).
+   */
+  private collectReplies(): void {
+    const now = performance.now();
+    const late = this.lastSweepAskedAt === 0 ? 0 : now - this.lastSweepAskedAt - this.options.sweepIntervalMs;
+    this.lastSweepAskedAt = now;
+    const stalledMs = late > STALL_THRESHOLD_MS ? Math.round(late) : 0;
+    if (stalledMs > 0) {
+      this.stalls.warn("stall", `event loop stalled ${stalledMs} ms; verdicts deferred`, { stalledMs });
+      this.options.metrics?.sweepStalled(stalledMs);
+    }
+    if (this.sweepScheduled) return; // one SWEEP answers every ask of this turn
+    this.sweepScheduled = true;
+    const generation = this.generation;
+    setImmediate(() => {
+      this.sweepScheduled = false;
+      if (generation !== this.generation) return;
+      const replies = this.replies;
+      this.replies = [];
+      this.options.toMonitor({ type: "SWEEP", atMs: Date.now(), stalledMs, replies });
+    });
   }
 
   private async load(generation: number): Promise<void> {
@@ -202,9 +247,12 @@ export class PresenceEdge {
   private stop(): void {
     this.generation += 1;
     this.pinger.stop(); // replies to this leadership's pings are dropped from here on
+    this.replies = [];
+    this.lastSweepAskedAt = 0;
     this.endWithholding();
     this.refusals.flush();
     this.storeFailures.flush();
+    this.stalls.flush();
     this.monitored.clear();
     this.reportEncoder.clear();
     const consumer = this.consumer;
@@ -317,32 +365,32 @@ export class PresenceEdge {
       this.flushScheduled = false;
       const batch = this.outgoing;
       this.outgoing = [];
-      for (const item of batch) {
-        if ("generation" in item) this.ping(item.subject, item.generation);
-        else this.publish(item);
-      }
+      for (const report of batch) this.publish(report);
     });
   }
 
-  private ping(subject: string, generation: number): void {
-    if (generation !== this.generation) return; // leadership ended while it waited
+  /** One shard sweep's pings, each published at once (the client library writes them out together). */
+  private pingAll(subjects: readonly string[]): void {
     if (!this.options.leaseIsValid() || !this.options.isConnected()) return;
-    try {
-      this.pinger.start();
-      this.pinger.ping(subject);
-    } catch (err) {
-      this.log.debug("could not send a ping", { subject, error: describeError(err) });
-      return;
+    this.pinger.start();
+    let sent = 0;
+    for (const subject of subjects) {
+      try {
+        this.pinger.ping(subject);
+        sent += 1;
+      } catch (err) {
+        this.log.debug("could not send a ping", { subject, error: describeError(err) });
+      }
     }
-    this.options.metrics?.pingSent();
+    this.options.metrics?.pingSent(sent);
   }
 
   private onPong(subject: string, rttMs: number): void {
     this.options.metrics?.pingReplied(rttMs);
-    this.options.toMonitor({ type: "PONG", subject, atMs: Date.now(), rttMs: Math.round(rttMs * 100) / 100 });
+    this.replies.push({ subject, atMs: Date.now(), rttMs: Math.round(rttMs * 100) / 100 });
   }
 
-  /** No reply in time, superseded, or no responders: a missed ping, which the client actor counts. */
+  /** Superseded before a reply came, or no responders: counted and recorded; the shard's sweep judges the miss. */
   private onPingMissed(subject: string, why: PingMiss): void {
     this.options.metrics?.pingFailed();
     this.options.recorder?.record({ kind: "info", what: "ping-failed", subject, error: why });

@@ -37,7 +37,7 @@ import type { MonitorEvent } from "../machines/monitor.js";
 import { describeError } from "./logger.js";
 
 /** The log format this build writes and the newest it reads. */
-export const RECORD_FORMAT = 1;
+export const RECORD_FORMAT = 2;
 
 export interface RecordHeader {
   kind: "header";

@@ -60,6 +60,7 @@ const CONFIG_NUMBERS = [
   "pingIntervalMs",
   "deadTimeoutMs",
   "stateIntervalMs",
+  "sweepIntervalMs",
   "shardCount",
 ] as const;
 
@@ -67,6 +68,12 @@ function checkHeader(value: unknown, fail: (problem: string) => never): RecordHe
   if (!isObject(value) || value.kind !== "header") fail("not a record log header (the first line must have \"kind\":\"header\")");
   const format = value.format;
   if (!Number.isInteger(format) || (format as number) < 1) fail(`the header's format must be a whole number from 1, not ${JSON.stringify(format)}`);
+  if ((format as number) < RECORD_FORMAT) {
+    fail(
+      `the log has format ${String(format)}, which recorded one event per ping reply; this presence-coordinator sweeps (format ${RECORD_FORMAT}) ` +
+        `and cannot replay it exactly: replay it with presence-coordinator ${typeof value.version === "string" ? value.version : "of the version that wrote it"}`,
+    );
+  }
   if ((format as number) > RECORD_FORMAT) {
     fail(
       `the log has format ${String(format)}, newer than this presence-coordinator reads (format ${RECORD_FORMAT}); ` +
@@ -254,7 +261,7 @@ export interface ReplayOptions {
 }
 
 /** Reports are these commands. */
-export const isReport = (c: Command): boolean => c.type === "report.publish" || c.type === "report.presence";
+export const isReport = (c: Command): boolean => c.type === "report.publish" || c.type === "report.presence" || c.type === "reports.state";
 
 /** JSON-normalised, so that a produced command compares with one read back from the log. */
 const normal = (c: Command): string => JSON.stringify(c);
@@ -421,8 +428,12 @@ export function formatCommand({ t, command }: TimedCommand): string {
       const { type, ...rest } = command.report;
       return `${time}  report.publish ${type} ${fields(rest)}`;
     }
-    case "client.ping":
-      return `${time}  client.ping ${command.subject}`;
+    case "clients.ping":
+      return `${time}  clients.ping ${command.subjects.join(" ")}`;
+    case "reports.state":
+      return command.reports
+        .map(({ type, clientSubject, metadata: _metadata, ...rest }, i) => `${i === 0 ? time : " ".repeat(time.length)}  reports.state ${type} ${clientSubject} ${fields(rest)}`)
+        .join("\n");
     default: {
       const { type, ...rest } = command;
       const text = fields(rest);

@@ -1,0 +1,268 @@
+/**
+ * Liveness as plain data: what a shard knows of each of its clients, and the sweep that
+ * judges them (design §10). No actor event, promise or timer per ping, per reply or per
+ * NodeState: a shard keeps one slot per client in typed arrays, applies the replies of a
+ * sweep in one pass, and then decides in one pass which clients are due a ping, which missed
+ * one, which passed the dead timeout and whose NodeState is due. Client actors hear of it
+ * only when their lifecycle changes (see `LivenessFacts`).
+ *
+ * Every time here is a wall-clock ms that came in an event (a registration's `atMs`, a
+ * reply's `atMs`, a sweep's `atMs`): the table reads no clock, so replay is exact.
+ */
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { ClientReport } from "../protocol/presence.js";
+
+/** Client timings, all in ms (see src/config.ts for what each trades off). */
+export interface ClientTimings {
+  pingIntervalMs: number;
+  deadTimeoutMs: number;
+  stateIntervalMs: number;
+}
+
+/** A ping reply, as the edge hands it over in a sweep. */
+export interface ReplyFact {
+  subject: string;
+  /** Wall-clock ms when the reply was read. */
+  atMs: number;
+  /** Round trip of the ping it answers, in ms. */
+  rttMs: number;
+}
+
+/** What a client's lifecycle needs to know, from a sweep. */
+export interface LivenessFact {
+  subject: string;
+  lastSeenMs: number;
+  rttMs: number;
+  missedPings: number;
+}
+
+/** What one sweep decided. */
+export interface SweepResult {
+  /** Subjects to ping now. */
+  ping: string[];
+  /** A ping went unanswered for a ping interval (the count includes it). */
+  missed: LivenessFact[];
+  /** A reply from a client that had missed pings. */
+  replied: LivenessFact[];
+  /** No reply for the dead timeout; these slots are gone from the table. */
+  dead: LivenessFact[];
+  /** NodeState reports that are due. */
+  states: ClientReport[];
+}
+
+/** FNV-1a of the subject's UTF-16 code units, as an unsigned 32-bit number. */
+export function subjectHash(subject: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < subject.length; i++) {
+    h ^= subject.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+const INITIAL_CAPACITY = 16;
+
+/**
+ * One shard's clients, one slot each. Slots of departed clients are reused. Deadlines are
+ * kept rather than raw times so that a stall can move them (time the leader could not
+ * observe does not count against a client) while `lastSeenMs` stays what it was.
+ */
+export class LivenessTable {
+  private capacity = INITIAL_CAPACITY;
+  private readonly slotOf = new Map<string, number>();
+  private subjects: (string | undefined)[] = new Array<string | undefined>(INITIAL_CAPACITY);
+  private metadata: (JsonObject | undefined)[] = new Array<JsonObject | undefined>(INITIAL_CAPACITY);
+  private readonly free: number[] = [];
+  private used = 0;
+  /** Wall-clock ms of the last reply (or of the registration). */
+  private lastSeen: Float64Array = new Float64Array(INITIAL_CAPACITY);
+  private rtt: Float64Array = new Float64Array(INITIAL_CAPACITY);
+  private missed: Uint32Array = new Uint32Array(INITIAL_CAPACITY);
+  /** Dead unless a reply comes before this. */
+  private deadAt: Float64Array = new Float64Array(INITIAL_CAPACITY);
+  /** The outstanding ping is missed unless a reply comes before this; 0: no ping outstanding. */
+  private missAt: Float64Array = new Float64Array(INITIAL_CAPACITY);
+  /** The next ping goes out at the first sweep at or after this. */
+  private nextPing: Float64Array = new Float64Array(INITIAL_CAPACITY);
+  /** The next NodeState goes out at the first sweep at or after this. */
+  private nextState: Float64Array = new Float64Array(INITIAL_CAPACITY);
+
+  constructor(private readonly timings: ClientTimings) {}
+
+  /** Clients in the table. */
+  get size(): number {
+    return this.slotOf.size;
+  }
+
+  has(subject: string): boolean {
+    return this.slotOf.has(subject);
+  }
+
+  /** What the table knows of one client, or undefined. */
+  get(subject: string): (LivenessFact & { metadata: JsonObject }) | undefined {
+    const i = this.slotOf.get(subject);
+    if (i === undefined) return undefined;
+    return { subject, lastSeenMs: this.lastSeen[i]!, rttMs: this.rtt[i]!, missedPings: this.missed[i]!, metadata: this.metadata[i]! };
+  }
+
+  /** Every client in the table, in slot order. */
+  *entries(): IterableIterator<LivenessFact & { metadata: JsonObject }> {
+    for (let i = 0; i < this.used; i++) {
+      const subject = this.subjects[i];
+      if (subject === undefined) continue;
+      yield { subject, lastSeenMs: this.lastSeen[i]!, rttMs: this.rtt[i]!, missedPings: this.missed[i]!, metadata: this.metadata[i]! };
+    }
+  }
+
+  /**
+   * A registration at `atMs`. A new subject gets a slot (true); a known one keeps its
+   * liveness and only its metadata changes (false): a registration says who a client is, not
+   * that it is alive. The first ping and NodeState are spread over their intervals by the
+   * subject's hash, so that the clients a new leader loads at once are not pinged at once.
+   */
+  register(subject: string, metadata: JsonObject, atMs: number): boolean {
+    const known = this.slotOf.get(subject);
+    if (known !== undefined) {
+      this.metadata[known] = metadata;
+      return false;
+    }
+    const i = this.allocate();
+    this.slotOf.set(subject, i);
+    this.subjects[i] = subject;
+    this.metadata[i] = metadata;
+    const h = subjectHash(subject);
+    const phase = (h & 0xffff) / 0x10000; // [0, 1)
+    const statePhase = (h >>> 16) / 0x10000;
+    const { pingIntervalMs, deadTimeoutMs, stateIntervalMs } = this.timings;
+    this.lastSeen[i] = atMs;
+    this.rtt[i] = 0;
+    this.missed[i] = 0;
+    this.deadAt[i] = atMs + deadTimeoutMs;
+    this.missAt[i] = 0;
+    this.nextPing[i] = atMs + pingIntervalMs * (0.5 + 0.5 * phase);
+    this.nextState[i] = atMs + stateIntervalMs * (0.5 + 0.5 * statePhase);
+    return true;
+  }
+
+  /** Forgets a client (it left); true if it was in the table. */
+  remove(subject: string): boolean {
+    const i = this.slotOf.get(subject);
+    if (i === undefined) return false;
+    this.release(subject, i);
+    return true;
+  }
+
+  /**
+   * Applies one reply. A reply of a client not in the table (dead, left, never here) is
+   * ignored. Returns the fact when the client had missed pings: it replied while suspect.
+   */
+  reply(r: ReplyFact): LivenessFact | null {
+    const i = this.slotOf.get(r.subject);
+    if (i === undefined) return null;
+    const wasMissing = this.missed[i]! > 0;
+    this.lastSeen[i] = r.atMs;
+    this.rtt[i] = r.rttMs;
+    this.missed[i] = 0;
+    this.deadAt[i] = r.atMs + this.timings.deadTimeoutMs;
+    this.missAt[i] = 0;
+    this.nextPing[i] = r.atMs + this.timings.pingIntervalMs;
+    return wasMissing ? this.fact(r.subject, i) : null;
+  }
+
+  /**
+   * One sweep at `nowMs`: applies the replies that arrived since the last one, then judges.
+   *
+   * `stalledMs` > 0 says the leader's event loop was stalled that long before this sweep:
+   * replies may have arrived that it has not read yet. Then every deadline moves by the
+   * stall and nobody is judged or pinged in this sweep (the next one judges, after the
+   * replies were read); NodeState goes on.
+   */
+  sweep(nowMs: number, stalledMs: number, replies: readonly ReplyFact[]): SweepResult {
+    const result: SweepResult = { ping: [], missed: [], replied: [], dead: [], states: [] };
+    for (const r of replies) {
+      const fact = this.reply(r);
+      if (fact !== null) result.replied.push(fact);
+    }
+    const { pingIntervalMs, stateIntervalMs } = this.timings;
+    const stalled = stalledMs > 0;
+    for (let i = 0; i < this.used; i++) {
+      const subject = this.subjects[i];
+      if (subject === undefined) continue;
+      if (stalled) {
+        this.deadAt[i] = this.deadAt[i]! + stalledMs;
+        if (this.missAt[i] !== 0) this.missAt[i] = this.missAt[i]! + stalledMs;
+        this.nextPing[i] = this.nextPing[i]! + stalledMs;
+      } else {
+        if (nowMs >= this.deadAt[i]!) {
+          result.dead.push(this.fact(subject, i));
+          this.release(subject, i);
+          continue;
+        }
+        if (this.missAt[i] !== 0 && nowMs >= this.missAt[i]!) {
+          this.missed[i] = this.missed[i]! + 1;
+          this.missAt[i] = 0;
+          this.nextPing[i] = nowMs; // a suspect client is pinged again at once
+          result.missed.push(this.fact(subject, i));
+        }
+        if (this.missAt[i] === 0 && nowMs >= this.nextPing[i]!) {
+          this.missAt[i] = nowMs + pingIntervalMs;
+          result.ping.push(subject);
+        }
+      }
+      if (nowMs >= this.nextState[i]!) {
+        let next = this.nextState[i]! + stateIntervalMs;
+        if (next <= nowMs) next = nowMs + stateIntervalMs; // after a long stall: one report, not a burst
+        this.nextState[i] = next;
+        result.states.push({
+          type: "NodeState",
+          clientSubject: subject,
+          state: this.missed[i]! > 0 ? "suspect" : "alive",
+          lastSeenMs: this.lastSeen[i]!,
+          rttMs: this.rtt[i]!,
+          missedPings: this.missed[i]!,
+          metadata: this.metadata[i]!,
+        });
+      }
+    }
+    return result;
+  }
+
+  private fact(subject: string, i: number): LivenessFact {
+    return { subject, lastSeenMs: this.lastSeen[i]!, rttMs: this.rtt[i]!, missedPings: this.missed[i]! };
+  }
+
+  private allocate(): number {
+    const reused = this.free.pop();
+    if (reused !== undefined) return reused;
+    if (this.used === this.capacity) this.grow();
+    return this.used++;
+  }
+
+  private release(subject: string, i: number): void {
+    this.slotOf.delete(subject);
+    this.subjects[i] = undefined;
+    this.metadata[i] = undefined;
+    this.free.push(i);
+  }
+
+  private grow(): void {
+    const capacity = this.capacity * 2;
+    const grown = (a: Float64Array): Float64Array => {
+      const b = new Float64Array(capacity);
+      b.set(a);
+      return b;
+    };
+    this.lastSeen = grown(this.lastSeen);
+    this.rtt = grown(this.rtt);
+    this.deadAt = grown(this.deadAt);
+    this.missAt = grown(this.missAt);
+    this.nextPing = grown(this.nextPing);
+    this.nextState = grown(this.nextState);
+    const missed = new Uint32Array(capacity);
+    missed.set(this.missed);
+    this.missed = missed;
+    this.subjects.length = capacity;
+    this.metadata.length = capacity;
+    this.capacity = capacity;
+  }
+}
