@@ -51,7 +51,6 @@ let answered = 0;
 let wake: (() => void) | null = null;
 const pinger = new Pinger({
   nc,
-  timeoutMs: TIMEOUT_MS,
   onReply: () => {
     answered += 1;
     if (answered === clients) wake?.();
