@@ -3,8 +3,9 @@
  * nats-server, one coordinator under `node --cpu-prof`, and N simulated clients that answer
  * every ping; after S seconds it stops the coordinator (SIGTERM, so the profile is written),
  * keeps the profile under bench/results/profile-<date>/ (not committed; open it in Chrome
- * DevTools or speedscope), and
- * prints the share of CPU samples by package and the hottest functions.
+ * DevTools or speedscope), and prints the share of CPU samples by package and the hottest
+ * functions. Only the samples of the hold count (the last S seconds before the stop, less
+ * a second for the shutdown): registering the clients is not the steady state.
  */
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile } from "node:fs/promises";
@@ -27,6 +28,7 @@ interface ProfileNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
 }
 interface Profile {
+  endTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -64,12 +66,23 @@ if (file === undefined) {
 }
 const profile = JSON.parse(await readFile(`${dir}/${file}`, "utf8")) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-const total = profile.timeDeltas.reduce((a, b) => a + b, 0);
+// Sample times, from the end backwards: the hold is the window [end - S s, end - 1 s].
+const at: number[] = new Array<number>(profile.samples.length);
+let clock = profile.endTime;
+for (let i = profile.samples.length - 1; i >= 0; i--) {
+  at[i] = clock;
+  clock -= profile.timeDeltas[i] ?? 0;
+}
+const from = profile.endTime - seconds * 1e6;
+const to = profile.endTime - 1e6;
+let total = 0;
 const byPackage = new Map<string, number>();
 const byFunction = new Map<string, number>();
 profile.samples.forEach((id, i) => {
+  if (at[i]! < from || at[i]! > to) return;
   const frame = byId.get(id)!.callFrame;
   const t = profile.timeDeltas[i] ?? 0;
+  total += t;
   const url = frame.url;
   const pkg = url.includes("node_modules/") ? url.split("node_modules/")[1]!.split("/").slice(0, 2).join("/") : url ? url.split("/").slice(-2).join("/") : frame.functionName;
   byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + t);

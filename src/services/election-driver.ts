@@ -240,7 +240,7 @@ export class ElectionDriver {
     const out: ClientInfo[] = [];
     for (const shard of monitor.getSnapshot().context.shards) {
       const { clients, liveness } = shard.getSnapshot().context;
-      for (const ref of Object.values(clients)) {
+      for (const ref of clients.values()) {
         const snap = ref.getSnapshot();
         const c = snap.context;
         if (snap.status !== "active" || (c.state !== "alive" && c.state !== "suspect")) continue;

@@ -14,8 +14,9 @@
  * is a divergence, reported with the line of the log.
  */
 import { readFile } from "node:fs/promises";
-import { createActor, fromCallback, SimulatedClock, type Actor, type AnyActorRef } from "xstate";
+import { createActor, fromCallback, SimulatedClock, type Actor, type AnyActorRef, type SnapshotFrom } from "xstate";
 import type { Command } from "../machines/commands.js";
+import type { ShardMachine } from "../machines/shard.js";
 import { electionMachine } from "../machines/election.js";
 import { electionInputFor } from "./election-driver.js";
 import { describeError } from "./logger.js";
@@ -370,6 +371,7 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
   return result;
 }
 
+type ShardSnapshot = SnapshotFrom<ShardMachine>;
 type AnySnapshot = { value: unknown; status: string; context: Record<string, unknown>; children: Record<string, AnyActorRef | undefined> };
 
 /** Every actor of the system: the election, its monitor, each shard with clients, each client. */
@@ -387,19 +389,23 @@ export function describeActors(actor: Actor<typeof electionMachine>): ActorState
   const monitor = actor.system.get("monitor");
   if (monitor === undefined) return out;
   const m = monitor.getSnapshot() as AnySnapshot;
-  const shards = Object.entries(m.children).flatMap(([id, ref]) => (ref ? [[id, ref.getSnapshot() as AnySnapshot] as const] : []));
-  const clientCount = shards.reduce((n, [, s]) => n + Object.keys(s.children).length, 0);
+  const shards = Object.entries(m.children).flatMap(([id, ref]) => (ref ? [[id, ref.getSnapshot() as ShardSnapshot] as const] : []));
+  const clientCount = shards.reduce((n, [, s]) => n + s.context.clients.size, 0);
   out.push({ id: "monitor", kind: "monitor", value: m.value, detail: { shards: shards.length, clients: clientCount } });
   for (const [id, shard] of shards) {
-    const clients = Object.entries(shard.children).flatMap(([cid, ref]) => (ref ? [[cid, ref.getSnapshot() as AnySnapshot] as const] : []));
-    if (clients.length === 0) continue;
-    out.push({ id, kind: "shard", value: shard.value, detail: { clients: clients.length } });
-    for (const [cid, client] of clients) {
+    // A shard keeps its client actors in its own map (src/machines/shard.ts), and their
+    // latest replies in its liveness table.
+    const { clients, liveness } = shard.context;
+    if (clients.size === 0) continue;
+    out.push({ id, kind: "shard", value: shard.value, detail: { clients: clients.size } });
+    for (const [cid, ref] of clients) {
+      const client = ref.getSnapshot();
+      const l = liveness.get(cid) ?? client.context;
       out.push({
         id: `${id}/${cid}`,
         kind: "client",
         value: client.status === "active" ? client.value : client.status,
-        detail: { state: client.context.state, missedPings: client.context.missedPings, lastSeenMs: client.context.lastSeenMs },
+        detail: { state: client.context.state, missedPings: l.missedPings, lastSeenMs: l.lastSeenMs },
       });
     }
   }
