@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -29,6 +30,7 @@ import { createLogger } from "../../src/services/logger.js";
 import type { MetricsSink } from "../../src/services/metrics.js";
 import {
   PresenceEdge,
+  STALL_THRESHOLD_MS,
   type PresenceConnection,
   type RegistrationFeed,
   type RegistrationMessage,
@@ -380,6 +382,13 @@ function strictMetrics(calls: string[]): MetricsSink {
 
 type Sweep = Extract<MonitorEvent, { type: "SWEEP" }>;
 
+/** Holds the event loop for `ms` after `from` (performance.now()): what a long GC or a CPU-bound callback does. */
+function blockUntil(from: number, ms: number): void {
+  while (performance.now() - from < ms) {
+    // busy: no timer, no I/O and no callback runs meanwhile
+  }
+}
+
 /**
  * An edge that pings: a connection that takes only pings (a publish with a reply subject and
  * an empty payload) and one callback subscription at a time, which the test answers as a
@@ -632,6 +641,56 @@ test("presence edge - the reply of a client found dead is in no SWEEP", async ()
   assert.equal(subjectsOf(sweeps[0]!.replies), ["svc.b"]);
   assert.equal(recorded, [], "a forgotten ping is not a failed one");
   store.verify();
+});
+
+const INTERVAL_MS = 50;
+
+test("presence edge - a sweep asked for late after a stall says how long, warns and counts it; one on time says 0", async () => {
+  const { edge, sweeps, metrics, logged, collect } = pingingEdge(INTERVAL_MS);
+  let askedAt = performance.now();
+  collect();
+  await flush();
+  askedAt = performance.now();
+  collect(); // on time: one turn after the last
+  await flush();
+  // A little late, but less than the threshold: the SWEEP comes after the replies were read anyway.
+  blockUntil(askedAt, INTERVAL_MS + STALL_THRESHOLD_MS / 2);
+  askedAt = performance.now();
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0, 0]);
+  assert.equal(metrics, [], "no stall counted");
+  // The event loop is held for three thresholds past the interval.
+  blockUntil(askedAt, INTERVAL_MS + 3 * STALL_THRESHOLD_MS);
+  collect();
+  await flush();
+  const stalledMs = sweeps[3]!.stalledMs;
+  assert.ok(stalledMs >= 3 * STALL_THRESHOLD_MS - 1, `stalledMs ${stalledMs}: at least what the loop was held past the interval`);
+  assert.equal(metrics, [`sweepStalled ${stalledMs}`]);
+  const warnings = logged.filter((l) => l.level === "warn");
+  assert.equal(
+    warnings.map(({ level, component, message, stalledMs }) => ({ level, component, message, stalledMs })),
+    [{ level: "warn", component: "monitor", message: `event loop stalled ${stalledMs} ms; verdicts deferred`, stalledMs }],
+  );
+  collect(); // on time again
+  await flush();
+  assert.is(sweeps[4]!.stalledMs, 0);
+  assert.equal(metrics, [`sweepStalled ${stalledMs}`], "counted once");
+  edge.handle({ type: "monitor.stop" });
+});
+
+test("presence edge - the first sweep of a new leadership follows no stall, however long ago the last one was", async () => {
+  const { edge, sweeps, metrics, logged, collect } = pingingEdge(INTERVAL_MS);
+  const askedAt = performance.now();
+  collect();
+  await flush();
+  edge.handle({ type: "monitor.stop" });
+  blockUntil(askedAt, INTERVAL_MS + 3 * STALL_THRESHOLD_MS);
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0]);
+  assert.equal(metrics, []);
+  assert.equal(logged.filter((l) => l.level === "warn"), []);
 });
 
 test.run();
