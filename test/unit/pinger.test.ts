@@ -1,14 +1,17 @@
 /**
- * The pinger with a strict fake connection (no NATS) and xstate's SimulatedClock: a ping is
- * an empty publish with a reply subject under the pinger's one inbox, replies come in
- * through one wildcard subscription, and every ping ends answered, missed or forgotten.
+ * The pinger with a strict fake connection (no NATS) and xstate's SimulatedClock as its
+ * clock: a ping is an empty publish with a reply subject under the pinger's one inbox,
+ * replies come in through one wildcard subscription, and every ping ends answered (however
+ * late, while it is its subject's latest), unanswered (superseded or no responders) or
+ * forgotten. The pinger judges no timeout and sets no timer: the shards' sweeps judge.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { SimulatedClock } from "xstate";
-import { Pinger, type PingConnection, type PingerClock, type PingReply } from "../../src/services/pinger.js";
+import { Pinger, type PingConnection, type PingReply } from "../../src/services/pinger.js";
 
-const TIMEOUT_MS = 750;
+/** The default ping interval: a pause longer than this used to turn a reply into a miss. */
+const PING_INTERVAL_MS = 750;
 
 interface FakeSubscription {
   readonly subject: string;
@@ -72,38 +75,15 @@ function matches(pattern: string, subject: string): boolean {
   return p.length === s.length && p.every((t, i) => t === "*" || t === s[i]);
 }
 
-/** SimulatedClock, counting the timers that are set and not yet fired or cleared. */
-function countingClock() {
-  const sim = new SimulatedClock();
-  const pending = new Set<unknown>();
-  const clock: PingerClock = {
-    now: () => sim.now(),
-    setTimeout: (fn, ms) => {
-      const id: number = sim.setTimeout(() => {
-        pending.delete(id);
-        fn();
-      }, ms);
-      pending.add(id);
-      return id;
-    },
-    clearTimeout: (id) => {
-      pending.delete(id);
-      sim.clearTimeout(id as number);
-    },
-  };
-  return { sim, clock, pending };
-}
-
 function setup() {
   const nc = new StrictConnection();
-  const { sim, clock, pending } = countingClock();
+  const sim = new SimulatedClock();
   const replies: [string, number][] = [];
   const misses: [string, string][] = [];
   let inboxes = 0;
   const pinger = new Pinger({
     nc,
-    timeoutMs: TIMEOUT_MS,
-    clock,
+    clock: sim,
     inbox: () => `_INBOX.test${++inboxes}`,
     onReply: (subject, rttMs) => replies.push([subject, rttMs]),
     onMiss: (subject, why) => misses.push([subject, why]),
@@ -111,7 +91,26 @@ function setup() {
       throw err;
     },
   });
-  return { nc, sim, pending, pinger, replies, misses };
+  return { nc, sim, pinger, replies, misses };
+}
+
+/** Runs `fn` with the global timer functions counting their calls (then restores them); returns the count. */
+function timersSetDuring(fn: () => void): number {
+  const g = globalThis as unknown as Record<"setTimeout" | "setInterval" | "setImmediate", (...args: unknown[]) => unknown>;
+  const saved = { setTimeout: g.setTimeout, setInterval: g.setInterval, setImmediate: g.setImmediate };
+  let count = 0;
+  for (const name of ["setTimeout", "setInterval", "setImmediate"] as const) {
+    g[name] = (...args: unknown[]) => {
+      count += 1;
+      return saved[name](...args);
+    };
+  }
+  try {
+    fn();
+  } finally {
+    Object.assign(g, saved);
+  }
+  return count;
 }
 
 test("pinger - every reply reaches the ping it answers, through one wildcard subscription", () => {
@@ -136,101 +135,50 @@ test("pinger - every reply reaches the ping it answers, through one wildcard sub
   assert.is(pinger.outstanding, 0);
   // A second reply to an answered ping (a client that answers twice) counts once.
   nc.answer(0);
-  assert.is(replies.length, subjects.length, "a duplicate reply is not a second pong");
+  assert.is(replies.length, subjects.length, "a duplicate reply is not a second reply");
 });
 
-test("pinger - a reply after the timeout does not count: the ping is missed once", () => {
+test("pinger - a reply counts however late it is read while its ping is the subject's latest: a pause is no miss", () => {
   const { nc, sim, pinger, replies, misses } = setup();
   pinger.start();
   pinger.ping("svc.slow");
-  sim.increment(TIMEOUT_MS + 1);
+  pinger.ping("svc.paused");
+  sim.increment(PING_INTERVAL_MS + 1);
   nc.answer(0);
-  assert.equal(replies, [], "the late reply is not taken for life");
-  assert.equal(misses, [["svc.slow", "timeout"]]);
-  sim.increment(3 * TIMEOUT_MS);
-  assert.equal(misses, [["svc.slow", "timeout"]], "missed once, not again when the sweep runs");
+  // The leader was paused for a minute: the reply waited in the socket all along.
+  sim.increment(60_000);
+  nc.answer(1);
+  assert.equal(replies, [
+    ["svc.slow", PING_INTERVAL_MS + 1],
+    ["svc.paused", PING_INTERVAL_MS + 1 + 60_000],
+  ]);
+  assert.equal(misses, [], "no reply was turned into a miss");
   assert.is(pinger.outstanding, 0);
 });
 
-test("pinger - a late reply that comes before the sweep has seen its ping does not count either", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
-  pinger.start();
-  pinger.ping("svc.quiet"); // arms the sweep for t = 750
-  sim.increment(10);
-  pinger.ping("svc.slow"); // sent at t = 10: not yet due at that sweep; the next is at t = 1500
-  sim.increment(TIMEOUT_MS - 10); // the sweep at t = 750 runs
-  sim.increment(11);
-  assert.equal(misses, [], "nothing was due at t = 750");
-  nc.answer(1); // at t = 761, 751 ms after the ping was sent
-  assert.equal(replies, [], "the late reply is not taken for life");
-  assert.equal(misses, [["svc.slow", "timeout"]]);
-});
-
-test("pinger - a reply just within the timeout counts", () => {
+test("pinger - a new ping of a subject supersedes the outstanding one: counted unanswered, its reply ignored", () => {
   const { nc, sim, pinger, replies, misses } = setup();
   pinger.start();
   pinger.ping("svc.a");
-  sim.increment(TIMEOUT_MS);
-  nc.answer(0);
-  assert.equal(replies, [["svc.a", TIMEOUT_MS]]);
-  assert.equal(misses, []);
-});
-
-test("pinger - a reply to a ping of an earlier start is ignored, also when it reaches the old subscription", () => {
-  const { nc, pinger, replies, misses } = setup();
-  pinger.start();
+  pinger.ping("svc.b");
+  sim.increment(PING_INTERVAL_MS);
   pinger.ping("svc.a");
-  const old = nc.subscriptions[0]!;
-  pinger.stop();
-  assert.equal(nc.active, [], "stop unsubscribes");
-  pinger.start();
-  assert.equal(nc.active.map((s) => s.subject), ["_INBOX.test2.*"], "a new leadership listens on a fresh inbox");
-  pinger.ping("svc.a");
-  // The old reply: the server no longer routes it, and one the client library had already
-  // queued for the old subscription's callback is dropped as well.
-  assert.is(nc.answer(0), 0, "nothing listens on the old inbox");
-  old.callback(null, { subject: nc.published[0]!.reply, data: new Uint8Array(0) });
-  assert.equal(replies, [], "the earlier leadership's reply is no pong");
-  assert.is(nc.answer(1), 1);
-  assert.equal(replies.map(([s]) => s), ["svc.a"], "the new ping's reply counts");
-  assert.equal(misses, [], "a ping forgotten at stop is neither answered nor missed");
-});
-
-test("pinger - a new ping of a subject supersedes the outstanding one: counted missed, its reply ignored", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
-  pinger.start();
-  pinger.ping("svc.a");
-  sim.increment(TIMEOUT_MS / 2);
-  pinger.ping("svc.a");
-  assert.equal(misses, [["svc.a", "superseded"]]);
-  assert.is(pinger.outstanding, 1);
-  nc.answer(0);
+  assert.equal(misses, [["svc.a", "superseded"]], "only svc.a's ping was superseded");
+  assert.is(pinger.outstanding, 2, "one outstanding ping per subject");
+  assert.is(nc.answer(0), 1);
   assert.equal(replies, [], "the superseded ping's reply is ignored");
   sim.increment(1);
+  nc.answer(2);
   nc.answer(1);
-  assert.equal(replies, [["svc.a", 1]], "the newest ping's reply counts");
-  // Superseded after its time was up: it is a timeout.
+  assert.equal(replies, [["svc.a", 1], ["svc.b", PING_INTERVAL_MS + 1]], "the newest ping's reply counts, from when it was sent");
+  // However long the ping waited, the next one supersedes it: the pinger judges no timeout.
   pinger.ping("svc.a");
-  sim.increment(TIMEOUT_MS + 1);
+  sim.increment(10 * 60_000);
   pinger.ping("svc.a");
-  assert.equal(misses, [["svc.a", "superseded"], ["svc.a", "timeout"]]);
+  assert.equal(misses, [["svc.a", "superseded"], ["svc.a", "superseded"]]);
 });
 
-test("pinger - a reply of a client that is gone is ignored, and its ping is not counted missed", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
-  pinger.start();
-  pinger.ping("svc.gone");
-  pinger.ping("svc.stays");
-  pinger.forget("svc.gone");
-  assert.is(pinger.outstanding, 1);
-  nc.answer(0);
-  nc.answer(1);
-  assert.equal(replies.map(([s]) => s), ["svc.stays"]);
-  sim.increment(3 * TIMEOUT_MS);
-  assert.equal(misses, []);
-});
-
-test("pinger - a no-responders status is a missed ping, not a reply", () => {
+test("pinger - a no-responders status is an unanswered ping, not a reply", () => {
   const { nc, pinger, replies, misses } = setup();
   pinger.start();
   pinger.ping("svc.gone");
@@ -242,44 +190,99 @@ test("pinger - a no-responders status is a missed ping, not a reply", () => {
   pinger.ping("svc.gone");
   nc.answer(1, { headers: { code: 0 }, data: new Uint8Array([1]) });
   assert.equal(replies.map(([s]) => s), ["svc.gone"]);
+  // An empty 503 after the ping was answered finds nothing.
+  nc.answer(1, { headers: { code: 503 } });
+  assert.equal(misses, [["svc.gone", "no responders"]]);
 });
 
-test("pinger - memory is bounded: unanswered pings are swept as missed, with one timer for the whole pinger", () => {
-  const { sim, pending, pinger, replies, misses } = setup();
+test("pinger - stop unsubscribes and forgets outstanding pings: their replies are neither answered nor missed", () => {
+  const { nc, sim, pinger, replies, misses } = setup();
   pinger.start();
-  const subjects = Array.from({ length: 5000 }, (_, i) => `svc.${i}`);
-  // Rounds of pings a little faster than the timeout: at most one outstanding per subject.
-  for (let round = 0; round < 4; round++) {
-    for (const s of subjects) pinger.ping(s);
-    assert.is(pinger.outstanding, subjects.length, `round ${round}: one outstanding ping per subject`);
-    assert.ok(pending.size <= 1, `round ${round}: ${pending.size} timers`);
-    sim.increment(TIMEOUT_MS / 2);
-  }
-  assert.is(misses.length, 3 * subjects.length, "every superseded ping was counted missed");
-  // Clients gone: nobody pings them again, the sweep settles them.
-  sim.increment(2 * TIMEOUT_MS);
-  assert.is(pinger.outstanding, 0, "swept");
-  assert.is(misses.length, 4 * subjects.length, "every ping missed exactly once");
-  assert.ok(misses.slice(3 * subjects.length).every(([, why]) => why === "timeout"));
-  assert.equal(replies, []);
-  assert.is(pending.size, 0, "no timer is left while nothing is outstanding");
-});
-
-test("pinger - stop leaves no timer and forgets outstanding pings", () => {
-  const { sim, pending, pinger, misses } = setup();
-  pinger.start();
+  pinger.start(); // started already: no second subscription
   pinger.ping("svc.a");
-  assert.is(pending.size, 1);
+  pinger.ping("svc.b");
+  const old = nc.subscriptions[0]!;
   pinger.stop();
-  assert.is(pending.size, 0, "the sweep timer is cleared");
-  assert.is(pinger.outstanding, 0);
-  sim.increment(3 * TIMEOUT_MS);
+  assert.is(pinger.running, false);
+  assert.equal(nc.active, [], "stop unsubscribes");
+  assert.is(pinger.outstanding, 0, "outstanding pings forgotten");
+  // A reply the client library had already queued for the old subscription's callback.
+  sim.increment(1);
+  old.callback(null, { subject: nc.published[0]!.reply, data: new Uint8Array(0) });
+  assert.equal(replies, []);
   assert.equal(misses, []);
   assert.throws(() => pinger.ping("svc.a"), /before start/);
+  pinger.stop(); // stopped already: no second unsubscribe
+});
+
+test("pinger - a reply to a ping of an earlier start is dropped, also when it reaches the old subscription", () => {
+  const { nc, pinger, replies, misses } = setup();
+  pinger.start();
+  pinger.ping("svc.a");
+  const old = nc.subscriptions[0]!;
+  pinger.stop();
+  pinger.start();
+  assert.equal(nc.active.map((s) => s.subject), ["_INBOX.test2.*"], "a new leadership listens on a fresh inbox");
+  pinger.ping("svc.a");
+  // The old reply: the server no longer routes it, and one the client library had already
+  // queued for the old subscription's callback is dropped as well.
+  assert.is(nc.answer(0), 0, "nothing listens on the old inbox");
+  old.callback(null, { subject: nc.published[0]!.reply, data: new Uint8Array(0) });
+  // Even with the old id under the new inbox (a forged or confused reply), it names no ping of this start.
+  nc.deliver(`_INBOX.test2.${nc.published[0]!.reply.split(".").at(-1)}`);
+  assert.equal(replies, [], "the earlier leadership's reply is no reply");
+  assert.is(pinger.outstanding, 1, "the new ping is still outstanding");
+  assert.is(nc.answer(1), 1);
+  assert.equal(replies.map(([s]) => s), ["svc.a"], "the new ping's reply counts");
+  assert.equal(misses, [], "a ping forgotten at stop is neither answered nor missed");
+});
+
+test("pinger - memory is bounded to one outstanding ping per subject, and the pinger sets no timer", () => {
+  const { nc, sim, pinger, replies, misses } = setup();
+  const subjects = Array.from({ length: 5000 }, (_, i) => `svc.${i}`);
+  const timers = timersSetDuring(() => {
+    pinger.start();
+    // Clients that never answer: round after round, at most one outstanding ping each.
+    for (let round = 0; round < 4; round++) {
+      for (const s of subjects) pinger.ping(s);
+      assert.is(pinger.outstanding, subjects.length, `round ${round}: one outstanding ping per subject`);
+      sim.increment(PING_INTERVAL_MS);
+    }
+    // The last round is answered, and one more ping is not: nothing is left but that one.
+    for (let i = 3 * subjects.length; i < nc.published.length; i++) nc.answer(i);
+    pinger.ping("svc.0");
+    pinger.forget("svc.0");
+    pinger.stop();
+  });
+  assert.is(misses.length, 3 * subjects.length, "every superseded ping was counted unanswered once");
+  assert.ok(misses.every(([, why]) => why === "superseded"));
+  assert.is(replies.length, subjects.length);
+  assert.is(pinger.outstanding, 0);
+  assert.is(timers, 0, "no timer per ping, nor one for the pinger");
+});
+
+test("pinger - forget: a gone client's reply is ignored, its ping is not counted unanswered, its next ping supersedes nothing", () => {
+  const { nc, pinger, replies, misses } = setup();
+  pinger.start();
+  pinger.ping("svc.gone");
+  pinger.ping("svc.stays");
+  pinger.forget("svc.gone");
+  pinger.forget("svc.never-pinged");
+  assert.is(pinger.outstanding, 1);
+  nc.answer(0);
+  nc.answer(1);
+  assert.equal(replies.map(([s]) => s), ["svc.stays"]);
+  // It registers again and is pinged: nothing of before is superseded, and its reply counts.
+  pinger.ping("svc.gone");
+  nc.answer(2);
+  assert.equal(replies.map(([s]) => s), ["svc.stays", "svc.gone"]);
+  assert.equal(misses, []);
+  pinger.stop();
+  pinger.forget("svc.gone"); // stopped: nothing to forget
 });
 
 test("pinger - a publish that throws sends nothing and leaves the outstanding ping as it was", () => {
-  const { nc, sim, pinger, misses } = setup();
+  const { nc, sim, pinger, replies, misses } = setup();
   pinger.start();
   pinger.ping("svc.a");
   const publish = nc.publish.bind(nc);
@@ -291,6 +294,8 @@ test("pinger - a publish that throws sends nothing and leaves the outstanding pi
   nc.publish = publish;
   assert.equal(misses, []);
   assert.is(pinger.outstanding, 1);
+  nc.answer(0);
+  assert.equal(replies, [["svc.a", 1]], "the ping sent before still counts");
 });
 
 test.run();

@@ -1,11 +1,19 @@
 /**
- * The presence edge's registration path with strict fakes (no NATS): a registration store
- * whose calls wait until the test answers them, registration messages that record how they
- * were settled, and a connection and feed that fail on any call nobody expected.
+ * The presence edge with strict fakes (no NATS): a registration store whose calls wait until
+ * the test answers them, registration messages that record how they were settled, a
+ * connection, feed and metrics sink that fail on any call nobody expected. Pings go out per
+ * `clients.ping` command; their replies reach the monitor only in the one SWEEP that answers
+ * a `replies.collect`, after the I/O of that turn of the event loop.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import type { ReplyFact } from "../../src/machines/liveness.js";
 import type { MonitorEvent } from "../../src/machines/monitor.js";
 import {
   decodeReport,
@@ -19,8 +27,10 @@ import {
   type ReportEncoding,
 } from "../../src/protocol/presence.js";
 import { createLogger } from "../../src/services/logger.js";
+import type { MetricsSink } from "../../src/services/metrics.js";
 import {
   PresenceEdge,
+  STALL_THRESHOLD_MS,
   type PresenceConnection,
   type RegistrationFeed,
   type RegistrationMessage,
@@ -142,7 +152,7 @@ async function pullingEdge() {
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store,
-    pingIntervalMs: 750,
+    sweepIntervalMs: 50,
     reportEncoding: "json",
     logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
     leaseIsValid: () => lease.valid,
@@ -267,7 +277,7 @@ function publishingEdge(reportEncoding: ReportEncoding) {
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store: new StrictStore(),
-    pingIntervalMs: 750,
+    sweepIntervalMs: 50,
     reportEncoding,
     logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
     leaseIsValid: () => lease.valid,
@@ -335,15 +345,65 @@ test("presence edge - a dead or departed client's cached report fields are dropp
   assert.is(edge.cachedReportClients, 0, "nothing cached once monitoring stopped");
 });
 
+test("presence edge - reports.state publishes its reports in order, in one seq with the single reports around it, and withheld ones take no seq", async () => {
+  const { edge, lease, published } = publishingEdge("json");
+  edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
+  edge.handle({ type: "reports.state", reports: [body("svc.c", "NodeState"), body("svc.a", "NodeState"), body("svc.b", "NodeState")] });
+  edge.handle({ type: "report.presence", report: { ...body("svc.b", "NodeSuspect"), state: "suspect" } });
+  edge.handle({ type: "reports.state", reports: [] });
+  await flush();
+  const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
+  assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeState svc.c", "3 NodeState svc.a", "4 NodeState svc.b", "5 NodeSuspect svc.b"]);
+  lease.valid = false;
+  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState"), body("svc.b", "NodeState")] });
+  await flush();
+  assert.is(published.length, 5, "nothing goes out while the lease is not valid");
+  lease.valid = true;
+  edge.handle({ type: "reports.state", reports: [body("svc.b", "NodeState"), body("svc.a", "NodeState")] });
+  await flush();
+  assert.equal(seen().slice(5), ["6 NodeState svc.b", "7 NodeState svc.a"], "seq goes on with no gap for the withheld reports");
+});
+
+/** What the edge told the metrics, in order; a call nobody expects on this path throws. */
+function strictMetrics(calls: string[]): MetricsSink {
+  const unexpected = (what: string) => () => {
+    throw new Error(`unexpected metrics call: ${what}`);
+  };
+  return {
+    electionTransition: unexpected("electionTransition"),
+    reportPublished: unexpected("reportPublished"),
+    registrationError: unexpected("registrationError"),
+    pingSent: (count?: number) => void calls.push(`pingSent ${count}`),
+    pingFailed: () => void calls.push("pingFailed"),
+    pingReplied: (rttMs: number) => void calls.push(`pingReplied ${typeof rttMs}`),
+    sweepStalled: (stalledMs: number) => void calls.push(`sweepStalled ${stalledMs}`),
+  };
+}
+
+type Sweep = Extract<MonitorEvent, { type: "SWEEP" }>;
+
+/** Holds the event loop for `ms` after `from` (performance.now()): what a long GC or a CPU-bound callback does. */
+function blockUntil(from: number, ms: number): void {
+  while (performance.now() - from < ms) {
+    // busy: no timer, no I/O and no callback runs meanwhile
+  }
+}
+
 /**
  * An edge that pings: a connection that takes only pings (a publish with a reply subject and
- * an empty payload) and callback subscriptions, which the test answers as a client would.
+ * an empty payload) and one callback subscription at a time, which the test answers as a
+ * client would. Counts how often the lease and the connection are checked; keeps what the
+ * monitor, the recorder, the metrics and the log (warnings and up) were told.
  */
-function pingingEdge() {
-  const log: Log = [];
+function pingingEdge(sweepIntervalMs = 50) {
+  const sweeps: Sweep[] = [];
   const pings: { subject: string; reply: string }[] = [];
   const subscriptions: { subject: string; callback: (err: Error | null, msg: { subject: string; data: Uint8Array }) => void; active: boolean }[] = [];
   const recorded: string[] = [];
+  const metrics: string[] = [];
+  const logged: Record<string, unknown>[] = [];
+  const checks = { lease: 0, connected: 0 };
+  const state = { leaseValid: true, connected: true };
   const store = new StrictStore();
   const nc: PresenceConnection = {
     publish: (subject, payload, options) => {
@@ -351,83 +411,286 @@ function pingingEdge() {
       pings.push({ subject, reply: options.reply });
     },
     subscribe: (subject, options) => {
+      if (subscriptions.some((s) => s.active)) throw new Error(`unexpected second subscription (${subject})`);
       const sub = { subject, callback: options.callback, active: true };
       subscriptions.push(sub);
-      return { unsubscribe: () => void (sub.active = false) };
+      return {
+        unsubscribe: () => {
+          if (!sub.active) throw new Error(`unexpected second unsubscribe of ${subject}`);
+          sub.active = false;
+        },
+      };
     },
   };
+  const stream = new Writable({
+    write: (chunk: Buffer, _e, done) => {
+      for (const line of chunk.toString().split("\n")) if (line) logged.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
   const edge = new PresenceEdge({
     nc,
     feed: { pull: () => Promise.reject(new Error("unexpected pull")) },
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store,
-    pingIntervalMs: 60_000,
+    sweepIntervalMs,
     reportEncoding: "json",
-    logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
-    leaseIsValid: () => true,
+    logger: createLogger({ format: "json", verbose: false, stream }),
+    leaseIsValid: () => (checks.lease++, state.leaseValid),
     epoch: () => 1,
-    isConnected: () => true,
-    toMonitor: (event) => log.push(event.type === "PONG" ? `monitor PONG ${event.subject} rtt ${typeof event.rttMs}` : describeEvent(event)),
+    isConnected: () => (checks.connected++, state.connected),
+    toMonitor: (event) => {
+      if (event.type !== "SWEEP") throw new Error(`unexpected monitor event ${event.type}`);
+      sweeps.push(event);
+    },
     recorder: { record: (e) => void recorded.push(e.kind === "info" && e.what === "ping-failed" ? `ping-failed ${e.subject} ${e.error}` : e.kind) },
+    metrics: strictMetrics(metrics),
     maxClients: 100,
   });
   /** The client answers the i-th ping through whichever subscription listened for it then. */
   const answer = (i: number, sub = subscriptions.find((s) => s.active)!) => sub.callback(null, { subject: pings[i]!.reply, data: new Uint8Array(0) });
-  return { edge, log, pings, subscriptions, recorded, store, answer };
+  const collect = () => edge.handle({ type: "replies.collect" });
+  return { edge, sweeps, pings, subscriptions, recorded, metrics, logged, checks, state, store, answer, collect };
 }
 
-test("presence edge - a ping is an empty request on the client's subject; its reply reaches the monitor as a PONG", async () => {
-  const { edge, log, pings, subscriptions, answer } = pingingEdge();
-  edge.handle({ type: "client.ping", subject: "svc.a" });
-  edge.handle({ type: "client.ping", subject: "svc.b" });
-  await flush();
-  assert.equal(pings.map((p) => p.subject), ["svc.a", "svc.b"]);
+const subjectsOf = (replies: readonly ReplyFact[]) => replies.map((r) => r.subject);
+
+test("presence edge - clients.ping sends each subject an empty request with a reply under one inbox, checking the lease once per command", () => {
+  const { edge, pings, subscriptions, checks, metrics } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  assert.equal(pings.map((p) => p.subject), ["svc.a", "svc.b", "svc.c"], "sent at once, in order");
   assert.is(subscriptions.length, 1, "one subscription for all replies");
-  assert.match(subscriptions[0]!.subject, /^_INBOX\.[^.]+\.\*$/);
-  answer(1);
-  answer(0);
-  assert.equal(log, ["monitor PONG svc.b rtt number", "monitor PONG svc.a rtt number"]);
+  const [, inbox] = /^(_INBOX\.[^.]+)\.\*$/.exec(subscriptions[0]!.subject) ?? [];
+  assert.ok(inbox, `a wildcard under an inbox: ${subscriptions[0]!.subject}`);
+  assert.ok(pings.every((p) => new RegExp(`^${inbox!.replace(".", "\\.")}\\.\\d+$`).test(p.reply)), "each reply subject: the inbox and a number");
+  assert.is(new Set(pings.map((p) => p.reply)).size, 3, "a reply subject per ping");
+  assert.equal(checks, { lease: 1, connected: 1 }, "the lease and the connection checked once for the command, not per subject");
+  edge.handle({ type: "clients.ping", subjects: ["svc.d"] });
+  assert.equal(checks, { lease: 2, connected: 2 });
+  assert.is(subscriptions.length, 1, "the next command pings through the same subscription");
+  assert.equal(metrics, ["pingSent 3", "pingSent 1"]);
 });
 
-test("presence edge - after monitoring stops, a reply to its pings is no PONG and the reply subscription is gone", async () => {
-  const { edge, log, pings, subscriptions, answer } = pingingEdge();
-  edge.handle({ type: "client.ping", subject: "svc.a" });
+test("presence edge - clients.ping sends nothing while the lease is not valid or the connection is down", () => {
+  const { edge, pings, subscriptions, state, metrics } = pingingEdge();
+  state.leaseValid = false;
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  state.leaseValid = true;
+  state.connected = false;
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  assert.equal(pings, [], "no ping");
+  assert.equal(subscriptions, [], "not even the reply subscription");
+  assert.equal(metrics, [], "nothing counted as sent");
+  state.connected = true;
+  edge.handle({ type: "clients.ping", subjects: ["svc.b"] });
+  assert.equal(pings.map((p) => p.subject), ["svc.b"]);
+  assert.equal(metrics, ["pingSent 1"]);
+});
+
+test("presence edge - replies reach the monitor only in the one SWEEP that answers replies.collect, all of them, once", async () => {
+  const { edge, sweeps, answer, collect, metrics } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  const before = Date.now();
+  answer(1);
+  answer(0);
   await flush();
+  await flush();
+  assert.equal(sweeps, [], "no event per reply");
+  collect();
+  assert.equal(sweeps, [], "not before this turn's I/O is read");
+  await flush();
+  const after = Date.now();
+  assert.is(sweeps.length, 1);
+  const sweep = sweeps[0]!;
+  assert.equal(subjectsOf(sweep.replies), ["svc.b", "svc.a"], "every reply read since the last sweep, in the order read");
+  for (const r of sweep.replies) {
+    assert.ok(r.atMs >= before && r.atMs <= after, "a reply's atMs: the wall clock when it was read");
+    assert.ok(r.rttMs >= 0 && Number.isFinite(r.rttMs));
+  }
+  assert.ok(sweep.atMs >= before && sweep.atMs <= after);
+  assert.is(sweep.stalledMs, 0, "the first sweep of a leadership follows no stall");
+  assert.equal(metrics, ["pingSent 3", "pingReplied number", "pingReplied number"]);
+  // Handed over once: the next sweep brings only what was read since.
+  answer(2);
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.b", "svc.a"], ["svc.c"]]);
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.b", "svc.a"], ["svc.c"], []], "a sweep with nothing read is still answered");
+});
+
+test("presence edge - a reply read after the ask but in the same turn (later in the callback, a tick, a microtask) is in that SWEEP", async () => {
+  const { edge, sweeps, answer, collect } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  await new Promise<void>((resolve) =>
+    setTimeout(() => {
+      collect();
+      process.nextTick(() => answer(1));
+      queueMicrotask(() => answer(2));
+      answer(0);
+      resolve();
+    }, 1),
+  );
+  await flush(); // queued after the edge's own: runs once the SWEEP is out
+  assert.is(sweeps.length, 1);
+  assert.equal(subjectsOf(sweeps[0]!.replies), ["svc.a", "svc.b", "svc.c"], "nothing read in the turn waits for the next sweep");
+});
+
+test("presence edge - a reply waiting in a socket when the sweep timer fires is read before the SWEEP goes out", async () => {
+  const { edge, sweeps, answer, collect } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  // A real socket pair (a Unix socket, no NATS): what is written to one end is in the other's
+  // receive queue at once, and Node reads it in the poll phase of the loop's next turn.
+  const dir = mkdtempSync(join(tmpdir(), "presence-edge-"));
+  const server = createServer();
+  const sockets: Socket[] = [];
+  try {
+    await new Promise<void>((resolve) => server.listen(join(dir, "replies.sock"), resolve));
+    const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
+    const reader = connect(join(dir, "replies.sock"));
+    sockets.push(reader);
+    await new Promise((resolve) => reader.once("connect", resolve));
+    const writer = await accepted;
+    sockets.push(writer);
+    reader.on("data", (chunk: Buffer) => {
+      for (const i of chunk) answer(i); // each byte: the index of the ping a client answers
+    });
+    await new Promise<void>((resolve) =>
+      setTimeout(() => {
+        // The timers phase: the reply is in the socket, unread, when the sweep is asked for.
+        writer.write(Buffer.from([1, 0]));
+        collect();
+        resolve();
+      }, 1),
+    );
+    await flush(); // queued after the edge's own: runs once the SWEEP is out
+    assert.is(sweeps.length, 1);
+    assert.equal(subjectsOf(sweeps[0]!.replies), ["svc.b", "svc.a"], "the replies in the socket were read before the SWEEP");
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("presence edge - a second ask in the same turn brings no second SWEEP", async () => {
+  const { edge, sweeps, answer, collect } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  collect();
+  answer(0);
+  collect();
+  answer(1);
+  await flush();
+  await flush();
+  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.a", "svc.b"]], "one SWEEP answers both asks");
+  collect();
+  await flush();
+  assert.is(sweeps.length, 2, "an ask of the next turn is answered again");
+});
+
+test("presence edge - after monitor.stop no SWEEP of the old leadership is delivered and its replies are dropped", async () => {
+  const { edge, sweeps, subscriptions, answer, collect } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
   const old = subscriptions[0]!;
-  edge.handle({ type: "monitor.stop" });
+  answer(0); // read, waiting for the sweep
+  collect();
+  edge.handle({ type: "monitor.stop" }); // leadership ends before the SWEEP goes out
   assert.is(old.active, false, "unsubscribed when monitoring stopped");
-  edge.handle({ type: "client.ping", subject: "svc.a" }); // the next leadership
+  answer(1, old); // a reply the client library had queued for the old subscription
   await flush();
-  assert.is(pings.length, 2);
-  answer(0, old);
-  assert.equal(log, [], "the earlier leadership's reply is dropped");
-  answer(1);
-  assert.equal(log, ["monitor PONG svc.a rtt number"]);
+  await flush();
+  assert.equal(sweeps, [], "no SWEEP for a monitor that is gone");
+  // The next leadership: its first SWEEP has only its own replies.
+  edge.handle({ type: "clients.ping", subjects: ["svc.c"] });
+  assert.is(subscriptions.length, 2, "a fresh reply subscription");
+  answer(1, old);
+  answer(2);
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.c"]]);
 });
 
-test("presence edge - a ping superseded by the next one is recorded as ping-failed and its reply is no PONG", async () => {
-  const { edge, log, recorded, answer } = pingingEdge();
-  edge.handle({ type: "client.ping", subject: "svc.a" });
-  await flush();
-  edge.handle({ type: "client.ping", subject: "svc.a" });
-  await flush();
+test("presence edge - a ping superseded by the next one is recorded as ping-failed and its reply is in no SWEEP", async () => {
+  const { edge, sweeps, recorded, metrics, answer, collect } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a"] });
+  edge.handle({ type: "clients.ping", subjects: ["svc.a"] });
   assert.equal(recorded, ["ping-failed svc.a superseded"]);
+  assert.equal(metrics, ["pingSent 1", "pingFailed", "pingSent 1"]);
   answer(0);
-  assert.equal(log, []);
+  collect();
+  await flush();
+  assert.equal(subjectsOf(sweeps[0]!.replies), [], "the superseded ping's reply");
   answer(1);
-  assert.equal(log, ["monitor PONG svc.a rtt number"]);
+  collect();
+  await flush();
+  assert.equal(subjectsOf(sweeps[1]!.replies), ["svc.a"], "the latest ping's reply");
 });
 
-test("presence edge - the reply of a client found dead is no PONG", async () => {
-  const { edge, log, store, answer } = pingingEdge();
+test("presence edge - the reply of a client found dead is in no SWEEP", async () => {
+  const { edge, sweeps, store, recorded, answer, collect } = pingingEdge();
   store.expect("remove");
-  edge.handle({ type: "client.ping", subject: "svc.a" });
-  await flush();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
   edge.handle({ type: "registration.remove", subject: "svc.a", revision: 3 });
+  assert.equal(store.pending.map((c) => [c.op, ...c.args]), [["remove", "svc.a", 3]]);
   answer(0);
-  assert.equal(log, []);
+  answer(1);
+  collect();
+  await flush();
+  assert.equal(subjectsOf(sweeps[0]!.replies), ["svc.b"]);
+  assert.equal(recorded, [], "a forgotten ping is not a failed one");
   store.verify();
+});
+
+const INTERVAL_MS = 50;
+
+test("presence edge - a sweep asked for late after a stall says how long, warns and counts it; one on time says 0", async () => {
+  const { edge, sweeps, metrics, logged, collect } = pingingEdge(INTERVAL_MS);
+  let askedAt = performance.now();
+  collect();
+  await flush();
+  askedAt = performance.now();
+  collect(); // on time: one turn after the last
+  await flush();
+  // A little late, but less than the threshold: the SWEEP comes after the replies were read anyway.
+  blockUntil(askedAt, INTERVAL_MS + STALL_THRESHOLD_MS / 2);
+  askedAt = performance.now();
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0, 0]);
+  assert.equal(metrics, [], "no stall counted");
+  // The event loop is held for three thresholds past the interval.
+  blockUntil(askedAt, INTERVAL_MS + 3 * STALL_THRESHOLD_MS);
+  collect();
+  await flush();
+  const stalledMs = sweeps[3]!.stalledMs;
+  assert.ok(stalledMs >= 3 * STALL_THRESHOLD_MS - 1, `stalledMs ${stalledMs}: at least what the loop was held past the interval`);
+  assert.equal(metrics, [`sweepStalled ${stalledMs}`]);
+  const warnings = logged.filter((l) => l.level === "warn");
+  assert.equal(
+    warnings.map(({ level, component, message, stalledMs }) => ({ level, component, message, stalledMs })),
+    [{ level: "warn", component: "monitor", message: `event loop stalled ${stalledMs} ms; verdicts deferred`, stalledMs }],
+  );
+  collect(); // on time again
+  await flush();
+  assert.is(sweeps[4]!.stalledMs, 0);
+  assert.equal(metrics, [`sweepStalled ${stalledMs}`], "counted once");
+  edge.handle({ type: "monitor.stop" });
+});
+
+test("presence edge - the first sweep of a new leadership follows no stall, however long ago the last one was", async () => {
+  const { edge, sweeps, metrics, logged, collect } = pingingEdge(INTERVAL_MS);
+  const askedAt = performance.now();
+  collect();
+  await flush();
+  edge.handle({ type: "monitor.stop" });
+  blockUntil(askedAt, INTERVAL_MS + 3 * STALL_THRESHOLD_MS);
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0]);
+  assert.equal(metrics, []);
+  assert.equal(logged.filter((l) => l.level === "warn"), []);
 });
 
 test.run();
