@@ -170,15 +170,23 @@ export class LivenessTable {
   }
 
   /**
-   * One sweep at `nowMs`: applies the replies that arrived since the last one, then judges.
+   * One sweep at `nowMs`: applies the replies that arrived since the last one and forgets the
+   * pings that were not sent (`unsent`), then judges.
    *
    * `stalledMs` > 0 says the leader's event loop was stalled that long before this sweep:
    * replies may have arrived that it has not read yet. Then every deadline moves by the
    * stall and nobody is judged or pinged in this sweep (the next one judges, after the
    * replies were read); NodeState goes on.
    */
-  sweep(nowMs: number, stalledMs: number, replies: readonly ReplyFact[]): SweepResult {
+  sweep(nowMs: number, stalledMs: number, replies: readonly ReplyFact[], unsent: readonly string[] = []): SweepResult {
     const result: SweepResult = { ping: [], missed: [], replied: [], dead: [], states: [] };
+    // A ping that never went out proves nothing either way: ask for it again.
+    for (const subject of unsent) {
+      const i = this.slotOf.get(subject);
+      if (i === undefined || this.missAt[i] === 0) continue;
+      this.missAt[i] = 0;
+      this.nextPing[i] = nowMs;
+    }
     for (const r of replies) {
       const fact = this.reply(r);
       if (fact !== null) result.replied.push(fact);

@@ -64,8 +64,12 @@ export const monitorMachine = setup({
       const count = context.shards.length;
       const perShard: ReplyFact[][] = Array.from({ length: count }, () => []);
       for (const reply of event.replies) perShard[shardOf(reply.subject, count)]!.push(reply);
+      const unsent: (string[] | undefined)[] = new Array<string[] | undefined>(count);
+      for (const subject of event.unsent ?? []) (unsent[shardOf(subject, count)] ??= []).push(subject);
       for (let i = 0; i < count; i++) {
-        enqueue.sendTo(context.shards[i]!, { type: "SWEEP", atMs: event.atMs, stalledMs: event.stalledMs, replies: perShard[i]! });
+        const sweep: SweepEvent = { type: "SWEEP", atMs: event.atMs, stalledMs: event.stalledMs, replies: perShard[i]! };
+        if (unsent[i] !== undefined) sweep.unsent = unsent[i];
+        enqueue.sendTo(context.shards[i]!, sweep);
       }
     }),
     /** Sends each shard its part of the registrations, as one batch per shard. */

@@ -30,6 +30,8 @@ export interface SweepEvent {
   stalledMs: number;
   /** The replies of this shard's clients since the last sweep, in the order they were read. */
   replies: ReplyFact[];
+  /** Clients whose ping was asked for but not sent (the lease was unsure, NATS down): pinged again, not judged on it. */
+  unsent?: string[];
 }
 
 export type ShardEvent =
@@ -109,7 +111,7 @@ export const shardMachine = setup({
     /** Applies the replies, judges every client, and sends what is due. */
     sweep: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, "SWEEP");
-      const result = context.liveness.sweep(event.atMs, event.stalledMs, event.replies);
+      const result = context.liveness.sweep(event.atMs, event.stalledMs, event.replies, event.unsent);
       const tell = (type: "PING_MISSED" | "REPLIED" | "DEAD_TIMEOUT", facts: typeof result.missed): void => {
         for (const { subject, lastSeenMs, rttMs, missedPings } of facts) {
           const ref = context.clients.get(subject);

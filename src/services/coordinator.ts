@@ -227,6 +227,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       coordinatorId: config.coordinatorId,
       store: registrations,
       sweepIntervalMs: config.sweepIntervalMs,
+      deadTimeoutMs: config.deadTimeoutMs,
       reportEncoding: config.reportEncoding,
       logger,
       leaseIsValid: () => elected.leaseIsValid(),

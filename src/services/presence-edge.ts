@@ -10,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import type { MonitorCommand, RegistrationRecord } from "../machines/commands.js";
 import type { ReplyFact } from "../machines/liveness.js";
+import type { SweepEvent } from "../machines/shard.js";
 import type { MonitorEvent } from "../machines/monitor.js";
 import {
   parseRegistration,
@@ -59,8 +60,10 @@ export interface PresenceEdgeOptions {
   clusterId: string;
   coordinatorId: string;
   store: RegistrationStore;
-  /** The monitor's sweep interval: a sweep asked for much later than this follows a stall. */
+  /** The monitor's sweep interval: a sweep much later than this follows a stall. */
   sweepIntervalMs: number;
+  /** The dead timeout: it sizes how much stall time may be credited (STALL_CREDIT_WINDOW_DEAD_TIMEOUTS). */
+  deadTimeoutMs: number;
   reportEncoding: ReportEncoding;
   logger: Logger;
   /** True while this coordinator may act as leader (its renew deadline has not passed). */
@@ -92,6 +95,20 @@ const STORE_RETRY_DELAY_MS = 1000;
  * Shorter stalls cost nothing: the SWEEP is delivered after the waiting replies were read.
  */
 export const STALL_THRESHOLD_MS = 100;
+/**
+ * Stall credit is capped, as Lifeguard caps its timeout multiplier: within any window of
+ * 4 × the dead timeout, at most half of it is credited. One stall of twice the dead timeout
+ * is forgiven in full; a leader that is late on every sweep still judges, with its clocks at
+ * no less than half speed (NodeDead within about twice the dead timeout).
+ */
+const STALL_CREDIT_WINDOW_DEAD_TIMEOUTS = 4;
+
+/**
+ * Epoch milliseconds on a monotonic clock: the wall clock at process start plus monotonic
+ * time since. Every time the machines judge by comes from here, so a step of the system
+ * clock (NTP, a resumed VM) neither kills every client nor delays every verdict.
+ */
+const monotonicEpochMs = (): number => Math.round(performance.timeOrigin + performance.now());
 
 export class PresenceEdge {
   private readonly log: Logger;
@@ -124,9 +141,13 @@ export class PresenceEdge {
   private readonly pinger: Pinger;
   /** The replies read since the last SWEEP, handed over with the next. */
   private replies: ReplyFact[] = [];
-  /** When the monitor last asked for a sweep (performance.now()), 0 before the first of a leadership. */
-  private lastSweepAskedAt = 0;
+  /** When the last SWEEP went out (performance.now()), 0 before the first of a leadership. */
+  private lastSweepAt = 0;
   private sweepScheduled = false;
+  /** Stall time credited lately: when, and how much (see STALL_CREDIT_WINDOW_DEAD_TIMEOUTS). */
+  private credits: { at: number; ms: number }[] = [];
+  /** Subjects whose ping a shard asked for but this edge did not send (lease unsure, disconnected): they go back in the next SWEEP. */
+  private unsent: string[] = [];
   private readonly stalls: WarningThrottle;
 
   constructor(private readonly options: PresenceEdgeOptions) {
@@ -182,30 +203,49 @@ export class PresenceEdge {
   /**
    * Answers the monitor's sweep with one SWEEP. Node runs due timers before it reads its
    * sockets, so the sweep's timer may fire with replies waiting unread: the SWEEP goes out
-   * after this turn's I/O (setImmediate), with every reply read until then. If the sweep came
-   * far later than its interval, the event loop was stalled: the time it could not observe
-   * must not count against any client, so the SWEEP says how long, and the shards defer
-   * their verdicts (Lifeguard's local health awareness).
+   * after this turn's I/O (setImmediate), with every reply read until then. If it goes out
+   * far later than one interval after the last, the event loop was stalled: the time it
+   * could not observe must not count against any client, so the SWEEP says how long, and the
+   * shards move their deadlines and defer their verdicts (Lifeguard's local health awareness).
+   * Pings this edge did not send go back too, so that nobody is judged on a ping that never
+   * went out.
    */
   private collectReplies(): void {
-    const now = performance.now();
-    const late = this.lastSweepAskedAt === 0 ? 0 : now - this.lastSweepAskedAt - this.options.sweepIntervalMs;
-    this.lastSweepAskedAt = now;
-    const stalledMs = late > STALL_THRESHOLD_MS ? Math.round(late) : 0;
-    if (stalledMs > 0) {
-      this.stalls.warn("stall", `event loop stalled ${stalledMs} ms; verdicts deferred`, { stalledMs });
-      this.options.metrics?.sweepStalled(stalledMs);
-    }
     if (this.sweepScheduled) return; // one SWEEP answers every ask of this turn
     this.sweepScheduled = true;
     const generation = this.generation;
     setImmediate(() => {
       this.sweepScheduled = false;
       if (generation !== this.generation) return;
+      const now = performance.now();
+      const late = this.lastSweepAt === 0 ? 0 : now - this.lastSweepAt - this.options.sweepIntervalMs;
+      this.lastSweepAt = now;
+      const stalledMs = late > STALL_THRESHOLD_MS ? this.credit(now, Math.round(late)) : 0;
       const replies = this.replies;
       this.replies = [];
-      this.options.toMonitor({ type: "SWEEP", atMs: Date.now(), stalledMs, replies });
+      const event: SweepEvent = { type: "SWEEP", atMs: monotonicEpochMs(), stalledMs, replies };
+      if (this.unsent.length > 0) {
+        event.unsent = this.unsent;
+        this.unsent = [];
+      }
+      this.options.toMonitor(event);
     });
+  }
+
+  /** The part of a stall that is credited (see STALL_CREDIT_WINDOW_DEAD_TIMEOUTS); logs and counts it. */
+  private credit(now: number, stallMs: number): number {
+    const window = STALL_CREDIT_WINDOW_DEAD_TIMEOUTS * this.options.deadTimeoutMs;
+    while (this.credits.length > 0 && this.credits[0]!.at < now - window) this.credits.shift();
+    const used = this.credits.reduce((sum, c) => sum + c.ms, 0);
+    const granted = Math.max(0, Math.min(stallMs, Math.floor(window / 2 - used)));
+    if (granted > 0) {
+      this.credits.push({ at: now, ms: granted });
+      this.stalls.warn("stall", `event loop stalled ${stallMs} ms; verdicts deferred`, { stalledMs: stallMs, creditedMs: granted });
+      this.options.metrics?.sweepStalled(granted);
+    } else {
+      this.stalls.warn("stall-uncredited", `event loop stalled ${stallMs} ms; stall credit used up, verdicts not deferred`, { stalledMs: stallMs });
+    }
+    return granted;
   }
 
   private async load(generation: number): Promise<void> {
@@ -213,7 +253,7 @@ export class PresenceEdge {
     try {
       const stored = await this.options.store.loadAll();
       if (generation !== this.generation) return;
-      const atMs = Date.now();
+      const atMs = monotonicEpochMs();
       const records: RegistrationRecord[] = stored.map((s) => ({ registration: s.registration, revision: s.revision, atMs }));
       // Every stored client was accepted once: all are monitored, even past --max-clients.
       for (const r of records) this.monitored.add(r.registration.subject);
@@ -252,7 +292,9 @@ export class PresenceEdge {
     this.generation += 1;
     this.pinger.stop(); // replies to this leadership's pings are dropped from here on
     this.replies = [];
-    this.lastSweepAskedAt = 0;
+    this.unsent = [];
+    this.credits = [];
+    this.lastSweepAt = 0;
     this.endWithholding();
     this.refusals.flush();
     this.storeFailures.flush();
@@ -331,7 +373,7 @@ export class PresenceEdge {
         if (!this.stillLeading(generation)) return m.nak();
         m.ack();
         if (this.debug) this.log.debug("client registered", { subject: registration.subject });
-        const record: RegistrationRecord = { registration, revision, atMs: Date.now() };
+        const record: RegistrationRecord = { registration, revision, atMs: monotonicEpochMs() };
         this.options.toMonitor({ type: "REGISTERED", record });
       }
     } catch (err) {
@@ -375,7 +417,10 @@ export class PresenceEdge {
 
   /** One shard sweep's pings, each published at once (the client library writes them out together). */
   private pingAll(subjects: readonly string[]): void {
-    if (!this.options.leaseIsValid() || !this.options.isConnected()) return;
+    if (!this.options.leaseIsValid() || !this.options.isConnected()) {
+      for (const subject of subjects) this.unsent.push(subject);
+      return;
+    }
     this.pinger.start();
     let sent = 0;
     for (const subject of subjects) {
@@ -383,6 +428,7 @@ export class PresenceEdge {
         this.pinger.ping(subject);
         sent += 1;
       } catch (err) {
+        this.unsent.push(subject);
         this.log.debug("could not send a ping", { subject, error: describeError(err) });
       }
     }
@@ -391,7 +437,7 @@ export class PresenceEdge {
 
   private onPong(subject: string, rttMs: number): void {
     this.options.metrics?.pingReplied(rttMs);
-    this.replies.push({ subject, atMs: Date.now(), rttMs: Math.round(rttMs * 100) / 100 });
+    this.replies.push({ subject, atMs: monotonicEpochMs(), rttMs: Math.round(rttMs * 100) / 100 });
   }
 
   /** Superseded before a reply came, or no responders: counted and recorded; the shard's sweep judges the miss. */
