@@ -123,6 +123,8 @@ export class WarningThrottle {
     /** The summary line's message. */
     private readonly summary: string,
     private readonly windowMs = 10_000,
+    /** The level of every line it writes. */
+    private readonly level: "warn" | "info" = "warn",
   ) {}
 
   warn(kind: string, message: string, fields: Record<string, unknown>): void {
@@ -132,7 +134,7 @@ export class WarningThrottle {
     }
     if (!this.logged.has(kind)) {
       this.logged.add(kind);
-      this.log.warn(message, fields);
+      this.log.log(this.level, message, fields);
       return;
     }
     this.unlogged.set(kind, (this.unlogged.get(kind) ?? 0) + 1);
@@ -147,6 +149,6 @@ export class WarningThrottle {
     const counts = Object.fromEntries(this.unlogged);
     const total = [...this.unlogged.values()].reduce((a, b) => a + b, 0);
     this.unlogged.clear();
-    this.log.warn(this.summary, { count: total, byKind: counts, windowMs: this.windowMs });
+    this.log.log(this.level, this.summary, { count: total, byKind: counts, windowMs: this.windowMs });
   }
 }

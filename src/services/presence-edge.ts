@@ -102,6 +102,12 @@ export const STALL_THRESHOLD_MS = 100;
  * no less than half speed (NodeDead within about twice the dead timeout).
  */
 const STALL_CREDIT_WINDOW_DEAD_TIMEOUTS = 4;
+/**
+ * Stalls of this many ms or more are warnings: long enough that a leader without stall
+ * credit would have called answering clients suspect. Shorter ones (a GC pause on a busy
+ * machine) are logged at info.
+ */
+export const STALL_WARN_MS = 1000;
 
 /**
  * Epoch milliseconds on a monotonic clock: the wall clock at process start plus monotonic
@@ -149,6 +155,7 @@ export class PresenceEdge {
   /** Subjects whose ping a shard asked for but this edge did not send (lease unsure, disconnected): they go back in the next SWEEP. */
   private unsent: string[] = [];
   private readonly stalls: WarningThrottle;
+  private readonly shortStalls: WarningThrottle;
 
   constructor(private readonly options: PresenceEdgeOptions) {
     this.log = options.logger.child({ component: "monitor" });
@@ -156,6 +163,7 @@ export class PresenceEdge {
     this.refusals = new WarningThrottle(this.log, "more registrations refused (counted, not logged one by one)");
     this.storeFailures = new WarningThrottle(this.log, "more registrations could not be stored (counted, not logged one by one)");
     this.stalls = new WarningThrottle(this.log, "more event-loop stalls deferred verdicts (counted, not logged one by one)");
+    this.shortStalls = new WarningThrottle(this.log, "more short event-loop stalls deferred verdicts (counted, not logged one by one)", 10_000, "info");
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
     this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
@@ -240,7 +248,10 @@ export class PresenceEdge {
     const granted = Math.max(0, Math.min(stallMs, Math.floor(window / 2 - used)));
     if (granted > 0) {
       this.credits.push({ at: now, ms: granted });
-      this.stalls.warn("stall", `event loop stalled ${stallMs} ms; verdicts deferred`, { stalledMs: stallMs, creditedMs: granted });
+      (stallMs >= STALL_WARN_MS ? this.stalls : this.shortStalls).warn("stall", `event loop stalled ${stallMs} ms; verdicts deferred`, {
+        stalledMs: stallMs,
+        creditedMs: granted,
+      });
       this.options.metrics?.sweepStalled(granted);
     } else {
       this.stalls.warn("stall-uncredited", `event loop stalled ${stallMs} ms; stall credit used up, verdicts not deferred`, { stalledMs: stallMs });
@@ -299,6 +310,7 @@ export class PresenceEdge {
     this.refusals.flush();
     this.storeFailures.flush();
     this.stalls.flush();
+    this.shortStalls.flush();
     this.monitored.clear();
     this.reportEncoder.clear();
     const consumer = this.consumer;

@@ -5,7 +5,7 @@
  *
  * The log (format 1), one JSON object per line:
  *
- *   {"kind":"header","format":1,"version":"0.1.0","config":{...},"seed":42,"coordinatorId":"c1","startedAt":"2026-..."}
+ *   {"kind":"header","format":2,"version":"0.2.0","config":{...},"seed":42,"coordinatorId":"c1","startedAt":"2026-..."}
  *   {"kind":"start","t":3.125}                                  the election actor was started
  *   {"kind":"event","t":12.345,"target":"election","event":{"type":"HEARTBEAT",...}}
  *   {"kind":"event","t":20.5,"target":"monitor","event":{"type":"PONG",...}}
