@@ -117,6 +117,16 @@ test("metrics - a leader's scrape shows its role, epoch, clients by state, pings
     assert.match(text, /# HELP presence_ping_rtt_seconds /);
     assert.match(text, /# TYPE presence_ping_rtt_seconds histogram/);
 
+    // The leader's event loop stalls (SIGSTOP for 1.2 s): its next sweep is late, the stall is
+    // credited, and both stall counters show it.
+    assert.ok(value(samples, "presence_sweep_stalls_total") !== undefined, "the stall counter is there before any stall");
+    proc.signal("SIGSTOP");
+    await new Promise((r) => setTimeout(r, 1200));
+    proc.signal("SIGCONT");
+    const stalled = await scrapeUntil(base, "the stall counted", (x) => (value(x, "presence_sweep_stalled_seconds_total") ?? 0) >= 1, 10_000);
+    assert.ok(value(stalled.samples, "presence_sweep_stalls_total")! >= 1, "one stall or more");
+    assert.ok(proc.logs().some((l) => /^event loop stalled \d+ ms; verdicts deferred$/.test(String(l.message))), "and logged");
+
     const health = await fetch(`${base}/healthz`);
     assert.is(health.status, 200);
     assert.equal(await health.json(), { status: "ok", nats: "connected" });
