@@ -4,17 +4,20 @@
  * The hub is built to stay cheap with 10,000 clients and more:
  * - actors are registered once (on `@xstate.actor`) and their snapshots are read lazily,
  *   only when a page asks for a view, never copied on every transition;
- * - events go into a fixed-size ring. Routine chatter (pings, replies, NodeState, timers)
- *   is counted per type and only sampled into the ring, within a budget per interval,
- *   unless it concerns the actor the page is looking at, whose events are all kept;
+ * - events go into a fixed-size ring. Routine chatter (sweeps, their batches of pings,
+ *   replies and NodeState, timers) is counted per type and only sampled into the ring,
+ *   within a budget per interval, unless it concerns the actor the page is looking at,
+ *   whose events are all kept (a batch that names the selected client counts as its own);
+ * - pings and replies travel in batches, so they are also counted one per client, as the
+ *   `ping` and `reply` rates;
  * - the client table is filtered, sorted and paged here, so a page gets at most one page of
  *   rows, however many clients there are.
  * With inspection off the hub does not exist and the actors are created without `inspect`.
  */
-import type { LivenessTable } from "../machines/liveness.js";
 import type { AnyActorRef, AnyEventObject, InspectionEvent } from "xstate";
 import type { Command } from "../machines/commands.js";
 import type { ClientContext } from "../machines/client.js";
+import type { LivenessTable } from "../machines/liveness.js";
 import type { ElectionContext } from "../machines/election.js";
 import type { MonitorEvent } from "../machines/monitor.js";
 import type { ShardEvent } from "../machines/shard.js";
@@ -27,7 +30,7 @@ export type ClientRowState = "alive" | "suspect" | "dead" | "left";
 export interface ClientRow {
   subject: string;
   state: ClientRowState;
-  /** Where the client's actor is in its machine, e.g. `tracking.liveness.suspect.awaitingReply`. */
+  /** Where the client's actor is in its machine, e.g. `suspect`. */
   machineState: string;
   lastSeenMs: number;
   rttMs: number;
@@ -158,7 +161,7 @@ function isRoutine(type: string, event: AnyEventObject): boolean {
   return false;
 }
 
-/** `xstate.after.pingInterval.client.tracking…` → `after pingInterval`. */
+/** `xstate.after.sweepInterval.monitor.sweeping.waiting` → `after sweepInterval`. */
 function shortType(type: string): string {
   if (type.startsWith("xstate.after.")) return `after ${type.slice("xstate.after.".length).split(".")[0]}`;
   return type;
@@ -184,13 +187,40 @@ function clip(text: string, max = 140): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-/** A short line for an event or command: what a person wants to read in the event list. */
-function describeEvent(event: AnyEventObject): { detail: string; report?: string } {
+/** `n` subjects, the first few of them, and `about` among them wherever it is. */
+function someSubjects(subjects: readonly string[], about: string | null): string {
+  const shown = subjects.slice(0, 3);
+  if (about !== null && subjects.includes(about) && !shown.includes(about)) shown.push(about);
+  const more = subjects.length - shown.length;
+  return `${shown.join(" ")}${more > 0 ? ` +${more} more` : ""}`;
+}
+
+const presenceDetail = (r: Extract<Command, { type: "report.presence" }>["report"]): string =>
+  `${r.clientSubject} state=${r.state} missed=${r.missedPings} rtt=${round(r.rttMs)}ms`;
+
+/**
+ * A short line for an event or command: what a person wants to read in the event list. A
+ * batch (a sweep's replies, pings, NodeState reports) names `about`, the selected client,
+ * when it is in the batch.
+ */
+function describeEvent(event: AnyEventObject, about: string | null): { detail: string; report?: string } {
   const e = event as unknown as Command | MonitorEvent | ShardEvent;
   switch (e.type) {
+    case "SWEEP": {
+      const stall = e.stalledMs > 0 ? ` stalled ${round(e.stalledMs)}ms (verdicts deferred)` : "";
+      const mine = about === null ? undefined : e.replies.find((r) => r.subject === about);
+      const reply = mine === undefined ? "" : `: ${mine.subject} replied rtt=${round(mine.rttMs)}ms`;
+      return { detail: `${e.replies.length} ${e.replies.length === 1 ? "reply" : "replies"}${reply}${stall}` };
+    }
+    case "clients.ping":
+      return { detail: `${e.subjects.length}: ${someSubjects(e.subjects, about)}` };
+    case "reports.state": {
+      const mine = about === null ? undefined : e.reports.find((r) => r.clientSubject === about);
+      if (mine !== undefined) return { detail: `${presenceDetail(mine)} (1 of ${e.reports.length})`, report: "NodeState" };
+      return { detail: `${e.reports.length}: ${someSubjects(e.reports.map((r) => r.clientSubject), null)}`, report: "NodeState" };
+    }
     case "report.presence": {
-      const r = e.report;
-      return { detail: `${r.clientSubject} state=${r.state} missed=${r.missedPings} rtt=${r.rttMs}ms`, report: r.type };
+      return { detail: presenceDetail(e.report), report: e.report.type };
     }
     case "report.publish": {
       const r = e.report;
@@ -303,6 +333,9 @@ export class InspectionHub {
   private notableLeft: number;
   private budgetSince: number;
   private counts = new Map<string, number>();
+  /** Pings and replies, one per client (they travel in batches, which `counts` counts). */
+  private pings = 0;
+  private replies = 0;
   private countsSince: number;
   private lastRates: View["rates"] = { eventsPerSecond: 0, sampled: false, byType: [] };
   private droppedSinceRates = 0;
@@ -356,8 +389,11 @@ export class InspectionHub {
     this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
     const to = this.byRef.get(target);
     const from = source !== undefined && source !== target ? this.byRef.get(source) : undefined;
+    // The monitor's SWEEP holds every reply; each shard's SWEEP holds a part of them.
+    if (type === "SWEEP" && to?.kind === "monitor") this.replies += (event as Extract<MonitorEvent, { type: "SWEEP" }>).replies.length;
+    else if (type === "clients.ping") this.pings += (event as Extract<Command, { type: "clients.ping" }>).subjects.length;
     const selected =
-      this.selectedKey !== null && (to?.key === this.selectedKey || from?.key === this.selectedKey || this.concernsSelected(event));
+      this.selectedKey !== null && (to?.key === this.selectedKey || from?.key === this.selectedKey || this.concernsSelected(event, to));
     const now = this.now();
     if (now - this.budgetSince >= 1000) {
       this.budgetSince = now;
@@ -378,7 +414,7 @@ export class InspectionHub {
       this.droppedSinceRates += 1;
       return;
     }
-    const { detail, report } = describeEvent(event);
+    const { detail, report } = describeEvent(event, this.selectedClient());
     // A command is shown under the machine that sent it, an event under the one that got it.
     const command = to?.kind === "outbox";
     const owner = command && from !== undefined ? from : to;
@@ -399,12 +435,21 @@ export class InspectionHub {
     }
   }
 
-  /** Commands sent to the outbox on behalf of the selected client (pings, reports) belong to it too. */
-  private concernsSelected(event: AnyEventObject): boolean {
+  /** The subject of the selected client, if a client is selected. */
+  private selectedClient(): string | null {
     const key = this.selectedKey;
-    if (key === null || !key.startsWith("client:")) return false;
-    const subject = key.slice("client:".length);
-    const e = event as Command;
+    return key !== null && key.startsWith("client:") ? key.slice("client:".length) : null;
+  }
+
+  /**
+   * Commands sent to the outbox on behalf of the selected client (pings, reports, in batches
+   * or alone) belong to it too, and so does its shard's SWEEP that carries its reply.
+   */
+  private concernsSelected(event: AnyEventObject, to: Entry | undefined): boolean {
+    const subject = this.selectedClient();
+    if (subject === null) return false;
+    const e = event as Command | ShardEvent;
+    if (e.type === "SWEEP") return to?.kind === "shard" && e.replies.some((r) => r.subject === subject);
     if (e.type === "registration.remove") return e.subject === subject;
     if (e.type === "clients.ping") return e.subjects.includes(subject);
     if (e.type === "report.presence") return e.report.clientSubject === subject;
@@ -457,14 +502,23 @@ export class InspectionHub {
     }
   }
 
+  /**
+   * A live client's context with its latest liveness: the actor hears only lifecycle changes,
+   * so its last reply, rtt and missed pings are read from its shard's liveness table.
+   */
+  private freshContext(context: ClientContext, parent: AnyActorRef | undefined): ClientContext {
+    const table = (parent?.getSnapshot() as { context?: { liveness?: LivenessTable } } | undefined)?.context?.liveness;
+    const liveness = table?.get(context.subject);
+    if (liveness === undefined) return context;
+    return { ...context, lastSeenMs: liveness.lastSeenMs, rttMs: liveness.rttMs, missedPings: liveness.missedPings };
+  }
+
   /** Every client, live and finished; the machine state is described later, for one page only. */
   private allRows(): RowData[] {
     const rows: RowData[] = [];
     for (const { ref, shard, parent } of this.clients.values()) {
       const snap = ref.getSnapshot() as { context: ClientContext; value: unknown };
-      // The client actor hears only lifecycle changes: its shard's table has the latest reply.
-      const liveness = (parent?.getSnapshot() as { context?: { liveness?: LivenessTable } } | undefined)?.context?.liveness?.get(snap.context.subject);
-      rows.push(rowData(liveness === undefined ? snap.context : { ...snap.context, ...liveness, metadata: snap.context.metadata }, snap.value, shard, true));
+      rows.push(rowData(this.freshContext(snap.context, parent), snap.value, shard, true));
     }
     for (const row of this.finished.values()) rows.push(row);
     return rows;
@@ -487,6 +541,8 @@ export class InspectionHub {
     });
     const merged = new Map<string, number>();
     for (const t of byType) merged.set(t.type, (merged.get(t.type) ?? 0) + t.perSecond);
+    if (this.pings > 0) merged.set("ping", (this.pings * 1000) / elapsed);
+    if (this.replies > 0) merged.set("reply", (this.replies * 1000) / elapsed);
     this.lastRates = {
       eventsPerSecond: (total * 1000) / elapsed,
       sampled: this.droppedSinceRates > 0,
@@ -496,6 +552,8 @@ export class InspectionHub {
         .slice(0, 12),
     };
     this.counts = new Map();
+    this.pings = 0;
+    this.replies = 0;
     this.countsSince = now;
     this.droppedSinceRates = 0;
     return this.lastRates;
@@ -604,6 +662,8 @@ export class InspectionHub {
       return null;
     }
     const snap = entry.ref.getSnapshot() as { status: string; value?: unknown; context?: unknown };
+    const client = entry.kind === "client" ? this.clients.get(entry.ref.id) : undefined;
+    const context = client !== undefined ? this.freshContext(snap.context as ClientContext, client.parent) : snap.context;
     return {
       key,
       kind: entry.kind,
@@ -611,7 +671,7 @@ export class InspectionHub {
       status: snap.status,
       state: describeStateValue(snap.value),
       value: snap.value ?? null,
-      context: flatContext(entry.kind, snap.context),
+      context: flatContext(entry.kind, context),
       events: [...this.selectedRing],
     };
   }

@@ -7,8 +7,11 @@ import * as assert from "uvu/assert";
 import WebSocket from "ws";
 import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef } from "xstate";
 import { DEFAULT_MONITOR_TIMINGS } from "../../src/config.js";
+import type { ClientContext } from "../../src/machines/client.js";
 import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
+import type { ReplyFact } from "../../src/machines/liveness.js";
 import { monitorMachine, type MonitorEvent } from "../../src/machines/monitor.js";
+import { shardOf } from "../../src/machines/shard.js";
 import { InspectionHub, type View } from "../../src/services/inspection.js";
 import { InspectorServer, parseViewMessage } from "../../src/services/inspector-server.js";
 import { createLogger } from "../../src/services/logger.js";
@@ -39,19 +42,42 @@ function inspectedMonitor(shardCount: number) {
     revision: ++revision,
     atMs: 1_000_000 + clock.now(),
   });
+  /** Replies read since the last sweep, as the edge keeps them. */
+  const pending: ReplyFact[] = [];
+  /** Commands the edge has acted on (pings a SWEEP sends are answered in the same step). */
+  let seen = 0;
   return {
     clock,
     hub,
     commands,
+    /** Every SWEEP the edge answered with. */
+    sweeps: [] as Extract<MonitorEvent, { type: "SWEEP" }>[],
     send: (e: MonitorEvent) => monitor().send(e),
     load: (subjects: string[]) => monitor().send({ type: "REGISTRATIONS_LOADED", records: subjects.map(record) }),
-    pong: (subject: string) => monitor().send({ type: "PONG", subject, atMs: 1_000_000 + clock.now(), rttMs: 1.5 }),
-    /** Advances the clock; every client in `answering` replies to each ping at once. */
+    /** A client actor's own context (what it heard), not the hub's view of it. */
+    clientContext(subject: string, shardCount: number): ClientContext {
+      const shard = monitor().getSnapshot().children[`shard-${shardOf(subject, shardCount)}`] as AnyActorRef;
+      return (shard.getSnapshot().children[subject] as AnyActorRef).getSnapshot().context as ClientContext;
+    },
+    /**
+     * Advances the clock in steps of 5 ms, acting as the edge: every client in `answering`
+     * replies to each of its pings within the step (rtt 1.5 ms), and each replies.collect is
+     * answered with one SWEEP carrying the replies since the last one.
+     */
     advance(ms: number, answering: Set<string> = new Set()) {
       for (let t = 0; t < ms; t += 5) {
-        const before = commands.length;
         clock.increment(5);
-        for (const c of commands.slice(before)) if (c.type === "client.ping" && answering.has(c.subject)) this.pong(c.subject);
+        const atMs = 1_000_000 + clock.now();
+        for (; seen < commands.length; seen++) {
+          const c = commands[seen]!;
+          if (c.type === "clients.ping") {
+            for (const subject of c.subjects) if (answering.has(subject)) pending.push({ subject, atMs, rttMs: 1.5 });
+          } else if (c.type === "replies.collect") {
+            const sweep = { type: "SWEEP" as const, atMs, stalledMs: 0, replies: pending.splice(0) };
+            this.sweeps.push(sweep);
+            monitor().send(sweep);
+          }
+        }
       }
     },
   };
@@ -82,19 +108,27 @@ test("inspection - at 10,000 clients a view carries one page of rows, every shar
   assert.is(page2.clients.rows[49]!.subject, "load.client-09999");
 });
 
-test("inspection - routine pings and replies are counted per type and only sampled into the event list", () => {
+const ROUTINE = new Set(["SWEEP", "replies.collect", "clients.ping", "NodeState", "after sweepInterval"]);
+
+test("inspection - routine sweeps, pings and replies are counted per client and only sampled into the event list", () => {
   const m = inspectedMonitor(8);
   const subjects = Array.from({ length: 200 }, (_, i) => `r.c${i}`);
   m.load(subjects);
   m.advance(3000, new Set(subjects));
   const view = m.hub.view({});
-  const pingsSent = m.commands.filter((c) => c.type === "client.ping").length;
-  assert.ok(pingsSent >= 400, `every client was pinged (${pingsSent})`);
-  const routine = view.events.filter((e) => e.type === "client.ping" || e.type === "PONG").length;
-  assert.ok(routine <= 4 * 4, `pings and replies are sampled: at most the budget of 4 a second (${routine} of ${2 * pingsSent})`);
+  const pings = m.commands.flatMap((c) => (c.type === "clients.ping" ? c.subjects : []));
+  assert.ok(pings.length >= 400, `every client was pinged (${pings.length})`);
+  const replies = m.sweeps.reduce((n, s) => n + s.replies.length, 0);
+  assert.ok(replies >= 400, `and replied (${replies})`);
+  const routine = view.events.filter((e) => ROUTINE.has(e.type));
+  assert.ok(routine.length > 0, "some routine events are kept");
+  assert.ok(routine.length <= 4 * 4, `sweeps, pings and replies are sampled: at most the budget of 4 a second (${routine.length})`);
   assert.ok(view.rates.sampled);
-  const pongRate = view.rates.byType.find((t) => t.type === "PONG");
-  assert.ok(pongRate !== undefined && pongRate.perSecond > 50, "the reply rate is reported");
+  // Per client, not per batch: 3 s of counts, as the page shows them.
+  const rate = (type: string) => view.rates.byType.find((t) => t.type === type)?.perSecond ?? 0;
+  assert.is(rate("ping"), Math.round((pings.length / 3) * 10) / 10, "the ping rate counts every client pinged");
+  assert.is(rate("reply"), Math.round((replies / 3) * 10) / 10, "the reply rate counts every reply in the sweeps");
+  assert.ok(rate("SWEEP") > 0 && rate("SWEEP") < rate("reply"), "the sweep events are counted too, and are fewer than the replies");
 });
 
 test("inspection - every event of the selected client is kept, while the others' are sampled", () => {
@@ -108,13 +142,44 @@ test("inspection - every event of the selected client is kept, while the others'
   assert.is(selected.kind, "client");
   assert.is(selected.machine, "client");
   assert.is(selected.context.subject, "s.c7");
-  const pingsOfSelected = m.commands.filter((c) => c.type === "client.ping" && c.subject === "s.c7").length;
-  assert.ok(pingsOfSelected >= 3);
-  assert.is(selected.events.filter((e) => e.type === "client.ping").length, pingsOfSelected, "every ping of the selected client");
-  assert.is(selected.events.filter((e) => e.type === "PONG").length, pingsOfSelected, "every reply of the selected client");
+  // Its pings, replies and NodeState travel in batches with other clients': each batch that names it is its event.
+  const pingsOfSelected = m.commands.filter((c) => c.type === "clients.ping" && c.subjects.includes("s.c7")).length;
+  const repliesOfSelected = m.sweeps.filter((s) => s.replies.some((r) => r.subject === "s.c7")).length;
+  const statesOfSelected = m.commands.filter((c) => c.type === "reports.state" && c.reports.some((r) => r.clientSubject === "s.c7")).length;
+  assert.ok(pingsOfSelected >= 2 && repliesOfSelected >= 2 && statesOfSelected >= 1, `${pingsOfSelected} ${repliesOfSelected} ${statesOfSelected}`);
+  const ofType = (type: string) => selected.events.filter((e) => e.type === type);
+  assert.is(ofType("clients.ping").length, pingsOfSelected, "every ping of the selected client");
+  assert.ok(ofType("clients.ping").every((e) => e.channel === "command" && e.actor.startsWith("shard-")), "sent by its shard");
+  assert.is(ofType("SWEEP").length, repliesOfSelected, "every reply of the selected client, once (its shard's SWEEP, not the monitor's)");
+  assert.ok(ofType("SWEEP").every((e) => / s\.c7 replied rtt=1\.5ms/.test(e.detail)), ofType("SWEEP")[0]?.detail);
+  assert.ok(ofType("SWEEP").every((e) => e.actor === `shard-${shardOf("s.c7", 8)}`), "to its shard");
+  assert.is(ofType("NodeState").length, statesOfSelected, "every NodeState of the selected client");
+  assert.ok(ofType("NodeState").every((e) => e.channel === "report" && e.detail.startsWith("s.c7 state=alive")), ofType("NodeState")[0]?.detail);
   assert.ok(selected.events.every((e) => e.actor === "client:s.c7" || e.detail.includes("s.c7")), "only its own events");
-  const otherPings = view.events.filter((e) => e.type === "client.ping" && e.actor !== "client:s.c7").length;
-  assert.ok(otherPings < 200 * 3, "the other clients' pings are sampled");
+  const otherPings = view.events.filter((e) => e.type === "clients.ping" && !e.detail.includes("s.c7")).length;
+  const allPings = m.commands.filter((c) => c.type === "clients.ping").length;
+  assert.ok(otherPings <= 4 * 5, `the other clients' pings are sampled (${otherPings} of ${allPings})`);
+});
+
+test("inspection - a client's row shows its latest reply from its shard's table, though its actor heard nothing", () => {
+  const m = inspectedMonitor(4);
+  m.load(["q.one"]);
+  const registeredAt = m.clientContext("q.one", 4).lastSeenMs;
+  m.hub.select("client:q.one");
+  m.advance(2 * P.pingIntervalMs, new Set(["q.one"]));
+  const replies = m.sweeps.flatMap((s) => s.replies);
+  assert.ok(replies.length >= 1, "it replied");
+  const last = replies.at(-1)!;
+  assert.ok(last.atMs > registeredAt);
+  const view = m.hub.view({});
+  const row = view.clients.rows.find((r) => r.subject === "q.one")!;
+  assert.equal([row.state, row.machineState, row.lastSeenMs, row.rttMs, row.missedPings], ["alive", "alive", last.atMs, 1.5, 0]);
+  // The actor itself heard no event since its registration: it keeps its registration's time.
+  assert.is(m.clientContext("q.one", 4).lastSeenMs, registeredAt);
+  assert.is(view.selected!.events.filter((e) => e.channel === "event" && e.actor === "client:q.one").length, 0, "no event reached the actor");
+  // The selected client's context, as the page shows it, is as fresh as its row.
+  assert.is(view.selected!.context.lastSeen, new Date(last.atMs).toISOString());
+  assert.is(view.selected!.context.rttMs, 1.5);
 });
 
 test("inspection - a dead client stays in the table; filtering, sorting and paging happen in the hub", () => {
@@ -173,7 +238,7 @@ test("inspector server - serves the page and the charts, and streams views over 
     for (const path of ["app.js", "style.css"]) assert.is((await fetch(`${server.url}${path}`)).status, 200, path);
     const chart = await fetch(`${server.url}chart/client.svg`);
     assert.is(chart.status, 200);
-    assert.match(await chart.text(), /id="state:client\.tracking\.liveness\.suspect"/);
+    assert.match(await chart.text(), /id="state:client\.suspect"/);
     assert.is((await fetch(`${server.url}chart/nope.svg`)).status, 404);
 
     const ws = new WebSocket(`${server.url.replace("http", "ws")}ws`);
