@@ -3,12 +3,12 @@
  * entered the actor system and everything that went out, so that `replay` can feed the
  * same inputs through the same machines and get the very same commands and reports.
  *
- * The log (format 1), one JSON object per line:
+ * The log (format 2), one JSON object per line:
  *
  *   {"kind":"header","format":2,"version":"0.2.0","config":{...},"seed":42,"coordinatorId":"c1","startedAt":"2026-..."}
  *   {"kind":"start","t":3.125}                                  the election actor was started
  *   {"kind":"event","t":12.345,"target":"election","event":{"type":"HEARTBEAT",...}}
- *   {"kind":"event","t":20.5,"target":"monitor","event":{"type":"PONG",...}}
+ *   {"kind":"event","t":20.5,"target":"monitor","event":{"type":"SWEEP","replies":[...],...}}
  *   {"kind":"timer","t":2003.9,"n":4,"ms":2000}                  the 4th timer the machines set fired
  *   {"kind":"command","t":2003.9,"command":{"type":"report.publish",...}}
  *   {"kind":"info","t":2500.1,"what":"ping-failed","subject":"svc.a","error":"TIMEOUT"}
@@ -18,6 +18,10 @@
  * with sub-millisecond precision. `event` entries are the only inputs of the machines;
  * `info` entries (ping failures, connection changes) are what the edge saw but did not turn
  * into events, kept for whoever investigates an incident.
+ *
+ * Format 2 (sweeps): ping replies are in the monitor's SWEEP events, one per sweep interval,
+ * in answer to its replies.collect command. Format 1 had one PONG event per reply, which the
+ * sweeping machines cannot replay; replay refuses it and names the version that wrote it.
  *
  * Why timers are recorded: XState's real clock fires `after` timers a little late
  * (setTimeout jitter), so an incoming event and a timer due at the same moment can run in

@@ -18,6 +18,7 @@ import { createActor, fromCallback, SimulatedClock, type Actor, type AnyActorRef
 import type { Command } from "../machines/commands.js";
 import type { ShardMachine } from "../machines/shard.js";
 import { electionMachine } from "../machines/election.js";
+import type { ClientReport } from "../protocol/presence.js";
 import { electionInputFor } from "./election-driver.js";
 import { describeError } from "./logger.js";
 import { indexScheduler } from "./scheduler-index.js";
@@ -405,7 +406,7 @@ export function describeActors(actor: Actor<typeof electionMachine>): ActorState
         id: `${id}/${cid}`,
         kind: "client",
         value: client.status === "active" ? client.value : client.status,
-        detail: { state: client.context.state, missedPings: l.missedPings, lastSeenMs: l.lastSeenMs },
+        detail: { state: client.context.state, missedPings: l.missedPings, lastSeenMs: l.lastSeenMs, rttMs: l.rttMs },
       });
     }
   }
@@ -421,15 +422,20 @@ function fields(o: Record<string, unknown>): string {
     .join(" ");
 }
 
-/** One line per command: `  1234.567 ms  report.presence NodeDead demo.client-3 state=dead ...`. */
+function presenceLine(command: string, { type, clientSubject, metadata, ...rest }: ClientReport): string {
+  const meta = Object.keys(metadata).length > 0 ? ` ${JSON.stringify(metadata)}` : "";
+  return `${command} ${type} ${clientSubject} ${fields(rest)}${meta}`;
+}
+
+/**
+ * One line per command: `  1234.567 ms  report.presence NodeDead demo.client-3 state=dead ...`;
+ * a batch of NodeState reports is one line per report, the time on the first.
+ */
 export function formatCommand({ t, command }: TimedCommand): string {
   const time = `${t.toFixed(3).padStart(11)} ms`;
   switch (command.type) {
-    case "report.presence": {
-      const { type, clientSubject, metadata, ...rest } = command.report;
-      const meta = Object.keys(metadata).length > 0 ? ` ${JSON.stringify(metadata)}` : "";
-      return `${time}  report.presence ${type} ${clientSubject} ${fields(rest)}${meta}`;
-    }
+    case "report.presence":
+      return `${time}  ${presenceLine("report.presence", command.report)}`;
     case "report.publish": {
       const { type, ...rest } = command.report;
       return `${time}  report.publish ${type} ${fields(rest)}`;
@@ -437,9 +443,7 @@ export function formatCommand({ t, command }: TimedCommand): string {
     case "clients.ping":
       return `${time}  clients.ping ${command.subjects.join(" ")}`;
     case "reports.state":
-      return command.reports
-        .map(({ type, clientSubject, metadata: _metadata, ...rest }, i) => `${i === 0 ? time : " ".repeat(time.length)}  reports.state ${type} ${clientSubject} ${fields(rest)}`)
-        .join("\n");
+      return command.reports.map((r, i) => `${i === 0 ? time : " ".repeat(time.length)}  ${presenceLine("reports.state", r)}`).join("\n");
     default: {
       const { type, ...rest } = command;
       const text = fields(rest);
@@ -495,8 +499,16 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
         ? JSON.stringify(summary) + "\n"
         : `${options.file}: ${result.entries} entries replayed; all ${result.produced.length} commands (${reports} reports) match the log\n`,
     );
+  } else if (options.json) {
+    for (const c of result.produced) out.write(JSON.stringify(c) + "\n");
   } else {
-    for (const c of result.produced) out.write(options.json ? JSON.stringify(c) + "\n" : formatCommand(c) + "\n");
+    // replies.collect says nothing but "a sweep interval passed" and comes 20 times a second:
+    // the text leaves it out and says so first (--json has every command).
+    const collects = result.produced.filter((c) => c.command.type === "replies.collect").length;
+    if (collects > 0) {
+      options.err.write(`(${collects} replies.collect commands, one per sweep interval of ${log.header.config.sweepIntervalMs} ms, are not shown; --json shows every command)\n`);
+    }
+    for (const c of result.produced) if (c.command.type !== "replies.collect") out.write(formatCommand(c) + "\n");
   }
   if (result.until) {
     out.write(options.json ? JSON.stringify({ kind: "actors", ...result.until }) + "\n" : formatActors(result.until) + "\n");

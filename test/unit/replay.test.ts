@@ -13,6 +13,7 @@ import * as assert from "uvu/assert";
 import { SimulatedClock } from "xstate";
 import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig } from "../../src/config.js";
 import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
+import type { ReplyFact } from "../../src/machines/liveness.js";
 import type { Heartbeat, LeaseHolder } from "../../src/protocol/election.js";
 import type { ClientReport } from "../../src/protocol/presence.js";
 import { createRandom } from "../../src/random.js";
@@ -20,7 +21,7 @@ import { ElectionDriver } from "../../src/services/election-driver.js";
 import type { LeaseStore } from "../../src/services/lease-store.js";
 import { createLogger } from "../../src/services/logger.js";
 import { LogRecorder, RECORD_FORMAT, RecordWriter, type RecordHeader } from "../../src/services/recorder.js";
-import { isReport, parseRecordLog, RecordLogError, replayLog, type RecordLog } from "../../src/services/replay.js";
+import { isReport, parseRecordLog, RecordLogError, replayLog, runReplay, type RecordLog } from "../../src/services/replay.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const SCENARIOS = ["crash-failover", "client-death", "flapping-client", "graceful-handoff", "re-registration"];
@@ -33,8 +34,9 @@ function fixtureLogs(scenario: string): { file: string; log: RecordLog }[] {
 }
 
 const reportsOf = (commands: { command: Command }[]) => commands.filter((c) => isReport(c.command)).map((c) => c.command);
+/** Every presence report, in order; a batch of NodeState counts one by one. */
 const presence = (commands: { command: Command }[]): ClientReport[] =>
-  commands.flatMap((c) => (c.command.type === "report.presence" ? [c.command.report] : []));
+  commands.flatMap((c) => (c.command.type === "report.presence" ? [c.command.report] : c.command.type === "reports.state" ? c.command.reports : []));
 
 test("fixtures - every scenario was recorded", () => {
   for (const s of SCENARIOS) {
@@ -136,19 +138,33 @@ test("replay --check - a dropped command and a timer that never fired live are d
 /** The first line (1-based) of a fixture's text that holds `text`. */
 const lineOf = (lines: string[], text: string, from = 0) => lines.findIndex((l, i) => i >= from && l.includes(text)) + 1;
 
-test("replay --check - a log whose deadTimeoutMs was changed diverges where the death timer fires", () => {
+test("replay --check - a log whose deadTimeoutMs was changed diverges at the NodeDead its sweep found", () => {
   let line = 0;
   const log = tampered("client-death", (lines) => {
     const h = JSON.parse(lines[0]!) as RecordHeader;
-    line = lineOf(lines, `"ms":${h.config.deadTimeoutMs}}`);
+    line = lineOf(lines, '"NodeDead"');
     h.config.deadTimeoutMs += 500;
     lines[0] = JSON.stringify(h);
   });
   const d = replayLog(log, { check: true }).divergence;
   assert.ok(d, "replay differs");
-  assert.ok(line > 1, "the fixture fires a dead timeout");
+  assert.is(d.line, line, "no timer per client: the death is a sweep's verdict, and replay's sweep does not find it");
+  assert.is((d.expected as { report: ClientReport }).report.type, "NodeDead");
+  assert.not.equal((d.actual as { report?: ClientReport } | null)?.report?.type, "NodeDead");
+});
+
+test("replay --check - a log whose sweepIntervalMs was changed diverges at the first sweep timer", () => {
+  let line = 0;
+  const log = tampered("client-death", (lines) => {
+    const h = JSON.parse(lines[0]!) as RecordHeader;
+    line = lineOf(lines, `"ms":${h.config.sweepIntervalMs}}`);
+    h.config.sweepIntervalMs += 10;
+    lines[0] = JSON.stringify(h);
+  });
+  const d = replayLog(log, { check: true }).divergence;
+  assert.ok(d, "replay differs");
   assert.is(d.line, line);
-  assert.match(d.problem, /set for 1500 ms, but replay set it for 2000 ms/);
+  assert.match(d.problem, /set for 50 ms, but replay set it for 60 ms/);
 });
 
 test("replay --check - a log whose leaderTimeoutMs was changed diverges at the first timer", () => {
@@ -168,13 +184,14 @@ test("replay --check - a log whose leaderTimeoutMs was changed diverges at the f
 test("replay --check - a timer whose recorded length was changed is a divergence at its line", () => {
   let line = 0;
   const log = tampered("flapping-client", (lines) => {
-    line = lineOf(lines, '"ms":250}');
-    lines[line - 1] = lines[line - 1]!.replace('"ms":250}', '"ms":300}');
+    const sweeps = lines.flatMap((l, i) => (l.includes('"ms":50}') ? [i + 1] : []));
+    line = sweeps[5]!; // a sweep timer in the middle of the run
+    lines[line - 1] = lines[line - 1]!.replace('"ms":50}', '"ms":70}');
   });
   const d = replayLog(log, { check: true }).divergence;
   assert.ok(d, "replay differs");
   assert.is(d.line, line);
-  assert.match(d.problem, /set for 300 ms, but replay set it for 250 ms/);
+  assert.match(d.problem, /set for 70 ms, but replay set it for 50 ms/);
 });
 
 test("replay --check - an extra command line is reported at its line, in the middle and at the end of the log", () => {
@@ -204,21 +221,69 @@ test("replay --check - an extra command line is reported at its line, in the mid
 
 test("replay --until - stops there and describes every actor", () => {
   const { log } = fixtureLogs("client-death")[0]!;
-  const nodeDeadAt = log.entries.find((e) => e.entry.kind === "command" && JSON.stringify(e.entry).includes('"NodeDead"'))!.entry.t;
-  const before = replayLog(log, { until: nodeDeadAt - 1 });
+  const death = log.entries.findIndex((e) => e.entry.kind === "command" && JSON.stringify(e.entry).includes('"NodeDead"'));
+  const nodeDeadAt = log.entries[death]!.entry.t;
+  // The sweep that found it dead: the commands it produced are logged a little later.
+  const sweepAt = log.entries.slice(0, death).findLast((e) => e.entry.kind === "event")!.entry.t;
+  const before = replayLog(log, { until: sweepAt - 0.001 });
   const actors = before.until!.actors;
   assert.equal(actors[0]!.id, "election");
   assert.ok(typeof actors[0]!.value === "object" && "leader" in (actors[0]!.value as object), "the election leads");
-  assert.equal(actors.find((a) => a.kind === "monitor")?.value, "running");
+  assert.equal(actors.find((a) => a.kind === "monitor")?.value, { registrations: "running", sweeping: "waiting" });
   const clients = actors.filter((a) => a.kind === "client");
   assert.equal(clients.map((c) => c.id.split("/")[1]).sort(), ["svc.db.1", "svc.db.2"]);
   assert.is(clients.find((c) => c.id.endsWith("svc.db.2"))!.detail.state, "suspect");
+  // The live client's last reply, read from its shard's table: its actor heard no event of it.
+  const replies = log.entries.flatMap(({ entry }) =>
+    entry.kind === "event" && entry.t < sweepAt && entry.event.type === "SWEEP" ? entry.event.replies.filter((r) => r.subject === "svc.db.1") : [],
+  );
+  assert.ok(replies.length > 2, "svc.db.1 replied");
+  const db1 = clients.find((c) => c.id.endsWith("svc.db.1"))!.detail;
+  assert.equal([db1.state, db1.lastSeenMs, db1.rttMs, db1.missedPings], ["alive", replies.at(-1)!.atMs, replies.at(-1)!.rttMs, 0]);
   const after = replayLog(log, { until: nodeDeadAt + 1 });
   assert.equal(
     after.until!.actors.filter((a) => a.kind === "client").map((c) => c.id.split("/")[1]),
     ["svc.db.1"],
     "the dead client's actor is gone",
   );
+});
+
+/** A stream that keeps what is written to it. */
+function sink(): NodeJS.WritableStream & { text: () => string } {
+  const chunks: string[] = [];
+  const w = new Writable({
+    write: (c, _e, cb) => {
+      chunks.push(String(c));
+      cb();
+    },
+  });
+  return Object.assign(w, { text: () => chunks.join("") });
+}
+
+test("replay - the printed commands leave out the sweeps' replies.collect, say so, and print each NodeState of a batch on a line", async () => {
+  const file = join(FIXTURES, "client-death", "cd-a.jsonl");
+  const out = sink();
+  const err = sink();
+  assert.is(await runReplay({ file, json: false, check: false, out, err }), 0);
+  const lines = out.text().trimEnd().split("\n");
+  const produced = replayLog(fixtureLogs("client-death")[0]!.log).produced;
+  const collects = produced.filter((c) => c.command.type === "replies.collect").length;
+  assert.ok(collects > 20);
+  assert.not.ok(lines.some((l) => l.includes("replies.collect")), "no replies.collect line");
+  assert.is(err.text(), `(${collects} replies.collect commands, one per sweep interval of 50 ms, are not shown; --json shows every command)\n`);
+  const states = produced.flatMap((c) => (c.command.type === "reports.state" ? c.command.reports : []));
+  const pings = produced.filter((c) => c.command.type === "clients.ping").length;
+  const others = produced.length - collects - pings - produced.filter((c) => c.command.type === "reports.state").length;
+  assert.is(lines.length, others + pings + states.length, "one line per command, and per NodeState of a batch");
+  assert.ok(lines.some((l) => /^ +\d+\.\d{3} ms  clients\.ping svc\.db\.\d( svc\.db\.\d)*$/.test(l)), "a ping line names its subjects");
+  const db2 = states.find((r) => r.clientSubject === "svc.db.2")!;
+  assert.ok(
+    lines.some((l) => l.endsWith(`reports.state NodeState svc.db.2 state=${db2.state} lastSeenMs=${db2.lastSeenMs} rttMs=${db2.rttMs} missedPings=${db2.missedPings} {"role":"replica"}`)),
+    "a NodeState line reads like a report.presence line, metadata included",
+  );
+  const json = sink();
+  await runReplay({ file, json: true, check: false, out: json, err: sink() });
+  assert.is(json.text().trimEnd().split("\n").length, produced.length, "--json prints every command");
 });
 
 // --- reading bad logs ---
@@ -262,6 +327,14 @@ test("record log - a newer format is refused on line 1, saying which version wro
   assert.is(e.line, 1);
   assert.match(e.message, new RegExp(`format ${RECORD_FORMAT + 1}, newer than this presence-coordinator reads \\(format ${RECORD_FORMAT}\\)`));
   assert.match(e.message, /9\.0\.0/);
+});
+
+test("record log - a format-1 log (one event per ping reply) is refused on line 1, naming the version to replay it with", () => {
+  const e = readError(`${header({ format: 1, version: "0.0.9" })}\n{"kind":"start","t":1}\n`);
+  assert.is(e.line, 1);
+  assert.is(RECORD_FORMAT, 2);
+  assert.match(e.message, /^bad\.jsonl, line 1: the log has format 1, which recorded one event per ping reply/);
+  assert.match(e.message, /sweeps \(format 2\) and cannot replay it exactly: replay it with presence-coordinator 0\.0\.9$/);
 });
 
 test("record log - a missing header, an unknown kind and time going backwards are refused with their lines", () => {
@@ -398,6 +471,7 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
   const later = (f: () => void) => void Promise.resolve().then(f);
   const at = () => 1_700_000_000_000 + clock.now();
   const record = (subject: string): RegistrationRecord => ({ registration: { subject, metadata: {} }, revision: 3, atMs: at() });
+  const replies: ReplyFact[] = [];
   driver = new ElectionDriver({
     coordinatorId: config.coordinatorId,
     clusterId: config.clusterId,
@@ -407,9 +481,9 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
     onMonitorCommand: (c) => {
       if (c.type === "registrations.load") later(() => driver!.sendToMonitor({ type: "REGISTRATIONS_LOADED", records: [record("svc.ok")] }));
       if (c.type === "registrations.pull") later(() => driver!.sendToMonitor({ type: "REGISTERED", record: record(silent) }));
-      if (c.type === "client.ping" && c.subject !== silent) {
-        later(() => driver!.sendToMonitor({ type: "PONG", subject: c.subject, atMs: at(), rttMs: 0.5 }));
-      }
+      // The edge: replies are kept until the next replies.collect, which one SWEEP answers.
+      if (c.type === "clients.ping") for (const subject of c.subjects) if (subject !== silent) later(() => replies.push({ subject, atMs: at(), rttMs: 0.5 }));
+      if (c.type === "replies.collect") later(() => driver!.sendToMonitor({ type: "SWEEP", atMs: at(), stalledMs: 0, replies: replies.splice(0) }));
     },
     lease,
     heartbeats: { publish: (hb) => later(() => hear?.(hb)), subscribe: (h) => ((hear = h), () => (hear = undefined)) },
