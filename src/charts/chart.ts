@@ -13,10 +13,10 @@ export interface ChartTransition {
   source: string;
   /** Ids of the target state nodes; empty for a targetless transition (actions only, no state change). */
   targets: string[];
-  /** What the chart shows: `PONG`, `after pingInterval`, `always`, with ` [guard]` when guarded. */
+  /** What the chart shows: `PING_MISSED`, `after sweepInterval`, `always`, with ` [guard]` when guarded. */
   label: string;
   /**
-   * The event type exactly as XState dispatches it: `PONG`; `xstate.after.<delay>.<stateId>`
+   * The event type exactly as XState dispatches it: `PING_MISSED`; `xstate.after.<delay>.<stateId>`
    * for a delayed transition; `""` for an eventless (`always`) one.
    */
   event: string;
@@ -27,7 +27,7 @@ export interface ChartTransition {
 }
 
 export interface ChartState {
-  /** The machine's own state-node id, e.g. `client.tracking.liveness.alive`. */
+  /** The machine's own state-node id, e.g. `monitor.sweeping.waiting`. */
   id: string;
   /** The key in the parent's `states` (the machine id for the root). */
   key: string;
@@ -188,9 +188,9 @@ export function allTransitions(chart: Chart): ChartTransition[] {
 
 /**
  * The ids (as in ChartState.id) of every active state node, for a snapshot value of that
- * machine, e.g. {tracking:{liveness:{alive:"quiet"},silence:"counting",stateReports:"waiting"}}
- * → ["client", "client.tracking", "client.tracking.liveness", "client.tracking.liveness.alive",
- * "client.tracking.liveness.alive.quiet", ...], in document order (the root first).
+ * machine, e.g. {registrations:"running",sweeping:"waiting"} → ["monitor",
+ * "monitor.registrations", "monitor.registrations.running", "monitor.sweeping",
+ * "monitor.sweeping.waiting"], in document order (the root first).
  * Throws when the value names a state the chart does not have (a value of another machine).
  */
 export function activeStateIds(chart: Chart, value: StateValue): string[] {

@@ -277,7 +277,20 @@ export function toMermaid(chart: Chart): string {
     }
     if (s.type === "compound" && s.initial !== undefined) out.push(`${pad}[*] --> ${id(s.initial)}`);
   };
-  emitChildren(chart.root, 1);
+  // What belongs to the machine as a whole (its entry, invocations, and transitions taken in
+  // any state) goes on a pseudo-state `root`, where its outgoing transitions leave from.
+  const root = chart.root;
+  const rootNotes = [
+    ...root.entry.map((a) => `entry / ${a}`),
+    ...root.exit.map((a) => `exit / ${a}`),
+    ...(root.invoke.length > 0 ? [`invoke ${root.invoke.join(", ")}`] : []),
+    ...root.transitions.filter((t) => t.targets.length === 0).map(mermaidLabel),
+  ];
+  if (rootNotes.length > 0 || root.transitions.length > 0) {
+    out.push(`  state "${root.key} (in any state)" as root`);
+    for (const note of rootNotes) out.push(`  root : ${note.replace(/[:;#]/g, " ")}`);
+  }
+  emitChildren(root, 1);
   for (const t of allTransitions(chart)) {
     for (const target of t.targets) out.push(`  ${id(t.source)} --> ${id(target)} : ${mermaidLabel(t)}`);
   }

@@ -13,6 +13,7 @@ import { checkVisualizations, VISUALIZATIONS_DIR } from "../../src/charts/visual
 import { DEFAULT_MONITOR_TIMINGS } from "../../src/config.js";
 import type { Command } from "../../src/machines/commands.js";
 import { clientMachine } from "../../src/machines/client.js";
+import { shardMachine } from "../../src/machines/shard.js";
 
 /** The raw config of a state, as written in the machine file. */
 interface StateConfig {
@@ -71,30 +72,49 @@ for (const name of MACHINE_NAMES) {
   });
 }
 
-test("charts - client chart shows the lifecycle transitions with their delays, guards and actions", () => {
+test("charts - client chart shows the lifecycle as facts from the sweep, with no delay", () => {
   const chart = chartOf(clientMachine);
-  const toSuspect = edge(chart, "client.tracking.liveness.alive.awaitingReply", "after pingInterval", "client.tracking.liveness.suspect");
-  assert.ok(toSuspect, "alive.awaitingReply --after pingInterval--> suspect");
-  assert.equal(toSuspect!.actions, ["countMissedPing"]);
-  assert.is(toSuspect!.event, "xstate.after.pingInterval.client.tracking.liveness.alive.awaitingReply");
-  const recovered = edge(chart, "client.tracking.liveness.suspect", "PONG [isForThisClient]", "client.tracking.liveness.alive");
-  assert.ok(recovered, "suspect --PONG--> alive");
-  assert.is(recovered!.guard, "isForThisClient");
-  assert.equal(recovered!.actions, ["recordActivity", "setState", "report"]);
-  assert.ok(edge(chart, "client.registered", "always", "client.tracking"), "registered --always--> tracking");
-  assert.ok(edge(chart, "client.tracking.silence.counting", "after deadTimeout", "client.dead"));
-  assert.ok(edge(chart, "client.tracking", "LEAVE [isForThisClient]", "client.left"));
-  // Reentering self-transitions are there: they restart the timers.
-  assert.ok(edge(chart, "client.tracking.liveness.alive", "PONG [isForThisClient]", "client.tracking.liveness.alive"));
-  assert.ok(edge(chart, "client.tracking.stateReports.waiting", "after stateInterval", "client.tracking.stateReports.waiting"));
+  const missed = edge(chart, "client.alive", "PING_MISSED", "client.suspect");
+  assert.ok(missed, "alive --PING_MISSED--> suspect");
+  assert.equal(missed!.actions, ["applyFact"]);
+  assert.is(missed!.event, "PING_MISSED");
+  const recovered = edge(chart, "client.suspect", "REPLIED", "client.alive");
+  assert.ok(recovered, "suspect --REPLIED--> alive");
+  assert.is(recovered!.guard, undefined);
+  assert.equal(recovered!.actions, ["applyFact", "setState", "report"]);
+  const again = allTransitions(chart).find((t) => t.source === "client.suspect" && t.event === "PING_MISSED");
+  assert.equal(again?.targets, [], "another missed ping while suspect only updates the facts");
+  assert.ok(edge(chart, "client", "DEAD_TIMEOUT", "client.dead"), "dead from alive or suspect");
+  assert.ok(edge(chart, "client", "LEAVE", "client.left"));
+  const reset = allTransitions(chart).find((t) => t.source === "client" && t.event === "RESET");
+  assert.equal(reset?.targets, [], "a registration again changes no state");
+  assert.equal(reset?.actions, ["applyRegistration", "report"]);
+  assert.equal(allTransitions(chart).filter((t) => t.label.startsWith("after ") || t.event === ""), [], "no timer and no eventless transition");
 
   const byId = new Map(allStates(chart).map((s) => [s.id, s]));
-  assert.is(byId.get("client.tracking")!.type, "parallel");
+  assert.equal([...byId.keys()], ["client", "client.alive", "client.suspect", "client.dead", "client.left"]);
+  assert.is(byId.get("client")!.initial, "client.alive");
+  assert.equal(byId.get("client")!.entry, ["report"], "NodePresent when it starts");
   assert.is(byId.get("client.dead")!.type, "final");
-  assert.is(byId.get("client")!.initial, "client.registered");
+  assert.is(byId.get("client.left")!.type, "final");
   assert.equal(byId.get("client.dead")!.entry, ["setState", "report", "removeRegistration", "notifyFinished"]);
-  assert.equal(byId.get("client.tracking.liveness.alive.quiet")!.entry, [], "XState's own timer actions are left out");
-  assert.ok(byId.get("client.dead")!.description?.includes("dead timeout"));
+  assert.equal(byId.get("client.suspect")!.entry, ["setState", "report"]);
+  assert.ok(byId.get("client.alive")!.description?.includes("hears nothing"));
+});
+
+test("charts - monitor chart has its two parallel regions and the sweep on the named sweepInterval delay", () => {
+  const chart = chartOf(MACHINES.monitor);
+  const byId = new Map(allStates(chart).map((s) => [s.id, s]));
+  assert.is(byId.get("monitor")!.type, "parallel");
+  assert.equal(chart.root.children.map((c) => c.id), ["monitor.registrations", "monitor.sweeping"]);
+  const sweep = edge(chart, "monitor.sweeping.waiting", "after sweepInterval", "monitor.sweeping.waiting");
+  assert.ok(sweep, "waiting --after sweepInterval--> waiting");
+  assert.is(sweep!.event, "xstate.after.sweepInterval.monitor.sweeping.waiting");
+  assert.equal(sweep!.actions, ["collectReplies"]);
+  const split = allTransitions(chart).find((t) => t.source === "monitor" && t.event === "SWEEP");
+  assert.equal(split?.targets, [], "a SWEEP in any state is split over the shards");
+  assert.equal(split?.actions, ["sweepShards"]);
+  assert.ok(edge(chart, "monitor.registrations.loading", "REGISTRATIONS_LOADED", "monitor.registrations.running"));
 });
 
 test("charts - election chart names composed guards, targetless transitions and invocations", () => {
@@ -109,48 +129,59 @@ test("charts - election chart names composed guards, targetless transitions and 
   assert.equal(chart.root.invoke, ["outbox"]);
 });
 
-test("charts - activeStateIds follows a real client actor through alive, suspect and dead", () => {
+test("charts - activeStateIds follows a real client actor through alive, suspect and dead, driven by its shard's sweeps", () => {
+  const T = DEFAULT_MONITOR_TIMINGS;
   const clock = new SimulatedClock();
+  const commands: Command[] = [];
   const root = setup({
-    actors: { outbox: fromCallback<Command>(() => undefined), client: clientMachine },
+    actors: { outbox: fromCallback<Command>(({ receive }) => receive((c) => commands.push(c))), shard: shardMachine },
   }).createMachine({
     invoke: [
       { src: "outbox", systemId: "outbox" },
-      {
-        src: "client",
-        systemId: "client",
-        input: {
-          record: { registration: { subject: "svc.a", metadata: {} }, revision: 1, atMs: 0 },
-          timings: DEFAULT_MONITOR_TIMINGS,
-        },
-      },
+      { src: "shard", systemId: "shard", input: { index: 0, timings: T } },
     ],
   });
   const actor = createActor(root, { clock }).start();
-  const client = actor.system.get("client") as AnyActorRef;
+  const shard = actor.system.get("shard") as AnyActorRef;
+  shard.send({ type: "REGISTER", records: [{ registration: { subject: "svc.a", metadata: {} }, revision: 1, atMs: 0 }] });
+  const client = shard.getSnapshot().children["svc.a"] as AnyActorRef;
   const chart = chartOf(clientMachine);
   const active = () => activeStateIds(chart, client.getSnapshot().value);
-  const tracking = (liveness: string[]) => [
-    "client",
-    "client.tracking",
-    "client.tracking.liveness",
-    ...liveness.map((s) => `client.tracking.liveness.${s}`),
-    "client.tracking.silence",
-    "client.tracking.silence.counting",
-    "client.tracking.stateReports",
-    "client.tracking.stateReports.waiting",
-  ];
+  /** Sweeps every sweep interval up to `untilMs` (no reply unless given), as the monitor would. */
+  let now = 0;
+  const sweepUntil = (untilMs: number, replies: { subject: string; atMs: number; rttMs: number }[] = []) => {
+    while (now < untilMs) {
+      now += T.sweepIntervalMs;
+      clock.set(now);
+      shard.send({ type: "SWEEP", atMs: now, stalledMs: 0, replies: replies.splice(0) });
+    }
+  };
+  const pinged = () => commands.filter((c) => c.type === "clients.ping" && c.subjects.includes("svc.a")).length;
 
-  assert.equal(active(), tracking(["alive", "alive.quiet"]));
-  clock.increment(DEFAULT_MONITOR_TIMINGS.pingIntervalMs);
-  assert.equal(active(), tracking(["alive", "alive.awaitingReply"]));
-  clock.increment(DEFAULT_MONITOR_TIMINGS.pingIntervalMs);
-  assert.equal(active(), tracking(["suspect", "suspect.awaitingReply"]));
-  client.send({ type: "PONG", subject: "svc.a", atMs: 1, rttMs: 1 });
-  assert.equal(active(), tracking(["alive", "alive.quiet"]));
-  for (let t = 0; t < DEFAULT_MONITOR_TIMINGS.deadTimeoutMs; t += 50) clock.increment(50);
-  assert.equal(activeStateIds(chart, "dead"), ["client", "client.dead"]);
+  assert.equal(active(), ["client", "client.alive"]);
+  sweepUntil(T.pingIntervalMs);
+  assert.is(pinged(), 1, "pinged within a ping interval of registering");
+  assert.equal(active(), ["client", "client.alive"], "an outstanding ping changes nothing");
+  sweepUntil(2 * T.pingIntervalMs);
+  assert.equal(active(), ["client", "client.suspect"], "the ping went unanswered for a ping interval");
+  assert.is(client.getSnapshot().context.missedPings, 1);
+  sweepUntil(now + T.sweepIntervalMs, [{ subject: "svc.a", atMs: now, rttMs: 2 }]);
+  assert.equal(active(), ["client", "client.alive"], "a reply while suspect: REPLIED");
+  sweepUntil(now + T.deadTimeoutMs + T.sweepIntervalMs);
+  assert.equal(activeStateIds(chart, client.getSnapshot().value), ["client", "client.dead"]);
+  assert.is(client.getSnapshot().status, "done");
+  assert.equal(
+    commands.flatMap((c) => (c.type === "report.presence" ? [c.report.type] : [])),
+    ["NodePresent", "NodeSuspect", "NodeRecovered", "NodeSuspect", "NodeDead"],
+  );
   assert.throws(() => activeStateIds(chart, "leading"), /not a child of "client"/);
+  assert.equal(activeStateIds(chartOf(MACHINES.monitor), { registrations: "running", sweeping: "waiting" }), [
+    "monitor",
+    "monitor.registrations",
+    "monitor.registrations.running",
+    "monitor.sweeping",
+    "monitor.sweeping.waiting",
+  ]);
   actor.stop();
 });
 
@@ -175,12 +206,16 @@ test("charts - renderSvg draws every state and transition with the ids the inspe
   }
 });
 
-test("charts - toDot uses clusters for compound states and attaches edges to their borders", () => {
-  const dot = toDot(chartOf(clientMachine));
-  assert.match(dot, /subgraph "cluster_client.tracking" \{/);
-  assert.match(dot, /compound=true/);
-  assert.match(dot, /lhead="cluster_client.tracking.liveness.suspect"/);
-  assert.match(dot, /ltail="cluster_client.tracking"/);
+test("charts - toDot uses clusters for compound and parallel states and attaches edges to their borders", () => {
+  const monitor = toDot(chartOf(MACHINES.monitor));
+  assert.match(monitor, /subgraph "cluster_monitor.registrations" \{/);
+  assert.match(monitor, /subgraph "cluster_monitor.sweeping" \{/);
+  const election = toDot(chartOf(MACHINES.election));
+  assert.match(election, /compound=true/);
+  assert.match(election, /lhead="cluster_election.candidate"/);
+  assert.match(election, /ltail="cluster_election.leader"/);
+  // The client's root-level transitions (DEAD_TIMEOUT, LEAVE) leave from the machine's border.
+  assert.match(toDot(chartOf(clientMachine)), /ltail="cluster_client"/);
 });
 
 test("charts - mermaid source declares every state and every transition", () => {
@@ -193,9 +228,15 @@ test("charts - mermaid source declares every state and every transition", () => 
       assert.match(mmd, new RegExp(`state "${state.key}[^"]*" as ${local(state.id)}\\n`), `${name}: declares ${state.id}`);
     }
     for (const t of allTransitions(chart)) {
-      for (const target of t.targets) assert.ok(mmd.includes(`${local(t.source)} --> ${local(target)} : `), `${name}: ${t.source} -> ${target}`);
+      const source = t.source === chart.machineId ? "root" : local(t.source);
+      for (const target of t.targets) assert.ok(mmd.includes(`${source} --> ${local(target)} : `), `${name}: ${t.source} -> ${target}`);
     }
   }
+  // What the machine does in any state is on a declared pseudo-state, not lost.
+  const client = toMermaid(chartOf(clientMachine));
+  assert.match(client, /\n  state "client \(in any state\)" as root\n  root : entry \/ report\n  root : RESET \/ applyRegistration, report\n/);
+  assert.match(client, /\n  root --> left : LEAVE\n/);
+  assert.match(toMermaid(chartOf(MACHINES.monitor)), /\n  root : SWEEP \/ sweepShards\n/);
 });
 
 test("charts - the diagrams in visualizations/ are up to date (npm run viz)", async () => {
