@@ -104,6 +104,9 @@ const isCluster = (s: ChartState): boolean => s.type === "compound" || s.type ==
 const clusterName = (s: ChartState): string => `cluster_${s.id}`;
 const initialName = (s: ChartState): string => `initial:${s.id}`;
 const initialEdgeName = (s: ChartState): string => `initial:${s.id}:edge`;
+const anyName = (s: ChartState): string => `any:${s.id}`;
+/** A transition of a compound state into one of its own states: taken in any of them. */
+const isFromAnyState = (source: ChartState, target: ChartState): boolean => target.id.startsWith(`${source.id}.`);
 
 /** The node that edges to or from a cluster attach to (then clipped at the cluster border). */
 function anchorOf(s: ChartState): string {
@@ -120,6 +123,11 @@ export function toDot(chart: Chart): string {
   const byId = new Map(allStates(chart).map((s) => [s.id, s]));
   const parentOf = new Map<string, ChartState>();
   for (const s of byId.values()) for (const c of s.children) parentOf.set(c.id, s);
+  // Such a transition cannot leave from the cluster's border (the edge never crosses it), nor
+  // from its initial dot (it would read as the initial transition): it gets its own tail.
+  const fromAny = new Set(
+    allTransitions(chart).flatMap((t) => t.targets.filter((target) => target.startsWith(`${t.source}.`)).map(() => t.source)),
+  );
 
   out.push(`digraph ${q(chart.machineId)} {`);
   out.push(
@@ -179,6 +187,12 @@ export function toDot(chart: Chart): string {
           `color=${q(INK)}, arrowsize=0.5${lhead}];`,
       );
     }
+    if (fromAny.has(s.id)) {
+      out.push(
+        `${pad}  ${q(anyName(s))} [id=${q(anyName(s))}, class="any", shape=plaintext, style="", margin=0, ` +
+          `label=<${small("<I>in any state</I>")}>];`,
+      );
+    }
     for (const c of s.children) emitState(c, depth + 1);
     // Regions start side by side; final states come last.
     if (s.type === "parallel") out.push(`${pad}  { rank=same; ${s.children.map((c) => q(anchorOf(c))).join("; ")}; }`);
@@ -213,10 +227,11 @@ export function toDot(chart: Chart): string {
           attrs.push(`tailport=${side}`, `headport=${side}`);
         }
       }
-      if (isCluster(source) && !self) attrs.push(`ltail=${q(clusterName(source))}`);
+      const any = isCluster(source) && isFromAnyState(source, target);
+      if (isCluster(source) && !self && !any) attrs.push(`ltail=${q(clusterName(source))}`);
       if (isCluster(target) && !self) attrs.push(`lhead=${q(clusterName(target))}`);
       if (t.event === "") attrs.push(`style="dashed"`);
-      out.push(`  ${q(anchorOf(source))} -> ${q(anchorOf(target))} [${attrs.join(", ")}];`);
+      out.push(`  ${q(any ? anyName(source) : anchorOf(source))} -> ${q(anchorOf(target))} [${attrs.join(", ")}];`);
     }
   }
   out.push("}");

@@ -214,8 +214,15 @@ test("charts - toDot uses clusters for compound and parallel states and attaches
   assert.match(election, /compound=true/);
   assert.match(election, /lhead="cluster_election.candidate"/);
   assert.match(election, /ltail="cluster_election.leader"/);
-  // The client's root-level transitions (DEAD_TIMEOUT, LEAVE) leave from the machine's border.
-  assert.match(toDot(chartOf(clientMachine)), /ltail="cluster_client"/);
+  // The client's transitions in any state (DEAD_TIMEOUT, LEAVE) leave from an "in any state"
+  // tail of their own, not from the initial dot (and the edge never crosses the border).
+  const client = toDot(chartOf(clientMachine));
+  assert.match(client, /"any:client" \[id="any:client", class="any"/);
+  assert.match(client, /"any:client" -> "client\.left" \[[^\]]*label=<[^\n]*LEAVE/);
+  assert.match(client, /"any:client" -> "client\.dead" \[[^\]]*label=<[^\n]*DEAD_TIMEOUT/);
+  assert.not.match(client, /"initial:client" -> "client\.(left|dead)"/);
+  assert.not.match(client, /ltail=/);
+  assert.not.match(toDot(chartOf(MACHINES.monitor)), /"any:/, "only where a machine has such transitions");
 });
 
 test("charts - mermaid source declares every state and every transition", () => {
