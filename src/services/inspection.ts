@@ -216,7 +216,10 @@ function describeEvent(event: AnyEventObject, about: string | null): { detail: s
       return { detail: `${e.subjects.length}: ${someSubjects(e.subjects, about)}` };
     case "reports.state": {
       const mine = about === null ? undefined : e.reports.find((r) => r.clientSubject === about);
-      if (mine !== undefined) return { detail: `${presenceDetail(mine)} (1 of ${e.reports.length})`, report: "NodeState" };
+      if (mine !== undefined) {
+        const batch = e.reports.length > 1 ? ` (1 of ${e.reports.length})` : "";
+        return { detail: `${presenceDetail(mine)}${batch}`, report: "NodeState" };
+      }
       return { detail: `${e.reports.length}: ${someSubjects(e.reports.map((r) => r.clientSubject), null)}`, report: "NodeState" };
     }
     case "report.presence": {

@@ -35,6 +35,30 @@ function inspectorUrl(c: CoordinatorProcess): string | undefined {
   return undefined;
 }
 
+/** Polls an async check (a look at the page) until it gives a value, or fails after `timeoutMs`. */
+async function pollFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The row's last-seen time (the cell's title, ISO) and round trip, as the page shows them. */
+async function livenessOf(page: Page, subject: string): Promise<{ lastSeen: string; rtt: string }> {
+  const row = page.locator(`#clients tbody tr[data-subject="${subject}"]`);
+  return { lastSeen: (await row.locator("td").nth(3).getAttribute("title")) ?? "", rtt: await row.locator("td").nth(4).innerText() };
+}
+
+/** The selected actor's context as the page lists it: dt → dd. */
+async function contextOf(page: Page): Promise<Record<string, string>> {
+  const terms = await page.locator("#context dt").allInnerTexts();
+  const values = await page.locator("#context dd").allInnerTexts();
+  return Object.fromEntries(terms.map((t, i) => [t, values[i] ?? ""]));
+}
+
 const stateOf = (page: Page, subject: string) =>
   page.locator(`#clients tbody tr[data-subject="${subject}"]`).getAttribute("data-state", { timeout: 1000 }).catch(() => null);
 
@@ -72,16 +96,32 @@ test("inspector - the page shows the leader's chart, its clients, and a client t
     await page.locator('#clients tbody tr[data-subject="app.inspected-1"][data-state="alive"]').waitFor({ timeout: 10_000 });
     await page.locator('#clients tbody tr[data-subject="app.inspected-2"][data-state="alive"]').waitFor({ timeout: 10_000 });
 
-    // Select the second client: its chart replaces the election chart, in `alive`.
-    await page.locator('#clients tbody tr[data-subject="app.inspected-2"]').click();
-    await page.locator('#chart svg [id="state:client.tracking.liveness.alive"].active').waitFor({ timeout: 5000 });
+    // While a client answers, its actor hears nothing; its row still shows each new reply (from its shard's table).
+    const first = await livenessOf(page, "app.inspected-1");
+    await pollFor("app.inspected-1's last-seen time to move on with its replies", async () => {
+      const now = await livenessOf(page, "app.inspected-1");
+      return now.lastSeen > first.lastSeen && /^\d+\.\d ms$/.test(now.rtt) ? now : undefined;
+    }, 5000);
 
-    // It stops answering: suspect (after two ping intervals), then dead (after the dead timeout).
+    // Select the second client: its chart replaces the election chart, in `alive`, and its
+    // context shows the same fresh last reply as its row.
+    await page.locator('#clients tbody tr[data-subject="app.inspected-2"]').click();
+    await page.locator('#chart svg [id="state:client.alive"].active').waitFor({ timeout: 5000 });
+    await pollFor("the selected client's context to show the row's last reply", async () => {
+      const row = await livenessOf(page, "app.inspected-2");
+      const context = await contextOf(page);
+      return context.subject === "app.inspected-2" && context.lastSeen === row.lastSeen && context.lastSeen > first.lastSeen ? context : undefined;
+    }, 5000);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: `${ARTIFACTS}inspector-alive.png`, fullPage: true });
+
+    // It stops answering: suspect (a ping unanswered for a ping interval), then dead (after the dead timeout).
     subs.get("app.inspected-2")!.unsubscribe();
     await page.locator('#clients tbody tr[data-subject="app.inspected-2"][data-state="suspect"]').waitFor({ timeout: 5000 });
-    await page.locator('#chart svg [id="state:client.tracking.liveness.suspect"].active').waitFor({ timeout: 3000 });
+    await page.locator('#chart svg [id="state:client.suspect"].active').waitFor({ timeout: 3000 });
     await page.locator('#clients tbody tr[data-subject="app.inspected-2"][data-state="dead"]').waitFor({ timeout: 8000 });
     await page.locator('#chart svg [id="state:client.dead"].active').waitFor({ timeout: 3000 });
+    assert.is(await page.locator('#chart svg [id="state:client.suspect"].active').count(), 0, "only the current state is highlighted");
     assert.is(await stateOf(page, "app.inspected-1"), "alive", "the other client stays alive");
 
     // The event list shows the reports; the counts chips agree with the table.
@@ -89,7 +129,6 @@ test("inspector - the page shows the leader's chart, its clients, and a client t
     await page.locator('#events .event.report[data-type="NodeDead"]', { hasText: "app.inspected-2" }).waitFor({ timeout: 3000 });
     assert.match(await page.locator("#state-filter .chip.state-dead b").innerText(), /^1$/);
 
-    mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: `${ARTIFACTS}inspector.png`, fullPage: true });
     assert.equal(pageErrors, [], "no script errors on the page");
   } finally {
