@@ -6,8 +6,9 @@
  *   only when a page asks for a view, never copied on every transition;
  * - events go into a fixed-size ring. Routine chatter (sweeps, their batches of pings,
  *   replies and NodeState, timers) is counted per type and only sampled into the ring,
- *   within a budget per interval, unless it concerns the actor the page is looking at,
- *   whose events are all kept (a batch that names the selected client counts as its own);
+ *   within a budget per interval, and a sweep with nothing in it is only counted, unless
+ *   it concerns the actor the page is looking at, whose events are all kept (a batch that
+ *   names the selected client counts as its own);
  * - pings and replies travel in batches, so they are also counted one per client, as the
  *   `ping` and `reply` rates;
  * - the client table is filtered, sorted and paged here, so a page gets at most one page of
@@ -150,9 +151,23 @@ interface Entry {
 
 const MACHINE_KINDS = new Set<ActorKind>(["election", "monitor", "shard", "client"]);
 
-/** Event types that happen all the time for every client: counted, and only sampled. */
+/**
+ * The sweep's clock ticking with nothing to tell: the timer, the ask for replies, and a SWEEP
+ * without replies or stall (every shard gets one every sweep interval, clients or not).
+ * Counted, and kept only for the actor the page looks at.
+ */
+function isIdle(type: string, event: AnyEventObject): boolean {
+  if (type === "SWEEP") {
+    const sweep = event as Extract<MonitorEvent, { type: "SWEEP" }>;
+    return sweep.replies.length === 0 && sweep.stalledMs <= 0;
+  }
+  return type === "replies.collect" || type.startsWith("xstate.after.sweepInterval.");
+}
+
+/** Event types that happen all the time for every client: counted, and only sampled. A stalled SWEEP is not routine. */
 function isRoutine(type: string, event: AnyEventObject): boolean {
-  if (type === "SWEEP" || type === "replies.collect" || type === "clients.ping" || type === "reports.state" || type === "HEARTBEAT") return true;
+  if (type === "SWEEP") return (event as Extract<MonitorEvent, { type: "SWEEP" }>).stalledMs <= 0;
+  if (type === "clients.ping" || type === "reports.state" || type === "HEARTBEAT") return true;
   if (type === "report.presence") return (event as Extract<Command, { type: "report.presence" }>).report.type === "NodeState";
   if (type.startsWith("xstate.after.")) {
     const delay = type.slice("xstate.after.".length).split(".")[0];
@@ -395,8 +410,14 @@ export class InspectionHub {
     // The monitor's SWEEP holds every reply; each shard's SWEEP holds a part of them.
     if (type === "SWEEP" && to?.kind === "monitor") this.replies += (event as Extract<MonitorEvent, { type: "SWEEP" }>).replies.length;
     else if (type === "clients.ping") this.pings += (event as Extract<Command, { type: "clients.ping" }>).subjects.length;
+    const idle = isIdle(type, event);
+    // What the selected actor gets, the commands it sends, and what else it sends unless idle
+    // (the monitor's empty SWEEP to each of its shards would crowd out the rest).
     const selected =
-      this.selectedKey !== null && (to?.key === this.selectedKey || from?.key === this.selectedKey || this.concernsSelected(event, to));
+      this.selectedKey !== null &&
+      (to?.key === this.selectedKey ||
+        (from?.key === this.selectedKey && (!idle || to?.kind === "outbox")) ||
+        this.concernsSelected(event, to));
     const now = this.now();
     if (now - this.budgetSince >= 1000) {
       this.budgetSince = now;
@@ -404,7 +425,7 @@ export class InspectionHub {
       this.notableLeft = this.notableBudget;
     }
     let keep = selected;
-    if (!keep) {
+    if (!keep && !idle) {
       if (isRoutine(type, event)) {
         keep = this.routineLeft > 0;
         if (keep) this.routineLeft -= 1;

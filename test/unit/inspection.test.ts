@@ -129,6 +129,36 @@ test("inspection - routine sweeps, pings and replies are counted per client and 
   assert.is(rate("ping"), Math.round((pings.length / 3) * 10) / 10, "the ping rate counts every client pinged");
   assert.is(rate("reply"), Math.round((replies / 3) * 10) / 10, "the reply rate counts every reply in the sweeps");
   assert.ok(rate("SWEEP") > 0 && rate("SWEEP") < rate("reply"), "the sweep events are counted too, and are fewer than the replies");
+  assert.ok(rate("replies.collect") > 0 && rate("after sweepInterval") > 0);
+});
+
+test("inspection - a sweep with nothing in it is only counted, a stalled one is always listed, and the selected monitor's are kept", () => {
+  const m = inspectedMonitor(64);
+  m.load(["i.one", "i.two"]);
+  m.advance(3000, new Set(["i.one", "i.two"]));
+  let view = m.hub.view({});
+  const idle = view.events.filter((e) => e.type === "replies.collect" || e.type === "after sweepInterval" || (e.type === "SWEEP" && e.detail === "0 replies"));
+  assert.equal(idle, [], "62 of 64 shards have no client: their sweeps do not crowd the list");
+  const sweeps = view.events.filter((e) => e.type === "SWEEP");
+  assert.ok(sweeps.length > 0 && sweeps.every((e) => /^[12] repl(y|ies)/.test(e.detail)), "the sweeps with replies are sampled");
+  assert.ok(view.rates.byType.some((t) => t.type === "SWEEP" && t.perSecond >= 64 * 19), "every shard's sweep is counted");
+
+  m.send({ type: "SWEEP", atMs: 1_000_000 + m.clock.now(), stalledMs: 250, replies: [] });
+  view = m.hub.view({ afterSeq: view.lastSeq });
+  const stalled = view.events.filter((e) => e.type === "SWEEP" && e.detail === "0 replies stalled 250ms (verdicts deferred)");
+  assert.is(stalled.length, 65, "the monitor's and every shard's, outside the routine budget");
+
+  m.hub.select("monitor");
+  m.advance(200);
+  view = m.hub.view({});
+  const mine = view.selected!.events.map((e) => e.type);
+  assert.ok(mine.filter((t) => t === "replies.collect").length >= 3, mine.join(", "));
+  assert.ok(mine.filter((t) => t === "after sweepInterval").length >= 3);
+  assert.ok(mine.filter((t) => t === "SWEEP").length >= 3);
+  assert.ok(
+    view.selected!.events.every((e) => e.type !== "SWEEP" || e.actor === "monitor" || e.detail !== "0 replies"),
+    "not its empty SWEEP to each shard",
+  );
 });
 
 test("inspection - every event of the selected client is kept, while the others' are sampled", () => {
