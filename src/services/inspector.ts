@@ -4,6 +4,7 @@
  * coordinator gets one `inspect` observer to pass to its actor system.
  */
 import type { InspectionEvent, MachineContext } from "xstate";
+import { LivenessTable } from "../machines/liveness.js";
 import { InspectionHub } from "./inspection.js";
 import { InspectorServer } from "./inspector-server.js";
 import { describeError, type Logger } from "./logger.js";
@@ -17,13 +18,17 @@ export interface InspectSettings {
 
 type Inspect = (event: InspectionEvent) => void;
 
-/** Context fields that hold actor references or functions: summarised before they leave the process. */
-function sanitizeContext(context: MachineContext): MachineContext {
+/**
+ * Context fields that hold actor references, functions or a shard's liveness table (typed
+ * arrays, one slot per client): summarised before they leave the process.
+ */
+export function sanitizeContext(context: MachineContext): MachineContext {
   const out: MachineContext = {};
   for (const [key, value] of Object.entries(context)) {
     if (key === "random") continue;
     if (key === "clients" && value !== null && typeof value === "object") out[key] = `${Object.keys(value).length} client actors`;
     else if (key === "shards" && Array.isArray(value)) out[key] = `${value.length} shard actors`;
+    else if (value instanceof LivenessTable) out[key] = `${value.size} clients in the liveness table`;
     else out[key] = value;
   }
   return out;

@@ -13,6 +13,7 @@ import type { ReplyFact } from "../../src/machines/liveness.js";
 import { monitorMachine, type MonitorEvent } from "../../src/machines/monitor.js";
 import { shardOf } from "../../src/machines/shard.js";
 import { InspectionHub, type View } from "../../src/services/inspection.js";
+import { sanitizeContext } from "../../src/services/inspector.js";
 import { InspectorServer, parseViewMessage } from "../../src/services/inspector-server.js";
 import { createLogger } from "../../src/services/logger.js";
 
@@ -54,6 +55,7 @@ function inspectedMonitor(shardCount: number) {
     sweeps: [] as Extract<MonitorEvent, { type: "SWEEP" }>[],
     send: (e: MonitorEvent) => monitor().send(e),
     load: (subjects: string[]) => monitor().send({ type: "REGISTRATIONS_LOADED", records: subjects.map(record) }),
+    shardContext: (index: number) => ((monitor().getSnapshot().children[`shard-${index}`] as AnyActorRef).getSnapshot().context as Record<string, unknown>),
     /** A client actor's own context (what it heard), not the hub's view of it. */
     clientContext(subject: string, shardCount: number): ClientContext {
       const shard = monitor().getSnapshot().children[`shard-${shardOf(subject, shardCount)}`] as AnyActorRef;
@@ -245,6 +247,12 @@ test("inspection - a dead client stays in the table; filtering, sorting and pagi
   assert.is(view.selected?.status, "done");
   const reports = view.events.filter((e) => e.channel === "report").map((e) => `${e.type} ${e.actor}`);
   assert.ok(reports.includes("NodeDead client:c.three"), `the NodeDead report is listed under its client (${reports.join(", ")})`);
+});
+
+test("inspector - the Stately stream gets a shard's liveness table as a count, not its arrays", () => {
+  const m = inspectedMonitor(1);
+  m.load(["t.one", "t.two", "t.three"]);
+  assert.equal(sanitizeContext(m.shardContext(0)), { index: 0, clients: "3 client actors", liveness: "3 clients in the liveness table" });
 });
 
 test("inspection - the page's messages are validated", () => {
