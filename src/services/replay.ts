@@ -73,7 +73,8 @@ function checkHeader(value: unknown, fail: (problem: string) => never): RecordHe
   if ((format as number) < RECORD_FORMAT) {
     fail(
       `the log has format ${String(format)}, which recorded one event per ping reply; this presence-coordinator sweeps (format ${RECORD_FORMAT}) ` +
-        `and cannot replay it exactly: replay it with presence-coordinator ${typeof value.version === "string" ? value.version : "of the version that wrote it"}`,
+        `and cannot replay it exactly: replay it with the presence-coordinator that wrote it` +
+        `${typeof value.version === "string" ? ` (version ${value.version}, a build that writes record format ${String(format)})` : ""}`,
     );
   }
   if ((format as number) > RECORD_FORMAT) {
