@@ -18,7 +18,7 @@
 import type { AnyActorRef, AnyEventObject, InspectionEvent } from "xstate";
 import type { Command } from "../machines/commands.js";
 import type { ClientContext } from "../machines/client.js";
-import type { LivenessTable } from "../machines/liveness.js";
+import { LivenessTable } from "../machines/liveness.js";
 import type { ElectionContext } from "../machines/election.js";
 import type { MonitorEvent } from "../machines/monitor.js";
 import type { ShardEvent } from "../machines/shard.js";
@@ -307,7 +307,8 @@ function flatContext(kind: ActorKind, context: unknown): Record<string, string |
     if (typeof v === "number") out[k] = round(v);
     else if (typeof v === "string" || typeof v === "boolean" || v === null) out[k] = v;
     else if (Array.isArray(v)) out[k] = `${v.length} items`;
-    else if (k === "clients" && typeof v === "object") out[k] = `${Object.keys(v as object).length} actors`;
+    else if (k === "clients" && v instanceof Map) out[k] = `${v.size} actors`;
+    else if (k === "liveness" && v instanceof LivenessTable) out[k] = `${v.size} clients`;
     else if (k === "settings" || k === "timings") out[k] = clip(JSON.stringify(v), 200);
   }
   return out;

@@ -26,7 +26,7 @@ export function sanitizeContext(context: MachineContext): MachineContext {
   const out: MachineContext = {};
   for (const [key, value] of Object.entries(context)) {
     if (key === "random") continue;
-    if (key === "clients" && value !== null && typeof value === "object") out[key] = `${Object.keys(value).length} client actors`;
+    if (key === "clients" && value instanceof Map) out[key] = `${value.size} client actors`;
     else if (key === "shards" && Array.isArray(value)) out[key] = `${value.length} shard actors`;
     else if (value instanceof LivenessTable) out[key] = `${value.size} clients in the liveness table`;
     else out[key] = value;

@@ -144,7 +144,7 @@ test("charts - activeStateIds follows a real client actor through alive, suspect
   const actor = createActor(root, { clock }).start();
   const shard = actor.system.get("shard") as AnyActorRef;
   shard.send({ type: "REGISTER", records: [{ registration: { subject: "svc.a", metadata: {} }, revision: 1, atMs: 0 }] });
-  const client = shard.getSnapshot().children["svc.a"] as AnyActorRef;
+  const client = (shard.getSnapshot().context as { clients: Map<string, AnyActorRef> }).clients.get("svc.a")!;
   const chart = chartOf(clientMachine);
   const active = () => activeStateIds(chart, client.getSnapshot().value);
   /** Sweeps every sweep interval up to `untilMs` (no reply unless given), as the monitor would. */

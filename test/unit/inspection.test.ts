@@ -59,7 +59,8 @@ function inspectedMonitor(shardCount: number) {
     /** A client actor's own context (what it heard), not the hub's view of it. */
     clientContext(subject: string, shardCount: number): ClientContext {
       const shard = monitor().getSnapshot().children[`shard-${shardOf(subject, shardCount)}`] as AnyActorRef;
-      return (shard.getSnapshot().children[subject] as AnyActorRef).getSnapshot().context as ClientContext;
+      const clients = (shard.getSnapshot().context as { clients: Map<string, AnyActorRef> }).clients;
+      return clients.get(subject)!.getSnapshot().context as ClientContext;
     },
     /**
      * Advances the clock in steps of 5 ms, acting as the edge: every client in `answering`
@@ -249,10 +250,11 @@ test("inspection - a dead client stays in the table; filtering, sorting and pagi
   assert.ok(reports.includes("NodeDead client:c.three"), `the NodeDead report is listed under its client (${reports.join(", ")})`);
 });
 
-test("inspector - the Stately stream gets a shard's liveness table as a count, not its arrays", () => {
+test("inspector - a shard's client map and liveness table are shown and sent as counts, not their contents", () => {
   const m = inspectedMonitor(1);
   m.load(["t.one", "t.two", "t.three"]);
   assert.equal(sanitizeContext(m.shardContext(0)), { index: 0, clients: "3 client actors", liveness: "3 clients in the liveness table" });
+  assert.equal(m.hub.view({ select: "shard-0" }).selected!.context, { index: 0, clients: "3 actors", liveness: "3 clients" });
 });
 
 test("inspection - the page's messages are validated", () => {
