@@ -47,7 +47,20 @@ test("config - the documented defaults are valid", () => {
     electionBackoffMaxMs: 300,
     renewDeadlineMs: 1500,
   });
-  assert.equal(DEFAULT_MONITOR_TIMINGS, { pingIntervalMs: 750, deadTimeoutMs: 5000, stateIntervalMs: 1500 });
+  assert.equal(DEFAULT_MONITOR_TIMINGS, { pingIntervalMs: 750, deadTimeoutMs: 5000, stateIntervalMs: 1500, sweepIntervalMs: 50 });
+});
+
+test("config - a sweep interval above half the ping interval is refused, naming --sweep-interval", () => {
+  const err = refused({ pingIntervalMs: 750, sweepIntervalMs: 376 });
+  assert.is(err.flag, "--sweep-interval");
+  assert.ok(err.message.startsWith("--sweep-interval: "), err.message);
+  assert.match(err.message, /at most half of --ping-interval \(750 ms\)/);
+  assert.match(err.message, /got 376 ms/);
+  // Exactly half is the limit, and it is allowed.
+  validateConfig({ ...base, pingIntervalMs: 750, sweepIntervalMs: 375 });
+  // The rule follows the ping interval, not a fixed number.
+  assert.is(refused({ pingIntervalMs: 100, sweepIntervalMs: 51 }).flag, "--sweep-interval");
+  validateConfig({ ...base, pingIntervalMs: 100, deadTimeoutMs: 1000, sweepIntervalMs: 50 });
 });
 
 test("config - bad timing combinations are refused with the flag and the rule", () => {
@@ -62,6 +75,8 @@ test("config - bad timing combinations are refused with the flag and the rule", 
     [{ deadTimeoutMs: 1400 }, "--dead-timeout", /at least 2 × --ping-interval \(750 ms\)/],
     [{ pingIntervalMs: 0 }, "--ping-interval", /at least 10 ms/],
     [{ stateIntervalMs: 10 }, "--state-interval", /at least 50 ms/],
+    [{ sweepIntervalMs: 0 }, "--sweep-interval", /at least 5 ms/],
+    [{ sweepIntervalMs: 12.5 }, "--sweep-interval", /whole number/],
   ];
   for (const [change, flag, rule] of cases) {
     const err = refused(change);
