@@ -60,6 +60,22 @@ export function subjectHash(subject: string): number {
   return h >>> 0;
 }
 
+/**
+ * The subject's hash with its bits mixed (murmur3's 32-bit finalizer), for the phases of its
+ * first ping and NodeState. FNV-1a carries a subject's last characters poorly into its high
+ * bits, and subjects often differ only there (node-1, node-2, ...): on the bare hash, the
+ * NodeStates of 60 such clients fell into 7 of the 15 sweeps of half a state interval.
+ */
+function phaseHash(subject: string): number {
+  let h = subjectHash(subject);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 const INITIAL_CAPACITY = 16;
 
 /**
@@ -130,7 +146,7 @@ export class LivenessTable {
     this.slotOf.set(subject, i);
     this.subjects[i] = subject;
     this.metadata[i] = metadata;
-    const h = subjectHash(subject);
+    const h = phaseHash(subject);
     const phase = (h & 0xffff) / 0x10000; // [0, 1)
     const statePhase = (h >>> 16) / 0x10000;
     const { pingIntervalMs, deadTimeoutMs, stateIntervalMs } = this.timings;

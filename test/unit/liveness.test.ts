@@ -82,6 +82,23 @@ test("liveness - a new client's first ping and NodeState are spread over their i
   for (const s of subjects) assert.equal(reversed.get(s), first.get(s), s);
 });
 
+test("liveness - a small fleet whose subjects differ only in their last characters is spread too", () => {
+  for (const prefix of ["fleet.node-", "svc.steady-", "presence.client."]) {
+    const table = new LivenessTable(T);
+    for (let i = 0; i < 60; i++) table.register(`${prefix}${i}`, {}, T0);
+    const pings = new Map<number, number>();
+    const states = new Map<number, number>();
+    for (let at = T0 + 50; at <= T0 + T.stateIntervalMs; at += 50) {
+      const r = table.sweep(at, 0, []);
+      if (r.ping.length > 0 && at <= T0 + T.pingIntervalMs) pings.set(at, r.ping.length);
+      if (r.states.length > 0) states.set(at, r.states.length);
+    }
+    // Half a ping interval is 8 sweeps of 50 ms (7.5 first pings each), half a state interval 15 (4 each).
+    assert.ok(pings.size >= 7 && Math.max(...pings.values()) <= 18, `${prefix}: first pings ${JSON.stringify([...pings.values()])}`);
+    assert.ok(states.size >= 12 && Math.max(...states.values()) <= 12, `${prefix}: first NodeStates ${JSON.stringify([...states.values()])}`);
+  }
+});
+
 test("liveness - a reply resets the client's deadlines, and a reply after missed pings is reported", () => {
   const table = new LivenessTable(T);
   table.register("a", { zone: "eu" }, T0);
