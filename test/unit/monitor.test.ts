@@ -1,52 +1,142 @@
 /**
  * The monitor, its shards and the client actors on a SimulatedClock, with a recording
- * outbox in place of the driver. No NATS.
+ * outbox in place of the edge. No NATS.
+ *
+ * The outbox answers `replies.collect` as the edge does: with one SWEEP whose `atMs` is the
+ * simulated time (on a wall clock that starts at T0) and whose replies are the ones read
+ * since the last SWEEP. A client the test marks as answering replies to each of its pings
+ * `rttMs` later; the test can also queue replies itself, and stall the event loop.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef } from "xstate";
+import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef, type InspectionEvent } from "xstate";
 import { DEFAULT_MONITOR_TIMINGS } from "../../src/config.js";
+import { clientMachine } from "../../src/machines/client.js";
 import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
+import type { LivenessTable, ReplyFact } from "../../src/machines/liveness.js";
 import { monitorMachine, type MonitorEvent } from "../../src/machines/monitor.js";
 import { shardOf } from "../../src/machines/shard.js";
 import type { ClientReport, ReportType } from "../../src/protocol/presence.js";
 
-const P = DEFAULT_MONITOR_TIMINGS; // ping 750, dead 5000, state 1500
+const P = DEFAULT_MONITOR_TIMINGS; // ping 750, dead 5000, state 1500, sweep 50
+/** Wall-clock ms at simulated time 0: every `atMs` is T0 + the simulated time. */
+const T0 = 1_700_000_000_000;
+/** A sweep asked this much later than its interval says the loop stalled (as the edge does). */
+const STALL_THRESHOLD_MS = 100;
 
-/** A root that runs a recording outbox and the monitor, as the election machine does. */
-function presence(shardCount = 4) {
+const isClient = (ref: AnyActorRef | undefined): boolean => (ref as { logic?: unknown } | undefined)?.logic === clientMachine;
+
+interface Options {
+  shardCount?: number;
+  sweepIntervalMs?: number;
+}
+
+/** A root that runs the recording outbox and the monitor, as the election machine does. */
+function presence({ shardCount = 4, sweepIntervalMs = P.sweepIntervalMs }: Options = {}) {
+  const settings = { ...P, sweepIntervalMs, shardCount };
   const clock = new SimulatedClock();
+  const wall = () => T0 + clock.now();
   const log: { at: number; command: Command }[] = [];
+  const sweeps: { at: number; stalledMs: number; replies: ReplyFact[] }[] = [];
+  /** Replies on their way: each goes out with the first SWEEP at or after its `atMs`. */
+  let inFlight: ReplyFact[] = [];
+  /** Subjects that answer every ping, with their round trip. */
+  const answering = new Map<string, number>();
+  let lastAsk: number | null = null;
+  const edge = { flagStalls: true };
+  /** Every event delivered to a client actor, and every timer a client actor set. */
+  const clientEvents: { at: number; subject: string; type: string }[] = [];
+  const clientTimers: string[] = [];
+
+  const collect = () => {
+    const now = clock.now();
+    const late = lastAsk === null ? 0 : now - lastAsk - sweepIntervalMs;
+    lastAsk = now;
+    const stalledMs = edge.flagStalls && late > STALL_THRESHOLD_MS ? late : 0;
+    const replies = inFlight.filter((r) => r.atMs <= wall());
+    inFlight = inFlight.filter((r) => r.atMs > wall());
+    sweeps.push({ at: now, stalledMs, replies });
+    monitor().send({ type: "SWEEP", atMs: wall(), stalledMs, replies });
+  };
   const root = setup({
     actors: {
-      outbox: fromCallback<Command>(({ receive }) => receive((command) => log.push({ at: clock.now(), command }))),
+      outbox: fromCallback<Command>(({ receive }) =>
+        receive((command) => {
+          log.push({ at: clock.now(), command });
+          if (command.type === "replies.collect") collect();
+          if (command.type === "clients.ping") {
+            for (const subject of command.subjects) {
+              const rtt = answering.get(subject);
+              if (rtt !== undefined) inFlight.push({ subject, atMs: wall() + rtt, rttMs: rtt });
+            }
+          }
+        }),
+      ),
       monitor: monitorMachine,
     },
   }).createMachine({
     invoke: [
       { src: "outbox", systemId: "outbox" },
-      { src: "monitor", id: "monitor", systemId: "monitor", input: { settings: { ...P, shardCount } } },
+      { src: "monitor", id: "monitor", systemId: "monitor", input: { settings } },
     ],
   });
-  const actor = createActor(root, { clock }).start();
+  const actor = createActor(root, {
+    clock,
+    inspect: (e: InspectionEvent) => {
+      if (e.type === "@xstate.event" && isClient(e.actorRef)) {
+        clientEvents.push({ at: clock.now(), subject: e.actorRef.id, type: e.event.type });
+      }
+    },
+  });
+  const scheduler = actor.system.scheduler;
+  const schedule = scheduler.schedule.bind(scheduler);
+  scheduler.schedule = (source, target, event, delay, id) => {
+    if (isClient(source)) clientTimers.push(`${source.id}: ${event.type}`);
+    schedule(source, target, event, delay, id);
+  };
+  actor.start();
   const monitor = () => actor.system.get("monitor") as AnyActorRef;
+  const shardActors = () => Object.values(monitor().getSnapshot().children) as AnyActorRef[];
   let revision = 100;
   const h = {
     clock,
     log,
+    sweeps,
+    edge,
+    clientEvents,
+    clientTimers,
+    wall,
+    monitor,
     send: (event: MonitorEvent) => monitor().send(event),
+    /** Lets simulated time run on, one ms at a time (every timer fires at its own time). */
     advance: (ms: number) => {
       for (let i = 0; i < ms; i++) clock.increment(1);
     },
     record: (subject: string, metadata = {}): RegistrationRecord => ({
       registration: { subject, metadata },
       revision: ++revision,
-      atMs: 1_000_000 + clock.now(),
+      atMs: wall(),
     }),
-    load: (...subjects: string[]) =>
-      h.send({ type: "REGISTRATIONS_LOADED", records: subjects.map((s) => h.record(s)) }),
+    load: (...subjects: string[]) => h.send({ type: "REGISTRATIONS_LOADED", records: subjects.map((s) => h.record(s)) }),
     register: (subject: string, metadata = {}) => h.send({ type: "REGISTERED", record: h.record(subject, metadata) }),
-    pong: (subject: string, rttMs = 2) => h.send({ type: "PONG", subject, atMs: 1_000_000 + clock.now(), rttMs }),
+    /** `subject` answers every ping from now on, `rttMs` after it. */
+    answer: (subject: string, rttMs = 2) => void answering.set(subject, rttMs),
+    /** `subject` stops answering (replies on their way still arrive). */
+    silence: (subject: string) => void answering.delete(subject),
+    /** A reply of `subject`, read now: it goes out with the next SWEEP. */
+    reply: (subject: string, rttMs = 2) => void inFlight.push({ subject, atMs: wall(), rttMs }),
+    /**
+     * The event loop stalls so that the next sweep comes `ms` late. Replies on their way were
+     * waiting in the socket and are read only after the late sweep: they go with the one after.
+     */
+    stall: (ms: number) => {
+      const due = lastAsk! + sweepIntervalMs + ms;
+      const held = inFlight.length;
+      inFlight = inFlight.map((r) => ({ ...r, atMs: T0 + due + 1 }));
+      clock.increment(due - clock.now());
+      return held;
+    },
+    /** Lifecycle reports (report.presence), optionally of one subject. */
     reports: (subject?: string): (ClientReport & { at: number })[] =>
       log.flatMap((e) =>
         e.command.type === "report.presence" && (subject === undefined || e.command.report.clientSubject === subject)
@@ -54,44 +144,49 @@ function presence(shardCount = 4) {
           : [],
       ),
     types: (subject?: string): ReportType[] => h.reports(subject).map((r) => r.type),
-    pings: (subject: string) =>
-      log.filter((e) => e.command.type === "client.ping" && e.command.subject === subject).map((e) => e.at),
+    /** NodeState reports (reports.state), optionally of one subject. */
+    states: (subject?: string): (ClientReport & { at: number })[] =>
+      log.flatMap((e) =>
+        e.command.type === "reports.state"
+          ? e.command.reports.filter((r) => subject === undefined || r.clientSubject === subject).map((r) => ({ ...r, at: e.at }))
+          : [],
+      ),
+    pings: (subject: string) => log.filter((e) => e.command.type === "clients.ping" && e.command.subjects.includes(subject)).map((e) => e.at),
+    /** The replies of `subject` that reached the monitor, in order. */
+    delivered: (subject: string) => sweeps.flatMap((s) => s.replies.filter((r) => r.subject === subject)),
     commandTypes: () => log.map((e) => e.command.type),
     /** The subjects of each shard actor's client children, by shard actor id. */
     shards: (): Record<string, string[]> =>
-      Object.fromEntries(
-        Object.entries(monitor().getSnapshot().children as Record<string, AnyActorRef>).map(([id, shard]) => [
-          id,
-          Object.keys(shard.getSnapshot().children),
-        ]),
-      ),
-    clientCount: () => {
-      const shards = Object.values(monitor().getSnapshot().children) as AnyActorRef[];
-      return shards.reduce((n, s) => n + Object.keys(s.getSnapshot().children).length, 0);
-    },
-    /** Answers every ping of `subject` right away from now on, for `ms`. */
-    answerFor(subject: string, ms: number) {
-      for (let i = 0; i < ms; i++) {
-        const before = log.length;
-        h.advance(1);
-        if (log.slice(before).some((e) => e.command.type === "client.ping" && e.command.subject === subject)) h.pong(subject);
-      }
-    },
+      Object.fromEntries(shardActors().map((shard) => [shard.id, Object.keys(shard.getSnapshot().children)])),
+    tables: (): LivenessTable[] => shardActors().map((shard) => shard.getSnapshot().context.liveness as LivenessTable),
+    clientCount: () => shardActors().reduce((n, s) => n + Object.keys(s.getSnapshot().children).length, 0),
+    /** Timers pending in the whole actor system, by the id of the actor that set them. */
+    pendingTimers: () => Object.values(actor.system.getSnapshot()._scheduledEvents).map((e) => e.source.id),
   };
   return h;
 }
 
-test("monitor - loads stored registrations before it pulls new ones", () => {
+const gaps = (times: number[]) => times.slice(1).map((t, i) => t - times[i]!);
+
+test("monitor - loads stored registrations before it pulls new ones, and sweeps from the start", () => {
   const p = presence();
-  assert.equal(p.commandTypes(), ["registrations.load"], "the first and only command is the load");
+  assert.equal(p.monitor().getSnapshot().value, { registrations: "loading", sweeping: "waiting" });
+  assert.equal(p.commandTypes(), ["registrations.load"], "the first command is the load");
   p.advance(10_000);
-  assert.equal(p.commandTypes(), ["registrations.load"], "nothing is pulled while the load is outstanding");
+  const others = p.commandTypes().filter((t) => t !== "replies.collect");
+  assert.equal(others, ["registrations.load"], "nothing is pulled while the load is outstanding");
+  assert.is(p.sweeps.length, 10_000 / P.sweepIntervalMs, "the sweep runs while loading");
+  assert.equal(p.monitor().getSnapshot().value, { registrations: "loading", sweeping: "waiting" });
+  const before = p.log.length;
   p.load("a", "b", "c");
-  const types = p.commandTypes();
-  assert.equal(types.slice(0, 4), ["registrations.load", "report.presence", "report.presence", "report.presence"]);
-  assert.is(types[4], "registrations.pull", "pulling starts only after every stored client is monitored");
+  const types = p.log.slice(before).map((e) => e.command.type);
+  assert.equal(types, ["report.presence", "report.presence", "report.presence", "registrations.pull"], "pulling starts only after every stored client is monitored");
   assert.equal(p.types().sort(), ["NodePresent", "NodePresent", "NodePresent"]);
   assert.is(p.clientCount(), 3);
+  assert.equal(p.monitor().getSnapshot().value, { registrations: "running", sweeping: "waiting" });
+  // The loaded clients are swept: each is pinged within a ping interval.
+  p.advance(P.pingIntervalMs);
+  for (const s of ["a", "b", "c"]) assert.is(p.pings(s).length, 1, `${s} pinged`);
 });
 
 test("monitor - a load in parts monitors each part at once, and pulls only after the last", () => {
@@ -99,6 +194,10 @@ test("monitor - a load in parts monitors each part at once, and pulls only after
   p.send({ type: "REGISTRATIONS_CHUNK", records: ["a", "b"].map((s) => p.record(s)) });
   assert.is(p.clientCount(), 2, "the first part is monitored at once");
   assert.equal(p.types(), ["NodePresent", "NodePresent"]);
+  // While the rest is loading, the first part is pinged and reported like any client.
+  p.advance(P.stateIntervalMs);
+  assert.ok(p.pings("a").length >= 1 && p.pings("b").length >= 1, "pinged");
+  assert.equal([p.states("a").length, p.states("b").length], [1, 1]);
   assert.not.ok(p.commandTypes().includes("registrations.pull"), "no pulling while parts are still coming");
   p.send({ type: "REGISTRATIONS_CHUNK", records: ["c"].map((s) => p.record(s)) });
   p.send({ type: "REGISTRATIONS_LOADED", records: ["d"].map((s) => p.record(s)) });
@@ -109,88 +208,138 @@ test("monitor - a load in parts monitors each part at once, and pulls only after
   assert.is(p.clientCount(), 4);
 });
 
-test("client - a client that answers every ping stays alive and gets NodeState every state interval", () => {
+test("client - clients that answer every ping get one NodeState per state interval, spread, and their actors hear nothing", () => {
   const p = presence();
-  p.load();
-  p.register("svc.a", { zone: "eu-1" });
-  p.answerFor("svc.a", 6000);
-  const pings = p.pings("svc.a");
-  assert.ok(pings.length >= 7, `pinged about every ${P.pingIntervalMs} ms of quiet (saw ${pings.length})`);
-  assert.is(pings[0], P.pingIntervalMs, "the first ping goes out one ping interval after registering");
-  assert.equal(
-    p.types("svc.a"),
-    ["NodePresent", "NodeState", "NodeState", "NodeState", "NodeState"],
-    "no suspicion, and a NodeState every 1500 ms",
-  );
-  const states = p.reports("svc.a").filter((r) => r.type === "NodeState");
-  assert.equal(
-    states.map((r) => r.at),
-    [1500, 3000, 4500, 6000],
-  );
-  for (const r of p.reports("svc.a")) {
-    assert.is(r.state, "alive");
-    assert.equal(r.metadata, { zone: "eu-1" }, "metadata travels in every report");
+  const subjects = Array.from({ length: 60 }, (_, i) => `svc.steady-${i}`);
+  for (const s of subjects) p.answer(s, 2);
+  p.send({ type: "REGISTRATIONS_LOADED", records: subjects.map((s) => p.record(s, { zone: s.length % 3 })) });
+  const RUN = 6 * P.stateIntervalMs;
+  p.advance(RUN);
+  assert.equal(p.types(), subjects.map(() => "NodePresent"), "no lifecycle report but the first");
+  for (const s of subjects) {
+    // NodeState: the first within the first state interval, then exactly one per interval.
+    const states = p.states(s);
+    assert.is(states.length, 6, `${s}: ${states.length} NodeStates in 6 state intervals`);
+    assert.ok(states[0]!.at >= P.stateIntervalMs / 2 && states[0]!.at <= P.stateIntervalMs, `${s}: first at ${states[0]!.at}`);
+    assert.equal(gaps(states.map((r) => r.at)), [1500, 1500, 1500, 1500, 1500], `${s}: one every state interval`);
+    for (const r of states) {
+      assert.equal([r.state, r.missedPings, r.rttMs], ["alive", 0, 2], `${s} at ${r.at}`);
+      assert.equal(r.metadata, { zone: s.length % 3 }, "metadata travels in every report");
+      assert.ok(T0 + r.at - r.lastSeenMs < P.pingIntervalMs + 2 * P.sweepIntervalMs, `${s}: last seen ${T0 + r.at - r.lastSeenMs} ms before`);
+    }
+    // Pings: the first within the first ping interval, then one a ping interval after each reply.
+    const pings = p.pings(s);
+    assert.ok(pings[0]! >= P.pingIntervalMs / 2 && pings[0]! <= P.pingIntervalMs, `${s}: first ping at ${pings[0]}`);
+    for (const gap of gaps(pings)) {
+      const sinceReply = gap - 2;
+      assert.ok(sinceReply >= P.pingIntervalMs && sinceReply < P.pingIntervalMs + P.sweepIntervalMs, `${s}: ping ${sinceReply} ms after the reply`);
+    }
+    assert.ok(pings.length >= 10, `${s}: ${pings.length} pings`);
   }
-  assert.is(states.at(-1)!.rttMs, 2, "the last round-trip time is reported");
+  // Spread: the NodeStates of one interval go out over many sweeps, not all at once.
+  const perSweep = new Map<number, number>();
+  for (const r of p.states()) if (r.at <= P.stateIntervalMs) perSweep.set(r.at, (perSweep.get(r.at) ?? 0) + 1);
+  assert.ok(perSweep.size >= 10, `the first NodeStates went out in ${perSweep.size} of 15 sweeps`);
+  assert.ok(Math.max(...perSweep.values()) <= subjects.length / 4, `at most ${Math.max(...perSweep.values())} in one sweep`);
+  // Pings and NodeStates go out as one command per shard sweep.
+  const perShardSweep = new Set<string>();
+  for (const { at, command } of p.log) {
+    if (command.type !== "clients.ping" && command.type !== "reports.state") continue;
+    const list = command.type === "clients.ping" ? command.subjects : command.reports.map((r) => r.clientSubject);
+    const shards = new Set(list.map((s) => shardOf(s, 4)));
+    assert.is(shards.size, 1, "one shard's clients per command");
+    const key = `${command.type} ${at} ${[...shards][0]}`;
+    assert.not.ok(perShardSweep.has(key), `one ${command.type} per shard sweep (${key})`);
+    perShardSweep.add(key);
+  }
+  // The budget of design §10: no event and no timer for any client actor in steady state.
+  assert.equal(p.clientEvents.filter((e) => e.type !== "xstate.init"), [], "no event reached a client actor after it started");
+  assert.is(p.clientEvents.length, subjects.length, "each client actor started once");
+  assert.equal(p.clientTimers, [], "no client actor set a timer");
+  assert.equal(p.pendingTimers(), ["monitor"], "the only pending timer is the monitor's sweep");
 });
 
-test("client - a silent client is suspect after a missed ping and dead at the dead timeout, once", () => {
-  const p = presence();
-  p.load("svc.quiet");
-  p.advance(20_000);
-  const reports = p.reports("svc.quiet");
-  assert.equal(
-    reports.map((r) => `${r.at} ${r.type} ${r.state} missed=${r.missedPings}`),
-    [
-      "0 NodePresent alive missed=0",
-      "1500 NodeState alive missed=0",
-      "1500 NodeSuspect suspect missed=1",
-      "3000 NodeState suspect missed=2",
-      "4500 NodeState suspect missed=4",
-      "5000 NodeDead dead missed=5",
-    ],
-  );
-  // Pinged at 750 (missed at 1500), then every ping interval while suspect, until dead.
-  assert.equal(p.pings("svc.quiet"), [750, 1500, 2250, 3000, 3750, 4500]);
-  const removals = p.log.filter((e) => e.command.type === "registration.remove");
-  assert.equal(
-    removals.map((e) => e.command),
-    [{ type: "registration.remove", subject: "svc.quiet", revision: 101 }],
-    "the dead client's registration is removed, against its revision",
-  );
-  assert.is(p.clientCount(), 0, "the dead client's actor is stopped");
-});
+for (const sweepIntervalMs of [50, 120]) {
+  test(`client - a silent client is suspect after a missed ping and dead within a sweep of the dead timeout (sweep ${sweepIntervalMs} ms)`, () => {
+    const S = sweepIntervalMs;
+    const p = presence({ sweepIntervalMs: S });
+    p.answer("svc.quiet", 3);
+    p.answer("svc.ok", 3);
+    p.load("svc.quiet", "svc.ok");
+    p.advance(2000);
+    p.silence("svc.quiet");
+    p.advance(10_000);
+    assert.ok(p.sweeps.every((s) => s.at % S === 0), "every sweep on the sweep interval");
+    const lastReply = p.delivered("svc.quiet").at(-1)!.atMs - T0;
+    const pings = p.pings("svc.quiet").filter((t) => t > lastReply);
+    const reports = p.reports("svc.quiet");
+    assert.equal(reports.map((r) => r.type), ["NodePresent", "NodeSuspect", "NodeDead"], "suspect once, dead once");
+    const [, suspect, dead] = reports;
+    // The first ping after the last reply goes unanswered: suspect a ping interval later.
+    assert.ok(pings[0]! - lastReply >= P.pingIntervalMs && pings[0]! - lastReply < P.pingIntervalMs + S, `pinged ${pings[0]! - lastReply} ms after the last reply`);
+    assert.ok(suspect!.at - pings[0]! >= P.pingIntervalMs && suspect!.at - pings[0]! < P.pingIntervalMs + S, `suspect ${suspect!.at - pings[0]!} ms after the ping`);
+    assert.equal([suspect!.state, suspect!.missedPings, suspect!.lastSeenMs], ["suspect", 1, T0 + lastReply]);
+    // Pinged again at once, then every ping interval (on the sweep grid) until dead.
+    assert.is(pings[1], suspect!.at, "pinged again as it is found suspect");
+    for (const gap of gaps(pings.slice(1))) assert.ok(gap >= P.pingIntervalMs && gap < P.pingIntervalMs + S, `pinged again after ${gap} ms`);
+    assert.ok(pings.at(-1)! < dead!.at, "not pinged once dead");
+    // Dead within one sweep interval of the dead timeout after its last reply.
+    const silentFor = dead!.at - lastReply;
+    assert.ok(silentFor >= P.deadTimeoutMs && silentFor < P.deadTimeoutMs + S, `dead after ${silentFor} ms of silence`);
+    assert.equal([dead!.state, dead!.lastSeenMs], ["dead", T0 + lastReply]);
+    assert.is(dead!.missedPings, pings.length - 1, "every unanswered ping but the last (still out) counted");
+    // NodeState while suspect says so; none after death.
+    const states = p.states("svc.quiet");
+    for (const r of states.filter((r) => r.at > suspect!.at)) assert.equal([r.state, r.missedPings > 0], ["suspect", true]);
+    assert.ok(states.every((r) => r.at < dead!.at), "no NodeState after NodeDead");
+    const removals = p.log.filter((e) => e.command.type === "registration.remove");
+    assert.equal(
+      removals.map((e) => [e.at, e.command]),
+      [[dead!.at, { type: "registration.remove", subject: "svc.quiet", revision: 101 }]],
+      "the dead client's registration is removed, against its revision",
+    );
+    assert.equal(p.shards()[`shard-${shardOf("svc.quiet", 4)}`]!.includes("svc.quiet"), false, "its actor is stopped");
+    assert.is(p.clientCount(), 1);
+    assert.equal(p.types("svc.ok"), ["NodePresent"], "the client that answers is not touched");
+  });
+}
 
-test("client - a suspect client that replies is reported recovered", () => {
+test("client - a suspect client that replies is reported recovered, and flaps back", () => {
   const p = presence();
   p.load("svc.flaky");
-  p.advance(1600); // missed the first ping: suspect at 1500
-  assert.is(p.types("svc.flaky").at(-1), "NodeSuspect");
-  p.pong("svc.flaky", 7);
+  p.advance(1600); // misses its first ping (sent by +750): suspect by +1500
+  assert.equal(p.types("svc.flaky"), ["NodePresent", "NodeSuspect"]);
+  p.reply("svc.flaky", 7);
+  const read = p.wall();
+  p.advance(P.sweepIntervalMs);
   const last = p.reports("svc.flaky").at(-1)!;
-  assert.equal([last.type, last.state, last.missedPings, last.rttMs], ["NodeRecovered", "alive", 0, 7]);
-  p.answerFor("svc.flaky", 8000);
-  assert.not.ok(p.types("svc.flaky").includes("NodeDead"), "a client that replies again is never dead");
+  assert.equal([last.type, last.state, last.missedPings, last.rttMs, last.lastSeenMs], ["NodeRecovered", "alive", 0, 7, read]);
+  assert.is(last.at, 1650, "at the next sweep");
+  p.answer("svc.flaky");
+  p.advance(8000);
+  assert.equal(p.types("svc.flaky"), ["NodePresent", "NodeSuspect", "NodeRecovered"], "a client that replies again is never dead");
   // Flapping: silent again, suspect again, recovered again.
-  p.advance(1600);
-  p.pong("svc.flaky");
-  assert.equal(
-    p.types("svc.flaky").filter((t) => t !== "NodeState"),
-    ["NodePresent", "NodeSuspect", "NodeRecovered", "NodeSuspect", "NodeRecovered"],
-  );
+  p.silence("svc.flaky");
+  p.advance(2 * P.pingIntervalMs + P.sweepIntervalMs);
+  p.reply("svc.flaky");
+  p.advance(P.sweepIntervalMs);
+  assert.equal(p.types("svc.flaky"), ["NodePresent", "NodeSuspect", "NodeRecovered", "NodeSuspect", "NodeRecovered"]);
 });
 
 test("client - a ping that fails at once (no responders) is a missed ping, not instant death", () => {
   const p = presence();
   p.load("svc.gone");
-  // The edge turns a no-responders error into nothing at all: the client actor only ever
-  // learns of activity. So right after the failing ping the client is still alive...
+  // The edge turns a no-responders error into nothing at all: no reply comes. Right after
+  // the failing ping the client is still alive...
   p.advance(P.pingIntervalMs + 1);
+  const firstPing = p.pings("svc.gone")[0]!;
   assert.equal(p.types("svc.gone"), ["NodePresent"]);
-  // ...suspect one ping interval later, and dead only at the dead timeout.
-  p.advance(P.pingIntervalMs);
-  assert.is(p.types("svc.gone").at(-1), "NodeSuspect");
-  p.advance(P.deadTimeoutMs - 2 * P.pingIntervalMs - 2);
+  // ...suspect one ping interval after it...
+  p.advance(firstPing + P.pingIntervalMs - p.clock.now());
+  assert.equal(p.types("svc.gone"), ["NodePresent", "NodeSuspect"]);
+  assert.is(p.reports("svc.gone").at(-1)!.at, firstPing + P.pingIntervalMs);
+  // ...and dead only at the dead timeout after its registration.
+  p.advance(P.deadTimeoutMs - 1 - p.clock.now());
   assert.not.ok(p.types("svc.gone").includes("NodeDead"));
   p.advance(1);
   assert.is(p.types("svc.gone").at(-1), "NodeDead");
@@ -207,18 +356,21 @@ test("client - registering again replaces the metadata and reports NodePresent, 
   assert.equal([present.type, present.state, present.missedPings], ["NodePresent", "suspect", 1]);
   assert.equal(present.metadata, { restart: 1 });
   // Registrations every second (someone else re-registering a dead client's subject) do not
-  // move its dead timer: it dies at the dead timeout after its last reply, reported once.
-  let now = 1600;
-  while (now + 1000 < P.deadTimeoutMs) {
-    p.advance(1000);
-    now += 1000;
+  // move its dead timeout: it dies at the dead timeout after its registration, reported once.
+  for (let now = 2600; now < P.deadTimeoutMs; now += 1000) {
+    p.advance(now - p.clock.now());
     p.register("svc.r", { restart: now });
   }
-  p.advance(P.deadTimeoutMs - 1 - now);
+  assert.equal(p.states("svc.r").at(-1)!.metadata, { restart: 3600 }, "NodeState carries the latest metadata");
+  assert.equal(p.states("svc.r").at(-1)!.state, "suspect");
+  p.advance(P.deadTimeoutMs - 1 - p.clock.now());
   assert.not.ok(p.types("svc.r").includes("NodeDead"));
   p.advance(1);
   assert.is(p.types("svc.r").at(-1), "NodeDead");
+  assert.equal(p.reports("svc.r").at(-1)!.metadata, { restart: 4600 });
+  p.advance(5000);
   assert.is(p.reports("svc.r").filter((r) => r.type === "NodeDead").length, 1);
+  assert.is(p.log.filter((e) => e.command.type === "registration.remove").length, 1);
 });
 
 test("client - a client that registers again and replies recovers", () => {
@@ -227,11 +379,14 @@ test("client - a client that registers again and replies recovers", () => {
   p.advance(1600);
   assert.is(p.types("svc.back").at(-1), "NodeSuspect");
   p.register("svc.back", { build: 2 });
-  p.pong("svc.back");
-  assert.is(p.types("svc.back").at(-1), "NodeRecovered");
+  p.reply("svc.back");
+  p.advance(P.sweepIntervalMs);
+  assert.equal(p.types("svc.back"), ["NodePresent", "NodeSuspect", "NodePresent", "NodeRecovered"]);
   assert.equal(p.reports("svc.back").at(-1)!.metadata, { build: 2 });
-  p.advance(P.deadTimeoutMs - 1);
-  assert.not.ok(p.types("svc.back").includes("NodeDead"));
+  p.advance(2 * P.deadTimeoutMs); // silent again: suspect and dead, a dead timeout after the reply
+  assert.equal(p.types("svc.back").slice(4), ["NodeSuspect", "NodeDead"]);
+  const dead = p.reports("svc.back").at(-1)!;
+  assert.ok(dead.at - 1600 >= P.deadTimeoutMs && dead.at - 1600 < P.deadTimeoutMs + P.sweepIntervalMs, `dead ${dead.at - 1600} ms after the reply`);
 });
 
 test("client - a dead client that replies late stays dead until it registers again", () => {
@@ -239,35 +394,92 @@ test("client - a dead client that replies late stays dead until it registers aga
   p.load("svc.late");
   p.advance(P.deadTimeoutMs);
   assert.is(p.types("svc.late").at(-1), "NodeDead");
-  const count = p.reports("svc.late").length;
-  p.pong("svc.late");
+  const count = p.log.length;
+  p.reply("svc.late");
   p.advance(3000);
-  assert.is(p.reports("svc.late").length, count, "nothing after NodeDead");
+  assert.equal(
+    p.log.slice(count).filter((e) => e.command.type !== "replies.collect"),
+    [],
+    "nothing after NodeDead: no report, no NodeState, no ping",
+  );
+  assert.ok(p.delivered("svc.late").length === 1, "the late reply did reach the monitor");
   p.register("svc.late");
-  assert.is(p.types("svc.late").at(-1), "NodePresent");
+  const present = p.reports("svc.late").at(-1)!;
+  assert.equal([present.type, present.state, present.missedPings], ["NodePresent", "alive", 0]);
   assert.is(p.clientCount(), 1);
+  // Monitored afresh: pinged again, and dead a dead timeout after the new registration.
+  const since = p.clock.now();
+  p.advance(2 * P.deadTimeoutMs);
+  assert.ok(p.pings("svc.late").some((t) => t > since));
+  assert.equal(p.types("svc.late").slice(-3), ["NodePresent", "NodeSuspect", "NodeDead"]);
+  assert.is(p.reports("svc.late").at(-1)!.at, since + P.deadTimeoutMs);
 });
 
 test("client - an unregistering client is reported left, and nothing follows", () => {
   const p = presence();
+  p.answer("svc.bye");
   p.load("svc.bye");
-  p.advance(100);
+  p.advance(2000);
+  assert.ok(p.pings("svc.bye").length > 0 && p.states("svc.bye").length > 0);
   p.send({ type: "UNREGISTERED", subject: "svc.bye" });
-  assert.is(p.types("svc.bye").at(-1), "NodeLeft");
+  assert.equal(p.types("svc.bye"), ["NodePresent", "NodeLeft"]);
   assert.is(p.reports("svc.bye").at(-1)!.state, "left");
-  const count = p.reports("svc.bye").length;
-  const pings = p.pings("svc.bye").length;
+  const count = p.log.length;
+  p.reply("svc.bye"); // a reply on its way when it left
   p.advance(10_000);
-  assert.is(p.reports("svc.bye").length, count);
-  assert.is(p.pings("svc.bye").length, pings, "a client that left is not pinged");
+  assert.equal(
+    p.log.slice(count).filter((e) => e.command.type !== "replies.collect"),
+    [],
+    "nothing after NodeLeft: no report, no NodeState, no ping, no removal",
+  );
   assert.is(p.clientCount(), 0);
+  assert.is(
+    p.tables().reduce((n, t) => n + t.size, 0),
+    0,
+    "its liveness is gone too",
+  );
   // An unregistration of an unknown subject changes nothing.
   p.send({ type: "UNREGISTERED", subject: "svc.never" });
   assert.is(p.reports("svc.never").length, 0);
 });
 
+for (const stallMs of [2 * P.deadTimeoutMs, 1000]) {
+  test(`monitor - a stalled sweep (${stallMs} ms) judges nobody; replies read after it keep every client alive`, () => {
+    const run = (flagStalls: boolean) => {
+      const p = presence();
+      p.edge.flagStalls = flagStalls;
+      const subjects = Array.from({ length: 100 }, (_, i) => `svc.busy-${i}`);
+      for (const s of subjects) p.answer(s, 2);
+      p.load(...subjects);
+      p.advance(3000);
+      const stalledAt = p.sweeps.length;
+      const held = p.stall(stallMs);
+      p.advance(6000);
+      return { p, held, stalled: p.sweeps[stalledAt]!, next: p.sweeps[stalledAt + 1]! };
+    };
+    const { p, held, stalled, next } = run(true);
+    assert.ok(held > 0, "some replies were on their way when the loop stalled");
+    assert.is(stalled.stalledMs, stallMs, "the late sweep says how long the loop stalled");
+    assert.equal(stalled.replies, [], "its replies were not read yet");
+    assert.is(next.replies.length, held, "they come with the next sweep");
+    assert.equal(
+      p.types().filter((t) => t !== "NodePresent"),
+      [],
+      "no NodeSuspect and no NodeDead",
+    );
+    assert.ok(p.states().some((r) => r.at === stalled.at), "NodeState goes on in the stalled sweep");
+    assert.ok(p.states().every((r) => r.state === "alive"));
+    // The same schedule without the stall flag calls live clients suspect or dead.
+    const unflagged = run(false).p;
+    const verdicts = unflagged.types().filter((t) => t === "NodeSuspect" || t === "NodeDead");
+    assert.ok(verdicts.length > 0, "without the flag, the stall is held against the clients");
+    if (stallMs > P.deadTimeoutMs) assert.is(unflagged.types().filter((t) => t === "NodeDead").length, 100, "every client dead");
+    else assert.ok(unflagged.types().includes("NodeSuspect"));
+  });
+}
+
 test("monitor - clients are spread over the shards, and spawning 2,000 keeps each one distinct", () => {
-  const p = presence(16);
+  const p = presence({ shardCount: 16 });
   const subjects = Array.from({ length: 2000 }, (_, i) => `fleet.node-${i}`);
   p.load(...subjects);
   assert.is(p.clientCount(), 2000);
@@ -280,15 +492,23 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
   const placed = Object.values(shards).flat();
   assert.is(placed.length, 2000, "every client has one actor");
   assert.equal(new Set(placed), new Set(subjects), "in exactly one shard each");
-  // Each sits in the shard that its ping replies and its unregistration are routed to.
-  for (const [id, children] of Object.entries(shards)) {
+  // Each sits in the shard that its ping replies and its unregistration are routed to, and
+  // that shard's liveness table holds exactly its clients.
+  const tables = p.tables();
+  for (const [i, [id, children]] of Object.entries(shards).entries()) {
     const misplaced = children.filter((subject) => `shard-${shardOf(subject, 16)}` !== id);
     assert.equal(misplaced, [], `${id} holds only its own subjects`);
+    assert.equal([...tables[i]!.entries()].map((e) => e.subject).sort(), [...children].sort(), `${id}'s table`);
   }
+  // Replies are routed to their shards: everyone answering, nobody is suspect.
+  for (const s of subjects) p.answer(s);
+  p.advance(3000);
+  assert.is(p.types().filter((t) => t !== "NodePresent").length, 0);
   // Duplicates within one load count once.
-  const q = presence(4);
+  const q = presence({ shardCount: 4 });
   q.load("dup.a", "dup.a", "dup.b");
   assert.is(q.clientCount(), 2);
+  assert.is(q.tables().reduce((n, t) => n + t.size, 0), 2);
 });
 
 test.run();
