@@ -1,7 +1,8 @@
 /**
- * Model-based paths: `xstate/graph` walks the client and the election machines (with the
- * `xstate.after.*` timer events listed explicitly, since a traversal has no clock) and
- * gives the shortest event sequence to every state; each is extended by every sequence of
+ * Model-based paths: `xstate/graph` walks the client and the election machines (the client
+ * hears only the facts its shard's sweep finds; the election's `xstate.after.*` timer events
+ * are listed explicitly, since a traversal has no clock) and gives the shortest event
+ * sequence to every state; each is extended by every sequence of
  * up to two more events (for the election, three events that each take a transition). Every path then runs on a real actor with a SimulatedClock and a
  * recording outbox (timer events are delivered as the scheduler would deliver them), time
  * runs on afterwards, and the invariants of design section 5 are checked on the commands.
@@ -40,29 +41,36 @@ function extend<E>(shortest: E[][], eventsAt: (prefix: E[]) => E[], extra: numbe
 // ---------------------------------------------------------------- client
 
 const SUBJECT = "svc.model";
-const CT = DEFAULT_MONITOR_TIMINGS;
 const record: RegistrationRecord = { registration: { subject: SUBJECT, metadata: { m: 1 } }, revision: 5, atMs: 1000 };
-const CLIENT_EVENTS = [
-  { type: "PONG", subject: SUBJECT, atMs: 2000, rttMs: 1 },
-  { type: "PONG", subject: "svc.other", atMs: 2000, rttMs: 1 },
-  { type: "RESET", record: { ...record, revision: 6 } },
-  { type: "LEAVE", subject: SUBJECT },
-  after("pingInterval", "client.tracking.liveness.alive.quiet"),
-  after("pingInterval", "client.tracking.liveness.alive.awaitingReply"),
-  after("pingInterval", "client.tracking.liveness.suspect.awaitingReply"),
-  after("deadTimeout", "client.tracking.silence.counting"),
-  after("stateInterval", "client.tracking.stateReports.waiting"),
-] as EventObject[];
+/**
+ * The facts a shard's sweep can give a client actor (the client keeps no timer: every wait
+ * is in its shard's liveness table), plus the registration events.
+ */
+const CLIENT_EVENTS: ClientEvent[] = [
+  { type: "PING_MISSED", lastSeenMs: 1000, rttMs: 0, missedPings: 1 },
+  { type: "PING_MISSED", lastSeenMs: 1000, rttMs: 0, missedPings: 2 },
+  { type: "REPLIED", lastSeenMs: 4000, rttMs: 3, missedPings: 0 },
+  { type: "DEAD_TIMEOUT", lastSeenMs: 1000, rttMs: 0, missedPings: 6 },
+  { type: "RESET", record: { ...record, registration: { subject: SUBJECT, metadata: { m: 2 } }, revision: 6 } },
+  { type: "LEAVE" },
+];
+/** What the shard says of a client that never replies again, once the path is done. */
+const NEVER_AGAIN: ClientEvent = { type: "DEAD_TIMEOUT", lastSeenMs: 4000, rttMs: 3, missedPings: 7 };
 
 /** The client machine without its effects, for the traversal (the graph runs no actor system). */
 const clientModel = clientMachine.provide({
-  actions: { report: () => undefined, ping: () => undefined, removeRegistration: () => undefined, notifyFinished: () => undefined },
+  actions: { report: () => undefined, removeRegistration: () => undefined, notifyFinished: () => undefined },
 });
 
-/** Runs a client actor under a root that provides the outbox (and takes CLIENT_FINISHED, as a shard would). */
-function runClient(events: EventObject[]) {
+/**
+ * Runs a client actor under a root that provides the outbox and takes CLIENT_FINISHED, as a
+ * shard would; time runs on after the path, then the shard's sweep finds it dead.
+ */
+function runClient(events: ClientEvent[]) {
   const clock = new SimulatedClock();
   const log: { step: number; command: Command }[] = [];
+  const finished: number[] = [];
+  const timers: string[] = [];
   let step = 0;
   const root = setup({
     actors: {
@@ -72,19 +80,28 @@ function runClient(events: EventObject[]) {
   }).createMachine({
     invoke: [
       { src: "outbox", systemId: "outbox" },
-      { src: "client", id: "client", input: { record, timings: CT } },
+      { src: "client", id: "client", input: { record } },
     ],
+    on: { CLIENT_FINISHED: { actions: () => finished.push(step) } },
   });
-  const actor = createActor(root, { clock }).start();
+  const actor = createActor(root, { clock });
+  const scheduler = actor.system.scheduler;
+  const schedule = scheduler.schedule.bind(scheduler);
+  scheduler.schedule = (source, target, event, delay, id) => {
+    timers.push(`${source.id}: ${event.type}`);
+    schedule(source, target, event, delay, id);
+  };
+  actor.start();
   const client = () => actor.getSnapshot().children.client as AnyActorRef | undefined;
-  for (const e of events) {
+  for (const e of [...events, null]) {
     step += 1;
-    client()?.send(e as ClientEvent);
+    if (e === null) {
+      for (let ms = 0; ms < 2 * DEFAULT_MONITOR_TIMINGS.deadTimeoutMs; ms += 10) clock.increment(10);
+      if (client()?.getSnapshot().status === "active") client()!.send(NEVER_AGAIN);
+    } else if (client()?.getSnapshot().status === "active") client()!.send(e);
   }
-  step += 1; // what happens when time runs on, with no reply at all
-  for (let ms = 0; ms < 2 * CT.deadTimeoutMs; ms += 10) clock.increment(10);
   actor.stop();
-  return log;
+  return { log, finished, timers };
 }
 
 const STATE_OF: Record<ClientReport["type"], ClientReport["state"][]> = {
@@ -96,21 +113,30 @@ const STATE_OF: Record<ClientReport["type"], ClientReport["state"][]> = {
   NodeState: ["alive", "suspect"],
 };
 
-function checkClientInvariants(events: EventObject[], log: { step: number; command: Command }[]): void {
+function checkClientInvariants(events: ClientEvent[], { log, finished, timers }: ReturnType<typeof runClient>): void {
   let text: string | undefined; // built once per path: every assertion message uses it
-  const where = () => (text ??= `path: ${events.map((e) => e.type.replace(/^xstate\.after\./, "after:")).join(" > ")}\ncommands: ${log.map((l) => l.command.type === "report.presence" ? l.command.report.type : l.command.type).join(", ")}`);
-  const reports = log.flatMap((l) => (l.command.type === "report.presence" ? [l.command.report] : []));
+  const where = () => (text ??= `path: ${events.map((e) => ("missedPings" in e ? `${e.type}(${e.missedPings})` : e.type)).join(" > ")}\ncommands: ${log.map((l) => l.command.type === "report.presence" ? l.command.report.type : l.command.type).join(", ")}`);
+  const reports = log.flatMap((l) => (l.command.type === "report.presence" ? [{ step: l.step, ...l.command.report }] : []));
   assert.is(reports[0]?.type, "NodePresent", `the first report is NodePresent\n${where()}`);
   for (const r of reports) assert.ok(STATE_OF[r.type].includes(r.state), `${r.type} carries state ${r.state}\n${where()}`);
   const dead = log.findIndex((l) => l.command.type === "report.presence" && l.command.report.type === "NodeDead");
   const left = log.findIndex((l) => l.command.type === "report.presence" && l.command.report.type === "NodeLeft");
   assert.ok(dead < 0 || left < 0, `never both dead and left\n${where()}`);
   if (dead >= 0) {
-    const rest = log.slice(dead + 1).map((l) => l.command.type);
-    assert.equal(rest, ["registration.remove"], `after NodeDead only its registration is removed, once\n${where()}`);
+    const rest = log.slice(dead + 1).map((l) => l.command);
+    const revision = lastRevision(events, log[dead]!.step);
+    assert.equal(rest, [{ type: "registration.remove", subject: SUBJECT, revision }], `after NodeDead only its registration is removed, once, against its revision\n${where()}`);
+  }
+  if (dead >= 0) {
+    // NodeDead carries what the sweep found: the last reply and every missed ping.
+    const fact = (log[dead]!.step <= events.length ? events[log[dead]!.step - 1] : NEVER_AGAIN) as Extract<ClientEvent, { type: "DEAD_TIMEOUT" }>;
+    const r = reports.find((r) => r.type === "NodeDead")!;
+    assert.equal([r.lastSeenMs, r.rttMs, r.missedPings], [fact.lastSeenMs, fact.rttMs, fact.missedPings], `NodeDead carries its fact\n${where()}`);
   }
   if (left >= 0) assert.is(log.length, left + 1, `nothing after NodeLeft\n${where()}`);
   if (left < 0) assert.ok(dead >= 0, `a client that never replies again gets a NodeDead\n${where()}`);
+  assert.is(finished.length, 1, `its shard hears once that it finished\n${where()}`);
+  assert.is(finished[0], (reports.find((r) => r.type === "NodeDead" || r.type === "NodeLeft")!).step, `when it finished\n${where()}`);
   // Liveness reports alternate: suspect only when alive, recovered only when suspect.
   // A registration again (NodePresent after the first) says who the client is, not that it
   // is alive: it carries the liveness the client had, and changes nothing of it.
@@ -119,29 +145,39 @@ function checkClientInvariants(events: EventObject[], log: { step: number; comma
     if (r.type === "NodePresent") assert.is(r.state, state, `NodePresent keeps the liveness it found\n${where()}`);
     else if (r.type === "NodeSuspect") {
       assert.is(state, "alive", `NodeSuspect only after alive\n${where()}`);
+      assert.ok(r.missedPings >= 1, `NodeSuspect counts the missed ping\n${where()}`);
       state = "suspect";
     } else if (r.type === "NodeRecovered") {
       assert.is(state, "suspect", `NodeRecovered only after NodeSuspect\n${where()}`);
+      assert.equal([r.missedPings, r.lastSeenMs, r.rttMs], [0, 4000, 3], `NodeRecovered carries the reply\n${where()}`);
       state = "alive";
     }
   }
-  // Pings only go to this client, and only while it is tracked.
-  for (const l of log) if (l.command.type === "client.ping") assert.is(l.command.subject, SUBJECT);
+  // The client actor only reports and removes its registration (its shard pings and sends
+  // NodeState), and it never sets a timer: every wait is in its shard's liveness table.
+  for (const l of log) assert.ok(l.command.type === "report.presence" || l.command.type === "registration.remove", `${l.command.type}\n${where()}`);
+  assert.equal(timers, [], `no timer\n${where()}`);
+}
+
+/** The revision of the registration a client had at `step`: the last RESET's before it, or the first. */
+function lastRevision(events: ClientEvent[], step: number): number {
+  let revision = record.revision;
+  for (const [i, e] of events.entries()) if (i + 1 < step && e.type === "RESET") revision = e.record.revision;
+  return revision;
 }
 
 test("model - client: every generated path keeps the presence invariants", () => {
-  const timings = CT;
   const shortest = getShortestPaths(clientModel, {
-    input: { record, timings },
-    events: CLIENT_EVENTS as ClientEvent[],
+    input: { record },
+    events: CLIENT_EVENTS,
     // Context reduced to what changes behaviour, so that the state space stays finite.
-    serializeState: (s) => JSON.stringify([s.value, s.status, Math.min(s.context.missedPings, 2)]),
+    serializeState: (s) => JSON.stringify([s.value, s.status, Math.min(s.context.missedPings, 2), s.context.revision]),
   });
   assert.ok(shortest.length >= 8, `the traversal reaches every client state (got ${shortest.length})`);
   const reached = new Set(shortest.map((p) => JSON.stringify(p.state.value)));
-  for (const s of ['"dead"', '"left"']) assert.ok(reached.has(s), `reaches ${s}`);
+  for (const s of ['"alive"', '"suspect"', '"dead"', '"left"']) assert.ok(reached.has(s), `reaches ${s}`);
   const paths = extend(
-    shortest.map((p) => p.steps.slice(1).map((s) => s.event as EventObject)),
+    shortest.map((p) => p.steps.slice(1).map((s) => s.event as ClientEvent)),
     () => CLIENT_EVENTS,
     EXTRA_STEPS,
   );

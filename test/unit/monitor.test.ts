@@ -24,7 +24,7 @@ const T0 = 1_700_000_000_000;
 /** A sweep asked this much later than its interval says the loop stalled (as the edge does). */
 const STALL_THRESHOLD_MS = 100;
 
-const isClient = (ref: AnyActorRef | undefined): boolean => (ref as { logic?: unknown } | undefined)?.logic === clientMachine;
+const isClient = (ref: unknown): ref is AnyActorRef => (ref as { logic?: unknown } | undefined)?.logic === clientMachine;
 
 interface Options {
   shardCount?: number;
