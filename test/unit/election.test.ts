@@ -15,9 +15,11 @@ const MONITOR_COMMANDS = new Set<string>([
   "registrations.load",
   "registrations.pull",
   "monitor.stop",
-  "client.ping",
+  "replies.collect",
+  "clients.ping",
   "registration.remove",
   "report.presence",
+  "reports.state",
 ]);
 
 /** Drives the election machine on a simulated clock and records every command it sends. */
@@ -31,6 +33,8 @@ function election(options: { timings?: ElectionTimings; random?: RandomSource } 
         receive((c) => {
           if (MONITOR_COMMANDS.has(c.type)) monitorCommands.push(c as MonitorCommand);
           else commands.push(c as ElectionCommand);
+          // The edge answers the monitor's sweep with the replies since the last one: none here.
+          if (c.type === "replies.collect") actor.system.get("monitor")?.send({ type: "SWEEP", atMs: clock.now(), stalledMs: 0, replies: [] });
         }),
       ),
     },
@@ -501,17 +505,20 @@ test("election - leaving leadership stops the monitor and every client actor", (
   assert.ok(monitor, "the monitor runs while leading");
   monitor!.send({
     type: "REGISTRATIONS_LOADED",
-    records: ["a", "b", "c"].map((subject, i) => ({ registration: { subject, metadata: {} }, revision: i + 1, atMs: 0 })),
+    records: ["a", "b", "c"].map((subject, i) => ({ registration: { subject, metadata: {} }, revision: i + 1, atMs: e.clock.now() })),
   });
   e.advance(T.heartbeatIntervalMs); // pings go out; the renewal is in flight
-  const pingsBefore = e.monitorCommands.filter((c) => c.type === "client.ping").length;
-  assert.is(pingsBefore, 3, "each client was pinged once");
+  const pinged = e.monitorCommands.flatMap((c) => (c.type === "clients.ping" ? c.subjects : []));
+  assert.equal(pinged.sort(), ["a", "b", "c"], "each client was pinged once");
+  const owners = () => Object.values(e.actor.system.getSnapshot()._scheduledEvents).map((t) => t.source.id);
+  assert.ok(owners().includes("monitor"), "the monitor's sweep timer is set while leading");
   e.send({ type: "LEASE_LOST" });
   assert.is(e.actor.system.get("monitor"), undefined, "the monitor is gone");
   assert.is(e.monitorCommands.at(-1)?.type, "monitor.stop", "the edge is told to stop pulling");
+  assert.not.ok(owners().includes("monitor"), "its sweep timer is cancelled");
   const after = e.monitorCommands.length;
   e.advance(20_000);
-  assert.is(e.monitorCommands.length, after, "no ping, report or removal after leadership ended");
+  assert.equal(e.monitorCommands.slice(after), [], "no sweep, ping, report or removal after leadership ended");
 });
 
 test("election - every transition emits exactly one report", () => {
