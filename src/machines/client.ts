@@ -31,10 +31,11 @@ export type ClientEvent =
    * NodePresent is reported, and its liveness goes on where it was. A registration says who
    * a client is, not that it is alive: only a reply to a ping does, so a suspect client
    * stays suspect, and anyone re-registering a dead client's subject cannot keep it alive.
+   * The fact is what its shard knows of it now, for the report.
    */
-  | { type: "RESET"; record: RegistrationRecord }
-  /** The client unregistered. */
-  | { type: "LEAVE" };
+  | ({ type: "RESET"; record: RegistrationRecord } & Fact)
+  /** The client unregistered; the fact is what its shard knew of it last, for the report. */
+  | ({ type: "LEAVE" } & Fact);
 
 /** Sent to the parent (the shard) when the client is dead or has left. */
 export interface ClientFinished {
@@ -70,7 +71,7 @@ export const clientMachine = setup({
       return { metadata: event.record.registration.metadata, revision: event.record.revision };
     }),
     applyFact: assign(({ event }) => {
-      assertEvent(event, ["PING_MISSED", "REPLIED", "DEAD_TIMEOUT"]);
+      assertEvent(event, ["PING_MISSED", "REPLIED", "DEAD_TIMEOUT", "RESET", "LEAVE"]);
       return { lastSeenMs: event.lastSeenMs, rttMs: event.rttMs, missedPings: event.missedPings };
     }),
     setState: assign((_, params: { state: ClientState }) => ({ state: params.state })),
@@ -108,8 +109,8 @@ export const clientMachine = setup({
   entry: { type: "report", params: { type: "NodePresent" } },
   initial: "alive",
   on: {
-    RESET: { actions: ["applyRegistration", { type: "report", params: { type: "NodePresent" } }] },
-    LEAVE: { target: ".left" },
+    RESET: { actions: ["applyRegistration", "applyFact", { type: "report", params: { type: "NodePresent" } }] },
+    LEAVE: { target: ".left", actions: "applyFact" },
     DEAD_TIMEOUT: { target: ".dead", actions: "applyFact" },
   },
   states: {

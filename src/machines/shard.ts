@@ -71,6 +71,13 @@ const clientLifetime = fromCallback<EventObject, { clients: ReadonlyMap<string, 
   for (const ref of input.clients.values()) ref.send({ type: "xstate.stop" });
 });
 
+/** What the table knows of a client that has an actor, for the reports of its lifecycle events. */
+function factOf(liveness: LivenessTable, subject: string): { lastSeenMs: number; rttMs: number; missedPings: number } {
+  const entry = liveness.get(subject);
+  if (entry === undefined) throw new Error(`shard: client ${subject} has an actor but no liveness entry`);
+  return { lastSeenMs: entry.lastSeenMs, rttMs: entry.rttMs, missedPings: entry.missedPings };
+}
+
 export const shardMachine = setup({
   types: {
     context: {} as ShardContext,
@@ -94,7 +101,7 @@ export const shardMachine = setup({
         const known = context.clients.get(subject);
         if (known !== undefined) {
           context.liveness.register(subject, metadata, record.atMs);
-          enqueue.sendTo(known, { type: "RESET", record });
+          enqueue.sendTo(known, { type: "RESET", record, ...factOf(context.liveness, subject) });
         } else if (context.liveness.register(subject, metadata, record.atMs)) fresh.push(record);
         // else: a duplicate within one batch; the first one counts
       }
@@ -126,8 +133,9 @@ export const shardMachine = setup({
     }),
     leave: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, "LEAVE");
+      const fact = factOf(context.liveness, event.subject);
       context.liveness.remove(event.subject);
-      enqueue.sendTo(context.clients.get(event.subject)!, { type: "LEAVE" });
+      enqueue.sendTo(context.clients.get(event.subject)!, { type: "LEAVE", ...fact });
     }),
     stopFinishedClient: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, "CLIENT_FINISHED");

@@ -51,8 +51,8 @@ const CLIENT_EVENTS: ClientEvent[] = [
   { type: "PING_MISSED", lastSeenMs: 1000, rttMs: 0, missedPings: 2 },
   { type: "REPLIED", lastSeenMs: 4000, rttMs: 3, missedPings: 0 },
   { type: "DEAD_TIMEOUT", lastSeenMs: 1000, rttMs: 0, missedPings: 6 },
-  { type: "RESET", record: { ...record, registration: { subject: SUBJECT, metadata: { m: 2 } }, revision: 6 } },
-  { type: "LEAVE" },
+  { type: "RESET", record: { ...record, registration: { subject: SUBJECT, metadata: { m: 2 } }, revision: 6 }, lastSeenMs: 5000, rttMs: 4, missedPings: 0 },
+  { type: "LEAVE", lastSeenMs: 6000, rttMs: 6, missedPings: 0 },
 ];
 /** What the shard says of a client that never replies again, once the path is done. */
 const NEVER_AGAIN: ClientEvent = { type: "DEAD_TIMEOUT", lastSeenMs: 4000, rttMs: 3, missedPings: 7 };
@@ -115,7 +115,7 @@ const STATE_OF: Record<ClientReport["type"], ClientReport["state"][]> = {
 
 function checkClientInvariants(events: ClientEvent[], { log, finished, timers }: ReturnType<typeof runClient>): void {
   let text: string | undefined; // built once per path: every assertion message uses it
-  const where = () => (text ??= `path: ${events.map((e) => ("missedPings" in e ? `${e.type}(${e.missedPings})` : e.type)).join(" > ")}\ncommands: ${log.map((l) => l.command.type === "report.presence" ? l.command.report.type : l.command.type).join(", ")}`);
+  const where = () => (text ??= `path: ${events.map((e) => `${e.type}(${e.missedPings})`).join(" > ")}\ncommands: ${log.map((l) => l.command.type === "report.presence" ? l.command.report.type : l.command.type).join(", ")}`);
   const reports = log.flatMap((l) => (l.command.type === "report.presence" ? [{ step: l.step, ...l.command.report }] : []));
   assert.is(reports[0]?.type, "NodePresent", `the first report is NodePresent\n${where()}`);
   for (const r of reports) assert.ok(STATE_OF[r.type].includes(r.state), `${r.type} carries state ${r.state}\n${where()}`);
@@ -134,6 +134,12 @@ function checkClientInvariants(events: ClientEvent[], { log, finished, timers }:
     assert.equal([r.lastSeenMs, r.rttMs, r.missedPings], [fact.lastSeenMs, fact.rttMs, fact.missedPings], `NodeDead carries its fact\n${where()}`);
   }
   if (left >= 0) assert.is(log.length, left + 1, `nothing after NodeLeft\n${where()}`);
+  // Every report carries what its shard knew when it was made: NodePresent again and NodeLeft too.
+  for (const r of reports.slice(1)) {
+    if (r.type !== "NodePresent" && r.type !== "NodeLeft") continue;
+    const e = events[r.step - 1]!;
+    assert.equal([r.lastSeenMs, r.rttMs, r.missedPings], [e.lastSeenMs, e.rttMs, e.missedPings], `${r.type} carries its fact\n${where()}`);
+  }
   if (left < 0) assert.ok(dead >= 0, `a client that never replies again gets a NodeDead\n${where()}`);
   assert.is(finished.length, 1, `its shard hears once that it finished\n${where()}`);
   assert.is(finished[0], (reports.find((r) => r.type === "NodeDead" || r.type === "NodeLeft")!).step, `when it finished\n${where()}`);

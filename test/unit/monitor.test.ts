@@ -443,6 +443,24 @@ test("client - an unregistering client is reported left, and nothing follows", (
   assert.is(p.reports("svc.never").length, 0);
 });
 
+test("client - NodePresent on registering again and NodeLeft carry the last reply, as every report does", () => {
+  const p = presence();
+  p.answer("svc.up", 4);
+  p.answer("svc.bye", 6);
+  p.load("svc.up", "svc.bye");
+  p.advance(5000);
+  const lastOf = (s: string) => p.delivered(s).at(-1)!;
+  p.register("svc.up", { v: 2 });
+  const present = p.reports("svc.up").at(-1)!;
+  assert.equal(
+    [present.type, present.state, present.lastSeenMs, present.rttMs, present.missedPings],
+    ["NodePresent", "alive", lastOf("svc.up").atMs, 4, 0],
+  );
+  p.send({ type: "UNREGISTERED", subject: "svc.bye" });
+  const left = p.reports("svc.bye").at(-1)!;
+  assert.equal([left.type, left.state, left.lastSeenMs, left.rttMs, left.missedPings], ["NodeLeft", "left", lastOf("svc.bye").atMs, 6, 0]);
+});
+
 for (const stallMs of [2 * P.deadTimeoutMs, 1000]) {
   test(`monitor - a stalled sweep (${stallMs} ms) judges nobody; replies read after it keep every client alive`, () => {
     const run = (flagStalls: boolean) => {
