@@ -171,17 +171,19 @@ export class LivenessTable {
   /**
    * Applies one reply. A reply of a client not in the table (dead, left, never here) is
    * ignored. Returns the fact when the client had missed pings: it replied while suspect.
+   * `unobservedMs`: time after the reply that the leader could not observe (a stall), which
+   * does not count against the client.
    */
-  reply(r: ReplyFact): LivenessFact | null {
+  reply(r: ReplyFact, unobservedMs = 0): LivenessFact | null {
     const i = this.slotOf.get(r.subject);
     if (i === undefined) return null;
     const wasMissing = this.missed[i]! > 0;
     this.lastSeen[i] = r.atMs;
     this.rtt[i] = r.rttMs;
     this.missed[i] = 0;
-    this.deadAt[i] = r.atMs + this.timings.deadTimeoutMs;
+    this.deadAt[i] = r.atMs + this.timings.deadTimeoutMs + unobservedMs;
     this.missAt[i] = 0;
-    this.nextPing[i] = r.atMs + this.timings.pingIntervalMs;
+    this.nextPing[i] = r.atMs + this.timings.pingIntervalMs + unobservedMs;
     return wasMissing ? this.fact(r.subject, i) : null;
   }
 
@@ -191,11 +193,23 @@ export class LivenessTable {
    *
    * `stalledMs` > 0 says the leader's event loop was stalled that long before this sweep:
    * replies may have arrived that it has not read yet. Then every deadline moves by the
-   * stall and nobody is judged or pinged in this sweep (the next one judges, after the
-   * replies were read); NodeState goes on.
+   * stall (a reply's deadlines only by the part of the stall after it was read) and nobody
+   * is judged or pinged in this sweep (the next one judges, after the replies were read);
+   * NodeState goes on.
    */
   sweep(nowMs: number, stalledMs: number, replies: readonly ReplyFact[], unsent: readonly string[] = []): SweepResult {
     const result: SweepResult = { ping: [], missed: [], replied: [], dead: [], states: [] };
+    const stalled = stalledMs > 0;
+    if (stalled) {
+      // Deadlines set before the stall move by it. Replies come after: one read after the
+      // stall (most are: the edge reads them before it answers) counts from when it was read.
+      for (let i = 0; i < this.used; i++) {
+        if (this.subjects[i] === undefined) continue;
+        this.deadAt[i] = this.deadAt[i]! + stalledMs;
+        if (this.missAt[i] !== 0) this.missAt[i] = this.missAt[i]! + stalledMs;
+        this.nextPing[i] = this.nextPing[i]! + stalledMs;
+      }
+    }
     // A ping that never went out proves nothing either way: ask for it again.
     for (const subject of unsent) {
       const i = this.slotOf.get(subject);
@@ -204,19 +218,14 @@ export class LivenessTable {
       this.nextPing[i] = nowMs;
     }
     for (const r of replies) {
-      const fact = this.reply(r);
+      const fact = this.reply(r, stalled ? Math.max(0, Math.min(stalledMs, nowMs - r.atMs)) : 0);
       if (fact !== null) result.replied.push(fact);
     }
     const { pingIntervalMs, stateIntervalMs } = this.timings;
-    const stalled = stalledMs > 0;
     for (let i = 0; i < this.used; i++) {
       const subject = this.subjects[i];
       if (subject === undefined) continue;
-      if (stalled) {
-        this.deadAt[i] = this.deadAt[i]! + stalledMs;
-        if (this.missAt[i] !== 0) this.missAt[i] = this.missAt[i]! + stalledMs;
-        this.nextPing[i] = this.nextPing[i]! + stalledMs;
-      } else {
+      if (!stalled) {
         if (nowMs >= this.deadAt[i]!) {
           result.dead.push(this.fact(subject, i));
           this.release(subject, i);

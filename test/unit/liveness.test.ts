@@ -198,6 +198,31 @@ test("liveness - a stalled sweep judges nobody and moves every deadline by the s
   assert.equal(unflagged.dead.map((f) => f.subject).sort(), ["quiet", "talks"]);
 });
 
+test("liveness - a reply read after a stall counts from when it was read; one read before it keeps the stall", () => {
+  const STALL = 2 * T.deadTimeoutMs;
+  const table = new LivenessTable(T);
+  table.register("after", {}, T0);
+  table.register("before", {}, T0);
+  run(table, T0, T0 + 1000, 50); // both pinged, neither has answered yet
+  const now = T0 + 1050 + STALL; // the sweep due at +1050 comes a stall late
+  // The stalled sweep brings one reply read just before the stall and one read right after it.
+  const stalled = table.sweep(now, STALL, [
+    { subject: "before", atMs: T0 + 1001, rttMs: 2 },
+    { subject: "after", atMs: now - 1, rttMs: STALL },
+  ]);
+  assert.equal([stalled.dead, stalled.missed, stalled.ping], [[], [], []]);
+  const seen = run(table, now, now + 3 * T.deadTimeoutMs, 50);
+  // Read after the stall: pinged a ping interval after it and dead a dead timeout after it,
+  // within a sweep, as for any reply (the stall was over before it was read).
+  const firstPing = pingsOf(seen, "after")[0]!;
+  assert.ok(firstPing - (now - 1) >= T.pingIntervalMs && firstPing - (now - 1) <= T.pingIntervalMs + 50, `pinged ${firstPing - (now - 1)} ms after its reply`);
+  const [dead] = deathsOf(seen, "after");
+  assert.ok(dead! - (now - 1) >= T.deadTimeoutMs && dead! - (now - 1) <= T.deadTimeoutMs + 50, `dead ${dead! - (now - 1)} ms after its reply`);
+  // Read before the stall: the stall does not count against it.
+  const [deadBefore] = deathsOf(seen, "before");
+  assert.ok(deadBefore! - (T0 + 1001) >= T.deadTimeoutMs + STALL, `dead ${deadBefore! - (T0 + 1001)} ms after its reply`);
+});
+
 test("liveness - a removed client's slot is reused by the next one, which starts fresh", () => {
   const table = new LivenessTable(T);
   table.register("old", { v: "old" }, T0);
