@@ -127,12 +127,13 @@ function presence({ shardCount = 4, sweepIntervalMs = P.sweepIntervalMs }: Optio
     reply: (subject: string, rttMs = 2) => void inFlight.push({ subject, atMs: wall(), rttMs }),
     /**
      * The event loop stalls so that the next sweep comes `ms` late. Replies on their way were
-     * waiting in the socket and are read only after the late sweep: they go with the one after.
+     * waiting in the socket: they are read after the stall, and go with the late sweep (as
+     * the edge does, reading before it answers) or, at worst, only with the one after.
      */
-    stall: (ms: number) => {
+    stall: (ms: number, readIn: "late sweep" | "next sweep" = "next sweep") => {
       const due = lastAsk! + sweepIntervalMs + ms;
       const held = inFlight.length;
-      inFlight = inFlight.map((r) => ({ ...r, atMs: T0 + due + 1 }));
+      inFlight = inFlight.map((r) => ({ ...r, atMs: T0 + due + (readIn === "late sweep" ? 0 : 1) }));
       clock.increment(due - clock.now());
       return held;
     },
@@ -495,6 +496,26 @@ for (const stallMs of [2 * P.deadTimeoutMs, 1000]) {
     else assert.ok(unflagged.types().includes("NodeSuspect"));
   });
 }
+
+test("monitor - a client that answers right after a stall and then falls silent is dead on time", () => {
+  const p = presence();
+  const subjects = Array.from({ length: 40 }, (_, i) => `svc.after-${i}`);
+  for (const s of subjects) p.answer(s, 2);
+  p.load(...subjects);
+  p.advance(3000);
+  const stalledAt = p.sweeps.length;
+  const held = p.stall(2 * P.deadTimeoutMs, "late sweep");
+  const stalled = p.sweeps[stalledAt]!;
+  assert.ok(held > 0 && stalled.replies.length === held, "replies read after the stall come with the late sweep");
+  for (const s of subjects) p.silence(s);
+  p.advance(3 * P.deadTimeoutMs);
+  for (const r of stalled.replies) {
+    const dead = p.reports(r.subject).find((x) => x.type === "NodeDead");
+    assert.ok(dead !== undefined, `${r.subject} is dead`);
+    const silentFor = T0 + dead!.at - r.atMs;
+    assert.ok(silentFor >= P.deadTimeoutMs && silentFor < P.deadTimeoutMs + P.sweepIntervalMs, `${r.subject}: dead ${silentFor} ms after its reply`);
+  }
+});
 
 test("monitor - clients are spread over the shards, and spawning 2,000 keeps each one distinct", () => {
   const p = presence({ shardCount: 16 });
