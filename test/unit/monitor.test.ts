@@ -97,6 +97,8 @@ function presence({ shardCount = 4, sweepIntervalMs = P.sweepIntervalMs }: Optio
   actor.start();
   const monitor = () => actor.system.get("monitor") as AnyActorRef;
   const shardActors = () => Object.values(monitor().getSnapshot().children) as AnyActorRef[];
+  /** A shard's client actors, by subject (the shard keeps them in its own map, not as children). */
+  const clientsOf = (shard: AnyActorRef) => shard.getSnapshot().context.clients as Map<string, AnyActorRef>;
   let revision = 100;
   const h = {
     clock,
@@ -156,11 +158,11 @@ function presence({ shardCount = 4, sweepIntervalMs = P.sweepIntervalMs }: Optio
     /** The replies of `subject` that reached the monitor, in order. */
     delivered: (subject: string) => sweeps.flatMap((s) => s.replies.filter((r) => r.subject === subject)),
     commandTypes: () => log.map((e) => e.command.type),
-    /** The subjects of each shard actor's client children, by shard actor id. */
+    /** The subjects of each shard actor's client actors, by shard actor id. */
     shards: (): Record<string, string[]> =>
-      Object.fromEntries(shardActors().map((shard) => [shard.id, Object.keys(shard.getSnapshot().children)])),
+      Object.fromEntries(shardActors().map((shard) => [shard.id, [...clientsOf(shard).keys()]])),
     tables: (): LivenessTable[] => shardActors().map((shard) => shard.getSnapshot().context.liveness as LivenessTable),
-    clientCount: () => shardActors().reduce((n, s) => n + Object.keys(s.getSnapshot().children).length, 0),
+    clientCount: () => shardActors().reduce((n, s) => n + clientsOf(s).size, 0),
     /** Timers pending in the whole actor system, by the id of the actor that set them. */
     pendingTimers: () => Object.values(actor.system.getSnapshot()._scheduledEvents).map((e) => e.source.id),
   };
@@ -523,7 +525,7 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
   p.load(...subjects);
   assert.is(p.clientCount(), 2000);
   assert.is(p.types().filter((t) => t === "NodePresent").length, 2000);
-  // Where the monitor really put them: each shard actor's children.
+  // Where the monitor really put them: each shard actor's client actors.
   const shards = p.shards();
   assert.equal(Object.keys(shards), Array.from({ length: 16 }, (_, i) => `shard-${i}`), "16 shard actors");
   const perShard = Object.values(shards).map((children) => children.length);
