@@ -223,6 +223,23 @@ test("liveness - a reply read after a stall counts from when it was read; one re
   assert.ok(deadBefore! - (T0 + 1001) >= T.deadTimeoutMs + STALL, `dead ${deadBefore! - (T0 + 1001)} ms after its reply`);
 });
 
+test("liveness - a ping that was not sent is asked for again, not judged, even in a stalled sweep", () => {
+  for (const stall of [0, 2 * T.deadTimeoutMs]) {
+    const table = new LivenessTable(T);
+    table.register("a", {}, T0);
+    const seen = run(table, T0, T0 + T.pingIntervalMs, 50);
+    const asked = pingsOf(seen, "a")[0]!;
+    // The edge could not send it (lease unsure, disconnected) and says so with the next sweep.
+    const at = T0 + T.pingIntervalMs + 50 + stall;
+    const next = table.sweep(at, stall, [], ["a"]);
+    assert.equal(next.missed, [], `stall=${stall}`);
+    const after = [{ at, result: next }, ...run(table, at, at + 2 * T.pingIntervalMs, 50)];
+    const again = pingsOf(after, "a")[0]!;
+    assert.is(again, stall === 0 ? at : at + 50, `stall=${stall}: asked again at once (after the stalled sweep, at the next)`);
+    assert.is(missesOf(after, "a")[0]!.at, again + T.pingIntervalMs, `stall=${stall}: missed a ping interval after the ping that went out, not ${asked}'s`);
+  }
+});
+
 test("liveness - a removed client's slot is reused by the next one, which starts fresh", () => {
   const table = new LivenessTable(T);
   table.register("old", { v: "old" }, T0);
