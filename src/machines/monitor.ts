@@ -67,19 +67,18 @@ export const monitorMachine = setup({
       const unsent: (string[] | undefined)[] = new Array<string[] | undefined>(count);
       for (const subject of event.unsent ?? []) (unsent[shardOf(subject, count)] ??= []).push(subject);
       for (let i = 0; i < count; i++) {
+        // A shard without clients has nothing to judge: no event for it (256 shards, 20 sweeps a second).
+        const shard = context.shards[i]!;
+        if (perShard[i]!.length === 0 && unsent[i] === undefined && shard.getSnapshot().context.liveness.size === 0) continue;
         const sweep: SweepEvent = { type: "SWEEP", atMs: event.atMs, stalledMs: event.stalledMs, replies: perShard[i]! };
         if (unsent[i] !== undefined) sweep.unsent = unsent[i];
-        enqueue.sendTo(context.shards[i]!, sweep);
+        enqueue.sendTo(shard, sweep);
       }
     }),
     /** Sends each shard its part of the registrations, as one batch per shard. */
     routeRegistrations: enqueueActions(({ context, event, enqueue }) => {
-      const records =
-        event.type === "REGISTRATIONS_LOADED" || event.type === "REGISTRATIONS_CHUNK"
-          ? event.records
-          : event.type === "REGISTERED"
-            ? [event.record]
-            : [];
+      assertEvent(event, ["REGISTRATIONS_LOADED", "REGISTRATIONS_CHUNK", "REGISTERED"]);
+      const records = event.type === "REGISTERED" ? [event.record] : event.records;
       const perShard = new Map<number, RegistrationRecord[]>();
       for (const record of records) {
         const i = shardOf(record.registration.subject, context.shards.length);

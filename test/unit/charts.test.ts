@@ -88,7 +88,7 @@ test("charts - client chart shows the lifecycle as facts from the sweep, with no
   assert.ok(edge(chart, "client", "LEAVE", "client.left"));
   const reset = allTransitions(chart).find((t) => t.source === "client" && t.event === "RESET");
   assert.equal(reset?.targets, [], "a registration again changes no state");
-  assert.equal(reset?.actions, ["applyRegistration", "report"]);
+  assert.equal(reset?.actions, ["applyRegistration", "applyFact", "report"], "with the shard's latest liveness, so NodePresent carries the last reply");
   assert.equal(allTransitions(chart).filter((t) => t.label.startsWith("after ") || t.event === ""), [], "no timer and no eventless transition");
 
   const byId = new Map(allStates(chart).map((s) => [s.id, s]));
@@ -241,8 +241,8 @@ test("charts - mermaid source declares every state and every transition", () => 
   }
   // What the machine does in any state is on a declared pseudo-state, not lost.
   const client = toMermaid(chartOf(clientMachine));
-  assert.match(client, /\n  state "client \(in any state\)" as root\n  root : entry \/ report\n  root : RESET \/ applyRegistration, report\n/);
-  assert.match(client, /\n  root --> left : LEAVE\n/);
+  assert.match(client, /\n  state "client \(in any state\)" as root\n  root : entry \/ report\n  root : RESET \/ applyRegistration, applyFact, report\n/);
+  assert.match(client, /\n  root --> left : LEAVE \/ applyFact\n/);
   assert.match(toMermaid(chartOf(MACHINES.monitor)), /\n  root : SWEEP \/ sweepShards\n/);
 });
 

@@ -144,12 +144,15 @@ test("inspection - a sweep with nothing in it is only counted, a stalled one is 
   assert.equal(idle, [], "62 of 64 shards have no client: their sweeps do not crowd the list");
   const sweeps = view.events.filter((e) => e.type === "SWEEP");
   assert.ok(sweeps.length > 0 && sweeps.every((e) => /^[12] repl(y|ies)/.test(e.detail)), "the sweeps with replies are sampled");
-  assert.ok(view.rates.byType.some((t) => t.type === "SWEEP" && t.perSecond >= 64 * 19), "every shard's sweep is counted");
+  // The monitor's SWEEP and one per shard that has clients (a shard without any gets none).
+  const busyShards = new Set(["i.one", "i.two"].map((s) => shardOf(s, 64))).size;
+  const sweepRate = view.rates.byType.find((t) => t.type === "SWEEP")?.perSecond ?? 0;
+  assert.ok(sweepRate >= (1 + busyShards) * 19 && sweepRate <= (1 + busyShards) * 21, `every sweep is counted, and only shards with clients get one (${sweepRate}/s)`);
 
   m.send({ type: "SWEEP", atMs: 1_000_000 + m.clock.now(), stalledMs: 250, replies: [] });
   view = m.hub.view({ afterSeq: view.lastSeq });
   const stalled = view.events.filter((e) => e.type === "SWEEP" && e.detail === "0 replies stalled 250ms (verdicts deferred)");
-  assert.is(stalled.length, 65, "the monitor's and every shard's, outside the routine budget");
+  assert.is(stalled.length, 1 + busyShards, "the monitor's and every busy shard's, outside the routine budget");
 
   m.hub.select("monitor");
   m.advance(200);

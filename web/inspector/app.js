@@ -251,7 +251,7 @@ async function loadChart(machine) {
   }
 }
 
-/** The ids of every active state node for a state value: `client.tracking`, `client.tracking.liveness`, ... */
+/** The ids of every active state node for a state value: `monitor`, `monitor.registrations`, `monitor.registrations.running`, ... */
 function activeIds(machine, value) {
   const ids = [machine];
   const walk = (prefix, v) => {
