@@ -216,7 +216,8 @@ export class PresenceEdge {
    * could not observe must not count against any client, so the SWEEP says how long, and the
    * shards move their deadlines and defer their verdicts (Lifeguard's local health awareness).
    * Pings this edge did not send go back too, so that nobody is judged on a ping that never
-   * went out.
+   * went out; and while no ping can go out (the lease unsure, NATS down), every sweep defers
+   * as after a stall, since replies may not come in either.
    */
   private collectReplies(): void {
     if (this.sweepScheduled) return; // one SWEEP answers every ask of this turn
@@ -226,9 +227,15 @@ export class PresenceEdge {
       this.sweepScheduled = false;
       if (generation !== this.generation) return;
       const now = performance.now();
-      const late = this.lastSweepAt === 0 ? 0 : now - this.lastSweepAt - this.options.sweepIntervalMs;
+      const since = this.lastSweepAt === 0 ? 0 : now - this.lastSweepAt;
+      const late = since === 0 ? 0 : since - this.options.sweepIntervalMs;
       this.lastSweepAt = now;
-      const stalledMs = late > STALL_THRESHOLD_MS ? this.credit(now, Math.round(late)) : 0;
+      let stalledMs = late > STALL_THRESHOLD_MS ? this.credit(now, Math.round(late)) : 0;
+      if (stalledMs === 0 && !(this.options.leaseIsValid() && this.options.isConnected())) {
+        // No ping can go out now (the lease is unsure, or NATS is down), and replies may not
+        // come in: this time cannot be observed either. Nobody is judged or pinged.
+        stalledMs = Math.max(1, Math.round(since === 0 ? this.options.sweepIntervalMs : since));
+      }
       const replies = this.replies;
       this.replies = [];
       const event: SweepEvent = { type: "SWEEP", atMs: monotonicEpochMs(), stalledMs, replies };

@@ -725,6 +725,29 @@ test("presence edge - stall credit is capped at half of 4 dead timeouts: a leade
   edge.handle({ type: "monitor.stop" });
 });
 
+test("presence edge - while no ping can go out (lease unsure, NATS down) every sweep defers, without a stall warning", async () => {
+  const { edge, sweeps, state, logged, metrics, collect } = pingingEdge(INTERVAL_MS);
+  collect();
+  await flush();
+  state.leaseValid = false;
+  collect();
+  await flush();
+  state.leaseValid = true;
+  state.connected = false;
+  collect();
+  await flush();
+  state.connected = true;
+  collect();
+  await flush();
+  assert.is(sweeps[0]!.stalledMs, 0);
+  assert.ok(sweeps[1]!.stalledMs > 0, "lease unsure: the time since the last sweep is not observed");
+  assert.ok(sweeps[2]!.stalledMs > 0, "disconnected: likewise");
+  assert.is(sweeps[3]!.stalledMs, 0, "judging again once pings can go out");
+  assert.equal(metrics, [], "no event-loop stall counted");
+  assert.equal(logged.filter((l) => String(l.message).startsWith("event loop stalled")), []);
+  edge.handle({ type: "monitor.stop" });
+});
+
 test("presence edge - a stall of STALL_WARN_MS or more is a warning", async () => {
   const { edge, sweeps, logged, collect } = pingingEdge(INTERVAL_MS);
   const askedAt = performance.now();
