@@ -10,6 +10,11 @@
  * this process, which observes every report. CPU and memory are read from /proc for each
  * process, so each is measured on its own.
  *
+ * The leader's heap is given two ways: V8's heap in use from its /metrics, which counts
+ * garbage not yet collected, and its live heap after a full GC, read through its inspector
+ * (bench/live-heap.ts) before the first registration and at the end of each level's hold,
+ * with no inspector session attached during the hold.
+ *
  * The levels are climbed in order, and the climb stops at the first level that does not
  * hold (bench/capacity-judge.ts says why; `keepClimbing` goes on): a leader that cannot hold
  * N clients will not hold more, and each further level would only cost minutes. A level
@@ -29,6 +34,7 @@ import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/help
 import { bareStateSubject, type BareStats } from "./bare-pinger.js";
 import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, silencedAt, type ProgressSample, type WaitPolicy } from "./capacity-judge.js";
 import { control, percentiles, type SilenceAnswer } from "./client-sim.js";
+import { inspectorUrlIn, liveHeapBytes, withInspector } from "./live-heap.js";
 
 const CLK_TCK = 100; // Linux's USER_HZ; /proc/<pid>/stat counts CPU in these ticks
 const P = DEFAULT_MONITOR_TIMINGS;
@@ -160,9 +166,18 @@ export interface CapacityLevel {
     cpuMicrosPerClientSecond: number;
     rssBytes: number;
     rssPerClientBytes: number;
-    /** V8 heap in use at the end of the hold, and its growth per client since the start. */
+    /**
+     * V8 heap in use at the end of the hold (nodejs_heap_size_used_bytes), and its growth per
+     * client since before the first registration. Both include garbage not yet collected.
+     */
     heapBytes: number;
     heapPerClientBytes: number;
+    /**
+     * The live heap after a full GC at the end of the hold, and its growth per client since
+     * the same reading before the first registration; null when the inspector did not answer.
+     */
+    liveHeapBytes: number | null;
+    liveHeapPerClientBytes: number | null;
     /** p99 of the leader's event-loop delay over the hold. */
     eventLoopDelayP99Ms: number;
   };
@@ -236,6 +251,8 @@ export interface CapacityOptions {
 
 export interface CapacityResult {
   levels: CapacityLevel[];
+  /** The leader's live heap after a full GC before the first registration (null: not read). */
+  liveHeapBaselineBytes: number | null;
   /** Why the climb stopped before the last level, or null. */
   stoppedAt: { clients: number; reasons: string[] } | null;
   detection: DetectionFigure[];
@@ -295,8 +312,15 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
   const prefix = "cap";
   const nc = await connect({ servers: server.url, name: "bench observer" });
   const counter = new ReportCounter(nc, cluster, prefix);
-  // The leader's own figures (event-loop delay, heap) come from its metrics endpoint.
-  const leader = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "cap-a", args: ["--metrics-port", "0"] });
+  // The leader's own figures (event-loop delay, heap) come from its metrics endpoint, its
+  // live heap from its inspector.
+  const leader = spawnCoordinator({
+    urls: [server.url],
+    clusterId: cluster,
+    id: "cap-a",
+    args: ["--metrics-port", "0"],
+    env: { NODE_OPTIONS: withInspector(process.env.NODE_OPTIONS) },
+  });
   let follower: CoordinatorProcess | undefined;
   const sim = Helper.start("./client-sim.ts", [server.url, cluster, prefix]);
   const levels: CapacityLevel[] = [];
@@ -304,6 +328,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
   const detectionNotMeasured: { clients: number; reason: string }[] = [];
   let stoppedAt: CapacityResult["stoppedAt"] = null;
   let takeover: TakeoverFigure | null = null;
+  let liveStart: number | null = null;
   /** Clients silenced for a detection measurement: no longer expected to answer. */
   const silencedRanges: [number, number][] = [];
   const silencedCount = () => silencedRanges.reduce((k, [a, b]) => k + (b - a), 0);
@@ -322,6 +347,14 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     const rssStart = rssBytes(leaderPid);
     const metricsUrl = await waitFor("the leader's metrics URL", () => leader.logs().find((l) => l.message === "metrics listening")?.url as string | undefined, 10_000);
     const heapStart = (await scrape(metricsUrl)).heapBytes;
+    const inspectorUrl = await waitFor("the leader's inspector URL", () => inspectorUrlIn(leader.lines), 10_000);
+    /** The leader's live heap after a full GC; null (and a line saying why) when it cannot be read. */
+    const liveHeap = () =>
+      liveHeapBytes(inspectorUrl).catch((err: unknown) => {
+        log(`    the leader's live heap could not be read: ${err instanceof Error ? err.message : String(err)}`);
+        return null;
+      });
+    liveStart = await liveHeap();
 
     const wanted = [...options.levels].sort((a, b) => a - b);
     for (let i = 0; i < wanted.length; i++) {
@@ -370,6 +403,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const falseDead = counter.count("NodeDead") - dead0;
       const falseSuspect = counter.count("NodeSuspect") - suspect0;
       const leaderChanges = counter.becameLeader - elections0;
+      // After every figure of the hold: the full GC pauses the leader.
+      const live = await liveHeap();
       const pingsPerSecond = Math.round(stats.answered / (stats.elapsedMs / 1000));
       const nodeStatePerSecond = Math.round(nodeStates / seconds);
       const verdict = judgeLevel(
@@ -401,6 +436,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           rssPerClientBytes: Math.round((rss - rssStart) / expected),
           heapBytes: scraped.heapBytes,
           heapPerClientBytes: Math.round((scraped.heapBytes - heapStart) / expected),
+          liveHeapBytes: live,
+          liveHeapPerClientBytes: live === null || liveStart === null ? null : Math.round((live - liveStart) / expected),
           eventLoopDelayP99Ms: scraped.loopDelayP99Ms,
         },
         pingsPerSecond,
@@ -418,7 +455,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       log(
         `    ${level.holds ? "holds" : `DOES NOT HOLD: ${level.reasons.join("; ")}`}\n` +
           `    false dead ${falseDead}, false suspect ${falseSuspect}; leader ${level.leader.cpuCores} cores ` +
-          `(${level.leader.cpuMicrosPerClientSecond} µs/s per client), heap ${(level.leader.heapBytes / 1e6).toFixed(0)} MB (${level.leader.heapPerClientBytes} B/client), ` +
+          `(${level.leader.cpuMicrosPerClientSecond} µs/s per client), live heap after GC ${mb(level.leader.liveHeapBytes)} (${String(level.leader.liveHeapPerClientBytes ?? "?")} B/client), ` +
+          `heap in use with garbage ${mb(level.leader.heapBytes)} (${level.leader.heapPerClientBytes} B/client), ` +
           `event-loop delay p99 ${level.leader.eventLoopDelayP99Ms} ms; ${level.pingsPerSecond.toLocaleString("en")} pings/s and ` +
           `${level.nodeStatePerSecond.toLocaleString("en")} NodeState/s (configured ${level.configured.pingsPerSecond.toLocaleString("en")} and ` +
           `${level.configured.nodeStatePerSecond.toLocaleString("en")}), interval p50 ${level.pingIntervalMs.p50} ms p99 ${level.pingIntervalMs.p99} ms`,
@@ -569,7 +607,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     await nc.close();
     await server.stop();
   }
-  return { levels, stoppedAt, detection, detectionNotMeasured, takeover };
+  return { levels, liveHeapBaselineBytes: liveStart, detection, detectionNotMeasured, stoppedAt, takeover };
 }
 
 /**
@@ -634,6 +672,8 @@ async function scrape(url: string): Promise<{ heapBytes: number; loopDelayP99Ms:
     loopDelayP99Ms: round2(value(/^presence_event_loop_delay_seconds\{[^}]*quantile="0\.99"[^}]*\} ([\d.e+-]+)$/m) * 1000),
   };
 }
+
+const mb = (bytes: number | null) => (bytes === null || Number.isNaN(bytes) ? "?" : `${(bytes / 1e6).toFixed(0)} MB`);
 
 function round2(x: number): number {
   return Math.round(x * 100) / 100;

@@ -9,7 +9,8 @@
  *   default timings, climbing until a level does not hold (bench/capacity-judge.ts: every
  *   client present, no false suspect or dead, no leader change, pings and NodeState at
  *   >= 90 % of the configured rates, ping interval p99 <= 1 s). Per level: the leader's CPU
- *   and heap per client, its event-loop delay p99, and the same wire work (pings, replies,
+ *   per client, its live heap per client after a full GC (and V8's heap in use, which counts
+ *   garbage too), its event-loop delay p99, and the same wire work (pings, replies,
  *   a state message per client per state interval) on a bare loop written directly on the
  *   NATS client, for the ratio coordinator / bare; registration → NodePresent; detection
  *   (silence and last reply → NodeDead) at 1k, at 50k and at the largest count that holds;
@@ -186,6 +187,7 @@ const results = {
   gracefulHandoff: { description: "SIGTERM of the leader -> first heartbeat of the new leader; -> a report from it for every client", ...handoff },
   capacity: capacity.levels,
   capacityStoppedAt: capacity.stoppedAt,
+  capacityLiveHeapBaselineBytes: capacity.liveHeapBaselineBytes,
   largestHeld: held.at(-1)?.clients ?? 0,
   detection: capacity.detection,
   detectionNotMeasured: capacity.detectionNotMeasured,
@@ -209,6 +211,7 @@ const file = `${dir}${results.date.slice(0, 19).replace(/:/g, "-")}${quick ? "-q
 await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
 
 const pad = (v: unknown, n: number) => String(v).padStart(n);
+const kb = (bytes: number | null) => (bytes === null || Number.isNaN(bytes) ? "-" : `${(bytes / 1024).toFixed(1)} KB`);
 log("");
 log(`${"failover".padEnd(34)} ${pad("rounds", 6)} ${pad("min ms", 8)} ${pad("median", 8)} ${pad("p99", 8)} ${pad("max ms", 8)}   target`);
 const frow = (name: string, s: ReturnType<typeof summary>, target: string) =>
@@ -219,13 +222,14 @@ frow("handoff: new leader's heartbeat", handoff.heartbeat, "<= 400 ms");
 frow(`handoff: every client reported`, handoff.everyClient, "");
 log("");
 log(
-  `${"clients".padStart(8)} ${"holds".padStart(6)} ${"false dead/susp".padStart(15)} ${"coord cores".padStart(12)} ${"µs/s/client".padStart(11)} ${"heap/client".padStart(11)} ${"loop p99".padStart(9)} ${"pings/s".padStart(8)} ${"states/s".padStart(8)} ${"interval p50/p99".padStart(17)} ${"bare µs/s/cl".padStart(12)} ${"ratio cpu".padStart(9)} ${"ratio rate".padStart(10)}`,
+  `${"clients".padStart(8)} ${"holds".padStart(6)} ${"false dead/susp".padStart(15)} ${"coord cores".padStart(12)} ${"µs/s/client".padStart(11)} ${"live heap/cl".padStart(12)} ${"in use/cl*".padStart(10)} ${"loop p99".padStart(9)} ${"pings/s".padStart(8)} ${"states/s".padStart(8)} ${"interval p50/p99".padStart(17)} ${"bare µs/s/cl".padStart(12)} ${"ratio cpu".padStart(9)} ${"ratio rate".padStart(10)}`,
 );
 for (const l of capacity.levels) {
   log(
-    `${pad(l.clients.toLocaleString("en"), 8)} ${pad(l.holds ? "yes" : "NO", 6)} ${pad(`${l.falseDead}/${l.falseSuspect}`, 15)} ${pad(l.leader.cpuCores, 12)} ${pad(l.leader.cpuMicrosPerClientSecond, 11)} ${pad(`${(l.leader.heapPerClientBytes / 1024).toFixed(1)} KB`, 11)} ${pad(`${l.leader.eventLoopDelayP99Ms} ms`, 9)} ${pad(l.pingsPerSecond, 8)} ${pad(l.nodeStatePerSecond, 8)} ${pad(`${l.pingIntervalMs.p50}/${l.pingIntervalMs.p99} ms`, 17)} ${pad(l.bare?.cpuMicrosPerClientSecond ?? "-", 12)} ${pad(l.ratio ? `${l.ratio.cpuPerClient}x` : "-", 9)} ${pad(l.ratio ? `${l.ratio.pingRate}x` : "-", 10)}`,
+    `${pad(l.clients.toLocaleString("en"), 8)} ${pad(l.holds ? "yes" : "NO", 6)} ${pad(`${l.falseDead}/${l.falseSuspect}`, 15)} ${pad(l.leader.cpuCores, 12)} ${pad(l.leader.cpuMicrosPerClientSecond, 11)} ${pad(kb(l.leader.liveHeapPerClientBytes), 12)} ${pad(kb(l.leader.heapPerClientBytes), 10)} ${pad(`${l.leader.eventLoopDelayP99Ms} ms`, 9)} ${pad(l.pingsPerSecond, 8)} ${pad(l.nodeStatePerSecond, 8)} ${pad(`${l.pingIntervalMs.p50}/${l.pingIntervalMs.p99} ms`, 17)} ${pad(l.bare?.cpuMicrosPerClientSecond ?? "-", 12)} ${pad(l.ratio ? `${l.ratio.cpuPerClient}x` : "-", 9)} ${pad(l.ratio ? `${l.ratio.pingRate}x` : "-", 10)}`,
   );
 }
+log("* V8 heap in use per client, garbage not yet collected included; live heap: after a full GC");
 log("");
 for (const l of capacity.levels.filter((l) => !l.holds)) log(`${l.clients.toLocaleString("en")} does not hold: ${l.reasons.join("; ")}`);
 if (capacity.stoppedAt) log(`the climb stopped at ${capacity.stoppedAt.clients.toLocaleString("en")}: the levels above it were not measured`);
@@ -252,6 +256,9 @@ for (const s of spawn) {
 }
 log("");
 log(`largest client count held: ${results.largestHeld.toLocaleString("en")} (target 50,000)`);
+for (const l of held.slice(-1)) {
+  log(`leader's live heap at ${l.clients.toLocaleString("en")}: ${kb(l.leader.liveHeapPerClientBytes)} per client after a full GC (target <= 4.0 KB; in use, with garbage: ${kb(l.leader.heapPerClientBytes)})`);
+}
 for (const l of capacity.levels.filter((l) => l.ratio !== null)) {
   log(`coordinator / bare at ${l.clients.toLocaleString("en")}: CPU per client ${l.ratio!.cpuPerClient}x (target <= 2x at 50,000)${l.holds ? "" : ", at a level that does not hold"}`);
 }
