@@ -147,3 +147,37 @@ export function judgeRegistrationWait(samples: readonly ProgressSample[], p: Wai
       `after ${fmt(last.atMs / 1000)} s; the rest would need ${eta}, past the ${fmt(p.maxWaitMs / 1000)} s wait`,
   };
 }
+
+/** A leader heartbeat as the bench heard it. */
+export interface HeardHeartbeat {
+  /** ms, on the bench's clock. */
+  atMs: number;
+  coordinatorId: string;
+  epoch: number;
+}
+
+export interface SettledPolicy {
+  /** Leadership counts as settled once one leader alone was heard for this long, ms. */
+  windowMs: number;
+  /** The leaders' heartbeat interval, ms: a settled leader was heard within two of them. */
+  heartbeatIntervalMs: number;
+}
+
+/**
+ * The leader to crash for the takeover, or null while leadership is not settled. After an
+ * overload, leadership may have passed back and forth, and the last heartbeat heard does not
+ * say who leads: a deposed leader's last heartbeats still arrive, and the other coordinator
+ * may be taking over just then. Settled means: over the last `windowMs` every heartbeat came
+ * from one coordinator under one epoch, the first of that leadership was heard at least
+ * `windowMs` ago, and the latest within two heartbeat intervals.
+ */
+export function settledLeader(heard: readonly HeardHeartbeat[], nowMs: number, p: SettledPolicy): { coordinatorId: string; epoch: number } | null {
+  const last = heard.at(-1);
+  if (last === undefined || nowMs - last.atMs > 2 * p.heartbeatIntervalMs) return null;
+  const same = (h: HeardHeartbeat) => h.coordinatorId === last.coordinatorId && h.epoch === last.epoch;
+  let i = heard.length - 1;
+  while (i > 0 && same(heard[i - 1]!)) i -= 1;
+  // heard[i] is the first heartbeat of this leadership that the bench kept.
+  if (nowMs - heard[i]!.atMs < p.windowMs) return null;
+  return { coordinatorId: last.coordinatorId, epoch: last.epoch };
+}

@@ -25,14 +25,23 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DEFAULT_MONITOR_TIMINGS } from "../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../src/config.js";
 import { decodeReport, REPORT_HEADERS, type ReportType } from "../src/protocol/presence.js";
 import { createLogger } from "../src/services/logger.js";
 import { NatsServer } from "../src/services/nats-server.js";
 import { KvRegistrationStore } from "../src/services/registration-store.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { bareStateSubject, type BareStats } from "./bare-pinger.js";
-import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, silencedAt, type ProgressSample, type WaitPolicy } from "./capacity-judge.js";
+import {
+  DEFAULT_HOLD_CRITERIA,
+  judgeLevel,
+  judgeRegistrationWait,
+  settledLeader,
+  silencedAt,
+  type HeardHeartbeat,
+  type ProgressSample,
+  type WaitPolicy,
+} from "./capacity-judge.js";
 import { control, percentiles, type SilenceAnswer } from "./client-sim.js";
 import { inspectorUrlIn, liveHeapBytes, withInspector } from "./live-heap.js";
 
@@ -90,6 +99,11 @@ export class Helper {
   }
 }
 
+/** Heartbeats the observer keeps: a minute's worth at the default interval, more than the settling window. */
+const HEARTBEATS_KEPT = 64;
+/** Leadership counts as settled for the takeover once one leader alone was heard for this long. */
+const SETTLED = { windowMs: 2 * DEFAULT_TIMINGS.leaderTimeoutMs, heartbeatIntervalMs: DEFAULT_TIMINGS.heartbeatIntervalMs };
+
 /** Every presence report seen, counted by type, with first/last times per client where needed. */
 class ReportCounter {
   readonly byType = new Map<ReportType, number>();
@@ -102,15 +116,17 @@ class ReportCounter {
   highestEpoch = 0;
   /** Election reports: a coordinator took the lease (overload shows as leadership passing back and forth). */
   becameLeader = 0;
-  /** The coordinator whose heartbeat was heard last. */
-  leaderId: string | null = null;
+  /** The latest leader heartbeats heard (resignations left out), oldest first: who leads, and since when. */
+  readonly heartbeats: HeardHeartbeat[] = [];
   /** State messages of the bare pinger (on a subject of their own). */
   bareStates = 0;
   constructor(nc: NatsConnection, cluster: string, prefix: string) {
     nc.subscribe(`coordinator.leader.heartbeat.${cluster}`, {
       callback: (_e, m) => {
-        const h = JSON.parse(m.string()) as { coordinatorId: string; resigning?: boolean };
-        if (h.resigning !== true) this.leaderId = h.coordinatorId;
+        const h = JSON.parse(m.string()) as { coordinatorId: string; epoch: number; resigning?: boolean };
+        if (h.resigning === true) return;
+        this.heartbeats.push({ atMs: performance.now(), coordinatorId: h.coordinatorId, epoch: h.epoch });
+        if (this.heartbeats.length > HEARTBEATS_KEPT) this.heartbeats.splice(0, this.heartbeats.length - HEARTBEATS_KEPT);
       },
     });
     nc.subscribe(`coordinator.report.${cluster}`, {
@@ -220,9 +236,12 @@ export interface TakeoverFigure {
   clients: number;
   /** Of them, stored straight into the registration bucket for this measurement (levels stopped below). */
   seeded: number;
+  /** The leader that was crashed and the coordinator expected to take over (null: none was crashed). */
+  crashed: string | null;
+  newLeader: string | null;
   loadMs: number | null;
-  /** SIGKILL of the leader → the new leader's first heartbeat. */
-  firstHeartbeatMs: number;
+  /** SIGKILL of the leader → the new leader's first heartbeat (under a newer epoch); null when none came within the wait. */
+  firstHeartbeatMs: number | null;
   /** SIGKILL → a report from the new leader for every client; null when not within the wait. */
   everyClientReportedMs: number | null;
   /** The new leader's first heartbeat → a report from it for every client. */
@@ -547,60 +566,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
         registered = options.takeoverClients;
       }
       const live = registered - silencedCount();
-      // The one that leads now crashes (after an overload it may be the second one).
-      const [victim, survivor] = counter.leaderId === "cap-b" ? [follower, leader] : [leader, follower];
-      log(`  takeover: SIGKILL of the leader ${victim.id} with ${live.toLocaleString("en")} stored clients`);
-      counter.watchEpoch = counter.highestEpoch;
-      const hb = nc.subscribe(`coordinator.leader.heartbeat.${cluster}`, { max: 1000 });
-      let firstHeartbeat = Number.NaN;
-      void (async () => {
-        for await (const m of hb) {
-          const h = JSON.parse(m.string()) as { coordinatorId: string };
-          if (h.coordinatorId === survivor.id) {
-            firstHeartbeat = performance.now();
-            hb.unsubscribe();
-          }
-        }
-      })();
-      const t0 = performance.now();
-      const linesBefore = survivor.lines.length;
-      victim.signal("SIGKILL");
-      await waitFor("the new leader's heartbeat", () => !Number.isNaN(firstHeartbeat), 20_000);
-      const survivorPid = survivor.child.pid!;
-      // The survivor is the only coordinator left: its own BecameLeader is no change to judge.
-      const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), () => 0, {
-        wanted: live,
-        counted: "reported",
-        maxWaitMs: options.registerWaitMs,
-        ...SATURATION,
-      });
-      let everyMs: number | null = null;
-      if (wait.done) everyMs = Math.round(Math.max(...counter.reportedAfter.values()) - t0);
-      else log(`    stopped waiting for the new leader's reports: ${wait.reason}`);
-      const loaded = survivor.lines
-        .slice(linesBefore)
-        .flatMap((l) => {
-          try {
-            return [JSON.parse(l) as Record<string, unknown>];
-          } catch {
-            return [];
-          }
-        })
-        .find((l) => l.message === "loaded stored registrations");
-      takeover = {
-        clients: live,
-        seeded,
-        loadMs: typeof loaded?.ms === "number" ? loaded.ms : null,
-        firstHeartbeatMs: Math.round(firstHeartbeat - t0),
-        everyClientReportedMs: everyMs,
-        heartbeatToEveryClientMs: everyMs === null ? null : Math.round(everyMs - (firstHeartbeat - t0)),
-        reported: Math.min(live, counter.reportedAfter.size),
-        gaveUp: wait.done ? null : wait.reason,
-      };
-      log(
-        `    new leader's first heartbeat after ${takeover.firstHeartbeatMs} ms; it loaded ${live.toLocaleString("en")} registrations in ${String(takeover.loadMs)} ms; ` +
-          (everyMs !== null ? `every client reported ${String(takeover.heartbeatToEveryClientMs)} ms after that heartbeat` : `${takeover.reported.toLocaleString("en")} reported`),
-      );
+      takeover = await measureTakeover({ counter, coordinators: [leader, follower], live, seeded, maxWaitMs: options.registerWaitMs, log });
     }
   } finally {
     await Promise.allSettled([leader.kill(), follower?.kill(), sim.stop()]);
@@ -608,6 +574,99 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     await server.stop();
   }
   return { levels, liveHeapBaselineBytes: liveStart, detection, detectionNotMeasured, stoppedAt, takeover };
+}
+
+/**
+ * Crashes the leader and measures how the other coordinator takes over: its first heartbeat
+ * under a newer epoch, the load of the stored registrations, and a report from it for every
+ * client. The leader is the one heard alone for a while (settledLeader): after an overload the
+ * last heartbeat heard may be a deposed leader's, and crashing the wrong coordinator would
+ * measure nothing. Nothing here throws on a slow takeover: the figure says what was seen,
+ * with the new leader's own election log when it did not take over.
+ */
+async function measureTakeover(o: {
+  counter: ReportCounter;
+  coordinators: [CoordinatorProcess, CoordinatorProcess];
+  live: number;
+  seeded: number;
+  maxWaitMs: number;
+  log: (line: string) => void;
+}): Promise<TakeoverFigure> {
+  const { counter, coordinators, live, seeded, log } = o;
+  const notMeasured = (reason: string): TakeoverFigure => {
+    log(`    takeover not measured: ${reason}`);
+    return { clients: live, seeded, crashed: null, newLeader: null, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: 0, gaveUp: reason };
+  };
+  const settled = await waitFor("settled leadership", () => settledLeader(counter.heartbeats, performance.now(), SETTLED) ?? undefined, o.maxWaitMs).catch(() => null);
+  if (settled === null) {
+    const ids = [...new Set(counter.heartbeats.filter((h) => h.atMs > performance.now() - SETTLED.windowMs).map((h) => `${h.coordinatorId} (epoch ${h.epoch})`))];
+    return notMeasured(`leadership did not settle within ${Math.round(o.maxWaitMs / 1000)} s (heard lately: ${ids.join(", ") || "no heartbeat"})`);
+  }
+  const victim = coordinators.find((c) => c.id === settled.coordinatorId);
+  const survivor = coordinators.find((c) => c.id !== settled.coordinatorId);
+  if (victim === undefined || survivor === undefined) return notMeasured(`the heartbeats name ${settled.coordinatorId}, which this bench did not start`);
+  if (!survivor.running) return notMeasured(`${survivor.id}, which should take over, exited with ${String(survivor.exitCode)}`);
+
+  log(`  takeover: SIGKILL of the leader ${victim.id} (epoch ${settled.epoch}) with ${live.toLocaleString("en")} stored clients; ${survivor.id} should take over`);
+  counter.watchEpoch = Math.max(counter.highestEpoch, settled.epoch);
+  const survivorPid = survivor.child.pid!;
+  const linesBefore = survivor.lines.length;
+  const cpu0 = cpuOrNaN(survivorPid);
+  const t0 = performance.now();
+  /** When the survivor's first heartbeat under a newer epoch was heard (polled far more often than heartbeats drop off the kept list). */
+  const newLeaderHeartbeat = () => counter.heartbeats.find((h) => h.atMs >= t0 && h.coordinatorId === survivor.id && h.epoch > settled.epoch)?.atMs;
+  victim.signal("SIGKILL");
+  const firstHeartbeat = await waitFor("the new leader's heartbeat", newLeaderHeartbeat, o.maxWaitMs).catch(() => null);
+  const survivorLogs = () =>
+    survivor.lines.slice(linesBefore).flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  if (firstHeartbeat === null) {
+    const waitedS = (performance.now() - t0) / 1000;
+    const cores = (cpuOrNaN(survivorPid) - cpu0) / waitedS;
+    const said = survivorLogs()
+      .filter((l) => l.component === "election" || l.level === "warn" || l.level === "error")
+      .slice(-8)
+      .map((l) => `${String(l.level)} ${String(l.message)}${l.reason !== undefined ? ` (${String(l.reason)})` : ""}${l.error !== undefined ? `: ${String(l.error)}` : ""}`);
+    const reason =
+      `no heartbeat from ${survivor.id} under an epoch above ${settled.epoch} within ${Math.round(waitedS)} s of the crash; ` +
+      `${survivor.running ? `it is running and used ${cores.toFixed(2)} cores meanwhile` : `it exited with ${String(survivor.exitCode)}`}; ` +
+      `its log since the crash: ${said.length > 0 ? said.join(" | ") : "nothing about the election"}`;
+    log(`    ${reason}`);
+    return { clients: live, seeded, crashed: victim.id, newLeader: survivor.id, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: counter.reportedAfter.size, gaveUp: reason };
+  }
+  // The survivor is the only coordinator left: its own BecameLeader is no change to judge.
+  const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), () => 0, {
+    wanted: live,
+    counted: "reported",
+    maxWaitMs: o.maxWaitMs,
+    ...SATURATION,
+  });
+  let everyMs: number | null = null;
+  if (wait.done) everyMs = Math.round(Math.max(...counter.reportedAfter.values()) - t0);
+  else log(`    stopped waiting for the new leader's reports: ${wait.reason}`);
+  const loaded = survivorLogs().find((l) => l.message === "loaded stored registrations");
+  const figure: TakeoverFigure = {
+    clients: live,
+    seeded,
+    crashed: victim.id,
+    newLeader: survivor.id,
+    loadMs: typeof loaded?.ms === "number" ? loaded.ms : null,
+    firstHeartbeatMs: Math.round(firstHeartbeat - t0),
+    everyClientReportedMs: everyMs,
+    heartbeatToEveryClientMs: everyMs === null ? null : Math.round(everyMs - (firstHeartbeat - t0)),
+    reported: Math.min(live, counter.reportedAfter.size),
+    gaveUp: wait.done ? null : wait.reason,
+  };
+  log(
+    `    ${survivor.id}'s first heartbeat as leader after ${figure.firstHeartbeatMs} ms; it loaded ${live.toLocaleString("en")} registrations in ${String(figure.loadMs)} ms; ` +
+      (everyMs !== null ? `every client reported ${String(figure.heartbeatToEveryClientMs)} ms after that heartbeat` : `${figure.reported.toLocaleString("en")} reported`),
+  );
+  return figure;
 }
 
 /**

@@ -246,10 +246,12 @@ for (const d of capacity.detection) {
 for (const d of capacity.detectionNotMeasured) log(`detection at ${d.clients.toLocaleString("en")} clients: not measured, ${d.reason}`);
 if (capacity.takeover) {
   const t = capacity.takeover;
-  const every = t.heartbeatToEveryClientMs !== null ? `every client reported ${t.heartbeatToEveryClientMs} ms after it` : `only ${t.reported} reported (${String(t.gaveUp)})`;
-  log(
-    `takeover of ${t.clients.toLocaleString("en")} stored clients${t.seeded > 0 ? ` (${t.seeded.toLocaleString("en")} stored by the bench)` : ""}: new leader's first heartbeat ${t.firstHeartbeatMs} ms after the crash, load ${String(t.loadMs)} ms, ${every}`,
-  );
+  const stored = `takeover of ${t.clients.toLocaleString("en")} stored clients${t.seeded > 0 ? ` (${t.seeded.toLocaleString("en")} stored by the bench)` : ""}`;
+  if (t.firstHeartbeatMs === null) log(`${stored}: ${t.crashed === null ? "not measured" : `${t.crashed} crashed, ${String(t.newLeader)} did not take over`} (${String(t.gaveUp)})`);
+  else {
+    const every = t.heartbeatToEveryClientMs !== null ? `every client reported ${t.heartbeatToEveryClientMs} ms after it` : `only ${t.reported} reported (${String(t.gaveUp)})`;
+    log(`${stored}: ${String(t.crashed)} crashed; ${String(t.newLeader)}'s first heartbeat as leader ${t.firstHeartbeatMs} ms after the crash, load ${String(t.loadMs)} ms, ${every}`);
+  }
 }
 for (const s of spawn) {
   log(`spawn ${s.clients.toLocaleString("en")} client actors: ${s.spawnMs} ms, heap ${s.heapPerClientBytes} bytes per client (${s.shards} shards${s.gcAvailable ? "" : "; no --expose-gc, heap figure is rough"})`);

@@ -1,7 +1,17 @@
 /** The capacity bench's verdicts: when a level holds, when waiting for registrations stops, percentiles. */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { DEFAULT_HOLD_CRITERIA, judgeLevel, judgeRegistrationWait, silencedAt, type LevelObservation, type ProgressSample, type WaitPolicy } from "../../bench/capacity-judge.js";
+import {
+  DEFAULT_HOLD_CRITERIA,
+  judgeLevel,
+  judgeRegistrationWait,
+  settledLeader,
+  silencedAt,
+  type HeardHeartbeat,
+  type LevelObservation,
+  type ProgressSample,
+  type WaitPolicy,
+} from "../../bench/capacity-judge.js";
 import { percentiles } from "../../bench/client-sim.js";
 
 const C = DEFAULT_HOLD_CRITERIA(750, 1500);
@@ -127,6 +137,39 @@ test("percentiles - nearest rank on a sorted copy, rounded to 0.1, NaN for an em
   assert.equal(percentiles([2.345], [0.5]), [2.3]);
   assert.ok(percentiles([], [0.5]).every(Number.isNaN));
   assert.equal(sample[0], 100, "the sample itself is not reordered");
+});
+
+const S = { windowMs: 3000, heartbeatIntervalMs: 1000 };
+/** Heartbeats of `id` under `epoch`, one a second from `fromS` to `toS` (seconds). */
+const beats = (id: string, epoch: number, fromS: number, toS: number): HeardHeartbeat[] =>
+  Array.from({ length: toS - fromS + 1 }, (_, k) => ({ atMs: (fromS + k) * 1000, coordinatorId: id, epoch }));
+
+test("takeover - a leader heard alone for the window is the one to crash", () => {
+  assert.equal(settledLeader(beats("cap-a", 1, 0, 10), 10_200, S), { coordinatorId: "cap-a", epoch: 1 });
+});
+
+test("takeover - nobody is crashed before any heartbeat, or once the leader fell silent", () => {
+  assert.is(settledLeader([], 0, S), null);
+  assert.is(settledLeader(beats("cap-a", 1, 0, 10), 12_100, S), null);
+});
+
+test("takeover - after leadership changed, the new leader counts only once it has led for the window", () => {
+  const heard = [...beats("cap-a", 1, 0, 10), ...beats("cap-b", 2, 12, 14)];
+  assert.is(settledLeader(heard, 14_100, S), null, "cap-b leads for only 2 s");
+  assert.equal(settledLeader([...heard, ...beats("cap-b", 2, 15, 15)], 15_100, S), { coordinatorId: "cap-b", epoch: 2 });
+});
+
+test("takeover - a deposed leader's late heartbeat among the new one's unsettles leadership", () => {
+  const heard = [...beats("cap-a", 1, 0, 10), ...beats("cap-b", 2, 11, 20)];
+  heard.splice(15, 0, { atMs: 15_500, coordinatorId: "cap-a", epoch: 1 });
+  assert.is(settledLeader(heard, 17_100, S), null);
+  assert.equal(settledLeader(heard, 20_100, S), { coordinatorId: "cap-b", epoch: 2 });
+});
+
+test("takeover - the same coordinator elected again under a new epoch counts from its new epoch", () => {
+  const heard = [...beats("cap-a", 1, 0, 10), ...beats("cap-a", 3, 12, 13)];
+  assert.is(settledLeader(heard, 13_100, S), null);
+  assert.equal(settledLeader([...heard, ...beats("cap-a", 3, 14, 15)], 15_100, S), { coordinatorId: "cap-a", epoch: 3 });
 });
 
 test.run();
