@@ -112,6 +112,8 @@ class ReportCounter {
   readonly suspects: string[] = [];
   /** Clients that got any report from a coordinator with `epoch` > `watchEpoch`: first time seen. */
   readonly reportedAfter = new Map<string, number>();
+  /** Clients that got a NodePresent from a coordinator with `epoch` > `watchEpoch`. */
+  readonly presentAfter = new Set<string>();
   watchEpoch = Number.POSITIVE_INFINITY;
   highestEpoch = 0;
   /** Election reports: a coordinator took the lease (overload shows as leadership passing back and forth). */
@@ -143,7 +145,10 @@ class ReportCounter {
         if (r.type === "NodePresent" && !this.present.has(r.clientSubject)) this.present.set(r.clientSubject, now);
         else if (r.type === "NodeDead" && !this.dead.has(r.clientSubject)) this.dead.set(r.clientSubject, now);
         else if (r.type === "NodeSuspect") this.suspects.push(r.clientSubject);
-        if (r.epoch > this.watchEpoch && !this.reportedAfter.has(r.clientSubject)) this.reportedAfter.set(r.clientSubject, now);
+        if (r.epoch > this.watchEpoch) {
+          if (!this.reportedAfter.has(r.clientSubject)) this.reportedAfter.set(r.clientSubject, now);
+          if (r.type === "NodePresent") this.presentAfter.add(r.clientSubject);
+        }
       },
     });
     nc.subscribe(bareStateSubject(prefix), {
@@ -248,6 +253,11 @@ export interface TakeoverFigure {
   heartbeatToEveryClientMs: number | null;
   /** How many were reported by the new leader, and why the bench stopped waiting if not all. */
   reported: number;
+  /**
+   * How many got a NodePresent from the new leader: every loaded client should. Fewer means
+   * that some came only with a later report (NodeState), their NodePresent withheld.
+   */
+  nodePresent: number;
   gaveUp: string | null;
 }
 
@@ -595,7 +605,7 @@ async function measureTakeover(o: {
   const { counter, coordinators, live, seeded, log } = o;
   const notMeasured = (reason: string): TakeoverFigure => {
     log(`    takeover not measured: ${reason}`);
-    return { clients: live, seeded, crashed: null, newLeader: null, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: 0, gaveUp: reason };
+    return { clients: live, seeded, crashed: null, newLeader: null, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: 0, nodePresent: 0, gaveUp: reason };
   };
   const settled = await waitFor("settled leadership", () => settledLeader(counter.heartbeats, performance.now(), SETTLED) ?? undefined, o.maxWaitMs).catch(() => null);
   if (settled === null) {
@@ -637,7 +647,7 @@ async function measureTakeover(o: {
       `${survivor.running ? `it is running and used ${cores.toFixed(2)} cores meanwhile` : `it exited with ${String(survivor.exitCode)}`}; ` +
       `its log since the crash: ${said.length > 0 ? said.join(" | ") : "nothing about the election"}`;
     log(`    ${reason}`);
-    return { clients: live, seeded, crashed: victim.id, newLeader: survivor.id, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: counter.reportedAfter.size, gaveUp: reason };
+    return { clients: live, seeded, crashed: victim.id, newLeader: survivor.id, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: Math.min(live, counter.reportedAfter.size), nodePresent: Math.min(live, counter.presentAfter.size), gaveUp: reason };
   }
   // The survivor is the only coordinator left: its own BecameLeader is no change to judge.
   const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), () => 0, {
@@ -660,11 +670,13 @@ async function measureTakeover(o: {
     everyClientReportedMs: everyMs,
     heartbeatToEveryClientMs: everyMs === null ? null : Math.round(everyMs - (firstHeartbeat - t0)),
     reported: Math.min(live, counter.reportedAfter.size),
+    nodePresent: Math.min(live, counter.presentAfter.size),
     gaveUp: wait.done ? null : wait.reason,
   };
   log(
     `    ${survivor.id}'s first heartbeat as leader after ${figure.firstHeartbeatMs} ms; it loaded ${live.toLocaleString("en")} registrations in ${String(figure.loadMs)} ms; ` +
-      (everyMs !== null ? `every client reported ${String(figure.heartbeatToEveryClientMs)} ms after that heartbeat` : `${figure.reported.toLocaleString("en")} reported`),
+      (everyMs !== null ? `every client reported ${String(figure.heartbeatToEveryClientMs)} ms after that heartbeat` : `${figure.reported.toLocaleString("en")} reported`) +
+      `; ${figure.nodePresent.toLocaleString("en")} of them with a NodePresent`,
   );
   return figure;
 }

@@ -250,7 +250,10 @@ if (capacity.takeover) {
   if (t.firstHeartbeatMs === null) log(`${stored}: ${t.crashed === null ? "not measured" : `${t.crashed} crashed, ${String(t.newLeader)} did not take over`} (${String(t.gaveUp)})`);
   else {
     const every = t.heartbeatToEveryClientMs !== null ? `every client reported ${t.heartbeatToEveryClientMs} ms after it` : `only ${t.reported} reported (${String(t.gaveUp)})`;
-    log(`${stored}: ${String(t.crashed)} crashed; ${String(t.newLeader)}'s first heartbeat as leader ${t.firstHeartbeatMs} ms after the crash, load ${String(t.loadMs)} ms, ${every}`);
+    log(
+      `${stored}: ${String(t.crashed)} crashed; ${String(t.newLeader)}'s first heartbeat as leader ${t.firstHeartbeatMs} ms after the crash, load ${String(t.loadMs)} ms, ${every}; ` +
+        `${t.nodePresent.toLocaleString("en")} of ${t.clients.toLocaleString("en")} got a NodePresent from it`,
+    );
   }
 }
 for (const s of spawn) {
