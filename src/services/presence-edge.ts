@@ -82,11 +82,11 @@ export interface PresenceEdgeOptions {
 }
 
 /**
- * Stored registrations handed to the monitor per event when a new leader loads them. A
- * chunk spawns its client actors in one batch per shard (about 0.1 s for 2,500), and XState
- * copies a shard's children once per batch: fewer, larger chunks cost less in all.
+ * Stored registrations handed to the monitor per event when a new leader loads them: a
+ * chunk spawns its client actors (about 30 ms for 500), then the event loop gets a turn, so
+ * that lease renewals and their answers are not held up past the renew deadline.
  */
-const LOAD_CHUNK = 2500;
+const LOAD_CHUNK = 500;
 /** How long a registration that could not be stored waits before it is delivered again. */
 const STORE_RETRY_DELAY_MS = 1000;
 /**
@@ -231,7 +231,12 @@ export class PresenceEdge {
       const late = since === 0 ? 0 : since - this.options.sweepIntervalMs;
       this.lastSweepAt = now;
       let stalledMs = late > STALL_THRESHOLD_MS ? this.credit(now, Math.round(late)) : 0;
-      if (stalledMs === 0 && !(this.options.leaseIsValid() && this.options.isConnected())) {
+      const maySend = this.options.leaseIsValid() && this.options.isConnected();
+      if (maySend) {
+        this.endWithholding();
+        this.publishHeld();
+      }
+      if (stalledMs === 0 && !maySend) {
         // No ping can go out now (the lease is unsure, or NATS is down), and replies may not
         // come in: this time cannot be observed either. Nobody is judged or pinged.
         stalledMs = Math.max(1, Math.round(since === 0 ? this.options.sweepIntervalMs : since));
@@ -313,6 +318,10 @@ export class PresenceEdge {
     this.unsent = [];
     this.credits = [];
     this.lastSweepAt = 0;
+    if (this.held.length > 0) {
+      this.log.info(`dropping ${this.held.length} held reports: leadership ended before they could be published`, { count: this.held.length });
+      this.held = [];
+    }
     this.endWithholding();
     this.refusals.flush();
     this.storeFailures.flush();
@@ -490,10 +499,38 @@ export class PresenceEdge {
     this.log.info(`presence reports withheld: ${count}`, { reason, count });
   }
 
+  /**
+   * Lifecycle reports (everything but NodeState) that could not be published because the
+   * lease was unsure or NATS was down. If this leadership goes on (its lease check succeeded,
+   * the connection came back in time), they are published in order before anything newer:
+   * a NodePresent or NodeDead must not be lost to a short stall. If it ends, they are dropped
+   * with it (monitor.stop): another leader reports under its own epoch. A NodeState that
+   * could not go out is only counted; the next comes within a state interval.
+   */
+  private held: ClientReport[] = [];
+
   private publish(body: ClientReport): void {
-    if (!this.options.leaseIsValid()) return this.withhold("the lease is no longer valid", body);
-    if (!this.options.isConnected()) return this.withhold("not connected to NATS", body);
+    const why = !this.options.leaseIsValid() ? "the lease is no longer valid" : !this.options.isConnected() ? "not connected to NATS" : null;
+    if (why !== null) {
+      this.withhold(why, body);
+      if (body.type !== "NodeState") this.held.push(body);
+      return;
+    }
     this.endWithholding();
+    this.publishHeld();
+    this.emit(body);
+  }
+
+  /** Publishes the held lifecycle reports, oldest first (the lease was just found valid). */
+  private publishHeld(): void {
+    if (this.held.length === 0) return;
+    const held = this.held;
+    this.held = [];
+    this.log.info(`publishing ${held.length} reports held while they could not be published`, { count: held.length });
+    for (const body of held) this.emit(body);
+  }
+
+  private emit(body: ClientReport): void {
     const epoch = this.options.epoch();
     if (epoch !== this.seqEpoch) {
       this.seqEpoch = epoch;

@@ -258,6 +258,7 @@ test("presence edge - an unregistration is acknowledged only once the registrati
 function publishingEdge(reportEncoding: ReportEncoding) {
   const lease = { valid: true, epoch: 5 };
   const published: { subject: string; data: Uint8Array; encoding?: string; schema?: string }[] = [];
+  const sweeps: MonitorEvent[] = [];
   const nc: PresenceConnection = {
     subscribe: (subject) => {
       throw new Error(`unexpected subscription to ${subject}`);
@@ -286,12 +287,13 @@ function publishingEdge(reportEncoding: ReportEncoding) {
     leaseIsValid: () => lease.valid,
     epoch: () => lease.epoch,
     isConnected: () => true,
-    toMonitor: () => {
-      throw new Error("unexpected monitor event");
+    toMonitor: (event) => {
+      if (event.type !== "SWEEP") throw new Error(`unexpected monitor event ${event.type}`);
+      sweeps.push(event);
     },
     maxClients: 100,
   });
-  return { edge, lease, published };
+  return { edge, lease, published, sweeps };
 }
 
 const body = (subject: string, type: ClientReport["type"], metadata = { zone: "eu-1" }): ClientReport => ({
@@ -365,6 +367,40 @@ test("presence edge - reports.state publishes its reports in order, in one seq w
   edge.handle({ type: "reports.state", reports: [body("svc.b", "NodeState"), body("svc.a", "NodeState")] });
   await flush();
   assert.equal(seen().slice(5), ["6 NodeState svc.b", "7 NodeState svc.a"], "seq goes on with no gap for the withheld reports");
+});
+
+test("presence edge - lifecycle reports that could not go out are published in order once the lease is valid again; NodeState is not; a leadership that ends drops them", async () => {
+  const { edge, lease, published } = publishingEdge("json");
+  const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
+  lease.valid = false;
+  edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
+  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState")] });
+  edge.handle({ type: "report.presence", report: { ...body("svc.b", "NodeDead"), state: "dead" } });
+  await flush();
+  assert.equal(seen(), [], "nothing goes out while the lease is unsure");
+  lease.valid = true; // the lease check succeeded: this leadership goes on
+  edge.handle({ type: "report.presence", report: body("svc.c", "NodePresent") });
+  await flush();
+  assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeDead svc.b", "3 NodePresent svc.c"], "held ones first, in order; the withheld NodeState is not sent late");
+  lease.valid = false;
+  edge.handle({ type: "report.presence", report: { ...body("svc.c", "NodeSuspect"), state: "suspect" } });
+  await flush();
+  edge.handle({ type: "monitor.stop" }); // the check failed: the leadership ended
+  lease.valid = true;
+  edge.handle({ type: "report.presence", report: body("svc.d", "NodePresent") });
+  await flush();
+  assert.equal(seen().slice(3), ["4 NodePresent svc.d"], "a held report of an ended leadership is never published");
+});
+
+test("presence edge - held lifecycle reports go out at the next sweep once the lease is valid, without waiting for a newer report", async () => {
+  const { edge, lease, published } = publishingEdge("json");
+  lease.valid = false;
+  edge.handle({ type: "report.presence", report: { ...body("svc.b", "NodeDead"), state: "dead" } });
+  await flush();
+  lease.valid = true;
+  edge.handle({ type: "replies.collect" });
+  await flush();
+  assert.equal(published.map((p) => decodeReport(p.data, p.encoding).type), ["NodeDead"]);
 });
 
 /** What the edge told the metrics, in order; a call nobody expects on this path throws. */
