@@ -415,20 +415,20 @@ test("election - a leader paused past its lease with clients publishes no report
         "since then only the new leader reported, under its epoch",
       );
       assert.not.ok(rec.seen.some((r) => r.report.type === "NodeDead"), "clients that always answered were never reported dead");
-      // The reports its clients' timers still produced on waking were held back, and it said so.
-      await waitFor(
-        "the woken leader's warning that it withholds presence reports",
-        () => first.proc.logs().find((l) => l.message === "not publishing presence reports: the lease is no longer valid"),
-        10_000,
+      // On waking, its first sweep is answered after that turn's socket reads, where the new
+      // leader's heartbeat usually ends its leadership first; what it still produced was
+      // withheld (the edge's unit tests hold that), and it published nothing after waking.
+      assert.not.ok(
+        rec.seen.some((r) => r.report.coordinatorId === old.coordinatorId && r.report.ts >= wokeAtMs),
+        "the woken leader published no presence report at all",
       );
     } finally {
       await app.close();
       await rec.nc.close();
     }
   }, {
-    // NodeState timers that fall due well before the renew deadline's: on waking, the
-    // clients' timers fire first, so the leader has reports to withhold before its own
-    // machine steps down.
+    // NodeState due often and a renew deadline near the lease: on waking, every client's
+    // NodeState is due, so the woken leader has reports it must not publish.
     args: () => ["--state-interval", "200", "--renew-deadline", "1900"],
   });
 });
