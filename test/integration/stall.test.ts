@@ -23,13 +23,28 @@ import { waitForStream } from "../helpers/presence.js";
 import { metricsUrl, pauseProcess, ReportTally, scrapeValue, type Pause } from "../helpers/stall.js";
 
 const STALL_WARNING = /^event loop stalled (\d+) ms; verdicts deferred$/;
+/** A stall past the stall credit: warned about as well, but not deferred. */
+const UNCREDITED_STALL_WARNING = /^event loop stalled (\d+) ms; stall credit used up/;
+const STALL_SUMMARY = "more event-loop stalls deferred verdicts";
 
-/** The stall warnings a coordinator logged, with the stall each names. */
+/** The stall warnings (stalls deferred) a coordinator logged, with the stall each names. */
 function stallWarnings(proc: CoordinatorProcess): number[] {
   return proc
     .logs()
     .filter((l) => l.level === "warn" && STALL_WARNING.test(String(l.message)))
     .map((l) => Number(l.stalledMs));
+}
+
+/** Every long stall a coordinator warned about: in a line of its own or in a summary's count. */
+function stallsWarned(proc: CoordinatorProcess): number {
+  let n = 0;
+  for (const l of proc.logs()) {
+    if (l.level !== "warn") continue;
+    const message = String(l.message);
+    if (STALL_WARNING.test(message) || UNCREDITED_STALL_WARNING.test(message)) n += 1;
+    else if (message.startsWith(STALL_SUMMARY)) n += Number(l.count);
+  }
+  return n;
 }
 
 function dumpLogs(procs: CoordinatorProcess[]): void {
@@ -105,7 +120,7 @@ test("stall - a leader stopped for twice the dead timeout reports no answering c
       "the stall in the leader's log",
       () =>
         stallWarnings(leader).find((ms) => ms >= pausedMs - 150 && ms <= pausedMs + 1000) ??
-        leader.logs().find((l) => String(l.message).startsWith("more event-loop stalls deferred verdicts") && Date.parse(String(l.timestamp)) >= pause.contAt),
+        leader.logs().find((l) => String(l.message).startsWith(STALL_SUMMARY) && Date.parse(String(l.timestamp)) >= pause.contAt),
       15_000,
     );
     const stalls = ((await scrapeValue(url, "presence_sweep_stalls_total")) ?? 0) - stallsBefore;
@@ -126,7 +141,9 @@ test("stall - a leader stopped for twice the dead timeout reports no answering c
     assert.ok(death.report.ts - pause.contAt < DEAD_MS + 1000, `dead ${death.report.ts - pause.contAt} ms after the wake`);
     assert.ok(stallWarnings(leader).length >= 1, "the leader warned that its event loop stalled");
     assert.ok(stalls >= 1, `presence_sweep_stalls_total counts the stall (+${stalls})`);
-    assert.ok(stalledSeconds >= (pausedMs - 150) / 1000, `presence_sweep_stalled_seconds_total holds it (+${stalledSeconds})`);
+    // Credited in full, or nearly: stall credit is capped at half of four dead timeouts, and
+    // short stalls of a busy machine just before may have used some of it.
+    assert.ok(stalledSeconds > DEAD_MS / 1000, `presence_sweep_stalled_seconds_total holds more than a dead timeout of it (+${stalledSeconds})`);
     assert.equal(
       [...new Set([lead, ...observer.heartbeatsSince(pausedFrom)].map((h) => `${h.coordinatorId} epoch ${h.epoch}`))],
       [`stall-1 epoch ${lead.epoch}`],
@@ -308,8 +325,8 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
     );
 
     const stalls = await scrapeValue(await metricsUrl(leader), "presence_sweep_stalls_total");
-    const summaries = leader.logs().filter((l) => String(l.message).startsWith("more event-loop stalls deferred verdicts"));
-    const warned = stallWarnings(leader).length + summaries.reduce((n, l) => n + Number(l.count), 0);
+    // A warning of its own, or a count in the summary that ends a warning's throttle window.
+    const warned = await waitFor("every pause warned about in the leader's log", () => (stallsWarned(leader) >= PAUSES ? stallsWarned(leader) : undefined), 15_000);
     const inside = tally.seen.filter((r) => pauses.some((p) => r.report.ts >= p.stoppedAt + SIGNAL_SLACK_MS && r.report.ts < p.contAt));
     // Past the renew deadline at the wake, the leader publishes nothing until its check (a
     // renewal against its own revision) confirms the lease; its heartbeat follows at once.
@@ -351,8 +368,9 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
       [],
       "no report between a wake past the renew deadline and the check",
     );
-    assert.ok((stalls ?? 0) >= PAUSES, `every pause counted as a stall (presence_sweep_stalls_total ${stalls})`);
-    assert.ok(warned >= PAUSES, `every pause warned about, in a line or a summary's count (${warned})`);
+    // Stall credit is capped (half of four dead timeouts): pauses past it are warned about
+    // but not counted or deferred, which at these timings costs no client anything.
+    assert.ok((stalls ?? 0) >= 1, `the pauses counted as stalls (presence_sweep_stalls_total ${stalls})`);
 
     // A pause past the lease: the follower takes over under a new epoch, and the woken
     // leader steps down without publishing anything under its old one.
