@@ -183,12 +183,29 @@ export class KvLeaseStore implements LeaseStore {
     }
   }
 
+  /**
+   * Renews against `revision`. A renewal that timed out may still have landed, and moved the
+   * revision: then the key holds this very holder's value (coordinator id and epoch: only
+   * the holder of an epoch writes it) at a newer revision, and the renewal is made again
+   * against that one. Any other value, or none, means the lease was lost.
+   */
   async renew(holder: LeaseHolder, revision: number): Promise<number> {
+    const value = encodeLeaseValue(holder);
     try {
-      return await this.kv.update(resources.leaseKey, encodeLeaseValue(holder), revision, this.timeoutMs);
+      return await this.kv.update(resources.leaseKey, value, revision, this.timeoutMs);
     } catch (err) {
-      if (isWrongRevision(err)) throw new LeaseLostError(revision, err);
-      throw new LeaseStoreError("renew", err);
+      if (!isWrongRevision(err)) throw new LeaseStoreError("renew", err);
+      const entry = await this.entry();
+      if (entry === null || entry.holder.coordinatorId !== holder.coordinatorId || entry.holder.epoch !== holder.epoch || entry.revision <= revision) {
+        throw new LeaseLostError(revision, err);
+      }
+      this.logger.info("a renewal that timed out had landed; renewing against its revision", { revision, landed: entry.revision });
+      try {
+        return await this.kv.update(resources.leaseKey, value, entry.revision, this.timeoutMs);
+      } catch (again) {
+        if (isWrongRevision(again)) throw new LeaseLostError(entry.revision, again);
+        throw new LeaseStoreError("renew", again);
+      }
     }
   }
 

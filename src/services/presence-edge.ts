@@ -97,11 +97,12 @@ const STORE_RETRY_DELAY_MS = 1000;
 export const STALL_THRESHOLD_MS = 100;
 /**
  * Stall credit is capped, as Lifeguard caps its timeout multiplier: within any window of
- * 4 × the dead timeout, at most half of it is credited. One stall of twice the dead timeout
- * is forgiven in full; a leader that is late on every sweep still judges, with its clocks at
- * no less than half speed (NodeDead within about twice the dead timeout).
+ * 6 × the dead timeout, at most half of it is credited. One stall of twice the dead timeout
+ * is forgiven in full, with room for the short stalls around it; a leader that is late on
+ * every sweep still judges, with its clocks at no less than half speed (NodeDead within
+ * about twice the dead timeout).
  */
-const STALL_CREDIT_WINDOW_DEAD_TIMEOUTS = 4;
+const STALL_CREDIT_WINDOW_DEAD_TIMEOUTS = 6;
 /**
  * Stalls of this many ms or more are warnings: long enough that a leader without stall
  * credit would have called answering clients suspect. Shorter ones (a GC pause on a busy

@@ -36,17 +36,36 @@ test("lease store - one create wins; the epoch is its revision and is stamped in
   });
 });
 
-test("lease store - renewing against an old revision is refused", async () => {
-  await withStore(async (store) => {
+test("lease store - renewing against an old revision is refused when someone else wrote since", async () => {
+  await withStore(async (store, nc) => {
     const { epoch, revision } = await store.acquire("a");
-    const next = await store.renew({ coordinatorId: "a", epoch }, revision);
+    // Another writer (a process that took the lease after it expired, say) wrote the key.
+    const kv = await new Kvm(nc).open(resources.leadershipBucket("ls"));
+    await kv.put(resources.leaseKey, JSON.stringify({ coordinatorId: "b", epoch: epoch + 5 }));
     try {
       await store.renew({ coordinatorId: "a", epoch }, revision);
       assert.unreachable("renewing against a superseded revision must fail");
     } catch (err) {
       assert.instance(err, LeaseLostError);
     }
-    assert.ok(next > revision);
+    assert.equal(await store.holder(), { coordinatorId: "b", epoch: epoch + 5 }, "and the other writer's lease is untouched");
+  });
+});
+
+test("lease store - a renewal that timed out but landed does not lose the lease: the next one renews against its revision", async () => {
+  await withStore(async (store) => {
+    const { epoch, revision } = await store.acquire("a");
+    const landed = await store.renew({ coordinatorId: "a", epoch }, revision); // the renewal whose answer came too late
+    const next = await store.renew({ coordinatorId: "a", epoch }, revision); // the next one still names the old revision
+    assert.ok(next > landed, `renewed again, against the landed write: ${landed} -> ${next}`);
+    assert.equal(await store.holder(), { coordinatorId: "a", epoch });
+    // The same holder id under another epoch is someone else.
+    try {
+      await store.renew({ coordinatorId: "a", epoch: epoch - 1 }, revision);
+      assert.unreachable("another epoch's holder must not renew");
+    } catch (err) {
+      assert.instance(err, LeaseLostError);
+    }
   });
 });
 

@@ -737,9 +737,9 @@ test("presence edge - the first sweep of a new leadership follows no stall, howe
   assert.equal(logged.filter((l) => l.level === "warn"), []);
 });
 
-test("presence edge - stall credit is capped at half of 4 dead timeouts: a leader late on every sweep still judges", async () => {
-  // Dead timeout 100 ms: within any 400 ms, at most 200 ms of stall is credited.
-  const { edge, sweeps, metrics, logged, collect } = pingingEdge(INTERVAL_MS, 100);
+test("presence edge - stall credit is capped at half of 6 dead timeouts: a leader late on every sweep still judges", async () => {
+  // Dead timeout 200/3 ms: within any 400 ms, at most 200 ms of stall is credited.
+  const { edge, sweeps, metrics, logged, collect } = pingingEdge(INTERVAL_MS, 200 / 3);
   let askedAt = performance.now();
   collect();
   await flush();
