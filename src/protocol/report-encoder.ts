@@ -69,9 +69,56 @@ function varint64(w: BinaryWriter, tag: number, value: number, signed: boolean):
   else w.uint64(value);
 }
 
+/**
+ * Encoded 64-bit varint fields by value. Wall-clock times (`ts`, `lastSeenMs`) are above
+ * 2^32, where the writer goes through a BigInt; but the reports of one sweep share a `ts`,
+ * and a few thousand distinct `lastSeenMs` cover every client, so each is encoded once.
+ */
+class VarintFieldCache {
+  private readonly bytes = new Map<number, Uint8Array>();
+  constructor(
+    private readonly tag: number,
+    private readonly signed: boolean,
+  ) {}
+
+  write(w: BinaryWriter, value: number): void {
+    if (value === 0) return;
+    if (value > 0 && value <= UINT32_MAX && Number.isInteger(value)) {
+      w.uint32(this.tag).uint32(value);
+      return;
+    }
+    let field = this.bytes.get(value);
+    if (field === undefined) {
+      const scratch = new BinaryWriter();
+      varint64(scratch, this.tag, value, this.signed);
+      field = scratch.finish();
+      if (this.bytes.size >= 8192) this.bytes.clear();
+      this.bytes.set(value, field);
+    }
+    w.raw(field);
+  }
+}
+
+/** A string field (type, state) encoded once per value. */
+function stringFields(tag: number): (value: string) => Uint8Array {
+  const bytes = new Map<string, Uint8Array>();
+  return (value) => {
+    let field = bytes.get(value);
+    if (field === undefined) {
+      field = new BinaryWriter().uint32(tag).string(value).finish();
+      bytes.set(value, field);
+    }
+    return field;
+  };
+}
+
 function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
   const clients = new Map<string, ClientPart<Uint8Array>>();
   const writer = new BinaryWriter();
+  const tsField = new VarintFieldCache(TAG.ts, true);
+  const lastSeenField = new VarintFieldCache(TAG.lastSeenMs, true);
+  const typeField = stringFields(TAG.type);
+  const stateField = stringFields(TAG.state);
   let epochPart: { epoch: number; bytes: Uint8Array } | null = null;
   const part = (fields: Parameters<typeof create<typeof PresenceReportSchema>>[1]) =>
     toBinary(PresenceReportSchema, create(PresenceReportSchema, fields));
@@ -97,13 +144,13 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
         clients.set(body.clientSubject, client);
       }
       const w = writer;
-      if ((body.type as string) !== "") w.uint32(TAG.type).string(body.type);
+      if ((body.type as string) !== "") w.raw(typeField(body.type));
       w.raw(epochPart.bytes);
       varint64(w, TAG.seq, seq, false);
-      varint64(w, TAG.ts, ts, true);
+      tsField.write(w, ts);
       w.raw(client.subject);
-      if ((body.state as string) !== "") w.uint32(TAG.state).string(body.state);
-      varint64(w, TAG.lastSeenMs, body.lastSeenMs, true);
+      if ((body.state as string) !== "") w.raw(stateField(body.state));
+      lastSeenField.write(w, body.lastSeenMs);
       if (!Object.is(body.rttMs, 0)) w.uint32(TAG.rttMs).double(body.rttMs);
       if (body.missedPings !== 0) w.uint32(TAG.missedPings).uint32(body.missedPings);
       w.raw(client.meta);

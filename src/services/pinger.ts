@@ -59,29 +59,35 @@ export interface PingerOptions {
   inbox?: () => string;
 }
 
-/** A ping sent and not yet settled. */
-interface Outstanding {
-  readonly subject: string;
-  readonly sentAt: number;
-}
-
-/** One start-to-stop of the pinger: its inbox, its subscription and its outstanding pings. */
+/** One start-to-stop of the pinger: its inbox and its subscription. */
 interface Session {
   /** `<inbox>.`: a reply subject is this plus the ping's id. */
   readonly replyPrefix: string;
   readonly subscription: { unsubscribe(): void };
-  /** By id. */
-  readonly byId: Map<number, Outstanding>;
-  /** The outstanding ping's id per subject (at most one each). */
-  readonly bySubject: Map<string, number>;
 }
+
+/**
+ * A ping's id is `count × SLOTS + slot`: the subject's slot, and how many pings that slot
+ * has sent. Both come back in the reply subject as one number, so a reply finds its slot
+ * with one parse and no map; a slot's count is never reset, so an id names one ping only.
+ */
+const SLOTS = 2 ** 21;
+const COUNT_WRAP = 2 ** 31;
+const INITIAL_SLOTS = 1024;
 
 export class Pinger {
   private readonly clock: PingerClock;
   private readonly inbox: () => string;
   private session: Session | null = null;
-  /** Never reset: an id of an earlier start never names a ping of this one. */
-  private nextId = 1;
+  /** Each subject pinged gets a slot until it is forgotten; slots are reused. */
+  private readonly slotOf = new Map<string, number>();
+  private subjects: (string | undefined)[] = [];
+  private readonly free: number[] = [];
+  /** Per slot: the outstanding ping's id (0: none), when it was sent, and the pings it has sent. */
+  private pingId: Float64Array = new Float64Array(INITIAL_SLOTS);
+  private sentAt: Float64Array = new Float64Array(INITIAL_SLOTS);
+  private count: Float64Array = new Float64Array(INITIAL_SLOTS);
+  private outstandingPings = 0;
 
   constructor(private readonly options: PingerOptions) {
     this.clock = options.clock ?? realPingerClock;
@@ -94,7 +100,7 @@ export class Pinger {
 
   /** Pings sent and not yet answered or superseded. */
   get outstanding(): number {
-    return this.session?.byId.size ?? 0;
+    return this.outstandingPings;
   }
 
   /** Subscribes to a fresh inbox; does nothing when already started. */
@@ -103,8 +109,6 @@ export class Pinger {
     const inbox = this.inbox();
     const session: Session = {
       replyPrefix: `${inbox}.`,
-      byId: new Map(),
-      bySubject: new Map(),
       subscription: this.options.nc.subscribe(`${inbox}.*`, {
         callback: (err, msg) => {
           if (err) this.options.onError(err);
@@ -121,6 +125,11 @@ export class Pinger {
     if (!session) return;
     this.session = null;
     session.subscription.unsubscribe();
+    this.pingId.fill(0);
+    this.outstandingPings = 0;
+    this.slotOf.clear();
+    this.subjects = [];
+    this.free.length = 0;
   }
 
   /**
@@ -130,36 +139,61 @@ export class Pinger {
   ping(subject: string): void {
     const session = this.session;
     if (!session) throw new Error("pinger: ping before start");
-    const now = this.clock.now();
-    const id = this.nextId++;
+    const slot = this.slotOf.get(subject) ?? this.allocate(subject);
+    const count = (this.count[slot]! + 1) % COUNT_WRAP || 1;
+    const id = count * SLOTS + slot;
     this.options.nc.publish(subject, Empty, { reply: session.replyPrefix + id });
-    const previous = session.bySubject.get(subject);
-    if (previous !== undefined) {
-      session.byId.delete(previous);
-      this.options.onMiss(subject, "superseded");
-    }
-    session.bySubject.set(subject, id);
-    session.byId.set(id, { subject, sentAt: now });
+    this.count[slot] = count;
+    if (this.pingId[slot] !== 0) this.options.onMiss(subject, "superseded");
+    else this.outstandingPings += 1;
+    this.pingId[slot] = id;
+    this.sentAt[slot] = this.clock.now();
   }
 
   /** Drops the subject's outstanding ping, if any, unsettled: the client is gone, its reply means nothing. */
   forget(subject: string): void {
-    const session = this.session;
-    const id = session?.bySubject.get(subject);
-    if (id === undefined) return;
-    session!.bySubject.delete(subject);
-    session!.byId.delete(id);
+    const slot = this.slotOf.get(subject);
+    if (slot === undefined) return;
+    if (this.pingId[slot] !== 0) this.outstandingPings -= 1;
+    this.pingId[slot] = 0;
+    this.slotOf.delete(subject);
+    this.subjects[slot] = undefined;
+    this.free.push(slot);
+  }
+
+  private allocate(subject: string): number {
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      slot = this.subjects.length;
+      if (slot >= SLOTS) throw new Error(`pinger: more than ${SLOTS} subjects`);
+      if (slot >= this.pingId.length) this.grow();
+    }
+    this.slotOf.set(subject, slot);
+    this.subjects[slot] = subject;
+    return slot;
+  }
+
+  private grow(): void {
+    const grown = (a: Float64Array): Float64Array => {
+      const b = new Float64Array(a.length * 2);
+      b.set(a);
+      return b;
+    };
+    this.pingId = grown(this.pingId);
+    this.sentAt = grown(this.sentAt);
+    this.count = grown(this.count);
   }
 
   private onReply(session: Session, msg: PingReply): void {
     if (session !== this.session) return; // a reply the client library had queued before stop
     const id = Number(msg.subject.slice(session.replyPrefix.length));
-    const p = session.byId.get(id);
-    if (p === undefined) return; // settled already: answered or superseded
-    session.byId.delete(id);
-    session.bySubject.delete(p.subject);
+    const slot = id % SLOTS;
+    if (!(id > 0) || this.pingId[slot] !== id) return; // settled already (answered or superseded), or not an id of ours
+    this.pingId[slot] = 0;
+    this.outstandingPings -= 1;
+    const subject = this.subjects[slot]!;
     // The server answers a request nobody listens to with an empty 503 status message.
-    if (msg.headers?.code === 503 && (msg.data?.length ?? 0) === 0) return this.options.onMiss(p.subject, "no responders");
-    this.options.onReply(p.subject, this.clock.now() - p.sentAt);
+    if (msg.headers?.code === 503 && (msg.data?.length ?? 0) === 0) return this.options.onMiss(subject, "no responders");
+    this.options.onReply(subject, this.clock.now() - this.sentAt[slot]!);
   }
 }
