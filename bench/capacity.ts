@@ -209,6 +209,8 @@ export interface CapacityLevel {
   configured: { pingsPerSecond: number; nodeStatePerSecond: number };
   pingIntervalMs: { p50: number; p99: number };
   simulatorCpuCores: number;
+  /** Why `bare` is null at a level that was held, if it could not be measured. */
+  bareNotMeasured?: string;
   bare: {
     cpuCores: number;
     cpuMicrosPerClientSecond: number;
@@ -526,8 +528,14 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
             `    bare loop: ${level.bare.cpuCores} cores (${level.bare.cpuMicrosPerClientSecond} µs/s per client), ${barePings.toLocaleString("en")} replies/s, ` +
               `${level.bare.statesPerSecond.toLocaleString("en")} states/s; coordinator/bare: CPU per client ${level.ratio.cpuPerClient}×, ping rate ${level.ratio.pingRate}×`,
           );
+        } catch (err) {
+          // The box may not run the bare loop beside everything else at this size (it may
+          // die): the level keeps its own figures, without a ratio.
+          level.bare = null;
+          level.bareNotMeasured = `the bare loop could not be measured: ${err instanceof Error ? err.message : String(err)}`;
+          log(`    ${level.bareNotMeasured}`);
         } finally {
-          await bare.stop();
+          await bare.stop().catch(() => undefined);
         }
       }
       levels.push(level);

@@ -46,10 +46,10 @@ export const DEFAULT_RENEW_DEADLINE_RATIO = 0.75;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 /**
- * Ping interval, in ms (default 750). A client with no activity (ping reply or
- * registration) for this long is pinged, and a ping that gets no reply within this long
+ * Ping interval, in ms (default 750). Every client is pinged this often (its first ping
+ * within one interval of its registration), and a ping that gets no reply within this long
  * makes the client suspect. Shorter: faster suspicion, more ping traffic (N clients cost
- * about N / interval pings per second).
+ * N / interval pings per second, and one leader's capacity falls in proportion).
  */
 export const DEFAULT_PING_INTERVAL_MS = 750;
 

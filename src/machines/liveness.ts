@@ -182,8 +182,10 @@ export class LivenessTable {
     this.rtt[i] = r.rttMs;
     this.missed[i] = 0;
     this.deadAt[i] = r.atMs + this.timings.deadTimeoutMs + unobservedMs;
+    // The next ping is due one ping interval after the one answered was sent (when it would
+    // have been missed), so a client answering in time is pinged every ping interval.
+    this.nextPing[i] = this.missAt[i] !== 0 ? this.missAt[i]! : r.atMs + this.timings.pingIntervalMs + unobservedMs;
     this.missAt[i] = 0;
-    this.nextPing[i] = r.atMs + this.timings.pingIntervalMs + unobservedMs;
     return wasMissing ? this.fact(r.subject, i) : null;
   }
 
