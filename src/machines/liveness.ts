@@ -17,6 +17,12 @@ export interface ClientTimings {
   pingIntervalMs: number;
   deadTimeoutMs: number;
   stateIntervalMs: number;
+  /**
+   * The sweep interval: a ping goes out at the sweep nearest its due time (up to half a
+   * sweep early), so that clients are pinged at the ping interval on average rather than
+   * half a sweep later. Without it, at the first sweep at or after it.
+   */
+  sweepIntervalMs?: number;
 }
 
 /** A ping reply, as the edge hands it over in a sweep. */
@@ -224,6 +230,7 @@ export class LivenessTable {
       if (fact !== null) result.replied.push(fact);
     }
     const { pingIntervalMs, stateIntervalMs } = this.timings;
+    const earlyMs = (this.timings.sweepIntervalMs ?? 0) / 2;
     for (let i = 0; i < this.used; i++) {
       const subject = this.subjects[i];
       if (subject === undefined) continue;
@@ -239,7 +246,7 @@ export class LivenessTable {
           this.nextPing[i] = nowMs; // a suspect client is pinged again at once
           result.missed.push(this.fact(subject, i));
         }
-        if (this.missAt[i] === 0 && nowMs >= this.nextPing[i]!) {
+        if (this.missAt[i] === 0 && nowMs >= this.nextPing[i]! - earlyMs) {
           this.missAt[i] = nowMs + pingIntervalMs;
           result.ping.push(subject);
         }
