@@ -277,21 +277,25 @@ export class PresenceEdge {
     try {
       const stored = await this.options.store.loadAll();
       if (generation !== this.generation) return;
-      const atMs = monotonicEpochMs();
-      const records: RegistrationRecord[] = stored.map((s) => ({ registration: s.registration, revision: s.revision, atMs }));
       // Every stored client was accepted once: all are monitored, even past --max-clients.
-      for (const r of records) this.monitored.add(r.registration.subject);
-      this.log.info("loaded stored registrations", { clients: records.length, ms: Math.round(performance.now() - started) });
+      for (const s of stored) this.monitored.add(s.registration.subject);
+      this.log.info("loaded stored registrations", { clients: stored.length, ms: Math.round(performance.now() - started) });
       // Spawning a client actor takes 40–60 µs: handed over at once, 50,000 stored clients
       // would hold the event loop for seconds, past the lease's renew deadline.
       // In chunks, with a turn of the event loop between them, renewals and heartbeats go on.
+      // Each chunk is stamped when it is handed over: a client's time starts when it is
+      // monitored, so one in a late chunk is not born past its dead timeout.
+      const chunk = (from: number, to: number): RegistrationRecord[] => {
+        const atMs = monotonicEpochMs();
+        return stored.slice(from, to).map((s) => ({ registration: s.registration, revision: s.revision, atMs }));
+      };
       let from = 0;
-      for (; from + LOAD_CHUNK < records.length; from += LOAD_CHUNK) {
-        this.options.toMonitor({ type: "REGISTRATIONS_CHUNK", records: records.slice(from, from + LOAD_CHUNK) });
+      for (; from + LOAD_CHUNK < stored.length; from += LOAD_CHUNK) {
+        this.options.toMonitor({ type: "REGISTRATIONS_CHUNK", records: chunk(from, from + LOAD_CHUNK) });
         await new Promise((resolve) => setImmediate(resolve));
         if (generation !== this.generation) return;
       }
-      this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records: records.slice(from) });
+      this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records: chunk(from, stored.length) });
     } catch (err) {
       this.log.error("could not load the stored registrations; monitoring starts empty", { error: describeError(err) });
       if (generation === this.generation) this.options.toMonitor({ type: "REGISTRATIONS_LOADED", records: [] });

@@ -403,6 +403,51 @@ test("presence edge - held lifecycle reports go out at the next sweep once the l
   assert.equal(published.map((p) => decodeReport(p.data, p.encoding).type), ["NodeDead"]);
 });
 
+test("presence edge - a new leader hands stored registrations over in chunks, each stamped when it is handed over", async () => {
+  const store = new StrictStore();
+  store.expect("loadAll");
+  const events: MonitorEvent[] = [];
+  const edge = new PresenceEdge({
+    nc: {
+      subscribe: (subject) => {
+        throw new Error(`unexpected subscription to ${subject}`);
+      },
+      publish: (subject) => {
+        throw new Error(`unexpected publish on ${subject}`);
+      },
+    },
+    feed: { pull: () => Promise.reject(new Error("unexpected pull")) },
+    clusterId: CLUSTER,
+    coordinatorId: "c1",
+    store,
+    sweepIntervalMs: 50,
+    deadTimeoutMs: 5000,
+    reportEncoding: "json",
+    logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
+    leaseIsValid: () => true,
+    epoch: () => 1,
+    isConnected: () => true,
+    toMonitor: (event) => {
+      events.push(event);
+      // Spawning a chunk's client actors takes time: the next chunk comes that much later.
+      const until = performance.now() + 30;
+      while (performance.now() < until);
+    },
+    maxClients: 10,
+  });
+  edge.handle({ type: "registrations.load" });
+  const stored = Array.from({ length: 1200 }, (_, i) => ({ registration: { subject: `svc.s${i}`, metadata: {} }, revision: i + 1 }));
+  store.answer("loadAll", stored);
+  for (let i = 0; i < 10 && events.at(-1)?.type !== "REGISTRATIONS_LOADED"; i++) await flush();
+  store.verify();
+  assert.equal(events.map((e) => e.type), ["REGISTRATIONS_CHUNK", "REGISTRATIONS_CHUNK", "REGISTRATIONS_LOADED"]);
+  const records = events.flatMap((e) => ("records" in e ? e.records : []));
+  assert.equal(records.map((r) => r.registration.subject), stored.map((s) => s.registration.subject), "every stored client, once, in order, past --max-clients too");
+  const stamps = events.map((e) => ("records" in e ? e.records[0]!.atMs : 0));
+  assert.ok(stamps[1]! - stamps[0]! >= 25 && stamps[2]! - stamps[1]! >= 25, `a chunk is stamped when handed over, not when the load began: ${stamps.map((t) => t - stamps[0]!).join(", ")} ms`);
+  edge.handle({ type: "monitor.stop" });
+});
+
 /** What the edge told the metrics, in order; a call nobody expects on this path throws. */
 function strictMetrics(calls: string[]): MetricsSink {
   const unexpected = (what: string) => () => {
