@@ -349,7 +349,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     urls: [server.url],
     clusterId: cluster,
     id: "cap-a",
-    args: ["--metrics-port", "0"],
+    // Past the default --max-clients: the bench measures where a leader stops holding.
+    args: ["--metrics-port", "0", "--max-clients", String(Math.max(...options.levels, options.takeoverClients))],
     env: { NODE_OPTIONS: withInspector(process.env.NODE_OPTIONS) },
   });
   let follower: CoordinatorProcess | undefined;
@@ -368,7 +369,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
   try {
     await sim.ready;
     await waitFor("the leader", () => leader.logs().some((l) => l.message === "became leader"), 15_000);
-    follower = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "cap-b" });
+    follower = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "cap-b", args: ["--max-clients", String(Math.max(...options.levels, options.takeoverClients))] });
     await waitFor("the follower", () => follower!.logs().some((l) => l.message === "following the leader"), 15_000);
     const leaderPid = leader.child.pid!;
     const followerPid = follower.child.pid!;

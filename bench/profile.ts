@@ -37,7 +37,7 @@ interface Profile {
 const server = await NatsServer.start({ name: "bench-profile" });
 const child = spawn(
   process.execPath,
-  ["--cpu-prof", `--cpu-prof-dir=${dir}`, CLI, "run", "-u", server.url, "--cluster-id", "prof", "--coordinator-id", "p1", "--log-format", "json"],
+  ["--cpu-prof", `--cpu-prof-dir=${dir}`, CLI, "run", "-u", server.url, "--cluster-id", "prof", "--coordinator-id", "p1", "--log-format", "json", "--max-clients", String(clients)],
   { stdio: ["ignore", "ignore", "pipe"] },
 );
 let log = "";

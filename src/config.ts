@@ -88,14 +88,16 @@ export const DEFAULT_SWEEP_INTERVAL_MS = 50;
 export const DEFAULT_SHARD_COUNT = 64;
 
 /**
- * Clients one leader accepts (default 100,000). A registration of a new subject past it is
+ * Clients one leader accepts (default 20,000). A registration of a new subject past it is
  * refused (reason `max-clients`, logged and counted) instead of being monitored; registering
- * again, by a subject already monitored, is always accepted. A leader that takes on more
- * clients than its event loop can ping misses its lease renewals and hands over, and the next
- * leader fares no better: set this to what one leader holds at your timings (see the
- * benchmark in the README: about 1,000 to 3,000 per core at the default ping interval).
+ * again, by a subject already monitored, is always accepted. It is set from the measured
+ * capacity with a margin: on a 2-core machine at the default timings one leader held 25,000
+ * clients (every client present, no false suspect or dead, no leader change, pings and
+ * NodeState at >= 90 % of their rates) and did not hold 50,000 (pings at 83 % of the rate:
+ * see the Benchmark section of the README). A leader's work is per ping and per NodeState,
+ * so a longer ping interval (with a longer dead timeout) and state interval let it hold more.
  */
-export const DEFAULT_MAX_CLIENTS = 100_000;
+export const DEFAULT_MAX_CLIENTS = 20_000;
 
 /** Replicas of the coordinator's KV buckets (default 1; use 3 on a 3-node JetStream cluster). */
 export const DEFAULT_KV_REPLICAS = 1;
