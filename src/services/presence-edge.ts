@@ -239,8 +239,9 @@ export class PresenceEdge {
       }
       if (stalledMs === 0 && !maySend) {
         // No ping can go out now (the lease is unsure, or NATS is down), and replies may not
-        // come in: this time cannot be observed either. Nobody is judged or pinged.
-        stalledMs = Math.max(1, Math.round(since === 0 ? this.options.sweepIntervalMs : since));
+        // come in: this time cannot be observed either. Nobody is judged or pinged, within
+        // the same cap as a stall's.
+        stalledMs = this.grant(now, Math.max(1, Math.round(since === 0 ? this.options.sweepIntervalMs : since)));
       }
       const replies = this.replies;
       this.replies = [];
@@ -255,12 +256,8 @@ export class PresenceEdge {
 
   /** The part of a stall that is credited (see STALL_CREDIT_WINDOW_DEAD_TIMEOUTS); logs and counts it. */
   private credit(now: number, stallMs: number): number {
-    const window = STALL_CREDIT_WINDOW_DEAD_TIMEOUTS * this.options.deadTimeoutMs;
-    while (this.credits.length > 0 && this.credits[0]!.at < now - window) this.credits.shift();
-    const used = this.credits.reduce((sum, c) => sum + c.ms, 0);
-    const granted = Math.max(0, Math.min(stallMs, Math.floor(window / 2 - used)));
+    const granted = this.grant(now, stallMs);
     if (granted > 0) {
-      this.credits.push({ at: now, ms: granted });
       (stallMs >= STALL_WARN_MS ? this.stalls : this.shortStalls).warn("stall", `event loop stalled ${stallMs} ms; verdicts deferred`, {
         stalledMs: stallMs,
         creditedMs: granted,
@@ -269,6 +266,16 @@ export class PresenceEdge {
     } else {
       this.stalls.warn("stall-uncredited", `event loop stalled ${stallMs} ms; stall credit used up, verdicts not deferred`, { stalledMs: stallMs });
     }
+    return granted;
+  }
+
+  /** How much of `ms` unobserved time is credited now, within the cap; it is booked. */
+  private grant(now: number, ms: number): number {
+    const window = STALL_CREDIT_WINDOW_DEAD_TIMEOUTS * this.options.deadTimeoutMs;
+    while (this.credits.length > 0 && this.credits[0]!.at < now - window) this.credits.shift();
+    const used = this.credits.reduce((sum, c) => sum + c.ms, 0);
+    const granted = Math.max(0, Math.min(ms, Math.floor(window / 2 - used)));
+    if (granted > 0) this.credits.push({ at: now, ms: granted });
     return granted;
   }
 

@@ -824,6 +824,21 @@ test("presence edge - while no ping can go out (lease unsure, NATS down) every s
   assert.ok(sweeps[1]!.stalledMs > 0, "lease unsure: the time since the last sweep is not observed");
   assert.ok(sweeps[2]!.stalledMs > 0, "disconnected: likewise");
   assert.is(sweeps[3]!.stalledMs, 0, "judging again once pings can go out");
+  // The same cap as a stall's: with the credit used up, an unsure leader judges on.
+  const capped = pingingEdge(INTERVAL_MS, 5);
+  capped.collect();
+  await flush();
+  blockUntil(performance.now(), 60);
+  capped.state.leaseValid = false;
+  capped.collect();
+  await flush();
+  assert.ok(capped.sweeps[1]!.stalledMs > 0 && capped.sweeps[1]!.stalledMs <= 15, `credited up to half of 6 dead timeouts (${capped.sweeps[1]!.stalledMs})`);
+  capped.collect(); // at once: the credit of the last 30 ms is used up
+  await flush();
+  capped.collect();
+  await flush();
+  assert.is(capped.sweeps[3]!.stalledMs, 0, "the cap is used up");
+  capped.edge.handle({ type: "monitor.stop" });
   assert.equal(metrics, [], "no event-loop stall counted");
   assert.equal(logged.filter((l) => String(l.message).startsWith("event loop stalled")), []);
   edge.handle({ type: "monitor.stop" });
