@@ -188,9 +188,10 @@ export class LivenessTable {
     this.rtt[i] = r.rttMs;
     this.missed[i] = 0;
     this.deadAt[i] = r.atMs + this.timings.deadTimeoutMs + unobservedMs;
-    // The next ping is due one ping interval after the one answered was sent (when it would
-    // have been missed), so a client answering in time is pinged every ping interval.
-    this.nextPing[i] = this.missAt[i] !== 0 ? this.missAt[i]! : r.atMs + this.timings.pingIntervalMs + unobservedMs;
+    // A reply to the outstanding ping leaves the next ping where its sending put it, so a
+    // client answering in time is pinged every ping interval; any other reply (a late one,
+    // after its ping was judged missed) puts it one interval after the reply.
+    if (this.missAt[i] === 0) this.nextPing[i] = r.atMs + this.timings.pingIntervalMs + unobservedMs;
     this.missAt[i] = 0;
     return wasMissing ? this.fact(r.subject, i) : null;
   }
@@ -248,6 +249,11 @@ export class LivenessTable {
         }
         if (this.missAt[i] === 0 && nowMs >= this.nextPing[i]! - earlyMs) {
           this.missAt[i] = nowMs + pingIntervalMs;
+          // The next ping is due one interval after this one was due, not after it went out:
+          // sweeps that come late (a busy leader) must not slow the cadence. A ping more than
+          // an interval behind (the client was suspect, or the ping went unsent) starts afresh.
+          const due = this.nextPing[i]!;
+          this.nextPing[i] = nowMs - due > pingIntervalMs ? nowMs + pingIntervalMs : due + pingIntervalMs;
           result.ping.push(subject);
         }
       }

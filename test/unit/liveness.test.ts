@@ -139,6 +139,31 @@ test("liveness - a reply resets the client's deadlines, and a reply after missed
   assert.is(table.size, 0);
 });
 
+test("liveness - sweeps that come late keep the ping cadence: a ping is due an interval after the last was due", () => {
+  // A busy leader's 50 ms sweep comes every 200 ms. Pinging an interval after each send
+  // would stretch every interval by the lateness (about 850 ms on average, 88 % of the rate).
+  const table = new LivenessTable({ ...T, sweepIntervalMs: 50 });
+  const subjects = Array.from({ length: 200 }, (_, i) => `late.node-${i}`);
+  for (const s of subjects) table.register(s, {}, T0);
+  const seconds = 60;
+  const seen = run(table, T0, T0 + seconds * 1000, 200, () => 2);
+  const pings = seen.reduce((n, s) => n + s.result.ping.length, 0);
+  const wanted = (subjects.length * seconds * 1000) / T.pingIntervalMs;
+  assert.ok(pings >= wanted * 0.97 && pings <= wanted * 1.01, `${pings} pings in ${seconds} s, ${wanted} wanted`);
+  for (const subject of subjects) {
+    const at = pingsOf(seen, subject);
+    for (let i = 1; i < at.length; i++) {
+      const gap = at[i]! - at[i - 1]!;
+      assert.ok(gap >= T.pingIntervalMs - 200 && gap <= T.pingIntervalMs + 200, `${subject} ping ${i}: ${gap} ms after the last`);
+    }
+  }
+  assert.equal(
+    seen.flatMap((s) => [...s.result.missed, ...s.result.dead]),
+    [],
+    "every client answers: no miss and no death",
+  );
+});
+
 test("liveness - a sweep finds dead before missed before a ping", () => {
   const table = new LivenessTable(T);
   for (const s of ["both", "missed", "fresh"]) table.register(s, {}, T0);
