@@ -7,7 +7,7 @@
  * Nothing here publishes unless this coordinator's lease is valid at that very moment.
  */
 import { performance } from "node:perf_hooks";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
+import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import type { MonitorCommand, RegistrationRecord } from "../machines/commands.js";
 import type { ReplyFact } from "../machines/liveness.js";
 import type { SweepEvent } from "../machines/shard.js";
@@ -24,6 +24,7 @@ import {
 } from "../protocol/presence.js";
 import { createReportEncoder, type ReportEncoder } from "../protocol/report-encoder.js";
 import { describeError, WarningThrottle, type Logger } from "./logger.js";
+import { fixedHeaders } from "./fixed-headers.js";
 import type { RegistrationStore } from "./registration-store.js";
 import type { MetricsSink } from "./metrics.js";
 import { Pinger, type PingConnection, type PingMiss } from "./pinger.js";
@@ -136,7 +137,7 @@ export class PresenceEdge {
   private readonly monitored = new Set<string>();
   /** Built once: every report goes to the same subject with the same headers. */
   private readonly reportSubject: string;
-  private readonly reportHeaders = headers();
+  private readonly reportHeaders: MsgHdrs;
   /** Keeps each live client's unchanging report fields encoded: a report encodes only what changed. */
   private readonly reportEncoder: ReportEncoder;
   /** Per-ping and per-NodeState debug lines are only built when they would be printed. */
@@ -166,8 +167,7 @@ export class PresenceEdge {
     this.stalls = new WarningThrottle(this.log, "more event-loop stalls deferred verdicts (counted, not logged one by one)");
     this.shortStalls = new WarningThrottle(this.log, "more short event-loop stalls deferred verdicts (counted, not logged one by one)", 10_000, "info");
     this.reportSubject = presenceSubjects.report(options.clusterId);
-    this.reportHeaders.set(REPORT_HEADERS.encoding, options.reportEncoding);
-    this.reportHeaders.set(REPORT_HEADERS.schema, REPORT_SCHEMA);
+    this.reportHeaders = fixedHeaders({ [REPORT_HEADERS.encoding]: options.reportEncoding, [REPORT_HEADERS.schema]: REPORT_SCHEMA });
     this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
     this.pinger = new Pinger({
       nc: options.nc,
