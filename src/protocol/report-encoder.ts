@@ -55,48 +55,36 @@ const TAG = {
 } as const;
 
 const UINT32_MAX = 0xffff_ffff;
+const TWO_28 = 2 ** 28;
 
 /**
- * A 64-bit varint field. Values below 2^32 go through `uint32`, which writes the same varint
- * bytes without the BigInt that `int64`/`uint64` make; the rest (large, negative, or not an
- * integer, which then throws as `encodeReport` does) through `int64`/`uint64`.
+ * The first four bytes of a varint above 2^32: the low 28 bits, seven to a byte, each with
+ * its continuation bit. Reused: `raw` copies it into the writer's buffer.
+ */
+const low28 = new Uint8Array(4);
+
+/**
+ * A 64-bit varint field (`int64` when `signed`, else `uint64`). Wall-clock times (`ts`,
+ * `lastSeenMs`) are above 2^32, where the writer's own `int64` goes through a BigInt. A
+ * varint is the value seven bits to a byte, low bits first, so a non-negative integer below
+ * 2^53 is its low 28 bits (four bytes, each marked "more follows") and then the varint of
+ * the rest, which is below 2^32 and written by `uint32`: the very bytes `int64` writes. The
+ * rest (negative, not an integer, which then throws as `encodeReport` does, or beyond 2^53)
+ * goes through `int64`/`uint64`.
  */
 function varint64(w: BinaryWriter, tag: number, value: number, signed: boolean): void {
   if (value === 0) return;
   w.uint32(tag);
   if (value > 0 && value <= UINT32_MAX && Number.isInteger(value)) w.uint32(value);
-  else if (signed) w.int64(value);
+  else if (value > 0 && value <= Number.MAX_SAFE_INTEGER && Number.isInteger(value)) {
+    const lo = value % TWO_28;
+    low28[0] = (lo & 0x7f) | 0x80;
+    low28[1] = ((lo >>> 7) & 0x7f) | 0x80;
+    low28[2] = ((lo >>> 14) & 0x7f) | 0x80;
+    low28[3] = ((lo >>> 21) & 0x7f) | 0x80;
+    w.raw(low28).uint32((value - lo) / TWO_28);
+  } else if (signed) w.int64(value);
   else w.uint64(value);
-}
-
-/**
- * Encoded 64-bit varint fields by value. Wall-clock times (`ts`, `lastSeenMs`) are above
- * 2^32, where the writer goes through a BigInt; but the reports of one sweep share a `ts`,
- * and a few thousand distinct `lastSeenMs` cover every client, so each is encoded once.
- */
-class VarintFieldCache {
-  private readonly bytes = new Map<number, Uint8Array>();
-  constructor(
-    private readonly tag: number,
-    private readonly signed: boolean,
-  ) {}
-
-  write(w: BinaryWriter, value: number): void {
-    if (value === 0) return;
-    if (value > 0 && value <= UINT32_MAX && Number.isInteger(value)) {
-      w.uint32(this.tag).uint32(value);
-      return;
-    }
-    let field = this.bytes.get(value);
-    if (field === undefined) {
-      const scratch = new BinaryWriter();
-      varint64(scratch, this.tag, value, this.signed);
-      field = scratch.finish();
-      if (this.bytes.size >= 8192) this.bytes.clear();
-      this.bytes.set(value, field);
-    }
-    w.raw(field);
-  }
 }
 
 /** A string field (type, state) encoded once per value. */
@@ -115,8 +103,6 @@ function stringFields(tag: number): (value: string) => Uint8Array {
 function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
   const clients = new Map<string, ClientPart<Uint8Array>>();
   const writer = new BinaryWriter();
-  const tsField = new VarintFieldCache(TAG.ts, true);
-  const lastSeenField = new VarintFieldCache(TAG.lastSeenMs, true);
   const typeField = stringFields(TAG.type);
   const stateField = stringFields(TAG.state);
   let epochPart: { epoch: number; bytes: Uint8Array } | null = null;
@@ -147,10 +133,10 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
       if ((body.type as string) !== "") w.raw(typeField(body.type));
       w.raw(epochPart.bytes);
       varint64(w, TAG.seq, seq, false);
-      tsField.write(w, ts);
+      varint64(w, TAG.ts, ts, true);
       w.raw(client.subject);
       if ((body.state as string) !== "") w.raw(stateField(body.state));
-      lastSeenField.write(w, body.lastSeenMs);
+      varint64(w, TAG.lastSeenMs, body.lastSeenMs, true);
       if (!Object.is(body.rttMs, 0)) w.uint32(TAG.rttMs).double(body.rttMs);
       if (body.missedPings !== 0) w.uint32(TAG.missedPings).uint32(body.missedPings);
       w.raw(client.meta);

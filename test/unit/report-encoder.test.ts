@@ -27,6 +27,9 @@ const unsigned = fc.oneof(
   fc.constant(0),
   fc.integer({ min: 1, max: 127 }),
   fc.integer({ min: 2 ** 32 - 2, max: 2 ** 32 + 2 }),
+  // Above 2^32 the low 28 bits go first: values whose low bits are all 0 or all 1, and times.
+  fc.constantFrom(2 ** 33, 2 ** 35, 2 ** 35 - 1, 2 ** 52, Number.MAX_SAFE_INTEGER, 1_795_336_518_000),
+  fc.integer({ min: 1_700_000_000_000, max: 2_000_000_000_000 }),
   fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
 );
 const signed = fc.oneof(unsigned, fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }));
