@@ -47,6 +47,8 @@ import { inspectorUrlIn, liveHeapBytes, withInspector } from "./live-heap.js";
 
 const CLK_TCK = 100; // Linux's USER_HZ; /proc/<pid>/stat counts CPU in these ticks
 const P = DEFAULT_MONITOR_TIMINGS;
+/** The target for last reply → NodeDead: the dead timeout, one sweep, and 100 ms. */
+export const DETECTION_BOUND_MS = P.deadTimeoutMs + P.sweepIntervalMs + 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
@@ -109,6 +111,8 @@ class ReportCounter {
   readonly byType = new Map<ReportType, number>();
   readonly present = new Map<string, number>();
   readonly dead = new Map<string, number>();
+  /** The `ts` of each client's first NodeDead: when the leader published it (ms since the Unix epoch). */
+  readonly deadPublished = new Map<string, number>();
   readonly suspects: string[] = [];
   /** Clients that got any report from a coordinator with `epoch` > `watchEpoch`: first time seen. */
   readonly reportedAfter = new Map<string, number>();
@@ -143,7 +147,10 @@ class ReportCounter {
         this.byType.set(r.type, (this.byType.get(r.type) ?? 0) + 1);
         this.highestEpoch = Math.max(this.highestEpoch, r.epoch);
         if (r.type === "NodePresent" && !this.present.has(r.clientSubject)) this.present.set(r.clientSubject, now);
-        else if (r.type === "NodeDead" && !this.dead.has(r.clientSubject)) this.dead.set(r.clientSubject, now);
+        else if (r.type === "NodeDead" && !this.dead.has(r.clientSubject)) {
+          this.dead.set(r.clientSubject, now);
+          this.deadPublished.set(r.clientSubject, r.ts);
+        }
         else if (r.type === "NodeSuspect") this.suspects.push(r.clientSubject);
         if (r.epoch > this.watchEpoch) {
           if (!this.reportedAfter.has(r.clientSubject)) this.reportedAfter.set(r.clientSubject, now);
@@ -201,6 +208,9 @@ export interface CapacityLevel {
     liveHeapPerClientBytes: number | null;
     /** p99 of the leader's event-loop delay over the hold. */
     eventLoopDelayP99Ms: number;
+    /** Sweeps that found the event loop stalled during the hold, and the stall time credited (verdicts deferred). */
+    sweepStalls: number;
+    sweepStalledMs: number;
   };
   pingsPerSecond: number;
   /** NodeState reports seen per second during the hold. */
@@ -233,10 +243,18 @@ export interface DetectionFigure {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
-  /** Each client's last reply → its NodeDead: what the dead timeout bounds. */
+  /** Each client's last reply → its NodeDead as this bench received it (its own lag included). */
   lastReply: { p50Ms: number; p99Ms: number; maxMs: number };
+  /**
+   * Each client's last reply → its NodeDead as the leader published it (the report's `ts`):
+   * what the dead timeout bounds, and what the target is judged on.
+   */
+  lastReplyToPublish: { p50Ms: number; p99Ms: number; maxMs: number };
   missed: number;
   boundMs: number;
+  /** Sweeps that found the leader's event loop stalled while it was measured, and the stall time credited (deadlines moved by it). */
+  sweepStalls: number;
+  sweepStalledMs: number;
 }
 
 export interface TakeoverFigure {
@@ -419,7 +437,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const suspect0 = counter.count("NodeSuspect");
       const state0 = counter.count("NodeState");
       await sampleStats(nc, prefix, true);
-      await scrape(metricsUrl); // starts the event-loop delay histogram afresh
+      const before = await scrape(metricsUrl); // also starts the event-loop delay histogram afresh
       // Both coordinators: when an overloaded leader loses its lease, the other one leads.
       const cpu0 = cpuSeconds(leaderPid) + cpuSeconds(followerPid);
       const t1 = performance.now();
@@ -471,6 +489,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           liveHeapBytes: live,
           liveHeapPerClientBytes: live === null || liveStart === null ? null : Math.round((live - liveStart) / expected),
           eventLoopDelayP99Ms: scraped.loopDelayP99Ms,
+          sweepStalls: scraped.sweepStalls - before.sweepStalls,
+          sweepStalledMs: scraped.sweepStalledMs - before.sweepStalledMs,
         },
         pingsPerSecond,
         nodeStatePerSecond,
@@ -489,7 +509,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           `    false dead ${falseDead}, false suspect ${falseSuspect}; leader ${level.leader.cpuCores} cores ` +
           `(${level.leader.cpuMicrosPerClientSecond} µs/s per client), live heap after GC ${mb(level.leader.liveHeapBytes)} (${String(level.leader.liveHeapPerClientBytes ?? "?")} B/client), ` +
           `heap in use with garbage ${mb(level.leader.heapBytes)} (${level.leader.heapPerClientBytes} B/client), ` +
-          `event-loop delay p99 ${level.leader.eventLoopDelayP99Ms} ms; ${level.pingsPerSecond.toLocaleString("en")} pings/s and ` +
+          `event-loop delay p99 ${level.leader.eventLoopDelayP99Ms} ms, ${level.leader.sweepStalls} stalled sweeps (${level.leader.sweepStalledMs} ms credited); ${level.pingsPerSecond.toLocaleString("en")} pings/s and ` +
           `${level.nodeStatePerSecond.toLocaleString("en")} NodeState/s (configured ${level.configured.pingsPerSecond.toLocaleString("en")} and ` +
           `${level.configured.nodeStatePerSecond.toLocaleString("en")}), interval p50 ${level.pingIntervalMs.p50} ms p99 ${level.pingIntervalMs.p99} ms`,
       );
@@ -543,7 +563,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
 
       // Detection needs every client monitored; a level that holds only narrowly still has that.
       if (options.detectAt.includes(n)) {
-        if (allPresent) detection.push(await measureDetectionAt(nc, counter, prefix, n, silencedAt(n), silencedRanges, log));
+        if (allPresent) detection.push(await measureDetectionAt(nc, counter, prefix, n, silencedAt(n), silencedRanges, metricsUrl, log));
         else detectionNotMeasured.push({ clients: n, reason: `only ${times.length.toLocaleString("en")} of its clients were registered (${wait.reason})` });
       }
       if (!level.holds && !options.keepClimbing) {
@@ -562,7 +582,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     const held = levels.filter((l) => l.holds);
     const largest = held.at(-1);
     if (largest !== undefined && !detection.some((d) => d.clients === largest.clients) && largest.clients === registered) {
-      detection.push(await measureDetectionAt(nc, counter, prefix, largest.clients, silencedAt(largest.clients), silencedRanges, log));
+      detection.push(await measureDetectionAt(nc, counter, prefix, largest.clients, silencedAt(largest.clients), silencedRanges, metricsUrl, log));
     }
 
     // Takeover: the leader crashes; the follower loads every stored registration.
@@ -701,8 +721,10 @@ async function measureDetectionAt(
   n: number,
   count: number,
   silencedRanges: [number, number][],
+  metricsUrl: string,
   log: (line: string) => void,
 ): Promise<DetectionFigure> {
+  const before = await scrape(metricsUrl);
   const from = n - count;
   log(`  detection: silencing ${count} of ${n.toLocaleString("en")} clients`);
   const t0 = performance.now();
@@ -718,8 +740,14 @@ async function measureDetectionAt(
     const last = answer.lastReplyAt[i];
     return dead === undefined || last === null || last === undefined ? [] : [performance.timeOrigin + dead - last];
   });
+  const toPublish = subjects.flatMap((s, i) => {
+    const ts = counter.deadPublished.get(s);
+    const last = answer.lastReplyAt[i];
+    return ts === undefined || last === null || last === undefined ? [] : [ts - last];
+  });
   const [p50, p99] = percentiles(latencies, [0.5, 0.99]);
   const [l50, l99] = percentiles(sinceLastReply, [0.5, 0.99]);
+  const [t50, t99] = percentiles(toPublish, [0.5, 0.99]);
   const figure: DetectionFigure = {
     clients: n,
     silenced: count,
@@ -727,18 +755,25 @@ async function measureDetectionAt(
     p99Ms: Math.round(p99!),
     maxMs: Math.round(Math.max(...latencies)),
     lastReply: { p50Ms: Math.round(l50!), p99Ms: Math.round(l99!), maxMs: Math.round(Math.max(...sinceLastReply)) },
+    lastReplyToPublish: { p50Ms: Math.round(t50!), p99Ms: Math.round(t99!), maxMs: Math.round(Math.max(...toPublish)) },
     missed: count - latencies.length,
-    boundMs: bound + 250,
+    boundMs: DETECTION_BOUND_MS,
+    sweepStalls: 0,
+    sweepStalledMs: 0,
   };
+  const after = await scrape(metricsUrl);
+  figure.sweepStalls = after.sweepStalls - before.sweepStalls;
+  figure.sweepStalledMs = after.sweepStalledMs - before.sweepStalledMs;
   log(
-    `    silence → NodeDead: p50 ${figure.p50Ms} ms, p99 ${figure.p99Ms} ms, max ${figure.maxMs} ms; last reply → NodeDead: p50 ${figure.lastReply.p50Ms} ms, ` +
-      `p99 ${figure.lastReply.p99Ms} ms, max ${figure.lastReply.maxMs} ms (bound ${figure.boundMs} ms), missed ${figure.missed}`,
+    `    silence → NodeDead: p50 ${figure.p50Ms} ms, p99 ${figure.p99Ms} ms, max ${figure.maxMs} ms; last reply → NodeDead published: ` +
+      `p50 ${figure.lastReplyToPublish.p50Ms} ms, p99 ${figure.lastReplyToPublish.p99Ms} ms, max ${figure.lastReplyToPublish.maxMs} ms (bound ${figure.boundMs} ms); ` +
+      `received here: p50 ${figure.lastReply.p50Ms} ms, p99 ${figure.lastReply.p99Ms} ms, max ${figure.lastReply.maxMs} ms; missed ${figure.missed}; ${figure.sweepStalls} stalled sweeps (${figure.sweepStalledMs} ms credited)`,
   );
   return figure;
 }
 
 /** The figures this benchmark reads from a coordinator's Prometheus endpoint. */
-async function scrape(url: string): Promise<{ heapBytes: number; loopDelayP99Ms: number }> {
+async function scrape(url: string): Promise<{ heapBytes: number; loopDelayP99Ms: number; sweepStalls: number; sweepStalledMs: number }> {
   // A saturated leader may answer late, or not at all: its figures are then unknown.
   const text = await fetch(url, { signal: AbortSignal.timeout(10_000) })
     .then((r) => r.text())
@@ -750,6 +785,8 @@ async function scrape(url: string): Promise<{ heapBytes: number; loopDelayP99Ms:
   return {
     heapBytes: value(/^nodejs_heap_size_used_bytes(?:\{[^}]*\})? ([\d.e+-]+)$/m),
     loopDelayP99Ms: round2(value(/^presence_event_loop_delay_seconds\{[^}]*quantile="0\.99"[^}]*\} ([\d.e+-]+)$/m) * 1000),
+    sweepStalls: value(/^presence_sweep_stalls_total(?:\{[^}]*\})? ([\d.e+-]+)$/m),
+    sweepStalledMs: Math.round(value(/^presence_sweep_stalled_seconds_total(?:\{[^}]*\})? ([\d.e+-]+)$/m) * 1000),
   };
 }
 

@@ -1,11 +1,13 @@
 /**
- * `npm run bench:profile [-- --clients N --seconds S]`: where a leader's CPU goes. Starts a
+ * `npm run bench:profile [-- --clients N --seconds S --settle W]`: where a leader's CPU goes. Starts a
  * nats-server, one coordinator under `node --cpu-prof`, and N simulated clients that answer
  * every ping; after S seconds it stops the coordinator (SIGTERM, so the profile is written),
  * keeps the profile under bench/results/profile-<date>/ (not committed; open it in Chrome
  * DevTools or speedscope), and prints the share of CPU samples by package and the hottest
  * functions. Only the samples of the hold count (the last S seconds before the stop, less
- * a second for the shutdown): registering the clients is not the steady state.
+ * a second for the shutdown): registering the clients is not the steady state. With many
+ * clients the leader is still taking in registrations after the simulator has sent them all;
+ * `--settle W` waits W more seconds before the profiled window.
  */
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile } from "node:fs/promises";
@@ -16,9 +18,10 @@ import { NatsServer } from "../src/services/nats-server.js";
 import { CLI, waitFor } from "../test/helpers/coordinators.js";
 import { SimulatedClients } from "./client-sim.js";
 
-const { values } = parseArgs({ options: { clients: { type: "string", default: "1500" }, seconds: { type: "string", default: "30" } } });
+const { values } = parseArgs({ options: { clients: { type: "string", default: "1500" }, seconds: { type: "string", default: "30" }, settle: { type: "string", default: "0" } } });
 const clients = Number(values.clients);
 const seconds = Number(values.seconds);
+const settle = Number(values.settle);
 const results = fileURLToPath(new URL("./results/", import.meta.url));
 const dir = `${results}profile-${new Date().toISOString().slice(0, 19).replace(/:/g, "-")}`;
 await mkdir(dir, { recursive: true });
@@ -47,6 +50,11 @@ const sim = new SimulatedClients(nc, "prof", "pf");
 try {
   await waitFor("the leader", () => log.includes('"became leader"'), 15_000);
   await sim.register(0, clients);
+  if (settle > 0) {
+    process.stdout.write(`letting the leader settle for ${settle} s\n`);
+    await new Promise((r) => setTimeout(r, settle * 1000));
+    sim.stats(true); // the answer rate below counts the profiled window only
+  }
   process.stdout.write(`profiling a leader with ${clients} clients for ${seconds} s\n`);
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const s = sim.stats();
