@@ -228,6 +228,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       store: registrations,
       sweepIntervalMs: config.sweepIntervalMs,
       deadTimeoutMs: config.deadTimeoutMs,
+      pingIntervalMs: config.pingIntervalMs,
       reportEncoding: config.reportEncoding,
       logger,
       leaseIsValid: () => elected.leaseIsValid(),

@@ -65,6 +65,8 @@ export interface PresenceEdgeOptions {
   sweepIntervalMs: number;
   /** The dead timeout: it sizes how much stall time may be credited (STALL_CREDIT_WINDOW_DEAD_TIMEOUTS). */
   deadTimeoutMs: number;
+  /** The ping interval: it sizes how late a sweep must be to count as a stall (stallThresholdMs); absent, the least threshold. */
+  pingIntervalMs?: number;
   reportEncoding: ReportEncoding;
   logger: Logger;
   /** True while this coordinator may act as leader (its renew deadline has not passed). */
@@ -91,11 +93,23 @@ const LOAD_CHUNK = 500;
 /** How long a registration that could not be stored waits before it is delivered again. */
 const STORE_RETRY_DELAY_MS = 1000;
 /**
- * A sweep asked for more than this many ms after it was due follows an event-loop stall:
- * replies may be waiting unread, so the sweep defers its verdicts (LivenessTable.sweep).
- * Shorter stalls cost nothing: the SWEEP is delivered after the waiting replies were read.
+ * A sweep asked for more than `stallThresholdMs` after it was due follows an event-loop
+ * stall, and defers its verdicts (LivenessTable.sweep): while the loop stood still, pings
+ * that were due did not go out, and replies piled up unread. A shorter one needs no credit.
+ * The SWEEP is delivered after the socket was read, so the replies that came meanwhile are
+ * applied before anyone is judged; and a ping that went out late has its full ping interval
+ * from when it went out. What such a stall costs a client is its next ping being that much
+ * later, far inside its dead timeout. So the threshold is a third of the ping interval (a
+ * late ping still leaves two thirds of the interval for its reply), between 100 and 250 ms:
+ * a busy leader at 50,000 clients is often 100–250 ms late, and crediting that moved every
+ * deadline, delaying verdicts and pings for nothing.
  */
 export const STALL_THRESHOLD_MS = 100;
+const STALL_THRESHOLD_MAX_MS = 250;
+export function stallThresholdMs(pingIntervalMs: number | undefined): number {
+  if (pingIntervalMs === undefined) return STALL_THRESHOLD_MS;
+  return Math.min(STALL_THRESHOLD_MAX_MS, Math.max(STALL_THRESHOLD_MS, Math.round(pingIntervalMs / 3)));
+}
 /**
  * Stall credit is capped, as Lifeguard caps its timeout multiplier: within any window of
  * 6 × the dead timeout, at most half of it is credited. One stall of twice the dead timeout
@@ -138,6 +152,8 @@ export class PresenceEdge {
   /** Built once: every report goes to the same subject with the same headers. */
   private readonly reportSubject: string;
   private readonly reportHeaders: MsgHdrs;
+  /** A sweep later than this follows a stall (see stallThresholdMs). */
+  private readonly stallThresholdMs: number;
   /** Keeps each live client's unchanging report fields encoded: a report encodes only what changed. */
   private readonly reportEncoder: ReportEncoder;
   /** Per-ping and per-NodeState debug lines are only built when they would be printed. */
@@ -167,6 +183,7 @@ export class PresenceEdge {
     this.stalls = new WarningThrottle(this.log, "more event-loop stalls deferred verdicts (counted, not logged one by one)");
     this.shortStalls = new WarningThrottle(this.log, "more short event-loop stalls deferred verdicts (counted, not logged one by one)", 10_000, "info");
     this.reportSubject = presenceSubjects.report(options.clusterId);
+    this.stallThresholdMs = stallThresholdMs(options.pingIntervalMs);
     this.reportHeaders = fixedHeaders({ [REPORT_HEADERS.encoding]: options.reportEncoding, [REPORT_HEADERS.schema]: REPORT_SCHEMA });
     this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
     this.pinger = new Pinger({
@@ -231,7 +248,7 @@ export class PresenceEdge {
       const since = this.lastSweepAt === 0 ? 0 : now - this.lastSweepAt;
       const late = since === 0 ? 0 : since - this.options.sweepIntervalMs;
       this.lastSweepAt = now;
-      let stalledMs = late > STALL_THRESHOLD_MS ? this.credit(now, Math.round(late)) : 0;
+      let stalledMs = late > this.stallThresholdMs ? this.credit(now, Math.round(late)) : 0;
       const maySend = this.options.leaseIsValid() && this.options.isConnected();
       if (maySend) {
         this.endWithholding();

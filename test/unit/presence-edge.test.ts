@@ -31,6 +31,7 @@ import type { MetricsSink } from "../../src/services/metrics.js";
 import {
   PresenceEdge,
   STALL_THRESHOLD_MS,
+  stallThresholdMs,
   STALL_WARN_MS,
   type PresenceConnection,
   type RegistrationFeed,
@@ -512,7 +513,7 @@ function blockUntil(from: number, ms: number): void {
  * client would. Counts how often the lease and the connection are checked; keeps what the
  * monitor, the recorder, the metrics and the log (warnings and up) were told.
  */
-function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000) {
+function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?: number) {
   const sweeps: Sweep[] = [];
   const pings: { subject: string; reply: string }[] = [];
   const subscriptions: { subject: string; callback: (err: Error | null, msg: { subject: string; data: Uint8Array }) => void; active: boolean }[] = [];
@@ -553,6 +554,7 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000) {
     store,
     sweepIntervalMs,
     deadTimeoutMs,
+    ...(pingIntervalMs !== undefined ? { pingIntervalMs } : {}),
     reportEncoding: "json",
     logger: createLogger({ format: "json", verbose: false, stream }),
     leaseIsValid: () => (checks.lease++, state.leaseValid),
@@ -763,6 +765,25 @@ test("presence edge - the reply of a client found dead is in no SWEEP", async ()
 });
 
 const INTERVAL_MS = 50;
+
+test("presence edge - the stall threshold is a third of the ping interval, between 100 and 250 ms", async () => {
+  assert.equal([undefined, 150, 300, 600, 750, 5000].map(stallThresholdMs), [100, 100, 100, 200, 250, 250]);
+  // Default timings: a sweep 200 ms late is a busy leader, not a stall; 300 ms late is one.
+  const { sweeps, metrics, collect } = pingingEdge(INTERVAL_MS, 5000, 750);
+  collect();
+  await flush();
+  let askedAt = performance.now();
+  blockUntil(askedAt, INTERVAL_MS + 200);
+  collect();
+  await flush();
+  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0], "200 ms late: no credit");
+  askedAt = performance.now();
+  blockUntil(askedAt, INTERVAL_MS + 300);
+  collect();
+  await flush();
+  assert.ok(sweeps[2]!.stalledMs >= 280, `300 ms late is a stall: ${sweeps[2]!.stalledMs}`);
+  assert.equal(metrics, [`sweepStalled ${sweeps[2]!.stalledMs}`]);
+});
 
 test("presence edge - a sweep asked for late after a stall says how long, warns and counts it; one on time says 0", async () => {
   const { edge, sweeps, metrics, logged, collect } = pingingEdge(INTERVAL_MS);
