@@ -47,16 +47,9 @@ export interface StoredRegistration {
   registeredAtMs: number;
 }
 
-/** Takes one batch of stored registrations; resolves to false to stop the load there. */
-export type StoredBatchHandler = (batch: StoredRegistration[]) => Promise<boolean>;
-
 export interface RegistrationStore {
-  /**
-   * Every stored registration, handed to `onBatch` in batches of at most `batchSize` as they
-   * are read: a new leader monitors the first while the rest are still on their way. The next
-   * batch waits until `onBatch` has resolved. Resolves to how many were handed over.
-   */
-  load(onBatch: StoredBatchHandler, batchSize: number): Promise<number>;
+  /** Every stored registration. */
+  loadAll(): Promise<StoredRegistration[]>;
   /** Stores a registration; resolves to its revision. */
   put(registration: Registration): Promise<number>;
   /** Removes a subject's registration; with `revision`, only if it is still that one. */
@@ -149,56 +142,46 @@ export class KvRegistrationStore implements RegistrationStore {
   }
 
   /**
-   * Every stored registration, in batches (see RegistrationStore.load). One whose subject is
-   * refused today (stored before a rule was added, or by another implementation sharing the
-   * bucket) is not monitored but logged and deleted, as it would have been refused on arrival.
+   * Every stored registration. One whose subject is refused today (stored before a rule was
+   * added, or by another implementation sharing the bucket) is not monitored but logged and
+   * deleted, as it would have been refused on arrival.
    */
-  async load(onBatch: StoredBatchHandler, batchSize: number): Promise<number> {
-    let batch: StoredRegistration[] = [];
-    let handed = 0;
-    let stopped = false;
+  async loadAll(): Promise<StoredRegistration[]> {
+    const out: StoredRegistration[] = [];
     const refused: { key: string; revision: number; subject: string; reason: string }[] = [];
-    const hand = async (): Promise<void> => {
-      const full = batch;
-      batch = [];
-      handed += full.length;
-      if (!(await onBatch(full))) stopped = true;
-    };
     // Deletes are delivered too, so that the last entry (delta 0) always arrives.
     const iter = await this.kv.watch();
-    const done = (async () => {
-      for await (const e of iter) {
-        if (e.operation === "PUT") {
-          try {
-            const v = e.json<StoredValue>();
-            const reason = refusalOf(v.myPresenceSubject);
-            if (reason !== null) refused.push({ key: e.key, revision: e.revision, subject: String(v.myPresenceSubject), reason });
-            else {
-              batch.push({
-                registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
-                revision: e.revision,
-                registeredAtMs: v.registeredAtMs,
-              });
+    const done = new Promise<void>((resolve) => {
+      void (async () => {
+        for await (const e of iter) {
+          if (e.operation === "PUT") {
+            try {
+              const v = e.json<StoredValue>();
+              const reason = refusalOf(v.myPresenceSubject);
+              if (reason !== null) refused.push({ key: e.key, revision: e.revision, subject: String(v.myPresenceSubject), reason });
+              else {
+                out.push({
+                  registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
+                  revision: e.revision,
+                  registeredAtMs: v.registeredAtMs,
+                });
+              }
+            } catch (err) {
+              this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: describeError(err) });
             }
-          } catch (err) {
-            this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: describeError(err) });
           }
+          if (e.delta === 0) break;
         }
-        if (batch.length >= batchSize) await hand();
-        if (stopped || e.delta === 0) break;
-      }
-    })();
+        resolve();
+      })();
+    });
     // An empty bucket delivers nothing; the watcher's pending count tells when it is caught up.
     const status = await this.kv.status();
     if (status.values === 0) iter.stop();
-    try {
-      await done;
-    } finally {
-      iter.stop();
-    }
-    if (batch.length > 0 && !stopped) await hand();
-    if (refused.length > 0 && !stopped) await this.removeRefused(refused);
-    return handed;
+    await done;
+    iter.stop();
+    if (refused.length > 0) await this.removeRefused(refused);
+    return out;
   }
 
   private async removeRefused(refused: { key: string; revision: number; subject: string; reason: string }[]): Promise<void> {

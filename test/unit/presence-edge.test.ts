@@ -37,7 +37,7 @@ import {
   type RegistrationFeed,
   type RegistrationMessage,
 } from "../../src/services/presence-edge.js";
-import type { RegistrationStore, StoredBatchHandler, StoredRegistration } from "../../src/services/registration-store.js";
+import type { RegistrationStore, StoredRegistration } from "../../src/services/registration-store.js";
 
 const CLUSTER = "edge";
 const flush = () => new Promise((r) => setImmediate(r));
@@ -83,16 +83,8 @@ class StrictStore implements RegistrationStore {
     else c!.resolve(value);
   }
 
-  /** Answered with every stored registration (`answer("load", [...])`), which it hands over in batches as the real store does. */
-  async load(onBatch: StoredBatchHandler, batchSize: number): Promise<number> {
-    const stored = await this.call<StoredRegistration[]>("load");
-    let handed = 0;
-    for (let from = 0; from < stored.length; from += batchSize) {
-      const batch = stored.slice(from, from + batchSize);
-      handed += batch.length;
-      if (!(await onBatch(batch))) break;
-    }
-    return handed;
+  loadAll(): Promise<StoredRegistration[]> {
+    return this.call("loadAll");
   }
   put(registration: Registration): Promise<number> {
     return this.call("put", registration);
@@ -412,9 +404,11 @@ test("presence edge - held lifecycle reports go out at the next sweep once the l
   assert.equal(published.map((p) => decodeReport(p.data, p.encoding).type), ["NodeDead"]);
 });
 
-/** An edge for the load of stored registrations: anything but the store and the monitor is a mistake. */
-function loadingEdge(store: StrictStore, toMonitor: (event: MonitorEvent) => void): PresenceEdge {
-  return new PresenceEdge({
+test("presence edge - a new leader hands stored registrations over in chunks, each stamped when it is handed over", async () => {
+  const store = new StrictStore();
+  store.expect("loadAll");
+  const events: MonitorEvent[] = [];
+  const edge = new PresenceEdge({
     nc: {
       subscribe: (subject) => {
         throw new Error(`unexpected subscription to ${subject}`);
@@ -434,52 +428,25 @@ function loadingEdge(store: StrictStore, toMonitor: (event: MonitorEvent) => voi
     leaseIsValid: () => true,
     epoch: () => 1,
     isConnected: () => true,
-    toMonitor,
+    toMonitor: (event) => {
+      events.push(event);
+      // Spawning a chunk's client actors takes time: the next chunk comes that much later.
+      const until = performance.now() + 30;
+      while (performance.now() < until);
+    },
     maxClients: 10,
   });
-}
-
-const storedClients = (n: number) => Array.from({ length: n }, (_, i) => ({ registration: { subject: `svc.s${i}`, metadata: {} }, revision: i + 1 }));
-
-test("presence edge - a new leader hands stored registrations over in chunks as they are read, each stamped when it is handed over", async () => {
-  const store = new StrictStore();
-  store.expect("load");
-  const events: MonitorEvent[] = [];
-  const edge = loadingEdge(store, (event) => {
-    events.push(event);
-    // Spawning a chunk's client actors takes time: the next chunk comes that much later.
-    const until = performance.now() + 30;
-    while (performance.now() < until);
-  });
   edge.handle({ type: "registrations.load" });
-  const stored = storedClients(1200);
-  store.answer("load", stored);
+  const stored = Array.from({ length: 1200 }, (_, i) => ({ registration: { subject: `svc.s${i}`, metadata: {} }, revision: i + 1 }));
+  store.answer("loadAll", stored);
   for (let i = 0; i < 10 && events.at(-1)?.type !== "REGISTRATIONS_LOADED"; i++) await flush();
   store.verify();
-  assert.equal(
-    events.map((e) => `${e.type} ${"records" in e ? e.records.length : ""}`),
-    ["REGISTRATIONS_CHUNK 500", "REGISTRATIONS_CHUNK 500", "REGISTRATIONS_CHUNK 200", "REGISTRATIONS_LOADED 0"],
-  );
+  assert.equal(events.map((e) => e.type), ["REGISTRATIONS_CHUNK", "REGISTRATIONS_CHUNK", "REGISTRATIONS_LOADED"]);
   const records = events.flatMap((e) => ("records" in e ? e.records : []));
   assert.equal(records.map((r) => r.registration.subject), stored.map((s) => s.registration.subject), "every stored client, once, in order, past --max-clients too");
-  const stamps = events.slice(0, 3).map((e) => ("records" in e ? e.records[0]!.atMs : 0));
+  const stamps = events.map((e) => ("records" in e ? e.records[0]!.atMs : 0));
   assert.ok(stamps[1]! - stamps[0]! >= 25 && stamps[2]! - stamps[1]! >= 25, `a chunk is stamped when handed over, not when the load began: ${stamps.map((t) => t - stamps[0]!).join(", ")} ms`);
   edge.handle({ type: "monitor.stop" });
-});
-
-test("presence edge - a leadership that ends during the load stops it: nothing more is handed over", async () => {
-  const store = new StrictStore();
-  store.expect("load");
-  const events: MonitorEvent[] = [];
-  const edge = loadingEdge(store, (event) => {
-    events.push(event);
-    if (events.length === 1) edge.handle({ type: "monitor.stop" }); // leadership ends while the first chunk spawns
-  });
-  edge.handle({ type: "registrations.load" });
-  store.answer("load", storedClients(1200));
-  for (let i = 0; i < 10; i++) await flush();
-  store.verify();
-  assert.equal(events.map((e) => `${e.type} ${"records" in e ? e.records.length : ""}`), ["REGISTRATIONS_CHUNK 500"]);
 });
 
 /** What the edge told the metrics, in order; a call nobody expects on this path throws. */
