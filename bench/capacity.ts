@@ -113,6 +113,8 @@ class ReportCounter {
   readonly dead = new Map<string, number>();
   /** The `ts` of each client's first NodeDead: when the leader published it (ms since the Unix epoch). */
   readonly deadPublished = new Map<string, number>();
+  /** The `lastSeenMs` of each client's first NodeDead: when the leader read its last reply. */
+  readonly deadLastSeen = new Map<string, number>();
   readonly suspects: string[] = [];
   /** Clients that got any report from a coordinator with `epoch` > `watchEpoch`: first time seen. */
   readonly reportedAfter = new Map<string, number>();
@@ -150,6 +152,7 @@ class ReportCounter {
         else if (r.type === "NodeDead" && !this.dead.has(r.clientSubject)) {
           this.dead.set(r.clientSubject, now);
           this.deadPublished.set(r.clientSubject, r.ts);
+          this.deadLastSeen.set(r.clientSubject, r.lastSeenMs);
         }
         else if (r.type === "NodeSuspect") this.suspects.push(r.clientSubject);
         if (r.epoch > this.watchEpoch) {
@@ -250,6 +253,10 @@ export interface DetectionFigure {
    * what the dead timeout bounds, and what the target is judged on.
    */
   lastReplyToPublish: { p50Ms: number; p99Ms: number; maxMs: number };
+  /** Of that: the client's last reply → the leader read it (the NodeDead's `lastSeenMs`). */
+  replyReadLag: { p50Ms: number; p99Ms: number };
+  /** And: the leader's deadline (last reply read + dead timeout) → the NodeDead published. */
+  pastDeadline: { p50Ms: number; p99Ms: number };
   missed: number;
   boundMs: number;
   /** Sweeps that found the leader's event loop stalled while it was measured, and the stall time credited (deadlines moved by it). */
@@ -748,6 +755,18 @@ async function measureDetectionAt(
   const [p50, p99] = percentiles(latencies, [0.5, 0.99]);
   const [l50, l99] = percentiles(sinceLastReply, [0.5, 0.99]);
   const [t50, t99] = percentiles(toPublish, [0.5, 0.99]);
+  const readLag = subjects.flatMap((s, i) => {
+    const seen = counter.deadLastSeen.get(s);
+    const last = answer.lastReplyAt[i];
+    return seen === undefined || last === null || last === undefined ? [] : [seen - last];
+  });
+  const pastDeadline = subjects.flatMap((s) => {
+    const ts = counter.deadPublished.get(s);
+    const seen = counter.deadLastSeen.get(s);
+    return ts === undefined || seen === undefined ? [] : [ts - (seen + P.deadTimeoutMs)];
+  });
+  const [r50, r99] = percentiles(readLag, [0.5, 0.99]);
+  const [d50, d99] = percentiles(pastDeadline, [0.5, 0.99]);
   const figure: DetectionFigure = {
     clients: n,
     silenced: count,
@@ -756,6 +775,8 @@ async function measureDetectionAt(
     maxMs: Math.round(Math.max(...latencies)),
     lastReply: { p50Ms: Math.round(l50!), p99Ms: Math.round(l99!), maxMs: Math.round(Math.max(...sinceLastReply)) },
     lastReplyToPublish: { p50Ms: Math.round(t50!), p99Ms: Math.round(t99!), maxMs: Math.round(Math.max(...toPublish)) },
+    replyReadLag: { p50Ms: Math.round(r50!), p99Ms: Math.round(r99!) },
+    pastDeadline: { p50Ms: Math.round(d50!), p99Ms: Math.round(d99!) },
     missed: count - latencies.length,
     boundMs: DETECTION_BOUND_MS,
     sweepStalls: 0,
@@ -767,7 +788,8 @@ async function measureDetectionAt(
   log(
     `    silence → NodeDead: p50 ${figure.p50Ms} ms, p99 ${figure.p99Ms} ms, max ${figure.maxMs} ms; last reply → NodeDead published: ` +
       `p50 ${figure.lastReplyToPublish.p50Ms} ms, p99 ${figure.lastReplyToPublish.p99Ms} ms, max ${figure.lastReplyToPublish.maxMs} ms (bound ${figure.boundMs} ms); ` +
-      `received here: p50 ${figure.lastReply.p50Ms} ms, p99 ${figure.lastReply.p99Ms} ms, max ${figure.lastReply.maxMs} ms; missed ${figure.missed}; ${figure.sweepStalls} stalled sweeps (${figure.sweepStalledMs} ms credited)`,
+      `of which the leader read the last reply after p50 ${figure.replyReadLag.p50Ms} ms, p99 ${figure.replyReadLag.p99Ms} ms and published past its deadline by p50 ${figure.pastDeadline.p50Ms} ms, ` +
+      `p99 ${figure.pastDeadline.p99Ms} ms; received here: p50 ${figure.lastReply.p50Ms} ms, p99 ${figure.lastReply.p99Ms} ms, max ${figure.lastReply.maxMs} ms; missed ${figure.missed}; ${figure.sweepStalls} stalled sweeps (${figure.sweepStalledMs} ms credited)`,
   );
   return figure;
 }

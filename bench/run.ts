@@ -240,7 +240,7 @@ for (const l of capacity.levels) {
 for (const d of capacity.detection) {
   log(
     `detection at ${d.clients.toLocaleString("en")} clients (${d.silenced} silenced): last reply -> NodeDead published p50 ${d.lastReplyToPublish.p50Ms} ms, ` +
-      `p99 ${d.lastReplyToPublish.p99Ms} ms, max ${d.lastReplyToPublish.maxMs} ms (target p99 <= ${d.boundMs} ms); received by the bench p50 ${d.lastReply.p50Ms} ms, ` +
+      `p99 ${d.lastReplyToPublish.p99Ms} ms, max ${d.lastReplyToPublish.maxMs} ms (target p99 <= ${d.boundMs} ms): reply read after p50 ${d.replyReadLag.p50Ms} / p99 ${d.replyReadLag.p99Ms} ms, published past the deadline by p50 ${d.pastDeadline.p50Ms} / p99 ${d.pastDeadline.p99Ms} ms; received by the bench p50 ${d.lastReply.p50Ms} ms, ` +
       `p99 ${d.lastReply.p99Ms} ms; silence -> NodeDead received p50 ${d.p50Ms} ms, p99 ${d.p99Ms} ms; missed ${d.missed}; ${d.sweepStalls} stalled sweeps, ${d.sweepStalledMs} ms credited`,
   );
 }
