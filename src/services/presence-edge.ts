@@ -461,10 +461,15 @@ export class PresenceEdge {
     clearTimeout(timer);
   }
 
+  /**
+   * Publishes the reports of this turn once the machines are done with it: in a microtask,
+   * so that a sweep's verdicts go out in the sweep's own turn, not a turn of the event loop
+   * later (a busy leader's turns are tens of ms apart).
+   */
   private flushSoon(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    queueMicrotask(() => {
       this.flushScheduled = false;
       const batch = this.outgoing;
       this.outgoing = [];
