@@ -108,8 +108,17 @@ export class LivenessTable {
   private nextPing: Float64Array = new Float64Array(INITIAL_CAPACITY);
   /** The next NodeState goes out at the first sweep at or after this. */
   private nextState: Float64Array = new Float64Array(INITIAL_CAPACITY);
+  /**
+   * The earliest of the four times above at which a sweep has something to do for the client
+   * (+Infinity for a free slot): a sweep passes over every other client with one comparison.
+   */
+  private nextDue: Float64Array = new Float64Array(INITIAL_CAPACITY);
+  /** A ping goes out at the sweep nearest its due time: up to half a sweep early. */
+  private readonly earlyMs: number;
 
-  constructor(private readonly timings: ClientTimings) {}
+  constructor(private readonly timings: ClientTimings) {
+    this.earlyMs = (timings.sweepIntervalMs ?? 0) / 2;
+  }
 
   /** Clients in the table. */
   get size(): number {
@@ -163,6 +172,7 @@ export class LivenessTable {
     this.missAt[i] = 0;
     this.nextPing[i] = atMs + pingIntervalMs * (0.5 + 0.5 * phase);
     this.nextState[i] = atMs + stateIntervalMs * (0.5 + 0.5 * statePhase);
+    this.scheduleNext(i);
     return true;
   }
 
@@ -193,6 +203,7 @@ export class LivenessTable {
     // after its ping was judged missed) puts it one interval after the reply.
     if (this.missAt[i] === 0) this.nextPing[i] = r.atMs + this.timings.pingIntervalMs + unobservedMs;
     this.missAt[i] = 0;
+    this.scheduleNext(i);
     return wasMissing ? this.fact(r.subject, i) : null;
   }
 
@@ -217,6 +228,7 @@ export class LivenessTable {
         this.deadAt[i] = this.deadAt[i]! + stalledMs;
         if (this.missAt[i] !== 0) this.missAt[i] = this.missAt[i]! + stalledMs;
         this.nextPing[i] = this.nextPing[i]! + stalledMs;
+        this.scheduleNext(i);
       }
     }
     // A ping that never went out proves nothing either way: ask for it again.
@@ -225,14 +237,16 @@ export class LivenessTable {
       if (i === undefined || this.missAt[i] === 0) continue;
       this.missAt[i] = 0;
       this.nextPing[i] = nowMs;
+      this.scheduleNext(i);
     }
     for (const r of replies) {
       const fact = this.reply(r, stalled ? Math.max(0, Math.min(stalledMs, nowMs - r.atMs)) : 0);
       if (fact !== null) result.replied.push(fact);
     }
     const { pingIntervalMs, stateIntervalMs } = this.timings;
-    const earlyMs = (this.timings.sweepIntervalMs ?? 0) / 2;
+    const earlyMs = this.earlyMs;
     for (let i = 0; i < this.used; i++) {
+      if (nowMs < this.nextDue[i]!) continue; // nothing due (or a free slot)
       const subject = this.subjects[i];
       if (subject === undefined) continue;
       if (!stalled) {
@@ -271,8 +285,17 @@ export class LivenessTable {
           metadata: this.metadata[i]!,
         });
       }
+      this.scheduleNext(i);
     }
     return result;
+  }
+
+  /** Sets `nextDue` from the client's deadlines (see the sweep's order of checks). */
+  private scheduleNext(i: number): void {
+    const missAt = this.missAt[i]!;
+    // While a ping is outstanding the next one waits for it to be answered or missed.
+    const ping = missAt !== 0 ? missAt : this.nextPing[i]! - this.earlyMs;
+    this.nextDue[i] = Math.min(this.deadAt[i]!, ping, this.nextState[i]!);
   }
 
   private fact(subject: string, i: number): LivenessFact {
@@ -288,6 +311,7 @@ export class LivenessTable {
 
   private release(subject: string, i: number): void {
     this.slotOf.delete(subject);
+    this.nextDue[i] = Number.POSITIVE_INFINITY;
     this.subjects[i] = undefined;
     this.metadata[i] = undefined;
     this.free.push(i);
@@ -306,6 +330,7 @@ export class LivenessTable {
     this.missAt = grown(this.missAt);
     this.nextPing = grown(this.nextPing);
     this.nextState = grown(this.nextState);
+    this.nextDue = grown(this.nextDue);
     const missed = new Uint32Array(capacity);
     missed.set(this.missed);
     this.missed = missed;
