@@ -38,7 +38,29 @@ export interface DevOptions {
   out: NodeJS.WritableStream;
 }
 
-const clock = () => new Date().toISOString().slice(11, 23);
+/** The time of day of `at` (ms since the Unix epoch; now by default), to the ms. */
+const clock = (at = Date.now()) => new Date(at).toISOString().slice(11, 23);
+
+/**
+ * The demo's summary of the NodeState reports of one state interval: one line per coordinator
+ * that sent any (around a failover, the old leader and the new one), each client's latest
+ * state, stamped with the time the coordinator's last one was published (not the time it is
+ * printed: a crashed leader's last reports must not look as if they came after the crash).
+ */
+export function nodeStateSummary(states: readonly Report[]): string[] {
+  const byCoordinator = new Map<string, Map<string, Report>>();
+  for (const r of states) {
+    const latest = byCoordinator.get(r.coordinatorId) ?? new Map<string, Report>();
+    latest.set(r.clientSubject, r);
+    byCoordinator.set(r.coordinatorId, latest);
+  }
+  return [...byCoordinator].map(([coordinatorId, latest]) => {
+    const reports = [...latest.values()];
+    const list = reports.map((r) => `${r.clientSubject.replace("demo.", "")}=${r.state}`).join(" ");
+    const at = Math.max(...reports.map((r) => r.ts));
+    return `${clock(at)}  ${coordinatorId.padEnd(8)} ${"NodeState".padEnd(16)} ${list}`;
+  });
+}
 
 function describePresence(r: Report): string {
   const detail = r.type === "NodeDead" || r.type === "NodeSuspect" ? ` missed=${r.missedPings}` : ` rtt=${r.rttMs}ms`;
@@ -231,12 +253,8 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
     });
     timers.push(
       setInterval(() => {
-        if (states.length === 0) return;
-        const latest = new Map(states.map((r) => [r.clientSubject, r]));
-        const first = states[0]!;
+        for (const line of nodeStateSummary(states)) say(line);
         states = [];
-        const list = [...latest.values()].map((r) => `${r.clientSubject.replace("demo.", "")}=${r.state}`).join(" ");
-        say(`${clock()}  ${first.coordinatorId.padEnd(8)} ${"NodeState".padEnd(16)} ${list}`);
       }, options.timings.stateIntervalMs),
     );
     await observer.flush();
