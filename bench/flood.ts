@@ -20,6 +20,7 @@
  * In every flood the 200 clients registered before it must not be reported suspect or
  * dead, the leader must not change, and its resident memory must stay bounded.
  */
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { jetstream, type PubAck } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -116,6 +117,27 @@ class Publisher {
   async settled(): Promise<void> {
     await Promise.all(this.inFlight);
   }
+}
+
+/**
+ * The leader's /metrics text. A scrape that fails at the transport (a keep-alive socket the
+ * server closed just as it was reused: likelier while this process is busy publishing a
+ * flood) is tried again, twice; when it still fails, the error says whether the leader had
+ * exited, and why the scrape failed.
+ */
+async function scrapeLeader(url: string, leader: ChildProcess): Promise<string> {
+  let last: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await (await fetch(url)).text();
+    } catch (err) {
+      last = err;
+      await sleep(200);
+    }
+  }
+  const cause = last instanceof Error && last.cause instanceof Error ? `: ${last.cause.message}` : "";
+  const exited = leader.exitCode !== null || leader.signalCode !== null ? `; the leader exited (${leader.exitCode ?? leader.signalCode})` : "; the leader is running";
+  throw new Error(`cannot scrape the leader's metrics at ${url}${cause}${exited}`, { cause: last });
 }
 
 /** Calls `send(i)` for i in [0, total) at `perSecond`, in 10 ms slices; resolves when all were sent. */
@@ -280,7 +302,7 @@ export async function runFlood(kind: FloodKind, log: (line: string) => void = ()
 
     // Drained when the leader holds what it must.
     const refusedNow = async () => {
-      const text = await (await fetch(metricsUrl)).text();
+      const text = await scrapeLeader(metricsUrl, leader.child);
       const out: Record<string, number> = {};
       for (const reason of ["max-clients", "not-json", "not-an-object", "missing-subject", "wildcard", "too-large", "store-failed"]) {
         const n = counter(text, "presence_registration_errors_total", `reason="${reason}"`);
