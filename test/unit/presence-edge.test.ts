@@ -437,7 +437,7 @@ test("presence edge - a new leader hands stored registrations over in chunks, ea
     maxClients: 10,
   });
   edge.handle({ type: "registrations.load" });
-  const stored = Array.from({ length: 1200 }, (_, i) => ({ registration: { subject: `svc.s${i}`, metadata: {} }, revision: i + 1 }));
+  const stored = Array.from({ length: 4500 }, (_, i) => ({ registration: { subject: `svc.s${i}`, metadata: {} }, revision: i + 1 }));
   store.answer("loadAll", stored);
   for (let i = 0; i < 10 && events.at(-1)?.type !== "REGISTRATIONS_LOADED"; i++) await flush();
   store.verify();
