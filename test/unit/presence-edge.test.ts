@@ -337,6 +337,18 @@ test("presence edge - every report goes out with its headers, the leader's field
   }
 });
 
+test("presence edge - the reports of a turn are published in that turn, once, after the commands that queued them", async () => {
+  const { edge, published } = publishingEdge("json");
+  edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
+  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState"), body("svc.b", "NodeState")] });
+  assert.is(published.length, 0, "not while the machines may still queue more");
+  await new Promise<void>((r) => queueMicrotask(r));
+  // Before any later turn of the event loop: a busy leader's next turn may be tens of ms away.
+  assert.equal(published.map((p) => decodeReport(p.data, p.encoding).type), ["NodePresent", "NodeState", "NodeState"]);
+  await flush();
+  assert.is(published.length, 3, "and not again");
+});
+
 test("presence edge - a dead or departed client's cached report fields are dropped, and all of them when monitoring stops", async () => {
   const { edge, published } = publishingEdge("protobuf");
   for (const s of ["svc.a", "svc.b", "svc.c"]) edge.handle({ type: "report.presence", report: body(s, "NodePresent") });
