@@ -132,7 +132,7 @@ export const STALL_WARN_MS = 1000;
  * time since. Every time the machines judge by comes from here, so a step of the system
  * clock (NTP, a resumed VM) neither kills every client nor delays every verdict.
  */
-const monotonicEpochMs = (): number => Math.round(performance.timeOrigin + performance.now());
+const monotonicEpochMs = (now = performance.now()): number => Math.round(performance.timeOrigin + now);
 
 export class PresenceEdge {
   private readonly log: Logger;
@@ -246,7 +246,10 @@ export class PresenceEdge {
     setImmediate(() => {
       this.sweepScheduled = false;
       if (generation !== this.generation) return;
+      // One clock read for both the stall and the SWEEP's time: a stall that begins between
+      // two reads (a SIGSTOP, a GC) would stamp the SWEEP after it while crediting none of it.
       const now = performance.now();
+      const atMs = monotonicEpochMs(now);
       const since = this.lastSweepAt === 0 ? 0 : now - this.lastSweepAt;
       const late = since === 0 ? 0 : since - this.options.sweepIntervalMs;
       this.lastSweepAt = now;
@@ -264,7 +267,7 @@ export class PresenceEdge {
       }
       const replies = this.replies;
       this.replies = [];
-      const event: SweepEvent = { type: "SWEEP", atMs: monotonicEpochMs(), stalledMs, replies };
+      const event: SweepEvent = { type: "SWEEP", atMs, stalledMs, replies };
       if (this.unsent.length > 0) {
         event.unsent = this.unsent;
         this.unsent = [];

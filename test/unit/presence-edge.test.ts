@@ -500,7 +500,7 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
   const metrics: string[] = [];
   const logged: Record<string, unknown>[] = [];
   const checks = { lease: 0, connected: 0 };
-  const state = { leaseValid: true, connected: true };
+  const state: { leaseValid: boolean; connected: boolean; onLeaseCheck?: () => void } = { leaseValid: true, connected: true };
   const store = new StrictStore();
   const nc: PresenceConnection = {
     publish: (subject, payload, options) => {
@@ -536,7 +536,7 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
     ...(pingIntervalMs !== undefined ? { pingIntervalMs } : {}),
     reportEncoding: "json",
     logger: createLogger({ format: "json", verbose: false, stream }),
-    leaseIsValid: () => (checks.lease++, state.leaseValid),
+    leaseIsValid: () => (checks.lease++, state.onLeaseCheck?.(), state.leaseValid),
     epoch: () => 1,
     isConnected: () => (checks.connected++, state.connected),
     toMonitor: (event) => {
@@ -798,6 +798,37 @@ test("presence edge - a sweep asked for late after a stall says how long, warns 
   await flush();
   assert.is(sweeps[4]!.stalledMs, 0);
   assert.equal(metrics, [`sweepStalled ${stalledMs}`], "counted once");
+  edge.handle({ type: "monitor.stop" });
+});
+
+test("presence edge - a stall that begins while a SWEEP is being made is credited, whatever point it begins at", async () => {
+  // A SIGSTOP or a long GC can begin at any instruction. Here the event loop is held inside
+  // the SWEEP's own making (in its lease check): the time held must be either before the
+  // SWEEP's time and in its stall, or after its time and in the next SWEEP's stall. Never
+  // unaccounted for: a SWEEP stamped after a stall that says 0 judges every client on a
+  // deadline the stall spent, and once reported every answering client dead.
+  const { edge, sweeps, state, collect } = pingingEdge(INTERVAL_MS);
+  const heldMs = 3 * STALL_THRESHOLD_MS;
+  collect();
+  await flush();
+  let askedAt = performance.now();
+  blockUntil(askedAt, INTERVAL_MS);
+  state.onLeaseCheck = () => {
+    state.onLeaseCheck = undefined;
+    blockUntil(performance.now(), heldMs);
+  };
+  collect();
+  await flush();
+  askedAt = performance.now();
+  blockUntil(askedAt, INTERVAL_MS);
+  collect();
+  await flush();
+  assert.is(sweeps.length, 3);
+  const unaccounted = sweeps.slice(1).map((s, i) => s.atMs - sweeps[i]!.atMs - s.stalledMs - INTERVAL_MS);
+  for (const [i, ms] of unaccounted.entries()) {
+    assert.ok(ms <= STALL_THRESHOLD_MS + 1, `SWEEP ${i + 1}: ${ms} ms since the last SWEEP is neither the interval nor in its stall (stalls ${sweeps.map((s) => s.stalledMs).join(", ")})`);
+  }
+  assert.ok(sweeps[1]!.stalledMs + sweeps[2]!.stalledMs >= heldMs - 20, `the hold is credited: stalls ${sweeps.map((s) => s.stalledMs).join(", ")}`);
   edge.handle({ type: "monitor.stop" });
 });
 
