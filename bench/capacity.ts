@@ -106,6 +106,17 @@ const HEARTBEATS_KEPT = 64;
 /** Leadership counts as settled for the takeover once one leader alone was heard for this long. */
 const SETTLED = { windowMs: 2 * DEFAULT_TIMINGS.leaderTimeoutMs, heartbeatIntervalMs: DEFAULT_TIMINGS.heartbeatIntervalMs };
 
+/**
+ * Detection is measured once the leader reads its replies as they come: after the bare loop
+ * shared the machine with it, the leader may be seconds behind, its replies waiting in the
+ * server, and a client's last reply read that late moves its NodeDead as late. So the bench
+ * first waits until no NodeState for SETTLED_MS said a ping's reply was read more than
+ * SLOW_REPLY_MS after the ping went out (at most SETTLE_MAX_MS).
+ */
+const SLOW_REPLY_MS = 1000;
+const SETTLED_MS = 2000;
+const SETTLE_MAX_MS = 30_000;
+
 /** Every presence report seen, counted by type, with first/last times per client where needed. */
 class ReportCounter {
   readonly byType = new Map<ReportType, number>();
@@ -128,6 +139,8 @@ class ReportCounter {
   readonly heartbeats: HeardHeartbeat[] = [];
   /** State messages of the bare pinger (on a subject of their own). */
   bareStates = 0;
+  /** When a NodeState last said its client's latest ping was read more than SLOW_REPLY_MS after it went out (performance.now()). */
+  lastSlowReply = 0;
   constructor(nc: NatsConnection, cluster: string, prefix: string) {
     nc.subscribe(`coordinator.leader.heartbeat.${cluster}`, {
       callback: (_e, m) => {
@@ -155,6 +168,7 @@ class ReportCounter {
           this.deadLastSeen.set(r.clientSubject, r.lastSeenMs);
         }
         else if (r.type === "NodeSuspect") this.suspects.push(r.clientSubject);
+        else if (r.type === "NodeState" && r.rttMs > SLOW_REPLY_MS) this.lastSlowReply = now;
         if (r.epoch > this.watchEpoch) {
           if (!this.reportedAfter.has(r.clientSubject)) this.reportedAfter.set(r.clientSubject, now);
           if (r.type === "NodePresent") this.presentAfter.add(r.clientSubject);
@@ -262,6 +276,8 @@ export interface DetectionFigure {
   /** Sweeps that found the leader's event loop stalled while it was measured, and the stall time credited (deadlines moved by it). */
   sweepStalls: number;
   sweepStalledMs: number;
+  /** How long the bench waited for the leader to read its replies as they come (see SLOW_REPLY_MS); null: it did not within SETTLE_MAX_MS, and was measured anyway. */
+  settledAfterMs: number | null;
 }
 
 export interface TakeoverFigure {
@@ -731,9 +747,22 @@ async function measureDetectionAt(
   metricsUrl: string,
   log: (line: string) => void,
 ): Promise<DetectionFigure> {
+  const settleFrom = performance.now();
+  const settled = await waitFor(
+    "the leader reading its replies as they come",
+    () => (performance.now() - Math.max(counter.lastSlowReply, settleFrom) >= SETTLED_MS ? true : undefined),
+    SETTLE_MAX_MS,
+  ).catch(() => false);
+  const settledAfterMs = settled ? Math.round(performance.now() - settleFrom) : null;
   const before = await scrape(metricsUrl);
   const from = n - count;
-  log(`  detection: silencing ${count} of ${n.toLocaleString("en")} clients`);
+  log(
+    `  detection: silencing ${count} of ${n.toLocaleString("en")} clients (` +
+      (settledAfterMs !== null
+        ? `after ${settledAfterMs} ms, once no NodeState for ${SETTLED_MS} ms reported a reply read more than ${SLOW_REPLY_MS} ms after its ping`
+        : `the leader still read replies more than ${SLOW_REPLY_MS} ms late after ${SETTLE_MAX_MS} ms; measured anyway`) +
+      ")",
+  );
   const t0 = performance.now();
   const answer = await control<SilenceAnswer>(nc, prefix, { op: "silence", from, to: n });
   silencedRanges.push([from, n]);
@@ -781,6 +810,7 @@ async function measureDetectionAt(
     boundMs: DETECTION_BOUND_MS,
     sweepStalls: 0,
     sweepStalledMs: 0,
+    settledAfterMs,
   };
   const after = await scrape(metricsUrl);
   figure.sweepStalls = after.sweepStalls - before.sweepStalls;
