@@ -234,6 +234,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       leaseIsValid: () => elected.leaseIsValid(),
       epoch: () => elected.epoch,
       isConnected: () => link.connected,
+      connectionLosses: () => link.losses,
       toMonitor: (event) => elected.sendToMonitor(event),
       ...(recorder ? { recorder } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),

@@ -118,7 +118,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
     throw connectFailure(urls, err, options.security);
   }
   logger.info("connected to NATS", { server: nc.getServer(), serverVersion: nc.info?.version ?? "unknown" });
-  const link: NatsLink = { nc, connected: true };
+  const link: NatsLink = { nc, connected: true, losses: 0 };
   void watchStatus(link, logger, options.onStatus);
   return link;
 }
@@ -127,6 +127,8 @@ export async function connectNats(options: ConnectOptions): Promise<NatsLink> {
 export interface NatsLink {
   readonly nc: NatsConnection;
   connected: boolean;
+  /** Times the connection was lost (each disconnect): what was in flight then may never have arrived. */
+  losses: number;
 }
 
 async function watchStatus(link: NatsLink, logger: Logger, onStatus?: ConnectOptions["onStatus"]): Promise<void> {
@@ -135,6 +137,7 @@ async function watchStatus(link: NatsLink, logger: Logger, onStatus?: ConnectOpt
     switch (s.type) {
       case "disconnect":
         link.connected = false;
+        link.losses += 1;
         logger.warn("disconnected from NATS; reconnecting", { server: s.server });
         break;
       case "reconnect":

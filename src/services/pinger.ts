@@ -150,6 +150,23 @@ export class Pinger {
     this.sentAt[slot] = this.clock.now();
   }
 
+  /**
+   * Drops every outstanding ping, unsettled, and returns their subjects: the connection was
+   * lost with them in flight. A late reply to one of them finds nothing.
+   */
+  abandonOutstanding(): string[] {
+    const subjects: string[] = [];
+    if (this.outstandingPings === 0) return subjects;
+    for (let slot = 0; slot < this.subjects.length; slot++) {
+      if (this.pingId[slot] === 0) continue;
+      this.pingId[slot] = 0;
+      const subject = this.subjects[slot];
+      if (subject !== undefined) subjects.push(subject);
+    }
+    this.outstandingPings = 0;
+    return subjects;
+  }
+
   /** Drops the subject's outstanding ping, if any, unsettled: the client is gone, its reply means nothing. */
   forget(subject: string): void {
     const slot = this.slotOf.get(subject);

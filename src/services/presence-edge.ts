@@ -74,6 +74,11 @@ export interface PresenceEdgeOptions {
   /** The epoch this coordinator leads under. */
   epoch: () => number;
   isConnected: () => boolean;
+  /**
+   * How many times the NATS connection has been lost so far. Pings in flight when it was
+   * lost may have died with the server, or their replies did: they prove nothing.
+   */
+  connectionLosses?: () => number;
   /** Delivers an event to the running monitor (dropped when there is none). */
   toMonitor: (event: MonitorEvent) => void;
   /** Records ping failures, which are not events of the machines (`run --record`). */
@@ -169,6 +174,8 @@ export class PresenceEdge {
   private replies: ReplyFact[] = [];
   /** When the last SWEEP went out (performance.now()), 0 before the first of a leadership. */
   private lastSweepAt = 0;
+  /** `connectionLosses()` as of the last SWEEP. */
+  private lossesSeen: number;
   private sweepScheduled = false;
   /** Stall time credited lately: when, and how much (see STALL_CREDIT_WINDOW_DEAD_TIMEOUTS). */
   private credits: { at: number; ms: number }[] = [];
@@ -186,6 +193,7 @@ export class PresenceEdge {
     this.shortStalls = new WarningThrottle(this.log, "more short event-loop stalls deferred verdicts (counted, not logged one by one)", 10_000, "info");
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.stallThresholdMs = stallThresholdMs(options.pingIntervalMs);
+    this.lossesSeen = options.connectionLosses?.() ?? 0;
     this.reportHeaders = fixedHeaders({ [REPORT_HEADERS.encoding]: options.reportEncoding, [REPORT_HEADERS.schema]: REPORT_SCHEMA });
     this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
     this.pinger = new Pinger({
@@ -264,6 +272,16 @@ export class PresenceEdge {
         // come in: this time cannot be observed either. Nobody is judged or pinged, within
         // the same cap as a stall's.
         stalledMs = this.grant(now, Math.max(1, Math.round(since === 0 ? this.options.sweepIntervalMs : since)));
+      }
+      const losses = this.options.connectionLosses?.() ?? 0;
+      if (losses !== this.lossesSeen) {
+        // The connection was lost since the last sweep: the pings still unanswered may have
+        // died with it, or their replies did. They go back to the shards, to be sent again,
+        // rather than count as missed (a leader's own outage says nothing of its clients).
+        this.lossesSeen = losses;
+        const lost = this.pinger.abandonOutstanding();
+        for (const subject of lost) this.unsent.push(subject);
+        if (lost.length > 0) this.log.info(`the NATS connection was lost: ${lost.length} unanswered pings are sent again`, { pings: lost.length });
       }
       const replies = this.replies;
       this.replies = [];

@@ -500,7 +500,7 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
   const metrics: string[] = [];
   const logged: Record<string, unknown>[] = [];
   const checks = { lease: 0, connected: 0 };
-  const state: { leaseValid: boolean; connected: boolean; onLeaseCheck?: () => void } = { leaseValid: true, connected: true };
+  const state: { leaseValid: boolean; connected: boolean; losses: number; onLeaseCheck?: () => void } = { leaseValid: true, connected: true, losses: 0 };
   const store = new StrictStore();
   const nc: PresenceConnection = {
     publish: (subject, payload, options) => {
@@ -539,6 +539,7 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
     leaseIsValid: () => (checks.lease++, state.onLeaseCheck?.(), state.leaseValid),
     epoch: () => 1,
     isConnected: () => (checks.connected++, state.connected),
+    connectionLosses: () => state.losses,
     toMonitor: (event) => {
       if (event.type !== "SWEEP") throw new Error(`unexpected monitor event ${event.type}`);
       sweeps.push(event);
@@ -673,6 +674,29 @@ test("presence edge - a reply waiting in a socket when the sweep timer fires is 
     await new Promise((resolve) => server.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("presence edge - pings in flight when the connection was lost go back to the shards, and their late replies count for nothing", async () => {
+  const { edge, sweeps, answer, collect, state, logged } = pingingEdge();
+  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  answer(0); // svc.a answered before the connection was lost
+  collect();
+  await flush();
+  assert.equal(subjectsOf(sweeps[0]!.replies), ["svc.a"]);
+  assert.is(sweeps[0]!.unsent, undefined, "nothing lost yet");
+  state.losses += 1; // lost and back between two sweeps (a server of the cluster stopped)
+  answer(1); // a reply to a ping sent before the loss, read after it
+  collect();
+  await flush();
+  assert.equal(sweeps[1]!.unsent, ["svc.c"], "the unanswered ping goes back: it proves nothing");
+  assert.equal(subjectsOf(sweeps[1]!.replies), ["svc.b"], "a reply read before the sweep still counts");
+  answer(2); // svc.c's reply comes after all: its ping was abandoned
+  collect();
+  await flush();
+  assert.equal(subjectsOf(sweeps[2]!.replies), [], "a reply to an abandoned ping counts for nothing");
+  assert.is(sweeps[2]!.unsent, undefined, "and each loss gives its pings back once");
+  assert.ok(logged.some((l) => String(l.message) === "the NATS connection was lost: 1 unanswered pings are sent again"));
+  edge.handle({ type: "monitor.stop" });
 });
 
 test("presence edge - a second ask in the same turn brings no second SWEEP", async () => {
