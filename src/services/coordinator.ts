@@ -121,6 +121,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
   let driver: ElectionDriver | undefined;
   let queryService: QueryService | undefined;
   let edge: PresenceEdge | undefined;
+  let registrationStore: KvRegistrationStore | undefined;
   const logger =
     options.logger ??
     createLogger({
@@ -202,9 +203,12 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
           logger,
           // A message pulled by a leader that died is delivered to the next one after this.
           ackWaitMs: Math.max(5000, 2 * config.leaderTimeoutMs),
+          // Followers too keep every registration at hand, for when they take over.
+          mirror: true,
         }),
       notReady,
     );
+    registrationStore = registrations;
     driver = new ElectionDriver({
       ...electionInputFor(config),
       clusterId: config.clusterId,
@@ -284,6 +288,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
         await started.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
         await edge?.settled(config.leaderTimeoutMs);
         await queryService?.stop();
+        registrationStore?.close();
         try {
           await nc.drain();
         } catch (err) {

@@ -14,7 +14,7 @@ import {
   type ConsumerMessages,
   type JsMsg,
 } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import { Kvm, type KV, type KvWatchEntry } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonObject } from "@bufbuild/protobuf";
 import {
@@ -27,6 +27,7 @@ import {
 } from "../protocol/presence.js";
 import { isWrongRevision } from "./jetstream-errors.js";
 import { describeError, type Logger } from "./logger.js";
+import { RegistrationMirror } from "./registration-mirror.js";
 
 /** Why a stored subject would be refused today, or null. */
 function refusalOf(subject: string): string | null {
@@ -72,6 +73,23 @@ interface StoredValue {
   metadata: JsonObject;
 }
 
+/** One key's latest value as read: its JSON, or why it cannot be read. */
+type StoredEntry = { key: string; revision: number; value: StoredValue } | { key: string; revision: number; error: string };
+
+function decodeStored(e: KvWatchEntry): StoredEntry {
+  try {
+    return { key: e.key, revision: e.revision, value: e.json<StoredValue>() };
+  } catch (err) {
+    return { key: e.key, revision: e.revision, error: describeError(err) };
+  }
+}
+
+/**
+ * A takeover waits for the registration mirror while it makes progress; once it has applied
+ * nothing for this long, the bucket is read instead.
+ */
+const MIRROR_STALL_MS = 1000;
+
 
 export interface RegistrationResourcesOptions {
   clusterId: string;
@@ -79,6 +97,8 @@ export interface RegistrationResourcesOptions {
   logger: Logger;
   /** How long a pulled message may stay unacknowledged before it is delivered again. */
   ackWaitMs: number;
+  /** Mirror the bucket in memory from the start (RegistrationMirror), so that `loadAll` need not read it. */
+  mirror?: boolean;
 }
 
 /**
@@ -92,7 +112,13 @@ export class KvRegistrationStore implements RegistrationStore {
   private constructor(
     private readonly kv: KV,
     private readonly logger: Logger,
+    private readonly mirror: RegistrationMirror<StoredEntry> | null,
   ) {}
+
+  /** Stops the registration mirror's watch (closing the connection stops it too). */
+  close(): void {
+    this.mirror?.stop();
+  }
 
   static async open(nc: NatsConnection, options: RegistrationResourcesOptions): Promise<KvRegistrationStore> {
     const { clusterId, replicas } = options;
@@ -132,7 +158,7 @@ export class KvRegistrationStore implements RegistrationStore {
         });
       }
       const kv = await new Kvm(js).create(bucket, { history: 1, replicas });
-      return new KvRegistrationStore(kv, options.logger);
+      return new KvRegistrationStore(kv, options.logger, options.mirror === true ? RegistrationMirror.start(kv, decodeStored, options.logger) : null);
     } catch (err) {
       throw new RegistrationStoreError(
         `registration store: cannot prepare stream and KV bucket ${stream}: ${describeError(err)}`,
@@ -147,29 +173,32 @@ export class KvRegistrationStore implements RegistrationStore {
    * deleted, as it would have been refused on arrival.
    */
   async loadAll(): Promise<StoredRegistration[]> {
-    const out: StoredRegistration[] = [];
-    const refused: { key: string; revision: number; subject: string; reason: string }[] = [];
+    // Everything the bucket holds now is up to its stream's last sequence: once the mirror
+    // has applied that much, it holds what a read of the bucket would give.
+    const mirror = this.mirror;
+    if (mirror === null) {
+      this.lastLoadSource = "bucket";
+      return this.accept(await this.readBucket());
+    }
+    const last = (await this.kv.status()).streamInfo.state.last_seq;
+    const mirrored = await mirror.at(last, MIRROR_STALL_MS);
+    this.lastLoadSource = mirrored !== null ? "mirror" : "bucket";
+    if (mirrored === null) this.logger.info("the registration mirror is not current: reading the bucket", { lastSeq: last });
+    return this.accept(mirrored ?? (await this.readBucket()));
+  }
+
+  /** Where the last `loadAll` found the registrations (for tests and logs). */
+  lastLoadSource: "mirror" | "bucket" | null = null;
+
+  /** Every key's latest value, read from the bucket with a watch of its own. */
+  private async readBucket(): Promise<StoredEntry[]> {
+    const out: StoredEntry[] = [];
     // Deletes are delivered too, so that the last entry (delta 0) always arrives.
     const iter = await this.kv.watch();
     const done = new Promise<void>((resolve) => {
       void (async () => {
         for await (const e of iter) {
-          if (e.operation === "PUT") {
-            try {
-              const v = e.json<StoredValue>();
-              const reason = refusalOf(v.myPresenceSubject);
-              if (reason !== null) refused.push({ key: e.key, revision: e.revision, subject: String(v.myPresenceSubject), reason });
-              else {
-                out.push({
-                  registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
-                  revision: e.revision,
-                  registeredAtMs: v.registeredAtMs,
-                });
-              }
-            } catch (err) {
-              this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: describeError(err) });
-            }
-          }
+          if (e.operation === "PUT") out.push(decodeStored(e));
           if (e.delta === 0) break;
         }
         resolve();
@@ -180,6 +209,36 @@ export class KvRegistrationStore implements RegistrationStore {
     if (status.values === 0) iter.stop();
     await done;
     iter.stop();
+    return out;
+  }
+
+  /**
+   * The stored registrations to monitor. One whose subject is refused today is not monitored
+   * but logged and deleted; an unreadable one is logged and ignored.
+   */
+  private async accept(entries: StoredEntry[]): Promise<StoredRegistration[]> {
+    const out: StoredRegistration[] = [];
+    const refused: { key: string; revision: number; subject: string; reason: string }[] = [];
+    for (const e of entries) {
+      if ("error" in e) {
+        this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: e.error });
+        continue;
+      }
+      const v = e.value;
+      try {
+        const reason = refusalOf(v.myPresenceSubject);
+        if (reason !== null) refused.push({ key: e.key, revision: e.revision, subject: String(v.myPresenceSubject), reason });
+        else {
+          out.push({
+            registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
+            revision: e.revision,
+            registeredAtMs: v.registeredAtMs,
+          });
+        }
+      } catch (err) {
+        this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: describeError(err) });
+      }
+    }
     if (refused.length > 0) await this.removeRefused(refused);
     return out;
   }

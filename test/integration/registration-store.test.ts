@@ -51,4 +51,86 @@ test("registration store - loadAll gives every stored registration once, with it
   });
 });
 
+/** A store as a coordinator opens it (mirroring the bucket), on a connection of its own. */
+async function follower(url: string): Promise<{ store: KvRegistrationStore; close: () => Promise<void> }> {
+  const nc = await connect({ servers: url });
+  const store = await KvRegistrationStore.open(nc, { clusterId: CLUSTER, replicas: 1, ackWaitMs: 5000, logger, mirror: true });
+  return {
+    store,
+    close: async () => {
+      store.close();
+      await nc.close();
+    },
+  };
+}
+
+const bySubject = (all: { registration: { subject: string }; revision: number }[]) =>
+  new Map(all.map((s) => [s.registration.subject, s.revision]));
+
+test("registration store - a mirrored store loads from its mirror exactly what the bucket holds, writes made just before the load included", async () => {
+  const server = await NatsServer.start();
+  const nc = await connect({ servers: server.url });
+  try {
+    const writer = await KvRegistrationStore.open(nc, { clusterId: CLUSTER, replicas: 1, ackWaitMs: 5000, logger });
+    const early = await follower(server.url); // mirrors from before the first write
+    try {
+      for (let i = 0; i < 800; i++) await writer.put({ subject: `svc.node-${i}`, metadata: { i } });
+      await writer.remove("svc.node-5");
+      await writer.put({ subject: "svc.node-6", metadata: { again: true } });
+      const late = await follower(server.url); // its mirror starts with 799 stored
+      try {
+        // Written just before the loads, without waiting for any mirror to see them.
+        await Promise.all(Array.from({ length: 200 }, (_, i) => writer.put({ subject: `svc.last-${i}`, metadata: {} })));
+        await writer.remove("svc.node-7");
+        // And one that takes over at once: its mirror is still reading the bucket.
+        const fresh = await follower(server.url);
+        const [fromEarly, fromLate, fromFresh, fromBucket] = await Promise.all([
+          early.store.loadAll(),
+          late.store.loadAll(),
+          fresh.store.loadAll(),
+          writer.loadAll(),
+        ]).finally(() => fresh.close());
+        assert.is(fresh.store.lastLoadSource, "mirror");
+        assert.equal(bySubject(fromFresh), bySubject(fromBucket), "the mirror that was still reading the bucket when asked");
+        assert.is(writer.lastLoadSource, "bucket");
+        assert.is(early.store.lastLoadSource, "mirror");
+        assert.is(late.store.lastLoadSource, "mirror");
+        assert.is(fromBucket.length, 998);
+        assert.equal(bySubject(fromEarly), bySubject(fromBucket), "the mirror that saw every write");
+        assert.equal(bySubject(fromLate), bySubject(fromBucket), "the mirror that started with a full bucket");
+        assert.equal(fromEarly.find((s) => s.registration.subject === "svc.node-6")?.registration.metadata, { again: true });
+      } finally {
+        await late.close();
+      }
+    } finally {
+      await early.close();
+    }
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+});
+
+test("registration store - a mirror that has stopped is not used: the bucket is read", async () => {
+  const server = await NatsServer.start();
+  const nc = await connect({ servers: server.url });
+  try {
+    const writer = await KvRegistrationStore.open(nc, { clusterId: CLUSTER, replicas: 1, ackWaitMs: 5000, logger });
+    const f = await follower(server.url);
+    try {
+      await writer.put({ subject: "svc.a", metadata: {} });
+      f.store.close(); // its watch ends: what is written from here on never reaches the mirror
+      await writer.put({ subject: "svc.b", metadata: {} });
+      const all = await f.store.loadAll();
+      assert.is(f.store.lastLoadSource, "bucket");
+      assert.equal([...bySubject(all).keys()].sort(), ["svc.a", "svc.b"]);
+    } finally {
+      await f.close();
+    }
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+});
+
 test.run();
