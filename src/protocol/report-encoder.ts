@@ -15,9 +15,16 @@
  *
  * JSON does the same with cached text fragments, in the key order `encodeReport` writes for
  * a report built as the publisher builds it.
+ *
+ * Reports are encoded a batch at a time (one sweep's NodeStates), into ONE buffer: each
+ * report gets a view of it. A buffer of its own per report cost more than all the rest of
+ * the encoding (1.5–2 µs per report, most of it allocating the buffer and collecting it
+ * again; 0.25 µs in a batch). In protobuf the batch is written size-delimited (each report
+ * behind its length, the writer's `fork`/`join`) and read back with the library's reader,
+ * whose `bytes()` gives each report as a view without copying.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { PresenceReportSchema } from "./gen/presence/v1/report_pb.js";
 import { REPORT_TYPES, type ClientReport, type ReportEncoding } from "./presence.js";
 
@@ -26,6 +33,11 @@ export interface ReportEncoder {
   readonly encoding: ReportEncoding;
   /** Encodes `body` as published under `epoch` with `seq` at `ts`; what `encodeReport` gives for the same report. */
   encode(body: ClientReport, epoch: number, seq: number, ts: number): Uint8Array;
+  /**
+   * Encodes `bodies` as published under `epoch` at `ts`, the first with `firstSeq` and each
+   * next one with the next seq: each is what `encode` gives, as a view of one shared buffer.
+   */
+  encodeAll(bodies: readonly ClientReport[], epoch: number, firstSeq: number, ts: number): Uint8Array[];
   /** Drops what is cached for `subject` (it is dead or left). */
   forget(subject: string): void;
   /** Drops every cached client (leadership ended). */
@@ -108,6 +120,33 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
   let epochPart: { epoch: number; bytes: Uint8Array } | null = null;
   const part = (fields: Parameters<typeof create<typeof PresenceReportSchema>>[1]) =>
     toBinary(PresenceReportSchema, create(PresenceReportSchema, fields));
+  /** Writes one report's fields, in field-number order, to the writer. */
+  const write = (body: ClientReport, epoch: number, seq: number, ts: number): void => {
+    if (epochPart?.epoch !== epoch) {
+      // Fields 2, 3 and 4: the same for every client of this leadership.
+      epochPart = { epoch, bytes: part({ clusterId, coordinatorId, epoch: BigInt(epoch) }) };
+    }
+    let client = clients.get(body.clientSubject);
+    if (client === undefined || client.metadata !== body.metadata) {
+      client = {
+        metadata: body.metadata,
+        subject: part({ clientSubject: body.clientSubject }),
+        meta: part({ metadata: body.metadata }),
+      };
+      clients.set(body.clientSubject, client);
+    }
+    const w = writer;
+    if ((body.type as string) !== "") w.raw(typeField(body.type));
+    w.raw(epochPart.bytes);
+    varint64(w, TAG.seq, seq, false);
+    varint64(w, TAG.ts, ts, true);
+    w.raw(client.subject);
+    if ((body.state as string) !== "") w.raw(stateField(body.state));
+    varint64(w, TAG.lastSeenMs, body.lastSeenMs, true);
+    if (!Object.is(body.rttMs, 0)) w.uint32(TAG.rttMs).double(body.rttMs);
+    if (body.missedPings !== 0) w.uint32(TAG.missedPings).uint32(body.missedPings);
+    w.raw(client.meta);
+  };
   return {
     encoding: "protobuf",
     get cachedClients() {
@@ -116,31 +155,29 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
     forget: (subject) => void clients.delete(subject),
     clear: () => clients.clear(),
     encode(body, epoch, seq, ts) {
-      if (epochPart?.epoch !== epoch) {
-        // Fields 2, 3 and 4: the same for every client of this leadership.
-        epochPart = { epoch, bytes: part({ clusterId, coordinatorId, epoch: BigInt(epoch) }) };
+      try {
+        write(body, epoch, seq, ts);
+      } catch (err) {
+        writer.finish(); // a value it cannot write (as encodeReport cannot): the next report starts clean
+        throw err;
       }
-      let client = clients.get(body.clientSubject);
-      if (client === undefined || client.metadata !== body.metadata) {
-        client = {
-          metadata: body.metadata,
-          subject: part({ clientSubject: body.clientSubject }),
-          meta: part({ metadata: body.metadata }),
-        };
-        clients.set(body.clientSubject, client);
+      return writer.finish();
+    },
+    encodeAll(bodies, epoch, firstSeq, ts) {
+      try {
+        for (let i = 0; i < bodies.length; i++) {
+          writer.fork();
+          write(bodies[i]!, epoch, firstSeq + i, ts);
+          writer.join();
+        }
+      } catch (err) {
+        writer.finish();
+        throw err;
       }
-      const w = writer;
-      if ((body.type as string) !== "") w.raw(typeField(body.type));
-      w.raw(epochPart.bytes);
-      varint64(w, TAG.seq, seq, false);
-      varint64(w, TAG.ts, ts, true);
-      w.raw(client.subject);
-      if ((body.state as string) !== "") w.raw(stateField(body.state));
-      varint64(w, TAG.lastSeenMs, body.lastSeenMs, true);
-      if (!Object.is(body.rttMs, 0)) w.uint32(TAG.rttMs).double(body.rttMs);
-      if (body.missedPings !== 0) w.uint32(TAG.missedPings).uint32(body.missedPings);
-      w.raw(client.meta);
-      return w.finish();
+      const reader = new BinaryReader(writer.finish());
+      const out = new Array<Uint8Array>(bodies.length);
+      for (let i = 0; i < bodies.length; i++) out[i] = reader.bytes();
+      return out;
     },
   };
 }
@@ -155,6 +192,22 @@ function jsonEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
   let epochPart: { epoch: number; text: string } | null = null;
   /** `{"type":"NodeState"` for each report type. */
   const opening = new Map<string, string>(REPORT_TYPES.map((t) => [t, `{"type":${JSON.stringify(t)}`]));
+  /** One report's text. */
+  const report = (body: ClientReport, epoch: number, seq: number, ts: number): string => {
+    if (epochPart?.epoch !== epoch) epochPart = { epoch, text: `${head}${jsonNumber(epoch)},"seq":` };
+    let client = clients.get(body.clientSubject);
+    if (client === undefined || client.metadata !== body.metadata) {
+      client = {
+        metadata: body.metadata,
+        subject: `,"clientSubject":${JSON.stringify(body.clientSubject)},"state":`,
+        // JSON.stringify leaves out a key whose value is undefined.
+        meta: body.metadata === undefined ? "" : `,"metadata":${JSON.stringify(body.metadata)}`,
+      };
+      clients.set(body.clientSubject, client);
+    }
+    const open = opening.get(body.type) ?? `{"type":${JSON.stringify(body.type)}`;
+    return `${open}${client.subject}${JSON.stringify(body.state)},"lastSeenMs":${jsonNumber(body.lastSeenMs)},"rttMs":${jsonNumber(body.rttMs)},"missedPings":${jsonNumber(body.missedPings)}${client.meta}${epochPart.text}${jsonNumber(seq)},"ts":${jsonNumber(ts)}}`;
+  };
   return {
     encoding: "json",
     get cachedClients() {
@@ -162,22 +215,23 @@ function jsonEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
     },
     forget: (subject) => void clients.delete(subject),
     clear: () => clients.clear(),
-    encode(body, epoch, seq, ts) {
-      if (epochPart?.epoch !== epoch) epochPart = { epoch, text: `${head}${jsonNumber(epoch)},"seq":` };
-      let client = clients.get(body.clientSubject);
-      if (client === undefined || client.metadata !== body.metadata) {
-        client = {
-          metadata: body.metadata,
-          subject: `,"clientSubject":${JSON.stringify(body.clientSubject)},"state":`,
-          // JSON.stringify leaves out a key whose value is undefined.
-          meta: body.metadata === undefined ? "" : `,"metadata":${JSON.stringify(body.metadata)}`,
-        };
-        clients.set(body.clientSubject, client);
+    encode: (body, epoch, seq, ts) => text.encode(report(body, epoch, seq, ts)),
+    encodeAll(bodies, epoch, firstSeq, ts) {
+      const texts = new Array<string>(bodies.length);
+      let most = 0;
+      for (let i = 0; i < bodies.length; i++) {
+        texts[i] = report(bodies[i]!, epoch, firstSeq + i, ts);
+        most += texts[i]!.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 code unit
       }
-      const open = opening.get(body.type) ?? `{"type":${JSON.stringify(body.type)}`;
-      return text.encode(
-        `${open}${client.subject}${JSON.stringify(body.state)},"lastSeenMs":${jsonNumber(body.lastSeenMs)},"rttMs":${jsonNumber(body.rttMs)},"missedPings":${jsonNumber(body.missedPings)}${client.meta}${epochPart.text}${jsonNumber(seq)},"ts":${jsonNumber(ts)}}`,
-      );
+      const buffer = new Uint8Array(most);
+      const out = new Array<Uint8Array>(bodies.length);
+      let at = 0;
+      for (let i = 0; i < texts.length; i++) {
+        const { written } = text.encodeInto(texts[i]!, buffer.subarray(at));
+        out[i] = buffer.subarray(at, at + written);
+        at += written;
+      }
+      return out;
     },
   };
 }

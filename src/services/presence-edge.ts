@@ -496,7 +496,7 @@ export class PresenceEdge {
       this.flushScheduled = false;
       const batch = this.outgoing;
       this.outgoing = [];
-      for (const report of batch) this.publish(report);
+      this.publish(batch);
     });
   }
 
@@ -566,16 +566,22 @@ export class PresenceEdge {
    */
   private held: ClientReport[] = [];
 
-  private publish(body: ClientReport): void {
+  /**
+   * Publishes a turn's reports, or withholds them all: one lease check serves the batch, as
+   * one serves a sweep's pings (they go out in the same synchronous run).
+   */
+  private publish(bodies: ClientReport[]): void {
     const why = !this.options.leaseIsValid() ? "the lease is no longer valid" : !this.options.isConnected() ? "not connected to NATS" : null;
     if (why !== null) {
-      this.withhold(why, body);
-      if (body.type !== "NodeState") this.held.push(body);
+      for (const body of bodies) {
+        this.withhold(why, body);
+        if (body.type !== "NodeState") this.held.push(body);
+      }
       return;
     }
     this.endWithholding();
     this.publishHeld();
-    this.emit(body);
+    this.emit(bodies);
   }
 
   /** Publishes the held lifecycle reports, oldest first (the lease was just found valid). */
@@ -584,15 +590,31 @@ export class PresenceEdge {
     const held = this.held;
     this.held = [];
     this.log.info(`publishing ${held.length} reports held while they could not be published`, { count: held.length });
-    for (const body of held) this.emit(body);
+    this.emit(held);
   }
 
-  private emit(body: ClientReport): void {
+  /** Numbers, encodes (as one batch) and publishes reports, in order. */
+  private emit(bodies: readonly ClientReport[]): void {
+    if (bodies.length === 0) return;
     const epoch = this.options.epoch();
     if (epoch !== this.seqEpoch) {
       this.seqEpoch = epoch;
       this.seq = 0;
     }
+    let payloads: Uint8Array[];
+    try {
+      payloads = this.reportEncoder.encodeAll(bodies, epoch, this.seq + 1, Date.now());
+    } catch (err) {
+      // A report that cannot be encoded must not take the others with it: one by one.
+      if (bodies.length > 1) for (const body of bodies) this.emit([body]);
+      else this.published(bodies[0]!, { error: err });
+      return;
+    }
+    for (let i = 0; i < bodies.length; i++) this.published(bodies[i]!, payloads[i]!);
+  }
+
+  /** Takes the report's seq, publishes its payload (or says why it could not be encoded) and logs it. */
+  private published(body: ClientReport, payload: Uint8Array | { error: unknown }): void {
     this.seq += 1;
     // Changes of liveness are what an operator wants in the log; NodePresent (a takeover
     // brings one per client) and NodeState (one per client every interval) only with debug.
@@ -602,9 +624,8 @@ export class PresenceEdge {
       this.log.log(routine ? "debug" : "info", `${body.type} ${body.clientSubject}`, fields);
     }
     try {
-      this.options.nc.publish(this.reportSubject, this.reportEncoder.encode(body, epoch, this.seq, Date.now()), {
-        headers: this.reportHeaders,
-      });
+      if (!(payload instanceof Uint8Array)) throw payload.error;
+      this.options.nc.publish(this.reportSubject, payload, { headers: this.reportHeaders });
       this.options.metrics?.reportPublished(body.type);
     } catch (err) {
       this.log.warn("could not publish a presence report", { report: body.type, error: describeError(err) });

@@ -121,6 +121,63 @@ test("report encoder - the fast path writes the same bytes as the generated enco
   );
 });
 
+/**
+ * Feeds the steps of `r` through one encoder in batches of `sizes` (cycled): each batch under
+ * its first step's epoch and ts, with seqs counting up from its first step's seq.
+ */
+function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
+  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
+  const meta = [...r.initial];
+  let at = 0;
+  for (let b = 0; at < r.steps.length; b++) {
+    const steps = r.steps.slice(at, at + sizes[b % sizes.length]!);
+    at += steps.length;
+    const { epoch, ts } = steps[0]!;
+    const firstSeq = Math.min(steps[0]!.seq, Number.MAX_SAFE_INTEGER - steps.length);
+    const bodies = steps.map((s): ClientReport => {
+      if (s.reregistered) meta[s.client] = s.newMetadata;
+      return {
+        type: s.type,
+        clientSubject: r.subjects[s.client]!,
+        state: s.state,
+        lastSeenMs: s.lastSeenMs,
+        rttMs: s.rttMs,
+        missedPings: s.missedPings,
+        metadata: meta[s.client]!,
+      };
+    });
+    const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts);
+    assert.is(encoded.length, bodies.length, "one payload per report");
+    bodies.forEach((body, i) => {
+      const report = published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts);
+      check(encoded[i]!, encodeReport(report, r.encoding), report);
+    });
+  }
+}
+
+test("report encoder - a batch gives every report the bytes the generated encoder writes for it, in both encodings", () => {
+  fc.assert(
+    fc.property(run, fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 }), (r, sizes) =>
+      replayBatches(r, sizes, (fast, slow, report) => {
+        assert.equal(Buffer.from(fast).toString("hex"), Buffer.from(slow).toString("hex"));
+        assert.equal(decodeReport(fast, r.encoding), decodeReport(slow, r.encoding), `seq ${report.seq}`);
+      }),
+    ),
+    { numRuns: 500 },
+  );
+});
+
+test("report encoder - a report it cannot encode fails alone: the encoder goes on with the next", () => {
+  const encoder = createReportEncoder("protobuf", "prod", "c1");
+  const good: ClientReport = { type: "NodeState", clientSubject: "svc.a", state: "alive", lastSeenMs: 5, rttMs: 0.5, missedPings: 0, metadata: {} };
+  // A fraction is no integer field's value: the generated encoder refuses it too.
+  assert.throws(() => encoder.encodeAll([good, { ...good, lastSeenMs: 1.5 }], 7, 1, 10));
+  assert.throws(() => encodeReport({ ...good, lastSeenMs: 1.5, clusterId: "prod", coordinatorId: "c1", epoch: 7, seq: 1, ts: 10 }, "protobuf"));
+  const [after] = encoder.encodeAll([good], 7, 3, 10);
+  assert.equal(decodeReport(after!, "protobuf"), { ...good, clusterId: "prod", coordinatorId: "c1", epoch: 7, seq: 3, ts: 10 });
+  assert.equal(decodeReport(encoder.encode(good, 7, 4, 10), "protobuf").seq, 4);
+});
+
 test("report encoder - a client registered again with new metadata is reported with the new metadata, not the cached one", () => {
   for (const encoding of ENCODINGS) {
     const encoder = createReportEncoder(encoding, "prod", "c1");
