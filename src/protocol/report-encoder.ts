@@ -60,6 +60,7 @@ const TAG = {
   type: (1 << 3) | WireType.LengthDelimited,
   seq: (5 << 3) | WireType.Varint,
   ts: (6 << 3) | WireType.Varint,
+  clientSubject: (7 << 3) | WireType.LengthDelimited,
   state: (8 << 3) | WireType.LengthDelimited,
   lastSeenMs: (9 << 3) | WireType.Varint,
   rttMs: (10 << 3) | WireType.Bit64,
@@ -67,6 +68,7 @@ const TAG = {
 } as const;
 
 const UINT32_MAX = 0xffff_ffff;
+const NOTHING = new Uint8Array(0);
 const TWO_28 = 2 ** 28;
 
 /**
@@ -115,6 +117,8 @@ function stringFields(tag: number): (value: string) => Uint8Array {
 function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
   const clients = new Map<string, ClientPart<Uint8Array>>();
   const writer = new BinaryWriter();
+  /** Writes the per-client parts (the report writer may be in the middle of a report). */
+  const partWriter = new BinaryWriter();
   const typeField = stringFields(TAG.type);
   const stateField = stringFields(TAG.state);
   let epochPart: { epoch: number; bytes: Uint8Array } | null = null;
@@ -130,7 +134,8 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
     if (client === undefined || client.metadata !== body.metadata) {
       client = {
         metadata: body.metadata,
-        subject: part({ clientSubject: body.clientSubject }),
+        // A string field needs no reflection: written directly, as the generated encoder writes it ("" is left out).
+        subject: body.clientSubject === "" ? NOTHING : partWriter.uint32(TAG.clientSubject).string(body.clientSubject).finish(),
         meta: part({ metadata: body.metadata }),
       };
       clients.set(body.clientSubject, client);
