@@ -566,22 +566,30 @@ export class PresenceEdge {
    */
   private held: ClientReport[] = [];
 
+  /** Why nothing may be published now, or null when it may. */
+  private publishBlocked(): string | null {
+    return !this.options.leaseIsValid() ? "the lease is no longer valid" : !this.options.isConnected() ? "not connected to NATS" : null;
+  }
+
   /**
-   * Publishes a turn's reports, or withholds them all: one lease check serves the batch, as
-   * one serves a sweep's pings (they go out in the same synchronous run).
+   * Publishes a turn's reports, in order, each still checked against the lease when it is
+   * sent; those that may not go out are withheld (a lifecycle report is held).
    */
   private publish(bodies: ClientReport[]): void {
-    const why = !this.options.leaseIsValid() ? "the lease is no longer valid" : !this.options.isConnected() ? "not connected to NATS" : null;
-    if (why !== null) {
-      for (const body of bodies) {
-        this.withhold(why, body);
-        if (body.type !== "NodeState") this.held.push(body);
-      }
-      return;
-    }
+    const why = this.publishBlocked();
+    if (why !== null) return this.withholdAll(why, bodies, 0);
     this.endWithholding();
     this.publishHeld();
     this.emit(bodies);
+  }
+
+  /** Withholds `bodies` from `from` on: counted, and a lifecycle report held. */
+  private withholdAll(why: string, bodies: readonly ClientReport[], from: number): void {
+    for (let i = from; i < bodies.length; i++) {
+      const body = bodies[i]!;
+      this.withhold(why, body);
+      if (body.type !== "NodeState") this.held.push(body);
+    }
   }
 
   /** Publishes the held lifecycle reports, oldest first (the lease was just found valid). */
@@ -593,7 +601,11 @@ export class PresenceEdge {
     this.emit(held);
   }
 
-  /** Numbers, encodes (as one batch) and publishes reports, in order. */
+  /**
+   * Numbers, encodes (as one batch) and publishes reports, in order. The lease is checked
+   * again before each report: one that runs out in the middle of a batch stops it there,
+   * and the rest are withheld, with no seq taken (they are encoded afresh if published later).
+   */
   private emit(bodies: readonly ClientReport[]): void {
     if (bodies.length === 0) return;
     const epoch = this.options.epoch();
@@ -610,7 +622,11 @@ export class PresenceEdge {
       else this.published(bodies[0]!, { error: err });
       return;
     }
-    for (let i = 0; i < bodies.length; i++) this.published(bodies[i]!, payloads[i]!);
+    for (let i = 0; i < bodies.length; i++) {
+      const why = this.publishBlocked();
+      if (why !== null) return this.withholdAll(why, bodies, i);
+      this.published(bodies[i]!, payloads[i]!);
+    }
   }
 
   /** Takes the report's seq, publishes its payload (or says why it could not be encoded) and logs it. */

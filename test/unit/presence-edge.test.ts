@@ -257,7 +257,8 @@ test("presence edge - an unregistration is acknowledged only once the registrati
 
 /** An edge that leads under `lease.epoch` and records what it publishes; a ping is unexpected. */
 function publishingEdge(reportEncoding: ReportEncoding) {
-  const lease = { valid: true, epoch: 5 };
+  /** `afterPublish`: runs after each report is published (a lease that runs out in a batch). */
+  const lease: { valid: boolean; epoch: number; afterPublish?: () => void } = { valid: true, epoch: 5 };
   const published: { subject: string; data: Uint8Array; encoding?: string; schema?: string }[] = [];
   const sweeps: MonitorEvent[] = [];
   const nc: PresenceConnection = {
@@ -272,6 +273,7 @@ function publishingEdge(reportEncoding: ReportEncoding) {
         encoding: opts?.headers?.get(REPORT_HEADERS.encoding),
         schema: opts?.headers?.get(REPORT_HEADERS.schema),
       });
+      lease.afterPublish?.();
     },
   };
   const feed: RegistrationFeed = { pull: () => Promise.reject(new Error("unexpected pull")) };
@@ -380,6 +382,31 @@ test("presence edge - reports.state publishes its reports in order, in one seq w
   edge.handle({ type: "reports.state", reports: [body("svc.b", "NodeState"), body("svc.a", "NodeState")] });
   await flush();
   assert.equal(seen().slice(5), ["6 NodeState svc.b", "7 NodeState svc.a"], "seq goes on with no gap for the withheld reports");
+});
+
+test("presence edge - a lease that runs out in the middle of a turn's reports stops them there: the rest are withheld and take no seq", async () => {
+  for (const encoding of ["protobuf", "json"] as const) {
+    const { edge, lease, published } = publishingEdge(encoding);
+    const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
+    lease.afterPublish = () => {
+      if (published.length === 2) lease.valid = false; // the renew deadline passes while the batch goes out
+    };
+    edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
+    edge.handle({ type: "reports.state", reports: [body("svc.b", "NodeState")] });
+    edge.handle({ type: "report.presence", report: { ...body("svc.c", "NodeSuspect"), state: "suspect" } });
+    edge.handle({ type: "reports.state", reports: [body("svc.d", "NodeState")] });
+    await flush();
+    assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeState svc.b"], `${encoding}: nothing after the lease ran out`);
+    lease.afterPublish = undefined;
+    lease.valid = true; // the lease check succeeded: this leadership goes on
+    edge.handle({ type: "report.presence", report: body("svc.e", "NodePresent") });
+    await flush();
+    assert.equal(
+      seen().slice(2),
+      ["3 NodeSuspect svc.c", "4 NodePresent svc.e"],
+      `${encoding}: the held lifecycle report goes out first, with the next seq; the NodeState is not sent late`,
+    );
+  }
 });
 
 test("presence edge - lifecycle reports that could not go out are published in order once the lease is valid again; NodeState is not; a leadership that ends drops them", async () => {

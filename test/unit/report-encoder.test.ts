@@ -59,7 +59,8 @@ const run = fc.record({
   encoding: fc.constantFrom(...ENCODINGS),
   clusterId: text,
   coordinatorId: text,
-  subjects: fc.uniqueArray(fc.stringMatching(/^[A-Za-z0-9_-]{1,8}(\.[A-Za-z0-9_é-]{1,8}){0,3}$/), { minLength: 4, maxLength: 4 }),
+  // "" is no valid subject, but the encoder leaves an empty string out as the generated one does.
+  subjects: fc.uniqueArray(fc.oneof(fc.constant(""), fc.stringMatching(/^[A-Za-z0-9_-]{1,8}(\.[A-Za-z0-9_é-]{1,8}){0,3}$/)), { minLength: 4, maxLength: 4 }),
   initial: fc.array(metadata, { minLength: 4, maxLength: 4 }),
   steps: fc.array(step, { minLength: 1, maxLength: 25 }),
 });
@@ -128,6 +129,7 @@ test("report encoder - the fast path writes the same bytes as the generated enco
 function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
   const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
   const meta = [...r.initial];
+  const done: { payload: Uint8Array; report: Report }[] = [];
   let at = 0;
   for (let b = 0; at < r.steps.length; b++) {
     const steps = r.steps.slice(at, at + sizes[b % sizes.length]!);
@@ -148,11 +150,11 @@ function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: 
     });
     const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts);
     assert.is(encoded.length, bodies.length, "one payload per report");
-    bodies.forEach((body, i) => {
-      const report = published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts);
-      check(encoded[i]!, encodeReport(report, r.encoding), report);
-    });
+    bodies.forEach((body, i) => done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) }));
   }
+  // Checked once every batch is written: a payload is still queued to be sent while later
+  // batches are encoded, so no batch may write over an earlier one's bytes.
+  for (const { payload, report } of done) check(payload, encodeReport(report, r.encoding), report);
 }
 
 test("report encoder - a batch gives every report the bytes the generated encoder writes for it, in both encodings", () => {
