@@ -72,13 +72,14 @@ function published(body: ClientReport, clusterId: string, coordinatorId: string,
 
 type Run = typeof run extends fc.Arbitrary<infer T> ? T : never;
 
-/** Feeds every step of `r` through one encoder; calls `check` with the fast and the slow bytes. */
-function replayRun(r: Run, check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
-  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
+type Step = Run["steps"][number];
+
+/** The report body of each step of `r`, in order: a step registered again brings its new metadata object. */
+function clientBodies(r: Run): (s: Step) => ClientReport {
   const meta = [...r.initial];
-  for (const s of r.steps) {
+  return (s) => {
     if (s.reregistered) meta[s.client] = s.newMetadata;
-    const body: ClientReport = {
+    return {
       type: s.type,
       clientSubject: r.subjects[s.client]!,
       state: s.state,
@@ -87,6 +88,15 @@ function replayRun(r: Run, check: (fast: Uint8Array, slow: Uint8Array, report: R
       missedPings: s.missedPings,
       metadata: meta[s.client]!,
     };
+  };
+}
+
+/** Feeds every step of `r` through one encoder; calls `check` with the fast and the slow bytes. */
+function replayRun(r: Run, check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
+  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
+  const bodyOf = clientBodies(r);
+  for (const s of r.steps) {
+    const body = bodyOf(s);
     const report = published(body, r.clusterId, r.coordinatorId, s.epoch, s.seq, s.ts);
     check(encoder.encode(body, s.epoch, s.seq, s.ts), encodeReport(report, r.encoding), report);
   }
@@ -128,7 +138,7 @@ test("report encoder - the fast path writes the same bytes as the generated enco
  */
 function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
   const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
-  const meta = [...r.initial];
+  const bodyOf = clientBodies(r);
   const done: { payload: Uint8Array; report: Report }[] = [];
   let at = 0;
   for (let b = 0; at < r.steps.length; b++) {
@@ -136,18 +146,7 @@ function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: 
     at += steps.length;
     const { epoch, ts } = steps[0]!;
     const firstSeq = Math.min(steps[0]!.seq, Number.MAX_SAFE_INTEGER - steps.length);
-    const bodies = steps.map((s): ClientReport => {
-      if (s.reregistered) meta[s.client] = s.newMetadata;
-      return {
-        type: s.type,
-        clientSubject: r.subjects[s.client]!,
-        state: s.state,
-        lastSeenMs: s.lastSeenMs,
-        rttMs: s.rttMs,
-        missedPings: s.missedPings,
-        metadata: meta[s.client]!,
-      };
-    });
+    const bodies = steps.map(bodyOf);
     const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts);
     assert.is(encoded.length, bodies.length, "one payload per report");
     bodies.forEach((body, i) => done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) }));
