@@ -115,6 +115,10 @@ export class LivenessTable {
   private nextDue: Float64Array = new Float64Array(INITIAL_CAPACITY);
   /** A ping goes out at the sweep nearest its due time: up to half a sweep early. */
   private readonly earlyMs: number;
+  /** 1: loaded while the new leader is still loading (see `register`); nothing is due for it until `startHeld`. */
+  private held: Uint8Array = new Uint8Array(INITIAL_CAPACITY);
+  /** Slots registered held since the last `startHeld`. */
+  private heldSlots: number[] = [];
 
   constructor(private readonly timings: ClientTimings) {
     this.earlyMs = (timings.sweepIntervalMs ?? 0) / 2;
@@ -150,8 +154,12 @@ export class LivenessTable {
    * liveness and only its metadata changes (false): a registration says who a client is, not
    * that it is alive. The first ping and NodeState are spread over their intervals by the
    * subject's hash, so that the clients a new leader loads at once are not pinged at once.
+   *
+   * `held`: a new leader is loading its stored clients, in parts. A client of a part is not
+   * pinged, reported or judged until every part is in (`startHeld`): the load has the event
+   * loop to itself, and every client's time starts when it is monitored.
    */
-  register(subject: string, metadata: JsonObject, atMs: number): boolean {
+  register(subject: string, metadata: JsonObject, atMs: number, held = false): boolean {
     const known = this.slotOf.get(subject);
     if (known !== undefined) {
       this.metadata[known] = metadata;
@@ -172,8 +180,36 @@ export class LivenessTable {
     this.missAt[i] = 0;
     this.nextPing[i] = atMs + pingIntervalMs * (0.5 + 0.5 * phase);
     this.nextState[i] = atMs + stateIntervalMs * (0.5 + 0.5 * statePhase);
+    this.held[i] = held ? 1 : 0;
+    if (held) this.heldSlots.push(i);
     this.scheduleNext(i);
     return true;
+  }
+
+  /**
+   * The load is complete at `atMs`: every held client starts now, as if registered then,
+   * with its first ping and NodeState anywhere in their intervals (the whole load starts at
+   * once, and its pings must not all fall in one half of every interval). Returns how many
+   * started.
+   */
+  startHeld(atMs: number): number {
+    const { pingIntervalMs, deadTimeoutMs, stateIntervalMs } = this.timings;
+    let started = 0;
+    for (const i of this.heldSlots) {
+      const subject = this.subjects[i];
+      if (this.held[i] === 0 || subject === undefined) continue; // gone, or its slot reused
+      this.held[i] = 0;
+      const h = phaseHash(subject);
+      this.lastSeen[i] = atMs;
+      this.deadAt[i] = atMs + deadTimeoutMs;
+      this.missAt[i] = 0;
+      this.nextPing[i] = atMs + pingIntervalMs * ((h & 0xffff) / 0x10000);
+      this.nextState[i] = atMs + stateIntervalMs * ((h >>> 16) / 0x10000);
+      this.scheduleNext(i);
+      started += 1;
+    }
+    this.heldSlots = [];
+    return started;
   }
 
   /** Forgets a client (it left); true if it was in the table. */
@@ -292,6 +328,10 @@ export class LivenessTable {
 
   /** Sets `nextDue` from the client's deadlines (see the sweep's order of checks). */
   private scheduleNext(i: number): void {
+    if (this.held[i] === 1) {
+      this.nextDue[i] = Number.POSITIVE_INFINITY;
+      return;
+    }
     const missAt = this.missAt[i]!;
     // While a ping is outstanding the next one waits for it to be answered or missed.
     const ping = missAt !== 0 ? missAt : this.nextPing[i]! - this.earlyMs;
@@ -311,6 +351,7 @@ export class LivenessTable {
 
   private release(subject: string, i: number): void {
     this.slotOf.delete(subject);
+    this.held[i] = 0;
     this.nextDue[i] = Number.POSITIVE_INFINITY;
     this.subjects[i] = undefined;
     this.metadata[i] = undefined;
@@ -334,6 +375,9 @@ export class LivenessTable {
     const missed = new Uint32Array(capacity);
     missed.set(this.missed);
     this.missed = missed;
+    const held = new Uint8Array(capacity);
+    held.set(this.held);
+    this.held = held;
     this.subjects.length = capacity;
     this.metadata.length = capacity;
     this.capacity = capacity;

@@ -35,6 +35,8 @@ export type MonitorEvent =
 export interface MonitorContext {
   settings: MonitorSettings;
   shards: ActorRefFrom<typeof shardMachine>[];
+  /** The stored registrations came in more than one part: the earlier parts are held until the last. */
+  loadedInParts: boolean;
 }
 
 export const monitorMachine = setup({
@@ -86,8 +88,18 @@ export const monitorMachine = setup({
         if (list) list.push(record);
         else perShard.set(i, [record]);
       }
-      for (const [i, batch] of perShard) enqueue.sendTo(context.shards[i]!, { type: "REGISTER", records: batch });
+      // A part of the load is held until the whole load is in (LivenessTable.register).
+      const held = event.type === "REGISTRATIONS_CHUNK";
+      for (const [i, batch] of perShard) enqueue.sendTo(context.shards[i]!, held ? { type: "REGISTER", records: batch, held } : { type: "REGISTER", records: batch });
     }),
+    /** The load is complete: the clients of its earlier parts start, at the time of its last part. */
+    startLoaded: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, "REGISTRATIONS_LOADED");
+      const atMs = event.records[0]?.atMs;
+      if (atMs === undefined || !context.loadedInParts) return;
+      for (const shard of context.shards) enqueue.sendTo(shard, { type: "LOAD_DONE", atMs });
+    }),
+    noteLoadInParts: assign({ loadedInParts: true }),
     routeLeave: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, "UNREGISTERED");
       const shard = context.shards[shardOf(event.subject, context.shards.length)]!;
@@ -97,7 +109,7 @@ export const monitorMachine = setup({
 }).createMachine({
   id: "monitor",
   description: "Monitors every registered client while this coordinator leads.",
-  context: ({ input }) => ({ settings: input.settings, shards: [] }),
+  context: ({ input }) => ({ settings: input.settings, shards: [], loadedInParts: false }),
   entry: "spawnShards",
   type: "parallel",
   on: {
@@ -111,8 +123,8 @@ export const monitorMachine = setup({
           description: "Loads every stored registration (in parts, so the event loop stays free for the lease) before anything new is pulled.",
           entry: "loadRegistrations",
           on: {
-            REGISTRATIONS_CHUNK: { actions: "routeRegistrations" },
-            REGISTRATIONS_LOADED: { target: "running", actions: "routeRegistrations" },
+            REGISTRATIONS_CHUNK: { actions: ["noteLoadInParts", "routeRegistrations"] },
+            REGISTRATIONS_LOADED: { target: "running", actions: ["routeRegistrations", "startLoaded"] },
           },
         },
         running: {

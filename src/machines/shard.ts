@@ -35,8 +35,13 @@ export interface SweepEvent {
 }
 
 export type ShardEvent =
-  /** Registrations for this shard: new subjects get an actor, known ones start over. */
-  | { type: "REGISTER"; records: RegistrationRecord[] }
+  /**
+   * Registrations for this shard: new subjects get an actor, known ones start over. `held`:
+   * a part of a new leader's load; they are not pinged, reported or judged before LOAD_DONE.
+   */
+  | { type: "REGISTER"; records: RegistrationRecord[]; held?: boolean }
+  /** Every part of the load is in, at `atMs`: the held clients start (LivenessTable.startHeld). */
+  | { type: "LOAD_DONE"; atMs: number }
   | SweepEvent
   /** The client unregistered (its registration is already removed). */
   | { type: "LEAVE"; subject: string }
@@ -102,7 +107,7 @@ export const shardMachine = setup({
         if (known !== undefined) {
           context.liveness.register(subject, metadata, record.atMs);
           enqueue.sendTo(known, { type: "RESET", record, ...factOf(context.liveness, subject) });
-        } else if (context.liveness.register(subject, metadata, record.atMs)) fresh.push(record);
+        } else if (context.liveness.register(subject, metadata, record.atMs, event.held === true)) fresh.push(record);
         // else: a duplicate within one batch; the first one counts
       }
       if (fresh.length === 0) return;
@@ -131,6 +136,10 @@ export const shardMachine = setup({
       if (result.ping.length > 0) enqueue.sendTo(outbox, { type: "clients.ping" as const, subjects: result.ping });
       if (result.states.length > 0) enqueue.sendTo(outbox, { type: "reports.state" as const, reports: result.states });
     }),
+    startHeld: ({ context, event }) => {
+      assertEvent(event, "LOAD_DONE");
+      context.liveness.startHeld(event.atMs);
+    },
     leave: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, "LEAVE");
       const fact = factOf(context.liveness, event.subject);
@@ -156,6 +165,7 @@ export const shardMachine = setup({
       on: {
         REGISTER: { actions: "register" },
         SWEEP: { actions: "sweep" },
+        LOAD_DONE: { actions: "startHeld" },
         LEAVE: { guard: "isKnownClient", actions: "leave" },
         CLIENT_FINISHED: { guard: "isKnownClient", actions: "stopFinishedClient" },
       },

@@ -93,8 +93,9 @@ export interface PresenceEdgeOptions {
  * Stored registrations handed to the monitor per event when a new leader loads them: a
  * chunk spawns its client actors (about 70 ms for 2,000), then the event loop gets a turn, so
  * that lease renewals and their answers are not held up past the renew deadline. Chunks of
- * 2,000 took over 49,980 stored clients in 4.6–5.2 s, chunks of 500 in 5.2–6.3 s: every turn
- * between chunks also sweeps and pings the clients loaded so far.
+ * 2,000 took over 49,980 stored clients in 4.6–5.2 s, chunks of 500 in 5.2–6.3 s, when every
+ * turn between chunks also swept and pinged the clients loaded so far; now the clients of a
+ * chunk wait for the last one before they are pinged (LivenessTable.register, `held`).
  */
 const LOAD_CHUNK = 2000;
 /** How long a registration that could not be stored waits before it is delivered again. */
@@ -330,8 +331,8 @@ export class PresenceEdge {
       // Spawning a client actor takes 30–35 µs: handed over at once, 50,000 stored clients
       // would hold the event loop for seconds, past the lease's renew deadline.
       // In chunks, with a turn of the event loop between them, renewals and heartbeats go on.
-      // Each chunk is stamped when it is handed over: a client's time starts when it is
-      // monitored, so one in a late chunk is not born past its dead timeout.
+      // Each chunk is stamped when it is handed over. The clients of all but the last are held
+      // until the last is in, and start then: a client's time starts when it is monitored.
       const chunk = (from: number, to: number): RegistrationRecord[] => {
         const atMs = monotonicEpochMs();
         return stored.slice(from, to).map((s) => ({ registration: s.registration, revision: s.revision, atMs }));

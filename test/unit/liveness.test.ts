@@ -82,6 +82,30 @@ test("liveness - a new client's first ping and NodeState are spread over their i
   for (const s of subjects) assert.equal(reversed.get(s), first.get(s), s);
 });
 
+test("liveness - held clients are not swept, not even by a stall, until they start; then their first pings fill the whole interval", () => {
+  const table = new LivenessTable({ ...T, sweepIntervalMs: 50 });
+  const subjects = Array.from({ length: 200 }, (_, i) => `svc.held-${i}`);
+  for (const s of subjects) table.register(s, {}, T0, true);
+  table.register("svc.free", {}, T0);
+  let at = T0;
+  const swept: SweepResult[] = [];
+  for (; at < T0 + 2 * T.deadTimeoutMs; at += 50) swept.push(table.sweep(at, at === T0 + 1000 ? 400 : 0, []));
+  const touched = swept.flatMap((r) => [...r.ping, ...r.missed.map((f) => f.subject), ...r.dead.map((f) => f.subject), ...r.states.map((x) => x.clientSubject)]);
+  assert.equal(
+    touched.filter((s) => s !== "svc.free"),
+    [],
+    "no ping, miss, death or NodeState for a held client, stall or not",
+  );
+  assert.ok(touched.includes("svc.free"), "a client registered without hold is swept as ever");
+  assert.is(table.startHeld(at), 200);
+  assert.is(table.startHeld(at), 0, "each starts once");
+  const seen = run(table, at, at + T.deadTimeoutMs + 500, 50, () => 2);
+  const firsts = subjects.map((s) => pingsOf(seen, s)[0]! - at);
+  assert.ok(Math.max(...firsts) <= T.pingIntervalMs + 50, `every first ping within an interval: ${Math.max(...firsts)}`);
+  assert.ok(firsts.filter((d) => d < T.pingIntervalMs / 2).length > 50, "the first pings fill the first half of the interval too");
+  assert.equal(subjects.flatMap((s) => deathsOf(seen, s)), [], "all answer: nobody dead");
+});
+
 test("liveness - a small fleet whose subjects differ only in their last characters is spread too", () => {
   for (const prefix of ["fleet.node-", "svc.steady-", "presence.client."]) {
     const table = new LivenessTable(T);

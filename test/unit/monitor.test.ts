@@ -192,23 +192,40 @@ test("monitor - loads stored registrations before it pulls new ones, and sweeps 
   for (const s of ["a", "b", "c"]) assert.is(p.pings(s).length, 1, `${s} pinged`);
 });
 
-test("monitor - a load in parts monitors each part at once, and pulls only after the last", () => {
+test("monitor - a load in parts reports each part present at once, pings and judges it only from the last part on, and pulls after it", () => {
   const p = presence();
+  p.answer("a");
+  p.answer("c");
+  p.answer("d");
   p.send({ type: "REGISTRATIONS_CHUNK", records: ["a", "b"].map((s) => p.record(s)) });
   assert.is(p.clientCount(), 2, "the first part is monitored at once");
   assert.equal(p.types(), ["NodePresent", "NodePresent"]);
-  // While the rest is loading, the first part is pinged and reported like any client.
-  p.advance(P.stateIntervalMs);
-  assert.ok(p.pings("a").length >= 1 && p.pings("b").length >= 1, "pinged");
-  assert.equal([p.states("a").length, p.states("b").length], [1, 1]);
+  // While the rest is loading, the load has the event loop to itself: the first part is
+  // neither pinged, reported nor judged, however long the load takes.
+  p.advance(P.deadTimeoutMs + P.stateIntervalMs);
+  assert.equal([p.pings("a"), p.pings("b"), p.states("a"), p.states("b")], [[], [], [], []], "nothing for a held part");
+  assert.equal(p.types(), ["NodePresent", "NodePresent"], "nobody is dead before it was ever pinged");
   assert.not.ok(p.commandTypes().includes("registrations.pull"), "no pulling while parts are still coming");
   p.send({ type: "REGISTRATIONS_CHUNK", records: ["c"].map((s) => p.record(s)) });
+  const loadedAt = p.clock.now();
   p.send({ type: "REGISTRATIONS_LOADED", records: ["d"].map((s) => p.record(s)) });
   assert.is(p.clientCount(), 4);
   assert.is(p.commandTypes().at(-1), "registrations.pull", "pulling starts after the last part");
+  p.advance(P.deadTimeoutMs + P.pingIntervalMs + 2 * P.sweepIntervalMs);
+  for (const s of ["a", "b", "c", "d"]) {
+    const first = p.pings(s)[0];
+    assert.ok(first !== undefined && first - loadedAt <= P.pingIntervalMs + P.sweepIntervalMs, `${s}: first ping ${first! - loadedAt} ms after the load`);
+    const state = p.states(s)[0];
+    assert.ok(state !== undefined && state.at - loadedAt <= P.stateIntervalMs + P.sweepIntervalMs, `${s}: first NodeState ${state!.at - loadedAt} ms after the load`);
+  }
+  // The silent client of the first part: dead a dead timeout after the load, not after its part.
+  const dead = p.reports("b").find((r) => r.type === "NodeDead");
+  assert.ok(dead !== undefined, "b is reported dead");
+  assert.ok(dead.at - loadedAt >= P.deadTimeoutMs && dead.at - loadedAt <= P.deadTimeoutMs + P.sweepIntervalMs, `b dead ${dead.at - loadedAt} ms after the load`);
+  assert.equal(["a", "c", "d"].map((s) => p.types(s)), [["NodePresent"], ["NodePresent"], ["NodePresent"]], "the answering ones stay alive");
   // A part that comes after loading (it cannot, from the edge) changes nothing.
   p.send({ type: "REGISTRATIONS_CHUNK", records: ["e"].map((s) => p.record(s)) });
-  assert.is(p.clientCount(), 4);
+  assert.is(p.clientCount(), 3, "b is gone, e was not taken");
 });
 
 test("client - clients that answer every ping get one NodeState per state interval, spread, and their actors hear nothing", () => {
