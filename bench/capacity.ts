@@ -436,7 +436,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       log(`  capacity: ${n.toLocaleString("en")} clients: registering ${(n - registered).toLocaleString("en")} more`);
       const t0 = performance.now();
       const elections0 = counter.becameLeader;
-      const logFrom = { leader: leader.lines.length, follower: follower.lines.length };
+      const logFrom = { leader: leader.logs().length, follower: follower.logs().length };
       await control(nc, prefix, { op: "register", from: registered, to: n }, 300_000);
       const expected = n - silencedCount();
       const wait = await waitForProgress(t0, () => counter.present.size, coordinatorsCpu, () => counter.becameLeader - elections0, {
@@ -480,14 +480,11 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       if (leaderChanges > 0) {
         // Why the leader changed is in the coordinators' warnings: the first few of the level.
         for (const [name, proc, from] of [["cap-a", leader, logFrom.leader], ["cap-b", follower, logFrom.follower]] as const) {
-          const warnings = proc.lines.slice(from).flatMap((l) => {
-            try {
-              const r = JSON.parse(l) as Record<string, unknown>;
-              return r.level === "warn" || r.level === "error" ? [`${String(r.timestamp ?? "")} ${String(r.level)} ${String(r.message)}`] : [];
-            } catch {
-              return [];
-            }
-          });
+          const warnings = proc
+            .logs()
+            .slice(from)
+            .filter((r) => r.level === "warn" || r.level === "error")
+            .map((r) => `${String(r.timestamp ?? "")} ${String(r.level)} ${String(r.message)}`);
           for (const w of warnings.slice(0, 6)) log(`      ${name}: ${w}`);
           if (warnings.length > 6) log(`      ${name}: ... ${warnings.length - 6} more warnings`);
         }

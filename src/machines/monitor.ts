@@ -35,8 +35,11 @@ export type MonitorEvent =
 export interface MonitorContext {
   settings: MonitorSettings;
   shards: ActorRefFrom<typeof shardMachine>[];
-  /** The stored registrations came in more than one part: the earlier parts are held until the last. */
-  loadedInParts: boolean;
+  /**
+   * When the latest held part of the load came (null: none): the stored registrations came in
+   * more than one part, and the earlier parts are held until the last.
+   */
+  heldPartAtMs: number | null;
 }
 
 export const monitorMachine = setup({
@@ -95,11 +98,17 @@ export const monitorMachine = setup({
     /** The load is complete: the clients of its earlier parts start, at the time of its last part. */
     startLoaded: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, "REGISTRATIONS_LOADED");
-      const atMs = event.records[0]?.atMs;
-      if (atMs === undefined || !context.loadedInParts) return;
+      if (context.heldPartAtMs === null) return;
+      // An empty last part (the edge sends none) must not leave the held clients unmonitored.
+      const atMs = event.records[0]?.atMs ?? context.heldPartAtMs;
       for (const shard of context.shards) enqueue.sendTo(shard, { type: "LOAD_DONE", atMs });
     }),
-    noteLoadInParts: assign({ loadedInParts: true }),
+    noteHeldPart: assign({
+      heldPartAtMs: ({ context, event }) => {
+        assertEvent(event, "REGISTRATIONS_CHUNK");
+        return event.records[0]?.atMs ?? context.heldPartAtMs;
+      },
+    }),
     routeLeave: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, "UNREGISTERED");
       const shard = context.shards[shardOf(event.subject, context.shards.length)]!;
@@ -109,7 +118,7 @@ export const monitorMachine = setup({
 }).createMachine({
   id: "monitor",
   description: "Monitors every registered client while this coordinator leads.",
-  context: ({ input }) => ({ settings: input.settings, shards: [], loadedInParts: false }),
+  context: ({ input }) => ({ settings: input.settings, shards: [], heldPartAtMs: null }),
   entry: "spawnShards",
   type: "parallel",
   on: {
@@ -123,7 +132,7 @@ export const monitorMachine = setup({
           description: "Loads every stored registration (in parts, so the event loop stays free for the lease) before anything new is pulled.",
           entry: "loadRegistrations",
           on: {
-            REGISTRATIONS_CHUNK: { actions: ["noteLoadInParts", "routeRegistrations"] },
+            REGISTRATIONS_CHUNK: { actions: ["noteHeldPart", "routeRegistrations"] },
             REGISTRATIONS_LOADED: { target: "running", actions: ["routeRegistrations", "startLoaded"] },
           },
         },

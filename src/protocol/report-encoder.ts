@@ -152,6 +152,22 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
     if (body.missedPings !== 0) w.uint32(TAG.missedPings).uint32(body.missedPings);
     w.raw(client.meta);
   };
+  const encodeAll = (bodies: readonly ClientReport[], epoch: number, firstSeq: number, ts: number): Uint8Array[] => {
+    try {
+      for (let i = 0; i < bodies.length; i++) {
+        writer.fork();
+        write(bodies[i]!, epoch, firstSeq + i, ts);
+        writer.join();
+      }
+    } catch (err) {
+      writer.finish(); // a value it cannot write (as encodeReport cannot): the next batch starts clean
+      throw err;
+    }
+    const reader = new BinaryReader(writer.finish());
+    const out = new Array<Uint8Array>(bodies.length);
+    for (let i = 0; i < bodies.length; i++) out[i] = reader.bytes();
+    return out;
+  };
   return {
     encoding: "protobuf",
     get cachedClients() {
@@ -159,31 +175,8 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
     },
     forget: (subject) => void clients.delete(subject),
     clear: () => clients.clear(),
-    encode(body, epoch, seq, ts) {
-      try {
-        write(body, epoch, seq, ts);
-      } catch (err) {
-        writer.finish(); // a value it cannot write (as encodeReport cannot): the next report starts clean
-        throw err;
-      }
-      return writer.finish();
-    },
-    encodeAll(bodies, epoch, firstSeq, ts) {
-      try {
-        for (let i = 0; i < bodies.length; i++) {
-          writer.fork();
-          write(bodies[i]!, epoch, firstSeq + i, ts);
-          writer.join();
-        }
-      } catch (err) {
-        writer.finish();
-        throw err;
-      }
-      const reader = new BinaryReader(writer.finish());
-      const out = new Array<Uint8Array>(bodies.length);
-      for (let i = 0; i < bodies.length; i++) out[i] = reader.bytes();
-      return out;
-    },
+    encode: (body, epoch, seq, ts) => encodeAll([body], epoch, seq, ts)[0]!,
+    encodeAll,
   };
 }
 

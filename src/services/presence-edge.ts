@@ -618,9 +618,13 @@ export class PresenceEdge {
     try {
       payloads = this.reportEncoder.encodeAll(bodies, epoch, this.seq + 1, Date.now());
     } catch (err) {
-      // A report that cannot be encoded must not take the others with it: one by one.
+      // A report that cannot be encoded must not take the others with it: one by one. It
+      // takes its seq, as a report that could not be published.
       if (bodies.length > 1) for (const body of bodies) this.emit([body]);
-      else this.published(bodies[0]!, { error: err });
+      else {
+        this.seq += 1;
+        this.log.warn("could not encode a presence report", { report: bodies[0]!.type, subject: bodies[0]!.clientSubject, error: describeError(err) });
+      }
       return;
     }
     for (let i = 0; i < bodies.length; i++) {
@@ -630,8 +634,8 @@ export class PresenceEdge {
     }
   }
 
-  /** Takes the report's seq, publishes its payload (or says why it could not be encoded) and logs it. */
-  private published(body: ClientReport, payload: Uint8Array | { error: unknown }): void {
+  /** Takes the report's seq, publishes its payload and logs it. */
+  private published(body: ClientReport, payload: Uint8Array): void {
     this.seq += 1;
     // Changes of liveness are what an operator wants in the log; NodePresent (a takeover
     // brings one per client) and NodeState (one per client every interval) only with debug.
@@ -641,7 +645,6 @@ export class PresenceEdge {
       this.log.log(routine ? "debug" : "info", `${body.type} ${body.clientSubject}`, fields);
     }
     try {
-      if (!(payload instanceof Uint8Array)) throw payload.error;
       this.options.nc.publish(this.reportSubject, payload, { headers: this.reportHeaders });
       this.options.metrics?.reportPublished(body.type);
     } catch (err) {

@@ -228,6 +228,18 @@ test("monitor - a load in parts reports each part present at once, pings and jud
   assert.is(p.clientCount(), 3, "b is gone, e was not taken");
 });
 
+test("monitor - a load whose last part is empty still starts the held clients, at the time of the last held part", () => {
+  const p = presence();
+  p.answer("a");
+  p.send({ type: "REGISTRATIONS_CHUNK", records: [p.record("a")] });
+  const partAt = p.clock.now();
+  p.advance(300);
+  p.send({ type: "REGISTRATIONS_LOADED", records: [] });
+  p.advance(P.pingIntervalMs + P.sweepIntervalMs);
+  const first = p.pings("a")[0];
+  assert.ok(first !== undefined && first - partAt <= P.pingIntervalMs + P.sweepIntervalMs, `a pinged ${first! - partAt} ms after its part`);
+});
+
 test("client - clients that answer every ping get one NodeState per state interval, spread, and their actors hear nothing", () => {
   const p = presence();
   const subjects = Array.from({ length: 60 }, (_, i) => `svc.steady-${i}`);

@@ -409,6 +409,18 @@ test("presence edge - a lease that runs out in the middle of a turn's reports st
   }
 });
 
+test("presence edge - a report that cannot be encoded fails alone: the rest of its turn goes out, and it takes its seq", async () => {
+  const { edge, published } = publishingEdge("protobuf");
+  const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
+  // A fraction is no integer field's value: the generated encoder refuses it too.
+  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState"), { ...body("svc.b", "NodeState"), lastSeenMs: 1.5 }, body("svc.c", "NodeState")] });
+  await flush();
+  assert.equal(seen(), ["1 NodeState svc.a", "3 NodeState svc.c"]);
+  edge.handle({ type: "report.presence", report: body("svc.d", "NodePresent") });
+  await flush();
+  assert.equal(seen().at(-1), "4 NodePresent svc.d", "the encoder goes on with the next turn");
+});
+
 test("presence edge - lifecycle reports that could not go out are published in order once the lease is valid again; NodeState is not; a leadership that ends drops them", async () => {
   const { edge, lease, published } = publishingEdge("json");
   const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
