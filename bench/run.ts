@@ -27,6 +27,7 @@
  * takeover of 50k stored clients. The climb stops at the first level that does not hold,
  * unless --keep-climbing.
  */
+import "../src/v8-flags.js"; // the daemon's V8 settings, for what is measured in this process (spawn)
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";

@@ -3,6 +3,7 @@
  * presence-coordinator: the command line. Thin on purpose: it parses and validates flags,
  * then hands over to `startCoordinator` (run) or `runDev` (dev).
  */
+import "./v8-flags.js"; // first: V8 settings apply to what is allocated after them
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { applyConfigFile, configOverrides, findConfigPath } from "./config-file.js";
