@@ -68,12 +68,21 @@ interface Session {
 
 /**
  * A ping's id is `count × SLOTS + slot`: the subject's slot, and how many pings that slot
- * has sent. Both come back in the reply subject as one number, so a reply finds its slot
- * with one parse and no map; a slot's count is never reset, so an id names one ping only.
+ * has sent (1 to COUNT_WRAP − 1, then from 1 again). Both come back in the reply subject as
+ * one number, so a reply finds its slot with one parse and no map. A slot's count is never
+ * reset, so an id names one ping of the last 1,023 of its slot: a reply would have to come
+ * 1,023 ping intervals late (13 minutes at the default timings) to be taken for another.
+ * Ids stay below 2^30, a small integer to V8 in every build: writing one into a reply
+ * subject and parsing it back costs a third of what a larger number does.
  */
-const SLOTS = 2 ** 21;
-const COUNT_WRAP = 2 ** 31;
+const SLOTS = 2 ** 20;
+const COUNT_WRAP = 2 ** 10;
 const INITIAL_SLOTS = 1024;
+/** Per slot, in `slotData` at `slot × STRIDE`: the outstanding ping's id (0: none), when it was sent, and the slot's count. */
+const STRIDE = 3;
+const ID = 0;
+const SENT_AT = 1;
+const COUNT = 2;
 
 export class Pinger {
   private readonly clock: PingerClock;
@@ -83,10 +92,8 @@ export class Pinger {
   private readonly slotOf = new Map<string, number>();
   private subjects: (string | undefined)[] = [];
   private readonly free: number[] = [];
-  /** Per slot: the outstanding ping's id (0: none), when it was sent, and the pings it has sent. */
-  private pingId: Float64Array = new Float64Array(INITIAL_SLOTS);
-  private sentAt: Float64Array = new Float64Array(INITIAL_SLOTS);
-  private count: Float64Array = new Float64Array(INITIAL_SLOTS);
+  /** Per slot, side by side (one cache line for a ping and its reply): see STRIDE. */
+  private slotData: Float64Array = new Float64Array(INITIAL_SLOTS * STRIDE);
   private outstandingPings = 0;
 
   constructor(private readonly options: PingerOptions) {
@@ -125,7 +132,7 @@ export class Pinger {
     if (!session) return;
     this.session = null;
     session.subscription.unsubscribe();
-    this.pingId.fill(0);
+    for (let at = ID; at < this.slotData.length; at += STRIDE) this.slotData[at] = 0;
     this.outstandingPings = 0;
     this.slotOf.clear();
     this.subjects = [];
@@ -140,14 +147,16 @@ export class Pinger {
     const session = this.session;
     if (!session) throw new Error("pinger: ping before start");
     const slot = this.slotOf.get(subject) ?? this.allocate(subject);
-    const count = (this.count[slot]! + 1) % COUNT_WRAP || 1;
+    const data = this.slotData;
+    const at = slot * STRIDE;
+    const count = (data[at + COUNT]! + 1) % COUNT_WRAP || 1;
     const id = count * SLOTS + slot;
     this.options.nc.publish(subject, Empty, { reply: session.replyPrefix + id });
-    this.count[slot] = count;
-    if (this.pingId[slot] !== 0) this.options.onMiss(subject, "superseded");
+    data[at + COUNT] = count;
+    if (data[at + ID] !== 0) this.options.onMiss(subject, "superseded");
     else this.outstandingPings += 1;
-    this.pingId[slot] = id;
-    this.sentAt[slot] = this.clock.now();
+    data[at + ID] = id;
+    data[at + SENT_AT] = this.clock.now();
   }
 
   /**
@@ -158,8 +167,8 @@ export class Pinger {
     const subjects: string[] = [];
     if (this.outstandingPings === 0) return subjects;
     for (let slot = 0; slot < this.subjects.length; slot++) {
-      if (this.pingId[slot] === 0) continue;
-      this.pingId[slot] = 0;
+      if (this.slotData[slot * STRIDE + ID] === 0) continue;
+      this.slotData[slot * STRIDE + ID] = 0;
       const subject = this.subjects[slot];
       if (subject !== undefined) subjects.push(subject);
     }
@@ -171,8 +180,8 @@ export class Pinger {
   forget(subject: string): void {
     const slot = this.slotOf.get(subject);
     if (slot === undefined) return;
-    if (this.pingId[slot] !== 0) this.outstandingPings -= 1;
-    this.pingId[slot] = 0;
+    if (this.slotData[slot * STRIDE + ID] !== 0) this.outstandingPings -= 1;
+    this.slotData[slot * STRIDE + ID] = 0;
     this.slotOf.delete(subject);
     this.subjects[slot] = undefined;
     this.free.push(slot);
@@ -183,7 +192,7 @@ export class Pinger {
     if (slot === undefined) {
       slot = this.subjects.length;
       if (slot >= SLOTS) throw new Error(`pinger: more than ${SLOTS} subjects`);
-      if (slot >= this.pingId.length) this.grow();
+      if ((slot + 1) * STRIDE > this.slotData.length) this.grow();
     }
     this.slotOf.set(subject, slot);
     this.subjects[slot] = subject;
@@ -191,26 +200,22 @@ export class Pinger {
   }
 
   private grow(): void {
-    const grown = (a: Float64Array): Float64Array => {
-      const b = new Float64Array(a.length * 2);
-      b.set(a);
-      return b;
-    };
-    this.pingId = grown(this.pingId);
-    this.sentAt = grown(this.sentAt);
-    this.count = grown(this.count);
+    const grown = new Float64Array(this.slotData.length * 2);
+    grown.set(this.slotData);
+    this.slotData = grown;
   }
 
   private onReply(session: Session, msg: PingReply): void {
     if (session !== this.session) return; // a reply the client library had queued before stop
     const id = Number(msg.subject.slice(session.replyPrefix.length));
     const slot = id % SLOTS;
-    if (!(id > 0) || this.pingId[slot] !== id) return; // settled already (answered or superseded), or not an id of ours
-    this.pingId[slot] = 0;
+    const at = slot * STRIDE;
+    if (!(id > 0) || this.slotData[at + ID] !== id) return; // settled already (answered or superseded), or not an id of ours
+    this.slotData[at + ID] = 0;
     this.outstandingPings -= 1;
     const subject = this.subjects[slot]!;
     // The server answers a request nobody listens to with an empty 503 status message.
     if (msg.headers?.code === 503 && (msg.data?.length ?? 0) === 0) return this.options.onMiss(subject, "no responders");
-    this.options.onReply(subject, this.clock.now() - this.sentAt[slot]!);
+    this.options.onReply(subject, this.clock.now() - this.slotData[at + SENT_AT]!);
   }
 }

@@ -298,4 +298,29 @@ test("pinger - a publish that throws sends nothing and leaves the outstanding pi
   assert.equal(replies, [["svc.a", 1]], "the ping sent before still counts");
 });
 
+test("pinger - a subject's ping ids wrap after 1,023 pings, stay small integers, and never match an earlier ping's reply", () => {
+  const { nc, pinger, replies, misses } = setup();
+  pinger.start();
+  pinger.ping("svc.other"); // slot 0: svc.a's slot is 1
+  const prefix = nc.published[0]!.reply.replace(/[^.]*$/, "");
+  for (let i = 0; i < 1025; i++) pinger.ping("svc.a");
+  const ids = nc.published.slice(1).map((p) => Number(p.reply.slice(prefix.length)));
+  assert.ok(ids.every((id) => Number.isInteger(id) && id > 0 && id < 2 ** 30), "every id is a positive integer below 2^30");
+  assert.is(new Set(ids.slice(0, 1023)).size, 1023, "1,023 pings in a row have 1,023 ids");
+  assert.is(ids[1023], ids[0], "the 1,024th ping takes the first one's id again");
+  assert.is(misses.length, 1024, "each ping of svc.a but the last was superseded");
+  // Replies to the 1,022 pings before the latest find nothing (the one before those has the
+  // latest's id: a reply that late is the limit the ids accept); the latest's counts once.
+  for (let i = 1025 - 1022; i < 1025; i++) nc.answer(i);
+  assert.equal(replies, [], "replies to superseded pings are ignored");
+  nc.answer(1025);
+  nc.answer(1025);
+  assert.equal(replies, [["svc.a", 0]], "the reply to the latest ping counts, once");
+  nc.deliver(`${prefix}${2 ** 30 + 1}`);
+  nc.deliver(`${prefix}1.5`);
+  nc.deliver(`${prefix}-1`);
+  nc.answer(0);
+  assert.equal(replies, [["svc.a", 0], ["svc.other", 0]], "ids that name no ping of ours are ignored");
+});
+
 test.run();
