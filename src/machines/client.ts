@@ -116,7 +116,6 @@ export const clientMachine = setup({
   states: {
     alive: {
       description: "Answers its pings. Its shard pings it and reports its NodeState; this actor hears nothing.",
-      entry: { type: "setState", params: { state: "alive" } },
       on: { PING_MISSED: { target: "suspect", actions: "applyFact" } },
     },
     suspect: {
