@@ -114,6 +114,15 @@ function stringFields(tag: number): (value: string) => Uint8Array {
   };
 }
 
+/**
+ * Metadata encodings shared by the clients whose metadata reads the same (often none at all,
+ * or a zone and a version): keyed by its JSON text, at most this many texts of at most
+ * SHARED_META_MAX_CHARS each. Encoding a client's metadata took 2.1–2.9 µs, reading its
+ * text 0.5 µs: at a takeover of 50,000 clients, 80 ms of the new leader's first seconds.
+ */
+const SHARED_META_MAX = 4096;
+const SHARED_META_MAX_CHARS = 512;
+
 function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
   const clients = new Map<string, ClientPart<Uint8Array>>();
   const writer = new BinaryWriter();
@@ -124,6 +133,25 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
   let epochPart: { epoch: number; bytes: Uint8Array } | null = null;
   const part = (fields: Parameters<typeof create<typeof PresenceReportSchema>>[1]) =>
     toBinary(PresenceReportSchema, create(PresenceReportSchema, fields));
+  const sharedMeta = new Map<string, Uint8Array>();
+  /**
+   * The metadata field, shared with every client whose metadata has the same JSON text. A
+   * -0 is written as 0 in JSON but not in protobuf: metadata holding one is not shared.
+   */
+  const metaPart = (metadata: ClientReport["metadata"]): Uint8Array => {
+    let negativeZero = false;
+    const text = JSON.stringify(metadata, (_key, value: unknown) => {
+      if (value === 0 && Object.is(value, -0)) negativeZero = true;
+      return value;
+    });
+    if (negativeZero || typeof text !== "string" || text.length > SHARED_META_MAX_CHARS) return part({ metadata });
+    let bytes = sharedMeta.get(text);
+    if (bytes === undefined) {
+      bytes = part({ metadata });
+      if (sharedMeta.size < SHARED_META_MAX) sharedMeta.set(text, bytes);
+    }
+    return bytes;
+  };
   /** Writes one report's fields, in field-number order, to the writer. */
   const write = (body: ClientReport, epoch: number, seq: number, ts: number): void => {
     if (epochPart?.epoch !== epoch) {
@@ -136,7 +164,7 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
         metadata: body.metadata,
         // A string field needs no reflection: written directly, as the generated encoder writes it ("" is left out).
         subject: body.clientSubject === "" ? NOTHING : partWriter.uint32(TAG.clientSubject).string(body.clientSubject).finish(),
-        meta: part({ metadata: body.metadata }),
+        meta: metaPart(body.metadata),
       };
       clients.set(body.clientSubject, client);
     }
@@ -174,7 +202,10 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
       return clients.size;
     },
     forget: (subject) => void clients.delete(subject),
-    clear: () => clients.clear(),
+    clear: () => {
+      clients.clear();
+      sharedMeta.clear();
+    },
     encode: (body, epoch, seq, ts) => encodeAll([body], epoch, seq, ts)[0]!,
     encodeAll,
   };

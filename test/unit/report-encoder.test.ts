@@ -203,4 +203,22 @@ test("report encoder - a client registered again with new metadata is reported w
   }
 });
 
+test("report encoder - clients whose metadata reads the same as JSON each get the generated encoder's bytes, -0 included", () => {
+  // Metadata encodings are shared by JSON text, where -0 and 0 read the same: they must not be shared.
+  const metadatas: JsonObject[] = [{}, {}, { zone: "eu-1", n: 0 }, { zone: "eu-1", n: -0 }, { zone: "eu-1", n: 0 }, { n: [-0, 1] }, { n: [0, 1] }, { zone: "eu-1", n: -0 }];
+  for (const encoding of ENCODINGS) {
+    const encoder = createReportEncoder(encoding, "prod", "c1");
+    metadatas.forEach((metadata, i) => {
+      const body: ClientReport = { type: "NodePresent", clientSubject: `svc.${i}`, state: "alive", lastSeenMs: 1_795_336_518_000, rttMs: 0, missedPings: 0, metadata };
+      const fast = encoder.encode(body, 7, i + 1, 1_795_336_520_000);
+      const slow = encodeReport({ ...body, clusterId: "prod", coordinatorId: "c1", epoch: 7, seq: i + 1, ts: 1_795_336_520_000 }, encoding);
+      assert.equal(Buffer.from(fast).toString("hex"), Buffer.from(slow).toString("hex"), `${encoding}: client ${i}`);
+    });
+    if (encoding === "protobuf") {
+      const n = (i: number) => fromBinary(PresenceReportSchema, encoder.encode({ type: "NodeState", clientSubject: `svc.${i}`, state: "alive", lastSeenMs: 1, rttMs: 0, missedPings: 0, metadata: metadatas[i]! }, 7, 20, 2)).metadata?.n;
+      assert.ok(Object.is(n(3), -0) && Object.is(n(4), 0), "-0 and 0 stay apart");
+    }
+  }
+});
+
 test.run();
