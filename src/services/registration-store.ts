@@ -73,12 +73,26 @@ interface StoredValue {
   metadata: JsonObject;
 }
 
-/** One key's latest value as read: its JSON, or why it cannot be read. */
-type StoredEntry = { key: string; revision: number; value: StoredValue } | { key: string; revision: number; error: string };
+/**
+ * One key's latest value as read, judged as it is read (for the mirror, as it arrives rather
+ * than when a takeover needs it): a registration to monitor, one whose subject is refused
+ * today, or why it cannot be read.
+ */
+type StoredEntry =
+  | { key: string; revision: number; stored: StoredRegistration }
+  | { key: string; revision: number; refused: { subject: string; reason: string } }
+  | { key: string; revision: number; error: string };
 
 function decodeStored(e: KvWatchEntry): StoredEntry {
   try {
-    return { key: e.key, revision: e.revision, value: e.json<StoredValue>() };
+    const v = e.json<StoredValue>();
+    const reason = refusalOf(v.myPresenceSubject);
+    if (reason !== null) return { key: e.key, revision: e.revision, refused: { subject: String(v.myPresenceSubject), reason } };
+    return {
+      key: e.key,
+      revision: e.revision,
+      stored: { registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} }, revision: e.revision, registeredAtMs: v.registeredAtMs },
+    };
   } catch (err) {
     return { key: e.key, revision: e.revision, error: describeError(err) };
   }
@@ -220,24 +234,9 @@ export class KvRegistrationStore implements RegistrationStore {
     const out: StoredRegistration[] = [];
     const refused: { key: string; revision: number; subject: string; reason: string }[] = [];
     for (const e of entries) {
-      if ("error" in e) {
-        this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: e.error });
-        continue;
-      }
-      const v = e.value;
-      try {
-        const reason = refusalOf(v.myPresenceSubject);
-        if (reason !== null) refused.push({ key: e.key, revision: e.revision, subject: String(v.myPresenceSubject), reason });
-        else {
-          out.push({
-            registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
-            revision: e.revision,
-            registeredAtMs: v.registeredAtMs,
-          });
-        }
-      } catch (err) {
-        this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: describeError(err) });
-      }
+      if ("stored" in e) out.push(e.stored);
+      else if ("refused" in e) refused.push({ key: e.key, revision: e.revision, ...e.refused });
+      else this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: e.error });
     }
     if (refused.length > 0) await this.removeRefused(refused);
     return out;
