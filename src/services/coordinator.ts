@@ -26,6 +26,7 @@ import { retryWhileNotReady } from "./jetstream-errors.js";
 import { checkServer, connectNats, type NatsLink } from "./nats.js";
 import { openRecordLog } from "./recorder.js";
 import { startQueryService, type QueryService } from "./query-service.js";
+import { rehearseTakeover } from "./warm-up.js";
 
 /**
  * How long a starting coordinator keeps asking a JetStream that is not ready yet (a cluster
@@ -271,6 +272,12 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
         clients: () => elected.clients(),
       },
     });
+    // Once, long before it can lead, so that a takeover runs compiled code (src/services/warm-up.ts).
+    const { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount } = config;
+    void rehearseTakeover({ pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount }, config.reportEncoding).then(
+      (rehearsal) => logger.debug("rehearsed a takeover", { ...rehearsal }),
+      (err: unknown) => logger.warn("could not rehearse a takeover; a takeover will be slower", { error: describeError(err) }),
+    );
   } catch (err) {
     driver?.halt();
     await nc.close();
