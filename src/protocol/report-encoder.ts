@@ -135,16 +135,17 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
     toBinary(PresenceReportSchema, create(PresenceReportSchema, fields));
   const sharedMeta = new Map<string, Uint8Array>();
   /**
-   * The metadata field, shared with every client whose metadata has the same JSON text. A
-   * -0 is written as 0 in JSON but not in protobuf: metadata holding one is not shared.
+   * The metadata field, shared with every client whose metadata has the same JSON text. JSON
+   * writes -0 as 0, and Infinity and NaN as null (a registration's `1e400` parses to
+   * Infinity), protobuf does not: metadata holding one of them is not shared.
    */
   const metaPart = (metadata: ClientReport["metadata"]): Uint8Array => {
-    let negativeZero = false;
+    let unlike = false;
     const text = JSON.stringify(metadata, (_key, value: unknown) => {
-      if (value === 0 && Object.is(value, -0)) negativeZero = true;
+      if (typeof value === "number" && (!Number.isFinite(value) || Object.is(value, -0))) unlike = true;
       return value;
     });
-    if (negativeZero || typeof text !== "string" || text.length > SHARED_META_MAX_CHARS) return part({ metadata });
+    if (unlike || typeof text !== "string" || text.length > SHARED_META_MAX_CHARS) return part({ metadata });
     let bytes = sharedMeta.get(text);
     if (bytes === undefined) {
       bytes = part({ metadata });

@@ -26,7 +26,7 @@ import { retryWhileNotReady } from "./jetstream-errors.js";
 import { checkServer, connectNats, type NatsLink } from "./nats.js";
 import { openRecordLog } from "./recorder.js";
 import { startQueryService, type QueryService } from "./query-service.js";
-import { rehearseTakeover } from "./warm-up.js";
+import { rehearseTakeoverOnce } from "./warm-up.js";
 
 /**
  * How long a starting coordinator keeps asking a JetStream that is not ready yet (a cluster
@@ -123,6 +123,8 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
   let queryService: QueryService | undefined;
   let edge: PresenceEdge | undefined;
   let registrationStore: KvRegistrationStore | undefined;
+  /** Set when it is stopped or killed. */
+  let ended = false;
   const logger =
     options.logger ??
     createLogger({
@@ -272,10 +274,12 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
         clients: () => elected.clients(),
       },
     });
-    // Once, long before it can lead, so that a takeover runs compiled code (src/services/warm-up.ts).
+    // Once per process, while this coordinator follows, so that a takeover runs compiled code (src/services/warm-up.ts).
     const { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount } = config;
-    void rehearseTakeover({ pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount }, config.reportEncoding).then(
-      (rehearsal) => logger.debug("rehearsed a takeover", { ...rehearsal }),
+    void rehearseTakeoverOnce({ pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount }, config.reportEncoding, () => !ended && elected.role === "follower").then(
+      (rehearsal) => {
+        if (rehearsal !== null) logger.debug(rehearsal.completed ? "rehearsed a takeover" : "stopped rehearsing a takeover: no longer a follower", { ...rehearsal });
+      },
       (err: unknown) => logger.warn("could not rehearse a takeover; a takeover will be slower", { error: describeError(err) }),
     );
   } catch (err) {
@@ -291,6 +295,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     driver: started,
     logger,
     stop: () => {
+      ended = true;
       stopping ??= (async () => {
         await started.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
         await edge?.settled(config.leaderTimeoutMs);
@@ -308,6 +313,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
       return stopping;
     },
     kill: async () => {
+      ended = true;
       started.halt();
       await nc.close();
       await recorder?.close();

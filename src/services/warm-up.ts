@@ -1,16 +1,17 @@
 /**
- * A coordinator's rehearsal of a takeover, once, soon after it starts: a throwaway monitor,
- * in an actor system of its own that touches no NATS, loads WARM_UP_CLIENTS made-up clients
- * the way a new leader loads its stored ones (in held parts, then the last one), and their
- * `NodePresent` reports are encoded and dropped.
+ * A rehearsal of a takeover, once per process, soon after its first coordinator starts: a
+ * throwaway monitor, in an actor system of its own that touches no NATS, loads
+ * WARM_UP_CLIENTS made-up clients the way a new leader loads its stored ones (held parts,
+ * then the last one), and their `NodePresent` reports are encoded and dropped.
  *
  * A new leader spawns an actor and encodes a report for every stored client at once, and
  * V8 compiles that code only after it has run some thousands of times: a follower that never
  * led runs its first few thousand at a third of the speed. Spawning 1,000 client actors took
  * 100–150 ms cold, 30 ms once warm; at a takeover of 50,000 that is 100–250 ms of the time
- * until every client is reported. The rehearsal costs about 0.4 s of CPU once, in parts with
- * a turn of the event loop between them, long before the coordinator can lead (it stands for
- * election only after a leader timeout without a leader).
+ * until every client is reported. The rehearsal costs about 0.4 s of CPU, in parts with a
+ * turn of the event loop between them. It is meant for a follower: it stops between two
+ * parts as soon as `proceed` says no (the coordinator stands for election, leads or stops),
+ * and then the next coordinator of the process may try again.
  */
 import { createActor, fromCallback, setup, type AnyActorRef } from "xstate";
 import { OUTBOX, type Command, type RegistrationRecord } from "../machines/commands.js";
@@ -20,18 +21,32 @@ import { createReportEncoder } from "../protocol/report-encoder.js";
 
 /** Made-up clients of the rehearsal: past the first few thousand, spawning is as fast as it gets. */
 export const WARM_UP_CLIENTS = 5000;
-/** Clients per part, as a load hands them over (with a turn of the event loop after each). */
+/**
+ * Clients per part. A load hands them over in parts of 2,000 (LOAD_CHUNK), once its code is
+ * compiled; cold, a part of 1,000 already holds the event loop for 100–150 ms.
+ */
 const WARM_UP_PART = 1000;
 
 export interface WarmUpResult {
+  /** Made-up clients loaded: fewer than asked when `proceed` stopped it. */
   clients: number;
-  /** NodePresent reports the made-up clients' actors sent, all of them encoded. */
+  /** NodePresent reports their actors sent, all of them encoded. */
   reports: number;
   ms: number;
+  completed: boolean;
 }
 
-/** Rehearses the load of `clients` stored clients with these settings and report encoding; leaves nothing behind. */
-export async function rehearseTakeover(settings: MonitorSettings, encoding: ReportEncoding, clients = WARM_UP_CLIENTS): Promise<WarmUpResult> {
+/**
+ * Rehearses the load of `clients` stored clients with these settings and report encoding;
+ * leaves nothing behind. Checks `proceed` before each part. Rejects with what a machine threw,
+ * or when a made-up client was not reported.
+ */
+export async function rehearseTakeover(
+  settings: MonitorSettings,
+  encoding: ReportEncoding,
+  clients = WARM_UP_CLIENTS,
+  proceed: () => boolean = () => true,
+): Promise<WarmUpResult> {
   const started = performance.now();
   const pending: ClientReport[] = [];
   const rehearsal = setup({
@@ -50,21 +65,57 @@ export async function rehearseTakeover(settings: MonitorSettings, encoding: Repo
     ],
   });
   const encoder = createReportEncoder(encoding, "rehearsal", "rehearsal");
-  const actor = createActor(rehearsal).start();
+  const actor = createActor(rehearsal);
+  // An error of a machine ends the rehearsal, not the process: the root's is observed here
+  // (unobserved, XState would throw it on a timer); the monitor's only stops the monitor, and
+  // is read from its snapshot; a shard's or a client's shows as a client not reported.
+  let failed: { error: unknown } | null = null;
+  actor.subscribe({ error: (error) => (failed ??= { error }) });
+  actor.start();
+  let loaded = 0;
   let reports = 0;
   try {
     const monitor = actor.getSnapshot().children.monitor as AnyActorRef | undefined;
     if (monitor === undefined) throw new Error("warm-up: the rehearsal has no monitor");
-    for (let from = 0; from < clients; from += WARM_UP_PART) {
+    const monitorFailed = (): boolean => {
+      const snapshot = monitor.getSnapshot() as { status: string; error?: unknown };
+      if (snapshot.status === "error") failed ??= { error: snapshot.error };
+      return failed !== null;
+    };
+    while (loaded < clients && !monitorFailed() && proceed()) {
       const atMs = Date.now();
       const records: RegistrationRecord[] = [];
-      for (let n = from; n < Math.min(clients, from + WARM_UP_PART); n++) records.push({ registration: { subject: `rehearsal.${n}`, metadata: {} }, revision: n + 1, atMs });
-      monitor.send({ type: from + WARM_UP_PART < clients ? "REGISTRATIONS_CHUNK" : "REGISTRATIONS_LOADED", records });
+      const end = Math.min(clients, loaded + WARM_UP_PART);
+      for (let n = loaded; n < end; n++) records.push({ registration: { subject: `rehearsal.${n}`, metadata: {} }, revision: n + 1, atMs });
+      monitor.send({ type: end < clients ? "REGISTRATIONS_CHUNK" : "REGISTRATIONS_LOADED", records });
+      loaded = end;
       reports += encoder.encodeAll(pending.splice(0), 1, reports + 1, atMs).length;
       await new Promise((resolve) => setImmediate(resolve));
     }
   } finally {
     actor.stop();
   }
-  return { clients, reports, ms: Math.round(performance.now() - started) };
+  if (failed !== null) throw (failed as { error: unknown }).error;
+  if (reports !== loaded) throw new Error(`warm-up: the rehearsal loaded ${loaded} clients and reported ${reports}`);
+  return { clients: loaded, reports, ms: Math.round(performance.now() - started), completed: loaded === clients };
+}
+
+/** Whether this process has rehearsed (V8's compiled code is per process), or is rehearsing. */
+let rehearsal: "none" | "running" | "done" = "none";
+
+/**
+ * `rehearseTakeover` unless this process has done it, or is doing it: null then. One that
+ * `proceed` stopped leaves it to the next call.
+ */
+export async function rehearseTakeoverOnce(settings: MonitorSettings, encoding: ReportEncoding, proceed: () => boolean): Promise<WarmUpResult | null> {
+  if (rehearsal !== "none") return null;
+  rehearsal = "running";
+  let completed = false;
+  try {
+    const result = await rehearseTakeover(settings, encoding, WARM_UP_CLIENTS, proceed);
+    completed = result.completed;
+    return result;
+  } finally {
+    rehearsal = completed ? "done" : "none";
+  }
 }

@@ -203,9 +203,10 @@ test("report encoder - a client registered again with new metadata is reported w
   }
 });
 
-test("report encoder - clients whose metadata reads the same as JSON each get the generated encoder's bytes, -0 included", () => {
-  // Metadata encodings are shared by JSON text, where -0 and 0 read the same: they must not be shared.
-  const metadatas: JsonObject[] = [{}, {}, { zone: "eu-1", n: 0 }, { zone: "eu-1", n: -0 }, { zone: "eu-1", n: 0 }, { n: [-0, 1] }, { n: [0, 1] }, { zone: "eu-1", n: -0 }];
+test("report encoder - clients whose metadata reads the same as JSON each get the generated encoder's bytes, -0 and Infinity included", () => {
+  // Metadata encodings are shared by JSON text, where -0 reads as 0 and Infinity as null: they must not be shared.
+  const infinite = JSON.parse('{"n":1e400}') as JsonObject;
+  const metadatas: JsonObject[] = [{}, {}, { zone: "eu-1", n: 0 }, { zone: "eu-1", n: -0 }, { zone: "eu-1", n: 0 }, { n: [-0, 1] }, { n: [0, 1] }, { zone: "eu-1", n: -0 }, { n: null }, infinite, { n: null }, infinite];
   for (const encoding of ENCODINGS) {
     const encoder = createReportEncoder(encoding, "prod", "c1");
     metadatas.forEach((metadata, i) => {
@@ -217,6 +218,7 @@ test("report encoder - clients whose metadata reads the same as JSON each get th
     if (encoding === "protobuf") {
       const n = (i: number) => fromBinary(PresenceReportSchema, encoder.encode({ type: "NodeState", clientSubject: `svc.${i}`, state: "alive", lastSeenMs: 1, rttMs: 0, missedPings: 0, metadata: metadatas[i]! }, 7, 20, 2)).metadata?.n;
       assert.ok(Object.is(n(3), -0) && Object.is(n(4), 0), "-0 and 0 stay apart");
+      assert.ok(n(8) === null && n(9) === Infinity && n(10) === null, "null and Infinity stay apart");
     }
   }
 });
