@@ -95,27 +95,29 @@ export async function rehearseTakeover(
   } finally {
     actor.stop();
   }
-  if (failed !== null) throw (failed as { error: unknown }).error;
+  // Set by the observers above, which TypeScript's narrowing cannot see.
+  const failure = failed as { error: unknown } | null;
+  if (failure !== null) throw failure.error;
   if (reports !== loaded) throw new Error(`warm-up: the rehearsal loaded ${loaded} clients and reported ${reports}`);
   return { clients: loaded, reports, ms: Math.round(performance.now() - started), completed: loaded === clients };
 }
 
 /** Whether this process has rehearsed (V8's compiled code is per process), or is rehearsing. */
-let rehearsal: "none" | "running" | "done" = "none";
+let processRehearsal: "none" | "running" | "done" = "none";
 
 /**
  * `rehearseTakeover` unless this process has done it, or is doing it: null then. One that
  * `proceed` stopped leaves it to the next call.
  */
 export async function rehearseTakeoverOnce(settings: MonitorSettings, encoding: ReportEncoding, proceed: () => boolean): Promise<WarmUpResult | null> {
-  if (rehearsal !== "none") return null;
-  rehearsal = "running";
+  if (processRehearsal !== "none") return null;
+  processRehearsal = "running";
   let completed = false;
   try {
     const result = await rehearseTakeover(settings, encoding, WARM_UP_CLIENTS, proceed);
     completed = result.completed;
     return result;
   } finally {
-    rehearsal = completed ? "done" : "none";
+    processRehearsal = completed ? "done" : "none";
   }
 }

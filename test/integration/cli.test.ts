@@ -318,4 +318,19 @@ test("cli - --inspect-host beyond loopback is warned about in the log", async ()
   }
 });
 
+test("cli - a coordinator rehearses a takeover once while it follows, and says so with --verbose", async () => {
+  const server = await NatsServer.start();
+  // A leader timeout long enough that it is still a follower when the rehearsal ends, on a busy machine too.
+  const c = spawnCoordinator({ urls: [server.url], clusterId: "rehearse", id: "r1", args: ["--verbose", "--leader-timeout", "8000"] });
+  try {
+    const rehearsed = await waitFor("the rehearsal's log", () => c.logs().find((l) => String(l.message).includes("rehears")), 15_000);
+    assert.equal([rehearsed.message, rehearsed.level, rehearsed.completed, rehearsed.reports], ["rehearsed a takeover", "debug", true, 5000]);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.is(c.logs().filter((l) => String(l.message).includes("rehears")).length, 1, "once");
+  } finally {
+    await c.kill();
+    await server.stop();
+  }
+});
+
 test.run();
