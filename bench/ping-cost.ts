@@ -66,7 +66,7 @@ async function viaPinger(): Promise<number> {
   answered = 0;
   const done = new Promise<void>((r) => (wake = r));
   for (let i = 0; i < clients; i += BATCH) {
-    for (const s of subjects.slice(i, i + BATCH)) pinger.ping(s);
+    for (let j = i; j < Math.min(i + BATCH, clients); j++) pinger.ping(subjects[j]!, j);
     await turn();
   }
   await Promise.race([done, new Promise((r) => setTimeout(r, TIMEOUT_MS))]);

@@ -25,8 +25,11 @@ export type MonitorCommand =
   | { type: "monitor.stop" }
   /** Answer with one SWEEP: the time, any stall, and every ping reply since the last one. */
   | { type: "replies.collect" }
-  /** Ping these clients (one command per shard sweep); replies come back in a later SWEEP. */
-  | { type: "clients.ping"; subjects: string[] }
+  /**
+   * Ping these clients (one command per shard sweep); replies come back in a later SWEEP,
+   * each with the key its ping carried (`keys[i]` is the key of `subjects[i]`).
+   */
+  | { type: "clients.ping"; subjects: string[]; keys: number[] }
   /** Remove a client's registration, if it is still the one at `revision`. */
   | { type: "registration.remove"; subject: string; revision: number }
   | { type: "report.presence"; report: ClientReport }

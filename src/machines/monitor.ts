@@ -57,7 +57,7 @@ export const monitorMachine = setup({
     spawnShards: assign({
       shards: ({ context, spawn }) =>
         Array.from({ length: context.settings.shardCount }, (_, index) =>
-          spawn("shard", { id: `shard-${index}`, input: { index, timings: context.settings } }),
+          spawn("shard", { id: `shard-${index}`, input: { index, shards: context.settings.shardCount, timings: context.settings } }),
         ),
     }),
     loadRegistrations: sendTo(outbox, { type: "registrations.load" as const }),
@@ -68,7 +68,8 @@ export const monitorMachine = setup({
       assertEvent(event, "SWEEP");
       const count = context.shards.length;
       const perShard: ReplyFact[][] = Array.from({ length: count }, () => []);
-      for (const reply of event.replies) perShard[shardOf(reply.subject, count)]!.push(reply);
+      // A reply's key names its client's shard (see LivenessTable): no hash of its subject.
+      for (const reply of event.replies) perShard[reply.key !== undefined ? reply.key % count : shardOf(reply.subject, count)]!.push(reply);
       const unsent: (string[] | undefined)[] = new Array<string[] | undefined>(count);
       for (const subject of event.unsent ?? []) (unsent[shardOf(subject, count)] ??= []).push(subject);
       for (let i = 0; i < count; i++) {

@@ -49,6 +49,8 @@ export type ShardEvent =
 
 export interface ShardInput {
   index: number;
+  /** How many shards the monitor has (the clients' keys count them: see LivenessTable). */
+  shards: number;
   timings: ClientTimings;
 }
 
@@ -133,7 +135,7 @@ export const shardMachine = setup({
       tell("REPLIED", result.replied);
       tell("PING_MISSED", result.missed);
       tell("DEAD_TIMEOUT", result.dead);
-      if (result.ping.length > 0) enqueue.sendTo(outbox, { type: "clients.ping" as const, subjects: result.ping });
+      if (result.ping.length > 0) enqueue.sendTo(outbox, { type: "clients.ping" as const, subjects: result.ping, keys: result.pingKeys });
       if (result.states.length > 0) enqueue.sendTo(outbox, { type: "reports.state" as const, reports: result.states });
     }),
     startHeld: ({ context, event }) => {
@@ -156,7 +158,7 @@ export const shardMachine = setup({
 }).createMachine({
   id: "shard",
   description: "Owns the client actors and the liveness of its share of the subjects, and sweeps them.",
-  context: ({ input }) => ({ index: input.index, clients: new Map(), liveness: new LivenessTable(input.timings) }),
+  context: ({ input }) => ({ index: input.index, clients: new Map(), liveness: new LivenessTable(input.timings, { shard: input.index, shards: input.shards }) }),
   invoke: { src: "clientLifetime", input: ({ context }) => ({ clients: context.clients }) },
   initial: "routing",
   states: {

@@ -47,8 +47,8 @@ export type PingMiss = "superseded" | "no responders";
 
 export interface PingerOptions {
   nc: PingConnection;
-  /** A ping was answered; `rttMs` is its round trip on the pinger's clock. */
-  onReply: (subject: string, rttMs: number) => void;
+  /** A ping was answered; `rttMs` is its round trip on the pinger's clock, `slot` the one it was sent on. */
+  onReply: (subject: string, rttMs: number, slot: number) => void;
   /** A ping was missed (see `PingMiss`). */
   onMiss: (subject: string, why: PingMiss) => void;
   /** A subscription error (e.g. a permissions violation on the inbox). */
@@ -67,15 +67,14 @@ interface Session {
 }
 
 /**
- * A ping's id is `count × SLOTS + slot`: the subject's slot, and how many pings that slot
- * has sent (1 to COUNT_WRAP − 1, then from 1 again). Both come back in the reply subject as
- * one number, so a reply finds its slot with one parse and no map. A slot's count is never
+ * A ping's id is `slot × COUNT_WRAP + count`: the subject's slot, and how many pings that
+ * slot has sent (1 to COUNT_WRAP − 1, then from 1 again). Both come back in the reply subject
+ * as one number, so a reply finds its slot with one parse and no map. A slot's count is never
  * reset, so an id names one ping of the last 1,023 of its slot: a reply would have to come
  * 1,023 ping intervals late (13 minutes at the default timings) to be taken for another.
- * Ids stay below 2^30, a small integer to V8 in every build: writing one into a reply
- * subject and parsing it back costs a third of what a larger number does.
+ * Below 2^20 slots an id stays below 2^30, a small integer to V8 in every build: writing one
+ * into a reply subject and parsing it back costs a third of what a larger number does.
  */
-const SLOTS = 2 ** 20;
 const COUNT_WRAP = 2 ** 10;
 const INITIAL_SLOTS = 1024;
 /** Per slot, in `slotData` at `slot × STRIDE`: the outstanding ping's id (0: none), when it was sent, and the slot's count. */
@@ -88,10 +87,10 @@ export class Pinger {
   private readonly clock: PingerClock;
   private readonly inbox: () => string;
   private session: Session | null = null;
-  /** Each subject pinged gets a slot until it is forgotten; slots are reused. */
+  /** The slot of each subject pinged since the start, for `forget`; changed only when a slot changes hands. */
   private readonly slotOf = new Map<string, number>();
+  /** The subject of each slot. */
   private subjects: (string | undefined)[] = [];
-  private readonly free: number[] = [];
   /** Per slot, side by side (one cache line for a ping and its reply): see STRIDE. */
   private slotData: Float64Array = new Float64Array(INITIAL_SLOTS * STRIDE);
   private outstandingPings = 0;
@@ -136,21 +135,24 @@ export class Pinger {
     this.outstandingPings = 0;
     this.slotOf.clear();
     this.subjects = [];
-    this.free.length = 0;
   }
 
   /**
-   * Sends one ping; the subject's outstanding ping, if any, is settled first (missed).
-   * Throws what the connection's publish throws, and then counts nothing.
+   * Sends one ping to `subject` on `slot`, a whole number the caller keeps for the subject
+   * (the client's key: see src/machines/liveness.ts), and which comes back with the reply.
+   * The subject's outstanding ping, if any, is settled first (missed). A slot names one
+   * subject at a time: a slot that changes hands, or a subject that changes slots, drops
+   * the outstanding ping it had, unsettled. Throws what the connection's publish throws, and
+   * then counts nothing.
    */
-  ping(subject: string): void {
+  ping(subject: string, slot: number): void {
     const session = this.session;
     if (!session) throw new Error("pinger: ping before start");
-    const slot = this.slotOf.get(subject) ?? this.allocate(subject);
+    if (this.subjects[slot] !== subject) this.bind(subject, slot);
     const data = this.slotData;
     const at = slot * STRIDE;
     const count = (data[at + COUNT]! + 1) % COUNT_WRAP || 1;
-    const id = count * SLOTS + slot;
+    const id = slot * COUNT_WRAP + count;
     this.options.nc.publish(subject, Empty, { reply: session.replyPrefix + id });
     data[at + COUNT] = count;
     if (data[at + ID] !== 0) this.options.onMiss(subject, "superseded");
@@ -180,23 +182,29 @@ export class Pinger {
   forget(subject: string): void {
     const slot = this.slotOf.get(subject);
     if (slot === undefined) return;
-    if (this.slotData[slot * STRIDE + ID] !== 0) this.outstandingPings -= 1;
-    this.slotData[slot * STRIDE + ID] = 0;
-    this.slotOf.delete(subject);
-    this.subjects[slot] = undefined;
-    this.free.push(slot);
+    this.release(slot);
   }
 
-  private allocate(subject: string): number {
-    let slot = this.free.pop();
-    if (slot === undefined) {
-      slot = this.subjects.length;
-      if (slot >= SLOTS) throw new Error(`pinger: more than ${SLOTS} subjects`);
-      if ((slot + 1) * STRIDE > this.slotData.length) this.grow();
-    }
-    this.slotOf.set(subject, slot);
+  /** Gives `slot` to `subject`: what either had outstanding is dropped, unsettled. */
+  private bind(subject: string, slot: number): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot * COUNT_WRAP > Number.MAX_SAFE_INTEGER) throw new Error(`pinger: slot ${slot} is not a whole number from 0`);
+    if (this.subjects[slot] !== undefined) this.release(slot);
+    const previous = this.slotOf.get(subject);
+    if (previous !== undefined) this.release(previous);
+    while ((slot + 1) * STRIDE > this.slotData.length) this.grow();
+    for (let s = this.subjects.length; s < slot; s++) this.subjects.push(undefined); // kept packed
     this.subjects[slot] = subject;
-    return slot;
+    this.slotOf.set(subject, slot);
+  }
+
+  /** The slot's subject is gone: its outstanding ping is dropped. Its count stays, so its ids are not reused soon. */
+  private release(slot: number): void {
+    const at = slot * STRIDE;
+    if (this.slotData[at + ID] !== 0) this.outstandingPings -= 1;
+    this.slotData[at + ID] = 0;
+    const subject = this.subjects[slot];
+    if (subject !== undefined) this.slotOf.delete(subject);
+    this.subjects[slot] = undefined;
   }
 
   private grow(): void {
@@ -208,14 +216,14 @@ export class Pinger {
   private onReply(session: Session, msg: PingReply): void {
     if (session !== this.session) return; // a reply the client library had queued before stop
     const id = Number(msg.subject.slice(session.replyPrefix.length));
-    const slot = id % SLOTS;
+    const slot = Math.floor(id / COUNT_WRAP);
     const at = slot * STRIDE;
-    if (!(id > 0) || this.slotData[at + ID] !== id) return; // settled already (answered or superseded), or not an id of ours
+    if (!(id > 0) || !(at < this.slotData.length) || this.slotData[at + ID] !== id) return; // settled already (answered or superseded), or not an id of ours
     this.slotData[at + ID] = 0;
     this.outstandingPings -= 1;
     const subject = this.subjects[slot]!;
     // The server answers a request nobody listens to with an empty 503 status message.
     if (msg.headers?.code === 503 && (msg.data?.length ?? 0) === 0) return this.options.onMiss(subject, "no responders");
-    this.options.onReply(subject, this.clock.now() - this.slotData[at + SENT_AT]!);
+    this.options.onReply(subject, this.clock.now() - this.slotData[at + SENT_AT]!, slot);
   }
 }

@@ -199,7 +199,7 @@ export class PresenceEdge {
     this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
     this.pinger = new Pinger({
       nc: options.nc,
-      onReply: (subject, rttMs) => this.onPong(subject, rttMs),
+      onReply: (subject, rttMs, key) => this.onPong(subject, rttMs, key),
       onMiss: (subject, why) => this.onPingMissed(subject, why),
       onError: (err) => this.log.warn("ping replies cannot be received", { error: describeError(err) }),
     });
@@ -221,7 +221,7 @@ export class PresenceEdge {
       case "replies.collect":
         return this.collectReplies();
       case "clients.ping":
-        return this.pingAll(command.subjects);
+        return this.pingAll(command.subjects, command.keys);
       case "registration.remove":
         this.monitored.delete(command.subject); // it is dead
         this.pinger.forget(command.subject);
@@ -501,17 +501,22 @@ export class PresenceEdge {
     });
   }
 
-  /** One shard sweep's pings, each published at once (the client library writes them out together). */
-  private pingAll(subjects: readonly string[]): void {
+  /**
+   * One shard sweep's pings, each published at once (the client library writes them out
+   * together). Each goes on its client's key as the pinger's slot, so its reply comes back
+   * with the key.
+   */
+  private pingAll(subjects: readonly string[], keys: readonly number[]): void {
     if (!this.options.leaseIsValid() || !this.options.isConnected()) {
       for (const subject of subjects) this.unsent.push(subject);
       return;
     }
     this.pinger.start();
     let sent = 0;
-    for (const subject of subjects) {
+    for (let i = 0; i < subjects.length; i++) {
+      const subject = subjects[i]!;
       try {
-        this.pinger.ping(subject);
+        this.pinger.ping(subject, keys[i]!);
         sent += 1;
       } catch (err) {
         this.unsent.push(subject);
@@ -521,9 +526,9 @@ export class PresenceEdge {
     this.options.metrics?.pingSent(sent);
   }
 
-  private onPong(subject: string, rttMs: number): void {
+  private onPong(subject: string, rttMs: number, key: number): void {
     this.options.metrics?.pingReplied(rttMs);
-    this.replies.push({ subject, atMs: monotonicEpochMs(), rttMs: Math.round(rttMs * 100) / 100 });
+    this.replies.push({ subject, key, atMs: monotonicEpochMs(), rttMs: Math.round(rttMs * 100) / 100 });
   }
 
   /** Superseded before a reply came, or no responders: counted and recorded; the shard's sweep judges the miss. */

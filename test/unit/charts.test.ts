@@ -138,7 +138,7 @@ test("charts - activeStateIds follows a real client actor through alive, suspect
   }).createMachine({
     invoke: [
       { src: "outbox", systemId: "outbox" },
-      { src: "shard", systemId: "shard", input: { index: 0, timings: T } },
+      { src: "shard", systemId: "shard", input: { index: 0, shards: 1, timings: T } },
     ],
   });
   const actor = createActor(root, { clock }).start();

@@ -123,6 +123,37 @@ test("liveness - a small fleet whose subjects differ only in their last characte
   }
 });
 
+test("liveness - a client's key names its slot and shard; a reply's key is a shortcut that never overrules its subject", () => {
+  const table = new LivenessTable(T, { shard: 2, shards: 5 });
+  for (const s of ["a", "b", "c"]) table.register(s, {}, T0);
+  const seen = run(table, T0, T0 + T.pingIntervalMs, 10);
+  const keyOf = new Map<string, number>();
+  for (const { result } of seen) result.ping.forEach((s, i) => keyOf.set(s, result.pingKeys[i]!));
+  assert.equal([...keyOf.keys()].sort(), ["a", "b", "c"], "every client pinged once, with its key");
+  assert.equal(new Set(keyOf.values()).size, 3, "one key per client");
+  assert.ok([...keyOf.values()].every((k) => Number.isInteger(k) && k % 5 === 2), `each key names shard 2 of 5: ${[...keyOf.values()]}`);
+  const at = T0 + 1000;
+  const lastSeen = (s: string) => table.get(s)!.lastSeenMs;
+  table.reply({ subject: "a", key: keyOf.get("a")!, atMs: at, rttMs: 1 });
+  assert.is(lastSeen("a"), at, "a reply found by its key");
+  // A key that names another client, or no slot at all: the subject decides.
+  table.reply({ subject: "b", key: keyOf.get("a")!, atMs: at + 1, rttMs: 1 });
+  assert.equal([lastSeen("a"), lastSeen("b")], [at, at + 1], "b's reply with a's key is b's");
+  for (const [i, key] of [-3, 2.5, 1_000_002, Number.NaN].entries()) {
+    table.reply({ subject: "c", key, atMs: at + 10 + i, rttMs: 1 });
+    assert.is(lastSeen("c"), at + 10 + i, `a reply with key ${key}`);
+  }
+  // a leaves and d takes its slot, and so its key: a's late reply with that key is no reply of d's.
+  const aKey = keyOf.get("a")!;
+  table.remove("a");
+  table.register("d", {}, at + 20);
+  const d = run(table, at + 20, at + 20 + T.pingIntervalMs, 10).flatMap(({ result }) => result.pingKeys.filter((_, i) => result.ping[i] === "d"));
+  assert.equal(d, [aKey], "d has a's former key");
+  assert.is(table.reply({ subject: "a", key: aKey, atMs: at + 30, rttMs: 1 }), null, "a is not in the table");
+  assert.is(lastSeen("d"), at + 20, "d's liveness is untouched by a's reply");
+  assert.not.ok(table.has("a"));
+});
+
 test("liveness - a reply resets the client's deadlines, and a reply after missed pings is reported", () => {
   const table = new LivenessTable(T);
   table.register("a", { zone: "eu" }, T0);

@@ -79,19 +79,30 @@ function setup() {
   const nc = new StrictConnection();
   const sim = new SimulatedClock();
   const replies: [string, number][] = [];
+  const slotReplies: number[] = [];
   const misses: [string, string][] = [];
   let inboxes = 0;
   const pinger = new Pinger({
     nc,
     clock: sim,
     inbox: () => `_INBOX.test${++inboxes}`,
-    onReply: (subject, rttMs) => replies.push([subject, rttMs]),
+    onReply: (subject, rttMs, slot) => {
+      replies.push([subject, rttMs]);
+      slotReplies.push(slot);
+    },
     onMiss: (subject, why) => misses.push([subject, why]),
     onError: (err) => {
       throw err;
     },
   });
-  return { nc, sim, pinger, replies, misses };
+  // The caller's keys: a slot per subject, in the order they are first pinged.
+  const slots = new Map<string, number>();
+  const ping = (subject: string): void => {
+    let slot = slots.get(subject);
+    if (slot === undefined) slots.set(subject, (slot = slots.size));
+    pinger.ping(subject, slot);
+  };
+  return { nc, sim, pinger, ping, replies, misses, slotReplies };
 }
 
 /** Runs `fn` with the global timer functions counting their calls (then restores them); returns the count. */
@@ -114,11 +125,11 @@ function timersSetDuring(fn: () => void): number {
 }
 
 test("pinger - every reply reaches the ping it answers, through one wildcard subscription", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
+  const { nc, sim, pinger, ping, replies, misses } = setup();
   pinger.start();
   const subjects = Array.from({ length: 1000 }, (_, i) => `svc.${i}`);
   for (const s of subjects) {
-    pinger.ping(s);
+    ping(s);
     sim.increment(0.5);
   }
   assert.equal(nc.subscriptions.map((s) => s.subject), ["_INBOX.test1.*"], "one subscription, a wildcard under one inbox");
@@ -139,10 +150,10 @@ test("pinger - every reply reaches the ping it answers, through one wildcard sub
 });
 
 test("pinger - a reply counts however late it is read while its ping is the subject's latest: a pause is no miss", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
+  const { nc, sim, pinger, ping, replies, misses } = setup();
   pinger.start();
-  pinger.ping("svc.slow");
-  pinger.ping("svc.paused");
+  ping("svc.slow");
+  ping("svc.paused");
   sim.increment(PING_INTERVAL_MS + 1);
   nc.answer(0);
   // The leader was paused for a minute: the reply waited in the socket all along.
@@ -157,12 +168,12 @@ test("pinger - a reply counts however late it is read while its ping is the subj
 });
 
 test("pinger - a new ping of a subject supersedes the outstanding one: counted unanswered, its reply ignored", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
+  const { nc, sim, pinger, ping, replies, misses } = setup();
   pinger.start();
-  pinger.ping("svc.a");
-  pinger.ping("svc.b");
+  ping("svc.a");
+  ping("svc.b");
   sim.increment(PING_INTERVAL_MS);
-  pinger.ping("svc.a");
+  ping("svc.a");
   assert.equal(misses, [["svc.a", "superseded"]], "only svc.a's ping was superseded");
   assert.is(pinger.outstanding, 2, "one outstanding ping per subject");
   assert.is(nc.answer(0), 1);
@@ -172,22 +183,22 @@ test("pinger - a new ping of a subject supersedes the outstanding one: counted u
   nc.answer(1);
   assert.equal(replies, [["svc.a", 1], ["svc.b", PING_INTERVAL_MS + 1]], "the newest ping's reply counts, from when it was sent");
   // However long the ping waited, the next one supersedes it: the pinger judges no timeout.
-  pinger.ping("svc.a");
+  ping("svc.a");
   sim.increment(10 * 60_000);
-  pinger.ping("svc.a");
+  ping("svc.a");
   assert.equal(misses, [["svc.a", "superseded"], ["svc.a", "superseded"]]);
 });
 
 test("pinger - a no-responders status is an unanswered ping, not a reply", () => {
-  const { nc, pinger, replies, misses } = setup();
+  const { nc, pinger, ping, replies, misses } = setup();
   pinger.start();
-  pinger.ping("svc.gone");
+  ping("svc.gone");
   nc.answer(0, { headers: { code: 503 } });
   assert.equal(replies, []);
   assert.equal(misses, [["svc.gone", "no responders"]]);
   assert.is(pinger.outstanding, 0);
   // A client's own reply with headers and a payload is a reply.
-  pinger.ping("svc.gone");
+  ping("svc.gone");
   nc.answer(1, { headers: { code: 0 }, data: new Uint8Array([1]) });
   assert.equal(replies.map(([s]) => s), ["svc.gone"]);
   // An empty 503 after the ping was answered finds nothing.
@@ -196,11 +207,11 @@ test("pinger - a no-responders status is an unanswered ping, not a reply", () =>
 });
 
 test("pinger - stop unsubscribes and forgets outstanding pings: their replies are neither answered nor missed", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
+  const { nc, sim, pinger, ping, replies, misses } = setup();
   pinger.start();
   pinger.start(); // started already: no second subscription
-  pinger.ping("svc.a");
-  pinger.ping("svc.b");
+  ping("svc.a");
+  ping("svc.b");
   const old = nc.subscriptions[0]!;
   pinger.stop();
   assert.is(pinger.running, false);
@@ -211,19 +222,19 @@ test("pinger - stop unsubscribes and forgets outstanding pings: their replies ar
   old.callback(null, { subject: nc.published[0]!.reply, data: new Uint8Array(0) });
   assert.equal(replies, []);
   assert.equal(misses, []);
-  assert.throws(() => pinger.ping("svc.a"), /before start/);
+  assert.throws(() => ping("svc.a"), /before start/);
   pinger.stop(); // stopped already: no second unsubscribe
 });
 
 test("pinger - a reply to a ping of an earlier start is dropped, also when it reaches the old subscription", () => {
-  const { nc, pinger, replies, misses } = setup();
+  const { nc, pinger, ping, replies, misses } = setup();
   pinger.start();
-  pinger.ping("svc.a");
+  ping("svc.a");
   const old = nc.subscriptions[0]!;
   pinger.stop();
   pinger.start();
   assert.equal(nc.active.map((s) => s.subject), ["_INBOX.test2.*"], "a new leadership listens on a fresh inbox");
-  pinger.ping("svc.a");
+  ping("svc.a");
   // The old reply: the server no longer routes it, and one the client library had already
   // queued for the old subscription's callback is dropped as well.
   assert.is(nc.answer(0), 0, "nothing listens on the old inbox");
@@ -238,19 +249,19 @@ test("pinger - a reply to a ping of an earlier start is dropped, also when it re
 });
 
 test("pinger - memory is bounded to one outstanding ping per subject, and the pinger sets no timer", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
+  const { nc, sim, pinger, ping, replies, misses } = setup();
   const subjects = Array.from({ length: 5000 }, (_, i) => `svc.${i}`);
   const timers = timersSetDuring(() => {
     pinger.start();
     // Clients that never answer: round after round, at most one outstanding ping each.
     for (let round = 0; round < 4; round++) {
-      for (const s of subjects) pinger.ping(s);
+      for (const s of subjects) ping(s);
       assert.is(pinger.outstanding, subjects.length, `round ${round}: one outstanding ping per subject`);
       sim.increment(PING_INTERVAL_MS);
     }
     // The last round is answered, and one more ping is not: nothing is left but that one.
     for (let i = 3 * subjects.length; i < nc.published.length; i++) nc.answer(i);
-    pinger.ping("svc.0");
+    ping("svc.0");
     pinger.forget("svc.0");
     pinger.stop();
   });
@@ -262,10 +273,10 @@ test("pinger - memory is bounded to one outstanding ping per subject, and the pi
 });
 
 test("pinger - forget: a gone client's reply is ignored, its ping is not counted unanswered, its next ping supersedes nothing", () => {
-  const { nc, pinger, replies, misses } = setup();
+  const { nc, pinger, ping, replies, misses } = setup();
   pinger.start();
-  pinger.ping("svc.gone");
-  pinger.ping("svc.stays");
+  ping("svc.gone");
+  ping("svc.stays");
   pinger.forget("svc.gone");
   pinger.forget("svc.never-pinged");
   assert.is(pinger.outstanding, 1);
@@ -273,7 +284,7 @@ test("pinger - forget: a gone client's reply is ignored, its ping is not counted
   nc.answer(1);
   assert.equal(replies.map(([s]) => s), ["svc.stays"]);
   // It registers again and is pinged: nothing of before is superseded, and its reply counts.
-  pinger.ping("svc.gone");
+  ping("svc.gone");
   nc.answer(2);
   assert.equal(replies.map(([s]) => s), ["svc.stays", "svc.gone"]);
   assert.equal(misses, []);
@@ -282,15 +293,15 @@ test("pinger - forget: a gone client's reply is ignored, its ping is not counted
 });
 
 test("pinger - a publish that throws sends nothing and leaves the outstanding ping as it was", () => {
-  const { nc, sim, pinger, replies, misses } = setup();
+  const { nc, sim, pinger, ping, replies, misses } = setup();
   pinger.start();
-  pinger.ping("svc.a");
+  ping("svc.a");
   const publish = nc.publish.bind(nc);
   nc.publish = () => {
     throw new Error("connection closed");
   };
   sim.increment(1);
-  assert.throws(() => pinger.ping("svc.a"), /connection closed/);
+  assert.throws(() => ping("svc.a"), /connection closed/);
   nc.publish = publish;
   assert.equal(misses, []);
   assert.is(pinger.outstanding, 1);
@@ -299,11 +310,11 @@ test("pinger - a publish that throws sends nothing and leaves the outstanding pi
 });
 
 test("pinger - a subject's ping ids wrap after 1,023 pings, stay small integers, and never match an earlier ping's reply", () => {
-  const { nc, pinger, replies, misses } = setup();
+  const { nc, pinger, ping, replies, misses } = setup();
   pinger.start();
-  pinger.ping("svc.other"); // slot 0: svc.a's slot is 1
+  ping("svc.other"); // slot 0: svc.a's slot is 1
   const prefix = nc.published[0]!.reply.replace(/[^.]*$/, "");
-  for (let i = 0; i < 1025; i++) pinger.ping("svc.a");
+  for (let i = 0; i < 1025; i++) ping("svc.a");
   const ids = nc.published.slice(1).map((p) => Number(p.reply.slice(prefix.length)));
   assert.ok(ids.every((id) => Number.isInteger(id) && id > 0 && id < 2 ** 30), "every id is a positive integer below 2^30");
   assert.is(new Set(ids.slice(0, 1023)).size, 1023, "1,023 pings in a row have 1,023 ids");
@@ -321,6 +332,52 @@ test("pinger - a subject's ping ids wrap after 1,023 pings, stay small integers,
   nc.deliver(`${prefix}-1`);
   nc.answer(0);
   assert.equal(replies, [["svc.a", 0], ["svc.other", 0]], "ids that name no ping of ours are ignored");
+});
+
+test("pinger - a reply brings back the slot its ping went on; a slot changing hands drops its ping unsettled", () => {
+  const { nc, pinger, replies, misses, slotReplies } = setup();
+  pinger.start();
+  pinger.ping("svc.a", 7);
+  pinger.ping("svc.b", 3);
+  nc.answer(1);
+  nc.answer(0);
+  assert.equal(replies.map(([s]) => s), ["svc.b", "svc.a"]);
+  assert.equal(slotReplies, [3, 7], "each reply names the slot its ping was sent on");
+  // svc.a is gone (its slot reused by svc.c) with a ping outstanding: neither answered nor missed.
+  pinger.ping("svc.a", 7);
+  pinger.ping("svc.c", 7);
+  assert.is(pinger.outstanding, 1, "only svc.c's ping is outstanding");
+  assert.is(nc.answer(2), 1);
+  assert.equal(replies.length, 2, "the reply to svc.a's dropped ping finds nothing");
+  pinger.forget("svc.a"); // no longer on any slot: svc.c's ping stays
+  assert.is(pinger.outstanding, 1);
+  nc.answer(3);
+  assert.equal(replies.at(-1)?.[0], "svc.c");
+  // A subject that comes back on another slot: its ping on the old one is dropped, unsettled.
+  pinger.ping("svc.b", 3);
+  pinger.ping("svc.b", 9);
+  assert.is(pinger.outstanding, 1);
+  nc.answer(4);
+  assert.equal(replies.length, 3, "the ping on the old slot is no longer svc.b's");
+  nc.answer(5);
+  assert.equal(replies.at(-1)?.[0], "svc.b");
+  assert.equal(slotReplies.at(-1), 9);
+  pinger.forget("svc.b");
+  pinger.ping("svc.d", 3); // the old slot was released: svc.d takes it with nothing outstanding
+  assert.equal(misses, [], "nothing was counted unanswered");
+  assert.is(pinger.outstanding, 1);
+});
+
+test("pinger - any whole slot works, above 2^20 too; a slot that is not a whole number from 0 is refused before publishing", () => {
+  const { nc, pinger, replies, slotReplies } = setup();
+  pinger.start();
+  pinger.ping("svc.far", 2 ** 21 + 5);
+  nc.answer(0);
+  assert.equal(replies.map(([s]) => s), ["svc.far"]);
+  assert.equal(slotReplies, [2 ** 21 + 5]);
+  for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) assert.throws(() => pinger.ping("svc.bad", bad), /slot/, `slot ${bad}`);
+  assert.is(nc.published.length, 1, "nothing was published for a refused slot");
+  assert.is(pinger.outstanding, 0);
 });
 
 test.run();

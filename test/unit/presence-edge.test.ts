@@ -595,9 +595,15 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
 
 const subjectsOf = (replies: readonly ReplyFact[]) => replies.map((r) => r.subject);
 
+/** Each subject's key, as a shard gives it: one per subject, kept across commands. */
+const keys = new Map<string, number>();
+const keyOf = (subject: string): number => keys.get(subject) ?? keys.set(subject, keys.size * 3 + 1).get(subject)!;
+/** A shard's clients.ping for these subjects, with their keys. */
+const pingCommand = (subjects: string[]) => ({ type: "clients.ping" as const, subjects, keys: subjects.map(keyOf) });
+
 test("presence edge - clients.ping sends each subject an empty request with a reply under one inbox, checking the lease once per command", () => {
   const { edge, pings, subscriptions, checks, metrics } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
   assert.equal(pings.map((p) => p.subject), ["svc.a", "svc.b", "svc.c"], "sent at once, in order");
   assert.is(subscriptions.length, 1, "one subscription for all replies");
   const [, inbox] = /^(_INBOX\.[^.]+)\.\*$/.exec(subscriptions[0]!.subject) ?? [];
@@ -605,7 +611,7 @@ test("presence edge - clients.ping sends each subject an empty request with a re
   assert.ok(pings.every((p) => new RegExp(`^${inbox!.replace(".", "\\.")}\\.\\d+$`).test(p.reply)), "each reply subject: the inbox and a number");
   assert.is(new Set(pings.map((p) => p.reply)).size, 3, "a reply subject per ping");
   assert.equal(checks, { lease: 1, connected: 1 }, "the lease and the connection checked once for the command, not per subject");
-  edge.handle({ type: "clients.ping", subjects: ["svc.d"] });
+  edge.handle(pingCommand(["svc.d"]));
   assert.equal(checks, { lease: 2, connected: 2 });
   assert.is(subscriptions.length, 1, "the next command pings through the same subscription");
   assert.equal(metrics, ["pingSent 3", "pingSent 1"]);
@@ -614,22 +620,22 @@ test("presence edge - clients.ping sends each subject an empty request with a re
 test("presence edge - clients.ping sends nothing while the lease is not valid or the connection is down", () => {
   const { edge, pings, subscriptions, state, metrics } = pingingEdge();
   state.leaseValid = false;
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
   state.leaseValid = true;
   state.connected = false;
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
   assert.equal(pings, [], "no ping");
   assert.equal(subscriptions, [], "not even the reply subscription");
   assert.equal(metrics, [], "nothing counted as sent");
   state.connected = true;
-  edge.handle({ type: "clients.ping", subjects: ["svc.b"] });
+  edge.handle(pingCommand(["svc.b"]));
   assert.equal(pings.map((p) => p.subject), ["svc.b"]);
   assert.equal(metrics, ["pingSent 1"]);
 });
 
 test("presence edge - replies reach the monitor only in the one SWEEP that answers replies.collect, all of them, once", async () => {
   const { edge, sweeps, answer, collect, metrics } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
   // Machine times come from a monotonic clock anchored at process start: within a few ms of the wall clock here.
   const before = Date.now() - 20;
   answer(1);
@@ -663,7 +669,7 @@ test("presence edge - replies reach the monitor only in the one SWEEP that answe
 
 test("presence edge - a reply read after the ask but in the same turn (later in the callback, a tick, a microtask) is in that SWEEP", async () => {
   const { edge, sweeps, answer, collect } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
   await new Promise<void>((resolve) =>
     setTimeout(() => {
       collect();
@@ -680,7 +686,7 @@ test("presence edge - a reply read after the ask but in the same turn (later in 
 
 test("presence edge - a reply waiting in a socket when the sweep timer fires is read before the SWEEP goes out", async () => {
   const { edge, sweeps, answer, collect } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
   // A real socket pair (a Unix socket, no NATS): what is written to one end is in the other's
   // receive queue at once, and Node reads it in the poll phase of the loop's next turn.
   const dir = mkdtempSync(join(tmpdir(), "presence-edge-"));
@@ -717,7 +723,7 @@ test("presence edge - a reply waiting in a socket when the sweep timer fires is 
 
 test("presence edge - pings in flight when the connection was lost go back to the shards, and their late replies count for nothing", async () => {
   const { edge, sweeps, answer, collect, state, logged } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b", "svc.c"] });
+  edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
   answer(0); // svc.a answered before the connection was lost
   collect();
   await flush();
@@ -740,7 +746,7 @@ test("presence edge - pings in flight when the connection was lost go back to th
 
 test("presence edge - a second ask in the same turn brings no second SWEEP", async () => {
   const { edge, sweeps, answer, collect } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
   collect();
   answer(0);
   collect();
@@ -755,7 +761,7 @@ test("presence edge - a second ask in the same turn brings no second SWEEP", asy
 
 test("presence edge - after monitor.stop no SWEEP of the old leadership is delivered and its replies are dropped", async () => {
   const { edge, sweeps, subscriptions, answer, collect } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
   const old = subscriptions[0]!;
   answer(0); // read, waiting for the sweep
   collect();
@@ -766,7 +772,7 @@ test("presence edge - after monitor.stop no SWEEP of the old leadership is deliv
   await flush();
   assert.equal(sweeps, [], "no SWEEP for a monitor that is gone");
   // The next leadership: its first SWEEP has only its own replies.
-  edge.handle({ type: "clients.ping", subjects: ["svc.c"] });
+  edge.handle(pingCommand(["svc.c"]));
   assert.is(subscriptions.length, 2, "a fresh reply subscription");
   answer(1, old);
   answer(2);
@@ -777,8 +783,8 @@ test("presence edge - after monitor.stop no SWEEP of the old leadership is deliv
 
 test("presence edge - a ping superseded by the next one is recorded as ping-failed and its reply is in no SWEEP", async () => {
   const { edge, sweeps, recorded, metrics, answer, collect } = pingingEdge();
-  edge.handle({ type: "clients.ping", subjects: ["svc.a"] });
-  edge.handle({ type: "clients.ping", subjects: ["svc.a"] });
+  edge.handle(pingCommand(["svc.a"]));
+  edge.handle(pingCommand(["svc.a"]));
   assert.equal(recorded, ["ping-failed svc.a superseded"]);
   assert.equal(metrics, ["pingSent 1", "pingFailed", "pingSent 1"]);
   answer(0);
@@ -794,7 +800,7 @@ test("presence edge - a ping superseded by the next one is recorded as ping-fail
 test("presence edge - the reply of a client found dead is in no SWEEP", async () => {
   const { edge, sweeps, store, recorded, answer, collect } = pingingEdge();
   store.expect("remove");
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
   edge.handle({ type: "registration.remove", subject: "svc.a", revision: 3 });
   assert.equal(store.pending.map((c) => [c.op, ...c.args]), [["remove", "svc.a", 3]]);
   answer(0);
@@ -988,12 +994,12 @@ test("presence edge - a stall of STALL_WARN_MS or more is a warning", async () =
 test("presence edge - pings not sent (lease unsure, disconnected, publish failed) go back to the shards in the next SWEEP", async () => {
   const { edge, sweeps, pings, state, collect } = pingingEdge();
   state.leaseValid = false;
-  edge.handle({ type: "clients.ping", subjects: ["svc.a", "svc.b"] });
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
   state.leaseValid = true;
   state.connected = false;
-  edge.handle({ type: "clients.ping", subjects: ["svc.c"] });
+  edge.handle(pingCommand(["svc.c"]));
   state.connected = true;
-  edge.handle({ type: "clients.ping", subjects: ["svc.d"] });
+  edge.handle(pingCommand(["svc.d"]));
   assert.equal(pings.map((p) => p.subject), ["svc.d"]);
   collect();
   await flush();
