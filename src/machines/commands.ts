@@ -33,8 +33,8 @@ export type MonitorCommand =
   /** Remove a client's registration, if it is still the one at `revision`. */
   | { type: "registration.remove"; subject: string; revision: number }
   | { type: "report.presence"; report: ClientReport }
-  /** The NodeState reports one shard sweep found due, in order. */
-  | { type: "reports.state"; reports: ClientReport[] };
+  /** The NodeState reports one shard sweep found due, in order, with their clients' keys (`keys[i]` is the key of `reports[i]`'s client). */
+  | { type: "reports.state"; reports: ClientReport[]; keys: number[] };
 
 export type Command = ElectionCommand | MonitorCommand;
 

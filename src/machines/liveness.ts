@@ -62,6 +62,8 @@ export interface SweepResult {
   dead: LivenessFact[];
   /** NodeState reports that are due. */
   states: ClientReport[];
+  /** Their clients' keys, in the same order. */
+  stateKeys: number[];
 }
 
 /** FNV-1a of the subject's UTF-16 code units, as an unsigned 32-bit number. */
@@ -297,7 +299,7 @@ export class LivenessTable {
    * NodeState goes on.
    */
   sweep(nowMs: number, stalledMs: number, replies: readonly ReplyFact[], unsent: readonly string[] = []): SweepResult {
-    const result: SweepResult = { ping: [], pingKeys: [], missed: [], replied: [], dead: [], states: [] };
+    const result: SweepResult = { ping: [], pingKeys: [], missed: [], replied: [], dead: [], states: [], stateKeys: [] };
     const stalled = stalledMs > 0;
     if (stalled) {
       // Deadlines set before the stall move by it. Replies come after: one read after the
@@ -364,6 +366,7 @@ export class LivenessTable {
           missedPings: this.missed[i]!,
           metadata: this.metadata[i]!,
         });
+        result.stateKeys.push(this.keyOf(i));
       }
       this.scheduleNext(i);
     }

@@ -136,7 +136,7 @@ export const shardMachine = setup({
       tell("PING_MISSED", result.missed);
       tell("DEAD_TIMEOUT", result.dead);
       if (result.ping.length > 0) enqueue.sendTo(outbox, { type: "clients.ping" as const, subjects: result.ping, keys: result.pingKeys });
-      if (result.states.length > 0) enqueue.sendTo(outbox, { type: "reports.state" as const, reports: result.states });
+      if (result.states.length > 0) enqueue.sendTo(outbox, { type: "reports.state" as const, reports: result.states, keys: result.stateKeys });
     }),
     startHeld: ({ context, event }) => {
       assertEvent(event, "LOAD_DONE");

@@ -22,7 +22,7 @@ import {
   type Registration,
   type ReportEncoding,
 } from "../protocol/presence.js";
-import { createReportEncoder, type ReportEncoder } from "../protocol/report-encoder.js";
+import { createReportEncoder, type ReportEncoder, type ReportKeys } from "../protocol/report-encoder.js";
 import { describeError, WarningThrottle, type Logger } from "./logger.js";
 import { fixedHeaders } from "./fixed-headers.js";
 import type { RegistrationStore } from "./registration-store.js";
@@ -152,6 +152,8 @@ export class PresenceEdge {
    * together, in order, each still checked against the lease when it is sent.
    */
   private outgoing: ClientReport[] = [];
+  /** The key of each outgoing report's client (-1: none), for the encoder (see ReportKeys). */
+  private outgoingKeys: number[] = [];
   private flushScheduled = false;
   /** The registration work in flight per subject: messages for one subject run in order. */
   private readonly storing = new Map<string, Promise<void>>();
@@ -230,9 +232,13 @@ export class PresenceEdge {
         );
       case "report.presence":
         this.outgoing.push(command.report);
+        this.outgoingKeys.push(-1);
         return this.flushSoon();
       case "reports.state":
-        for (const report of command.reports) this.outgoing.push(report);
+        for (let i = 0; i < command.reports.length; i++) {
+          this.outgoing.push(command.reports[i]!);
+          this.outgoingKeys.push(command.keys[i] ?? -1);
+        }
         return this.flushSoon();
     }
   }
@@ -496,8 +502,10 @@ export class PresenceEdge {
     queueMicrotask(() => {
       this.flushScheduled = false;
       const batch = this.outgoing;
+      const keys = this.outgoingKeys;
       this.outgoing = [];
-      this.publish(batch);
+      this.outgoingKeys = [];
+      this.publish(batch, keys);
     });
   }
 
@@ -581,12 +589,12 @@ export class PresenceEdge {
    * Publishes a turn's reports, in order, each still checked against the lease when it is
    * sent; those that may not go out are withheld (a lifecycle report is held).
    */
-  private publish(bodies: ClientReport[]): void {
+  private publish(bodies: ClientReport[], keys: ReportKeys): void {
     const why = this.publishBlocked();
     if (why !== null) return this.withholdAll(why, bodies, 0);
     this.endWithholding();
     this.publishHeld();
-    this.emit(bodies);
+    this.emit(bodies, keys);
   }
 
   /** Withholds `bodies` from `from` on: counted, and a lifecycle report held. */
@@ -612,7 +620,7 @@ export class PresenceEdge {
    * again before each report: one that runs out in the middle of a batch stops it there,
    * and the rest are withheld, with no seq taken (they are encoded afresh if published later).
    */
-  private emit(bodies: readonly ClientReport[]): void {
+  private emit(bodies: readonly ClientReport[], keys?: ReportKeys): void {
     if (bodies.length === 0) return;
     const epoch = this.options.epoch();
     if (epoch !== this.seqEpoch) {
@@ -621,7 +629,7 @@ export class PresenceEdge {
     }
     let payloads: Uint8Array[];
     try {
-      payloads = this.reportEncoder.encodeAll(bodies, epoch, this.seq + 1, Date.now());
+      payloads = this.reportEncoder.encodeAll(bodies, epoch, this.seq + 1, Date.now(), keys);
     } catch (err) {
       // A report that cannot be encoded must not take the others with it: one by one. It
       // takes its seq, as a report that could not be published.

@@ -179,6 +179,14 @@ async function pullingEdge() {
   };
 }
 
+/** Each subject's key, as a shard gives it: one per subject, kept across commands. */
+const keys = new Map<string, number>();
+const keyOf = (subject: string): number => keys.get(subject) ?? keys.set(subject, keys.size * 3 + 1).get(subject)!;
+/** A shard's clients.ping for these subjects, with their keys. */
+const pingCommand = (subjects: string[]) => ({ type: "clients.ping" as const, subjects, keys: subjects.map(keyOf) });
+/** A shard's reports.state for these reports, with their clients' keys. */
+const statesCommand = (reports: ClientReport[]) => ({ type: "reports.state" as const, reports, keys: reports.map((r) => keyOf(r.clientSubject)) });
+
 test("presence edge - a registration whose put is still pending is neither acknowledged nor handed back", async () => {
   const { log, store, register } = await pullingEdge();
   store.expect("put");
@@ -342,7 +350,7 @@ test("presence edge - every report goes out with its headers, the leader's field
 test("presence edge - the reports of a turn are published in that turn, once, after the commands that queued them", async () => {
   const { edge, published } = publishingEdge("json");
   edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
-  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState"), body("svc.b", "NodeState")] });
+  edge.handle(statesCommand([body("svc.a", "NodeState"), body("svc.b", "NodeState")]));
   assert.is(published.length, 0, "not while the machines may still queue more");
   await new Promise<void>((r) => queueMicrotask(r));
   // Before any later turn of the event loop: a busy leader's next turn may be tens of ms away.
@@ -368,18 +376,18 @@ test("presence edge - a dead or departed client's cached report fields are dropp
 test("presence edge - reports.state publishes its reports in order, in one seq with the single reports around it, and withheld ones take no seq", async () => {
   const { edge, lease, published } = publishingEdge("json");
   edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
-  edge.handle({ type: "reports.state", reports: [body("svc.c", "NodeState"), body("svc.a", "NodeState"), body("svc.b", "NodeState")] });
+  edge.handle(statesCommand([body("svc.c", "NodeState"), body("svc.a", "NodeState"), body("svc.b", "NodeState")]));
   edge.handle({ type: "report.presence", report: { ...body("svc.b", "NodeSuspect"), state: "suspect" } });
-  edge.handle({ type: "reports.state", reports: [] });
+  edge.handle(statesCommand([]));
   await flush();
   const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
   assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeState svc.c", "3 NodeState svc.a", "4 NodeState svc.b", "5 NodeSuspect svc.b"]);
   lease.valid = false;
-  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState"), body("svc.b", "NodeState")] });
+  edge.handle(statesCommand([body("svc.a", "NodeState"), body("svc.b", "NodeState")]));
   await flush();
   assert.is(published.length, 5, "nothing goes out while the lease is not valid");
   lease.valid = true;
-  edge.handle({ type: "reports.state", reports: [body("svc.b", "NodeState"), body("svc.a", "NodeState")] });
+  edge.handle(statesCommand([body("svc.b", "NodeState"), body("svc.a", "NodeState")]));
   await flush();
   assert.equal(seen().slice(5), ["6 NodeState svc.b", "7 NodeState svc.a"], "seq goes on with no gap for the withheld reports");
 });
@@ -392,9 +400,9 @@ test("presence edge - a lease that runs out in the middle of a turn's reports st
       if (published.length === 2) lease.valid = false; // the renew deadline passes while the batch goes out
     };
     edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
-    edge.handle({ type: "reports.state", reports: [body("svc.b", "NodeState")] });
+    edge.handle(statesCommand([body("svc.b", "NodeState")]));
     edge.handle({ type: "report.presence", report: { ...body("svc.c", "NodeSuspect"), state: "suspect" } });
-    edge.handle({ type: "reports.state", reports: [body("svc.d", "NodeState")] });
+    edge.handle(statesCommand([body("svc.d", "NodeState")]));
     await flush();
     assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeState svc.b"], `${encoding}: nothing after the lease ran out`);
     lease.afterPublish = undefined;
@@ -413,7 +421,7 @@ test("presence edge - a report that cannot be encoded fails alone: the rest of i
   const { edge, published } = publishingEdge("protobuf");
   const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
   // A fraction is no integer field's value: the generated encoder refuses it too.
-  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState"), { ...body("svc.b", "NodeState"), lastSeenMs: 1.5 }, body("svc.c", "NodeState")] });
+  edge.handle(statesCommand([body("svc.a", "NodeState"), { ...body("svc.b", "NodeState"), lastSeenMs: 1.5 }, body("svc.c", "NodeState")]));
   await flush();
   assert.equal(seen(), ["1 NodeState svc.a", "3 NodeState svc.c"]);
   edge.handle({ type: "report.presence", report: body("svc.d", "NodePresent") });
@@ -426,7 +434,7 @@ test("presence edge - lifecycle reports that could not go out are published in o
   const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
   lease.valid = false;
   edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
-  edge.handle({ type: "reports.state", reports: [body("svc.a", "NodeState")] });
+  edge.handle(statesCommand([body("svc.a", "NodeState")]));
   edge.handle({ type: "report.presence", report: { ...body("svc.b", "NodeDead"), state: "dead" } });
   await flush();
   assert.equal(seen(), [], "nothing goes out while the lease is unsure");
@@ -595,11 +603,6 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
 
 const subjectsOf = (replies: readonly ReplyFact[]) => replies.map((r) => r.subject);
 
-/** Each subject's key, as a shard gives it: one per subject, kept across commands. */
-const keys = new Map<string, number>();
-const keyOf = (subject: string): number => keys.get(subject) ?? keys.set(subject, keys.size * 3 + 1).get(subject)!;
-/** A shard's clients.ping for these subjects, with their keys. */
-const pingCommand = (subjects: string[]) => ({ type: "clients.ping" as const, subjects, keys: subjects.map(keyOf) });
 
 test("presence edge - clients.ping sends each subject an empty request with a reply under one inbox, checking the lease once per command", () => {
   const { edge, pings, subscriptions, checks, metrics } = pingingEdge();

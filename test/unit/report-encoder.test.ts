@@ -54,6 +54,10 @@ const step = fc.record({
   lastSeenMs: signed,
   rttMs: fc.oneof(fc.constantFrom(0, -0, 0.5, 1.25, NaN, Infinity), fc.double()),
   missedPings: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 2 ** 32 - 1 })),
+  /** The key its batch gives it: few, so that clients share them (a key whose slot was reused), or none (-1). */
+  key: fc.oneof(fc.integer({ min: -1, max: 4 }), fc.constantFrom(0.5, 2 ** 22 + 1, 2 ** 40)),
+  /** Forgotten (dead or left) just before its batch. */
+  forgotten: fc.integer({ min: 0, max: 7 }).map((n) => n === 0),
 });
 const run = fc.record({
   encoding: fc.constantFrom(...ENCODINGS),
@@ -136,7 +140,7 @@ test("report encoder - the fast path writes the same bytes as the generated enco
  * Feeds the steps of `r` through one encoder in batches of `sizes` (cycled): each batch under
  * its first step's epoch and ts, with seqs counting up from its first step's seq.
  */
-function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
+function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void, withKeys = false) {
   const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
   const bodyOf = clientBodies(r);
   const done: { payload: Uint8Array; report: Report }[] = [];
@@ -147,7 +151,8 @@ function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: 
     const { epoch, ts } = steps[0]!;
     const firstSeq = Math.min(steps[0]!.seq, Number.MAX_SAFE_INTEGER - steps.length);
     const bodies = steps.map(bodyOf);
-    const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts);
+    if (withKeys) for (const s of steps) if (s.forgotten) encoder.forget(r.subjects[s.client]!);
+    const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts, withKeys ? steps.map((s) => s.key) : undefined);
     assert.is(encoded.length, bodies.length, "one payload per report");
     bodies.forEach((body, i) => done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) }));
   }
@@ -166,6 +171,44 @@ test("report encoder - a batch gives every report the bytes the generated encode
     ),
     { numRuns: 500 },
   );
+});
+
+test("report encoder - with the clients' keys, however they collide or go stale, every report gets the generated encoder's bytes", () => {
+  fc.assert(
+    fc.property(run, fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 }), (r, sizes) =>
+      replayBatches(
+        r,
+        sizes,
+        (fast, slow, report) => {
+          assert.equal(Buffer.from(fast).toString("hex"), Buffer.from(slow).toString("hex"), `seq ${report.seq}`);
+        },
+        true,
+      ),
+    ),
+    { numRuns: 1000 },
+  );
+  // Two clients on one key in one batch, then a client's new metadata on its old key.
+  for (const encoding of ENCODINGS) {
+    const encoder = createReportEncoder(encoding, "prod", "c1");
+    const a: ClientReport = { type: "NodeState", clientSubject: "svc.a", state: "alive", lastSeenMs: 5, rttMs: 0.5, missedPings: 0, metadata: { zone: "eu" } };
+    const b: ClientReport = { ...a, clientSubject: "svc.b", metadata: { zone: "us" } };
+    const a2: ClientReport = { ...a, metadata: { zone: "ap" } };
+    const got = encoder.encodeAll([a, b, a, a2, b], 7, 1, 10, [3, 3, 3, 3, 3]).map((p) => decodeReport(p, encoding));
+    assert.equal(
+      got.map((g) => `${g.clientSubject} ${JSON.stringify(g.metadata)}`),
+      ['svc.a {"zone":"eu"}', 'svc.b {"zone":"us"}', 'svc.a {"zone":"eu"}', 'svc.a {"zone":"ap"}', 'svc.b {"zone":"us"}'],
+      encoding,
+    );
+    assert.is(encoder.cachedClients, 2, `${encoding}: one cached part per client`);
+    // Clients may share one metadata object (the takeover rehearsal's made-up clients do).
+    const c: ClientReport = { ...a2, clientSubject: "svc.c" };
+    const shared = encoder.encodeAll([a2, c], 7, 6, 10, [4, 4]).map((p) => decodeReport(p, encoding).clientSubject);
+    assert.equal(shared, ["svc.a", "svc.c"], `${encoding}: the same metadata on one key is still another client`);
+    encoder.forget("svc.a");
+    encoder.forget("svc.b");
+    encoder.forget("svc.c");
+    assert.is(encoder.cachedClients, 0, `${encoding}: forgotten, by key as well`);
+  }
 });
 
 test("report encoder - a report it cannot encode fails alone: the encoder goes on with the next", () => {
