@@ -68,8 +68,12 @@ export const monitorMachine = setup({
       assertEvent(event, "SWEEP");
       const count = context.shards.length;
       const perShard: ReplyFact[][] = Array.from({ length: count }, () => []);
-      // A reply's key names its client's shard (see LivenessTable): no hash of its subject.
-      for (const reply of event.replies) perShard[reply.key !== undefined ? reply.key % count : shardOf(reply.subject, count)]!.push(reply);
+      // A reply's key names its client's shard (see LivenessTable): no hash of its subject. A
+      // reply without one (a log recorded before keys) goes by its subject.
+      for (const reply of event.replies) {
+        const key = reply.key;
+        perShard[key !== undefined && Number.isInteger(key) && key >= 0 ? key % count : shardOf(reply.subject, count)]!.push(reply);
+      }
       const unsent: (string[] | undefined)[] = new Array<string[] | undefined>(count);
       for (const subject of event.unsent ?? []) (unsent[shardOf(subject, count)] ??= []).push(subject);
       for (let i = 0; i < count; i++) {

@@ -65,10 +65,11 @@ function presence({ shardCount = 4, sweepIntervalMs = P.sweepIntervalMs }: Optio
           log.push({ at: clock.now(), command });
           if (command.type === "replies.collect") collect();
           if (command.type === "clients.ping") {
-            for (const subject of command.subjects) {
+            // As the edge does: each reply brings back the key its ping carried.
+            command.subjects.forEach((subject, i) => {
               const rtt = answering.get(subject);
-              if (rtt !== undefined) inFlight.push({ subject, atMs: wall() + rtt, rttMs: rtt });
-            }
+              if (rtt !== undefined) inFlight.push({ subject, key: command.keys[i]!, atMs: wall() + rtt, rttMs: rtt });
+            });
           }
         }),
       ),
@@ -570,15 +571,35 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
     assert.equal(misplaced, [], `${id} holds only its own subjects`);
     assert.equal([...tables[i]!.entries()].map((e) => e.subject).sort(), [...children].sort(), `${id}'s table`);
   }
-  // Replies are routed to their shards: everyone answering, nobody is suspect.
+  // Replies are routed to their shards by the keys their pings carried: everyone answering, nobody is suspect.
   for (const s of subjects) p.answer(s);
   p.advance(3000);
   assert.is(p.types().filter((t) => t !== "NodePresent").length, 0);
+  // Each client's key, on its pings and its NodeStates: one per client, naming its shard.
+  const keyOf = new Map<string, Set<number>>();
+  const note = (subject: string, key: number | undefined) => (keyOf.get(subject) ?? keyOf.set(subject, new Set()).get(subject)!).add(key ?? -1);
+  for (const { command } of p.log) {
+    if (command.type === "clients.ping") command.subjects.forEach((s, i) => note(s, command.keys[i]));
+    if (command.type === "reports.state") command.reports.forEach((r, i) => note(r.clientSubject, command.keys[i]));
+  }
+  assert.is(keyOf.size, 2000, "every client pinged and reported");
+  const keys = [...keyOf].map(([subject, set]) => {
+    assert.is(set.size, 1, `${subject}: one key`);
+    const [key] = [...set];
+    assert.ok(Number.isInteger(key) && key! % 16 === shardOf(subject, 16), `${subject}: key ${key} names shard ${shardOf(subject, 16)}`);
+    return key!;
+  });
+  assert.is(new Set(keys).size, 2000, "no two clients share a key");
   // Duplicates within one load count once.
   const q = presence({ shardCount: 4 });
   q.load("dup.a", "dup.a", "dup.b");
   assert.is(q.clientCount(), 2);
   assert.is(q.tables().reduce((n, t) => n + t.size, 0), 2);
+  // A reply whose key is no key (a log edited by hand) goes by its subject.
+  const at = q.wall();
+  q.send({ type: "SWEEP", atMs: at, stalledMs: 0, replies: [-1, 2.5, Number.NaN].map((key, i) => ({ subject: "dup.b", key, atMs: at - 3 + i, rttMs: 1 })) });
+  const b = q.tables().map((t) => t.get("dup.b")).find((e) => e !== undefined);
+  assert.is(b?.lastSeenMs, at - 1, "each of them reached dup.b's shard");
 });
 
 test.run();

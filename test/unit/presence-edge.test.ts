@@ -653,6 +653,11 @@ test("presence edge - replies reach the monitor only in the one SWEEP that answe
   assert.is(sweeps.length, 1);
   const sweep = sweeps[0]!;
   assert.equal(subjectsOf(sweep.replies), ["svc.b", "svc.a"], "every reply read since the last sweep, in the order read");
+  assert.equal(
+    sweep.replies.map((r) => r.key),
+    [keyOf("svc.b"), keyOf("svc.a")],
+    "each reply brings back the key its ping carried",
+  );
   for (const r of sweep.replies) {
     assert.ok(r.atMs >= before && r.atMs <= after, "a reply's atMs: when it was read");
     assert.ok(r.rttMs >= 0 && Number.isFinite(r.rttMs));
