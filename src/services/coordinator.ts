@@ -183,7 +183,11 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
   const { nc } = link;
   try {
     await checkServer(nc, config.kvReplicas, logger);
-    const notReady = { deadlineMs: STARTUP_JETSTREAM_DEADLINE_MS, warn: (message: string, fields: Record<string, unknown>) => logger.warn(message, fields) };
+    const notReady = {
+      deadlineMs: STARTUP_JETSTREAM_DEADLINE_MS,
+      warn: (message: string, fields: Record<string, unknown>) => logger.warn(message, fields),
+      info: (message: string, fields: Record<string, unknown>) => logger.info(message, fields),
+    };
     const lease = await retryWhileNotReady(
       "lease bucket",
       () =>

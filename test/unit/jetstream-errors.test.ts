@@ -4,8 +4,11 @@
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { isTransientJetStreamError, retryWhileNotReady } from "../../src/services/jetstream-errors.js";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { isCreationRace, isTransientJetStreamError, retryWhileNotReady } from "../../src/services/jetstream-errors.js";
 
+/** JetStream's answer when another process created the stream at the same moment. */
+const overlap = () => new JetStreamApiError({ code: 400, err_code: 10065, description: "subjects overlap with an existing stream" });
 const timeout = () => Object.assign(new Error("timeout"), { name: "TimeoutError" });
 
 test("jetstream errors - timeouts, missing responders and a forming cluster are transient; refusals are not", () => {
@@ -76,6 +79,45 @@ test("jetstream errors - a refusal is not retried, and retrying stops at the dea
     (err: unknown) => assert.is(err, last),
   );
   assert.is(calls, 1);
+});
+
+test("jetstream errors - a creation another process won at the same moment is prepared again at once, a few times, then fails with the server's answer", async () => {
+  assert.ok(isCreationRace(overlap()));
+  assert.ok(isCreationRace(new Error("registration store: cannot prepare stream and KV bucket x: subjects overlap", { cause: overlap() })));
+  assert.ok(isCreationRace(new JetStreamApiError({ code: 400, err_code: 10058, description: "stream name already in use with a different configuration" })));
+  assert.not.ok(isCreationRace(new Error("subjects overlap with an existing stream")), "only JetStream's own answer, by its code");
+  assert.not.ok(isCreationRace(timeout()));
+  assert.not.ok(isTransientJetStreamError(overlap()), "not a JetStream that is not ready: no retries until the deadline");
+  // Two coordinators starting together: the second create is refused once; the next try finds the stream.
+  let calls = 0;
+  const infos: string[] = [];
+  const warnings: string[] = [];
+  const started = performance.now();
+  const value = await retryWhileNotReady(
+    "registration stream and bucket",
+    async () => {
+      calls += 1;
+      if (calls === 1) throw new Error("registration store: cannot prepare", { cause: overlap() });
+      return "prepared";
+    },
+    { deadlineMs: 10_000, warn: (m) => warnings.push(m), info: (m) => infos.push(m) },
+  );
+  assert.is(value, "prepared");
+  assert.is(calls, 2);
+  assert.equal(infos, ["another process was creating the registration stream and bucket at the same moment; preparing it again"]);
+  assert.equal(warnings, [], "no warning for a race that resolved itself");
+  assert.ok(performance.now() - started < 2000, "at once, not after the not-ready pauses");
+  // A stream of those subjects that is not ours: a few tries, then the server's answer.
+  calls = 0;
+  const refused = overlap();
+  await retryWhileNotReady("x", async () => {
+    calls += 1;
+    throw refused;
+  }, { deadlineMs: 60_000, warn: () => undefined }).then(
+    () => assert.unreachable(),
+    (err: unknown) => assert.is(err, refused),
+  );
+  assert.is(calls, 4, "the first try and three more");
 });
 
 test.run();
