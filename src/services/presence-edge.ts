@@ -148,12 +148,15 @@ export class PresenceEdge {
   private seq = 0;
   private seqEpoch = 0;
   /**
-   * Reports wait here until the current turn of the event loop is over, then go out
-   * together, in order, each still checked against the lease when it is sent.
+   * What a turn of the event loop sends waits here until the turn is over, then goes out in
+   * this order: the lifecycle reports (a verdict is news), the pings, the NodeStates. Each
+   * report is still checked against the lease when it is sent.
    */
-  private outgoing: ClientReport[] = [];
-  /** The key of each outgoing report's client (-1: none), for the encoder (see ReportKeys). */
-  private outgoingKeys: number[] = [];
+  private lifecycle: ClientReport[] = [];
+  private pings: { subjects: readonly string[]; keys: readonly number[] }[] = [];
+  private states: ClientReport[] = [];
+  /** The key of each outgoing NodeState's client, for the encoder (see ReportKeys). */
+  private stateKeys: number[] = [];
   private flushScheduled = false;
   /** The registration work in flight per subject: messages for one subject run in order. */
   private readonly storing = new Map<string, Promise<void>>();
@@ -223,7 +226,8 @@ export class PresenceEdge {
       case "replies.collect":
         return this.collectReplies();
       case "clients.ping":
-        return this.pingAll(command.subjects, command.keys);
+        this.pings.push({ subjects: command.subjects, keys: command.keys });
+        return this.flushSoon();
       case "registration.remove":
         this.monitored.delete(command.subject); // it is dead
         this.pinger.forget(command.subject);
@@ -231,13 +235,12 @@ export class PresenceEdge {
           this.log.warn("could not remove a registration", { subject: command.subject, error: describeError(err) }),
         );
       case "report.presence":
-        this.outgoing.push(command.report);
-        this.outgoingKeys.push(-1);
+        this.lifecycle.push(command.report);
         return this.flushSoon();
       case "reports.state":
         for (let i = 0; i < command.reports.length; i++) {
-          this.outgoing.push(command.reports[i]!);
-          this.outgoingKeys.push(command.keys[i] ?? -1);
+          this.states.push(command.reports[i]!);
+          this.stateKeys.push(command.keys[i] ?? -1);
         }
         return this.flushSoon();
     }
@@ -492,20 +495,28 @@ export class PresenceEdge {
   }
 
   /**
-   * Publishes the reports of this turn once the machines are done with it: in a microtask,
-   * so that a sweep's verdicts go out in the sweep's own turn, not a turn of the event loop
-   * later (a busy leader's turns are tens of ms apart).
+   * Sends what this turn produced once the machines are done with it: in a microtask, so that
+   * a sweep's verdicts go out in the sweep's own turn, not a turn of the event loop later (a
+   * busy leader's turns are tens of ms apart). The verdicts go first: a sweep of 50,000
+   * clients also sends thousands of pings and NodeStates, and a NodeDead that waited behind
+   * them would be late by that much.
    */
   private flushSoon(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     queueMicrotask(() => {
       this.flushScheduled = false;
-      const batch = this.outgoing;
-      const keys = this.outgoingKeys;
-      this.outgoing = [];
-      this.outgoingKeys = [];
-      this.publish(batch, keys);
+      const lifecycle = this.lifecycle;
+      const pings = this.pings;
+      const states = this.states;
+      const keys = this.stateKeys;
+      this.lifecycle = [];
+      this.pings = [];
+      this.states = [];
+      this.stateKeys = [];
+      if (lifecycle.length > 0) this.publish(lifecycle, []);
+      for (const p of pings) this.pingAll(p.subjects, p.keys);
+      if (states.length > 0) this.publish(states, keys);
     });
   }
 

@@ -41,6 +41,8 @@ import type { RegistrationStore, StoredRegistration } from "../../src/services/r
 
 const CLUSTER = "edge";
 const flush = () => new Promise((r) => setImmediate(r));
+/** The end of the current turn's synchronous work: what the edge sends at the end of a turn has gone out. */
+const microtask = () => new Promise<void>((r) => queueMicrotask(r));
 
 /** Everything the edge did that a user could notice, in order: settled messages, monitor events, closed pulls. */
 type Log = string[];
@@ -359,6 +361,45 @@ test("presence edge - the reports of a turn are published in that turn, once, af
   assert.is(published.length, 3, "and not again");
 });
 
+test("presence edge - a turn sends its lifecycle reports first, then its pings, then its NodeStates", async () => {
+  // A sweep of 50,000 clients sends thousands of pings and NodeStates: a NodeDead behind them would be late by that much.
+  const wire: string[] = [];
+  const nc: PresenceConnection = {
+    subscribe: () => ({ unsubscribe: () => undefined }),
+    publish: (subject, data, opts) => {
+      if (opts?.reply !== undefined) return void wire.push(`ping ${subject}`);
+      const r = decodeReport(data as Uint8Array, opts?.headers?.get(REPORT_HEADERS.encoding));
+      wire.push(`${r.seq} ${r.type} ${r.clientSubject}`);
+    },
+  };
+  const edge = new PresenceEdge({
+    nc,
+    feed: { pull: () => Promise.reject(new Error("unexpected pull")) },
+    clusterId: CLUSTER,
+    coordinatorId: "c1",
+    store: new StrictStore(),
+    sweepIntervalMs: 50,
+    deadTimeoutMs: 5000,
+    reportEncoding: "json",
+    logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
+    leaseIsValid: () => true,
+    epoch: () => 1,
+    isConnected: () => true,
+    toMonitor: () => undefined,
+    maxClients: 100,
+  });
+  // As two shards' sweeps queue them: each its states, its pings, and a verdict of one of its clients.
+  edge.handle(statesCommand([body("svc.a", "NodeState")]));
+  edge.handle(pingCommand(["svc.a", "svc.b"]));
+  edge.handle({ type: "report.presence", report: { ...body("svc.c", "NodeSuspect"), state: "suspect" } });
+  edge.handle(statesCommand([body("svc.d", "NodeState")]));
+  edge.handle(pingCommand(["svc.d"]));
+  edge.handle({ type: "report.presence", report: body("svc.e", "NodeDead") });
+  assert.equal(wire, [], "nothing while the machines may still queue more");
+  await microtask();
+  assert.equal(wire, ["1 NodeSuspect svc.c", "2 NodeDead svc.e", "ping svc.a", "ping svc.b", "ping svc.d", "3 NodeState svc.a", "4 NodeState svc.d"]);
+});
+
 test("presence edge - a dead or departed client's cached report fields are dropped, and all of them when monitoring stops", async () => {
   const { edge, published } = publishingEdge("protobuf");
   for (const s of ["svc.a", "svc.b", "svc.c"]) edge.handle({ type: "report.presence", report: body(s, "NodePresent") });
@@ -373,7 +414,7 @@ test("presence edge - a dead or departed client's cached report fields are dropp
   assert.is(edge.cachedReportClients, 0, "nothing cached once monitoring stopped");
 });
 
-test("presence edge - reports.state publishes its reports in order, in one seq with the single reports around it, and withheld ones take no seq", async () => {
+test("presence edge - reports.state publishes its reports in order after the turn's lifecycle reports, in one seq with them, and withheld ones take no seq", async () => {
   const { edge, lease, published } = publishingEdge("json");
   edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
   edge.handle(statesCommand([body("svc.c", "NodeState"), body("svc.a", "NodeState"), body("svc.b", "NodeState")]));
@@ -381,7 +422,7 @@ test("presence edge - reports.state publishes its reports in order, in one seq w
   edge.handle(statesCommand([]));
   await flush();
   const seen = () => published.map((p) => decodeReport(p.data, p.encoding)).map((r) => `${r.seq} ${r.type} ${r.clientSubject}`);
-  assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeState svc.c", "3 NodeState svc.a", "4 NodeState svc.b", "5 NodeSuspect svc.b"]);
+  assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeSuspect svc.b", "3 NodeState svc.c", "4 NodeState svc.a", "5 NodeState svc.b"]);
   lease.valid = false;
   edge.handle(statesCommand([body("svc.a", "NodeState"), body("svc.b", "NodeState")]));
   await flush();
@@ -400,11 +441,12 @@ test("presence edge - a lease that runs out in the middle of a turn's reports st
       if (published.length === 2) lease.valid = false; // the renew deadline passes while the batch goes out
     };
     edge.handle({ type: "report.presence", report: body("svc.a", "NodePresent") });
-    edge.handle(statesCommand([body("svc.b", "NodeState")]));
+    edge.handle({ type: "report.presence", report: body("svc.b", "NodePresent") });
+    edge.handle(statesCommand([body("svc.a", "NodeState")]));
     edge.handle({ type: "report.presence", report: { ...body("svc.c", "NodeSuspect"), state: "suspect" } });
     edge.handle(statesCommand([body("svc.d", "NodeState")]));
     await flush();
-    assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeState svc.b"], `${encoding}: nothing after the lease ran out`);
+    assert.equal(seen(), ["1 NodePresent svc.a", "2 NodePresent svc.b"], `${encoding}: nothing after the lease ran out`);
     lease.afterPublish = undefined;
     lease.valid = true; // the lease check succeeded: this leadership goes on
     edge.handle({ type: "report.presence", report: body("svc.e", "NodePresent") });
@@ -604,10 +646,12 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
 const subjectsOf = (replies: readonly ReplyFact[]) => replies.map((r) => r.subject);
 
 
-test("presence edge - clients.ping sends each subject an empty request with a reply under one inbox, checking the lease once per command", () => {
+test("presence edge - clients.ping sends each subject an empty request with a reply under one inbox, checking the lease once per command", async () => {
   const { edge, pings, subscriptions, checks, metrics } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
-  assert.equal(pings.map((p) => p.subject), ["svc.a", "svc.b", "svc.c"], "sent at once, in order");
+  assert.equal(pings, [], "not while the machines may still queue more");
+  await microtask();
+  assert.equal(pings.map((p) => p.subject), ["svc.a", "svc.b", "svc.c"], "sent in the same turn, in order");
   assert.is(subscriptions.length, 1, "one subscription for all replies");
   const [, inbox] = /^(_INBOX\.[^.]+)\.\*$/.exec(subscriptions[0]!.subject) ?? [];
   assert.ok(inbox, `a wildcard under an inbox: ${subscriptions[0]!.subject}`);
@@ -615,23 +659,27 @@ test("presence edge - clients.ping sends each subject an empty request with a re
   assert.is(new Set(pings.map((p) => p.reply)).size, 3, "a reply subject per ping");
   assert.equal(checks, { lease: 1, connected: 1 }, "the lease and the connection checked once for the command, not per subject");
   edge.handle(pingCommand(["svc.d"]));
+  await microtask();
   assert.equal(checks, { lease: 2, connected: 2 });
   assert.is(subscriptions.length, 1, "the next command pings through the same subscription");
   assert.equal(metrics, ["pingSent 3", "pingSent 1"]);
 });
 
-test("presence edge - clients.ping sends nothing while the lease is not valid or the connection is down", () => {
+test("presence edge - clients.ping sends nothing while the lease is not valid or the connection is down", async () => {
   const { edge, pings, subscriptions, state, metrics } = pingingEdge();
   state.leaseValid = false;
   edge.handle(pingCommand(["svc.a", "svc.b"]));
+  await microtask();
   state.leaseValid = true;
   state.connected = false;
   edge.handle(pingCommand(["svc.a", "svc.b"]));
+  await microtask();
   assert.equal(pings, [], "no ping");
   assert.equal(subscriptions, [], "not even the reply subscription");
   assert.equal(metrics, [], "nothing counted as sent");
   state.connected = true;
   edge.handle(pingCommand(["svc.b"]));
+  await microtask();
   assert.equal(pings.map((p) => p.subject), ["svc.b"]);
   assert.equal(metrics, ["pingSent 1"]);
 });
@@ -639,6 +687,7 @@ test("presence edge - clients.ping sends nothing while the lease is not valid or
 test("presence edge - replies reach the monitor only in the one SWEEP that answers replies.collect, all of them, once", async () => {
   const { edge, sweeps, answer, collect, metrics } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
+  await microtask();
   // Machine times come from a monotonic clock anchored at process start: within a few ms of the wall clock here.
   const before = Date.now() - 20;
   answer(1);
@@ -678,6 +727,7 @@ test("presence edge - replies reach the monitor only in the one SWEEP that answe
 test("presence edge - a reply read after the ask but in the same turn (later in the callback, a tick, a microtask) is in that SWEEP", async () => {
   const { edge, sweeps, answer, collect } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
+  await microtask();
   await new Promise<void>((resolve) =>
     setTimeout(() => {
       collect();
@@ -695,6 +745,7 @@ test("presence edge - a reply read after the ask but in the same turn (later in 
 test("presence edge - a reply waiting in a socket when the sweep timer fires is read before the SWEEP goes out", async () => {
   const { edge, sweeps, answer, collect } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b"]));
+  await microtask();
   // A real socket pair (a Unix socket, no NATS): what is written to one end is in the other's
   // receive queue at once, and Node reads it in the poll phase of the loop's next turn.
   const dir = mkdtempSync(join(tmpdir(), "presence-edge-"));
@@ -732,6 +783,7 @@ test("presence edge - a reply waiting in a socket when the sweep timer fires is 
 test("presence edge - pings in flight when the connection was lost go back to the shards, and their late replies count for nothing", async () => {
   const { edge, sweeps, answer, collect, state, logged } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
+  await microtask();
   answer(0); // svc.a answered before the connection was lost
   collect();
   await flush();
@@ -755,6 +807,7 @@ test("presence edge - pings in flight when the connection was lost go back to th
 test("presence edge - a second ask in the same turn brings no second SWEEP", async () => {
   const { edge, sweeps, answer, collect } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b"]));
+  await microtask();
   collect();
   answer(0);
   collect();
@@ -770,6 +823,7 @@ test("presence edge - a second ask in the same turn brings no second SWEEP", asy
 test("presence edge - after monitor.stop no SWEEP of the old leadership is delivered and its replies are dropped", async () => {
   const { edge, sweeps, subscriptions, answer, collect } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b"]));
+  await microtask();
   const old = subscriptions[0]!;
   answer(0); // read, waiting for the sweep
   collect();
@@ -781,6 +835,7 @@ test("presence edge - after monitor.stop no SWEEP of the old leadership is deliv
   assert.equal(sweeps, [], "no SWEEP for a monitor that is gone");
   // The next leadership: its first SWEEP has only its own replies.
   edge.handle(pingCommand(["svc.c"]));
+  await microtask();
   assert.is(subscriptions.length, 2, "a fresh reply subscription");
   answer(1, old);
   answer(2);
@@ -793,6 +848,7 @@ test("presence edge - a ping superseded by the next one is recorded as ping-fail
   const { edge, sweeps, recorded, metrics, answer, collect } = pingingEdge();
   edge.handle(pingCommand(["svc.a"]));
   edge.handle(pingCommand(["svc.a"]));
+  await microtask();
   assert.equal(recorded, ["ping-failed svc.a superseded"]);
   assert.equal(metrics, ["pingSent 1", "pingFailed", "pingSent 1"]);
   answer(0);
@@ -809,6 +865,7 @@ test("presence edge - the reply of a client found dead is in no SWEEP", async ()
   const { edge, sweeps, store, recorded, answer, collect } = pingingEdge();
   store.expect("remove");
   edge.handle(pingCommand(["svc.a", "svc.b"]));
+  await microtask();
   edge.handle({ type: "registration.remove", subject: "svc.a", revision: 3 });
   assert.equal(store.pending.map((c) => [c.op, ...c.args]), [["remove", "svc.a", 3]]);
   answer(0);
@@ -1003,11 +1060,14 @@ test("presence edge - pings not sent (lease unsure, disconnected, publish failed
   const { edge, sweeps, pings, state, collect } = pingingEdge();
   state.leaseValid = false;
   edge.handle(pingCommand(["svc.a", "svc.b"]));
+  await microtask();
   state.leaseValid = true;
   state.connected = false;
   edge.handle(pingCommand(["svc.c"]));
+  await microtask();
   state.connected = true;
   edge.handle(pingCommand(["svc.d"]));
+  await microtask();
   assert.equal(pings.map((p) => p.subject), ["svc.d"]);
   collect();
   await flush();
