@@ -23,6 +23,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../src/config.js";
@@ -44,8 +45,10 @@ import {
 } from "./capacity-judge.js";
 import { control, percentiles, type SilenceAnswer } from "./client-sim.js";
 import { inspectorUrlIn, liveHeapBytes, withInspector } from "./live-heap.js";
+import { describeLoad, machineLoadSince, sampleMachine, type MachineLoad } from "./machine-load.js";
 
 const CLK_TCK = 100; // Linux's USER_HZ; /proc/<pid>/stat counts CPU in these ticks
+const CORES = cpus().length;
 const P = DEFAULT_MONITOR_TIMINGS;
 /** The target for last reply → NodeDead: the dead timeout, one sweep, and 100 ms. */
 export const DETECTION_BOUND_MS = P.deadTimeoutMs + P.sweepIntervalMs + 100;
@@ -236,6 +239,8 @@ export interface CapacityLevel {
   configured: { pingsPerSecond: number; nodeStatePerSecond: number };
   pingIntervalMs: { p50: number; p99: number };
   simulatorCpuCores: number;
+  /** The whole machine during the hold: every process on it, this one included. */
+  machine: MachineLoad;
   /** Why `bare` is null at a level that was held, if it could not be measured. */
   bareNotMeasured?: string;
   bare: {
@@ -248,6 +253,8 @@ export interface CapacityLevel {
     pingIntervalMs: { p50: number; p99: number };
     /** Clients the bare loop had no reply from within the dead timeout (silenced ones included). */
     staleClients: number;
+    /** The whole machine while the bare loop ran (beside the coordinator, which keeps pinging). */
+    machine: MachineLoad;
   } | null;
   ratio: { cpuPerClient: number; pingRate: number } | null;
   holdSeconds: number;
@@ -278,6 +285,8 @@ export interface DetectionFigure {
   sweepStalledMs: number;
   /** How long the bench waited for the leader to read its replies as they come (see SLOW_REPLY_MS); null: it did not within SETTLE_MAX_MS, and was measured anyway. */
   settledAfterMs: number | null;
+  /** The whole machine from the silencing to the last NodeDead. */
+  machine: MachineLoad;
 }
 
 export interface TakeoverFigure {
@@ -464,12 +473,14 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const before = await scrape(metricsUrl); // also starts the event-loop delay histogram afresh
       // Both coordinators: when an overloaded leader loses its lease, the other one leads.
       const cpu0 = cpuSeconds(leaderPid) + cpuSeconds(followerPid);
+      const machine0 = sampleMachine();
       const t1 = performance.now();
       const holdSeconds = allPresent ? options.holdSeconds : Math.min(options.holdSeconds, options.shortHoldSeconds);
       log(`    holding ${expected.toLocaleString("en")} answering clients for ${holdSeconds} s`);
       await sleep(holdSeconds * 1000);
       const seconds = (performance.now() - t1) / 1000;
       const cpu = (cpuSeconds(leaderPid) + cpuSeconds(followerPid) - cpu0) / seconds;
+      const machine = machineLoadSince(machine0, CORES);
       const nodeStates = counter.count("NodeState") - state0;
       const stats = await sampleStats(nc, prefix, true);
       const rss = rssBytes(leaderPid);
@@ -536,6 +547,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
         },
         pingIntervalMs: { p50: stats.intervalP50Ms, p99: stats.intervalP99Ms },
         simulatorCpuCores: round2(stats.cpuMs / stats.elapsedMs),
+        machine,
         bare: null,
         ratio: null,
         holdSeconds: Math.round(seconds),
@@ -547,7 +559,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           `heap in use with garbage ${mb(level.leader.heapBytes)} (${level.leader.heapPerClientBytes} B/client), ` +
           `event-loop delay p99 ${level.leader.eventLoopDelayP99Ms} ms, ${level.leader.sweepStalls} stalled sweeps (${level.leader.sweepStalledMs} ms credited); ${level.pingsPerSecond.toLocaleString("en")} pings/s and ` +
           `${level.nodeStatePerSecond.toLocaleString("en")} NodeState/s (configured ${level.configured.pingsPerSecond.toLocaleString("en")} and ` +
-          `${level.configured.nodeStatePerSecond.toLocaleString("en")}), interval p50 ${level.pingIntervalMs.p50} ms p99 ${level.pingIntervalMs.p99} ms`,
+          `${level.configured.nodeStatePerSecond.toLocaleString("en")}), interval p50 ${level.pingIntervalMs.p50} ms p99 ${level.pingIntervalMs.p99} ms; ` +
+          `simulator ${level.simulatorCpuCores} cores; machine: ${describeLoad(machine)}`,
       );
 
       if (options.bareSeconds > 0) {
@@ -560,10 +573,12 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           const bcpu0 = cpuSeconds(bare.pid);
           await control(nc, `${prefix}.bare`, { op: "stats" }); // starts its counts afresh
           const seen0 = counter.bareStates;
+          const bareMachine0 = sampleMachine();
           const tb = performance.now();
           await sleep(options.bareSeconds * 1000);
           const bseconds = (performance.now() - tb) / 1000;
           const bcpu = (cpuSeconds(bare.pid) - bcpu0) / bseconds;
+          const bareMachine = machineLoadSince(bareMachine0, CORES);
           const seen = counter.bareStates - seen0;
           await sampleStats(nc, prefix, true);
           const bareStats = await control<BareStats>(nc, `${prefix}.bare`, { op: "stats" });
@@ -576,6 +591,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
             statesSeenPerSecond: Math.round(seen / bseconds),
             pingIntervalMs: { p50: bareStats.intervalP50Ms, p99: bareStats.intervalP99Ms },
             staleClients: bareStats.staleClients,
+            machine: bareMachine,
           };
           level.ratio = {
             cpuPerClient: round2(level.leader.cpuMicrosPerClientSecond / level.bare.cpuMicrosPerClientSecond),
@@ -583,7 +599,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           };
           log(
             `    bare loop: ${level.bare.cpuCores} cores (${level.bare.cpuMicrosPerClientSecond} µs/s per client), ${barePings.toLocaleString("en")} replies/s, ` +
-              `${level.bare.statesPerSecond.toLocaleString("en")} states/s; coordinator/bare: CPU per client ${level.ratio.cpuPerClient}×, ping rate ${level.ratio.pingRate}×`,
+              `${level.bare.statesPerSecond.toLocaleString("en")} states/s; coordinator/bare: CPU per client ${level.ratio.cpuPerClient}×, ping rate ${level.ratio.pingRate}×; ` +
+              `machine: ${describeLoad(bareMachine)}`,
           );
         } catch (err) {
           // The box may not run the bare loop beside everything else at this size (it may
@@ -776,12 +793,14 @@ async function measureDetectionAt(
         : `the leader still read replies more than ${SLOW_REPLY_MS} ms late after ${SETTLE_MAX_MS} ms; measured anyway`) +
       ")",
   );
+  const machine0 = sampleMachine();
   const t0 = performance.now();
   const answer = await control<SilenceAnswer>(nc, prefix, { op: "silence", from, to: n });
   silencedRanges.push([from, n]);
   const bound = P.deadTimeoutMs + P.pingIntervalMs;
   const subjects = Array.from({ length: count }, (_, i) => `${prefix}.${from + i}`);
   await waitFor("NodeDead for the silenced clients", () => subjects.every((s) => counter.dead.has(s)), bound + 10_000).catch(() => undefined);
+  const machine = machineLoadSince(machine0, CORES);
   const latencies = subjects.filter((s) => counter.dead.has(s)).map((s) => counter.dead.get(s)! - t0);
   // Both clocks are the machine's: the simulator's times are ms since the Unix epoch.
   const sinceLastReply = subjects.flatMap((s, i) => {
@@ -824,6 +843,7 @@ async function measureDetectionAt(
     sweepStalls: 0,
     sweepStalledMs: 0,
     settledAfterMs,
+    machine,
   };
   const after = await scrape(metricsUrl);
   figure.sweepStalls = after.sweepStalls - before.sweepStalls;
@@ -832,7 +852,7 @@ async function measureDetectionAt(
     `    silence → NodeDead: p50 ${figure.p50Ms} ms, p99 ${figure.p99Ms} ms, max ${figure.maxMs} ms; last reply → NodeDead published: ` +
       `p50 ${figure.lastReplyToPublish.p50Ms} ms, p99 ${figure.lastReplyToPublish.p99Ms} ms, max ${figure.lastReplyToPublish.maxMs} ms (bound ${figure.boundMs} ms); ` +
       `of which the leader read the last reply after p50 ${figure.replyReadLag.p50Ms} ms, p99 ${figure.replyReadLag.p99Ms} ms and published past its deadline by p50 ${figure.pastDeadline.p50Ms} ms, ` +
-      `p99 ${figure.pastDeadline.p99Ms} ms; received here: p50 ${figure.lastReply.p50Ms} ms, p99 ${figure.lastReply.p99Ms} ms, max ${figure.lastReply.maxMs} ms; missed ${figure.missed}; ${figure.sweepStalls} stalled sweeps (${figure.sweepStalledMs} ms credited)`,
+      `p99 ${figure.pastDeadline.p99Ms} ms; received here: p50 ${figure.lastReply.p50Ms} ms, p99 ${figure.lastReply.p99Ms} ms, max ${figure.lastReply.maxMs} ms; missed ${figure.missed}; ${figure.sweepStalls} stalled sweeps (${figure.sweepStalledMs} ms credited); machine: ${describeLoad(machine)}`,
   );
   return figure;
 }
