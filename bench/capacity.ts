@@ -26,11 +26,11 @@ import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../src/config/config.js";
 import { decodeReport, REPORT_HEADERS, type ReportType } from "../src/protocol/presence.js";
-import { createLogger } from "../src/services/logger.js";
-import { NatsServer } from "../src/services/nats-server.js";
-import { KvRegistrationStore } from "../src/services/registration-store.js";
+import { createLogger } from "../src/observe/logger.js";
+import { NatsServer } from "../src/nats/server.js";
+import { KvRegistrationStore } from "../src/presence/registration-store.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { bareStateSubject, type BareStats } from "./bare-pinger.js";
 import {

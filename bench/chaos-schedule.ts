@@ -19,7 +19,7 @@
  *   that lacks either is drawn again from a seed derived from the first, so the same seed
  *   still gives the same schedule, and a seed whose first draw has both keeps it.
  */
-import { createRandom } from "../src/random.js";
+import { createRandom } from "../src/machines/random.js";
 
 export const CLUSTER_FAULTS = ["kill-coordinator", "term-leader", "stop-leader", "stop-server"] as const;
 export const CLIENT_FAULTS = ["silence", "revive", "register", "unregister", "malformed"] as const;

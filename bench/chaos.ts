@@ -15,11 +15,11 @@
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_PING_INTERVAL_MS } from "../src/config.js";
+import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_PING_INTERVAL_MS } from "../src/config/config.js";
 import { parseElectionReport, parseHeartbeat, subjects } from "../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/presence.js";
-import { createRandom, MAX_SEED, newSeed, type RandomSource } from "../src/random.js";
-import { NatsCluster } from "../src/services/nats-server.js";
+import { createRandom, MAX_SEED, newSeed, type RandomSource } from "../src/machines/random.js";
+import { NatsCluster } from "../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import {
   allPassed,

@@ -26,7 +26,7 @@ import { jetstream, type PubAck } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { parseHeartbeat, subjects } from "../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
-import { NatsServer } from "../src/services/nats-server.js";
+import { NatsServer } from "../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { Helper, rssBytes } from "./capacity.js";
 import { control, SimulatedClients } from "./client-sim.js";

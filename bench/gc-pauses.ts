@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
-import { NatsServer } from "../src/services/nats-server.js";
+import { NatsServer } from "../src/nats/server.js";
 import { CLI, waitFor } from "../test/helpers/coordinators.js";
 import { SimulatedClients } from "./client-sim.js";
 

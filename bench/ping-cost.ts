@@ -13,8 +13,8 @@
 import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { connect, Empty } from "@nats-io/transport-node";
-import { NatsServer } from "../src/services/nats-server.js";
-import { Pinger } from "../src/services/pinger.js";
+import { NatsServer } from "../src/nats/server.js";
+import { Pinger } from "../src/presence/pinger.js";
 
 const { values } = parseArgs({ options: { clients: { type: "string", default: "5000" }, rounds: { type: "string", default: "6" } } });
 const clients = Number(values.clients);

@@ -5,10 +5,10 @@
  * are measured against real processes in bench/capacity.ts.)
  */
 import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef } from "xstate";
-import { DEFAULT_MONITOR_TIMINGS, DEFAULT_SHARD_COUNT } from "../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_SHARD_COUNT } from "../src/config/config.js";
 import type { Command, RegistrationRecord } from "../src/machines/commands.js";
 import { monitorMachine } from "../src/machines/monitor.js";
-import { indexScheduler } from "../src/services/scheduler-index.js";
+import { indexScheduler } from "../src/machines/scheduler-index.js";
 
 function gc(): void {
   const g = (globalThis as { gc?: () => void }).gc;

@@ -14,7 +14,7 @@ import { mkdir, readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
-import { NatsServer } from "../src/services/nats-server.js";
+import { NatsServer } from "../src/nats/server.js";
 import { CLI, waitFor } from "../test/helpers/coordinators.js";
 import { SimulatedClients } from "./client-sim.js";
 

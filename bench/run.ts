@@ -27,15 +27,15 @@
  * takeover of 50k stored clients. The climb stops at the first level that does not hold,
  * unless --keep-climbing.
  */
-import "../src/v8-flags.js"; // the daemon's V8 settings, for what is measured in this process (spawn)
+import "../src/cli/v8-flags.js"; // the daemon's V8 settings, for what is measured in this process (spawn)
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
-import { DEFAULT_MONITOR_TIMINGS } from "../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS } from "../src/config/config.js";
 import { decodeReport, REPORT_HEADERS } from "../src/protocol/presence.js";
-import { NatsServer } from "../src/services/nats-server.js";
+import { NatsServer } from "../src/nats/server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { DETECTION_BOUND_MS, measureCapacity } from "./capacity.js";
 import { DEFAULT_HOLD_CRITERIA } from "./capacity-judge.js";

@@ -27,11 +27,11 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
-import { DEFAULT_MONITOR_TIMINGS } from "../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS } from "../src/config/config.js";
 import { parseHeartbeat, subjects } from "../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/presence.js";
-import { createRandom, newSeed } from "../src/random.js";
-import { NatsServer } from "../src/services/nats-server.js";
+import { createRandom, newSeed } from "../src/machines/random.js";
+import { NatsServer } from "../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 import { blindWindows, DEFAULT_CHAOS_TIMINGS, verdictOf, type ClientAction, type SeenHeartbeat, type SeenPresence } from "./chaos-invariants.js";
 import { SimulatedClients } from "./client-sim.js";

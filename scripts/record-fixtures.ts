@@ -18,8 +18,8 @@ import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
-import { NatsServer } from "../src/services/nats-server.js";
-import { isReport, readRecordLog, replayLog } from "../src/services/replay.js";
+import { NatsServer } from "../src/nats/server.js";
+import { isReport, readRecordLog, replayLog } from "../src/observe/record/replay.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
 
 const FIXTURES = fileURLToPath(new URL("../test/fixtures/", import.meta.url));

@@ -3,10 +3,10 @@
  * presence-coordinator: the command line. Thin on purpose: it parses and validates flags,
  * then hands over to `startCoordinator` (run) or `runDev` (dev).
  */
-import "./v8-flags.js"; // first: V8 settings apply to what is allocated after them
+import "./cli/v8-flags.js"; // first: V8 settings apply to what is allocated after them
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { applyConfigFile, configOverrides, findConfigPath } from "./config-file.js";
+import { applyConfigFile, configOverrides, findConfigPath } from "./config/config-file.js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import {
   ConfigError,
@@ -34,18 +34,18 @@ import {
   type NatsConnectionSettings,
   type NatsSecurity,
   type LogFormat,
-} from "./config.js";
-import { redactUrlsIn } from "./nats-url.js";
-import { MAX_SEED, newSeed } from "./random.js";
-import { startCoordinator, type Coordinator } from "./services/coordinator.js";
-import { Inspection, type InspectSettings } from "./services/inspector.js";
-import { DEFAULT_INSPECT_HOST, DEFAULT_INSPECT_PORT } from "./services/inspector-server.js";
-import { runDev } from "./services/dev.js";
-import { runWatch } from "./services/watch.js";
-import { runStatus } from "./services/status.js";
-import { RecordLogError, runReplay } from "./services/replay.js";
-import { createLogger, describeError, type Logger } from "./services/logger.js";
-import { CoordinatorMetrics, DEFAULT_METRICS_HOST, MetricsServer } from "./services/metrics.js";
+} from "./config/config.js";
+import { redactUrlsIn } from "./nats/url.js";
+import { MAX_SEED, newSeed } from "./machines/random.js";
+import { startCoordinator, type Coordinator } from "./coordinator/coordinator.js";
+import { Inspection, type InspectSettings } from "./observe/inspect/inspector.js";
+import { DEFAULT_INSPECT_HOST, DEFAULT_INSPECT_PORT } from "./observe/inspect/inspector-server.js";
+import { runDev } from "./dev/dev.js";
+import { runWatch } from "./observe/watch.js";
+import { runStatus } from "./observe/query/status.js";
+import { RecordLogError, runReplay } from "./observe/record/replay.js";
+import { createLogger, describeError, type Logger } from "./observe/logger.js";
+import { CoordinatorMetrics, DEFAULT_METRICS_HOST, MetricsServer } from "./observe/metrics.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 

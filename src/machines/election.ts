@@ -5,14 +5,14 @@
  * Pure: it never touches NATS. Events come in (heartbeats heard, results of lease
  * operations, a request to stop); commands go out as emitted events (create, renew or
  * release the lease; publish a heartbeat; publish a report). The driver in
- * `src/services/election-driver.ts` executes the commands and feeds results back. Every
+ * `src/election/election-driver.ts` executes the commands and feeds results back. Every
  * wait is a named `after` delay on the actor's clock, and the only randomness (the election
  * backoff) comes from the injected `random` source, so a run is reproducible under a
  * `SimulatedClock`.
  */
 import { and, assign, fromCallback, sendTo, setup, stateIn } from "xstate";
-import type { ElectionTimings } from "../config.js";
-import type { RandomSource } from "../random.js";
+import type { ElectionTimings } from "../config/config.js";
+import type { RandomSource } from "./random.js";
 import { OUTBOX, outbox, type Command, type ElectionCommand } from "./commands.js";
 import { monitorMachine, type MonitorSettings } from "./monitor.js";
 

@@ -12,7 +12,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ClientReport } from "../protocol/presence.js";
 
-/** Client timings, all in ms (see src/config.ts for what each trades off). */
+/** Client timings, all in ms (see src/config/config.ts for what each trades off). */
 export interface ClientTimings {
   pingIntervalMs: number;
   deadTimeoutMs: number;

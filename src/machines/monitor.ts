@@ -16,7 +16,7 @@ import { shardMachine, shardOf, type SweepEvent } from "./shard.js";
 export interface MonitorSettings extends ClientTimings {
   /** Number of shard actors the clients are spread over. */
   shardCount: number;
-  /** Period of the sweep, in ms (see DEFAULT_SWEEP_INTERVAL_MS in src/config.ts). */
+  /** Period of the sweep, in ms (see DEFAULT_SWEEP_INTERVAL_MS in src/config/config.ts). */
   sweepIntervalMs: number;
 }
 

@@ -4,7 +4,7 @@
  * encodings (Protocol Buffers by default, JSON on request).
  */
 import { create, fromBinary, fromJson, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import type { ReportEncoding } from "../config.js";
+import type { ReportEncoding } from "../config/config.js";
 import { PresenceReportSchema, type PresenceReport } from "./gen/presence/v1/report_pb.js";
 
 export const presenceSubjects = {
@@ -144,7 +144,7 @@ export interface Report extends ClientReport {
   ts: number;
 }
 
-export type { ReportEncoding } from "../config.js";
+export type { ReportEncoding } from "../config/config.js";
 
 /** Header names on every report. */
 export const REPORT_HEADERS = {

@@ -13,7 +13,7 @@ import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { freePort, NatsServer } from "../../src/services/nats-server.js";
+import { freePort, NatsServer } from "../../src/nats/server.js";
 import { CLI, Observer, runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 /** A loopback TCP server that accepts connections and never says a word (not NATS). */

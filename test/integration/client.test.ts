@@ -8,7 +8,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { PresenceClient, PresenceClientError, watchPresence, type PresenceWatchEvents } from "../../src/client/index.js";
 import { encodeReport, RegistrationError, type Report } from "../../src/protocol/presence.js";
-import { NatsServer } from "../../src/services/nats-server.js";
+import { NatsServer } from "../../src/nats/server.js";
 import { reportRecorder, waitForStream } from "../helpers/presence.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { NatsServer } from "../../src/services/nats-server.js";
+import { NatsServer } from "../../src/nats/server.js";
 import { Observer, runCli, spawnCli } from "../helpers/coordinators.js";
 
 test("config file - a YAML file alone runs a coordinator; flags and the environment override it, and the log names each override", async () => {

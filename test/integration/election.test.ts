@@ -8,7 +8,7 @@ import * as assert from "uvu/assert";
 import { Kvm } from "@nats-io/kv";
 import { encodeHeartbeat, subjects, type Heartbeat } from "../../src/protocol/election.js";
 import { presenceSubjects } from "../../src/protocol/presence.js";
-import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
+import { NatsCluster, NatsServer } from "../../src/nats/server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
 

@@ -16,10 +16,10 @@ import { floodProblems, runFlood } from "../../bench/flood.js";
 import { Helper } from "../../bench/capacity.js";
 import { control, SimulatedClients } from "../../bench/client-sim.js";
 import { Kvm } from "@nats-io/kv";
-import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config.js";
+import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config/config.js";
 import { MAX_REGISTRATION_BYTES, presenceResources, presenceSubjects } from "../../src/protocol/presence.js";
-import { registrationKey } from "../../src/services/registration-store.js";
-import { NatsServer } from "../../src/services/nats-server.js";
+import { registrationKey } from "../../src/presence/registration-store.js";
+import { NatsServer } from "../../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
 

@@ -10,7 +10,7 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { chromium, type Browser, type Page } from "playwright-core";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { NatsServer } from "../../src/services/nats-server.js";
+import { NatsServer } from "../../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";

@@ -4,9 +4,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Kvm, type KV } from "@nats-io/kv";
 import { resources } from "../../src/protocol/election.js";
-import { KvLeaseStore, LeaseLostError, LeaseStoreError, LeaseTakenError } from "../../src/services/lease-store.js";
-import { createLogger } from "../../src/services/logger.js";
-import { NatsServer } from "../../src/services/nats-server.js";
+import { KvLeaseStore, LeaseLostError, LeaseStoreError, LeaseTakenError } from "../../src/election/lease-store.js";
+import { createLogger } from "../../src/observe/logger.js";
+import { NatsServer } from "../../src/nats/server.js";
 
 const logger = createLogger({ format: "json", verbose: false, level: "error" });
 

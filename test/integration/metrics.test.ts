@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { presenceSubjects } from "../../src/protocol/presence.js";
-import { NatsServer } from "../../src/services/nats-server.js";
+import { NatsServer } from "../../src/nats/server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 
 interface Sample {

@@ -8,10 +8,10 @@ import { Kvm } from "@nats-io/kv";
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config.js";
+import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config/config.js";
 import { presenceResources } from "../../src/protocol/presence.js";
-import { NatsCluster, NatsServer } from "../../src/services/nats-server.js";
-import { registrationKey } from "../../src/services/registration-store.js";
+import { NatsCluster, NatsServer } from "../../src/nats/server.js";
+import { registrationKey } from "../../src/presence/registration-store.js";
 import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
 import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 

@@ -4,9 +4,9 @@ import { Kvm } from "@nats-io/kv";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { presenceResources } from "../../src/protocol/presence.js";
-import { createLogger } from "../../src/services/logger.js";
-import { NatsServer } from "../../src/services/nats-server.js";
-import { KvRegistrationStore, registrationKey } from "../../src/services/registration-store.js";
+import { createLogger } from "../../src/observe/logger.js";
+import { NatsServer } from "../../src/nats/server.js";
+import { KvRegistrationStore, registrationKey } from "../../src/presence/registration-store.js";
 
 const logger = createLogger({ format: "json", verbose: false, level: "error" });
 const CLUSTER = "rs";

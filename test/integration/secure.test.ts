@@ -13,7 +13,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parseHeartbeat, subjects, type Heartbeat } from "../../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../../src/protocol/presence.js";
-import { NatsServer } from "../../src/services/nats-server.js";
+import { NatsServer } from "../../src/nats/server.js";
 import { makeCertificates, type TestCertificates } from "../helpers/certs.js";
 import { runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 import { nkeyUser, operatorAuth } from "../helpers/nats-auth.js";

@@ -15,9 +15,9 @@ import {
   DEFAULT_LEADER_TIMEOUT_MS,
   DEFAULT_PING_INTERVAL_MS,
   defaultRenewDeadline,
-} from "../../src/config.js";
-import { createRandom } from "../../src/random.js";
-import { NatsServer } from "../../src/services/nats-server.js";
+} from "../../src/config/config.js";
+import { createRandom } from "../../src/machines/random.js";
+import { NatsServer } from "../../src/nats/server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
 import { waitForStream } from "../helpers/presence.js";
 import { metricsUrl, pauseProcess, ReportTally, scrapeValue, type Pause } from "../helpers/stall.js";

@@ -10,7 +10,7 @@ import { activeStateIds, allStates, allTransitions, chartOf, type Chart } from "
 import { MACHINE_NAMES, MACHINES } from "../../src/charts/machines.js";
 import { renderSvg, toDot, toMermaid } from "../../src/charts/render.js";
 import { checkVisualizations, VISUALIZATIONS_DIR } from "../../src/charts/visualizations.js";
-import { DEFAULT_MONITOR_TIMINGS } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS } from "../../src/config/config.js";
 import type { Command } from "../../src/machines/commands.js";
 import { clientMachine } from "../../src/machines/client.js";
 import { shardMachine } from "../../src/machines/shard.js";

@@ -19,7 +19,7 @@ import {
   QueryRequestError,
   type ClientInfo,
 } from "../../src/protocol/query.js";
-import { formatStatus, type ClusterStatus } from "../../src/services/status.js";
+import { formatStatus, type ClusterStatus } from "../../src/observe/query/status.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { applyConfigFile, configOverrides, findConfigPath } from "../../src/config-file.js";
-import { ConfigError } from "../../src/config.js";
+import { applyConfigFile, configOverrides, findConfigPath } from "../../src/config/config-file.js";
+import { ConfigError } from "../../src/config/config.js";
 
 function wholeNumber(v: string): number {
   if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError("must be a whole number.");

@@ -8,7 +8,7 @@ import {
   validateConfig,
   validateTimings,
   type CoordinatorConfig,
-} from "../../src/config.js";
+} from "../../src/config/config.js";
 
 const base: CoordinatorConfig = {
   natsUrls: ["nats://127.0.0.1:4222"],

@@ -2,7 +2,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { Report } from "../../src/protocol/presence.js";
-import { nodeStateSummary } from "../../src/services/dev.js";
+import { nodeStateSummary } from "../../src/dev/dev.js";
 
 const state = (coordinatorId: string, client: string, st: "alive" | "suspect", ts: number): Report => ({
   type: "NodeState",

@@ -6,12 +6,12 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { SimulatedClock } from "xstate";
-import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../../src/config/config.js";
 import type { ElectionReport, Heartbeat, LeaseHolder } from "../../src/protocol/election.js";
-import { createRandom } from "../../src/random.js";
-import { ElectionDriver } from "../../src/services/election-driver.js";
-import { LeaseLostError, LeaseTakenError, type LeaseStore } from "../../src/services/lease-store.js";
-import { createLogger } from "../../src/services/logger.js";
+import { createRandom } from "../../src/machines/random.js";
+import { ElectionDriver } from "../../src/election/election-driver.js";
+import { LeaseLostError, LeaseTakenError, type LeaseStore } from "../../src/election/lease-store.js";
+import { createLogger } from "../../src/observe/logger.js";
 import { Writable } from "node:stream";
 
 const T = DEFAULT_TIMINGS;

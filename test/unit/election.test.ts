@@ -1,11 +1,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createActor, fromCallback, SimulatedClock } from "xstate";
-import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config/config.js";
 import type { Command, MonitorCommand } from "../../src/machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../../src/machines/election.js";
 import type { ElectionReportBody } from "../../src/protocol/election.js";
-import { createRandom, type RandomSource } from "../../src/random.js";
+import { createRandom, type RandomSource } from "../../src/machines/random.js";
 
 const ME = "coord-me";
 const OTHER = "coord-other";

@@ -2,7 +2,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { headers, MsgHdrsImpl } from "@nats-io/transport-node";
-import { fixedHeaders } from "../../src/services/fixed-headers.js";
+import { fixedHeaders } from "../../src/presence/fixed-headers.js";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 

@@ -6,16 +6,16 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import WebSocket from "ws";
 import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef } from "xstate";
-import { DEFAULT_MONITOR_TIMINGS } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS } from "../../src/config/config.js";
 import type { ClientContext } from "../../src/machines/client.js";
 import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
 import type { ReplyFact } from "../../src/machines/liveness.js";
 import { monitorMachine, type MonitorEvent } from "../../src/machines/monitor.js";
 import { shardOf } from "../../src/machines/shard.js";
-import { InspectionHub, type View } from "../../src/services/inspection.js";
-import { sanitizeContext } from "../../src/services/inspector.js";
-import { InspectorServer, parseViewMessage } from "../../src/services/inspector-server.js";
-import { createLogger } from "../../src/services/logger.js";
+import { InspectionHub, type View } from "../../src/observe/inspect/inspection.js";
+import { sanitizeContext } from "../../src/observe/inspect/inspector.js";
+import { InspectorServer, parseViewMessage } from "../../src/observe/inspect/inspector-server.js";
+import { createLogger } from "../../src/observe/logger.js";
 
 const P = DEFAULT_MONITOR_TIMINGS;
 

@@ -5,7 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { JetStreamApiError } from "@nats-io/jetstream";
-import { isCreationRace, isTransientJetStreamError, retryWhileNotReady } from "../../src/services/jetstream-errors.js";
+import { isCreationRace, isTransientJetStreamError, retryWhileNotReady } from "../../src/nats/jetstream-errors.js";
 
 /** JetStream's answer when another process created the stream at the same moment. */
 const overlap = () => new JetStreamApiError({ code: 400, err_code: 10065, description: "subjects overlap with an existing stream" });

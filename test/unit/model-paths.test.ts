@@ -11,13 +11,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef, type EventObject } from "xstate";
 import { getShortestPaths } from "xstate/graph";
-import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../../src/config/config.js";
 import { clientMachine, type ClientEvent } from "../../src/machines/client.js";
 import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
 import { electionMachine, type ElectionContext, type ElectionEvent } from "../../src/machines/election.js";
 import type { ElectionReportBody } from "../../src/protocol/election.js";
 import type { ClientReport } from "../../src/protocol/presence.js";
-import { createRandom } from "../../src/random.js";
+import { createRandom } from "../../src/machines/random.js";
 
 /** Every path is one of the shortest paths, followed by every sequence of up to this many events. */
 const EXTRA_STEPS = 2;

@@ -10,7 +10,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef, type InspectionEvent } from "xstate";
-import { DEFAULT_MONITOR_TIMINGS } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS } from "../../src/config/config.js";
 import { clientMachine } from "../../src/machines/client.js";
 import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
 import type { LivenessTable, ReplyFact } from "../../src/machines/liveness.js";

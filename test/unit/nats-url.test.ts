@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { authMethod, ConfigError, describeSecurity, natsConnectionFrom, validateConfig, DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig, type NatsSecurity } from "../../src/config.js";
-import { redactNatsUrl, redactUrlsIn, splitNatsUrl, withoutCredentials } from "../../src/nats-url.js";
-import { connectFailure, connectionOptions } from "../../src/services/nats.js";
-import { createLogger } from "../../src/services/logger.js";
-import { openRecordLog } from "../../src/services/recorder.js";
+import { authMethod, ConfigError, describeSecurity, natsConnectionFrom, validateConfig, DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig, type NatsSecurity } from "../../src/config/config.js";
+import { redactNatsUrl, redactUrlsIn, splitNatsUrl, withoutCredentials } from "../../src/nats/url.js";
+import { connectFailure, connectionOptions } from "../../src/nats/connection.js";
+import { createLogger } from "../../src/observe/logger.js";
+import { openRecordLog } from "../../src/observe/record/recorder.js";
 
 const SECRET = "s3cr3t-PW";
 

@@ -8,7 +8,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { SimulatedClock } from "xstate";
-import { Pinger, type PingConnection, type PingReply } from "../../src/services/pinger.js";
+import { Pinger, type PingConnection, type PingReply } from "../../src/presence/pinger.js";
 
 /** The default ping interval: a pause longer than this used to turn a reply into a miss. */
 const PING_INTERVAL_MS = 750;

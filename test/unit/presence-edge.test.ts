@@ -26,8 +26,8 @@ import {
   type Report,
   type ReportEncoding,
 } from "../../src/protocol/presence.js";
-import { createLogger } from "../../src/services/logger.js";
-import type { MetricsSink } from "../../src/services/metrics.js";
+import { createLogger } from "../../src/observe/logger.js";
+import type { MetricsSink } from "../../src/observe/metrics.js";
 import {
   PresenceEdge,
   STALL_THRESHOLD_MS,
@@ -36,8 +36,8 @@ import {
   type PresenceConnection,
   type RegistrationFeed,
   type RegistrationMessage,
-} from "../../src/services/presence-edge.js";
-import type { RegistrationStore, StoredRegistration } from "../../src/services/registration-store.js";
+} from "../../src/presence/presence-edge.js";
+import type { RegistrationStore, StoredRegistration } from "../../src/presence/registration-store.js";
 
 const CLUSTER = "edge";
 const flush = () => new Promise((r) => setImmediate(r));

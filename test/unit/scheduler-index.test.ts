@@ -8,11 +8,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef } from "xstate";
-import { DEFAULT_MONITOR_TIMINGS as P } from "../../src/config.js";
+import { DEFAULT_MONITOR_TIMINGS as P } from "../../src/config/config.js";
 import type { Command } from "../../src/machines/commands.js";
 import type { ReplyFact } from "../../src/machines/liveness.js";
 import { monitorMachine } from "../../src/machines/monitor.js";
-import { indexScheduler } from "../../src/services/scheduler-index.js";
+import { indexScheduler } from "../../src/machines/scheduler-index.js";
 
 const settings = { ...P, shardCount: 4 };
 

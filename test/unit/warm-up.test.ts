@@ -1,11 +1,11 @@
 /**
- * The takeover rehearsal (src/services/warm-up.ts) runs the load path of a new leader for
+ * The takeover rehearsal (src/presence/warm-up.ts) runs the load path of a new leader for
  * every made-up client, leaves no timer behind, stops when it is told to, rejects when it
  * did not report every client, and runs once per process.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { rehearseTakeover, rehearseTakeoverOnce } from "../../src/services/warm-up.js";
+import { rehearseTakeover, rehearseTakeoverOnce } from "../../src/presence/warm-up.js";
 
 const settings = { pingIntervalMs: 750, deadTimeoutMs: 5000, stateIntervalMs: 1500, sweepIntervalMs: 50, shardCount: 64 };
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;

@@ -2,7 +2,7 @@
 import { Writable } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createLogger, WarningThrottle } from "../../src/services/logger.js";
+import { createLogger, WarningThrottle } from "../../src/observe/logger.js";
 
 function capture() {
   const lines: Record<string, unknown>[] = [];

@@ -8,8 +8,8 @@ import { connect } from "@nats-io/transport-node";
 import { watchPresence } from "../client/watch-presence.js";
 import type { Report } from "../protocol/presence.js";
 import { describeError } from "./logger.js";
-import type { NatsSecurity } from "../config.js";
-import { connectFailure, connectionOptions } from "./nats.js";
+import type { NatsSecurity } from "../config/config.js";
+import { connectFailure, connectionOptions } from "../nats/connection.js";
 
 export interface WatchOptions {
   urls: string[];

@@ -13,8 +13,8 @@ import {
   resources,
   type LeaseHolder,
 } from "../protocol/election.js";
-import { isWrongRevision } from "./jetstream-errors.js";
-import { describeError, type Logger } from "./logger.js";
+import { isWrongRevision } from "../nats/jetstream-errors.js";
+import { describeError, type Logger } from "../observe/logger.js";
 
 export interface LeaseStore {
   /** Takes the lease if nobody holds it. Throws LeaseTakenError when someone does. */

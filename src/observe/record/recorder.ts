@@ -28,17 +28,17 @@
  * one order live and in the other on a clock that fires timers exactly when due. The
  * recording clock therefore numbers every `setTimeout` call the actor system makes, in
  * order, and logs each firing; replay fires timer n exactly where the log says (see
- * src/services/replay.ts). Machines are deterministic, so the n-th timer set in replay is
+ * src/observe/record/replay.ts). Machines are deterministic, so the n-th timer set in replay is
  * the n-th timer set live.
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import type { CoordinatorConfig } from "../config.js";
-import { redactNatsUrl } from "../nats-url.js";
-import type { Command } from "../machines/commands.js";
-import type { ElectionEvent } from "../machines/election.js";
-import type { MonitorEvent } from "../machines/monitor.js";
-import { describeError } from "./logger.js";
+import type { CoordinatorConfig } from "../../config/config.js";
+import { redactNatsUrl } from "../../nats/url.js";
+import type { Command } from "../../machines/commands.js";
+import type { ElectionEvent } from "../../machines/election.js";
+import type { MonitorEvent } from "../../machines/monitor.js";
+import { describeError } from "../logger.js";
 
 /** The log format this build writes and the newest it reads. */
 export const RECORD_FORMAT = 2;

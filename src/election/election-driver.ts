@@ -10,18 +10,18 @@
  */
 import { performance } from "node:perf_hooks";
 import { createActor, fromCallback, type Actor, type ActorOptions, type ActorRefFrom } from "xstate";
-import type { CoordinatorConfig, ElectionTimings } from "../config.js";
+import type { CoordinatorConfig, ElectionTimings } from "../config/config.js";
 import type { Command, MonitorCommand } from "../machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent, type ElectionInput } from "../machines/election.js";
 import type { MonitorEvent, MonitorMachine, MonitorSettings } from "../machines/monitor.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
 import type { ClientInfo } from "../protocol/query.js";
-import { createRandom, type RandomSource } from "../random.js";
+import { createRandom, type RandomSource } from "../machines/random.js";
 import { LeaseLostError, LeaseTakenError, type LeaseStore } from "./lease-store.js";
-import { describeError, type Logger } from "./logger.js";
-import { indexScheduler } from "./scheduler-index.js";
-import type { MetricsSink } from "./metrics.js";
-import { realClock, recordingClock, type Recorder } from "./recorder.js";
+import { describeError, type Logger } from "../observe/logger.js";
+import { indexScheduler } from "../machines/scheduler-index.js";
+import type { MetricsSink } from "../observe/metrics.js";
+import { realClock, recordingClock, type Recorder } from "../observe/record/recorder.js";
 
 /** Where heartbeats go and come from. */
 export interface HeartbeatBus {

@@ -3,7 +3,7 @@
  * and `validateConfig()`, which refuses bad values and bad combinations before anything
  * connects to NATS.
  */
-import { NatsUrlError, redactNatsUrl, sameCredentials, splitNatsUrl, type UrlCredentials } from "./nats-url.js";
+import { NatsUrlError, redactNatsUrl, sameCredentials, splitNatsUrl, type UrlCredentials } from "../nats/url.js";
 
 /**
  * Heartbeat interval, in ms (default 1000). The leader renews its lease (a KV update

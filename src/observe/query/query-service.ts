@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
-import type { LeaseHolder } from "../protocol/election.js";
+import type { LeaseHolder } from "../../protocol/election.js";
 import {
   pageOf,
   parseGetRequest,
@@ -31,8 +31,8 @@ import {
   type QueryErrorBody,
   type QueryOperation,
   type StatsResponse,
-} from "../protocol/query.js";
-import { describeError, type Logger } from "./logger.js";
+} from "../../protocol/query.js";
+import { describeError, type Logger } from "../logger.js";
 
 /** What the service reads: the election driver, behind a small interface. */
 export interface QuerySource {
@@ -67,7 +67,7 @@ const PAYLOAD_HEADROOM = 4096;
 
 function packageVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
+    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: unknown };
     return typeof pkg.version === "string" ? pkg.version : "0.0.0";
   } catch {
     return "0.0.0";

@@ -15,9 +15,9 @@ import {
 } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import semver from "semver";
-import { authMethod, type NatsSecurity } from "../config.js";
-import { redactNatsUrl, withoutCredentials } from "../nats-url.js";
-import { describeError, type Logger } from "./logger.js";
+import { authMethod, type NatsSecurity } from "../config/config.js";
+import { redactNatsUrl, withoutCredentials } from "./url.js";
+import { describeError, type Logger } from "../observe/logger.js";
 
 /** The coordinator could not get a usable NATS connection. */
 export class NatsConnectError extends Error {

@@ -6,7 +6,7 @@
  * or compared one for one with what the live run recorded (`--check`).
  *
  * Timers. The live run's clock numbered every timer the actor system set and logged each
- * firing (see src/services/recorder.ts). The ReplayClock numbers the timers set in replay
+ * firing (see src/observe/record/recorder.ts). The ReplayClock numbers the timers set in replay
  * the same way and fires none by itself: timer n fires only when the log says it fired,
  * at the recorded time, in the recorded order relative to the events. Machines are
  * deterministic, so the n-th timer set in replay is the n-th timer set live; a timer the
@@ -15,13 +15,13 @@
  */
 import { readFile } from "node:fs/promises";
 import { createActor, fromCallback, SimulatedClock, type Actor, type AnyActorRef, type SnapshotFrom } from "xstate";
-import type { Command } from "../machines/commands.js";
-import type { ShardMachine } from "../machines/shard.js";
-import { electionMachine } from "../machines/election.js";
-import type { ClientReport } from "../protocol/presence.js";
-import { electionInputFor } from "./election-driver.js";
-import { describeError } from "./logger.js";
-import { indexScheduler } from "./scheduler-index.js";
+import type { Command } from "../../machines/commands.js";
+import type { ShardMachine } from "../../machines/shard.js";
+import { electionMachine } from "../../machines/election.js";
+import type { ClientReport } from "../../protocol/presence.js";
+import { electionInputFor } from "../../election/election-driver.js";
+import { describeError } from "../logger.js";
+import { indexScheduler } from "../../machines/scheduler-index.js";
 import { RECORD_FORMAT, type RecordEntry, type RecordHeader } from "./recorder.js";
 
 /** A record log that cannot be read: the message names the file and the line. */

@@ -14,15 +14,15 @@ import {
   type LogFormat,
   type MonitorTimings,
   type ReportEncoding,
-} from "../config.js";
+} from "../config/config.js";
 import { parseElectionReport, parseHeartbeat, subjects, type ElectionReport } from "../protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../protocol/presence.js";
-import { newSeed } from "../random.js";
-import { startCoordinator, type Coordinator } from "./coordinator.js";
-import { Inspection, type InspectSettings } from "./inspector.js";
-import { InspectorError } from "./inspector-server.js";
-import { createLogger, type Logger } from "./logger.js";
-import { NatsServer } from "./nats-server.js";
+import { newSeed } from "../machines/random.js";
+import { startCoordinator, type Coordinator } from "../coordinator/coordinator.js";
+import { Inspection, type InspectSettings } from "../observe/inspect/inspector.js";
+import { InspectorError } from "../observe/inspect/inspector-server.js";
+import { createLogger, type Logger } from "../observe/logger.js";
+import { NatsServer } from "../nats/server.js";
 
 export interface DevOptions {
   coordinators: number;

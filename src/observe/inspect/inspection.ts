@@ -16,12 +16,12 @@
  * With inspection off the hub does not exist and the actors are created without `inspect`.
  */
 import type { AnyActorRef, AnyEventObject, InspectionEvent } from "xstate";
-import type { Command } from "../machines/commands.js";
-import type { ClientContext } from "../machines/client.js";
-import { LivenessTable } from "../machines/liveness.js";
-import type { ElectionContext } from "../machines/election.js";
-import type { MonitorEvent } from "../machines/monitor.js";
-import type { ShardEvent } from "../machines/shard.js";
+import type { Command } from "../../machines/commands.js";
+import type { ClientContext } from "../../machines/client.js";
+import { LivenessTable } from "../../machines/liveness.js";
+import type { ElectionContext } from "../../machines/election.js";
+import type { MonitorEvent } from "../../machines/monitor.js";
+import type { ShardEvent } from "../../machines/shard.js";
 
 /** The machines of the hierarchy, by their machine id, plus the outbox. */
 export type ActorKind = "election" | "monitor" | "shard" | "client" | "outbox" | "other";

@@ -9,7 +9,7 @@
  * bucket would give. A watch that failed, or that does not get there in time, is not used.
  */
 import type { KV, KvWatchEntry } from "@nats-io/kv";
-import { describeError, type Logger } from "./logger.js";
+import { describeError, type Logger } from "../observe/logger.js";
 
 /**
  * Keeps, per key, what `decode` makes of its latest value (decoded as it arrives, not when a

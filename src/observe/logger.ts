@@ -5,8 +5,8 @@
  */
 import { inspect } from "node:util";
 import winston from "winston";
-import type { LogFormat } from "../config.js";
-import { redactUrlsIn } from "../nats-url.js";
+import type { LogFormat } from "../config/config.js";
+import { redactUrlsIn } from "../nats/url.js";
 
 export type Logger = winston.Logger;
 

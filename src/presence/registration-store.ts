@@ -25,8 +25,8 @@ import {
   validatePresenceSubject,
   type Registration,
 } from "../protocol/presence.js";
-import { isWrongRevision } from "./jetstream-errors.js";
-import { describeError, type Logger } from "./logger.js";
+import { isWrongRevision } from "../nats/jetstream-errors.js";
+import { describeError, type Logger } from "../observe/logger.js";
 import { RegistrationMirror } from "./registration-mirror.js";
 
 /** Why a stored subject would be refused today, or null. */

@@ -11,11 +11,11 @@
  */
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { Svcm, ServiceErrorCodeHeader } from "@nats-io/services";
-import type { NatsSecurity } from "../config.js";
-import { parseHeartbeat, subjects, type Heartbeat } from "../protocol/election.js";
-import { QUERY_SERVICE_NAME, querySubjects, type QueryErrorBody, type StatsResponse } from "../protocol/query.js";
-import { describeError } from "./logger.js";
-import { connectFailure, connectionOptions } from "./nats.js";
+import type { NatsSecurity } from "../../config/config.js";
+import { parseHeartbeat, subjects, type Heartbeat } from "../../protocol/election.js";
+import { QUERY_SERVICE_NAME, querySubjects, type QueryErrorBody, type StatsResponse } from "../../protocol/query.js";
+import { describeError } from "../logger.js";
+import { connectFailure, connectionOptions } from "../../nats/connection.js";
 
 export interface StatusOptions {
   urls: string[];

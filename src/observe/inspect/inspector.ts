@@ -4,10 +4,10 @@
  * coordinator gets one `inspect` observer to pass to its actor system.
  */
 import type { InspectionEvent, MachineContext } from "xstate";
-import { LivenessTable } from "../machines/liveness.js";
+import { LivenessTable } from "../../machines/liveness.js";
 import { InspectionHub } from "./inspection.js";
 import { InspectorServer } from "./inspector-server.js";
-import { describeError, type Logger } from "./logger.js";
+import { describeError, type Logger } from "../logger.js";
 
 export interface InspectSettings {
   /** The local page: where to listen (port 0: any free port); absent: no local page. */

@@ -16,7 +16,7 @@ import type { AddressInfo } from "node:net";
 import { isIP } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { InspectionHub, ViewRequest } from "./inspection.js";
-import { describeError, type Logger } from "./logger.js";
+import { describeError, type Logger } from "../logger.js";
 
 export const DEFAULT_INSPECT_PORT = 7420;
 export const DEFAULT_INSPECT_HOST = "127.0.0.1";
@@ -25,8 +25,8 @@ export const INSPECT_REFRESH_MS = 500;
 
 const CHART_MACHINES = ["election", "monitor", "shard", "client"] as const;
 
-const WEB_DIR = new URL("../../web/inspector/", import.meta.url);
-const VISUALIZATIONS_DIR = new URL("../../visualizations/", import.meta.url);
+const WEB_DIR = new URL("../../../web/inspector/", import.meta.url);
+const VISUALIZATIONS_DIR = new URL("../../../visualizations/", import.meta.url);
 const ASSETS: Record<string, { file: string; type: string }> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
@@ -211,7 +211,7 @@ export class InspectorServer {
     if (svg === undefined) {
       svg = (async () => {
         const text = await readFile(new URL(`${name}.svg`, VISUALIZATIONS_DIR), "utf8");
-        const [{ MACHINES }, { allStates, chartOf }] = await Promise.all([import("../charts/machines.js"), import("../charts/chart.js")]);
+        const [{ MACHINES }, { allStates, chartOf }] = await Promise.all([import("../../charts/machines.js"), import("../../charts/chart.js")]);
         const missing = allStates(chartOf(MACHINES[name]))
           .map((state) => state.id)
           .filter((id) => !text.includes(`id="state:${id}"`));

@@ -3,8 +3,8 @@
  * election driver, started together and stopped together.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { describeSecurity, type CoordinatorConfig, type NatsSecurity } from "../config.js";
-import { redactNatsUrl } from "../nats-url.js";
+import { describeSecurity, type CoordinatorConfig, type NatsSecurity } from "../config/config.js";
+import { redactNatsUrl } from "../nats/url.js";
 import {
   encodeElectionReport,
   encodeHeartbeat,
@@ -13,20 +13,20 @@ import {
   type ElectionReport,
   type Heartbeat,
 } from "../protocol/election.js";
-import { ElectionDriver, electionInputFor, type ElectionDriverOptions, type HeartbeatBus, type ReportSink } from "./election-driver.js";
-import { KvLeaseStore } from "./lease-store.js";
-import { PresenceEdge } from "./presence-edge.js";
-import { KvRegistrationStore, pullRegistrations } from "./registration-store.js";
-import { createLogger, describeError, WarningThrottle, type Logger } from "./logger.js";
+import { ElectionDriver, electionInputFor, type ElectionDriverOptions, type HeartbeatBus, type ReportSink } from "../election/election-driver.js";
+import { KvLeaseStore } from "../election/lease-store.js";
+import { PresenceEdge } from "../presence/presence-edge.js";
+import { KvRegistrationStore, pullRegistrations } from "../presence/registration-store.js";
+import { createLogger, describeError, WarningThrottle, type Logger } from "../observe/logger.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { resources } from "../protocol/election.js";
 import { presenceResources } from "../protocol/presence.js";
-import type { CoordinatorMetrics } from "./metrics.js";
-import { retryWhileNotReady } from "./jetstream-errors.js";
-import { checkServer, connectNats, type NatsLink } from "./nats.js";
-import { openRecordLog } from "./recorder.js";
-import { startQueryService, type QueryService } from "./query-service.js";
-import { rehearseTakeoverOnce } from "./warm-up.js";
+import type { CoordinatorMetrics } from "../observe/metrics.js";
+import { retryWhileNotReady } from "../nats/jetstream-errors.js";
+import { checkServer, connectNats, type NatsLink } from "../nats/connection.js";
+import { openRecordLog } from "../observe/record/recorder.js";
+import { startQueryService, type QueryService } from "../observe/query/query-service.js";
+import { rehearseTakeoverOnce } from "../presence/warm-up.js";
 
 /**
  * How long a starting coordinator keeps asking a JetStream that is not ready yet (a cluster
@@ -109,7 +109,7 @@ export interface StartOptions {
   logger?: Logger;
   /** Receives the actor system's inspection stream (the live inspector); absent, nothing is inspected. */
   inspect?: ElectionDriverOptions["inspect"];
-  /** `run --record`: write a record log of this run to `path` (see src/services/recorder.ts). */
+  /** `run --record`: write a record log of this run to `path` (see src/observe/record/recorder.ts). */
   record?: { path: string; version: string };
   /** Authentication and TLS for the NATS connection (never logged, never recorded). */
   security?: NatsSecurity;
@@ -278,7 +278,7 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
         clients: () => elected.clients(),
       },
     });
-    // Once per process, while this coordinator follows, so that a takeover runs compiled code (src/services/warm-up.ts).
+    // Once per process, while this coordinator follows, so that a takeover runs compiled code (src/presence/warm-up.ts).
     const { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount } = config;
     void rehearseTakeoverOnce({ pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount }, config.reportEncoding, () => !ended && elected.role === "follower").then(
       (rehearsal) => {

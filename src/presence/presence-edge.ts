@@ -23,12 +23,12 @@ import {
   type ReportEncoding,
 } from "../protocol/presence.js";
 import { createReportEncoder, type ReportEncoder, type ReportKeys } from "../protocol/report-encoder.js";
-import { describeError, WarningThrottle, type Logger } from "./logger.js";
+import { describeError, WarningThrottle, type Logger } from "../observe/logger.js";
 import { fixedHeaders } from "./fixed-headers.js";
 import type { RegistrationStore } from "./registration-store.js";
-import type { MetricsSink } from "./metrics.js";
+import type { MetricsSink } from "../observe/metrics.js";
 import { Pinger, type PingConnection, type PingMiss } from "./pinger.js";
-import type { Recorder } from "./recorder.js";
+import type { Recorder } from "../observe/record/recorder.js";
 
 /**
  * A registration or unregistration message pulled from the registration stream: what the
@@ -50,7 +50,7 @@ export interface RegistrationFeed {
 
 /**
  * What the edge does with the NATS connection: publish pings and reports, and subscribe to
- * the ping replies (one wildcard subscription, see src/services/pinger.ts).
+ * the ping replies (one wildcard subscription, see src/presence/pinger.ts).
  */
 export type PresenceConnection = Pick<NatsConnection, "publish"> & Pick<PingConnection, "subscribe">;
 
