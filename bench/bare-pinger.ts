@@ -14,7 +14,7 @@
  * simulator: `{"op":"stats"}` on `bench.sim.<prefix>.bare`.
  */
 import { connect } from "@nats-io/transport-node";
-import { controlSubject, percentiles } from "./client-sim.js";
+import { controlSubject, percentiles } from "../harness/client-sim.js";
 
 /** Bytes of each state message: about what a binary NodeState report weighs. */
 export const BARE_STATE_BYTES = 120;

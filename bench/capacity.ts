@@ -5,33 +5,31 @@
  * state interval), for the ratio coordinator / bare.
  *
  * Processes, all on loopback: one nats-server; a leader and a follower coordinator
- * started through the built CLI; the client simulator (bench/client-sim.ts) answering every
+ * started through the built CLI; the client simulator (harness/client-sim.ts) answering every
  * client's pings with one wildcard subscription; the bare pinger when its turn comes; and
  * this process, which observes every report. CPU and memory are read from /proc for each
  * process, so each is measured on its own.
  *
  * The leader's heap is given two ways: V8's heap in use from its /metrics, which counts
  * garbage not yet collected, and its live heap after a full GC, read through its inspector
- * (bench/live-heap.ts) before the first registration and at the end of each level's hold,
+ * (harness/live-heap.ts) before the first registration and at the end of each level's hold,
  * with no inspector session attached during the hold.
  *
  * The levels are climbed in order, and the climb stops at the first level that does not
- * hold (bench/capacity-judge.ts says why; `keepClimbing` goes on): a leader that cannot hold
+ * hold (harness/capacity-judge.ts says why; `keepClimbing` goes on): a leader that cannot hold
  * N clients will not hold more, and each further level would only cost minutes. A level
  * whose registrations cannot finish (the leader is saturated) is given up early and held
  * only briefly, for its figures.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS } from "../src/config/config.js";
 import { decodeReport, REPORT_HEADERS, type ReportType } from "../src/protocol/presence.js";
 import { createLogger } from "../src/observe/logger.js";
 import { NatsServer } from "../src/nats/server.js";
 import { KvRegistrationStore } from "../src/presence/registration-store.js";
-import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
+import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
+import { cpuSeconds, Helper, rssBytes } from "../harness/processes.js";
 import { bareStateSubject, type BareStats } from "./bare-pinger.js";
 import {
   DEFAULT_HOLD_CRITERIA,
@@ -42,67 +40,16 @@ import {
   type HeardHeartbeat,
   type ProgressSample,
   type WaitPolicy,
-} from "./capacity-judge.js";
-import { control, percentiles, type SilenceAnswer } from "./client-sim.js";
-import { inspectorUrlIn, liveHeapBytes, withInspector } from "./live-heap.js";
+} from "../harness/capacity-judge.js";
+import { control, percentiles, type SilenceAnswer } from "../harness/client-sim.js";
+import { inspectorUrlIn, liveHeapBytes, withInspector } from "../harness/live-heap.js";
 import { describeLoad, machineLoadSince, sampleMachine, type MachineLoad } from "./machine-load.js";
 
-const CLK_TCK = 100; // Linux's USER_HZ; /proc/<pid>/stat counts CPU in these ticks
 const CORES = cpus().length;
 const P = DEFAULT_MONITOR_TIMINGS;
 /** The target for last reply → NodeDead: the dead timeout, one sweep, and 100 ms. */
 export const DETECTION_BOUND_MS = P.deadTimeoutMs + P.sweepIntervalMs + 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // The command name may hold spaces: the fields after it start past the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-/** Resident memory of a process in bytes, from /proc. */
-export function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) * 1024 : Number.NaN;
-}
-
-/** A helper process of the benchmark (tsx), killed when this process exits. */
-export class Helper {
-  private static readonly live = new Set<ChildProcess>();
-  static {
-    process.once("exit", () => {
-      for (const c of Helper.live) c.kill("SIGKILL");
-    });
-  }
-  readonly ready: Promise<void>;
-  constructor(readonly child: ChildProcess) {
-    Helper.live.add(child);
-    child.once("exit", () => Helper.live.delete(child));
-    let err = "";
-    child.stderr?.on("data", (c: Buffer) => (err += c.toString()));
-    this.ready = new Promise((resolve, reject) => {
-      child.stdout?.on("data", (c: Buffer) => {
-        if (c.toString().includes("ready")) resolve();
-      });
-      child.once("exit", (code) => reject(new Error(`helper exited with ${String(code)} before it was ready: ${err}`)));
-    });
-  }
-  static start(script: string, args: string[]): Helper {
-    const path = fileURLToPath(new URL(script, import.meta.url));
-    return new Helper(spawn(process.execPath, ["--import", "tsx", path, ...args], { stdio: ["ignore", "pipe", "pipe"] }));
-  }
-  get pid(): number {
-    return this.child.pid!;
-  }
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    const exited = new Promise((r) => this.child.once("exit", r));
-    this.child.kill("SIGKILL");
-    await exited;
-  }
-}
 
 /** Heartbeats the observer keeps: a minute's worth at the default interval, more than the settling window. */
 const HEARTBEATS_KEPT = 64;
@@ -404,7 +351,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     env: { NODE_OPTIONS: withInspector(process.env.NODE_OPTIONS) },
   });
   let follower: CoordinatorProcess | undefined;
-  const sim = Helper.start("./client-sim.ts", [server.url, cluster, prefix]);
+  const sim = Helper.start(new URL("../harness/client-sim.ts", import.meta.url), [server.url, cluster, prefix]);
   const levels: CapacityLevel[] = [];
   const detection: DetectionFigure[] = [];
   const detectionNotMeasured: { clients: number; reason: string }[] = [];
@@ -566,7 +513,7 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       if (options.bareSeconds > 0) {
         // The same wire work for the same clients, by a bare loop, while the coordinator keeps
         // running: the simulator counts both, so the bare loop's replies are counted by itself.
-        const bare = Helper.start("./bare-pinger.ts", [server.url, prefix, String(n), String(P.pingIntervalMs), String(P.stateIntervalMs)]);
+        const bare = Helper.start(new URL("./bare-pinger.ts", import.meta.url), [server.url, prefix, String(n), String(P.pingIntervalMs), String(P.stateIntervalMs)]);
         try {
           await bare.ready;
           await sleep(1500);

@@ -2,9 +2,9 @@
  * `npm run chaos`: a fault-injection run on loopback. A 3-node JetStream nats-server
  * cluster, 3 coordinator processes (the built CLI, `--kv-replicas 3`, default timings,
  * each listing the seeds from another server) and a few hundred simulated clients; for a
- * set time it injects faults from a seeded schedule (bench/chaos-schedule.ts), records
+ * set time it injects faults from a seeded schedule (harness/chaos-schedule.ts), records
  * every report and heartbeat from its own observer connection, settles, and then checks
- * the invariants of design section 5 (bench/chaos-invariants.ts). Exit 0 when every check
+ * the invariants of design section 5 (harness/chaos-invariants.ts). Exit 0 when every check
  * passes, 1 when one fails (with the seed to reproduce it), 2 for bad flags.
  *
  * The simulated clients and the observer connect to the first NATS server only, and that
@@ -20,7 +20,7 @@ import { parseElectionReport, parseHeartbeat, subjects } from "../src/protocol/e
 import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/presence.js";
 import { createRandom, MAX_SEED, newSeed, type RandomSource } from "../src/machines/random.js";
 import { NatsCluster } from "../src/nats/server.js";
-import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
+import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
 import {
   allPassed,
   DEFAULT_CHAOS_TIMINGS,
@@ -37,9 +37,9 @@ import {
   type SeenElection,
   type SeenHeartbeat,
   type SeenPresence,
-} from "./chaos-invariants.js";
-import { fingerprint, isClusterFault, planSchedule, type FaultKind, type PlannedFault } from "./chaos-schedule.js";
-import { SimulatedClients } from "./client-sim.js";
+} from "../harness/chaos-invariants.js";
+import { fingerprint, isClusterFault, planSchedule, type FaultKind, type PlannedFault } from "../harness/chaos-schedule.js";
+import { SimulatedClients } from "../harness/client-sim.js";
 
 // ---------------------------------------------------------------------------------------
 // Flags

@@ -11,8 +11,8 @@ import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { NatsServer } from "../src/nats/server.js";
-import { CLI, waitFor } from "../test/helpers/coordinators.js";
-import { SimulatedClients } from "./client-sim.js";
+import { CLI, waitFor } from "../harness/coordinators.js";
+import { SimulatedClients } from "../harness/client-sim.js";
 
 const { values } = parseArgs({
   options: { clients: { type: "string", default: "50000" }, settle: { type: "string", default: "25" }, seconds: { type: "string", default: "40" } },

@@ -15,8 +15,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { NatsServer } from "../src/nats/server.js";
-import { CLI, waitFor } from "../test/helpers/coordinators.js";
-import { SimulatedClients } from "./client-sim.js";
+import { CLI, waitFor } from "../harness/coordinators.js";
+import { SimulatedClients } from "../harness/client-sim.js";
 
 const { values } = parseArgs({ options: { clients: { type: "string", default: "1500" }, seconds: { type: "string", default: "30" }, settle: { type: "string", default: "0" } } });
 const clients = Number(values.clients);

@@ -6,7 +6,7 @@
  *   report from it for every client; SIGTERM handoff the same way; N rounds each, against
  *   its own nats-server, three coordinator processes and simulated clients;
  * - capacity (bench/capacity.ts): 1k, 10k, 25k, 50k, 75k, 100k clients on one leader with
- *   default timings, climbing until a level does not hold (bench/capacity-judge.ts: every
+ *   default timings, climbing until a level does not hold (harness/capacity-judge.ts: every
  *   client present, no false suspect or dead, no leader change, pings and NodeState at
  *   >= 90 % of the configured rates, ping interval p99 <= 1 s). Per level: the leader's CPU
  *   per client, its live heap per client after a full GC (and V8's heap in use, which counts
@@ -36,10 +36,10 @@ import { connect } from "@nats-io/transport-node";
 import { DEFAULT_MONITOR_TIMINGS } from "../src/config/config.js";
 import { decodeReport, REPORT_HEADERS } from "../src/protocol/presence.js";
 import { NatsServer } from "../src/nats/server.js";
-import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
+import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
 import { DETECTION_BOUND_MS, measureCapacity } from "./capacity.js";
-import { DEFAULT_HOLD_CRITERIA } from "./capacity-judge.js";
-import { SimulatedClients } from "./client-sim.js";
+import { DEFAULT_HOLD_CRITERIA } from "../harness/capacity-judge.js";
+import { SimulatedClients } from "../harness/client-sim.js";
 import { measureSpawn } from "./presence.js";
 
 const { values } = parseArgs({

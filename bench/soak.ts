@@ -32,10 +32,10 @@ import { parseHeartbeat, subjects } from "../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/presence.js";
 import { createRandom, newSeed } from "../src/machines/random.js";
 import { NatsServer } from "../src/nats/server.js";
-import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
-import { blindWindows, DEFAULT_CHAOS_TIMINGS, verdictOf, type ClientAction, type SeenHeartbeat, type SeenPresence } from "./chaos-invariants.js";
-import { SimulatedClients } from "./client-sim.js";
-import { judgeChurn, judgeDeaths, SOAK_DEATH_SLACK_MS, type Silence } from "./soak-checks.js";
+import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
+import { blindWindows, DEFAULT_CHAOS_TIMINGS, verdictOf, type ClientAction, type SeenHeartbeat, type SeenPresence } from "../harness/chaos-invariants.js";
+import { SimulatedClients } from "../harness/client-sim.js";
+import { judgeChurn, judgeDeaths, SOAK_DEATH_SLACK_MS, type Silence } from "../harness/soak-checks.js";
 
 const { values } = parseArgs({
   options: {

@@ -20,7 +20,7 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
 import { NatsServer } from "../src/nats/server.js";
 import { isReport, readRecordLog, replayLog } from "../src/observe/record/replay.js";
-import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../test/helpers/coordinators.js";
+import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
 
 const FIXTURES = fileURLToPath(new URL("../test/fixtures/", import.meta.url));
 

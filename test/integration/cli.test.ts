@@ -14,7 +14,7 @@ import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { freePort, NatsServer } from "../../src/nats/server.js";
-import { CLI, Observer, runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { CLI, Observer, runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
 
 /** A loopback TCP server that accepts connections and never says a word (not NATS). */
 async function silentServer(): Promise<{ server: Server; port: number; sockets: Socket[] }> {

@@ -9,8 +9,8 @@ import * as assert from "uvu/assert";
 import { PresenceClient, PresenceClientError, watchPresence, type PresenceWatchEvents } from "../../src/client/index.js";
 import { encodeReport, RegistrationError, type Report } from "../../src/protocol/presence.js";
 import { NatsServer } from "../../src/nats/server.js";
-import { reportRecorder, waitForStream } from "../helpers/presence.js";
-import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { reportRecorder, waitForStream } from "../../harness/presence.js";
+import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
 
 const PING_INTERVAL_MS = 750;
 

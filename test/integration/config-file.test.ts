@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { NatsServer } from "../../src/nats/server.js";
-import { Observer, runCli, spawnCli } from "../helpers/coordinators.js";
+import { Observer, runCli, spawnCli } from "../../harness/coordinators.js";
 
 test("config file - a YAML file alone runs a coordinator; flags and the environment override it, and the log names each override", async () => {
   const server = await NatsServer.start();

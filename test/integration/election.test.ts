@@ -9,8 +9,8 @@ import { Kvm } from "@nats-io/kv";
 import { encodeHeartbeat, subjects, type Heartbeat } from "../../src/protocol/election.js";
 import { presenceSubjects } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/nats/server.js";
-import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
-import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
+import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
+import { pollUntil, reportRecorder, waitForStream } from "../../harness/presence.js";
 
 const LEADER_TIMEOUT_MS = 2000;
 

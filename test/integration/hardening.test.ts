@@ -1,6 +1,6 @@
 /**
  * Hostile and heavy input against real nats-servers and coordinators started through the
- * CLI: the floods of bench/flood.ts at full size, SIGTERM of a leader in the middle of a
+ * CLI: the floods of harness/flood.ts at full size, SIGTERM of a leader in the middle of a
  * registration flood, and clients that misbehave (huge replies, late replies, answering
  * for another client, registering another client's subject, a subject in the
  * coordinators' own namespaces).
@@ -12,16 +12,16 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { floodProblems, runFlood } from "../../bench/flood.js";
-import { Helper } from "../../bench/capacity.js";
-import { control, SimulatedClients } from "../../bench/client-sim.js";
+import { floodProblems, runFlood } from "../../harness/flood.js";
+import { Helper } from "../../harness/processes.js";
+import { control, SimulatedClients } from "../../harness/client-sim.js";
 import { Kvm } from "@nats-io/kv";
 import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config/config.js";
 import { MAX_REGISTRATION_BYTES, presenceResources, presenceSubjects } from "../../src/protocol/presence.js";
 import { registrationKey } from "../../src/presence/registration-store.js";
 import { NatsServer } from "../../src/nats/server.js";
-import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
-import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
+import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
+import { pollUntil, reportRecorder, waitForStream } from "../../harness/presence.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DEAD_TIMEOUT_MS = DEFAULT_DEAD_TIMEOUT_MS;
@@ -46,7 +46,7 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     const server = await NatsServer.start();
     const cluster = `${signal === "SIGTERM" ? "term" : "kill"}${process.pid}`;
     const coordinators: CoordinatorProcess[] = [];
-    const sim = Helper.start("./client-sim.ts", [server.url, cluster, "load"]);
+    const sim = Helper.start(new URL("../../harness/client-sim.ts", import.meta.url), [server.url, cluster, "load"]);
     let nc: NatsConnection | undefined;
     const rec = await reportRecorder(server.url, cluster);
     try {

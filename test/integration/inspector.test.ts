@@ -11,7 +11,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { NatsServer } from "../../src/nats/server.js";
-import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("../../.test-artifacts/", import.meta.url));

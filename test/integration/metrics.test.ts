@@ -8,7 +8,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { presenceSubjects } from "../../src/protocol/presence.js";
 import { NatsServer } from "../../src/nats/server.js";
-import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
 
 interface Sample {
   name: string;

@@ -12,8 +12,8 @@ import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_PING_INTERV
 import { presenceResources } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/nats/server.js";
 import { registrationKey } from "../../src/presence/registration-store.js";
-import { pollUntil, reportRecorder, waitForStream } from "../helpers/presence.js";
-import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
+import { pollUntil, reportRecorder, waitForStream } from "../../harness/presence.js";
+import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
 
 const DEAD_TIMEOUT_MS = DEFAULT_DEAD_TIMEOUT_MS;
 const PING_INTERVAL_MS = DEFAULT_PING_INTERVAL_MS;

@@ -14,9 +14,9 @@ import * as assert from "uvu/assert";
 import { parseHeartbeat, subjects, type Heartbeat } from "../../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../../src/protocol/presence.js";
 import { NatsServer } from "../../src/nats/server.js";
-import { makeCertificates, type TestCertificates } from "../helpers/certs.js";
-import { runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
-import { nkeyUser, operatorAuth } from "../helpers/nats-auth.js";
+import { makeCertificates, type TestCertificates } from "../../harness/certs.js";
+import { runCli, spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
+import { nkeyUser, operatorAuth } from "../../harness/nats-auth.js";
 
 const AUTH_CONF = fileURLToPath(new URL("../../deploy/nats-server-auth.conf", import.meta.url));
 /** The cluster id and client subjects the documented snippet is written for. */

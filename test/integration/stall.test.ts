@@ -8,8 +8,8 @@
 import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Helper } from "../../bench/capacity.js";
-import { control, SimulatedClients } from "../../bench/client-sim.js";
+import { Helper } from "../../harness/processes.js";
+import { control, SimulatedClients } from "../../harness/client-sim.js";
 import {
   DEFAULT_DEAD_TIMEOUT_MS,
   DEFAULT_LEADER_TIMEOUT_MS,
@@ -18,9 +18,9 @@ import {
 } from "../../src/config/config.js";
 import { createRandom } from "../../src/machines/random.js";
 import { NatsServer } from "../../src/nats/server.js";
-import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../helpers/coordinators.js";
-import { waitForStream } from "../helpers/presence.js";
-import { metricsUrl, pauseProcess, ReportTally, scrapeValue, type Pause } from "../helpers/stall.js";
+import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
+import { waitForStream } from "../../harness/presence.js";
+import { metricsUrl, pauseProcess, ReportTally, scrapeValue, type Pause } from "../../harness/stall.js";
 
 const STALL_WARNING = /^event loop stalled (\d+) ms; verdicts deferred$/;
 /** A stall past the stall credit: warned about as well, but not deferred. */
@@ -73,7 +73,7 @@ test("stall - a leader stopped for twice the dead timeout reports no answering c
   const observer = await Observer.start([server.url], cluster);
   const app = await connect({ servers: server.url });
   // The clients answer from a process of their own, which nothing else keeps busy.
-  const sim = Helper.start("./client-sim.ts", [server.url, cluster, "svc.stall"]);
+  const sim = Helper.start(new URL("../../harness/client-sim.ts", import.meta.url), [server.url, cluster, "svc.stall"]);
   try {
     await sim.ready;
     const count = 60;
@@ -169,7 +169,7 @@ test("stall - a leader woken past its renew deadline, whose lease check is slow,
   const tally = await ReportTally.start(server.url, cluster);
   const observer = await Observer.start([server.url], cluster);
   const app = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-  const sim = Helper.start("./client-sim.ts", [server.url, cluster, "svc.check"]);
+  const sim = Helper.start(new URL("../../harness/client-sim.ts", import.meta.url), [server.url, cluster, "svc.check"]);
   try {
     await sim.ready;
     const count = 300;
@@ -262,7 +262,7 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
   const tally = await ReportTally.start(server.url, cluster);
   const observer = await Observer.start([server.url], cluster);
   const app = await connect({ servers: server.url });
-  const sim = Helper.start("./client-sim.ts", [server.url, cluster, "svc.many"]);
+  const sim = Helper.start(new URL("../../harness/client-sim.ts", import.meta.url), [server.url, cluster, "svc.many"]);
   try {
     await sim.ready;
     const subjects = Array.from({ length: CLIENTS }, (_, n) => SimulatedClients.subject("svc.many", n));

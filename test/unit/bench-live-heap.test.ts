@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { WebSocketServer } from "ws";
-import { INSPECT_OPTION, inspectorUrlIn, liveHeapBytes, LiveHeapError, withInspector } from "../../bench/live-heap.js";
+import { INSPECT_OPTION, inspectorUrlIn, liveHeapBytes, LiveHeapError, withInspector } from "../../harness/live-heap.js";
 
 /**
  * A process with an inspector that, on a line on stdin, makes garbage (a big array it then

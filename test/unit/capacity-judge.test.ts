@@ -11,8 +11,8 @@ import {
   type LevelObservation,
   type ProgressSample,
   type WaitPolicy,
-} from "../../bench/capacity-judge.js";
-import { percentiles } from "../../bench/client-sim.js";
+} from "../../harness/capacity-judge.js";
+import { percentiles } from "../../harness/client-sim.js";
 
 const C = DEFAULT_HOLD_CRITERIA(750, 1500);
 /** 10,000 clients doing exactly what the default timings ask. */

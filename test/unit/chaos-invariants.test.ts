@@ -34,8 +34,8 @@ import {
   type SeenElection,
   type SeenHeartbeat,
   type SeenPresence,
-} from "../../bench/chaos-invariants.js";
-import { isClusterFault, planSchedule, SETTLE_AFTER_MS, UNREGISTER_BEFORE_LEADER_FAULT_MS } from "../../bench/chaos-schedule.js";
+} from "../../harness/chaos-invariants.js";
+import { isClusterFault, planSchedule, SETTLE_AFTER_MS, UNREGISTER_BEFORE_LEADER_FAULT_MS } from "../../harness/chaos-schedule.js";
 
 const T = DEFAULT_CHAOS_TIMINGS; // dead 5000, ping 750, travel 250, allowance 2000, takeover bound 5000, answer slack 500, leave bound 3000
 

@@ -4,7 +4,7 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import { decodeReport, REPORT_HEADERS, type Report } from "../../src/protocol/presence.js";
+import { decodeReport, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
 
 /** Waits until a coordinator has created the cluster's registration stream (registrations before it are lost). */
 export async function waitForStream(nc: NatsConnection, cluster: string, timeoutMs = 10_000): Promise<void> {

@@ -4,7 +4,7 @@
  * clients, and a scrape of one Prometheus counter.
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { decodeReport, REPORT_HEADERS, type Report } from "../../src/protocol/presence.js";
+import { decodeReport, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
 import { waitFor, type CoordinatorProcess } from "./coordinators.js";
 
 /** One pause of a process, in wall-clock ms (the clock the coordinators stamp reports with). */

@@ -14,9 +14,9 @@ import {
   subjects,
   type ElectionReport,
   type Heartbeat,
-} from "../../src/protocol/election.js";
+} from "../src/protocol/election.js";
 
-export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 
 const live = new Set<ChildProcess>();
 process.once("exit", () => {

@@ -2,7 +2,7 @@
  * The soak's verdicts, pure functions with their own tests: every NodeDead must fall in a
  * silence of its client, within a bound, and every silence that ended must be reported
  * dead once; suspects and leaves are judged per client with the chaos run's checks
- * (bench/chaos-invariants.ts), from the soak's own record of what it did to each client.
+ * (harness/chaos-invariants.ts), from the soak's own record of what it did to each client.
  */
 import {
   checkFalseSuspects,

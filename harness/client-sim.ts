@@ -2,7 +2,7 @@
  * Simulated presence clients, cheap enough to stand in for 50,000 real ones: one wildcard
  * subscription answers the pings of every subject under a prefix, unless the subject has
  * been silenced. Used in-process (`SimulatedClients`) by the chaos run, and as a separate
- * process (`node --import tsx bench/client-sim.ts <url> <cluster> <prefix>`) by the
+ * process (`node --import tsx harness/client-sim.ts <url> <cluster> <prefix>`) by the
  * benchmark, so that its CPU is not counted as the coordinator's.
  *
  * The process is steered over NATS: requests on `bench.sim.<prefix>` with a JSON body
