@@ -2,7 +2,7 @@
 # presence-coordinator: build with the dev dependencies, run with the production ones only.
 #   docker build -t presence-coordinator .
 #   docker run --rm presence-coordinator run --nats-url nats://nats:4222 --cluster-id prod
-# Every flag also comes from its PRESENCE_* environment variable (see README).
+# Every flag also comes from its PRESENCE_* environment variable (see docs/operations.md).
 
 FROM node:20-slim AS build
 WORKDIR /app

@@ -93,8 +93,8 @@ export const DEFAULT_SHARD_COUNT = 64;
  * again, by a subject already monitored, is always accepted. It is set from the measured
  * capacity with a margin: on a 2-core machine at the default timings one leader held 50,000
  * clients (every client present, no false suspect or dead, no leader change, pings and
- * NodeState at >= 90 % of their rates) and did not hold 75,000 (see the Benchmark section of
- * the README). The margin is for a machine shared with other work: with a busy process on
+ * NodeState at >= 90 % of their rates); 75,000 held in one full run of two and 100,000 in
+ * none (docs/benchmarks.md). The margin is for a machine shared with other work: with a busy process on
  * one of two cores, a leader has about half of that. A leader's work is per ping and per
  * NodeState, so a longer ping interval (with a longer dead timeout) and state interval let
  * it hold more.

@@ -1,6 +1,6 @@
 /**
  * Secure connections, as an operator sets them up: a nats-server with the users and
- * permissions of deploy/nats-server-auth.conf (the README's snippet), and nats-servers
+ * permissions of deploy/nats-server-auth.conf (the snippet in docs/operations.md), and nats-servers
  * with TLS whose certificates the test makes with openssl. Coordinators run through the
  * built CLI; secrets must never show in what they print or record.
  */
@@ -49,7 +49,7 @@ class Watcher {
   }
 }
 
-/** The nats-server of the README's permissions snippet; the passwords come from its environment. */
+/** The nats-server of the permissions snippet in docs/operations.md; the passwords come from its environment. */
 async function authServer(): Promise<NatsServer> {
   process.env.COORDINATOR_PASSWORD = PASSWORDS.coordinator;
   process.env.CLIENT_PASSWORD = PASSWORDS.client;
