@@ -35,7 +35,9 @@ export interface BareStats {
 async function main(): Promise<void> {
   const [url, prefix, countArg, intervalArg, stateArg, stateSubjectArg] = process.argv.slice(2);
   if (url === undefined || prefix === undefined || countArg === undefined || intervalArg === undefined) {
-    process.stderr.write("usage: bare-pinger.ts <nats-url> <subject-prefix> <clients> <ping-interval-ms> [<state-interval-ms> [<state-subject>]]\n");
+    process.stderr.write(
+      "usage: bare-pinger.ts <nats-url> <subject-prefix> <clients> <ping-interval-ms> [<state-interval-ms> [<state-subject>]]\n",
+    );
     process.exit(2);
   }
   const clients = Number(countArg);
@@ -104,7 +106,15 @@ async function main(): Promise<void> {
       let stale = 0;
       for (let i = 0; i < clients; i++) if (now - lastReply[i]! > deadTimeoutMs) stale += 1;
       const [p50, p99] = percentiles(intervals, [0.5, 0.99]);
-      const stats: BareStats = { sent, replies, statesSent, staleClients: stale, elapsedMs: now - since, intervalP50Ms: p50!, intervalP99Ms: p99! };
+      const stats: BareStats = {
+        sent,
+        replies,
+        statesSent,
+        staleClients: stale,
+        elapsedMs: now - since,
+        intervalP50Ms: p50!,
+        intervalP99Ms: p99!,
+      };
       m.respond(JSON.stringify(stats));
       sent = 0;
       replies = 0;

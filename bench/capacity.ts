@@ -116,8 +116,7 @@ class ReportCounter {
           this.dead.set(r.clientSubject, now);
           this.deadPublished.set(r.clientSubject, r.ts);
           this.deadLastSeen.set(r.clientSubject, r.lastSeenMs);
-        }
-        else if (r.type === "NodeSuspect") this.suspects.push(r.clientSubject);
+        } else if (r.type === "NodeSuspect") this.suspects.push(r.clientSubject);
         else if (r.type === "NodeState" && r.rttMs > SLOW_REPLY_MS) this.lastSlowReply = now;
         if (r.epoch > this.watchEpoch) {
           if (!this.reportedAfter.has(r.clientSubject)) this.reportedAfter.set(r.clientSubject, now);
@@ -366,7 +365,12 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
   try {
     await sim.ready;
     await waitFor("the leader", () => leader.logs().some((l) => l.message === "became leader"), 15_000);
-    follower = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "cap-b", args: ["--max-clients", String(Math.max(...options.levels, options.takeoverClients))] });
+    follower = spawnCoordinator({
+      urls: [server.url],
+      clusterId: cluster,
+      id: "cap-b",
+      args: ["--max-clients", String(Math.max(...options.levels, options.takeoverClients))],
+    });
     await waitFor("the follower", () => follower!.logs().some((l) => l.message === "following the leader"), 15_000);
     const leaderPid = leader.child.pid!;
     const followerPid = follower.child.pid!;
@@ -374,7 +378,11 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     // does not mix two processes' counters.
     const coordinatorsCpu = () => cpuOrNaN(leaderPid) + cpuOrNaN(followerPid);
     const rssStart = rssBytes(leaderPid);
-    const metricsUrl = await waitFor("the leader's metrics URL", () => leader.logs().find((l) => l.message === "metrics listening")?.url as string | undefined, 10_000);
+    const metricsUrl = await waitFor(
+      "the leader's metrics URL",
+      () => leader.logs().find((l) => l.message === "metrics listening")?.url as string | undefined,
+      10_000,
+    );
     const heapStart = (await scrape(metricsUrl)).heapBytes;
     const inspectorUrl = await waitFor("the leader's inspector URL", () => inspectorUrlIn(leader.lines), 10_000);
     /** The leader's live heap after a full GC; null (and a line saying why) when it cannot be read. */
@@ -395,11 +403,17 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const logFrom = { leader: leader.logs().length, follower: follower.logs().length };
       await control(nc, prefix, { op: "register", from: registered, to: n }, 300_000);
       const expected = n - silencedCount();
-      const wait = await waitForProgress(t0, () => counter.present.size, coordinatorsCpu, () => counter.becameLeader - elections0, {
-        wanted: n,
-        maxWaitMs: options.registerWaitMs,
-        ...SATURATION,
-      });
+      const wait = await waitForProgress(
+        t0,
+        () => counter.present.size,
+        coordinatorsCpu,
+        () => counter.becameLeader - elections0,
+        {
+          wanted: n,
+          maxWaitMs: options.registerWaitMs,
+          ...SATURATION,
+        },
+      );
       const allPresent = wait.done;
       if (!allPresent) log(`    stopped waiting for registrations: ${wait.reason}`);
       const times: number[] = [];
@@ -437,7 +451,10 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       const leaderChanges = counter.becameLeader - elections0;
       if (leaderChanges > 0) {
         // Why the leader changed is in the coordinators' warnings: the first few of the level.
-        for (const [name, proc, from] of [["cap-a", leader, logFrom.leader], ["cap-b", follower, logFrom.follower]] as const) {
+        for (const [name, proc, from] of [
+          ["cap-a", leader, logFrom.leader],
+          ["cap-b", follower, logFrom.follower],
+        ] as const) {
           const warnings = proc
             .logs()
             .slice(from)
@@ -513,7 +530,13 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       if (options.bareSeconds > 0) {
         // The same wire work for the same clients, by a bare loop, while the coordinator keeps
         // running: the simulator counts both, so the bare loop's replies are counted by itself.
-        const bare = Helper.start(new URL("./bare-pinger.ts", import.meta.url), [server.url, prefix, String(n), String(P.pingIntervalMs), String(P.stateIntervalMs)]);
+        const bare = Helper.start(new URL("./bare-pinger.ts", import.meta.url), [
+          server.url,
+          prefix,
+          String(n),
+          String(P.pingIntervalMs),
+          String(P.stateIntervalMs),
+        ]);
         try {
           await bare.ready;
           await sleep(1500);
@@ -564,7 +587,11 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
       // Detection needs every client monitored; a level that holds only narrowly still has that.
       if (options.detectAt.includes(n)) {
         if (allPresent) detection.push(await measureDetectionAt(nc, counter, prefix, n, silencedAt(n), silencedRanges, metricsUrl, log));
-        else detectionNotMeasured.push({ clients: n, reason: `only ${times.length.toLocaleString("en")} of its clients were registered (${wait.reason})` });
+        else
+          detectionNotMeasured.push({
+            clients: n,
+            reason: `only ${times.length.toLocaleString("en")} of its clients were registered (${wait.reason})`,
+          });
       }
       if (!level.holds && !options.keepClimbing) {
         const rest = wanted.slice(i + 1);
@@ -572,7 +599,8 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
           stoppedAt = { clients: n, reasons: level.reasons };
           log(`    the climb stops here: ${rest.map((k) => k.toLocaleString("en")).join(", ")} not measured`);
           for (const k of rest) {
-            if (options.detectAt.includes(k)) detectionNotMeasured.push({ clients: k, reason: `the climb stopped at ${n.toLocaleString("en")}, which did not hold` });
+            if (options.detectAt.includes(k))
+              detectionNotMeasured.push({ clients: k, reason: `the climb stopped at ${n.toLocaleString("en")}, which did not hold` });
           }
         }
         break;
@@ -582,7 +610,9 @@ export async function measureCapacity(options: CapacityOptions): Promise<Capacit
     const held = levels.filter((l) => l.holds);
     const largest = held.at(-1);
     if (largest !== undefined && !detection.some((d) => d.clients === largest.clients) && largest.clients === registered) {
-      detection.push(await measureDetectionAt(nc, counter, prefix, largest.clients, silencedAt(largest.clients), silencedRanges, metricsUrl, log));
+      detection.push(
+        await measureDetectionAt(nc, counter, prefix, largest.clients, silencedAt(largest.clients), silencedRanges, metricsUrl, log),
+      );
     }
 
     // Takeover: the leader crashes; the follower loads every stored registration.
@@ -634,26 +664,52 @@ async function measureTakeover(o: {
   const { counter, coordinators, live, seeded, log } = o;
   const notMeasured = (reason: string): TakeoverFigure => {
     log(`    takeover not measured: ${reason}`);
-    return { clients: live, seeded, crashed: null, newLeader: null, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: 0, nodePresent: 0, gaveUp: reason };
+    return {
+      clients: live,
+      seeded,
+      crashed: null,
+      newLeader: null,
+      loadMs: null,
+      firstHeartbeatMs: null,
+      everyClientReportedMs: null,
+      heartbeatToEveryClientMs: null,
+      reported: 0,
+      nodePresent: 0,
+      gaveUp: reason,
+    };
   };
-  const settled = await waitFor("settled leadership", () => settledLeader(counter.heartbeats, performance.now(), SETTLED) ?? undefined, o.maxWaitMs).catch(() => null);
+  const settled = await waitFor(
+    "settled leadership",
+    () => settledLeader(counter.heartbeats, performance.now(), SETTLED) ?? undefined,
+    o.maxWaitMs,
+  ).catch(() => null);
   if (settled === null) {
-    const ids = [...new Set(counter.heartbeats.filter((h) => h.atMs > performance.now() - SETTLED.windowMs).map((h) => `${h.coordinatorId} (epoch ${h.epoch})`))];
-    return notMeasured(`leadership did not settle within ${Math.round(o.maxWaitMs / 1000)} s (heard lately: ${ids.join(", ") || "no heartbeat"})`);
+    const ids = [
+      ...new Set(
+        counter.heartbeats.filter((h) => h.atMs > performance.now() - SETTLED.windowMs).map((h) => `${h.coordinatorId} (epoch ${h.epoch})`),
+      ),
+    ];
+    return notMeasured(
+      `leadership did not settle within ${Math.round(o.maxWaitMs / 1000)} s (heard lately: ${ids.join(", ") || "no heartbeat"})`,
+    );
   }
   const victim = coordinators.find((c) => c.id === settled.coordinatorId);
   const survivor = coordinators.find((c) => c.id !== settled.coordinatorId);
-  if (victim === undefined || survivor === undefined) return notMeasured(`the heartbeats name ${settled.coordinatorId}, which this bench did not start`);
+  if (victim === undefined || survivor === undefined)
+    return notMeasured(`the heartbeats name ${settled.coordinatorId}, which this bench did not start`);
   if (!survivor.running) return notMeasured(`${survivor.id}, which should take over, exited with ${String(survivor.exitCode)}`);
 
-  log(`  takeover: SIGKILL of the leader ${victim.id} (epoch ${settled.epoch}) with ${live.toLocaleString("en")} stored clients; ${survivor.id} should take over`);
+  log(
+    `  takeover: SIGKILL of the leader ${victim.id} (epoch ${settled.epoch}) with ${live.toLocaleString("en")} stored clients; ${survivor.id} should take over`,
+  );
   counter.watchEpoch = Math.max(counter.highestEpoch, settled.epoch);
   const survivorPid = survivor.child.pid!;
   const linesBefore = survivor.lines.length;
   const cpu0 = cpuOrNaN(survivorPid);
   const t0 = performance.now();
   /** When the survivor's first heartbeat under a newer epoch was heard (polled far more often than heartbeats drop off the kept list). */
-  const newLeaderHeartbeat = () => counter.heartbeats.find((h) => h.atMs >= t0 && h.coordinatorId === survivor.id && h.epoch > settled.epoch)?.atMs;
+  const newLeaderHeartbeat = () =>
+    counter.heartbeats.find((h) => h.atMs >= t0 && h.coordinatorId === survivor.id && h.epoch > settled.epoch)?.atMs;
   victim.signal("SIGKILL");
   const firstHeartbeat = await waitFor("the new leader's heartbeat", newLeaderHeartbeat, o.maxWaitMs).catch(() => null);
   const survivorLogs = () =>
@@ -670,21 +726,42 @@ async function measureTakeover(o: {
     const said = survivorLogs()
       .filter((l) => l.component === "election" || l.level === "warn" || l.level === "error")
       .slice(-8)
-      .map((l) => `${String(l.level)} ${String(l.message)}${l.reason !== undefined ? ` (${String(l.reason)})` : ""}${l.error !== undefined ? `: ${String(l.error)}` : ""}`);
+      .map(
+        (l) =>
+          `${String(l.level)} ${String(l.message)}${l.reason !== undefined ? ` (${String(l.reason)})` : ""}${l.error !== undefined ? `: ${String(l.error)}` : ""}`,
+      );
     const reason =
       `no heartbeat from ${survivor.id} under an epoch above ${settled.epoch} within ${Math.round(waitedS)} s of the crash; ` +
       `${survivor.running ? `it is running and used ${cores.toFixed(2)} cores meanwhile` : `it exited with ${String(survivor.exitCode)}`}; ` +
       `its log since the crash: ${said.length > 0 ? said.join(" | ") : "nothing about the election"}`;
     log(`    ${reason}`);
-    return { clients: live, seeded, crashed: victim.id, newLeader: survivor.id, loadMs: null, firstHeartbeatMs: null, everyClientReportedMs: null, heartbeatToEveryClientMs: null, reported: Math.min(live, counter.reportedAfter.size), nodePresent: Math.min(live, counter.presentAfter.size), gaveUp: reason };
+    return {
+      clients: live,
+      seeded,
+      crashed: victim.id,
+      newLeader: survivor.id,
+      loadMs: null,
+      firstHeartbeatMs: null,
+      everyClientReportedMs: null,
+      heartbeatToEveryClientMs: null,
+      reported: Math.min(live, counter.reportedAfter.size),
+      nodePresent: Math.min(live, counter.presentAfter.size),
+      gaveUp: reason,
+    };
   }
   // The survivor is the only coordinator left: its own BecameLeader is no change to judge.
-  const wait = await waitForProgress(firstHeartbeat, () => counter.reportedAfter.size, () => cpuOrNaN(survivorPid), () => 0, {
-    wanted: live,
-    counted: "reported",
-    maxWaitMs: o.maxWaitMs,
-    ...SATURATION,
-  });
+  const wait = await waitForProgress(
+    firstHeartbeat,
+    () => counter.reportedAfter.size,
+    () => cpuOrNaN(survivorPid),
+    () => 0,
+    {
+      wanted: live,
+      counted: "reported",
+      maxWaitMs: o.maxWaitMs,
+      ...SATURATION,
+    },
+  );
   let everyMs: number | null = null;
   if (wait.done) everyMs = Math.round(Math.max(...counter.reportedAfter.values()) - t0);
   else log(`    stopped waiting for the new leader's reports: ${wait.reason}`);
@@ -704,7 +781,9 @@ async function measureTakeover(o: {
   };
   log(
     `    ${survivor.id}'s first heartbeat as leader after ${figure.firstHeartbeatMs} ms; it loaded ${live.toLocaleString("en")} registrations in ${String(figure.loadMs)} ms; ` +
-      (everyMs !== null ? `every client reported ${String(figure.heartbeatToEveryClientMs)} ms after that heartbeat` : `${figure.reported.toLocaleString("en")} reported`) +
+      (everyMs !== null
+        ? `every client reported ${String(figure.heartbeatToEveryClientMs)} ms after that heartbeat`
+        : `${figure.reported.toLocaleString("en")} reported`) +
       `; ${figure.nodePresent.toLocaleString("en")} of them with a NodePresent`,
   );
   return figure;
@@ -746,7 +825,9 @@ async function measureDetectionAt(
   silencedRanges.push([from, n]);
   const bound = P.deadTimeoutMs + P.pingIntervalMs;
   const subjects = Array.from({ length: count }, (_, i) => `${prefix}.${from + i}`);
-  await waitFor("NodeDead for the silenced clients", () => subjects.every((s) => counter.dead.has(s)), bound + 10_000).catch(() => undefined);
+  await waitFor("NodeDead for the silenced clients", () => subjects.every((s) => counter.dead.has(s)), bound + 10_000).catch(
+    () => undefined,
+  );
   const machine = machineLoadSince(machine0, CORES);
   const latencies = subjects.filter((s) => counter.dead.has(s)).map((s) => counter.dead.get(s)! - t0);
   // Both clocks are the machine's: the simulator's times are ms since the Unix epoch.

@@ -54,7 +54,9 @@ const { values } = parseArgs({
   },
 });
 const usage = (message: string): never => {
-  process.stderr.write(`chaos: ${message}\nusage: npm run chaos -- [--quick] [--duration <s>] [--seed <n>] [--clients <n>] [--json <file>]\n`);
+  process.stderr.write(
+    `chaos: ${message}\nusage: npm run chaos -- [--quick] [--duration <s>] [--seed <n>] [--clients <n>] [--json <file>]\n`,
+  );
   process.exit(2);
 };
 const durationS = values.duration !== undefined ? Number(values.duration) : values.quick ? 60 : 300;
@@ -97,7 +99,13 @@ class ChaosObserver {
 
   static async start(urls: string[], clusterId: string): Promise<ChaosObserver> {
     // The first seed is the server the run never stops; noRandomize keeps the observer on it.
-    const nc = await connect({ servers: urls, noRandomize: true, maxReconnectAttempts: -1, reconnectTimeWait: 100, name: "chaos observer" });
+    const nc = await connect({
+      servers: urls,
+      noRandomize: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 100,
+      name: "chaos observer",
+    });
     const o = new ChaosObserver(nc);
     nc.subscribe(presenceSubjects.report(clusterId), {
       callback: (_e, m) => {
@@ -115,7 +123,12 @@ class ChaosObserver {
         const at = performance.now();
         try {
           const hb = parseHeartbeat(m.data);
-          const seen: SeenHeartbeat = { at, coordinatorId: hb.coordinatorId, epoch: hb.epoch, ...(hb.resigning ? { resigning: true } : {}) };
+          const seen: SeenHeartbeat = {
+            at,
+            coordinatorId: hb.coordinatorId,
+            epoch: hb.epoch,
+            ...(hb.resigning ? { resigning: true } : {}),
+          };
           o.heartbeats.push(seen);
           if (hb.epoch > o.highestEpoch) {
             o.highestEpoch = hb.epoch;
@@ -139,7 +152,8 @@ class ChaosObserver {
             reason: r.reason,
             ...(r.formerEpoch !== undefined ? { formerEpoch: r.formerEpoch } : {}),
           });
-          if (r.type === "SteppedDown" && r.reason !== "shutdown") say(`<== ${r.coordinatorId} stepped down from epoch ${String(r.formerEpoch)}: ${r.reason}`, at);
+          if (r.type === "SteppedDown" && r.reason !== "shutdown")
+            say(`<== ${r.coordinatorId} stepped down from epoch ${String(r.formerEpoch)}: ${r.reason}`, at);
         } catch (err) {
           o.undecodable.push(`election report at ${rel(at)}: ${(err as Error).message}`);
         }
@@ -262,7 +276,8 @@ async function registerClients(ns: number[]): Promise<void> {
       used.add(n);
       registered.add(n);
       sim!.rejoin([subject]);
-      if (await publishAcked(presenceSubjects.register(clusterId), JSON.stringify({ myPresenceSubject: subject, chaos: true }))) act(subject, "register");
+      if (await publishAcked(presenceSubjects.register(clusterId), JSON.stringify({ myPresenceSubject: subject, chaos: true })))
+        act(subject, "register");
       else unackedRegistrations += 1;
     }),
   );
@@ -306,7 +321,10 @@ const RESTART_AFTER_MS = DEFAULT_DEAD_TIMEOUT_MS + DEFAULT_PING_INTERVAL_MS + DE
  * carry a valid subject, so that only the size or the encoding refuses them.
  */
 const MALFORMED: Record<RefusedKind, { subject?: string; payload: () => string | Uint8Array }> = (() => {
-  const named = (subject: string, extra: Record<string, unknown> = {}) => ({ subject, payload: () => JSON.stringify({ myPresenceSubject: subject, ...extra }) });
+  const named = (subject: string, extra: Record<string, unknown> = {}) => ({
+    subject,
+    payload: () => JSON.stringify({ myPresenceSubject: subject, ...extra }),
+  });
   const utf8 = `${prefix}.bad.utf8`;
   return {
     "not-json": { payload: () => "not json at all" },
@@ -353,18 +371,25 @@ async function sendMalformed(kinds: readonly RefusedKind[]): Promise<void> {
 /** Waits for a leader heartbeating, up to `ms`. */
 async function leaderWithin(ms: number): Promise<SeenHeartbeat | undefined> {
   try {
-    return await waitFor("a leader", () => {
-      const hb = observer!.leader();
-      const proc = hb && coordinators.get(hb.coordinatorId);
-      return hb && proc?.running && !sigstopped.has(hb.coordinatorId) ? hb : undefined;
-    }, ms);
+    return await waitFor(
+      "a leader",
+      () => {
+        const hb = observer!.leader();
+        const proc = hb && coordinators.get(hb.coordinatorId);
+        return hb && proc?.running && !sigstopped.has(hb.coordinatorId) ? hb : undefined;
+      },
+      ms,
+    );
   } catch {
     return undefined;
   }
 }
 
 const clusterWhole = () =>
-  [...coordinators.values()].every((c) => c.running) && sigstopped.size === 0 && cluster!.servers.every((s) => s.running) && restores.size === 0;
+  [...coordinators.values()].every((c) => c.running) &&
+  sigstopped.size === 0 &&
+  cluster!.servers.every((s) => s.running) &&
+  restores.size === 0;
 
 function later(ms: number, what: () => Promise<void>): void {
   const p: Promise<void> = sleep(ms)
@@ -424,7 +449,10 @@ async function inject(f: PlannedFault): Promise<void> {
             crashes.push({ at: performance.now(), message: `${id} did not exit within 10 s of SIGTERM` });
             await proc.kill();
           } else if (proc.exitCode !== 0) {
-            crashes.push({ at: performance.now(), message: `${id} exited with code ${String(proc.exitCode)} after SIGTERM (expected 0); last lines: ${proc.lines.slice(-4).join(" | ")}` });
+            crashes.push({
+              at: performance.now(),
+              message: `${id} exited with code ${String(proc.exitCode)} after SIGTERM (expected 0); last lines: ${proc.lines.slice(-4).join(" | ")}`,
+            });
           }
           startCoordinator(id);
           say(`restarted ${id}`);
@@ -568,7 +596,8 @@ async function settle(): Promise<string[]> {
 /** Why leaders stepped down (other than shutting down), counted by reason. */
 function stepDowns(elections: readonly SeenElection[]): string {
   const count = new Map<string, number>();
-  for (const e of elections) if (e.type === "SteppedDown" && e.reason !== "shutdown") count.set(e.reason ?? "?", (count.get(e.reason ?? "?") ?? 0) + 1);
+  for (const e of elections)
+    if (e.type === "SteppedDown" && e.reason !== "shutdown") count.set(e.reason ?? "?", (count.get(e.reason ?? "?") ?? 0) + 1);
   return count.size === 0 ? "none reported" : [...count].map(([r, n]) => `${r} ${n}`).join(", ");
 }
 
@@ -578,7 +607,9 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<number> {
-  out(`chaos: seed ${seed}, ${durationS} s of faults, ${clientCount} clients, ${schedule.length} faults planned (schedule ${fingerprint(schedule)})`);
+  out(
+    `chaos: seed ${seed}, ${durationS} s of faults, ${clientCount} clients, ${schedule.length} faults planned (schedule ${fingerprint(schedule)})`,
+  );
   out(`chaos: reproduce with: ${reproduce}`);
   cluster = await NatsCluster.start(3, `chaos-${process.pid}`);
   const urls = cluster.urls;
@@ -670,13 +701,29 @@ async function main(): Promise<number> {
   out(`${"invariant".padEnd(28)} ${"checked".padStart(8)} ${"".padEnd(36)} ${"violations".padStart(10)}  verdict`);
   for (const c of checks) {
     const extra = c.skipped ? ` (+${c.skipped} not judgeable)` : "";
-    out(`${c.name.padEnd(28)} ${String(c.checked).padStart(8)} ${(c.unit + extra).padEnd(36)} ${String(c.violations.length).padStart(10)}  ${verdictOf(c)}`);
+    out(
+      `${c.name.padEnd(28)} ${String(c.checked).padStart(8)} ${(c.unit + extra).padEnd(36)} ${String(c.violations.length).padStart(10)}  ${verdictOf(c)}`,
+    );
   }
   out("");
-  out(`reports checked: ${observer.presence.length} presence, ${observer.heartbeats.length} heartbeats, ${observer.elections.length} election`);
-  out(`faults injected: ${injected.length} (${Object.entries(byKind).map(([k, n]) => `${k} ${n}`).join(", ")})${faults.length > injected.length ? `; skipped: ${Object.entries(skippedByKind).map(([k, n]) => `${k} ${n}`).join(", ")}` : ""}`);
+  out(
+    `reports checked: ${observer.presence.length} presence, ${observer.heartbeats.length} heartbeats, ${observer.elections.length} election`,
+  );
+  out(
+    `faults injected: ${injected.length} (${Object.entries(byKind)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ")})${
+      faults.length > injected.length
+        ? `; skipped: ${Object.entries(skippedByKind)
+            .map(([k, n]) => `${k} ${n}`)
+            .join(", ")}`
+        : ""
+    }`,
+  );
   out(`malformed registrations sent: ${malformedSent}; registrations never acknowledged: ${unackedRegistrations}`);
-  out(`harness stalls over ${STALL_MS} ms: ${harnessStalls.length}${harnessStalls.length > 0 ? ` (longest ${Math.round(Math.max(...harnessStalls.map((w) => w.to - w.from)))} ms)` : ""}`);
+  out(
+    `harness stalls over ${STALL_MS} ms: ${harnessStalls.length}${harnessStalls.length > 0 ? ` (longest ${Math.round(Math.max(...harnessStalls.map((w) => w.to - w.from)))} ms)` : ""}`,
+  );
   const ms = fo.map((f) => f.ms);
   out(
     fo.length === 0
@@ -685,9 +732,13 @@ async function main(): Promise<number> {
   );
   const unprovoked = fo.filter((f) => !f.cause);
   if (unprovoked.length > 0) {
-    out(`failovers no fault explains: ${unprovoked.map((f) => `${f.from}->${f.to} at ${rel(f.at)}`).join(", ")} (steppings-down: ${stepDowns(observer.elections)})`);
+    out(
+      `failovers no fault explains: ${unprovoked.map((f) => `${f.from}->${f.to} at ${rel(f.at)}`).join(", ")} (steppings-down: ${stepDowns(observer.elections)})`,
+    );
   }
-  out(`false deaths ${checks[0]!.violations.length}, missed deaths ${checks[1]!.violations.length}, duplicate NodeDead ${checks[2]!.violations.length}, stale-epoch reports ${checks[3]!.violations.length}`);
+  out(
+    `false deaths ${checks[0]!.violations.length}, missed deaths ${checks[1]!.violations.length}, duplicate NodeDead ${checks[2]!.violations.length}, stale-epoch reports ${checks[3]!.violations.length}`,
+  );
   if (unsettled.length > 0) out(`not settled at the end: ${unsettled.length} (${unsettled.slice(0, 5).join(", ")})`);
 
   if (values.json) {
@@ -704,7 +755,13 @@ async function main(): Promise<number> {
       harnessStalls: harnessStalls.length,
       reports: { presence: observer.presence.length, heartbeats: observer.heartbeats.length, election: observer.elections.length },
       steppedDown: stepDowns(observer.elections),
-      failovers: { count: fo.length, minMs: fo.length ? Math.min(...ms) : null, medianMs: fo.length ? median(ms) : null, maxMs: fo.length ? Math.max(...ms) : null, list: fo.map((f) => ({ ...f, at: Math.round(f.at - t0) })) },
+      failovers: {
+        count: fo.length,
+        minMs: fo.length ? Math.min(...ms) : null,
+        medianMs: fo.length ? median(ms) : null,
+        maxMs: fo.length ? Math.max(...ms) : null,
+        list: fo.map((f) => ({ ...f, at: Math.round(f.at - t0) })),
+      },
       checks: checks.map((c) => ({
         name: c.name,
         verdict: verdictOf(c),
@@ -720,7 +777,8 @@ async function main(): Promise<number> {
 
   if (!passed) {
     out("");
-    for (const c of checks.filter((c) => verdictOf(c) === "NOT JUDGED")) out(`NOT JUDGED ${c.name} (seed ${seed}): it checked no ${c.unit}`);
+    for (const c of checks.filter((c) => verdictOf(c) === "NOT JUDGED"))
+      out(`NOT JUDGED ${c.name} (seed ${seed}): it checked no ${c.unit}`);
     for (const c of checks.filter((c) => c.violations.length > 0)) {
       out(`FAIL ${c.name} (seed ${seed}):`);
       for (const v of c.violations.slice(0, 5)) out(`  ${rel(v.at)}  ${v.message}`);

@@ -23,7 +23,9 @@ async function main(): Promise<number> {
   const file = `bench/results/flood-${date.slice(0, 19).replace(/:/g, "-")}.json`;
   await mkdir("bench/results", { recursive: true });
   await writeFile(file, `${JSON.stringify({ kind: "flood", date, results }, null, 2)}\n`);
-  process.stdout.write("\nflood          messages     MB  rate/s  publish s  handled s  suspect  dead  lost  leaders  rss MB before→peak  loop max ms  warnings  verdict\n");
+  process.stdout.write(
+    "\nflood          messages     MB  rate/s  publish s  handled s  suspect  dead  lost  leaders  rss MB before→peak  loop max ms  warnings  verdict\n",
+  );
   for (const r of results) {
     process.stdout.write(
       `${r.kind.padEnd(14)}${String(r.messages).padStart(9)}${String(mb(r.bytes)).padStart(7)}${String(r.ratePerSecond).padStart(8)}${String(r.publishSeconds).padStart(11)}${String(r.drainSeconds).padStart(11)}${String(r.existingSuspect.length).padStart(9)}${String(r.existingDead.length).padStart(6)}${String(r.lost.length).padStart(6)}${String(r.leaderEpochs).padStart(9)}${`${r.leaderRssBeforeMB}→${r.leaderRssPeakMB}`.padStart(20)}${String(r.leaderEventLoopDelayMaxMs).padStart(13)}${String(r.warningLines).padStart(10)}  ${r.problems.length === 0 ? "held" : r.problems.join("; ")}\n`,

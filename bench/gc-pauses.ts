@@ -15,7 +15,11 @@ import { CLI, waitFor } from "../harness/coordinators.js";
 import { SimulatedClients } from "../harness/client-sim.js";
 
 const { values } = parseArgs({
-  options: { clients: { type: "string", default: "50000" }, settle: { type: "string", default: "25" }, seconds: { type: "string", default: "40" } },
+  options: {
+    clients: { type: "string", default: "50000" },
+    settle: { type: "string", default: "25" },
+    seconds: { type: "string", default: "40" },
+  },
 });
 const clients = Number(values.clients);
 const settle = Number(values.settle);
@@ -28,7 +32,21 @@ const PAUSE = /: (Scavenge|Mark-Compact|Mark-Sweep|Minor Mark-Sweep)\b.*?MB, ([\
 const server = await NatsServer.start({ name: "bench-gc" });
 const child = spawn(
   process.execPath,
-  ["--trace-gc", CLI, "run", "-u", server.url, "--cluster-id", "gc", "--coordinator-id", "g1", "--log-format", "json", "--max-clients", String(clients)],
+  [
+    "--trace-gc",
+    CLI,
+    "run",
+    "-u",
+    server.url,
+    "--cluster-id",
+    "gc",
+    "--coordinator-id",
+    "g1",
+    "--log-format",
+    "json",
+    "--max-clients",
+    String(clients),
+  ],
   { stdio: ["ignore", "pipe", "pipe"] },
 );
 let trace = "";
@@ -55,7 +73,9 @@ try {
   for (const p of pauses) kinds.set(p.kind, [...(kinds.get(p.kind) ?? []), p.ms]);
   for (const [kind, ms] of kinds) {
     ms.sort((a, b) => a - b);
-    process.stdout.write(`${kind}: ${ms.length} in ${seconds} s, longest ${ms.at(-1)!.toFixed(1)} ms, median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms\n`);
+    process.stdout.write(
+      `${kind}: ${ms.length} in ${seconds} s, longest ${ms.at(-1)!.toFixed(1)} ms, median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms\n`,
+    );
   }
   process.stdout.write("longest:\n");
   for (const p of pauses.sort((a, b) => b.ms - a.ms).slice(0, 3)) process.stdout.write(`  ${p.line}\n`);

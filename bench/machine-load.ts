@@ -53,8 +53,15 @@ export function machineLoadSince(start: MachineSample | null, cores: number): Ma
   const end = sampleMachine();
   if (start === null || end === null || end.totalTicks === start.totalTicks) return { cores, busyCores: null, cpuWaitShare: null };
   const busyCores = ((end.busyTicks - start.busyTicks) / (end.totalTicks - start.totalTicks)) * cores;
-  const waited = start.waitedMicros === null || end.waitedMicros === null ? null : (end.waitedMicros - start.waitedMicros) / ((end.atMs - start.atMs) * 1000);
-  return { cores, busyCores: Math.round(busyCores * 100) / 100, cpuWaitShare: waited === null ? null : Math.round(Math.min(1, waited) * 1000) / 1000 };
+  const waited =
+    start.waitedMicros === null || end.waitedMicros === null
+      ? null
+      : (end.waitedMicros - start.waitedMicros) / ((end.atMs - start.atMs) * 1000);
+  return {
+    cores,
+    busyCores: Math.round(busyCores * 100) / 100,
+    cpuWaitShare: waited === null ? null : Math.round(Math.min(1, waited) * 1000) / 1000,
+  };
 }
 
 /** "1.62 of 2 cores busy, a task waited for one 31 % of the time". */

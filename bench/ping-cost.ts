@@ -89,7 +89,10 @@ try {
   await measure(viaPinger);
   const figures: Record<string, number[]> = { request: [], pinger: [] };
   for (let r = 0; r < rounds; r++) {
-    for (const [name, run] of [["request", viaRequest], ["pinger", viaPinger]] as const) {
+    for (const [name, run] of [
+      ["request", viaRequest],
+      ["pinger", viaPinger],
+    ] as const) {
       const m = await measure(run);
       if (m.answered !== clients) process.stdout.write(`${name}: only ${m.answered} of ${clients} answered\n`);
       figures[name]!.push(m.usPerPing);
@@ -97,7 +100,9 @@ try {
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   for (const [name, xs] of Object.entries(figures)) {
-    process.stdout.write(`${name.padEnd(8)} median ${median(xs).toFixed(1)} µs CPU per answered ping  (rounds: ${xs.map((x) => x.toFixed(1)).join(" ")})\n`);
+    process.stdout.write(
+      `${name.padEnd(8)} median ${median(xs).toFixed(1)} µs CPU per answered ping  (rounds: ${xs.map((x) => x.toFixed(1)).join(" ")})\n`,
+    );
   }
 } finally {
   pinger.stop();

@@ -22,9 +22,11 @@ export async function measureSpawn(clients: number) {
   let reports = 0;
   const root = setup({
     actors: {
-      outbox: fromCallback<Command>(({ receive }) => receive((c) => {
-        if (c.type === "report.presence") reports += 1;
-      })),
+      outbox: fromCallback<Command>(({ receive }) =>
+        receive((c) => {
+          if (c.type === "report.presence") reports += 1;
+        }),
+      ),
       monitor: monitorMachine,
     },
   }).createMachine({

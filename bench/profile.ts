@@ -18,7 +18,13 @@ import { NatsServer } from "../src/nats/server.js";
 import { CLI, waitFor } from "../harness/coordinators.js";
 import { SimulatedClients } from "../harness/client-sim.js";
 
-const { values } = parseArgs({ options: { clients: { type: "string", default: "1500" }, seconds: { type: "string", default: "30" }, settle: { type: "string", default: "0" } } });
+const { values } = parseArgs({
+  options: {
+    clients: { type: "string", default: "1500" },
+    seconds: { type: "string", default: "30" },
+    settle: { type: "string", default: "0" },
+  },
+});
 const clients = Number(values.clients);
 const seconds = Number(values.seconds);
 const settle = Number(values.settle);
@@ -40,7 +46,22 @@ interface Profile {
 const server = await NatsServer.start({ name: "bench-profile" });
 const child = spawn(
   process.execPath,
-  ["--cpu-prof", `--cpu-prof-dir=${dir}`, CLI, "run", "-u", server.url, "--cluster-id", "prof", "--coordinator-id", "p1", "--log-format", "json", "--max-clients", String(clients)],
+  [
+    "--cpu-prof",
+    `--cpu-prof-dir=${dir}`,
+    CLI,
+    "run",
+    "-u",
+    server.url,
+    "--cluster-id",
+    "prof",
+    "--coordinator-id",
+    "p1",
+    "--log-format",
+    "json",
+    "--max-clients",
+    String(clients),
+  ],
   { stdio: ["ignore", "ignore", "pipe"] },
 );
 let log = "";
@@ -58,7 +79,9 @@ try {
   process.stdout.write(`profiling a leader with ${clients} clients for ${seconds} s\n`);
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const s = sim.stats();
-  process.stdout.write(`pings answered: ${Math.round(s.answered / (s.elapsedMs / 1000))}/s (expected about ${Math.round((clients * 1000) / 760)}/s)\n`);
+  process.stdout.write(
+    `pings answered: ${Math.round(s.answered / (s.elapsedMs / 1000))}/s (expected about ${Math.round((clients * 1000) / 760)}/s)\n`,
+  );
 } finally {
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
@@ -92,7 +115,11 @@ profile.samples.forEach((id, i) => {
   const t = profile.timeDeltas[i] ?? 0;
   total += t;
   const url = frame.url;
-  const pkg = url.includes("node_modules/") ? url.split("node_modules/")[1]!.split("/").slice(0, 2).join("/") : url ? url.split("/").slice(-2).join("/") : frame.functionName;
+  const pkg = url.includes("node_modules/")
+    ? url.split("node_modules/")[1]!.split("/").slice(0, 2).join("/")
+    : url
+      ? url.split("/").slice(-2).join("/")
+      : frame.functionName;
   byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + t);
   const fn = `${frame.functionName || "(anonymous)"} ${url.split("/").slice(-1)[0] ?? ""}:${frame.lineNumber + 1}`;
   byFunction.set(fn, (byFunction.get(fn) ?? 0) + t);
@@ -103,5 +130,7 @@ const top = (m: Map<string, number>, n: number) =>
     .slice(0, n)
     .map(([k, t]) => `  ${((100 * t) / total).toFixed(1).padStart(5)}%  ${k}`)
     .join("\n");
-process.stdout.write(`\nCPU samples by package (${(total / 1e6).toFixed(1)} s sampled):\n${top(byPackage, 12)}\n\nhottest functions:\n${top(byFunction, 20)}\n`);
+process.stdout.write(
+  `\nCPU samples by package (${(total / 1e6).toFixed(1)} s sampled):\n${top(byPackage, 12)}\n\nhottest functions:\n${top(byFunction, 20)}\n`,
+);
 process.stdout.write(`\nprofile: ${dir}/${file}\n`);

@@ -12,7 +12,13 @@ import { parseArgs } from "node:util";
 import { encodeReport, type ClientReport, type ReportEncoding } from "../src/protocol/presence.js";
 import { createReportEncoder } from "../src/protocol/report-encoder.js";
 
-const { values } = parseArgs({ options: { clients: { type: "string", default: "10000" }, rounds: { type: "string", default: "15" }, batch: { type: "string", default: "200" } } });
+const { values } = parseArgs({
+  options: {
+    clients: { type: "string", default: "10000" },
+    rounds: { type: "string", default: "15" },
+    batch: { type: "string", default: "200" },
+  },
+});
 const clients = Number(values.clients);
 const rounds = Number(values.rounds);
 const batch = Number(values.batch);

@@ -54,7 +54,12 @@ const { values } = parseArgs({
 });
 const quick = values.quick === true;
 const rounds = values.rounds !== undefined ? Number(values.rounds) : quick ? 3 : 10;
-const levels = values.levels !== undefined ? values.levels.split(",").map(Number) : quick ? [1000, 10_000] : [1000, 10_000, 25_000, 50_000, 75_000, 100_000];
+const levels =
+  values.levels !== undefined
+    ? values.levels.split(",").map(Number)
+    : quick
+      ? [1000, 10_000]
+      : [1000, 10_000, 25_000, 50_000, 75_000, 100_000];
 const holdSeconds = values.hold !== undefined ? Number(values.hold) : quick ? 15 : 60;
 const takeoverClients = values.takeover !== undefined ? Number(values.takeover) : quick ? Math.max(...levels) : 50_000;
 if (!Number.isInteger(rounds) || rounds < 1) fail("--rounds must be a whole number of at least 1");
@@ -141,7 +146,12 @@ async function measureFailovers(kind: "SIGKILL" | "SIGTERM", clientCount: number
       );
       await victim.exited;
       start(victim.id); // it comes back as a follower
-      await observer.waitForReport(`${victim.id} following again`, (r) => r.coordinatorId === victim.id && r.type === "FollowingLeader", 20_000, t0);
+      await observer.waitForReport(
+        `${victim.id} following again`,
+        (r) => r.coordinatorId === victim.id && r.type === "FollowingLeader",
+        20_000,
+        t0,
+      );
     }
   } finally {
     sim.stop();
@@ -159,7 +169,9 @@ log(`failover: ${rounds} rounds each, 3 coordinators, ${failoverClients} clients
 const crash = await measureFailovers("SIGKILL", failoverClients);
 const handoff = await measureFailovers("SIGTERM", failoverClients);
 
-log(`capacity: ${levels.map((n) => n.toLocaleString("en")).join(", ")} clients, each held ${holdSeconds} s while they hold; takeover of ${takeoverClients.toLocaleString("en")}`);
+log(
+  `capacity: ${levels.map((n) => n.toLocaleString("en")).join(", ")} clients, each held ${holdSeconds} s while they hold; takeover of ${takeoverClients.toLocaleString("en")}`,
+);
 const capacity = await measureCapacity({
   levels,
   holdSeconds,
@@ -184,8 +196,14 @@ const results = {
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryBytes: totalmem(), node: process.version },
   natsServer: "local nats-server, loopback",
   timings: { leaderTimeoutMs: 2000, heartbeatIntervalMs: 1000, electionBackoffMs: [150, 300], ...DEFAULT_MONITOR_TIMINGS },
-  crashFailover: { description: "SIGKILL of the leader -> first heartbeat of the new leader; -> a report from it for every client", ...crash },
-  gracefulHandoff: { description: "SIGTERM of the leader -> first heartbeat of the new leader; -> a report from it for every client", ...handoff },
+  crashFailover: {
+    description: "SIGKILL of the leader -> first heartbeat of the new leader; -> a report from it for every client",
+    ...crash,
+  },
+  gracefulHandoff: {
+    description: "SIGTERM of the leader -> first heartbeat of the new leader; -> a report from it for every client",
+    ...handoff,
+  },
   capacity: capacity.levels,
   capacityStoppedAt: capacity.stoppedAt,
   capacityLiveHeapBaselineBytes: capacity.liveHeapBaselineBytes,
@@ -233,9 +251,13 @@ for (const l of capacity.levels) {
 log("* V8 heap in use per client, garbage not yet collected included; live heap: after a full GC");
 log("");
 for (const l of capacity.levels.filter((l) => !l.holds)) log(`${l.clients.toLocaleString("en")} does not hold: ${l.reasons.join("; ")}`);
-if (capacity.stoppedAt) log(`the climb stopped at ${capacity.stoppedAt.clients.toLocaleString("en")}: the levels above it were not measured`);
+if (capacity.stoppedAt)
+  log(`the climb stopped at ${capacity.stoppedAt.clients.toLocaleString("en")}: the levels above it were not measured`);
 for (const l of capacity.levels) {
-  const all = l.registerMs.allPresentMs !== null ? `all present after ${l.registerMs.allPresentMs} ms` : `only ${l.registerMs.presentWithin} of the new clients present (${String(l.registerMs.gaveUp)})`;
+  const all =
+    l.registerMs.allPresentMs !== null
+      ? `all present after ${l.registerMs.allPresentMs} ms`
+      : `only ${l.registerMs.presentWithin} of the new clients present (${String(l.registerMs.gaveUp)})`;
   log(`registration -> NodePresent at ${l.clients.toLocaleString("en")}: p50 ${l.registerMs.p50} ms, p99 ${l.registerMs.p99} ms, ${all}`);
 }
 for (const d of capacity.detection) {
@@ -249,9 +271,15 @@ for (const d of capacity.detectionNotMeasured) log(`detection at ${d.clients.toL
 if (capacity.takeover) {
   const t = capacity.takeover;
   const stored = `takeover of ${t.clients.toLocaleString("en")} stored clients${t.seeded > 0 ? ` (${t.seeded.toLocaleString("en")} stored by the bench)` : ""}`;
-  if (t.firstHeartbeatMs === null) log(`${stored}: ${t.crashed === null ? "not measured" : `${t.crashed} crashed, ${String(t.newLeader)} did not take over`} (${String(t.gaveUp)})`);
+  if (t.firstHeartbeatMs === null)
+    log(
+      `${stored}: ${t.crashed === null ? "not measured" : `${t.crashed} crashed, ${String(t.newLeader)} did not take over`} (${String(t.gaveUp)})`,
+    );
   else {
-    const every = t.heartbeatToEveryClientMs !== null ? `every client reported ${t.heartbeatToEveryClientMs} ms after it` : `only ${t.reported} reported (${String(t.gaveUp)})`;
+    const every =
+      t.heartbeatToEveryClientMs !== null
+        ? `every client reported ${t.heartbeatToEveryClientMs} ms after it`
+        : `only ${t.reported} reported (${String(t.gaveUp)})`;
     log(
       `${stored}: ${String(t.crashed)} crashed; ${String(t.newLeader)}'s first heartbeat as leader ${t.firstHeartbeatMs} ms after the crash, load ${String(t.loadMs)} ms, ${every}; ` +
         `${t.nodePresent.toLocaleString("en")} of ${t.clients.toLocaleString("en")} got a NodePresent from it`,
@@ -259,14 +287,20 @@ if (capacity.takeover) {
   }
 }
 for (const s of spawn) {
-  log(`spawn ${s.clients.toLocaleString("en")} client actors: ${s.spawnMs} ms, heap ${s.heapPerClientBytes} bytes per client (${s.shards} shards${s.gcAvailable ? "" : "; no --expose-gc, heap figure is rough"})`);
+  log(
+    `spawn ${s.clients.toLocaleString("en")} client actors: ${s.spawnMs} ms, heap ${s.heapPerClientBytes} bytes per client (${s.shards} shards${s.gcAvailable ? "" : "; no --expose-gc, heap figure is rough"})`,
+  );
 }
 log("");
 log(`largest client count held: ${results.largestHeld.toLocaleString("en")} (target 50,000)`);
 for (const l of held.slice(-1)) {
-  log(`leader's live heap at ${l.clients.toLocaleString("en")}: ${kb(l.leader.liveHeapPerClientBytes)} per client after a full GC (target <= 4.0 KB; in use, with garbage: ${kb(l.leader.heapPerClientBytes)})`);
+  log(
+    `leader's live heap at ${l.clients.toLocaleString("en")}: ${kb(l.leader.liveHeapPerClientBytes)} per client after a full GC (target <= 4.0 KB; in use, with garbage: ${kb(l.leader.heapPerClientBytes)})`,
+  );
 }
 for (const l of capacity.levels.filter((l) => l.ratio !== null)) {
-  log(`coordinator / bare at ${l.clients.toLocaleString("en")}: CPU per client ${l.ratio!.cpuPerClient}x (target <= 2x at 50,000)${l.holds ? "" : ", at a level that does not hold"}`);
+  log(
+    `coordinator / bare at ${l.clients.toLocaleString("en")}: CPU per client ${l.ratio!.cpuPerClient}x (target <= 2x at 50,000)${l.holds ? "" : ", at a level that does not hold"}`,
+  );
 }
 log(`results written to ${file} (${results.durationS} s)`);

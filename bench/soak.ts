@@ -33,7 +33,14 @@ import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/
 import { createRandom, newSeed } from "../src/machines/random.js";
 import { NatsServer } from "../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
-import { blindWindows, DEFAULT_CHAOS_TIMINGS, verdictOf, type ClientAction, type SeenHeartbeat, type SeenPresence } from "../harness/chaos-invariants.js";
+import {
+  blindWindows,
+  DEFAULT_CHAOS_TIMINGS,
+  verdictOf,
+  type ClientAction,
+  type SeenHeartbeat,
+  type SeenPresence,
+} from "../harness/chaos-invariants.js";
 import { SimulatedClients } from "../harness/client-sim.js";
 import { judgeChurn, judgeDeaths, SOAK_DEATH_SLACK_MS, type Silence } from "../harness/soak-checks.js";
 
@@ -62,7 +69,8 @@ if (!Number.isFinite(sampleS) || sampleS < 1) usage("--sample must be a number o
 const clientCount = Number(values.clients);
 if (!Number.isInteger(clientCount) || clientCount < 10) usage("--clients must be a whole number of at least 10");
 const churnPerS = Number(values.churn);
-if (!Number.isInteger(churnPerS) || churnPerS < 1 || churnPerS > clientCount / 5) usage("--churn must be a whole number from 1 to a fifth of --clients");
+if (!Number.isInteger(churnPerS) || churnPerS < 1 || churnPerS > clientCount / 5)
+  usage("--churn must be a whole number from 1 to a fifth of --clients");
 
 const CLUSTER = "soak";
 const PREFIX = "soak";
@@ -186,7 +194,9 @@ async function main(): Promise<number> {
     await sim.register(0, clientCount);
     const registeredAt = performance.now();
     for (let n = 0; n < clientCount; n++) actions.push({ at: registeredAt, subject: subject(n), kind: "register" });
-    process.stdout.write(`soak: ${clientCount} clients, churn ${churnPerS}/s, ${minutes} min (${warmupMinutes} warm-up), leader ${leader.id}, seed ${seed}\n`);
+    process.stdout.write(
+      `soak: ${clientCount} clients, churn ${churnPerS}/s, ${minutes} min (${warmupMinutes} warm-up), leader ${leader.id}, seed ${seed}\n`,
+    );
 
     // The churn: each second, `churnPerS` live clients are silenced (they will be reported
     // dead) or leave, and those silenced or gone for 8 s (dead by then) register again.
@@ -338,12 +348,26 @@ async function main(): Promise<number> {
       {
         name: "deaths in time",
         ok: judged.late.length === 0,
-        detail: `${judged.late.length} NodeDead later than dead timeout + ping interval + ${SOAK_DEATH_SLACK_MS} ms after the silence began${judged.late.length > 0 ? `: ${judged.details.filter((d) => d.includes("due by")).slice(0, 5).join("; ")}` : ""}`,
+        detail: `${judged.late.length} NodeDead later than dead timeout + ping interval + ${SOAK_DEATH_SLACK_MS} ms after the silence began${
+          judged.late.length > 0
+            ? `: ${judged.details
+                .filter((d) => d.includes("due by"))
+                .slice(0, 5)
+                .join("; ")}`
+            : ""
+        }`,
       },
       ...churnChecks.map((c) => ({
         name: c.name,
         ok: verdictOf(c) === "PASS",
-        detail: `${verdictOf(c)}: ${c.checked} ${c.unit}${c.skipped ? ` (+${c.skipped} not judgeable)` : ""}, ${c.violations.length} violations${c.violations.length > 0 ? `: ${c.violations.slice(0, 3).map((v) => v.message).join("; ")}` : ""}`,
+        detail: `${verdictOf(c)}: ${c.checked} ${c.unit}${c.skipped ? ` (+${c.skipped} not judgeable)` : ""}, ${c.violations.length} violations${
+          c.violations.length > 0
+            ? `: ${c.violations
+                .slice(0, 3)
+                .map((v) => v.message)
+                .join("; ")}`
+            : ""
+        }`,
       })),
       {
         name: "every death once",

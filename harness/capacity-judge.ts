@@ -62,7 +62,9 @@ export function judgeLevel(o: LevelObservation, c: HoldCriteria): LevelVerdict {
   }
   const stateRate = (o.answering * 1000) / c.stateIntervalMs;
   if (!(o.nodeStatePerSecond >= c.minRateFraction * stateRate)) {
-    reasons.push(`${fmt(o.nodeStatePerSecond)} NodeState/s, below ${Math.round(c.minRateFraction * 100)} % of the ${fmt(stateRate)} configured`);
+    reasons.push(
+      `${fmt(o.nodeStatePerSecond)} NodeState/s, below ${Math.round(c.minRateFraction * 100)} % of the ${fmt(stateRate)} configured`,
+    );
   }
   if (Number.isNaN(o.pingIntervalP99Ms)) reasons.push("no ping interval was measured");
   else if (o.pingIntervalP99Ms > c.maxPingIntervalP99Ms) {
@@ -115,7 +117,11 @@ export function judgeRegistrationWait(samples: readonly ProgressSample[], p: Wai
   if (last === undefined) return { wait: true };
   if (last.present >= p.wanted) return { wait: false, done: true, reason: `all ${fmt(p.wanted)} ${counted} after ${fmt(last.atMs)} ms` };
   if (last.atMs >= p.maxWaitMs) {
-    return { wait: false, done: false, reason: `only ${fmt(last.present)} of ${fmt(p.wanted)} ${counted} after the ${fmt(p.maxWaitMs / 1000)} s wait` };
+    return {
+      wait: false,
+      done: false,
+      reason: `only ${fmt(last.present)} of ${fmt(p.wanted)} ${counted} after the ${fmt(p.maxWaitMs / 1000)} s wait`,
+    };
   }
   if ((last.leaderChanges ?? 0) > 0) {
     return {
@@ -171,7 +177,11 @@ export interface SettledPolicy {
  * from one coordinator under one epoch, the first of that leadership was heard at least
  * `windowMs` ago, and the latest within two heartbeat intervals.
  */
-export function settledLeader(heard: readonly HeardHeartbeat[], nowMs: number, p: SettledPolicy): { coordinatorId: string; epoch: number } | null {
+export function settledLeader(
+  heard: readonly HeardHeartbeat[],
+  nowMs: number,
+  p: SettledPolicy,
+): { coordinatorId: string; epoch: number } | null {
   const last = heard.at(-1);
   if (last === undefined || nowMs - last.atMs > 2 * p.heartbeatIntervalMs) return null;
   const same = (h: HeardHeartbeat) => h.coordinatorId === last.coordinatorId && h.epoch === last.epoch;

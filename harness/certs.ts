@@ -35,7 +35,24 @@ async function signed(dir: string, name: string, subject: string, ext: string): 
   await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}-key.pem`, "-subj", subject, "-out", `${name}.csr`], dir);
   await writeFile(join(dir, `${name}.ext`), ext);
   await openssl(
-    ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "2", "-sha256", "-extfile", `${name}.ext`, "-out", `${name}.pem`],
+    [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca-key.pem",
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-sha256",
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.pem`,
+    ],
     dir,
   );
 }
@@ -44,7 +61,24 @@ export async function makeCertificates(): Promise<TestCertificates> {
   const dir = await mkdtemp(join(tmpdir(), "presence-tls-"));
   try {
     for (const ca of ["ca", "other-ca"]) {
-      await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", `${ca}-key.pem`, "-out", `${ca}.pem`, "-days", "2", "-subj", `/CN=presence test ${ca}`], dir);
+      await openssl(
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "rsa:2048",
+          "-nodes",
+          "-keyout",
+          `${ca}-key.pem`,
+          "-out",
+          `${ca}.pem`,
+          "-days",
+          "2",
+          "-subj",
+          `/CN=presence test ${ca}`,
+        ],
+        dir,
+      );
     }
     await signed(dir, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
     await signed(dir, "client", "/CN=presence-coordinator", "extendedKeyUsage=clientAuth\n");

@@ -195,11 +195,15 @@ export const allPassed = (checks: readonly CheckResult[]): boolean => checks.eve
  * window overlaps moves by the window's length (as Lifeguard's local health awareness
  * excuses a node that cannot keep up).
  */
-export function blindWindows(record: Pick<ChaosRecord, "heartbeats" | "harnessStalls">, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): Window[] {
+export function blindWindows(
+  record: Pick<ChaosRecord, "heartbeats" | "harnessStalls">,
+  timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS,
+): Window[] {
   const out: Window[] = [...(record.harnessStalls ?? [])];
   const beats = byArrival(record.heartbeats);
   for (let i = 1; i < beats.length; i++) {
-    if (beats[i]!.at - beats[i - 1]!.at > timings.heartbeatIntervalMs + timings.travelMs) out.push({ from: beats[i - 1]!.at, to: beats[i]!.at });
+    if (beats[i]!.at - beats[i - 1]!.at > timings.heartbeatIntervalMs + timings.travelMs)
+      out.push({ from: beats[i - 1]!.at, to: beats[i]!.at });
   }
   return out.sort((a, b) => a.from - b.from);
 }
@@ -218,7 +222,13 @@ function answeringFrom(since: number | undefined, until: number, blind: readonly
  * default the whole bound, from its first heartbeat). The leaderless gap before a takeover
  * is a blind window too; taking the later of the two, not their sum, counts it once.
  */
-export function deadlineFrom(start: number, boundMs: number, takeoverTimes: readonly number[], blind: readonly Window[], afterTakeoverMs = boundMs): number {
+export function deadlineFrom(
+  start: number,
+  boundMs: number,
+  takeoverTimes: readonly number[],
+  blind: readonly Window[],
+  afterTakeoverMs = boundMs,
+): number {
   let deadline = start + boundMs;
   for (const w of blind) {
     if (w.to > start && w.from < deadline) deadline += w.to - Math.max(w.from, start);
@@ -325,7 +335,11 @@ export interface Failover {
  * the old leader's last-but-one heartbeat period, else from the old leader's last
  * heartbeat, to the first heartbeat of the new epoch.
  */
-export function failovers(heartbeats: readonly SeenHeartbeat[], faults: readonly LeadershipFault[], heartbeatIntervalMs = 1000): Failover[] {
+export function failovers(
+  heartbeats: readonly SeenHeartbeat[],
+  faults: readonly LeadershipFault[],
+  heartbeatIntervalMs = 1000,
+): Failover[] {
   const out: Failover[] = [];
   for (const t of takeovers(heartbeats)) {
     if (!t.previous) continue;
@@ -435,9 +449,15 @@ export function checkMissedDeaths(record: ChaosRecord, timings: ChaosTimings = D
       checked += 1;
       const dead = record.presence.find((r) => r.type === "NodeDead" && r.clientSubject === subject && r.at >= silence.at);
       if (!dead) {
-        violations.push({ at: deadline, message: `${subject} silenced at ${fmt(silence.at)} never got a NodeDead (deadline ${fmt(deadline)}, observed until ${fmt(record.endAt)})` });
+        violations.push({
+          at: deadline,
+          message: `${subject} silenced at ${fmt(silence.at)} never got a NodeDead (deadline ${fmt(deadline)}, observed until ${fmt(record.endAt)})`,
+        });
       } else if (dead.at > deadline) {
-        violations.push({ at: dead.at, message: `${subject} silenced at ${fmt(silence.at)}: ${describe(dead)} came ${Math.round(dead.at - deadline)} ms after its deadline ${fmt(deadline)}` });
+        violations.push({
+          at: dead.at,
+          message: `${subject} silenced at ${fmt(silence.at)}: ${describe(dead)} came ${Math.round(dead.at - deadline)} ms after its deadline ${fmt(deadline)}`,
+        });
       }
     }
   }
@@ -513,11 +533,17 @@ export function checkOverlappingEpochs(record: ChaosRecord): CheckResult {
     const first = owner.get(r.epoch);
     if (!first) owner.set(r.epoch, r);
     else if (first.coordinatorId !== r.coordinatorId) {
-      violations.push({ at: r.at, message: `${describe(r)}, but epoch ${r.epoch} was already ${first.coordinatorId}'s (${describe(first)})` });
+      violations.push({
+        at: r.at,
+        message: `${describe(r)}, but epoch ${r.epoch} was already ${first.coordinatorId}'s (${describe(first)})`,
+      });
       continue;
     }
     if (highest && highest.coordinatorId !== r.coordinatorId && highest.epoch > r.epoch) {
-      violations.push({ at: r.at, message: `${describe(r)} after ${highest.coordinatorId} published under the higher epoch ${highest.epoch} (${describe(highest)})` });
+      violations.push({
+        at: r.at,
+        message: `${describe(r)} after ${highest.coordinatorId} published under the higher epoch ${highest.epoch} (${describe(highest)})`,
+      });
     }
     if (!highest || r.epoch > highest.epoch) highest = r;
   }
@@ -671,7 +697,13 @@ export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings =
   let checked = 0;
   let skipped = 0;
   for (const { u, lastRegisteredAt, nextRegisterAt } of leaves(record, timeline)) {
-    const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind, Math.max(timings.leaveBoundMs, timings.takeoverBoundMs));
+    const deadline = deadlineFrom(
+      u.at,
+      timings.leaveBoundMs,
+      takeoverTimes,
+      blind,
+      Math.max(timings.leaveBoundMs, timings.takeoverBoundMs),
+    );
     if (nextRegisterAt <= deadline || deadline > record.endAt) {
       skipped += 1;
       continue;
@@ -717,7 +749,8 @@ export function checkNoReportAfterLeave(record: ChaosRecord, timings: ChaosTimin
     const deadline = deadlineFrom(u.at, timings.leaveBoundMs, takeoverTimes, blind);
     const mine = (reports.get(u.subject) ?? []).filter((r) => r.at > u.at - timings.travelMs && r.at < until);
     const after = mine.filter((r) => r.at > from && r.type !== "NodeLeft");
-    const leftIn = (r: SeenPresence, after: boolean) => mine.some((e) => e.type === "NodeLeft" && e.epoch === r.epoch && (after ? e.at >= r.at : e.at < r.at));
+    const leftIn = (r: SeenPresence, after: boolean) =>
+      mine.some((e) => e.type === "NodeLeft" && e.epoch === r.epoch && (after ? e.at >= r.at : e.at < r.at));
     const bad = after.filter((r) => leftIn(r, false) || (r.at > deadline && !leftIn(r, true)));
     if (bad.length > 0) {
       violations.push({
@@ -743,10 +776,14 @@ export function checkRefusedIgnored(record: ChaosRecord): CheckResult {
   }
   const subjects = new Map(refused.filter((r) => r.subject !== undefined).map((r) => [r.subject!, r.kind]));
   for (const p of record.trappedPings ?? []) {
-    violations.push({ at: p.at, message: `a ping on ${p.subject} (refused registration, ${subjects.get(p.subject) ?? "?"}) at ${fmt(p.at)}` });
+    violations.push({
+      at: p.at,
+      message: `a ping on ${p.subject} (refused registration, ${subjects.get(p.subject) ?? "?"}) at ${fmt(p.at)}`,
+    });
   }
   for (const r of record.presence) {
-    if (subjects.has(r.clientSubject)) violations.push({ at: r.at, message: `${describe(r)}: a refused registration (${subjects.get(r.clientSubject)})` });
+    if (subjects.has(r.clientSubject))
+      violations.push({ at: r.at, message: `${describe(r)}: a refused registration (${subjects.get(r.clientSubject)})` });
   }
   return { name: "refused input ignored", checked: refused.length, unit: "malformed registrations", violations };
 }

@@ -113,11 +113,28 @@ function drawSchedule(seed: number, runMs: number): PlannedFault[] {
       if (isClusterFault(kind)) clusterFreeAt = freeAt;
       else durationMs = 0;
     }
-    const count = kind === "silence" ? random.int(2, 10) : kind === "revive" ? random.int(1, 8) : kind === "register" ? random.int(1, 10) : kind === "unregister" ? random.int(1, 5) : kind === "malformed" ? random.int(2, 6) : 1;
+    const count =
+      kind === "silence"
+        ? random.int(2, 10)
+        : kind === "revive"
+          ? random.int(1, 8)
+          : kind === "register"
+            ? random.int(1, 10)
+            : kind === "unregister"
+              ? random.int(1, 5)
+              : kind === "malformed"
+                ? random.int(2, 6)
+                : 1;
     faults.push({ at, kind, durationMs, count, pick: random.int(0, 0x7fff_ffff) });
   }
   const leaves = createRandom((seed ^ 0x5eed_1eaf) >>> 0);
-  const unregister = (at: number): PlannedFault => ({ at, kind: "unregister", durationMs: 0, count: leaves.int(1, 3), pick: leaves.int(0, 0x7fff_ffff) });
+  const unregister = (at: number): PlannedFault => ({
+    at,
+    kind: "unregister",
+    durationMs: 0,
+    count: leaves.int(1, 3),
+    pick: leaves.int(0, 0x7fff_ffff),
+  });
   const withLeaves = [unregister(Math.min(1000, runMs / 2))];
   for (const f of faults) {
     if (LEADER_FAULTS.includes(f.kind)) withLeaves.push(unregister(f.at - UNREGISTER_BEFORE_LEADER_FAULT_MS));

@@ -112,7 +112,9 @@ export class SimulatedClients {
       if (this.traps.has(s)) continue;
       this.traps.add(s);
       if (!s.startsWith(`${this.prefix}.`)) {
-        this.trapSubs.push(this.nc.subscribe(s, { callback: (_e, m) => void this.trappedPings.push({ at: performance.now(), subject: m.subject }) }));
+        this.trapSubs.push(
+          this.nc.subscribe(s, { callback: (_e, m) => void this.trappedPings.push({ at: performance.now(), subject: m.subject }) }),
+        );
       }
     }
   }
@@ -233,7 +235,15 @@ async function main(): Promise<void> {
         case "stats": {
           const s = sim.stats(op.reset === true);
           const [p50, p99] = percentiles(s.intervals, [0.5, 0.99]);
-          answer({ answered: s.answered, ignored: s.ignored, elapsedMs: s.elapsedMs, cpuMs: s.cpuMs, intervalP50Ms: p50, intervalP99Ms: p99, intervals: s.intervals.length });
+          answer({
+            answered: s.answered,
+            ignored: s.ignored,
+            elapsedMs: s.elapsedMs,
+            cpuMs: s.cpuMs,
+            intervalP50Ms: p50,
+            intervalP99Ms: p99,
+            intervals: s.intervals.length,
+          });
           return;
         }
         case "quit":

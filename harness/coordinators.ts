@@ -24,11 +24,7 @@ process.once("exit", () => {
 });
 
 /** Polls `check` every 25 ms until it returns a value other than undefined/false. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false,
-  timeoutMs: number,
-): Promise<T> {
+export async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs: number): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const value = check();

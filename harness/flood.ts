@@ -137,7 +137,10 @@ async function scrapeLeader(url: string, leader: ChildProcess): Promise<string> 
     }
   }
   const cause = last instanceof Error && last.cause instanceof Error ? `: ${last.cause.message}` : "";
-  const exited = leader.exitCode !== null || leader.signalCode !== null ? `; the leader exited (${leader.exitCode ?? leader.signalCode})` : "; the leader is running";
+  const exited =
+    leader.exitCode !== null || leader.signalCode !== null
+      ? `; the leader exited (${leader.exitCode ?? leader.signalCode})`
+      : "; the leader is running";
   throw new Error(`cannot scrape the leader's metrics at ${url}${cause}${exited}`, { cause: last });
 }
 
@@ -166,7 +169,8 @@ export async function runFlood(kind: FloodKind, log: (line: string) => void = ()
     // The clients answer from processes of their own (harness/client-sim.ts), so that this
     // one's work (publishing the flood, reading every report) never delays an answer; the
     // observer and the flood have a connection each.
-    for (const prefix of ["live", "flood"]) helpers.push(Helper.start(new URL("./client-sim.ts", import.meta.url), [server.url, cluster, prefix]));
+    for (const prefix of ["live", "flood"])
+      helpers.push(Helper.start(new URL("./client-sim.ts", import.meta.url), [server.url, cluster, prefix]));
     await Promise.all(helpers.map((h) => h.ready));
     const observer = await connect({ servers: server.url, name: "flood observer" });
     const flooder = await connect({ servers: server.url, name: "flooder" });
@@ -210,7 +214,11 @@ export async function runFlood(kind: FloodKind, log: (line: string) => void = ()
     const leaderPid = leader.child.pid!;
 
     await control(observer, "live", { op: "register", from: 0, to: EXISTING });
-    await waitFor(`NodePresent for the ${EXISTING} existing clients`, () => (digest(), (byType.get("NodePresent")?.size ?? 0) >= EXISTING), 30_000);
+    await waitFor(
+      `NodePresent for the ${EXISTING} existing clients`,
+      () => (digest(), (byType.get("NodePresent")?.size ?? 0) >= EXISTING),
+      30_000,
+    );
     await sleep(2000); // a few pings each, before the flood
     const rssBefore = rssBytes(leaderPid);
     let rssPeak = rssBefore;
@@ -276,7 +284,10 @@ export async function runFlood(kind: FloodKind, log: (line: string) => void = ()
         let valid = 0;
         for (let i = 0; i < large + small; i++) {
           // Bytes that are not JSON (0xff never starts a UTF-8 character), or JSON that is not a registration.
-          const payload = i < large ? Buffer.concat([Buffer.from([0xff]), randomBytes(GARBAGE_LARGE_BYTES - 1)]) : `{"myPresenceSubject": ${i % 2 === 0 ? "17" : `"svc.>${i}"`}}`;
+          const payload =
+            i < large
+              ? Buffer.concat([Buffer.from([0xff]), randomBytes(GARBAGE_LARGE_BYTES - 1)])
+              : `{"myPresenceSubject": ${i % 2 === 0 ? "17" : `"svc.>${i}"`}}`;
           await publisher.publish(register, payload);
           if (i % every === 0 && valid < GARBAGE_VALID) {
             const subject = SimulatedClients.subject("flood", valid++);
@@ -347,7 +358,9 @@ export async function runFlood(kind: FloodKind, log: (line: string) => void = ()
       if (accepted !== MAX_CLIENTS - EXISTING) notes.push(`expected exactly ${MAX_CLIENTS - EXISTING} accepted`);
     }
     if (kind === "duplicates") {
-      notes.push(`${byType.get("NodePresent")?.get(SimulatedClients.subject("flood", 0)) ?? 0} NodePresent reports for the duplicated subject`);
+      notes.push(
+        `${byType.get("NodePresent")?.get(SimulatedClients.subject("flood", 0)) ?? 0} NodePresent reports for the duplicated subject`,
+      );
     }
     const result: FloodResult = {
       kind,
@@ -387,7 +400,8 @@ export function floodProblems(r: FloodResult): string[] {
   if (r.existingSuspect.length > 0) problems.push(`${r.existingSuspect.length} existing clients reported suspect`);
   if (r.lost.length > 0) problems.push(`${r.lost.length} valid registrations lost, e.g. ${r.lost[0]}`);
   if (r.leaderEpochs !== 1) problems.push(`${r.leaderEpochs} leader epochs`);
-  if (r.leaderRssPeakMB - r.leaderRssBeforeMB > 200) problems.push(`leader memory grew by ${Math.round(r.leaderRssPeakMB - r.leaderRssBeforeMB)} MB`);
+  if (r.leaderRssPeakMB - r.leaderRssBeforeMB > 200)
+    problems.push(`leader memory grew by ${Math.round(r.leaderRssPeakMB - r.leaderRssBeforeMB)} MB`);
   if (r.warningLines > 50) problems.push(`${r.warningLines} warning lines`);
   for (const n of r.notes) if (/expected|not handled|dead|not acknowledged/.test(n)) problems.push(n);
   return problems;

@@ -76,7 +76,10 @@ export async function liveHeapBytes(url: string, timeoutMs = 30_000): Promise<nu
       resolve();
     });
     ws.on("error", (err) => {
-      const e = new LiveHeapError(opened ? `the session with the inspector at ${url} failed` : `could not connect to the inspector at ${url}`, { cause: err });
+      const e = new LiveHeapError(
+        opened ? `the session with the inspector at ${url} failed` : `could not connect to the inspector at ${url}`,
+        { cause: err },
+      );
       reject(e);
       failAll(e);
     });

@@ -68,9 +68,16 @@ export function operatorAuth(): OperatorAuth {
   const account = createAccount();
   // JetStream needs a system account.
   const system = createAccount();
-  const operatorJwt = signJwt(operator, operator.getPublicKey(), "test-operator", { type: "operator", system_account: system.getPublicKey() });
+  const operatorJwt = signJwt(operator, operator.getPublicKey(), "test-operator", {
+    type: "operator",
+    system_account: system.getPublicKey(),
+  });
   const unlimited = { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 };
-  const systemJwt = signJwt(operator, system.getPublicKey(), "SYS", { limits: unlimited, default_permissions: { pub: {}, sub: {} }, type: "account" });
+  const systemJwt = signJwt(operator, system.getPublicKey(), "SYS", {
+    limits: unlimited,
+    default_permissions: { pub: {}, sub: {} },
+    type: "account",
+  });
   const jetstream = { mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 };
   const accountJwt = signJwt(operator, account.getPublicKey(), "test-account", {
     limits: { ...unlimited, ...jetstream },

@@ -49,12 +49,16 @@ export function judgeDeaths(
   for (const d of deaths) {
     const own = silences.get(d.subject) ?? [];
     const matching = own.find(
-      (s) => d.at - s.from >= timings.deadTimeoutMs - timings.pingIntervalMs - 250 && (s.to === undefined || d.at <= deadlineFrom(s.to, 1000, [], blind)),
+      (s) =>
+        d.at - s.from >= timings.deadTimeoutMs - timings.pingIntervalMs - 250 &&
+        (s.to === undefined || d.at <= deadlineFrom(s.to, 1000, [], blind)),
     );
     if (matching === undefined) {
       falseDeaths.push(d.subject);
       const near = own.filter((s) => s.from <= d.at).at(-1);
-      details.push(`${d.subject} dead at ${s1(d.at)}: ${near ? `silent from ${s1(near.from)} to ${near.to === undefined ? "the end" : s1(near.to)}` : "never silent"}`);
+      details.push(
+        `${d.subject} dead at ${s1(d.at)}: ${near ? `silent from ${s1(near.from)} to ${near.to === undefined ? "the end" : s1(near.to)}` : "never silent"}`,
+      );
       continue;
     }
     deathsIn.set(matching, (deathsIn.get(matching) ?? 0) + 1);

@@ -100,12 +100,7 @@ class Stage {
   }
 
   async leader(since = 0, not?: string): Promise<string> {
-    const hb = await this.observer.waitForHeartbeat(
-      "a leader's heartbeat",
-      (h) => !h.resigning && h.coordinatorId !== not,
-      10_000,
-      since,
-    );
+    const hb = await this.observer.waitForHeartbeat("a leader's heartbeat", (h) => !h.resigning && h.coordinatorId !== not, 10_000, since);
     say(`leader is ${hb.msg.coordinatorId} (epoch ${hb.msg.epoch})`);
     return hb.msg.coordinatorId;
   }
@@ -131,7 +126,9 @@ class Stage {
 
   async report(what: string, match: (r: Report) => boolean, since = 0, timeoutMs = 10_000): Promise<Report> {
     const seen = await waitFor(what, () => this.reports.find((s) => s.at >= since && match(s.report)), timeoutMs);
-    say(`saw ${seen.report.type} ${seen.report.clientSubject} from ${seen.report.coordinatorId} (epoch ${seen.report.epoch} seq ${seen.report.seq})`);
+    say(
+      `saw ${seen.report.type} ${seen.report.clientSubject} from ${seen.report.coordinatorId} (epoch ${seen.report.epoch} seq ${seen.report.seq})`,
+    );
     return seen.report;
   }
 
@@ -171,7 +168,11 @@ const scenarios: Record<string, Scenario> = {
     await s.stop(first, "SIGKILL");
     const next = await s.leader(crashedAt, first);
     for (const c of clients) {
-      await s.report(`NodePresent ${c.subject} from ${next}`, (r) => r.type === "NodePresent" && r.clientSubject === c.subject && r.coordinatorId === next, crashedAt);
+      await s.report(
+        `NodePresent ${c.subject} from ${next}`,
+        (r) => r.type === "NodePresent" && r.clientSubject === c.subject && r.coordinatorId === next,
+        crashedAt,
+      );
     }
     await s.report("a NodeState from the new leader", (r) => r.type === "NodeState" && r.coordinatorId === next, crashedAt);
     await s.stop(next, "SIGTERM");
@@ -240,7 +241,11 @@ const scenarios: Record<string, Scenario> = {
     await s.stop(first, "SIGTERM");
     const next = await s.leader(stoppedAt, first);
     for (const c of clients) {
-      await s.report(`NodePresent ${c.subject} from ${next}`, (r) => r.type === "NodePresent" && r.clientSubject === c.subject && r.coordinatorId === next, stoppedAt);
+      await s.report(
+        `NodePresent ${c.subject} from ${next}`,
+        (r) => r.type === "NodePresent" && r.clientSubject === c.subject && r.coordinatorId === next,
+        stoppedAt,
+      );
     }
     await sleep(1200);
     await s.stop(next, "SIGTERM");

@@ -111,9 +111,15 @@ function addSecurityOptions(cmd: Command): Command {
     .addOption(new Option("--creds <file>", "NATS credentials file (user JWT and NKey seed)").env("PRESENCE_CREDS"))
     .addOption(new Option("--nkey <file>", "file holding an NKey user seed").env("PRESENCE_NKEY"))
     .addOption(new Option("--user <user>", "user name for user/password authentication").env("PRESENCE_USER"))
-    .addOption(new Option("--password <password>", "password for --user (prefer the environment variable: flags show in ps)").env("PRESENCE_PASSWORD"))
+    .addOption(
+      new Option("--password <password>", "password for --user (prefer the environment variable: flags show in ps)").env(
+        "PRESENCE_PASSWORD",
+      ),
+    )
     .addOption(new Option("--token <token>", "authentication token (prefer the environment variable)").env("PRESENCE_TOKEN"))
-    .addOption(new Option("--tls-cert <file>", "client certificate (PEM) for servers that verify clients; needs --tls-key").env("PRESENCE_TLS_CERT"))
+    .addOption(
+      new Option("--tls-cert <file>", "client certificate (PEM) for servers that verify clients; needs --tls-key").env("PRESENCE_TLS_CERT"),
+    )
     .addOption(new Option("--tls-key <file>", "private key (PEM) of --tls-cert").env("PRESENCE_TLS_KEY"))
     .addOption(new Option("--tls-ca <file>", "CA certificate(s) (PEM) the server's certificate must chain to").env("PRESENCE_TLS_CA"));
 }
@@ -363,7 +369,9 @@ export function buildProgram(): Command {
       new Option("-u, --nats-url <urls>", "NATS server URL(s), comma-separated seeds").env("PRESENCE_NATS_URL").makeOptionMandatory(),
     )
     .addOption(
-      new Option("--cluster-id <id>", "coordinator cluster id; names every subject and bucket").env("PRESENCE_CLUSTER_ID").makeOptionMandatory(),
+      new Option("--cluster-id <id>", "coordinator cluster id; names every subject and bucket")
+        .env("PRESENCE_CLUSTER_ID")
+        .makeOptionMandatory(),
     )
     .addOption(new Option("--coordinator-id <id>", "this coordinator's id (default: a generated UUID)").env("PRESENCE_COORDINATOR_ID"));
   addTimingOptions(run)
@@ -516,23 +524,25 @@ export function buildProgram(): Command {
     );
   addSecurityOptions(status)
     .addOption(configOption())
-    .action(async (flags: { natsUrl: string; clusterId: string; json: boolean; timeout: number; connectTimeout: number } & SecurityFlags) => {
-      const { urls, security } = connectionFrom(flags);
-      try {
-        process.exitCode = await runStatus({
-          urls,
-          clusterId: flags.clusterId,
-          json: flags.json === true,
-          timeoutMs: Math.max(1, flags.timeout),
-          connectTimeoutMs: flags.connectTimeout,
-          security,
-          out: process.stdout,
-          err: process.stderr,
-        });
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(
+      async (flags: { natsUrl: string; clusterId: string; json: boolean; timeout: number; connectTimeout: number } & SecurityFlags) => {
+        const { urls, security } = connectionFrom(flags);
+        try {
+          process.exitCode = await runStatus({
+            urls,
+            clusterId: flags.clusterId,
+            json: flags.json === true,
+            timeoutMs: Math.max(1, flags.timeout),
+            connectTimeoutMs: flags.connectTimeout,
+            security,
+            out: process.stdout,
+            err: process.stderr,
+          });
+        } catch (err) {
+          fail(err);
+        }
+      },
+    );
   program.addCommand(exitOnUsageError(status));
 
   const replay = new Command("replay")

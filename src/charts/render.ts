@@ -32,8 +32,7 @@ const REGION_LINE = "#9aa5b1";
 const q = (s: string): string => `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`;
 
 /** Text inside a Graphviz HTML-like label. */
-const esc = (s: string): string =>
-  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 /** Breaks a list of words into lines of at most about `width` characters. */
 function wrap(words: string[], width: number, separator: string): string[] {
@@ -50,8 +49,7 @@ function wrap(words: string[], width: number, separator: string): string[] {
   return lines;
 }
 
-const small = (text: string, color = MUTED, size = 9): string =>
-  `<FONT POINT-SIZE="${size}" COLOR="${color}">${text}</FONT>`;
+const small = (text: string, color = MUTED, size = 9): string => `<FONT POINT-SIZE="${size}" COLOR="${color}">${text}</FONT>`;
 
 /** The parts of a transition's label, without the event's own line. */
 function transitionText(t: ChartTransition): { event: string; guard?: string; actions: string[] } {
@@ -143,11 +141,7 @@ export function toDot(chart: Chart): string {
   const emitState = (s: ChartState, depth: number) => {
     const pad = "  ".repeat(depth);
     if (!isCluster(s)) {
-      const attrs = [
-        `id=${q(`state:${s.id}`)}`,
-        `class=${q(`state ${s.type}`)}`,
-        `label=${tableLabel(esc(s.key), detailRows(s), 11)}`,
-      ];
+      const attrs = [`id=${q(`state:${s.id}`)}`, `class=${q(`state ${s.type}`)}`, `label=${tableLabel(esc(s.key), detailRows(s), 11)}`];
       if (s.type === "final") attrs.push(`fillcolor=${q(FINAL_FILL)}`, "peripheries=2", "penwidth=1.4");
       if (s.description !== undefined) attrs.push(`tooltip=${q(s.description)}`);
       out.push(`${pad}${q(s.id)} [${attrs.join(", ")}];`);
@@ -202,9 +196,7 @@ export function toDot(chart: Chart): string {
 
   // The machine's final states come last: invisible edges rank them after every other state.
   const finals = chart.root.children.filter((c) => c.type === "final");
-  const others = allStates(chart).filter(
-    (s) => !isCluster(s) && s.type !== "final" && !chart.root.children.includes(s),
-  );
+  const others = allStates(chart).filter((s) => !isCluster(s) && s.type !== "final" && !chart.root.children.includes(s));
   for (const f of finals) {
     for (const o of others) out.push(`  ${q(o.id)} -> ${q(f.id)} [style=invis, weight=0];`);
   }

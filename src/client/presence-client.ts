@@ -169,9 +169,13 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
     } catch (err) {
       this.teardown();
       this.current = "closed";
-      throw new PresenceClientError("start-failed", `could not register ${this.subject} with cluster ${this.clusterId}: ${messageOf(err)}`, {
-        cause: err,
-      });
+      throw new PresenceClientError(
+        "start-failed",
+        `could not register ${this.subject} with cluster ${this.clusterId}: ${messageOf(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     this.current = "registered";
     this.emit("registered", { subject: this.subject, at: Date.now() });
@@ -267,7 +271,11 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
     try {
       this.nc.publish(presenceSubjects.register(this.clusterId), this.registration);
     } catch (err) {
-      this.fail(new PresenceClientError("publish-failed", `could not register ${this.subject} again (${reason}): ${messageOf(err)}`, { cause: err }));
+      this.fail(
+        new PresenceClientError("publish-failed", `could not register ${this.subject} again (${reason}): ${messageOf(err)}`, {
+          cause: err,
+        }),
+      );
       return;
     }
     this.lastRegisteredAt = performance.now();

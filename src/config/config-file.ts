@@ -143,7 +143,9 @@ export function findConfigPath(args: readonly string[], env: NodeJS.ProcessEnv =
  * The values of the config file that the command line or the environment replaced, for
  * the log: never silent, and never with the values (they may be secrets).
  */
-export function configOverrides(cmd: Command): { path: string; overrides: { flag: string; by: "command line" | "environment"; env?: string }[] } | null {
+export function configOverrides(
+  cmd: Command,
+): { path: string; overrides: { flag: string; by: "command line" | "environment"; env?: string }[] } | null {
   const use = used.get(cmd);
   if (use === undefined) return null;
   const overrides: { flag: string; by: "command line" | "environment"; env?: string }[] = [];

@@ -398,7 +398,8 @@ export function natsConnectionFrom(rawUrls: readonly string[], flags: NatsSecuri
   if (found === undefined) return { urls, security: flags };
   const { credentials, url } = found;
   const inUrl = `--nats-url (${url})`;
-  const combined = (flag: string) => new ConfigError(flag, `cannot be combined with the credentials in ${inUrl}; pick one way to authenticate`);
+  const combined = (flag: string) =>
+    new ConfigError(flag, `cannot be combined with the credentials in ${inUrl}; pick one way to authenticate`);
   if (flags.credsFile !== undefined) throw combined("--creds");
   if (flags.nkeyFile !== undefined) throw combined("--nkey");
   if (credentials.kind === "user") {
@@ -413,7 +414,8 @@ export function natsConnectionFrom(rawUrls: readonly string[], flags: NatsSecuri
   }
   if (flags.user !== undefined) throw combined("--user");
   if (flags.password !== undefined) throw combined("--password");
-  if (flags.token !== undefined && flags.token !== credentials.token) throw new ConfigError("--token", `differs from the token in ${inUrl}`);
+  if (flags.token !== undefined && flags.token !== credentials.token)
+    throw new ConfigError("--token", `differs from the token in ${inUrl}`);
   return { urls, security: { ...flags, token: credentials.token, fromUrl: true } };
 }
 
@@ -424,7 +426,14 @@ function readableFile(flag: string, path: string, readText: (path: string) => st
     return readText(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "does not exist" : code === "EACCES" ? "cannot be read (permission denied)" : code === "EISDIR" ? "is a directory" : `cannot be read (${code ?? String(err)})`;
+    const why =
+      code === "ENOENT"
+        ? "does not exist"
+        : code === "EACCES"
+          ? "cannot be read (permission denied)"
+          : code === "EISDIR"
+            ? "is a directory"
+            : `cannot be read (${code ?? String(err)})`;
     throw new ConfigError(flag, `${path} ${why}`);
   }
 }

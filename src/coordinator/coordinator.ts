@@ -13,7 +13,13 @@ import {
   type ElectionReport,
   type Heartbeat,
 } from "../protocol/election.js";
-import { ElectionDriver, electionInputFor, type ElectionDriverOptions, type HeartbeatBus, type ReportSink } from "../election/election-driver.js";
+import {
+  ElectionDriver,
+  electionInputFor,
+  type ElectionDriverOptions,
+  type HeartbeatBus,
+  type ReportSink,
+} from "../election/election-driver.js";
 import { KvLeaseStore } from "../election/lease-store.js";
 import { PresenceEdge } from "../presence/presence-edge.js";
 import { KvRegistrationStore, pullRegistrations } from "../presence/registration-store.js";
@@ -280,9 +286,16 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     });
     // Once per process, while this coordinator follows, so that a takeover runs compiled code (src/presence/warm-up.ts).
     const { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount } = config;
-    void rehearseTakeoverOnce({ pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount }, config.reportEncoding, () => !ended && elected.role === "follower").then(
+    void rehearseTakeoverOnce(
+      { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount },
+      config.reportEncoding,
+      () => !ended && elected.role === "follower",
+    ).then(
       (rehearsal) => {
-        if (rehearsal !== null) logger.debug(rehearsal.completed ? "rehearsed a takeover" : "stopped rehearsing a takeover: no longer a follower", { ...rehearsal });
+        if (rehearsal !== null)
+          logger.debug(rehearsal.completed ? "rehearsed a takeover" : "stopped rehearsing a takeover: no longer a follower", {
+            ...rehearsal,
+          });
       },
       (err: unknown) => logger.warn("could not rehearse a takeover; a takeover will be slower", { error: describeError(err) }),
     );

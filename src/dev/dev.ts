@@ -79,12 +79,7 @@ function describeReport(r: ElectionReport): string {
  * the third stops answering (suspect, then dead); after 15 s the second restarts (registers
  * again: NodePresent again).
  */
-function startDemoClients(
-  nc: NatsConnection,
-  options: DevOptions,
-  say: (line: string) => void,
-  timers: NodeJS.Timeout[],
-): void {
+function startDemoClients(nc: NatsConnection, options: DevOptions, say: (line: string) => void, timers: NodeJS.Timeout[]): void {
   const subjects = Array.from({ length: options.clients }, (_, i) => `demo.client-${i + 1}`);
   const subs = new Map(
     subjects.map((subject) => [
@@ -262,9 +257,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
     say(`starting ${ids.length} coordinators in cluster "${options.clusterId}": ${ids.join(", ")}`);
     await Promise.all(ids.map(startOne));
     const crashNote =
-      options.crashEverySeconds > 0
-        ? `; the leader is crashed every ${options.crashEverySeconds} s and restarted as a follower`
-        : "";
+      options.crashEverySeconds > 0 ? `; the leader is crashed every ${options.crashEverySeconds} s and restarted as a follower` : "";
     say(`all coordinators running${crashNote}. Press Ctrl-C to stop.`);
     if (options.clients > 0) startDemoClients(observer, options, say, timers);
 

@@ -191,7 +191,10 @@ export class ElectionDriver {
     const unsureMs = Math.round(this.now() - this.unsureSince!);
     this.unsureSince = null;
     if (this.isLeader) {
-      this.log.info("lease confirmed after the renew deadline had passed: leading on under the same epoch", { unsureMs, revision: c.revision });
+      this.log.info("lease confirmed after the renew deadline had passed: leading on under the same epoch", {
+        unsureMs,
+        revision: c.revision,
+      });
     } else {
       this.log.warn("could not confirm the lease after the renew deadline had passed", { unsureMs });
     }
@@ -246,7 +249,14 @@ export class ElectionDriver {
         if (snap.status !== "active" || (c.state !== "alive" && c.state !== "suspect")) continue;
         // The actor hears only lifecycle changes; the shard's table has the latest reply.
         const l = liveness.get(c.subject) ?? c;
-        out.push({ subject: c.subject, state: c.state, lastSeenMs: l.lastSeenMs, rttMs: l.rttMs, missedPings: l.missedPings, metadata: c.metadata });
+        out.push({
+          subject: c.subject,
+          state: c.state,
+          lastSeenMs: l.lastSeenMs,
+          rttMs: l.rttMs,
+          missedPings: l.missedPings,
+          metadata: c.metadata,
+        });
       }
     }
     return out;
@@ -337,7 +347,11 @@ export class ElectionDriver {
     }
     this.log.warn(
       "heard a heartbeat with this coordinator's own id that this process did not send: is another coordinator running with the same --coordinator-id?",
-      { heartbeatEpoch: hb.epoch, leading: this.isLeader, ...(this.ownIdUnwarned > 0 ? { moreHeardSinceLastWarning: this.ownIdUnwarned } : {}) },
+      {
+        heartbeatEpoch: hb.epoch,
+        leading: this.isLeader,
+        ...(this.ownIdUnwarned > 0 ? { moreHeardSinceLastWarning: this.ownIdUnwarned } : {}),
+      },
     );
     this.ownIdWarnedAt = now;
     this.ownIdUnwarned = 0;

@@ -7,12 +7,7 @@
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
-import {
-  encodeLeaseValue,
-  parseLeaseValue,
-  resources,
-  type LeaseHolder,
-} from "../protocol/election.js";
+import { encodeLeaseValue, parseLeaseValue, resources, type LeaseHolder } from "../protocol/election.js";
 import { isWrongRevision } from "../nats/jetstream-errors.js";
 import { describeError, type Logger } from "../observe/logger.js";
 
@@ -63,7 +58,6 @@ export class LeaseLostError extends Error {
 export class LeaseBucketError extends Error {
   override readonly name = "LeaseBucketError";
 }
-
 
 export interface KvLeaseStoreOptions {
   clusterId: string;
@@ -196,7 +190,12 @@ export class KvLeaseStore implements LeaseStore {
     } catch (err) {
       if (!isWrongRevision(err)) throw new LeaseStoreError("renew", err);
       const entry = await this.entry();
-      if (entry === null || entry.holder.coordinatorId !== holder.coordinatorId || entry.holder.epoch !== holder.epoch || entry.revision <= revision) {
+      if (
+        entry === null ||
+        entry.holder.coordinatorId !== holder.coordinatorId ||
+        entry.holder.epoch !== holder.epoch ||
+        entry.revision <= revision
+      ) {
         throw new LeaseLostError(revision, err);
       }
       this.logger.info("a renewal that timed out had landed; renewing against its revision", { revision, landed: entry.revision });

@@ -145,11 +145,7 @@ export const clientMachine = setup({
     left: {
       description: "The client unregistered (the edge removed its registration before acknowledging that).",
       type: "final",
-      entry: [
-        { type: "setState", params: { state: "left" } },
-        { type: "report", params: { type: "NodeLeft" } },
-        "notifyFinished",
-      ],
+      entry: [{ type: "setState", params: { state: "left" } }, { type: "report", params: { type: "NodeLeft" } }, "notifyFinished"],
     },
   },
 });

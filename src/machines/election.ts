@@ -17,12 +17,7 @@ import { OUTBOX, outbox, type Command, type ElectionCommand } from "./commands.j
 import { monitorMachine, type MonitorSettings } from "./monitor.js";
 
 export type { ElectionCommand } from "./commands.js";
-import type {
-  ElectionReason,
-  ElectionReportBody,
-  ElectionReportType,
-  LeaseHolder,
-} from "../protocol/election.js";
+import type { ElectionReason, ElectionReportBody, ElectionReportType, LeaseHolder } from "../protocol/election.js";
 
 export interface ElectionInput {
   coordinatorId: string;
@@ -110,8 +105,7 @@ export const electionMachine = setup({
      * Wait before retrying a renewal that failed without an answer: a fifth of the slack
      * between the renewal and the renew deadline, so that a retry still fits in it.
      */
-    renewRetry: ({ context }) =>
-      Math.max(1, Math.floor((context.timings.renewDeadlineMs - context.timings.heartbeatIntervalMs) / 5)),
+    renewRetry: ({ context }) => Math.max(1, Math.floor((context.timings.renewDeadlineMs - context.timings.heartbeatIntervalMs) / 5)),
     /** What is left of the renew deadline since the last successful write was sent. */
     renewDeadline: ({ context }) => context.leaseValidForMs,
     /**
@@ -133,28 +127,20 @@ export const electionMachine = setup({
     /** The heartbeat comes from a leader (or epoch) this coordinator did not follow yet. */
     isNewLeader: ({ context, event }) =>
       event.type === "HEARTBEAT" &&
-      (context.leader === null ||
-        context.leader.coordinatorId !== event.coordinatorId ||
-        context.leader.epoch !== event.epoch),
+      (context.leader === null || context.leader.coordinatorId !== event.coordinatorId || context.leader.epoch !== event.epoch),
     /** A resigning heartbeat of another coordinator from the current epoch or a newer one. */
     isLeaderResignation: ({ context, event }) =>
-      event.type === "HEARTBEAT" &&
-      event.coordinatorId !== context.coordinatorId &&
-      event.resigning &&
-      event.epoch >= context.highestEpoch,
+      event.type === "HEARTBEAT" && event.coordinatorId !== context.coordinatorId && event.resigning && event.epoch >= context.highestEpoch,
     /** While leading: another coordinator heartbeats under a higher epoch, so this lease is gone. */
     isNewerLeaderHeartbeat: ({ context, event }) =>
-      event.type === "HEARTBEAT" &&
-      event.coordinatorId !== context.coordinatorId &&
-      event.epoch > context.epoch,
+      event.type === "HEARTBEAT" && event.coordinatorId !== context.coordinatorId && event.epoch > context.epoch,
     stopRequested: ({ context }) => context.stopRequested,
     /**
      * A renewal that was sent less than the renew deadline ago: the lease is valid from when
      * it was sent. One that took longer (its answer waited out a pause of this process)
      * still proves nobody took the lease, but not that it is valid now.
      */
-    isFreshRenewal: ({ context, event }) =>
-      event.type === "LEASE_RENEWED" && event.latencyMs < context.timings.renewDeadlineMs,
+    isFreshRenewal: ({ context, event }) => event.type === "LEASE_RENEWED" && event.latencyMs < context.timings.renewDeadlineMs,
     /** The renew deadline has passed and no renewal has confirmed the lease since. */
     leaseIsUnsure: stateIn({ leader: { lease: "unsure" } }),
   },
@@ -205,27 +191,39 @@ export const electionMachine = setup({
     })),
     requestStop: assign({ stopRequested: true }),
     requestLeaseCreate: sendTo(outbox, { type: "lease.create" } satisfies ElectionCommand),
-    requestRenewal: sendTo(outbox, ({ context }): ElectionCommand => ({
-      type: "lease.renew",
-      epoch: context.epoch,
-      revision: context.revision,
-    })),
-    requestRelease: sendTo(outbox, ({ context }): ElectionCommand => ({
-      type: "lease.release",
-      epoch: context.epoch,
-      revision: context.revision,
-    })),
+    requestRenewal: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "lease.renew",
+        epoch: context.epoch,
+        revision: context.revision,
+      }),
+    ),
+    requestRelease: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "lease.release",
+        epoch: context.epoch,
+        revision: context.revision,
+      }),
+    ),
     stopMonitoring: sendTo(outbox, { type: "monitor.stop" } satisfies Command),
-    publishHeartbeat: sendTo(outbox, ({ context }): ElectionCommand => ({
-      type: "heartbeat.publish",
-      epoch: context.epoch,
-      resigning: false,
-    })),
-    publishResigningHeartbeat: sendTo(outbox, ({ context }): ElectionCommand => ({
-      type: "heartbeat.publish",
-      epoch: context.epoch,
-      resigning: true,
-    })),
+    publishHeartbeat: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "heartbeat.publish",
+        epoch: context.epoch,
+        resigning: false,
+      }),
+    ),
+    publishResigningHeartbeat: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "heartbeat.publish",
+        epoch: context.epoch,
+        resigning: true,
+      }),
+    ),
     /** Emits the report of the transition being taken. */
     report: sendTo(outbox, ({ context }, params: ReportParams): ElectionCommand => {
       const body: ElectionReportBody = {
@@ -272,10 +270,7 @@ export const electionMachine = setup({
       after: {
         leaderTimeout: {
           target: "candidate",
-          actions: [
-            "forgetLeader",
-            { type: "report", params: { type: "BecameCandidate", reason: "leader-timeout" } },
-          ],
+          actions: ["forgetLeader", { type: "report", params: { type: "BecameCandidate", reason: "leader-timeout" } }],
         },
       },
       on: {
@@ -283,19 +278,13 @@ export const electionMachine = setup({
           {
             guard: "isLeaderResignation",
             target: "candidate",
-            actions: [
-              "forgetLeader",
-              { type: "report", params: { type: "BecameCandidate", reason: "leader-resigned" } },
-            ],
+            actions: ["forgetLeader", { type: "report", params: { type: "BecameCandidate", reason: "leader-resigned" } }],
           },
           {
             guard: and(["isLiveLeaderHeartbeat", "isNewLeader"]),
             target: "follower",
             reenter: true,
-            actions: [
-              "followHeartbeatSender",
-              { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } },
-            ],
+            actions: ["followHeartbeatSender", { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } }],
           },
           { guard: "isLiveLeaderHeartbeat", target: "follower", reenter: true },
         ],
@@ -317,10 +306,7 @@ export const electionMachine = setup({
             HEARTBEAT: {
               guard: "isLiveLeaderHeartbeat",
               target: "#election.follower",
-              actions: [
-                "followHeartbeatSender",
-                { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } },
-              ],
+              actions: ["followHeartbeatSender", { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } }],
             },
             RESIGN: {
               target: "#election.stopped",
@@ -344,10 +330,7 @@ export const electionMachine = setup({
               },
               {
                 target: "#election.follower",
-                actions: [
-                  "recordHolder",
-                  { type: "report", params: { type: "BecameFollower", reason: "lost-election" } },
-                ],
+                actions: ["recordHolder", { type: "report", params: { type: "BecameFollower", reason: "lost-election" } }],
               },
             ],
             LEASE_ERROR: [
@@ -382,10 +365,7 @@ export const electionMachine = setup({
         },
         RESIGN: {
           target: "resigning",
-          actions: [
-            "forgetLeader",
-            { type: "report", params: { type: "SteppedDown", reason: "shutdown", fromLeadership: true } },
-          ],
+          actions: ["forgetLeader", { type: "report", params: { type: "SteppedDown", reason: "shutdown", fromLeadership: true } }],
         },
       },
       states: {

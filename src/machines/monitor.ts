@@ -98,7 +98,8 @@ export const monitorMachine = setup({
       }
       // A part of the load is held until the whole load is in (LivenessTable.register).
       const held = event.type === "REGISTRATIONS_CHUNK";
-      for (const [i, batch] of perShard) enqueue.sendTo(context.shards[i]!, held ? { type: "REGISTER", records: batch, held } : { type: "REGISTER", records: batch });
+      for (const [i, batch] of perShard)
+        enqueue.sendTo(context.shards[i]!, held ? { type: "REGISTER", records: batch, held } : { type: "REGISTER", records: batch });
     }),
     /** The load is complete: the clients of its earlier parts start, at the time of its last part. */
     startLoaded: enqueueActions(({ context, event, enqueue }) => {
@@ -134,7 +135,8 @@ export const monitorMachine = setup({
       initial: "loading",
       states: {
         loading: {
-          description: "Loads every stored registration (in parts, so the event loop stays free for the lease) before anything new is pulled.",
+          description:
+            "Loads every stored registration (in parts, so the event loop stays free for the lease) before anything new is pulled.",
           entry: "loadRegistrations",
           on: {
             REGISTRATIONS_CHUNK: { actions: ["noteHeldPart", "routeRegistrations"] },

@@ -15,7 +15,16 @@
  * clients, sends the pings that are due as one command and the NodeState reports that are
  * due as another, and gives a client actor a fact only when its lifecycle may change.
  */
-import { assertEvent, createActor, enqueueActions, fromCallback, setup, type ActorRefFrom, type AnyActorRef, type EventObject } from "xstate";
+import {
+  assertEvent,
+  createActor,
+  enqueueActions,
+  fromCallback,
+  setup,
+  type ActorRefFrom,
+  type AnyActorRef,
+  type EventObject,
+} from "xstate";
 import { clientMachine, type ClientFinished } from "./client.js";
 import type { RegistrationRecord } from "./commands.js";
 import { outbox } from "./commands.js";
@@ -136,7 +145,8 @@ export const shardMachine = setup({
       tell("PING_MISSED", result.missed);
       tell("DEAD_TIMEOUT", result.dead);
       if (result.ping.length > 0) enqueue.sendTo(outbox, { type: "clients.ping" as const, subjects: result.ping, keys: result.pingKeys });
-      if (result.states.length > 0) enqueue.sendTo(outbox, { type: "reports.state" as const, reports: result.states, keys: result.stateKeys });
+      if (result.states.length > 0)
+        enqueue.sendTo(outbox, { type: "reports.state" as const, reports: result.states, keys: result.stateKeys });
     }),
     startHeld: ({ context, event }) => {
       assertEvent(event, "LOAD_DONE");
@@ -158,7 +168,11 @@ export const shardMachine = setup({
 }).createMachine({
   id: "shard",
   description: "Owns the client actors and the liveness of its share of the subjects, and sweeps them.",
-  context: ({ input }) => ({ index: input.index, clients: new Map(), liveness: new LivenessTable(input.timings, { shard: input.index, shards: input.shards }) }),
+  context: ({ input }) => ({
+    index: input.index,
+    clients: new Map(),
+    liveness: new LivenessTable(input.timings, { shard: input.index, shards: input.shards }),
+  }),
   invoke: { src: "clientLifetime", input: ({ context }) => ({ clients: context.clients }) },
   initial: "routing",
   states: {

@@ -5,8 +5,7 @@ import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 export function isWrongRevision(err: unknown): boolean {
   return (
     err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
   );
 }
 
@@ -18,7 +17,9 @@ export function isWrongRevision(err: unknown): boolean {
 export function isTransientJetStreamError(err: unknown): boolean {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     if (e.name === "TimeoutError" || e.name === "NoRespondersError" || /^(timeout|request timed out)$/i.test(e.message)) return true;
-    if (/no responders|temporarily unavailable|no suitable peers|insufficient resources|stream is offline|jetstream system/i.test(e.message)) {
+    if (
+      /no responders|temporarily unavailable|no suitable peers|insufficient resources|stream is offline|jetstream system/i.test(e.message)
+    ) {
       return true;
     }
   }
@@ -86,7 +87,10 @@ export async function retryWhileNotReady<T>(
     } catch (err) {
       if (isCreationRace(err) && races < CREATION_RACE_TRIES) {
         races += 1;
-        (options.info ?? options.warn)(`another process was creating the ${what} at the same moment; preparing it again`, { attempt, error: describeChain(err) });
+        (options.info ?? options.warn)(`another process was creating the ${what} at the same moment; preparing it again`, {
+          attempt,
+          error: describeChain(err),
+        });
         await new Promise((r) => setTimeout(r, CREATION_RACE_PAUSE_MS));
         continue;
       }

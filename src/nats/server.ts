@@ -143,14 +143,7 @@ export class NatsServer {
     if (this.options.configFile !== undefined) args.unshift("-c", this.options.configFile);
     const { cluster } = this.options;
     if (cluster) {
-      args.push(
-        "--cluster_name",
-        cluster.name,
-        "--cluster",
-        `nats://127.0.0.1:${cluster.port}`,
-        "--routes",
-        cluster.routes.join(","),
-      );
+      args.push("--cluster_name", cluster.name, "--cluster", `nats://127.0.0.1:${cluster.port}`, "--routes", cluster.routes.join(","));
     }
     const child = spawn(this.bin, args, { stdio: ["ignore", "pipe", "pipe"], detached: this.options.ownProcessGroup === true });
     this.child = child;
@@ -231,9 +224,7 @@ export class NatsCluster {
     const servers: NatsServer[] = [];
     try {
       const started = await Promise.allSettled(
-        clientPorts.map((port, i) =>
-          NatsServer.start({ name: `${name}-${i + 1}`, port, cluster: { name, port: routePorts[i]!, routes } }),
-        ),
+        clientPorts.map((port, i) => NatsServer.start({ name: `${name}-${i + 1}`, port, cluster: { name, port: routePorts[i]!, routes } })),
       );
       for (const s of started) if (s.status === "fulfilled") servers.push(s.value);
       const failed = started.find((s) => s.status === "rejected");

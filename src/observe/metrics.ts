@@ -359,13 +359,18 @@ export class MetricsServer {
       case "/healthz": {
         const source = metrics.attached;
         const connected = source?.connected() === true;
-        const body = { status: connected ? "ok" : source ? "nats-disconnected" : "starting", nats: connected ? "connected" : "disconnected" };
+        const body = {
+          status: connected ? "ok" : source ? "nats-disconnected" : "starting",
+          nats: connected ? "connected" : "disconnected",
+        };
         res.writeHead(connected ? 200 : 503, { "content-type": "application/json" }).end(`${JSON.stringify(body)}\n`);
         return;
       }
       case "/readyz":
         void this.readiness().then(({ ok, detail }) => {
-          res.writeHead(ok ? 200 : 503, { "content-type": "application/json" }).end(`${JSON.stringify({ status: ok ? "ready" : "not-ready", detail })}\n`);
+          res
+            .writeHead(ok ? 200 : 503, { "content-type": "application/json" })
+            .end(`${JSON.stringify({ status: ok ? "ready" : "not-ready", detail })}\n`);
         });
         return;
       default:

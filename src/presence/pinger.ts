@@ -187,7 +187,8 @@ export class Pinger {
 
   /** Gives `slot` to `subject`: what either had outstanding is dropped, unsettled. */
   private bind(subject: string, slot: number): void {
-    if (!Number.isInteger(slot) || slot < 0 || slot * COUNT_WRAP > Number.MAX_SAFE_INTEGER) throw new Error(`pinger: slot ${slot} is not a whole number from 0`);
+    if (!Number.isInteger(slot) || slot < 0 || slot * COUNT_WRAP > Number.MAX_SAFE_INTEGER)
+      throw new Error(`pinger: slot ${slot} is not a whole number from 0`);
     if (this.subjects[slot] !== undefined) this.release(slot);
     const previous = this.slotOf.get(subject);
     if (previous !== undefined) this.release(previous);

@@ -196,7 +196,12 @@ export class PresenceEdge {
     this.refusals = new WarningThrottle(this.log, "more registrations refused (counted, not logged one by one)");
     this.storeFailures = new WarningThrottle(this.log, "more registrations could not be stored (counted, not logged one by one)");
     this.stalls = new WarningThrottle(this.log, "more event-loop stalls deferred verdicts (counted, not logged one by one)");
-    this.shortStalls = new WarningThrottle(this.log, "more short event-loop stalls deferred verdicts (counted, not logged one by one)", 10_000, "info");
+    this.shortStalls = new WarningThrottle(
+      this.log,
+      "more short event-loop stalls deferred verdicts (counted, not logged one by one)",
+      10_000,
+      "info",
+    );
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.stallThresholdMs = stallThresholdMs(options.pingIntervalMs);
     this.lossesSeen = options.connectionLosses?.() ?? 0;
@@ -231,9 +236,11 @@ export class PresenceEdge {
       case "registration.remove":
         this.monitored.delete(command.subject); // it is dead
         this.pinger.forget(command.subject);
-        return void this.options.store.remove(command.subject, command.revision).catch((err: unknown) =>
-          this.log.warn("could not remove a registration", { subject: command.subject, error: describeError(err) }),
-        );
+        return void this.options.store
+          .remove(command.subject, command.revision)
+          .catch((err: unknown) =>
+            this.log.warn("could not remove a registration", { subject: command.subject, error: describeError(err) }),
+          );
       case "report.presence":
         this.lifecycle.push(command.report);
         return this.flushSoon();
@@ -291,7 +298,8 @@ export class PresenceEdge {
         this.lossesSeen = losses;
         const lost = this.pinger.abandonOutstanding();
         for (const subject of lost) this.unsent.push(subject);
-        if (lost.length > 0) this.log.info(`the NATS connection was lost: ${lost.length} unanswered pings are sent again`, { pings: lost.length });
+        if (lost.length > 0)
+          this.log.info(`the NATS connection was lost: ${lost.length} unanswered pings are sent again`, { pings: lost.length });
       }
       const replies = this.replies;
       this.replies = [];
@@ -314,7 +322,9 @@ export class PresenceEdge {
       });
       this.options.metrics?.sweepStalled(granted);
     } else {
-      this.stalls.warn("stall-uncredited", `event loop stalled ${stallMs} ms; stall credit used up, verdicts not deferred`, { stalledMs: stallMs });
+      this.stalls.warn("stall-uncredited", `event loop stalled ${stallMs} ms; stall credit used up, verdicts not deferred`, {
+        stalledMs: stallMs,
+      });
     }
     return granted;
   }
@@ -381,7 +391,9 @@ export class PresenceEdge {
     this.credits = [];
     this.lastSweepAt = 0;
     if (this.held.length > 0) {
-      this.log.info(`dropping ${this.held.length} held reports: leadership ended before they could be published`, { count: this.held.length });
+      this.log.info(`dropping ${this.held.length} held reports: leadership ended before they could be published`, {
+        count: this.held.length,
+      });
       this.held = [];
     }
     this.endWithholding();
@@ -647,7 +659,11 @@ export class PresenceEdge {
       if (bodies.length > 1) for (const body of bodies) this.emit([body]);
       else {
         this.seq += 1;
-        this.log.warn("could not encode a presence report", { report: bodies[0]!.type, subject: bodies[0]!.clientSubject, error: describeError(err) });
+        this.log.warn("could not encode a presence report", {
+          report: bodies[0]!.type,
+          subject: bodies[0]!.clientSubject,
+          error: describeError(err),
+        });
       }
       return;
     }

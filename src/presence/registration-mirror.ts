@@ -59,7 +59,8 @@ export class RegistrationMirror<T> {
         };
         const timer = setTimeout(finish, stallMs);
         const check = () => {
-          if (this.revision < revision && this.stopped === null) timer.refresh(); // progress: wait on
+          if (this.revision < revision && this.stopped === null)
+            timer.refresh(); // progress: wait on
           else finish();
         };
         this.waiting.add(check);

@@ -91,7 +91,11 @@ function decodeStored(e: KvWatchEntry): StoredEntry {
     return {
       key: e.key,
       revision: e.revision,
-      stored: { registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} }, revision: e.revision, registeredAtMs: v.registeredAtMs },
+      stored: {
+        registration: { subject: v.myPresenceSubject, metadata: v.metadata ?? {} },
+        revision: e.revision,
+        registeredAtMs: v.registeredAtMs,
+      },
     };
   } catch (err) {
     return { key: e.key, revision: e.revision, error: describeError(err) };
@@ -103,7 +107,6 @@ function decodeStored(e: KvWatchEntry): StoredEntry {
  * nothing for this long, the bucket is read instead.
  */
 const MIRROR_STALL_MS = 1000;
-
 
 export interface RegistrationResourcesOptions {
   clusterId: string;
@@ -172,12 +175,15 @@ export class KvRegistrationStore implements RegistrationStore {
         });
       }
       const kv = await new Kvm(js).create(bucket, { history: 1, replicas });
-      return new KvRegistrationStore(kv, options.logger, options.mirror === true ? RegistrationMirror.start(kv, decodeStored, options.logger) : null);
-    } catch (err) {
-      throw new RegistrationStoreError(
-        `registration store: cannot prepare stream and KV bucket ${stream}: ${describeError(err)}`,
-        { cause: err },
+      return new KvRegistrationStore(
+        kv,
+        options.logger,
+        options.mirror === true ? RegistrationMirror.start(kv, decodeStored, options.logger) : null,
       );
+    } catch (err) {
+      throw new RegistrationStoreError(`registration store: cannot prepare stream and KV bucket ${stream}: ${describeError(err)}`, {
+        cause: err,
+      });
     }
   }
 
@@ -252,7 +258,8 @@ export class KvRegistrationStore implements RegistrationStore {
         // Against the revision read: a registration that replaced it meanwhile is kept.
         await this.kv.delete(r.key, { previousSeq: r.revision });
       } catch (err) {
-        if (!isWrongRevision(err)) this.logger.warn("could not delete a refused stored registration", { key: r.key, error: describeError(err) });
+        if (!isWrongRevision(err))
+          this.logger.warn("could not delete a refused stored registration", { key: r.key, error: describeError(err) });
       }
     }
   }

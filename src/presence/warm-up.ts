@@ -109,7 +109,11 @@ let processRehearsal: "none" | "running" | "done" = "none";
  * `rehearseTakeover` unless this process has done it, or is doing it: null then. One that
  * `proceed` stopped leaves it to the next call.
  */
-export async function rehearseTakeoverOnce(settings: MonitorSettings, encoding: ReportEncoding, proceed: () => boolean): Promise<WarmUpResult | null> {
+export async function rehearseTakeoverOnce(
+  settings: MonitorSettings,
+  encoding: ReportEncoding,
+  proceed: () => boolean,
+): Promise<WarmUpResult | null> {
   if (processRehearsal !== "none") return null;
   processRehearsal = "running";
   let completed = false;

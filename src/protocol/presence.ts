@@ -111,14 +111,7 @@ export function parseRegistration(data: Uint8Array): Registration {
   return { subject: myPresenceSubject, metadata: metadata as JsonObject };
 }
 
-export const REPORT_TYPES = [
-  "NodePresent",
-  "NodeSuspect",
-  "NodeRecovered",
-  "NodeDead",
-  "NodeLeft",
-  "NodeState",
-] as const;
+export const REPORT_TYPES = ["NodePresent", "NodeSuspect", "NodeRecovered", "NodeDead", "NodeLeft", "NodeState"] as const;
 export type ReportType = (typeof REPORT_TYPES)[number];
 
 export const CLIENT_STATES = ["alive", "suspect", "dead", "left"] as const;

@@ -43,10 +43,9 @@ test("cli - a refused NATS URL gives a clear error and exit 1, without a stack t
 test("cli - a server that never answers gives up after the connect timeout", async () => {
   const silent = await silentServer();
   try {
-    const r = await runCli(
-      ["run", "-u", `nats://127.0.0.1:${silent.port}`, "--cluster-id", "x", "--connect-timeout", "1000"],
-      { timeoutMs: 20_000 },
-    );
+    const r = await runCli(["run", "-u", `nats://127.0.0.1:${silent.port}`, "--cluster-id", "x", "--connect-timeout", "1000"], {
+      timeoutMs: 20_000,
+    });
     assert.is(r.code, 1, `exits 1 (stderr: ${r.stderr})`);
     assert.match(r.stderr, `cannot connect to NATS at nats://127.0.0.1:${silent.port}`);
     assert.match(r.stderr, /timeout/i);
@@ -62,7 +61,10 @@ test("cli - bad timings are refused before connecting, naming the flag and the r
     const url = `nats://127.0.0.1:${silent.port}`;
     const cases: [string[], RegExp][] = [
       [["--leader-timeout", "1500"], /--leader-timeout: must be at least 2 × --heartbeat-interval \(1000 ms\)/],
-      [["--election-backoff-min", "500", "--election-backoff-max", "400"], /--election-backoff-min: must not exceed --election-backoff-max/],
+      [
+        ["--election-backoff-min", "500", "--election-backoff-max", "400"],
+        /--election-backoff-min: must not exceed --election-backoff-max/,
+      ],
       [["--renew-deadline", "2500"], /--renew-deadline: must be below --leader-timeout/],
       [["--leader-timeout", "2s"], /option '--leader-timeout <ms>' argument '2s' is invalid\. must be a whole number/],
       [["--log-format", "xml"], /--log-format <format>' argument 'xml' is invalid/],
@@ -99,7 +101,11 @@ test("cli - every flag can come from the environment", async () => {
     PRESENCE_SEED: "42",
   });
   try {
-    await observer.waitForHeartbeat("a heartbeat of the coordinator configured by environment", (h) => h.coordinatorId === "from-env", 10_000);
+    await observer.waitForHeartbeat(
+      "a heartbeat of the coordinator configured by environment",
+      (h) => h.coordinatorId === "from-env",
+      10_000,
+    );
     const started = proc.logs().find((l) => l.message === "starting coordinator");
     assert.ok(started, "it logged its configuration as JSON");
     assert.is(started!.leaderTimeoutMs, 1200);
@@ -207,14 +213,22 @@ test("cli - dev warns of nothing through a crash failover, and a Ctrl-C in a ter
   /** The exit code, once the process has ended (null: it ended by a signal). */
   const exitCode = () => (child.exitCode !== null || child.signalCode !== null ? { code: child.exitCode } : undefined);
   try {
-    await waitFor("a failover after the demo's crash", () => /==> leader is dev-[abc] \(epoch \d+\), [\d.]+ s after dev-[abc] crashed/.test(stdout), 20_000);
+    await waitFor(
+      "a failover after the demo's crash",
+      () => /==> leader is dev-[abc] \(epoch \d+\), [\d.]+ s after dev-[abc] crashed/.test(stdout),
+      20_000,
+    );
     process.kill(-child.pid!, "SIGINT");
     const { code } = await waitFor("the demo to exit", exitCode, 20_000);
     assert.is(code, 0, stderr);
     assert.match(stdout, /stopped\n$/);
     assert.match(stdout, /Stopped +epoch=\d+ reason=shutdown/, "the coordinators reported leaving");
     for (const text of [stdout, stderr]) {
-      assert.not.match(text, /disconnected from NATS|release failed|draining the NATS connection failed|not connected to NATS/, "nothing lost its server while leaving");
+      assert.not.match(
+        text,
+        /disconnected from NATS|release failed|draining the NATS connection failed|not connected to NATS/,
+        "nothing lost its server while leaving",
+      );
       assert.not.match(text, / warn /, "no warning: a crash of the demo is not a fault");
     }
     const url = /embedded nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!;
@@ -324,7 +338,10 @@ test("cli - a coordinator rehearses a takeover once while it follows, and says s
   const c = spawnCoordinator({ urls: [server.url], clusterId: "rehearse", id: "r1", args: ["--verbose", "--leader-timeout", "8000"] });
   try {
     const rehearsed = await waitFor("the rehearsal's log", () => c.logs().find((l) => String(l.message).includes("rehears")), 15_000);
-    assert.equal([rehearsed.message, rehearsed.level, rehearsed.completed, rehearsed.reports], ["rehearsed a takeover", "debug", true, 5000]);
+    assert.equal(
+      [rehearsed.message, rehearsed.level, rehearsed.completed, rehearsed.reports],
+      ["rehearsed a takeover", "debug", true, 5000],
+    );
     await new Promise((r) => setTimeout(r, 200));
     assert.is(c.logs().filter((l) => String(l.message).includes("rehears")).length, 1, "once");
   } finally {

@@ -37,8 +37,14 @@ test("client - refuses a subject or cluster id the coordinator would refuse, bef
     })();
     assert.instance(wildcard, RegistrationError);
     assert.is((wildcard as RegistrationError).reason, "wildcard");
-    assert.throws(() => new PresenceClient(nc, { clusterId: "c", subject: "_INBOX.x" }), (e: unknown) => e instanceof RegistrationError && e.reason === "reserved-prefix");
-    assert.throws(() => new PresenceClient(nc, { clusterId: "a.b", subject: "svc.a" }), (e: unknown) => e instanceof PresenceClientError && e.code === "invalid-options");
+    assert.throws(
+      () => new PresenceClient(nc, { clusterId: "c", subject: "_INBOX.x" }),
+      (e: unknown) => e instanceof RegistrationError && e.reason === "reserved-prefix",
+    );
+    assert.throws(
+      () => new PresenceClient(nc, { clusterId: "a.b", subject: "svc.a" }),
+      (e: unknown) => e instanceof PresenceClientError && e.code === "invalid-options",
+    );
     assert.throws(
       () => new PresenceClient(nc, { clusterId: "c", subject: "svc.a", metadata: { blob: "x".repeat(70_000) } }),
       (e: unknown) => e instanceof RegistrationError && e.reason === "too-large",
@@ -64,7 +70,11 @@ test("client - registers and is reported NodePresent, answers pings (never suspe
     client.on("closed", () => events.push("closed"));
     await client.start();
     assert.is(client.status, "registered");
-    await waitFor("NodePresent", () => rec.seen.find((s) => s.report.clientSubject === "app.api.1" && s.report.type === "NodePresent"), 15_000);
+    await waitFor(
+      "NodePresent",
+      () => rec.seen.find((s) => s.report.clientSubject === "app.api.1" && s.report.type === "NodePresent"),
+      15_000,
+    );
     const present = rec.seen.find((s) => s.report.type === "NodePresent")!;
     assert.equal(present.report.metadata, { zone: "eu-1" }, "metadata travels in the reports");
     // Several ping intervals: pinged each time, never suspect.
@@ -77,7 +87,10 @@ test("client - registers and is reported NodePresent, answers pings (never suspe
     assert.is(client.status, "closed");
     await waitFor("NodeLeft", () => rec.types("app.api.1").includes("NodeLeft"), 10_000);
     assert.not.ok(rec.types("app.api.1").includes("NodeDead"));
-    assert.equal(events.filter((e) => e !== "pinged"), ["registered", "closed"]);
+    assert.equal(
+      events.filter((e) => e !== "pinged"),
+      ["registered", "closed"],
+    );
     assert.not.ok(app.isClosed(), "the application's connection stays open");
     await client.close(); // twice is fine
   } finally {
@@ -146,7 +159,11 @@ test("client - registers again when a leader does not know it, but not when a ne
     victim.signal("SIGKILL");
     const next = await observer.waitForHeartbeat("a new leader", (hb) => hb.epoch > leader.epoch && !hb.resigning, 15_000, killedAt);
     await waitFor("the client hears the new epoch", () => client.epoch === next.msg.epoch, 5000);
-    await waitFor("NodePresent from the new leader", () => rec.seen.some((s) => s.at > killedAt && s.report.clientSubject === "app.early" && s.report.type === "NodePresent"), 10_000);
+    await waitFor(
+      "NodePresent from the new leader",
+      () => rec.seen.some((s) => s.at > killedAt && s.report.clientSubject === "app.early" && s.report.type === "NodePresent"),
+      10_000,
+    );
     await new Promise((r) => setTimeout(r, 1500 + 500)); // past the grace
     assert.is(reregistered.length, 1, "a new leader that pings the client gets no re-registration");
     const presents = rec.seen.filter((s) => s.at > killedAt && s.report.clientSubject === "app.early" && s.report.type === "NodePresent");
@@ -173,7 +190,9 @@ test("watch - watchPresence shows join, update and leave, and ignores a forged s
     const watch = await watchPresence(viewer, { clusterId: cluster });
     const events: { type: keyof PresenceWatchEvents; subject: string; detail: string }[] = [];
     watch.on("join", ({ entry }) => events.push({ type: "join", subject: entry.subject, detail: entry.state }));
-    watch.on("update", ({ entry, previous }) => events.push({ type: "update", subject: entry.subject, detail: `${previous.state}->${entry.state}` }));
+    watch.on("update", ({ entry, previous }) =>
+      events.push({ type: "update", subject: entry.subject, detail: `${previous.state}->${entry.state}` }),
+    );
     watch.on("leave", ({ subject, reason }) => events.push({ type: "leave", subject, detail: reason }));
     const stale: number[] = [];
     watch.on("stale", ({ report }) => stale.push(report.epoch));
@@ -185,7 +204,10 @@ test("watch - watchPresence shows join, update and leave, and ignores a forged s
     await waitFor("both joined", () => watch.get("app.a") && watch.get("app.b"), 15_000);
     assert.equal(watch.get("app.a")!.metadata, { n: 1 });
     assert.is(watch.get("app.a")!.state, "alive");
-    assert.equal(watch.list().map((e) => e.subject), ["app.a", "app.b"]);
+    assert.equal(
+      watch.list().map((e) => e.subject),
+      ["app.a", "app.b"],
+    );
     const epoch = watch.epoch;
     assert.ok(epoch > 0);
     assert.is(watch.leader, "w1");
@@ -194,8 +216,18 @@ test("watch - watchPresence shows join, update and leave, and ignores a forged s
     const h = headers();
     h.set("Presence-Encoding", "protobuf");
     const forged: Report = {
-      type: "NodeDead", clusterId: cluster, coordinatorId: "old-leader", epoch: epoch - 1, seq: 99, ts: Date.now(),
-      clientSubject: "app.a", state: "dead", lastSeenMs: 0, rttMs: 0, missedPings: 5, metadata: {},
+      type: "NodeDead",
+      clusterId: cluster,
+      coordinatorId: "old-leader",
+      epoch: epoch - 1,
+      seq: 99,
+      ts: Date.now(),
+      clientSubject: "app.a",
+      state: "dead",
+      lastSeenMs: 0,
+      rttMs: 0,
+      missedPings: 5,
+      metadata: {},
     };
     app.publish(`presence.report.${cluster}`, encodeReport(forged, "protobuf"), { headers: h });
     await waitFor("the forged report dropped", () => stale.includes(epoch - 1), 5000);
@@ -207,13 +239,20 @@ test("watch - watchPresence shows join, update and leave, and ignores a forged s
     await c.start();
     await waitFor("c joined", () => watch.get("app.c"), 10_000);
     await silent.close(); // the process "dies": no unregistration
-    await waitFor("c suspect (update)", () => events.some((e) => e.type === "update" && e.subject === "app.c" && e.detail === "alive->suspect"), 10_000);
+    await waitFor(
+      "c suspect (update)",
+      () => events.some((e) => e.type === "update" && e.subject === "app.c" && e.detail === "alive->suspect"),
+      10_000,
+    );
     await waitFor("c dead (leave)", () => events.some((e) => e.type === "leave" && e.subject === "app.c" && e.detail === "dead"), 15_000);
     assert.is(watch.get("app.c"), undefined);
     // a leaves gracefully.
     await a.close();
     await waitFor("a left (leave)", () => events.some((e) => e.type === "leave" && e.subject === "app.a" && e.detail === "left"), 10_000);
-    assert.equal(watch.list().map((e) => e.subject), ["app.b"]);
+    assert.equal(
+      watch.list().map((e) => e.subject),
+      ["app.b"],
+    );
     assert.equal(
       events.filter((e) => e.type === "join").map((e) => e.subject),
       ["app.a", "app.b", "app.c"],

@@ -17,7 +17,17 @@ test("config file - a YAML file alone runs a coordinator; flags and the environm
   const path = join(dir, "coordinator.yaml");
   await writeFile(
     path,
-    [`nats-url: ${server.url}`, "cluster-id: cfg", "coordinatorId: from-file", "leaderTimeout: 3000", "heartbeatInterval: 1000", "electionBackoffMin: 20", "electionBackoffMax: 40", "logFormat: json", ""].join("\n"),
+    [
+      `nats-url: ${server.url}`,
+      "cluster-id: cfg",
+      "coordinatorId: from-file",
+      "leaderTimeout: 3000",
+      "heartbeatInterval: 1000",
+      "electionBackoffMin: 20",
+      "electionBackoffMax: 40",
+      "logFormat: json",
+      "",
+    ].join("\n"),
   );
   const proc = spawnCli("cfg", ["run", "--config", path, "--election-backoff-max", "50"], { PRESENCE_HEARTBEAT_INTERVAL: "700" });
   try {
@@ -28,13 +38,10 @@ test("config file - a YAML file alone runs a coordinator; flags and the environm
     assert.is(started!.heartbeatIntervalMs, 700, "the environment overrides the file");
     assert.is(started!.electionBackoffMs, "20-50", "the flag overrides the file");
     const notes = proc.logs().filter((l) => String(l.message).includes("overrides the config file"));
-    assert.equal(
-      notes.map((l) => [l.message, l.env]).sort(),
-      [
-        ["--election-backoff-max from the command line overrides the config file", undefined],
-        ["--heartbeat-interval from the environment overrides the config file", "PRESENCE_HEARTBEAT_INTERVAL"],
-      ],
-    );
+    assert.equal(notes.map((l) => [l.message, l.env]).sort(), [
+      ["--election-backoff-max from the command line overrides the config file", undefined],
+      ["--heartbeat-interval from the environment overrides the config file", "PRESENCE_HEARTBEAT_INTERVAL"],
+    ]);
     proc.signal("SIGTERM");
     assert.is(await proc.exited, 0);
   } finally {

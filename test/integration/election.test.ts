@@ -39,9 +39,7 @@ async function withCoordinators(
   try {
     observer = await Observer.start(urls, clusterId);
     for (const id of ids) {
-      coordinators.push(
-        spawnCoordinator({ urls, clusterId, id, args: options.args?.(id, urls) ?? [] }),
-      );
+      coordinators.push(spawnCoordinator({ urls, clusterId, id, args: options.args?.(id, urls) ?? [] }));
     }
     await body({ urls, clusterId, observer, coordinators, ...(server ? { server } : {}) });
   } catch (err) {
@@ -88,7 +86,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 async function heartbeatsPass(s: Setup, n: number): Promise<void> {
   const from = s.observer.heartbeats.length;
-  await waitFor(`${n} more heartbeats`, () => s.observer.heartbeats.slice(from).filter((h) => !h.msg.resigning).length >= n, 10_000 + 2000 * n);
+  await waitFor(
+    `${n} more heartbeats`,
+    () => s.observer.heartbeats.slice(from).filter((h) => !h.msg.resigning).length >= n,
+    10_000 + 2000 * n,
+  );
 }
 
 /** The leaders (id and epoch) of the last `n` heartbeats, once that many arrived after `since`. */
@@ -201,7 +203,10 @@ test("election - forged heartbeats with a higher epoch neither depose the leader
       [],
       "no coordinator changed its election state",
     );
-    assert.equal([...heartbeaters(s, forgedFrom)].filter((id) => ours({ coordinatorId: id })), [first.hb.coordinatorId]);
+    assert.equal(
+      [...heartbeaters(s, forgedFrom)].filter((id) => ours({ coordinatorId: id })),
+      [first.hb.coordinatorId],
+    );
     for (const c of s.coordinators) {
       assert.ok(
         c.logs().some((l) => l.message === "ignored a heartbeat that the lease does not confirm" && l.coordinatorId === c.id),
@@ -264,7 +269,11 @@ test("election - a forged heartbeat in the leader's own name at a far higher epo
       );
       // Let the leader heartbeat a few more times: nothing more is read, nothing changes.
       const after = s.observer.heartbeats.filter((h) => h.msg.epoch === first.hb.epoch).length;
-      await waitFor("three more heartbeats of the leader", () => s.observer.heartbeats.filter((h) => h.msg.epoch === first.hb.epoch).length >= after + 3, 10_000);
+      await waitFor(
+        "three more heartbeats of the leader",
+        () => s.observer.heartbeats.filter((h) => h.msg.epoch === first.hb.epoch).length >= after + 3,
+        10_000,
+      );
       assert.is(reads.length, 1, `one lease read for the forgery (${reads.join(", ")})`);
       assert.is(await scrapedEpoch(follower), first.hb.epoch, "the follower's highest epoch is unchanged");
       assert.is(await scrapedEpoch(first.proc), first.hb.epoch, "the leader's epoch is unchanged");
@@ -274,11 +283,20 @@ test("election - a forged heartbeat in the leader's own name at a far higher epo
         "no coordinator changed its election state",
       );
       assert.ok(
-        first.proc.logs().some((l) => String(l.message).includes("heard a heartbeat with this coordinator's own id that this process did not send")),
+        first.proc
+          .logs()
+          .some((l) => String(l.message).includes("heard a heartbeat with this coordinator's own id that this process did not send")),
         "the leader warns of a heartbeat in its name it did not send",
       );
       assert.equal(
-        [...new Set(s.observer.heartbeatsSince(forgedAt).filter((h) => h.epoch !== forged.epoch).map((h) => `${h.coordinatorId} ${h.epoch}`))],
+        [
+          ...new Set(
+            s.observer
+              .heartbeatsSince(forgedAt)
+              .filter((h) => h.epoch !== forged.epoch)
+              .map((h) => `${h.coordinatorId} ${h.epoch}`),
+          ),
+        ],
         [`${first.hb.coordinatorId} ${first.hb.epoch}`],
         "the real leader kept heartbeating under its epoch",
       );
@@ -298,7 +316,10 @@ test("election - a coordinator restarted with the same id while the old lease is
     await heartbeatsPass(s, (3 * LEADER_TIMEOUT_MS) / 1000); // three leader timeouts, at one heartbeat a second
     const epochs = new Set(s.observer.heartbeatsSince(twinStarted).map((h) => h.epoch));
     assert.equal([...epochs], [first.hb.epoch], "every heartbeat since carries the first process's epoch");
-    assert.not.ok(twin.logs().some((l) => l.message === "became leader"), "the twin never led");
+    assert.not.ok(
+      twin.logs().some((l) => l.message === "became leader"),
+      "the twin never led",
+    );
     assert.ok(
       twin.logs().some((l) => String(l.message).includes("another coordinator running with the same --coordinator-id")),
       "the twin says why it does not follow",
@@ -342,9 +363,7 @@ test("election - a paused leader publishes nothing under its old epoch after it 
     await heartbeatsPass(s, 3);
     const fromOld = s.observer.heartbeatsSince(wokeAt).filter((h) => h.coordinatorId === old.coordinatorId);
     assert.equal(fromOld, [], "not a single heartbeat from the woken leader");
-    const oldEpochReports = s.observer
-      .reportsSince(wokeAt)
-      .filter((r) => r.coordinatorId === old.coordinatorId && r.epoch === old.epoch);
+    const oldEpochReports = s.observer.reportsSince(wokeAt).filter((r) => r.coordinatorId === old.coordinatorId && r.epoch === old.epoch);
     assert.equal(oldEpochReports, [], "no report under the old epoch");
     assert.equal([...heartbeaters(s, wokeAt)], [next.hb.coordinatorId], "the new leader keeps leading alone");
     assert.ok(first.proc.running, "the woken coordinator keeps running as a follower");
@@ -352,85 +371,106 @@ test("election - a paused leader publishes nothing under its old epoch after it 
 });
 
 test("election - a leader paused past its lease with clients publishes no report under its old epoch after it wakes", async () => {
-  await withCoordinators(["q1", "q2", "q3"], async (s) => {
-    const rec = await reportRecorder(s.urls[0]!, s.clusterId);
-    const app = await connect({ servers: s.urls });
-    try {
-      // Clients that answer every ping, registered with whoever leads.
-      const subjectsOf = Array.from({ length: 8 }, (_, i) => `svc.paused.${i}`);
-      for (const subject of subjectsOf) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
-      await app.flush();
-      await waitForStream(app, s.clusterId);
-      for (const subject of subjectsOf) app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
-      const first = await waitForLeader(s);
-      const old = first.hb;
-      await waitFor(
-        "NodePresent for every client from the first leader",
-        () => subjectsOf.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent" && r.report.epoch === old.epoch)),
-        15_000,
-      );
-      await waitForFollowers(s, old);
-      // The leader is reporting (NodeState every state interval) when it is paused.
-      const seenBefore = rec.seen.length;
-      await waitFor("another report from the first leader", () => rec.seen.length > seenBefore, 10_000);
-      first.proc.signal("SIGSTOP");
-      const next = await waitForLeader(s, performance.now(), old.coordinatorId);
-      assert.ok(next.hb.epoch > old.epoch, `epoch grew: ${old.epoch} -> ${next.hb.epoch}`);
-      const newEpochFrom = next.at; // when the new epoch's first heartbeat arrived
-      await waitFor(
-        "the new leader reporting every client",
-        () => subjectsOf.every((c) => rec.of(c).some((r) => r.report.epoch === next.hb.epoch && r.at >= newEpochFrom)),
-        15_000,
-      );
-      const wokeAt = performance.now();
-      const wokeAtMs = Date.now();
-      first.proc.signal("SIGCONT");
-      // On waking it follows the new leader.
-      await s.observer.waitForReport(
-        "the woken leader following the new one",
-        (r) => r.coordinatorId === old.coordinatorId && r.leaderId === next.hb.coordinatorId && r.epoch === next.hb.epoch,
-        10_000,
-        wokeAt,
-      );
-      // Watch a few more state intervals of the new leader.
-      const watchFrom = rec.seen.length;
-      await waitFor("three more reports of every client", () => subjectsOf.every((c) => rec.of(c).slice(-3).every((r) => r.at > wokeAt)), 15_000);
-      assert.ok(rec.seen.length > watchFrom);
-      // Reports are told apart by when they were published, the `ts` each coordinator stamps
-      // as it publishes (one host, one wall clock), not by when they arrived: a report the
-      // leader published while its lease was valid, with SIGSTOP landing before the NATS
-      // client wrote it to the socket, leaves the process only on waking. That is delivery
-      // delayed, as by a slow network, which the epoch fences for consumers.
-      const late = rec.seen.filter((r) => r.report.ts >= next.hb.ts);
-      assert.equal(
-        late
-          .filter((r) => r.report.epoch === old.epoch)
-          .map((r) => `${r.report.coordinatorId} ${r.report.type} ${r.report.clientSubject}, published ${r.report.ts - wokeAtMs} ms after SIGCONT`),
-        [],
-        "no presence report under the old epoch published after the new epoch's first heartbeat",
-      );
-      assert.equal(
-        [...new Set(late.map((r) => `${r.report.coordinatorId} epoch ${r.report.epoch}`))],
-        [`${next.hb.coordinatorId} epoch ${next.hb.epoch}`],
-        "since then only the new leader reported, under its epoch",
-      );
-      assert.not.ok(rec.seen.some((r) => r.report.type === "NodeDead"), "clients that always answered were never reported dead");
-      // On waking, its first sweep is answered after that turn's socket reads, where the new
-      // leader's heartbeat usually ends its leadership first; what it still produced was
-      // withheld (the edge's unit tests hold that), and it published nothing after waking.
-      assert.not.ok(
-        rec.seen.some((r) => r.report.coordinatorId === old.coordinatorId && r.report.ts >= wokeAtMs),
-        "the woken leader published no presence report at all",
-      );
-    } finally {
-      await app.close();
-      await rec.nc.close();
-    }
-  }, {
-    // NodeState due often and a renew deadline near the lease: on waking, every client's
-    // NodeState is due, so the woken leader has reports it must not publish.
-    args: () => ["--state-interval", "200", "--renew-deadline", "1900"],
-  });
+  await withCoordinators(
+    ["q1", "q2", "q3"],
+    async (s) => {
+      const rec = await reportRecorder(s.urls[0]!, s.clusterId);
+      const app = await connect({ servers: s.urls });
+      try {
+        // Clients that answer every ping, registered with whoever leads.
+        const subjectsOf = Array.from({ length: 8 }, (_, i) => `svc.paused.${i}`);
+        for (const subject of subjectsOf) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
+        await app.flush();
+        await waitForStream(app, s.clusterId);
+        for (const subject of subjectsOf)
+          app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
+        const first = await waitForLeader(s);
+        const old = first.hb;
+        await waitFor(
+          "NodePresent for every client from the first leader",
+          () => subjectsOf.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent" && r.report.epoch === old.epoch)),
+          15_000,
+        );
+        await waitForFollowers(s, old);
+        // The leader is reporting (NodeState every state interval) when it is paused.
+        const seenBefore = rec.seen.length;
+        await waitFor("another report from the first leader", () => rec.seen.length > seenBefore, 10_000);
+        first.proc.signal("SIGSTOP");
+        const next = await waitForLeader(s, performance.now(), old.coordinatorId);
+        assert.ok(next.hb.epoch > old.epoch, `epoch grew: ${old.epoch} -> ${next.hb.epoch}`);
+        const newEpochFrom = next.at; // when the new epoch's first heartbeat arrived
+        await waitFor(
+          "the new leader reporting every client",
+          () => subjectsOf.every((c) => rec.of(c).some((r) => r.report.epoch === next.hb.epoch && r.at >= newEpochFrom)),
+          15_000,
+        );
+        const wokeAt = performance.now();
+        const wokeAtMs = Date.now();
+        first.proc.signal("SIGCONT");
+        // On waking it follows the new leader.
+        await s.observer.waitForReport(
+          "the woken leader following the new one",
+          (r) => r.coordinatorId === old.coordinatorId && r.leaderId === next.hb.coordinatorId && r.epoch === next.hb.epoch,
+          10_000,
+          wokeAt,
+        );
+        // Watch a few more state intervals of the new leader.
+        const watchFrom = rec.seen.length;
+        await waitFor(
+          "three more reports of every client",
+          () =>
+            subjectsOf.every((c) =>
+              rec
+                .of(c)
+                .slice(-3)
+                .every((r) => r.at > wokeAt),
+            ),
+          15_000,
+        );
+        assert.ok(rec.seen.length > watchFrom);
+        // Reports are told apart by when they were published, the `ts` each coordinator stamps
+        // as it publishes (one host, one wall clock), not by when they arrived: a report the
+        // leader published while its lease was valid, with SIGSTOP landing before the NATS
+        // client wrote it to the socket, leaves the process only on waking. That is delivery
+        // delayed, as by a slow network, which the epoch fences for consumers.
+        const late = rec.seen.filter((r) => r.report.ts >= next.hb.ts);
+        assert.equal(
+          late
+            .filter((r) => r.report.epoch === old.epoch)
+            .map(
+              (r) =>
+                `${r.report.coordinatorId} ${r.report.type} ${r.report.clientSubject}, published ${r.report.ts - wokeAtMs} ms after SIGCONT`,
+            ),
+          [],
+          "no presence report under the old epoch published after the new epoch's first heartbeat",
+        );
+        assert.equal(
+          [...new Set(late.map((r) => `${r.report.coordinatorId} epoch ${r.report.epoch}`))],
+          [`${next.hb.coordinatorId} epoch ${next.hb.epoch}`],
+          "since then only the new leader reported, under its epoch",
+        );
+        assert.not.ok(
+          rec.seen.some((r) => r.report.type === "NodeDead"),
+          "clients that always answered were never reported dead",
+        );
+        // On waking, its first sweep is answered after that turn's socket reads, where the new
+        // leader's heartbeat usually ends its leadership first; what it still produced was
+        // withheld (the edge's unit tests hold that), and it published nothing after waking.
+        assert.not.ok(
+          rec.seen.some((r) => r.report.coordinatorId === old.coordinatorId && r.report.ts >= wokeAtMs),
+          "the woken leader published no presence report at all",
+        );
+      } finally {
+        await app.close();
+        await rec.nc.close();
+      }
+    },
+    {
+      // NodeState due often and a renew deadline near the lease: on waking, every client's
+      // NodeState is due, so the woken leader has reports it must not publish.
+      args: () => ["--state-interval", "200", "--renew-deadline", "1900"],
+    },
+  );
 });
 
 /**
@@ -442,178 +482,226 @@ test("election - a leader paused past its lease with clients publishes no report
  */
 const STALL_HEARTBEAT_MS = 1000;
 const STALL_RENEW_DEADLINE_MS = 1500;
-const STALL_ARGS = ["--heartbeat-interval", String(STALL_HEARTBEAT_MS), "--leader-timeout", "4000", "--renew-deadline", String(STALL_RENEW_DEADLINE_MS)];
+const STALL_ARGS = [
+  "--heartbeat-interval",
+  String(STALL_HEARTBEAT_MS),
+  "--leader-timeout",
+  "4000",
+  "--renew-deadline",
+  String(STALL_RENEW_DEADLINE_MS),
+];
 const STALL_MS = 1200;
 
 test("election - ten 1.2 s pauses of a leader keep one epoch and start no election", async () => {
-  await withCoordinators(["w1", "w2"], async (s) => {
-    const rec = await reportRecorder(s.urls[0]!, s.clusterId);
-    const app = await connect({ servers: s.urls });
-    try {
-      const clients = Array.from({ length: 5 }, (_, i) => `svc.stalled.${i}`);
-      for (const subject of clients) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
-      await app.flush();
-      await waitForStream(app, s.clusterId);
-      for (const subject of clients) app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
-      const first = await waitForLeader(s);
-      const leader = first.proc;
-      await waitForFollowers(s, first.hb);
-      await waitFor("NodePresent for every client", () => clients.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent")), 15_000);
-      const from = performance.now();
-      const pauses: { phaseMs: number; stoppedAt: number; contAt: number; sinceRenewalMs: number; resumedTs: number }[] = [];
-      for (let i = 0; i < 10; i++) {
-        // A phase in the i-th tenth of [0, 900) ms after a renewal: spread over the interval,
-        // and never in the last 100 ms, where the next renewal may be in flight at the stop.
-        const phaseMs = Math.floor((i + Math.random()) * 90);
-        let hb: Heartbeat;
-        for (;;) {
-          const count = s.observer.heartbeats.length;
-          hb = (await waitFor("the leader's next heartbeat", () => s.observer.heartbeats.slice(count).find((h) => !h.msg.resigning), 15_000)).msg;
-          const wait = hb.ts + phaseMs - Date.now();
-          if (wait >= -20) {
-            if (wait > 0) await sleep(wait);
-            break;
+  await withCoordinators(
+    ["w1", "w2"],
+    async (s) => {
+      const rec = await reportRecorder(s.urls[0]!, s.clusterId);
+      const app = await connect({ servers: s.urls });
+      try {
+        const clients = Array.from({ length: 5 }, (_, i) => `svc.stalled.${i}`);
+        for (const subject of clients) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
+        await app.flush();
+        await waitForStream(app, s.clusterId);
+        for (const subject of clients) app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
+        const first = await waitForLeader(s);
+        const leader = first.proc;
+        await waitForFollowers(s, first.hb);
+        await waitFor(
+          "NodePresent for every client",
+          () => clients.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent")),
+          15_000,
+        );
+        const from = performance.now();
+        const pauses: { phaseMs: number; stoppedAt: number; contAt: number; sinceRenewalMs: number; resumedTs: number }[] = [];
+        for (let i = 0; i < 10; i++) {
+          // A phase in the i-th tenth of [0, 900) ms after a renewal: spread over the interval,
+          // and never in the last 100 ms, where the next renewal may be in flight at the stop.
+          const phaseMs = Math.floor((i + Math.random()) * 90);
+          let hb: Heartbeat;
+          for (;;) {
+            const count = s.observer.heartbeats.length;
+            hb = (
+              await waitFor("the leader's next heartbeat", () => s.observer.heartbeats.slice(count).find((h) => !h.msg.resigning), 15_000)
+            ).msg;
+            const wait = hb.ts + phaseMs - Date.now();
+            if (wait >= -20) {
+              if (wait > 0) await sleep(wait);
+              break;
+            }
+            // The heartbeat was heard too late to stop at this phase: take the next one.
           }
-          // The heartbeat was heard too late to stop at this phase: take the next one.
+          leader.signal("SIGSTOP");
+          const stoppedAt = Date.now();
+          await sleep(STALL_MS);
+          const contAt = Date.now();
+          leader.signal("SIGCONT");
+          const resumed = await s.observer.waitForHeartbeat("the leader heartbeating again", (h) => h.ts > contAt, 15_000);
+          pauses.push({ phaseMs: stoppedAt - hb.ts, stoppedAt, contAt, sinceRenewalMs: contAt - hb.ts, resumedTs: resumed.msg.ts });
         }
-        leader.signal("SIGSTOP");
-        const stoppedAt = Date.now();
-        await sleep(STALL_MS);
-        const contAt = Date.now();
-        leader.signal("SIGCONT");
-        const resumed = await s.observer.waitForHeartbeat("the leader heartbeating again", (h) => h.ts > contAt, 15_000);
-        pauses.push({ phaseMs: stoppedAt - hb.ts, stoppedAt, contAt, sinceRenewalMs: contAt - hb.ts, resumedTs: resumed.msg.ts });
+        await heartbeatsPass(s, 2);
+        const confirmed = leader
+          .logs()
+          .filter((l) => l.message === "lease confirmed after the renew deadline had passed: leading on under the same epoch");
+        // Past the deadline by a margin: these pauses surely made it unsure. The phases of the
+        // last five tenths (450 ms and more, plus the 1.2 s pause) always are.
+        const unsure = pauses.filter((p) => p.sinceRenewalMs > STALL_RENEW_DEADLINE_MS + 100);
+        // Reports stamped inside a pause, or after one that passed the deadline but before the
+        // check succeeded (the next heartbeat follows the success at once). On loopback the
+        // check takes well under a millisecond, so this is measured here; the test of a slow
+        // check below is the one that holds the edge to it.
+        const inside = rec.seen.filter((r) =>
+          pauses.some((p) => r.report.ts >= p.stoppedAt && r.report.ts < (unsure.includes(p) ? p.resumedTs : p.contAt)),
+        );
+        const count = (type: string) => rec.seen.filter((r) => r.at >= from && r.report.type === type).length;
+        console.log(
+          `ten ${STALL_MS} ms pauses: epochs seen ${[...new Set(s.observer.heartbeatsSince(from).map((h) => h.epoch))].join(",")}, ` +
+            `passed the deadline ${unsure.length}, lease confirmed after it ${confirmed.length}, ` +
+            `reports inside a pause or while unsure ${inside.length}, NodeSuspect ${count("NodeSuspect")}, NodeDead ${count("NodeDead")}, ` +
+            `phases ${pauses.map((p) => p.phaseMs).join(",")} ms`,
+        );
+        assert.equal(
+          [...new Set(s.observer.heartbeatsSince(from).map((h) => `${h.coordinatorId} epoch ${h.epoch}`))],
+          [`${first.hb.coordinatorId} epoch ${first.hb.epoch}`],
+          "one leader, one epoch through every pause",
+        );
+        assert.equal(
+          s.observer.reportsSince(from).map((r) => `${r.coordinatorId} ${r.type} ${r.reason}`),
+          [],
+          "no SteppedDown, BecameCandidate or BecameLeader: no election state changed",
+        );
+        assert.equal(
+          [...new Set(rec.seen.filter((r) => r.at >= from).map((r) => `${r.report.coordinatorId} epoch ${r.report.epoch}`))],
+          [`${first.hb.coordinatorId} epoch ${first.hb.epoch}`],
+          "every presence report came from the leader under its one epoch",
+        );
+        assert.ok(
+          confirmed.length >= unsure.length,
+          `each of those was confirmed by a check, not a step-down (${confirmed.length} of ${unsure.length})`,
+        );
+      } finally {
+        await app.close();
+        await rec.nc.close();
       }
-      await heartbeatsPass(s, 2);
-      const confirmed = leader.logs().filter((l) => l.message === "lease confirmed after the renew deadline had passed: leading on under the same epoch");
-      // Past the deadline by a margin: these pauses surely made it unsure. The phases of the
-      // last five tenths (450 ms and more, plus the 1.2 s pause) always are.
-      const unsure = pauses.filter((p) => p.sinceRenewalMs > STALL_RENEW_DEADLINE_MS + 100);
-      // Reports stamped inside a pause, or after one that passed the deadline but before the
-      // check succeeded (the next heartbeat follows the success at once). On loopback the
-      // check takes well under a millisecond, so this is measured here; the test of a slow
-      // check below is the one that holds the edge to it.
-      const inside = rec.seen.filter((r) =>
-        pauses.some((p) => r.report.ts >= p.stoppedAt && r.report.ts < (unsure.includes(p) ? p.resumedTs : p.contAt)),
-      );
-      const count = (type: string) => rec.seen.filter((r) => r.at >= from && r.report.type === type).length;
-      console.log(
-        `ten ${STALL_MS} ms pauses: epochs seen ${[...new Set(s.observer.heartbeatsSince(from).map((h) => h.epoch))].join(",")}, ` +
-          `passed the deadline ${unsure.length}, lease confirmed after it ${confirmed.length}, ` +
-          `reports inside a pause or while unsure ${inside.length}, NodeSuspect ${count("NodeSuspect")}, NodeDead ${count("NodeDead")}, ` +
-          `phases ${pauses.map((p) => p.phaseMs).join(",")} ms`,
-      );
-      assert.equal(
-        [...new Set(s.observer.heartbeatsSince(from).map((h) => `${h.coordinatorId} epoch ${h.epoch}`))],
-        [`${first.hb.coordinatorId} epoch ${first.hb.epoch}`],
-        "one leader, one epoch through every pause",
-      );
-      assert.equal(
-        s.observer.reportsSince(from).map((r) => `${r.coordinatorId} ${r.type} ${r.reason}`),
-        [],
-        "no SteppedDown, BecameCandidate or BecameLeader: no election state changed",
-      );
-      assert.equal(
-        [...new Set(rec.seen.filter((r) => r.at >= from).map((r) => `${r.report.coordinatorId} epoch ${r.report.epoch}`))],
-        [`${first.hb.coordinatorId} epoch ${first.hb.epoch}`],
-        "every presence report came from the leader under its one epoch",
-      );
-      assert.ok(confirmed.length >= unsure.length, `each of those was confirmed by a check, not a step-down (${confirmed.length} of ${unsure.length})`);
-    } finally {
-      await app.close();
-      await rec.nc.close();
-    }
-  }, {
-    // NodeState every 300 ms: the clients' timers fall due inside every pause, so the woken
-    // leader has reports to hold back while it checks its lease.
-    args: () => [...STALL_ARGS, "--state-interval", "300"],
-  });
+    },
+    {
+      // NodeState every 300 ms: the clients' timers fall due inside every pause, so the woken
+      // leader has reports to hold back while it checks its lease.
+      args: () => [...STALL_ARGS, "--state-interval", "300"],
+    },
+  );
 });
 
 test("election - a woken leader whose lease check is slow publishes no presence report until the check succeeds", async () => {
-  await withCoordinators(["v1", "v2"], async (s) => {
-    const rec = await reportRecorder(s.urls[0]!, s.clusterId);
-    const app = await connect({ servers: s.urls });
-    try {
-      const clients = Array.from({ length: 5 }, (_, i) => `svc.slowcheck.${i}`);
-      for (const subject of clients) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
-      await app.flush();
-      await waitForStream(app, s.clusterId);
-      for (const subject of clients) app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
-      const first = await waitForLeader(s);
-      await waitForFollowers(s, first.hb);
-      await waitFor("NodePresent for every client", () => clients.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent")), 15_000);
-      const count = s.observer.heartbeats.length;
-      const hb = (await waitFor("the leader's next heartbeat", () => s.observer.heartbeats.slice(count).find((h) => !h.msg.resigning), 15_000)).msg;
-      first.proc.signal("SIGSTOP");
-      // 3.5 s without a renewal: past the 3 s deadline, inside the 6 s lease.
-      await sleep(3500);
-      // The server holds the check's answer for 300 ms (the lease store waits 1 s for it).
-      // The clients' report timers fell due in the pause; they fire as the leader wakes.
-      process.kill(s.server!.pid!, "SIGSTOP");
-      const contAt = Date.now();
+  await withCoordinators(
+    ["v1", "v2"],
+    async (s) => {
+      const rec = await reportRecorder(s.urls[0]!, s.clusterId);
+      const app = await connect({ servers: s.urls });
       try {
-        first.proc.signal("SIGCONT");
-        await sleep(300);
+        const clients = Array.from({ length: 5 }, (_, i) => `svc.slowcheck.${i}`);
+        for (const subject of clients) app.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
+        await app.flush();
+        await waitForStream(app, s.clusterId);
+        for (const subject of clients) app.publish(presenceSubjects.register(s.clusterId), JSON.stringify({ myPresenceSubject: subject }));
+        const first = await waitForLeader(s);
+        await waitForFollowers(s, first.hb);
+        await waitFor(
+          "NodePresent for every client",
+          () => clients.every((c) => rec.of(c).some((r) => r.report.type === "NodePresent")),
+          15_000,
+        );
+        const count = s.observer.heartbeats.length;
+        const hb = (
+          await waitFor("the leader's next heartbeat", () => s.observer.heartbeats.slice(count).find((h) => !h.msg.resigning), 15_000)
+        ).msg;
+        first.proc.signal("SIGSTOP");
+        // 3.5 s without a renewal: past the 3 s deadline, inside the 6 s lease.
+        await sleep(3500);
+        // The server holds the check's answer for 300 ms (the lease store waits 1 s for it).
+        // The clients' report timers fell due in the pause; they fire as the leader wakes.
+        process.kill(s.server!.pid!, "SIGSTOP");
+        const contAt = Date.now();
+        try {
+          first.proc.signal("SIGCONT");
+          await sleep(300);
+        } finally {
+          process.kill(s.server!.pid!, "SIGCONT");
+        }
+        const resumed = await s.observer.waitForHeartbeat("the leader heartbeating again", (h) => h.ts > contAt, 15_000);
+        await heartbeatsPass(s, 2);
+        assert.is(resumed.msg.epoch, first.hb.epoch, "it leads on under its epoch");
+        assert.is(contAt - hb.ts > 3000, true, "the pause passed the renew deadline");
+        assert.ok(resumed.msg.ts - contAt >= 250, `the check took the time the server held it (${resumed.msg.ts - contAt} ms)`);
+        assert.equal(
+          rec.seen
+            .filter((r) => r.report.ts >= contAt && r.report.ts < resumed.msg.ts)
+            .map((r) => `${r.report.type} ${r.report.clientSubject} ts ${r.report.ts}`),
+          [],
+          "no presence report published between waking and the successful check",
+        );
+        assert.ok(
+          rec.seen.some((r) => r.report.ts >= resumed.msg.ts),
+          "it reports again after the check",
+        );
+        assert.ok(
+          first.proc.logs().some((l) => l.message === "not publishing presence reports: the lease is no longer valid"),
+          "the reports that fell due meanwhile were held back",
+        );
       } finally {
-        process.kill(s.server!.pid!, "SIGCONT");
+        await app.close();
+        await rec.nc.close();
       }
-      const resumed = await s.observer.waitForHeartbeat("the leader heartbeating again", (h) => h.ts > contAt, 15_000);
-      await heartbeatsPass(s, 2);
-      assert.is(resumed.msg.epoch, first.hb.epoch, "it leads on under its epoch");
-      assert.is(contAt - hb.ts > 3000, true, "the pause passed the renew deadline");
-      assert.ok(resumed.msg.ts - contAt >= 250, `the check took the time the server held it (${resumed.msg.ts - contAt} ms)`);
-      assert.equal(
-        rec.seen.filter((r) => r.report.ts >= contAt && r.report.ts < resumed.msg.ts).map((r) => `${r.report.type} ${r.report.clientSubject} ts ${r.report.ts}`),
-        [],
-        "no presence report published between waking and the successful check",
-      );
-      assert.ok(rec.seen.some((r) => r.report.ts >= resumed.msg.ts), "it reports again after the check");
-      assert.ok(
-        first.proc.logs().some((l) => l.message === "not publishing presence reports: the lease is no longer valid"),
-        "the reports that fell due meanwhile were held back",
-      );
-    } finally {
-      await app.close();
-      await rec.nc.close();
-    }
-  }, {
-    args: () => ["--heartbeat-interval", "1000", "--leader-timeout", "6000", "--renew-deadline", "3000", "--state-interval", "300"],
-  });
+    },
+    {
+      args: () => ["--heartbeat-interval", "1000", "--leader-timeout", "6000", "--renew-deadline", "3000", "--state-interval", "300"],
+    },
+  );
 });
 
 test("election - a leader paused longer than its lease hands over, and its check on waking fails", async () => {
-  await withCoordinators(["x1", "x2"], async (s) => {
-    const first = await waitForLeader(s);
-    await waitForFollowers(s, first.hb);
-    first.proc.signal("SIGSTOP");
-    const next = await waitForLeader(s, performance.now(), first.hb.coordinatorId);
-    assert.ok(next.hb.epoch > first.hb.epoch, `epoch grew: ${first.hb.epoch} -> ${next.hb.epoch}`);
-    const wokeAt = performance.now();
-    first.proc.signal("SIGCONT");
-    const steppedDown = await s.observer.waitForReport(
-      "the woken leader's SteppedDown",
-      (r) => r.coordinatorId === first.hb.coordinatorId && r.type === "SteppedDown",
-      10_000,
-      wokeAt,
-    );
-    // On waking it either hears the answer to its check first (refused: lease-lost) or the
-    // new leader's heartbeat of a higher epoch (superseded); both end its leadership before
-    // it publishes anything, which the assertions below judge.
-    const reason = String(steppedDown.msg.reason);
-    assert.ok(["lease-lost", "superseded"].includes(reason), `its check was refused, or the new leader's heartbeat came first (reason ${reason})`);
-    assert.is(steppedDown.msg.formerEpoch, first.hb.epoch);
-    if (reason === "lease-lost") {
-      await waitFor(
-        "the woken leader saying its check failed",
-        () => first.proc.logs().find((l) => l.message === "could not confirm the lease after the renew deadline had passed"),
+  await withCoordinators(
+    ["x1", "x2"],
+    async (s) => {
+      const first = await waitForLeader(s);
+      await waitForFollowers(s, first.hb);
+      first.proc.signal("SIGSTOP");
+      const next = await waitForLeader(s, performance.now(), first.hb.coordinatorId);
+      assert.ok(next.hb.epoch > first.hb.epoch, `epoch grew: ${first.hb.epoch} -> ${next.hb.epoch}`);
+      const wokeAt = performance.now();
+      first.proc.signal("SIGCONT");
+      const steppedDown = await s.observer.waitForReport(
+        "the woken leader's SteppedDown",
+        (r) => r.coordinatorId === first.hb.coordinatorId && r.type === "SteppedDown",
         10_000,
+        wokeAt,
       );
-    }
-    await heartbeatsPass(s, 2);
-    assert.equal(s.observer.heartbeatsSince(wokeAt).filter((h) => h.coordinatorId === first.hb.coordinatorId), [], "not a single heartbeat from the woken leader");
-    assert.equal([...heartbeaters(s, wokeAt)], [next.hb.coordinatorId], "the new leader leads alone");
-  }, { args: () => STALL_ARGS });
+      // On waking it either hears the answer to its check first (refused: lease-lost) or the
+      // new leader's heartbeat of a higher epoch (superseded); both end its leadership before
+      // it publishes anything, which the assertions below judge.
+      const reason = String(steppedDown.msg.reason);
+      assert.ok(
+        ["lease-lost", "superseded"].includes(reason),
+        `its check was refused, or the new leader's heartbeat came first (reason ${reason})`,
+      );
+      assert.is(steppedDown.msg.formerEpoch, first.hb.epoch);
+      if (reason === "lease-lost") {
+        await waitFor(
+          "the woken leader saying its check failed",
+          () => first.proc.logs().find((l) => l.message === "could not confirm the lease after the renew deadline had passed"),
+          10_000,
+        );
+      }
+      await heartbeatsPass(s, 2);
+      assert.equal(
+        s.observer.heartbeatsSince(wokeAt).filter((h) => h.coordinatorId === first.hb.coordinatorId),
+        [],
+        "not a single heartbeat from the woken leader",
+      );
+      assert.equal([...heartbeaters(s, wokeAt)], [next.hb.coordinatorId], "the new leader leads alone");
+    },
+    { args: () => STALL_ARGS },
+  );
 });
 
 test("election - a lone leader paused until its lease expired steps down on waking and takes a new epoch", async () => {
@@ -656,13 +744,13 @@ test("election - on a 3-node NATS cluster the election survives stopping the lea
         await victim!.stop({ keepStore: true });
         const stoppedAt = performance.now();
         // Within a few seconds there is again exactly one leader, whoever it is.
-        await waitFor(
-          "a leader heartbeating after the server stopped",
-          () => heartbeaters(s, stoppedAt).size > 0,
-          15_000,
-        );
+        await waitFor("a leader heartbeating after the server stopped", () => heartbeaters(s, stoppedAt).size > 0, 15_000);
         // It settles: the last three heartbeats come from one leader under one epoch.
-        const settled = await waitFor("one leader for three heartbeats in a row", () => lastHeartbeaters(s, 3, stoppedAt)?.length === 1, 20_000);
+        const settled = await waitFor(
+          "one leader for three heartbeats in a row",
+          () => lastHeartbeaters(s, 3, stoppedAt)?.length === 1,
+          20_000,
+        );
         assert.ok(settled);
         // Through the whole failover, epochs never went backwards and each had one leader.
         const seen = s.observer.heartbeatsSince(first.at).filter((h) => !h.resigning);

@@ -32,7 +32,8 @@ for (const kind of ["storm", "new-subjects", "duplicates", "garbage"] as const) 
     const r = await runFlood(kind);
     assert.equal(floodProblems(r), [], JSON.stringify(r, null, 2));
     if (kind === "storm" || kind === "new-subjects") assert.is(r.messages, 100_000);
-    if (kind === "new-subjects") assert.is(r.refused["max-clients"], 100_000 - 2800, "every registration past the limit refused, and counted");
+    if (kind === "new-subjects")
+      assert.is(r.refused["max-clients"], 100_000 - 2800, "every registration past the limit refused, and counted");
     if (kind === "garbage") {
       assert.ok(r.bytes >= 100 * 2 ** 20, `100 MB of garbage (${r.bytes} bytes)`);
       assert.is((r.refused["not-json"] ?? 0) + (r.refused["missing-subject"] ?? 0) + (r.refused.wildcard ?? 0), 11_600);
@@ -62,7 +63,9 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       let signalled = false;
       for (let i = 0; i < total; i++) {
         const subject = SimulatedClients.subject("load", i);
-        const p = js.publish(presenceSubjects.register(cluster), JSON.stringify({ myPresenceSubject: subject })).then(() => acked.add(subject));
+        const p = js
+          .publish(presenceSubjects.register(cluster), JSON.stringify({ myPresenceSubject: subject }))
+          .then(() => acked.add(subject));
         inFlight.add(p);
         void p.finally(() => inFlight.delete(p));
         if (inFlight.size >= 200) await Promise.race(inFlight);
@@ -77,25 +80,42 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       if (signal === "SIGTERM") assert.is(await leader.exited, 0, "the old leader drained and exited 0");
       else await leader.exited;
       const next = coordinators.find((c) => c !== leader)!;
-      const nextEpoch = await waitFor("the new leader's epoch", () => rec.seen.find((s) => s.report.coordinatorId === next.id)?.report.epoch, 15_000);
+      const nextEpoch = await waitFor(
+        "the new leader's epoch",
+        () => rec.seen.find((s) => s.report.coordinatorId === next.id)?.report.epoch,
+        15_000,
+      );
       // Every acknowledged registration, stored by the old leader or the new one, is monitored by the new one.
       const monitored = () => new Set(rec.seen.filter((s) => s.report.epoch === nextEpoch).map((s) => s.report.clientSubject));
-      await waitFor("a report from the new leader for every acknowledged registration", () => {
-        const m = monitored();
-        return [...acked].every((s) => m.has(s));
-      }, 30_000).catch(
-        (err: unknown) => {
+      await waitFor(
+        "a report from the new leader for every acknowledged registration",
+        () => {
           const m = monitored();
-          const missing = [...acked].filter((s) => !m.has(s));
-          throw new Error(`${missing.length} acknowledged registrations not monitored by the new leader, e.g. ${missing.slice(0, 3).join(", ")}: ${String(err)}`);
+          return [...acked].every((s) => m.has(s));
         },
-      );
+        30_000,
+      ).catch((err: unknown) => {
+        const m = monitored();
+        const missing = [...acked].filter((s) => !m.has(s));
+        throw new Error(
+          `${missing.length} acknowledged registrations not monitored by the new leader, e.g. ${missing.slice(0, 3).join(", ")}: ${String(err)}`,
+        );
+      });
       // Each watched for a state interval at least (two ping intervals): NodeState from the new leader for every one.
-      await waitFor("NodeState from the new leader for every acknowledged registration", () => {
-        const m = new Set(rec.seen.filter((s) => s.report.epoch === nextEpoch && s.report.type === "NodeState").map((s) => s.report.clientSubject));
-        return [...acked].every((s) => m.has(s));
-      }, 30_000);
-      assert.not.ok(rec.seen.some((s) => s.report.type === "NodeDead"), "no client that answers is reported dead");
+      await waitFor(
+        "NodeState from the new leader for every acknowledged registration",
+        () => {
+          const m = new Set(
+            rec.seen.filter((s) => s.report.epoch === nextEpoch && s.report.type === "NodeState").map((s) => s.report.clientSubject),
+          );
+          return [...acked].every((s) => m.has(s));
+        },
+        30_000,
+      );
+      assert.not.ok(
+        rec.seen.some((s) => s.report.type === "NodeDead"),
+        "no client that answers is reported dead",
+      );
       const suspect = rec.seen.filter((s) => s.report.type === "NodeSuspect");
       assert.equal(
         suspect.slice(0, 5).map((s) => `${s.report.clientSubject} by ${s.report.coordinatorId} epoch ${s.report.epoch}`),
@@ -113,7 +133,18 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
 }
 
 /** One server, one coordinator, a report recorder and a connection for test clients. */
-async function withLeader(body: (s: { url: string; cluster: string; app: NatsConnection; rec: Awaited<ReturnType<typeof reportRecorder>>; leader: CoordinatorProcess }) => Promise<void>, server?: NatsServer, args: string[] = [], connectAs: Record<string, string> = {}) {
+async function withLeader(
+  body: (s: {
+    url: string;
+    cluster: string;
+    app: NatsConnection;
+    rec: Awaited<ReturnType<typeof reportRecorder>>;
+    leader: CoordinatorProcess;
+  }) => Promise<void>,
+  server?: NatsServer,
+  args: string[] = [],
+  connectAs: Record<string, string> = {},
+) {
   const own = server === undefined;
   const srv = server ?? (await NatsServer.start());
   const cluster = `hostile${process.pid}x${Math.floor(Math.random() * 1e6)}`;
@@ -146,7 +177,11 @@ test("hostile - a client whose replies are huge is alive like any other, and nob
     await app.flush();
     register(app, cluster, "svc.huge");
     register(app, cluster, "svc.plain");
-    await waitFor("both present", () => rec.types("svc.huge").includes("NodePresent") && rec.types("svc.plain").includes("NodePresent"), 10_000);
+    await waitFor(
+      "both present",
+      () => rec.types("svc.huge").includes("NodePresent") && rec.types("svc.plain").includes("NodePresent"),
+      10_000,
+    );
     await sleep(DEAD_TIMEOUT_MS + 1000);
     for (const s of ["svc.huge", "svc.plain"]) {
       const types = rec.types(s);
@@ -161,7 +196,11 @@ test("hostile - a reply after the ping interval does not count: a client that al
     app.subscribe("svc.slow", { callback: (_e, m) => void setTimeout(() => m.respond(), PING_INTERVAL_MS + 500) });
     await app.flush();
     register(app, cluster, "svc.slow");
-    const dead = await waitFor("NodeDead svc.slow", () => rec.of("svc.slow").find((s) => s.report.type === "NodeDead"), DEAD_TIMEOUT_MS + 4 * PING_INTERVAL_MS);
+    const dead = await waitFor(
+      "NodeDead svc.slow",
+      () => rec.of("svc.slow").find((s) => s.report.type === "NodeDead"),
+      DEAD_TIMEOUT_MS + 4 * PING_INTERVAL_MS,
+    );
     assert.ok(rec.types("svc.slow").includes("NodeSuspect"));
     assert.not.ok(rec.types("svc.slow").includes("NodeRecovered"), "no late reply was taken for life");
     assert.is(dead.report.state, "dead");
@@ -176,14 +215,22 @@ test("hostile - re-registering another client's subject replaces its metadata bu
     await waitFor("svc.alice alive", () => rec.types("svc.alice").includes("NodeState"), 5000);
     // Someone else registers the same subject: same subject, same client.
     register(app, cluster, "svc.alice", { owner: "mallory" });
-    const present = await waitFor("NodePresent with the new metadata", () => rec.of("svc.alice").find((s) => s.report.type === "NodePresent" && s.report.metadata.owner === "mallory"), 5000);
+    const present = await waitFor(
+      "NodePresent with the new metadata",
+      () => rec.of("svc.alice").find((s) => s.report.type === "NodePresent" && s.report.metadata.owner === "mallory"),
+      5000,
+    );
     assert.is(present.report.state, "alive");
     // Alice dies; the impostor registers her subject every half second to keep her "alive".
     alice.unsubscribe();
     const diedAt = performance.now();
     const keepAlive = setInterval(() => register(app, cluster, "svc.alice", { owner: "mallory" }), 500);
     try {
-      const dead = await waitFor("NodeDead svc.alice", () => rec.of("svc.alice").find((s) => s.report.type === "NodeDead"), DEAD_TIMEOUT_MS + 3 * PING_INTERVAL_MS);
+      const dead = await waitFor(
+        "NodeDead svc.alice",
+        () => rec.of("svc.alice").find((s) => s.report.type === "NodeDead"),
+        DEAD_TIMEOUT_MS + 3 * PING_INTERVAL_MS,
+      );
       assert.ok(dead.at - diedAt <= DEAD_TIMEOUT_MS + PING_INTERVAL_MS + 500, `dead on time: ${(dead.at - diedAt).toFixed(0)} ms`);
       assert.ok(
         rec.of("svc.alice").some((s) => s.report.type === "NodePresent" && s.report.state === "suspect"),
@@ -232,7 +279,11 @@ test("hostile - subjects in the coordinators' own namespaces are refused and nev
     register(app, cluster, "svc.fine");
     await waitFor("svc.fine present", () => rec.types("svc.fine").includes("NodePresent"), 5000);
     await pingedThrice(pings, "svc.fine");
-    assert.equal(targets.map((t) => pings.get(t)), targets.map(() => 0), "no ping was sent to a coordinator subject");
+    assert.equal(
+      targets.map((t) => pings.get(t)),
+      targets.map(() => 0),
+      "no ping was sent to a coordinator subject",
+    );
     for (const t of targets) assert.equal(rec.types(t), [], `${t} is never reported`);
     const refusals = leader.logs().filter((l) => l.message === "refused a registration" && l.reason === "coordinator-subject");
     assert.is(refusals.length, 1, "logged once per reason and window, the rest counted");
@@ -260,13 +311,26 @@ test("hostile - subjects under $ or _INBOX. and registrations of 64 to 68 KiB ar
     await waitFor("svc.fine present", () => rec.types("svc.fine").includes("NodePresent"), 5000);
     await pingedThrice(pings, "svc.fine");
     const refused = [...reserved, ...big];
-    assert.equal(refused.map((s) => `${s}: ${pings.get(s)}`), refused.map((s) => `${s}: 0`), "never pinged");
+    assert.equal(
+      refused.map((s) => `${s}: ${pings.get(s)}`),
+      refused.map((s) => `${s}: 0`),
+      "never pinged",
+    );
     for (const s of refused) assert.equal(rec.types(s), [], `${s} is never reported`);
-    const reasons = new Set(leader.logs().filter((l) => l.message === "refused a registration").map((l) => l.reason));
+    const reasons = new Set(
+      leader
+        .logs()
+        .filter((l) => l.message === "refused a registration")
+        .map((l) => l.reason),
+    );
     assert.equal([...reasons].sort(), ["reserved-prefix", "too-large"]);
     // Refused for good: acknowledged, so the work queue holds none of them any more.
     const jsm = await jetstreamManager(app);
-    await pollUntil("every refused registration acknowledged", async () => (await jsm.streams.info(presenceResources.registrationStream(cluster))).state.messages === 0, 10_000);
+    await pollUntil(
+      "every refused registration acknowledged",
+      async () => (await jsm.streams.info(presenceResources.registrationStream(cluster))).state.messages === 0,
+      10_000,
+    );
   });
 });
 
@@ -309,10 +373,7 @@ test("hostile - with per-client permissions, a client cannot answer for another:
   // (deploy/nats-server-auth.conf explains this choice).
   const client = (name: string) =>
     `{ user: ${name}, password: ${name}-pw, permissions: { publish: { allow: ["presence.register.>"] }, subscribe: { allow: ["svc.${name}"] }, allow_responses: true } }`;
-  await writeFile(
-    conf,
-    `authorization { users = [\n{ user: coord, password: coord-pw }\n${client("alice")}\n${client("mallory")}\n] }\n`,
-  );
+  await writeFile(conf, `authorization { users = [\n{ user: coord, password: coord-pw }\n${client("alice")}\n${client("mallory")}\n] }\n`);
   const server = await NatsServer.start({ configFile: conf });
   try {
     await withLeader(
@@ -334,9 +395,16 @@ test("hostile - with per-client permissions, a client cannot answer for another:
           sub.unsubscribe();
           await alice.flush();
           const silentAt = performance.now();
-          const dead = await waitFor("NodeDead svc.alice", () => rec.of("svc.alice").find((s) => s.report.type === "NodeDead"), DEAD_TIMEOUT_MS + 3 * PING_INTERVAL_MS);
+          const dead = await waitFor(
+            "NodeDead svc.alice",
+            () => rec.of("svc.alice").find((s) => s.report.type === "NodeDead"),
+            DEAD_TIMEOUT_MS + 3 * PING_INTERVAL_MS,
+          );
           assert.ok(dead.at - silentAt <= DEAD_TIMEOUT_MS + PING_INTERVAL_MS + 500);
-          assert.ok(errors.some((e) => /permission/i.test(e)), `the server refused mallory's subscription: ${errors.join("; ")}`);
+          assert.ok(
+            errors.some((e) => /permission/i.test(e)),
+            `the server refused mallory's subscription: ${errors.join("; ")}`,
+          );
         } finally {
           await alice.close();
           await mallory.close();

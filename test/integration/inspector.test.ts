@@ -18,7 +18,9 @@ const ARTIFACTS = fileURLToPath(new URL("../../.test-artifacts/", import.meta.ur
 
 function launchBrowser(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (bash scripts/setup.sh does it as root: apt-get install -y chromium)`);
+    throw new Error(
+      `${CHROMIUM} is missing: install Debian's chromium (bash scripts/setup.sh does it as root: apt-get install -y chromium)`,
+    );
   }
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -60,7 +62,10 @@ async function contextOf(page: Page): Promise<Record<string, string>> {
 }
 
 const stateOf = (page: Page, subject: string) =>
-  page.locator(`#clients tbody tr[data-subject="${subject}"]`).getAttribute("data-state", { timeout: 1000 }).catch(() => null);
+  page
+    .locator(`#clients tbody tr[data-subject="${subject}"]`)
+    .getAttribute("data-state", { timeout: 1000 })
+    .catch(() => null);
 
 test("inspector - the page shows the leader's chart, its clients, and a client that stops answering turn suspect then dead", async () => {
   const server = await NatsServer.start();
@@ -88,30 +93,48 @@ test("inspector - the page shows the leader's chart, its clients, and a client t
     // The coordinator becomes leader; the page says so and highlights `leader` in the election chart.
     await page.locator('[data-testid="role"]', { hasText: "leader" }).waitFor({ timeout: 15_000 });
     await page.locator('#chart svg [id="state:election.leader"].active').waitFor({ timeout: 5000 });
-    assert.is(await page.locator('#chart svg [id="state:election.follower"].active').count(), 0, "follower is not highlighted while leading");
+    assert.is(
+      await page.locator('#chart svg [id="state:election.follower"].active').count(),
+      0,
+      "follower is not highlighted while leading",
+    );
 
     // Registration needs the stream, which the coordinator creates at startup.
-    await waitFor("the coordinator to be ready for registrations", () => coordinator!.logs().some((r) => r.message === "became leader"), 10_000);
+    await waitFor(
+      "the coordinator to be ready for registrations",
+      () => coordinator!.logs().some((r) => r.message === "became leader"),
+      10_000,
+    );
     for (const subject of subs.keys()) nc.publish("presence.register.insp", JSON.stringify({ myPresenceSubject: subject }));
     await page.locator('#clients tbody tr[data-subject="app.inspected-1"][data-state="alive"]').waitFor({ timeout: 10_000 });
     await page.locator('#clients tbody tr[data-subject="app.inspected-2"][data-state="alive"]').waitFor({ timeout: 10_000 });
 
     // While a client answers, its actor hears nothing; its row still shows each new reply (from its shard's table).
     const first = await livenessOf(page, "app.inspected-1");
-    await pollFor("app.inspected-1's last-seen time to move on with its replies", async () => {
-      const now = await livenessOf(page, "app.inspected-1");
-      return now.lastSeen > first.lastSeen && /^\d+\.\d ms$/.test(now.rtt) ? now : undefined;
-    }, 5000);
+    await pollFor(
+      "app.inspected-1's last-seen time to move on with its replies",
+      async () => {
+        const now = await livenessOf(page, "app.inspected-1");
+        return now.lastSeen > first.lastSeen && /^\d+\.\d ms$/.test(now.rtt) ? now : undefined;
+      },
+      5000,
+    );
 
     // Select the second client: its chart replaces the election chart, in `alive`, and its
     // context shows the same fresh last reply as its row.
     await page.locator('#clients tbody tr[data-subject="app.inspected-2"]').click();
     await page.locator('#chart svg [id="state:client.alive"].active').waitFor({ timeout: 5000 });
-    await pollFor("the selected client's context to show the row's last reply", async () => {
-      const row = await livenessOf(page, "app.inspected-2");
-      const context = await contextOf(page);
-      return context.subject === "app.inspected-2" && context.lastSeen === row.lastSeen && context.lastSeen > first.lastSeen ? context : undefined;
-    }, 5000);
+    await pollFor(
+      "the selected client's context to show the row's last reply",
+      async () => {
+        const row = await livenessOf(page, "app.inspected-2");
+        const context = await contextOf(page);
+        return context.subject === "app.inspected-2" && context.lastSeen === row.lastSeen && context.lastSeen > first.lastSeen
+          ? context
+          : undefined;
+      },
+      5000,
+    );
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: `${ARTIFACTS}inspector-alive.png`, fullPage: true });
 

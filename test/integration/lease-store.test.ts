@@ -138,7 +138,10 @@ test("lease store - a lease stamped by another process with the same id is never
       assert.instance(err, LeaseStoreError);
     }
     const holder = await store.holder();
-    assert.ok(holder !== null && holder.coordinatorId === "same" && holder.epoch > 0, `the stamped lease stands: ${JSON.stringify(holder)}`);
+    assert.ok(
+      holder !== null && holder.coordinatorId === "same" && holder.epoch > 0,
+      `the stamped lease stands: ${JSON.stringify(holder)}`,
+    );
   });
 });
 

@@ -58,7 +58,8 @@ async function fetchUntil(url: string, what: string, ok: (res: Response) => bool
   for (;;) {
     const res = await fetch(url);
     if (ok(res)) return res;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last status ${res.status}: ${await res.text()})`);
+    if (performance.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last status ${res.status}: ${await res.text()})`);
     await res.arrayBuffer().catch(() => undefined);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -82,7 +83,8 @@ test("metrics - a leader's scrape shows its role, epoch, clients by state, pings
     nc = await connect({ servers: server.url });
     nc.subscribe("m.alive", { callback: (_e, m) => void m.respond() });
     nc.subscribe("m.silent", { callback: () => undefined }); // never answers
-    for (const subject of ["m.alive", "m.silent"]) nc.publish(presenceSubjects.register("metr"), JSON.stringify({ myPresenceSubject: subject }));
+    for (const subject of ["m.alive", "m.silent"])
+      nc.publish(presenceSubjects.register("metr"), JSON.stringify({ myPresenceSubject: subject }));
     nc.publish(presenceSubjects.register("metr"), "{not json");
     nc.publish(presenceSubjects.register("metr"), JSON.stringify({ myPresenceSubject: "m.*" }));
     await nc.flush();
@@ -113,7 +115,11 @@ test("metrics - a leader's scrape shows its role, epoch, clients by state, pings
     assert.is(value(samples, "presence_failovers_total"), 0);
     assert.ok(value(samples, "presence_event_loop_delay_seconds", { quantile: "0.99" })! >= 0);
     assert.ok(value(samples, "process_cpu_seconds_total") !== undefined, "prom-client's process metrics on the same registry");
-    assert.ok(samples.filter((s) => s.name.startsWith("presence_")).every((s) => s.labels.cluster_id === "metr" && s.labels.coordinator_id === "metr-1"));
+    assert.ok(
+      samples
+        .filter((s) => s.name.startsWith("presence_"))
+        .every((s) => s.labels.cluster_id === "metr" && s.labels.coordinator_id === "metr-1"),
+    );
     assert.match(text, /# HELP presence_ping_rtt_seconds /);
     assert.match(text, /# TYPE presence_ping_rtt_seconds histogram/);
 
@@ -123,9 +129,17 @@ test("metrics - a leader's scrape shows its role, epoch, clients by state, pings
     proc.signal("SIGSTOP");
     await new Promise((r) => setTimeout(r, 1200));
     proc.signal("SIGCONT");
-    const stalled = await scrapeUntil(base, "the stall counted", (x) => (value(x, "presence_sweep_stalled_seconds_total") ?? 0) >= 1, 10_000);
+    const stalled = await scrapeUntil(
+      base,
+      "the stall counted",
+      (x) => (value(x, "presence_sweep_stalled_seconds_total") ?? 0) >= 1,
+      10_000,
+    );
     assert.ok(value(stalled.samples, "presence_sweep_stalls_total")! >= 1, "one stall or more");
-    assert.ok(proc.logs().some((l) => /^event loop stalled \d+ ms; verdicts deferred$/.test(String(l.message))), "and logged");
+    assert.ok(
+      proc.logs().some((l) => /^event loop stalled \d+ ms; verdicts deferred$/.test(String(l.message))),
+      "and logged",
+    );
 
     const health = await fetch(`${base}/healthz`);
     assert.is(health.status, 200);
@@ -137,7 +151,11 @@ test("metrics - a leader's scrape shows its role, epoch, clients by state, pings
 
     // The NATS server goes away: not healthy, not ready.
     await server.stop({ keepStore: true });
-    await waitFor("the coordinator noticing the disconnect", () => proc.logs().some((l) => String(l.message).includes("disconnected from NATS")), 10_000);
+    await waitFor(
+      "the coordinator noticing the disconnect",
+      () => proc.logs().some((l) => String(l.message).includes("disconnected from NATS")),
+      10_000,
+    );
     const down = await fetchUntil(`${base}/healthz`, "healthz to answer 503", (r) => r.status === 503, 10_000);
     assert.is(((await down.json()) as { nats: string }).nats, "disconnected");
     // Readiness is cached for a second: poll until the cached answer has given way.
@@ -188,7 +206,10 @@ test("metrics - without --metrics-port nothing listens; a port in use stops the 
   let second: CoordinatorProcess | undefined;
   try {
     await observer.waitForHeartbeat("n-1 leading", (h) => h.coordinatorId === "n-1", 10_000);
-    assert.not.ok(plain.logs().some((l) => l.component === "metrics"), "no metrics server");
+    assert.not.ok(
+      plain.logs().some((l) => l.component === "metrics"),
+      "no metrics server",
+    );
     const first = spawnCoordinator({ urls: [server.url], clusterId: "metn", id: "n-2", args: ["--metrics-port", "0"] });
     try {
       const port = new URL(await metricsBase(first)).port;

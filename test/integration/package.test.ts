@@ -27,14 +27,25 @@ test("package - npm pack installs into a clean directory and its bin runs: --hel
     const paths = info!.files.map((f) => f.path);
     const tops = new Set(paths.map((p) => p.split("/")[0]));
     assert.equal([...tops].sort(), ["README.md", "dist", "package.json", "visualizations", "web"]);
-    for (const needed of ["dist/cli.js", "web/inspector/index.html", "visualizations/election.svg"]) assert.ok(paths.includes(needed), `packs ${needed}`);
-    assert.not.ok(paths.some((p) => p.endsWith(".map")), "no source maps (their sources are not packed)");
-    assert.not.ok(paths.some((p) => /^(src|test|bench|scripts|scratch)\//.test(p)), "no sources, tests or scripts");
+    for (const needed of ["dist/cli.js", "web/inspector/index.html", "visualizations/election.svg"])
+      assert.ok(paths.includes(needed), `packs ${needed}`);
+    assert.not.ok(
+      paths.some((p) => p.endsWith(".map")),
+      "no source maps (their sources are not packed)",
+    );
+    assert.not.ok(
+      paths.some((p) => /^(src|test|bench|scripts|scratch)\//.test(p)),
+      "no sources, tests or scripts",
+    );
 
     const app = join(dir, "app");
     await exec("mkdir", ["-p", app]);
     await exec("npm", ["init", "-y"], { cwd: app });
-    await exec("npm", ["install", "--no-audit", "--no-fund", join(dir, info!.filename)], { cwd: app, maxBuffer: 16 << 20, timeout: 120_000 });
+    await exec("npm", ["install", "--no-audit", "--no-fund", join(dir, info!.filename)], {
+      cwd: app,
+      maxBuffer: 16 << 20,
+      timeout: 120_000,
+    });
     const bin = join(app, "node_modules", ".bin", "presence-coordinator");
 
     const version = await exec(bin, ["--version"], { cwd: app });

@@ -72,12 +72,23 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
     app.publish(`presence.register.${cluster}`, JSON.stringify({ myPresenceSubject: "svc.*" }));
     await waitFor(
       "the refusals logged",
-      () => coordinators.find((c) => c.id === leaderId)!.logs().filter((l) => l.message === "refused a registration").length >= 2,
+      () =>
+        coordinators
+          .find((c) => c.id === leaderId)!
+          .logs()
+          .filter((l) => l.message === "refused a registration").length >= 2,
       5000,
     );
-    const reasons = coordinators.find((c) => c.id === leaderId)!.logs().filter((l) => l.message === "refused a registration").map((l) => l.reason);
+    const reasons = coordinators
+      .find((c) => c.id === leaderId)!
+      .logs()
+      .filter((l) => l.message === "refused a registration")
+      .map((l) => l.reason);
     assert.equal(reasons.sort(), ["not-json", "wildcard"]);
-    assert.not.ok(rec.seen.some((s) => s.report.clientSubject === "svc.*"), "a refused subject is never reported or pinged");
+    assert.not.ok(
+      rec.seen.some((s) => s.report.clientSubject === "svc.*"),
+      "a refused subject is never reported or pinged",
+    );
 
     // Five stop answering.
     const silent = clients.slice(0, 5);
@@ -114,8 +125,7 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
     lateDeath.silence();
     await waitFor(
       "reports from the new leader for every live client",
-      () =>
-        clients.slice(6).every((c) => rec.of(c.subject).some((s) => s.at > killedAt && s.report.coordinatorId !== leaderId)),
+      () => clients.slice(6).every((c) => rec.of(c.subject).some((s) => s.at > killedAt && s.report.coordinatorId !== leaderId)),
       15_000,
     );
     await waitFor(
@@ -130,7 +140,11 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
     for (const c of silent) assert.not.ok(newLeaderReports.some((s) => s.report.clientSubject === c.subject));
     // seq rises by one per report within the new epoch.
     const seqs = rec.seen.filter((s) => s.report.epoch === newEpoch).map((s) => s.report.seq);
-    assert.equal(seqs, seqs.map((_, i) => i + 1), "seq rises by one within an epoch");
+    assert.equal(
+      seqs,
+      seqs.map((_, i) => i + 1),
+      "seq rises by one within an epoch",
+    );
 
     // A client that unregisters gets NodeLeft.
     const leaving = clients[19]!;
@@ -140,7 +154,11 @@ test("presence - 20 clients register, 5 go silent and each gets exactly one Node
     // Answering all along, through the crash failover: never even suspect, under either leader.
     for (const c of clients.slice(6)) {
       const suspect = rec.of(c.subject).filter((s) => s.report.type === "NodeSuspect");
-      assert.equal(suspect.map((s) => `${s.report.coordinatorId} epoch ${s.report.epoch}`), [], `${c.subject} never suspect`);
+      assert.equal(
+        suspect.map((s) => `${s.report.coordinatorId} epoch ${s.report.epoch}`),
+        [],
+        `${c.subject} never suspect`,
+      );
     }
   } finally {
     await Promise.all(coordinators.map((c) => c.kill()));
@@ -171,7 +189,11 @@ test("presence - a leader killed between storing a registration and acknowledgin
     for (const c of [steady, held, stored]) c.answer();
     await app.flush();
     steady.register();
-    const before = await waitFor("svc.steady present under k1", () => rec.of(steady.subject).find((s) => s.report.type === "NodePresent"), 10_000);
+    const before = await waitFor(
+      "svc.steady present under k1",
+      () => rec.of(steady.subject).find((s) => s.report.type === "NodePresent"),
+      10_000,
+    );
 
     // How the puts are held: the bucket's stream stops listening on its subjects and the test
     // subscribes to them instead, so the leader's KV put (a request on $KV.<bucket>.<key>)
@@ -190,7 +212,11 @@ test("presence - a leader killed between storing a registration and acknowledgin
     const putOf = (c: RawClient) => puts.find((m) => m.subject === `$KV.${bucket}.${registrationKey(c.subject)}`);
     await waitFor("both puts held", () => putOf(held) && putOf(stored), 10_000);
     const consumer = await jsm.consumers.info(presenceResources.registrationStream(cluster), presenceResources.registrationConsumer);
-    assert.is(consumer.num_ack_pending, 2, "both registrations delivered to the leader and neither acknowledged while their puts are in flight");
+    assert.is(
+      consumer.num_ack_pending,
+      2,
+      "both registrations delivered to the leader and neither acknowledged while their puts are in flight",
+    );
 
     // The leader freezes with both puts unanswered. One of them then lands in the bucket (the
     // leader died after storing, before acknowledging); the other never does (it died storing).
@@ -209,7 +235,10 @@ test("presence - a leader killed between storing a registration and acknowledgin
       );
       assert.ok(present.report.epoch > before.report.epoch, `${c.subject} reported under the new epoch`);
     }
-    assert.not.ok(rec.seen.some((s) => s.report.coordinatorId === "k1" && s.report.clientSubject !== steady.subject), "k1 reported neither held client");
+    assert.not.ok(
+      rec.seen.some((s) => s.report.coordinatorId === "k1" && s.report.clientSubject !== steady.subject),
+      "k1 reported neither held client",
+    );
     assert.not.ok(rec.types(steady.subject).includes("NodeSuspect"), "a client that answers is never suspect across the crash failover");
   } finally {
     await Promise.all([leader?.kill(), next?.kill()]);
@@ -238,7 +267,11 @@ test("presence - a client that unregistered is never reported by the leader that
     await app.flush();
     stays.register();
     gone.register();
-    await waitFor("both present", () => rec.types(stays.subject).includes("NodePresent") && rec.types(gone.subject).includes("NodePresent"), 10_000);
+    await waitFor(
+      "both present",
+      () => rec.types(stays.subject).includes("NodePresent") && rec.types(gone.subject).includes("NodePresent"),
+      10_000,
+    );
     gone.unregister();
     await waitFor("NodeLeft of svc.gone", () => rec.types(gone.subject).includes("NodeLeft"), 10_000);
     leader.signal("SIGKILL");
@@ -258,7 +291,11 @@ test("presence - a client that unregistered is never reported by the leader that
       window + 15_000,
     );
     const afterLeaving = rec.of(gone.subject).filter((s) => s.report.coordinatorId === "u2");
-    assert.equal(afterLeaving.map((s) => s.report.type), [], "the new leader never reports a client that left");
+    assert.equal(
+      afterLeaving.map((s) => s.report.type),
+      [],
+      "the new leader never reports a client that left",
+    );
     assert.not.ok(rec.types(stays.subject).includes("NodeSuspect"), "a client that answers is never suspect across the crash failover");
   } finally {
     await Promise.all([leader?.kill(), next?.kill()]);
@@ -280,7 +317,11 @@ test("presence - past --max-clients a new subject is refused with a logged reaso
     for (const client of [a!, b!, c!]) client.answer();
     a!.register();
     b!.register();
-    await waitFor("a and b present", () => rec.types("cap.a").includes("NodePresent") && rec.types("cap.b").includes("NodePresent"), 10_000);
+    await waitFor(
+      "a and b present",
+      () => rec.types("cap.a").includes("NodePresent") && rec.types("cap.b").includes("NodePresent"),
+      10_000,
+    );
     c!.register();
     const refusal = await waitFor(
       "the refusal of cap.c",
@@ -327,10 +368,14 @@ test("presence - a registration published while no coordinator runs is picked up
     const jsm = await jetstreamManager(app);
     const stream = presenceResources.registrationStream(cluster);
     const waiting = () => jsm.consumers.info(stream, presenceResources.registrationConsumer);
-    const kept = await pollUntil("the registration kept in the stream", async () => {
-      const info = await waiting();
-      return info.num_pending === 1 && info;
-    }, 10_000);
+    const kept = await pollUntil(
+      "the registration kept in the stream",
+      async () => {
+        const info = await waiting();
+        return info.num_pending === 1 && info;
+      },
+      10_000,
+    );
     assert.is(kept.num_ack_pending, 0, "delivered to nobody while no coordinator runs");
     coordinator = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "second" });
     await waitFor("NodePresent from the coordinator started later", () => rec.types("svc.early").includes("NodePresent"), 15_000);
@@ -364,11 +409,7 @@ test("presence - --report-encoding json publishes the same fields as JSON, and w
     const seen = rec.of("svc.json")[0]!;
     assert.is(seen.encoding, "json");
     assert.equal(seen.report.metadata, { role: "api" });
-    const printed = await waitFor(
-      "watch --json printing the report",
-      () => json.lines.find((l) => l.includes('"svc.json"')),
-      5000,
-    );
+    const printed = await waitFor("watch --json printing the report", () => json.lines.find((l) => l.includes('"svc.json"')), 5000);
     const parsed = JSON.parse(printed) as Record<string, unknown>;
     assert.is(parsed.type, "NodePresent");
     assert.is(parsed.clientSubject, "svc.json");
@@ -422,7 +463,8 @@ test("presence - on a 3-node cluster with replicated buckets, monitoring survive
     clients[0]!.silence();
     await waitFor("NodeDead after the server loss", () => rec.types(clients[0]!.subject).includes("NodeDead"), 20_000);
     for (const c of clients.slice(1)) assert.not.ok(rec.types(c.subject).includes("NodeDead"), `${c.subject} is alive`);
-    for (const c of coordinators) assert.ok(c.running, `${c.id} still running (exit ${String(c.exitCode)}; last lines: ${c.lines.slice(-5).join(" | ")})`);
+    for (const c of coordinators)
+      assert.ok(c.running, `${c.id} still running (exit ${String(c.exitCode)}; last lines: ${c.lines.slice(-5).join(" | ")})`);
     // Epochs of presence reports never go backwards.
     let highest = 0;
     for (const s of rec.seen) {

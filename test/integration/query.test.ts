@@ -40,7 +40,9 @@ test.before(async () => {
   app = await connect({ servers: server.url });
   observer = await Observer.start([server.url], cluster);
   // A long dead timeout keeps the silent client suspect for the whole file.
-  coordinators = ["qa", "qb"].map((id) => spawnCoordinator({ urls: [server.url], clusterId: cluster, id, args: ["--dead-timeout", "60000"] }));
+  coordinators = ["qa", "qb"].map((id) =>
+    spawnCoordinator({ urls: [server.url], clusterId: cluster, id, args: ["--dead-timeout", "60000"] }),
+  );
   await waitForStream(app, cluster);
   const leader = await observer.waitForHeartbeat("a leader", (hb) => !hb.resigning, 15_000);
   leaderId = leader.msg.coordinatorId;
@@ -93,11 +95,18 @@ test("query - list, get and stats answer from the leader whichever coordinator r
 
   const m = await request(`presence.query.list.${cluster}`, JSON.stringify({ limit: 2 }));
   const page1 = json<ListResponse>(m);
-  assert.equal(page1.clients.map((c) => c.subject), ["app.q.0", "app.q.1"], "sorted by subject, two per page");
+  assert.equal(
+    page1.clients.map((c) => c.subject),
+    ["app.q.0", "app.q.1"],
+    "sorted by subject, two per page",
+  );
   assert.is(page1.nextOffset, 2);
   assert.equal(page1.clients[1]!.metadata, { i: 1 });
   const page3 = json<ListResponse>(await request(`presence.query.list.${cluster}`, JSON.stringify({ offset: 4, limit: 2 })));
-  assert.equal(page3.clients.map((c) => c.subject), ["app.q.silent"]);
+  assert.equal(
+    page3.clients.map((c) => c.subject),
+    ["app.q.silent"],
+  );
   assert.is(page3.nextOffset, null);
 
   const got = await request(`presence.query.get.${cluster}`, JSON.stringify({ subject: "app.q.2" }));
@@ -123,11 +132,17 @@ test("query - list filters by state: the silent client is suspect", async () => 
     if (list.total === 1) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.equal(list!.clients.map((c) => c.subject), ["app.q.silent"]);
+  assert.equal(
+    list!.clients.map((c) => c.subject),
+    ["app.q.silent"],
+  );
   assert.is(list!.clients[0]!.state, "suspect");
   assert.ok(list!.clients[0]!.missedPings >= 1);
   const alive = json<ListResponse>(await request(`presence.query.list.${cluster}`, JSON.stringify({ state: "alive" })));
-  assert.equal(alive.clients.map((c) => c.subject), ["app.q.0", "app.q.1", "app.q.2", "app.q.3"]);
+  assert.equal(
+    alive.clients.map((c) => c.subject),
+    ["app.q.0", "app.q.1", "app.q.2", "app.q.3"],
+  );
 });
 
 test("query - a follower asked directly answers not-leader and names the leader", async () => {
@@ -147,10 +162,14 @@ test("query - a follower asked directly answers not-leader and names the leader"
 test("query - every coordinator's service is discoverable via $SRV.PING and $SRV.INFO", async () => {
   const seen: { coordinatorId: string; clusterId: string; version: string }[] = [];
   for await (const p of await new Svcm(app).client({ strategy: "timer", maxWait: 500 }).ping("presence-coordinator")) {
-    if (p.metadata?.clusterId === cluster) seen.push({ coordinatorId: p.metadata.coordinatorId!, clusterId: p.metadata.clusterId, version: p.version });
+    if (p.metadata?.clusterId === cluster)
+      seen.push({ coordinatorId: p.metadata.coordinatorId!, clusterId: p.metadata.clusterId, version: p.version });
   }
   assert.equal(seen.map((s) => s.coordinatorId).sort(), ["qa", "qb"]);
-  assert.ok(seen.every((s) => /^\d+\.\d+\.\d+/.test(s.version)), "versioned from package.json");
+  assert.ok(
+    seen.every((s) => /^\d+\.\d+\.\d+/.test(s.version)),
+    "versioned from package.json",
+  );
   const raw = await app.request("$SRV.PING.presence-coordinator", "", { timeout: 1000 });
   assert.is(json<{ name: string }>(raw).name, "presence-coordinator", "the plain $SRV.PING subject answers");
   for await (const info of await new Svcm(app).client({ strategy: "timer", maxWait: 500 }).info("presence-coordinator")) {
@@ -177,7 +196,13 @@ test("status - prints the leader, epoch, coordinators seen and client counts; --
   const status = JSON.parse(js.stdout) as ClusterStatus;
   assert.is(status.leader, leaderId);
   assert.is(status.epoch, epoch);
-  assert.equal(status.coordinators.map((c) => [c.coordinatorId, c.role]).sort(), [[leaderId, "leader"], [followerId, "follower"]].sort());
+  assert.equal(
+    status.coordinators.map((c) => [c.coordinatorId, c.role]).sort(),
+    [
+      [leaderId, "leader"],
+      [followerId, "follower"],
+    ].sort(),
+  );
   // The four clients on the library answer; the silent one is suspect.
   assert.equal(status.clients, { total: 5, alive: 4, suspect: 1 });
   assert.match(text.stdout, /clients +5 \(alive 4, suspect 1\)/);

@@ -83,7 +83,11 @@ test("secure - with the documented coordinator permissions, run elects itself an
     client.subscribe("svc.orders.1", { callback: (_e, m) => void m.respond() });
     client.publish(presenceSubjects.register(CLUSTER), JSON.stringify({ myPresenceSubject: "svc.orders.1", zone: "a" }));
     await client.flush();
-    await waitFor("NodePresent for svc.orders.1", () => watcher.reports.find((r) => r.type === "NodePresent" && r.clientSubject === "svc.orders.1"), 10_000);
+    await waitFor(
+      "NodePresent for svc.orders.1",
+      () => watcher.reports.find((r) => r.type === "NodePresent" && r.clientSubject === "svc.orders.1"),
+      10_000,
+    );
     // Pings answered for 3 s (a client whose pings fail is suspect after 1.5 s): always alive.
     await waitFor(
       "six NodeState reports of svc.orders.1",
@@ -91,7 +95,10 @@ test("secure - with the documented coordinator permissions, run elects itself an
       15_000,
     );
     const states = watcher.reports.filter((r) => r.clientSubject === "svc.orders.1");
-    assert.ok(states.every((r) => r.state === "alive"), `always alive: ${states.map((r) => `${r.type}/${r.state}`).join(", ")}`);
+    assert.ok(
+      states.every((r) => r.state === "alive"),
+      `always alive: ${states.map((r) => `${r.type}/${r.state}`).join(", ")}`,
+    );
 
     // Nothing the coordinator did was refused by the server.
     const violations = coordinator.logs().filter((l) => /permission|authorization/i.test(`${String(l.message)} ${String(l.error ?? "")}`));
@@ -119,15 +126,23 @@ test("secure - a wrong password fails fast with a clear one-line error that does
     const wrong = "not-the-Password-4711";
     const r = await runCli(["run", "-u", server.url, "--cluster-id", CLUSTER, "--user", "coordinator", "--password", wrong]);
     assert.is(r.code, 1, r.stderr);
-    assert.match(r.stderr, `presence-coordinator: cannot connect to NATS at ${server.url}: authorization violation (the server refused the credentials: check --user/--password)`);
+    assert.match(
+      r.stderr,
+      `presence-coordinator: cannot connect to NATS at ${server.url}: authorization violation (the server refused the credentials: check --user/--password)`,
+    );
     assert.not.ok(`${r.stdout}${r.stderr}`.includes(wrong), "the password is not printed");
     assert.not.match(r.stderr, /\n\s+at /, "no stack trace");
 
     const none = await runCli(["run", "-u", server.url, "--cluster-id", CLUSTER]);
     assert.is(none.code, 1);
-    assert.match(none.stderr, /authorization violation \(the server requires authentication: pass --user\/--password, --token, --creds or --nkey\)/);
+    assert.match(
+      none.stderr,
+      /authorization violation \(the server requires authentication: pass --user\/--password, --token, --creds or --nkey\)/,
+    );
 
-    const watch = await runCli(["watch", "-u", server.url, "--cluster-id", CLUSTER, "--user", "watcher"], { env: { PRESENCE_PASSWORD: "nope-nope-1" } });
+    const watch = await runCli(["watch", "-u", server.url, "--cluster-id", CLUSTER, "--user", "watcher"], {
+      env: { PRESENCE_PASSWORD: "nope-nope-1" },
+    });
     assert.is(watch.code, 1);
     assert.match(watch.stderr, /authorization violation \(the server refused the credentials: check --user\/--password\)/);
   } finally {
@@ -255,7 +270,16 @@ test("secure - bad security flags are refused before connecting, naming the flag
 test("secure - --help shows no secret even when the environment holds them", async () => {
   const r = await runCli(["run", "--help"], { env: { PRESENCE_PASSWORD: "env-Secret-555", PRESENCE_TOKEN: "tok-Secret-777" } });
   assert.is(r.code, 0);
-  for (const flag of ["--creds <file>", "--nkey <file>", "--user <user>", "--password <password>", "--token <token>", "--tls-cert <file>", "--tls-key <file>", "--tls-ca <file>"]) {
+  for (const flag of [
+    "--creds <file>",
+    "--nkey <file>",
+    "--user <user>",
+    "--password <password>",
+    "--token <token>",
+    "--tls-cert <file>",
+    "--tls-key <file>",
+    "--tls-ca <file>",
+  ]) {
     assert.ok(r.stdout.includes(flag), `run --help shows ${flag}`);
   }
   assert.not.ok(r.stdout.includes("env-Secret-555") || r.stdout.includes("tok-Secret-777"));
@@ -420,7 +444,8 @@ test("secure - password, token, URL credentials, NKey and creds each lead agains
       running.push({ c, proc, record });
     }
     // Leading, and serving the query service that `status` asks below.
-    const ready = (proc: CoordinatorProcess) => ["became leader", "serving the query service"].every((m) => proc.logs().some((l) => l.message === m));
+    const ready = (proc: CoordinatorProcess) =>
+      ["became leader", "serving the query service"].every((m) => proc.logs().some((l) => l.message === m));
     for (const { c, proc } of running) {
       await waitFor(`${c.name}: the coordinator leading`, () => ready(proc) || !proc.running, 45_000);
       assert.ok(proc.running, `${c.name} is running:\n${printed(proc)}`);
@@ -432,7 +457,9 @@ test("secure - password, token, URL credentials, NKey and creds each lead agains
     assert.is(status.code, 0, status.stderr);
     assert.ok(status.stdout.includes("auth-url-user"), status.stdout);
     assert.equal(leaked(status.stdout + status.stderr, [SECRETS.bob]), [], "status prints no secret");
-    const watch = spawnCli("watch", ["watch", "--cluster-id", "auth-url-token"], { PRESENCE_NATS_URL: withUserinfo(s.token.url, SECRETS.token) });
+    const watch = spawnCli("watch", ["watch", "--cluster-id", "auth-url-token"], {
+      PRESENCE_NATS_URL: withUserinfo(s.token.url, SECRETS.token),
+    });
     others.push(watch);
     await waitFor("watch connected", () => watch.lines.some((l) => l.includes("reports of cluster")) || !watch.running, 20_000);
     assert.ok(watch.running, printed(watch));
@@ -444,7 +471,10 @@ test("secure - password, token, URL credentials, NKey and creds each lead agains
     for (const { c, proc, record } of running) {
       assert.is(await proc.exited, 0, `${c.name}:\n${printed(proc)}`);
       const logs = proc.logs();
-      assert.ok(logs.some((l) => l.level === "debug"), `${c.name}: -v logs debug lines`);
+      assert.ok(
+        logs.some((l) => l.level === "debug"),
+        `${c.name}: -v logs debug lines`,
+      );
       const started = logs.find((l) => l.message === "starting coordinator");
       assert.is(started?.auth, c.auth, c.name);
       assert.is(started?.natsUrls, c.shownUrl(s), c.name);
@@ -465,7 +495,12 @@ test("secure - a wrong password, token, URL credential, NKey or creds file fails
   const dir = await mkdtemp(join(tmpdir(), "presence-auth-wrong-"));
   const WRONG = { password: "wrong-Password-1234", token: "wrong-Token-5678", bob: "wr@ng:Bob/pw%-9" };
   const cases: { name: string; args: string[]; env?: NodeJS.ProcessEnv; check: string; secrets: string[] }[] = [
-    { name: "password", args: ["-u", s.users.url, "--user", "alice", "--password", WRONG.password], check: "--user/--password", secrets: [WRONG.password] },
+    {
+      name: "password",
+      args: ["-u", s.users.url, "--user", "alice", "--password", WRONG.password],
+      check: "--user/--password",
+      secrets: [WRONG.password],
+    },
     { name: "token", args: ["-u", s.token.url, "--token", WRONG.token], check: "--token", secrets: [WRONG.token] },
     {
       name: "url-user",
@@ -473,14 +508,28 @@ test("secure - a wrong password, token, URL credential, NKey or creds file fails
       check: "the user and password in --nats-url",
       secrets: [WRONG.bob],
     },
-    { name: "url-token", args: [], env: { PRESENCE_NATS_URL: withUserinfo(s.token.url, WRONG.token) }, check: "the token in --nats-url", secrets: [WRONG.token] },
+    {
+      name: "url-token",
+      args: [],
+      env: { PRESENCE_NATS_URL: withUserinfo(s.token.url, WRONG.token) },
+      check: "the token in --nats-url",
+      secrets: [WRONG.token],
+    },
     { name: "nkey", args: ["-u", s.users.url, "--nkey", s.strangerNkey.file], check: "--nkey", secrets: [s.strangerNkey.seed] },
-    { name: "creds", args: ["-u", s.operator.url, "--creds", s.strangerCreds.file], check: "--creds", secrets: [s.strangerCreds.seed, s.strangerCreds.jwt] },
+    {
+      name: "creds",
+      args: ["-u", s.operator.url, "--creds", s.strangerCreds.file],
+      check: "--creds",
+      secrets: [s.strangerCreds.seed, s.strangerCreds.jwt],
+    },
   ];
   try {
     for (const c of cases) {
       const record = join(dir, `${c.name}.jsonl`);
-      const r = await runCli(["run", ...c.args, "--cluster-id", "wrong", "--log-format", "json", "-v", "--record", record], c.env ? { env: c.env } : {});
+      const r = await runCli(
+        ["run", ...c.args, "--cluster-id", "wrong", "--log-format", "json", "-v", "--record", record],
+        c.env ? { env: c.env } : {},
+      );
       assert.is(r.code, 1, `${c.name}: ${r.stderr}`);
       const errors = r.stderr.split("\n").filter((l) => l.startsWith("presence-coordinator:"));
       assert.is(errors.length, 1, `${c.name}: one error line:\n${r.stderr}`);
@@ -498,8 +547,16 @@ test("secure - a wrong password, token, URL credential, NKey or creds file fails
 test("secure - URL credentials that disagree with each other or with the flags are refused before connecting (exit 2), without showing them", async () => {
   const url = (userinfo: string, port: number) => `nats://${userinfo}@127.0.0.1:${port}`;
   const cases: [string, string[], RegExp][] = [
-    [`${url("alice:pw-One-111", 1)},${url("alice:pw-Two-222", 2)}`, [], /--nats-url: the credentials in nats:\/\/alice:\*\*\*@127\.0\.0\.1:1 and nats:\/\/alice:\*\*\*@127\.0\.0\.1:2 differ/],
-    [url("alice:pw-One-111", 1), ["--user", "bob", "--password", "pw-Two-222"], /--user: "bob" differs from the user in --nats-url \(nats:\/\/alice:\*\*\*@127\.0\.0\.1:1\)/],
+    [
+      `${url("alice:pw-One-111", 1)},${url("alice:pw-Two-222", 2)}`,
+      [],
+      /--nats-url: the credentials in nats:\/\/alice:\*\*\*@127\.0\.0\.1:1 and nats:\/\/alice:\*\*\*@127\.0\.0\.1:2 differ/,
+    ],
+    [
+      url("alice:pw-One-111", 1),
+      ["--user", "bob", "--password", "pw-Two-222"],
+      /--user: "bob" differs from the user in --nats-url \(nats:\/\/alice:\*\*\*@127\.0\.0\.1:1\)/,
+    ],
     [url("tok-One-111", 1), ["--token", "tok-Two-222"], /--token: differs from the token in --nats-url \(nats:\/\/\*\*\*@127\.0\.0\.1:1\)/],
     [url("alice:pw-One-111", 1), ["--nkey", "x.nk"], /--nkey: cannot be combined with the credentials in --nats-url/],
     [url("alice:pw-One-111%zz", 1), [], /--nats-url: nats:\/\/alice:\*\*\*@127\.0\.0\.1:1: the password is not valid percent-encoding/],

@@ -57,12 +57,18 @@ const PING_MS = 250;
 const DEAD_MS = 1500;
 /** Short client timings, and a lease that outlives the stall: only presence is on trial. */
 const SHORT_TIMINGS = [
-  "--ping-interval", String(PING_MS),
-  "--dead-timeout", String(DEAD_MS),
-  "--state-interval", "1000",
-  "--leader-timeout", "8000",
-  "--renew-deadline", "6000",
-  "--heartbeat-interval", "1000",
+  "--ping-interval",
+  String(PING_MS),
+  "--dead-timeout",
+  String(DEAD_MS),
+  "--state-interval",
+  "1000",
+  "--leader-timeout",
+  "8000",
+  "--renew-deadline",
+  "6000",
+  "--heartbeat-interval",
+  "1000",
 ];
 
 test("stall - a leader stopped for twice the dead timeout reports no answering client suspect or dead, and a silent one dead after it", async () => {
@@ -81,7 +87,12 @@ test("stall - a leader stopped for twice the dead timeout reports no answering c
     const dying = subjects[0]!;
     const answering = subjects.slice(1);
     await app.flush();
-    const leader = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "stall-1", args: [...SHORT_TIMINGS, "--metrics-port", "0"] });
+    const leader = spawnCoordinator({
+      urls: [server.url],
+      clusterId: cluster,
+      id: "stall-1",
+      args: [...SHORT_TIMINGS, "--metrics-port", "0"],
+    });
     procs.push(leader);
     await waitForStream(app, cluster);
     await control(app, "svc.stall", { op: "register", from: 0, to: count });
@@ -143,7 +154,10 @@ test("stall - a leader stopped for twice the dead timeout reports no answering c
     assert.ok(stalls >= 1, `presence_sweep_stalls_total counts the stall (+${stalls})`);
     // Credited in full, or nearly: stall credit is capped at half of four dead timeouts, and
     // short stalls of a busy machine just before may have used some of it.
-    assert.ok(stalledSeconds > DEAD_MS / 1000, `presence_sweep_stalled_seconds_total holds more than a dead timeout of it (+${stalledSeconds})`);
+    assert.ok(
+      stalledSeconds > DEAD_MS / 1000,
+      `presence_sweep_stalled_seconds_total holds more than a dead timeout of it (+${stalledSeconds})`,
+    );
     assert.equal(
       [...new Set([lead, ...observer.heartbeatsSince(pausedFrom)].map((h) => `${h.coordinatorId} epoch ${h.epoch}`))],
       [`stall-1 epoch ${lead.epoch}`],
@@ -187,7 +201,13 @@ test("stall - a leader woken past its renew deadline, whose lease check is slow,
     await control(app, "svc.check", { op: "register", from: 0, to: count });
     await waitFor("a report of every client", () => subjects.every((s) => tally.of(s).length > 0), 20_000);
     const lead = observer.currentLeader()!;
-    const before = (await waitFor("the leader's next heartbeat", () => observer.heartbeats.slice(observer.heartbeats.length - 1).find((h) => h.msg.coordinatorId === leader.id), 15_000)).msg;
+    const before = (
+      await waitFor(
+        "the leader's next heartbeat",
+        () => observer.heartbeats.slice(observer.heartbeats.length - 1).find((h) => h.msg.coordinatorId === leader.id),
+        15_000,
+      )
+    ).msg;
     const pausedFrom = performance.now();
     // Stopped past the renew deadline; on waking, the server holds the answer to its lease
     // check for 300 ms (a slow check: six sweeps), while the leader's sweeps go on.
@@ -210,7 +230,9 @@ test("stall - a leader woken past its renew deadline, whose lease check is slow,
       () => subjects.every((s) => tally.has(s, (r) => r.ts >= judgedFrom || r.type === "NodeSuspect" || r.type === "NodeDead")),
       20_000,
     );
-    const confirmed = leader.logs().filter((l) => l.message === "lease confirmed after the renew deadline had passed: leading on under the same epoch");
+    const confirmed = leader
+      .logs()
+      .filter((l) => l.message === "lease confirmed after the renew deadline had passed: leading on under the same epoch");
     const suspects = tally.describe("NodeSuspect", subjects);
     console.log(
       `stopped ${contAt - before.ts} ms after a renewal, check answered ${resumed.ts - contAt} ms after the wake: ` +
@@ -268,7 +290,8 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
     const subjects = Array.from({ length: CLIENTS }, (_, n) => SimulatedClients.subject("svc.many", n));
     await app.flush();
     // Default client timings and the default lease.
-    for (const id of ["many-1", "many-2"]) procs.push(spawnCoordinator({ urls: [server.url], clusterId: cluster, id, args: ["--metrics-port", "0"] }));
+    for (const id of ["many-1", "many-2"])
+      procs.push(spawnCoordinator({ urls: [server.url], clusterId: cluster, id, args: ["--metrics-port", "0"] }));
     await waitForStream(app, cluster);
     await observer.waitForHeartbeat("a leader's heartbeat", (h) => !h.resigning, 15_000);
     // Registered in parts, each reported before the next is sent: a registration storm is
@@ -290,7 +313,11 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
       },
       10_000,
     );
-    await waitFor(`a report of every client from ${leader.id}`, () => subjects.every((s) => tally.has(s, (r) => r.epoch === first.epoch)), 20_000);
+    await waitFor(
+      `a report of every client from ${leader.id}`,
+      () => subjects.every((s) => tally.has(s, (r) => r.epoch === first.epoch)),
+      20_000,
+    );
 
     // Ten pauses, each at a seeded random phase after one of the leader's heartbeats.
     const random = createRandom(PHASE_SEED);
@@ -301,7 +328,11 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
       let heartbeatTs: number;
       for (;;) {
         const seen = observer.heartbeats.length;
-        const hb = await waitFor("the leader's next heartbeat", () => observer.heartbeats.slice(seen).find((h) => !h.msg.resigning), 15_000);
+        const hb = await waitFor(
+          "the leader's next heartbeat",
+          () => observer.heartbeats.slice(seen).find((h) => !h.msg.resigning),
+          15_000,
+        );
         assert.is(`${hb.msg.coordinatorId} epoch ${hb.msg.epoch}`, `${leader.id} epoch ${first.epoch}`, `the leader before pause ${i + 1}`);
         heartbeatTs = hb.msg.ts;
         const wait = heartbeatTs + phaseMs - Date.now();
@@ -312,7 +343,11 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
         // Heard too late to stop at this phase: take the next heartbeat.
       }
       const pause = await pauseProcess(leader, PAUSE_MS);
-      const resumed = await observer.waitForHeartbeat("the leader heartbeating again", (h) => h.coordinatorId === leader.id && h.ts > pause.contAt, 15_000);
+      const resumed = await observer.waitForHeartbeat(
+        "the leader heartbeating again",
+        (h) => h.coordinatorId === leader.id && h.ts > pause.contAt,
+        15_000,
+      );
       pauses.push({ ...pause, phaseMs: pause.stoppedAt - heartbeatTs, heartbeatTs, resumedTs: resumed.msg.ts });
     }
     // Every deadline a pause could have spoiled passes: each client reported after a dead
@@ -326,7 +361,11 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
 
     const stalls = await scrapeValue(await metricsUrl(leader), "presence_sweep_stalls_total");
     // A warning of its own, or a count in the summary that ends a warning's throttle window.
-    const warned = await waitFor("every pause warned about in the leader's log", () => (stallsWarned(leader) >= PAUSES ? stallsWarned(leader) : undefined), 15_000);
+    const warned = await waitFor(
+      "every pause warned about in the leader's log",
+      () => (stallsWarned(leader) >= PAUSES ? stallsWarned(leader) : undefined),
+      15_000,
+    );
     const inside = tally.seen.filter((r) => pauses.some((p) => r.report.ts >= p.stoppedAt + SIGNAL_SLACK_MS && r.report.ts < p.contAt));
     // Past the renew deadline at the wake, the leader publishes nothing until its check (a
     // renewal against its own revision) confirms the lease; its heartbeat follows at once.
@@ -338,7 +377,8 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
       const i = pauses.findLastIndex((p) => p.stoppedAt <= ts);
       return i < 0 ? "before the pauses" : `${ts - pauses[i]!.contAt} ms after wake ${i + 1}`;
     };
-    const where = (type: string) => tally.seen.filter((r) => r.report.type === type).map((r) => `${r.report.clientSubject} ${sinceWake(r.report.ts)}`);
+    const where = (type: string) =>
+      tally.seen.filter((r) => r.report.type === type).map((r) => `${r.report.clientSubject} ${sinceWake(r.report.ts)}`);
     console.log(
       `seed ${PHASE_SEED}: ten ${PAUSE_MS} ms pauses at phases ${pauses.map((p) => p.phaseMs).join(",")} ms after a heartbeat ` +
         `(lengths ${pauses.map((p) => p.contAt - p.stoppedAt).join(",")} ms): heartbeat epochs ${epochs.join(", ")}, ` +
@@ -359,7 +399,11 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
     );
     assert.equal(where("NodeSuspect"), [], "no answering client reported suspect");
     assert.equal(where("NodeDead"), [], "no answering client reported dead");
-    assert.equal(inside.map((r) => `${r.report.type} ${r.report.clientSubject} ${sinceWake(r.report.ts)}`), [], "no report stamped inside a pause");
+    assert.equal(
+      inside.map((r) => `${r.report.type} ${r.report.clientSubject} ${sinceWake(r.report.ts)}`),
+      [],
+      "no report stamped inside a pause",
+    );
     assert.equal(
       whileUnsure.map((r) => {
         const p = unsure.find((p) => r.report.ts >= p.contAt && r.report.ts < p.resumedTs)!;
@@ -374,21 +418,41 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
 
     // A pause past the lease: the follower takes over under a new epoch, and the woken
     // leader steps down without publishing anything under its old one.
-    const lastBeat = (await waitFor("the leader's next heartbeat", () => observer.heartbeats.slice(observer.heartbeats.length - 1).find((h) => h.at > from && h.msg.coordinatorId === leader.id), 15_000)).msg;
+    const lastBeat = (
+      await waitFor(
+        "the leader's next heartbeat",
+        () => observer.heartbeats.slice(observer.heartbeats.length - 1).find((h) => h.at > from && h.msg.coordinatorId === leader.id),
+        15_000,
+      )
+    ).msg;
     leader.signal("SIGSTOP");
     const longStop = Date.now();
     let longCont = longStop;
     let next: { ts: number; epoch: number; coordinatorId: string };
     try {
-      next = (await observer.waitForHeartbeat("the follower's heartbeat under a new epoch", (h) => h.epoch > first.epoch, 15_000, performance.now())).msg;
+      next = (
+        await observer.waitForHeartbeat(
+          "the follower's heartbeat under a new epoch",
+          (h) => h.epoch > first.epoch,
+          15_000,
+          performance.now(),
+        )
+      ).msg;
       await sleep(Math.max(0, longStop + 3000 - Date.now())); // three seconds at least
     } finally {
       longCont = Date.now();
       leader.signal("SIGCONT");
     }
     assert.is(next.coordinatorId, follower.id, "the follower took over");
-    assert.ok(longCont - lastBeat.ts > DEFAULT_LEADER_TIMEOUT_MS, `stopped past the lease (${longCont - lastBeat.ts} ms after its last heartbeat)`);
-    await observer.waitForReport("the woken leader's SteppedDown", (r) => r.coordinatorId === leader.id && r.type === "SteppedDown", 10_000);
+    assert.ok(
+      longCont - lastBeat.ts > DEFAULT_LEADER_TIMEOUT_MS,
+      `stopped past the lease (${longCont - lastBeat.ts} ms after its last heartbeat)`,
+    );
+    await observer.waitForReport(
+      "the woken leader's SteppedDown",
+      (r) => r.coordinatorId === leader.id && r.type === "SteppedDown",
+      10_000,
+    );
     await waitFor(
       `every client reported under epoch ${next.epoch} or a later one`,
       () => subjects.every((s) => tally.has(s, (r) => r.epoch >= next.epoch && (r.type === "NodePresent" || r.type === "NodeState"))),
@@ -401,7 +465,11 @@ test("stall - a leader of 3,000 clients stopped ten times for 1.2 s keeps its ep
         `NodeDead ${tally.describe("NodeDead", subjects).length}`,
     );
     assert.ok(next.epoch > first.epoch, "a new epoch");
-    assert.equal(oldLate.map((r) => `${r.report.type} ${r.report.clientSubject} ts ${r.report.ts}`), [], "nothing under the old epoch after the stop");
+    assert.equal(
+      oldLate.map((r) => `${r.report.type} ${r.report.clientSubject} ts ${r.report.ts}`),
+      [],
+      "nothing under the old epoch after the stop",
+    );
     assert.equal(tally.describe("NodeSuspect", subjects), [], "no client suspect across the handover");
     assert.equal(tally.describe("NodeDead", subjects), [], "no client dead across the handover");
   } catch (err) {

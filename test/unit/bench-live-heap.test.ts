@@ -34,7 +34,10 @@ interface Child {
 }
 
 async function startChild(): Promise<Child> {
-  const proc = spawn(process.execPath, ["-e", CHILD], { env: { ...process.env, NODE_OPTIONS: withInspector(undefined) }, stdio: ["pipe", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["-e", CHILD], {
+    env: { ...process.env, NODE_OPTIONS: withInspector(undefined) },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let err = "";
   proc.stderr!.on("data", (c: Buffer) => (err += c.toString()));
   const answers: string[] = [];
@@ -150,7 +153,11 @@ test("live heap - an inspector that never answers is given up after the timeout,
 });
 
 test("live heap - the inspector's URL is read from the process's output, and added to existing node options", () => {
-  const lines = ["{\"message\":\"starting\"}", "Debugger listening on ws://127.0.0.1:40351/5c1f-77", "For help, see: https://nodejs.org/en/docs/inspector"];
+  const lines = [
+    '{"message":"starting"}',
+    "Debugger listening on ws://127.0.0.1:40351/5c1f-77",
+    "For help, see: https://nodejs.org/en/docs/inspector",
+  ];
   assert.is(inspectorUrlIn(lines), "ws://127.0.0.1:40351/5c1f-77");
   assert.is(inspectorUrlIn(lines.slice(0, 1)), undefined);
   assert.is(withInspector(undefined), INSPECT_OPTION);

@@ -55,7 +55,19 @@ test("capacity judge - a ping interval p99 above one second fails, and a missing
 });
 
 test("capacity judge - every failed criterion gives its own reason", () => {
-  const v = judgeLevel({ ...good, present: 9_990, falseDead: 2, falseSuspect: 40, leaderChanges: 1, pingsPerSecond: Number.NaN, nodeStatePerSecond: 0, pingIntervalP99Ms: 4000 }, C);
+  const v = judgeLevel(
+    {
+      ...good,
+      present: 9_990,
+      falseDead: 2,
+      falseSuspect: 40,
+      leaderChanges: 1,
+      pingsPerSecond: Number.NaN,
+      nodeStatePerSecond: 0,
+      pingIntervalP99Ms: 4000,
+    },
+    C,
+  );
   assert.not.ok(v.holds);
   assert.equal(v.reasons, [
     "only 9,990 of 10,000 clients were reported present",
@@ -71,7 +83,11 @@ test("capacity judge - every failed criterion gives its own reason", () => {
 const W: WaitPolicy = { wanted: 10_000, maxWaitMs: 60_000, windowMs: 5000, saturatedCores: 0.9 };
 /** Samples every second from 0 to `untilS`, with `rate` present/s and `cores` of leader CPU. */
 function samples(untilS: number, rate: number, cores: number): ProgressSample[] {
-  return Array.from({ length: untilS + 1 }, (_, s) => ({ atMs: s * 1000, present: Math.min(10_000, s * rate), leaderCpuSeconds: s * cores }));
+  return Array.from({ length: untilS + 1 }, (_, s) => ({
+    atMs: s * 1000,
+    present: Math.min(10_000, s * rate),
+    leaderCpuSeconds: s * cores,
+  }));
 }
 
 test("capacity judge - registration wait stops, done, once every client is present", () => {
@@ -96,12 +112,19 @@ test("capacity judge - a saturated leader that cannot finish within the wait is 
 test("capacity judge - registration wait stops once leadership changed, however the leader's CPU looks", () => {
   const flapping = samples(3, 100, 0.3).map((s, i) => ({ ...s, leaderChanges: i >= 3 ? 2 : 0 }));
   assert.equal(judgeRegistrationWait(flapping.slice(0, 3), W), { wait: true });
-  assert.equal(judgeRegistrationWait(flapping, W), { wait: false, done: false, reason: "leadership changed 2 times with 300 of 10,000 present after 3 s" });
+  assert.equal(judgeRegistrationWait(flapping, W), {
+    wait: false,
+    done: false,
+    reason: "leadership changed 2 times with 300 of 10,000 present after 3 s",
+  });
 });
 
 test("capacity judge - the reason names what is counted", () => {
   const v = judgeRegistrationWait(samples(5, 100, 1), { ...W, counted: "reported" });
-  assert.ok(!v.wait && v.reason.includes("with 500 of 10,000 reported after 5 s") && v.reason.includes("at 100 reported/s"), JSON.stringify(v));
+  assert.ok(
+    !v.wait && v.reason.includes("with 500 of 10,000 reported after 5 s") && v.reason.includes("at 100 reported/s"),
+    JSON.stringify(v),
+  );
 });
 
 test("capacity judge - a saturated leader that makes no progress at all is given up", () => {

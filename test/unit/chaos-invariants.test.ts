@@ -69,7 +69,13 @@ function record(parts: Partial<ChaosRecord>): ChaosRecord {
 }
 
 test("chaos timeline - registered, silenced and answering-since follow the harness's actions", () => {
-  const tl = new ClientTimeline([a(0, "x", "register"), a(1000, "x", "silence"), a(3000, "x", "revive"), a(9000, "x", "unregister"), a(12_000, "x", "register")]);
+  const tl = new ClientTimeline([
+    a(0, "x", "register"),
+    a(1000, "x", "silence"),
+    a(3000, "x", "revive"),
+    a(9000, "x", "unregister"),
+    a(12_000, "x", "register"),
+  ]);
   assert.equal(tl.stateAt("x", 500), { registered: true, silenced: false, answeringSince: 0, lastRegisteredAt: 0 });
   assert.is(tl.stateAt("x", 2000).answeringSince, undefined);
   assert.is(tl.stateAt("x", 2000).silenced, true);
@@ -141,21 +147,31 @@ test("chaos checks - duplicate NodeDead: a dead client brought back by a reload 
 });
 
 test("chaos checks - stale epochs: a presence report under an epoch older than one already seen fails", () => {
-  const ok = record({ presence: [rep(1, "NodeState", "x", 1), rep(3, "NodeState", "x", 2, "c2")], elections: [el(2, "BecameLeader", 2, "c2")] });
+  const ok = record({
+    presence: [rep(1, "NodeState", "x", 1), rep(3, "NodeState", "x", 2, "c2")],
+    elections: [el(2, "BecameLeader", 2, "c2")],
+  });
   assert.equal(checkStaleEpochs(ok).violations, []);
-  const afterElection = record({ presence: [rep(1, "NodeState", "x", 1), rep(3, "NodeState", "x", 1)], elections: [el(2, "BecameLeader", 2, "c2")] });
+  const afterElection = record({
+    presence: [rep(1, "NodeState", "x", 1), rep(3, "NodeState", "x", 1)],
+    elections: [el(2, "BecameLeader", 2, "c2")],
+  });
   assert.match(checkStaleEpochs(afterElection).violations[0]!.message, /after epoch 2 was seen \(in BecameLeader from c2/);
   const afterPresence = record({ presence: [rep(1, "NodeState", "x", 3, "c3"), rep(2, "NodeState", "y", 2, "c2")] });
   assert.is(checkStaleEpochs(afterPresence).violations.length, 1);
 });
 
 test("chaos checks - overlapping epochs: two publishers of one epoch, or publishing under a lower epoch after another's higher, fail", () => {
-  const ok = record({ presence: [rep(1, "NodeState", "x", 1, "c1"), rep(2, "NodeState", "x", 5, "c2"), rep(3, "NodeState", "x", 9, "c1")] });
+  const ok = record({
+    presence: [rep(1, "NodeState", "x", 1, "c1"), rep(2, "NodeState", "x", 5, "c2"), rep(3, "NodeState", "x", 9, "c1")],
+  });
   assert.equal(checkOverlappingEpochs(ok).violations, []);
   assert.is(checkOverlappingEpochs(ok).checked, 3);
   const shared = record({ presence: [rep(1, "NodeState", "x", 4, "c1"), rep(2, "NodeState", "y", 4, "c2")] });
   assert.match(checkOverlappingEpochs(shared).violations[0]!.message, /already c1's/);
-  const behind = record({ presence: [rep(1, "NodeState", "x", 4, "c1"), rep(2, "NodeState", "x", 6, "c2"), rep(3, "NodeState", "y", 4, "c1")] });
+  const behind = record({
+    presence: [rep(1, "NodeState", "x", 4, "c1"), rep(2, "NodeState", "x", 6, "c2"), rep(3, "NodeState", "y", 4, "c1")],
+  });
   assert.match(checkOverlappingEpochs(behind).violations[0]!.message, /higher epoch 6/);
 });
 
@@ -170,12 +186,27 @@ test("chaos checks - after a takeover every registered client gets a report of t
   const actions = [a(0, "x", "register"), a(0, "y", "register"), a(0, "gone", "register"), a(3000, "gone", "silence")];
   const heartbeats = [...beats(1000, 9000, 1, "c1"), ...beats(11_000, 30_000, 2, "c2")];
   // "gone" was reported dead before the takeover: its registration was removed, nothing is owed.
-  const base = [rep(1000, "NodePresent", "x"), rep(1000, "NodePresent", "y"), rep(1000, "NodePresent", "gone"), rep(8000, "NodeDead", "gone")];
-  const ok = record({ actions, heartbeats, presence: [...base, rep(11_100, "NodePresent", "x", 2, "c2"), rep(11_100, "NodePresent", "y", 2, "c2")], endAt: 30_000 });
+  const base = [
+    rep(1000, "NodePresent", "x"),
+    rep(1000, "NodePresent", "y"),
+    rep(1000, "NodePresent", "gone"),
+    rep(8000, "NodeDead", "gone"),
+  ];
+  const ok = record({
+    actions,
+    heartbeats,
+    presence: [...base, rep(11_100, "NodePresent", "x", 2, "c2"), rep(11_100, "NodePresent", "y", 2, "c2")],
+    endAt: 30_000,
+  });
   const result = checkMonitoredAfterTakeover(ok, T);
   assert.equal(result.violations, []);
   assert.is(result.checked, 2);
-  const forgotten = record({ actions, heartbeats, presence: [...base, rep(11_100, "NodePresent", "x", 2, "c2"), rep(17_000, "NodeState", "y", 2, "c2")], endAt: 30_000 });
+  const forgotten = record({
+    actions,
+    heartbeats,
+    presence: [...base, rep(11_100, "NodePresent", "x", 2, "c2"), rep(17_000, "NodeState", "y", 2, "c2")],
+    endAt: 30_000,
+  });
   const bad = checkMonitoredAfterTakeover(forgotten, T);
   assert.is(bad.violations.length, 1);
   assert.match(bad.violations[0]!.message, /epoch 2 .*: 1 registered client\(s\) got no report within 5000 ms: y/);
@@ -184,7 +215,12 @@ test("chaos checks - after a takeover every registered client gets a report of t
 test("chaos checks - a takeover cut short by the next one is skipped, not failed", () => {
   const actions = [a(0, "x", "register")];
   const heartbeats = [...beats(1000, 6000, 1, "c1"), hb(7000, 2, "c2"), ...beats(9000, 30_000, 3, "c3")];
-  const r = record({ actions, heartbeats, presence: [rep(1000, "NodePresent", "x"), rep(9100, "NodePresent", "x", 3, "c3")], endAt: 30_000 });
+  const r = record({
+    actions,
+    heartbeats,
+    presence: [rep(1000, "NodePresent", "x"), rep(9100, "NodePresent", "x", 3, "c3")],
+    endAt: 30_000,
+  });
   const result = checkMonitoredAfterTakeover(r, T);
   assert.equal(result.violations, []);
   assert.is(result.skipped, 1);
@@ -223,7 +259,13 @@ test("chaos checks - failovers are timed from the fault, or from the old leader'
 });
 
 test("chaos checks - a clean run passes every check", () => {
-  const actions = [a(0, "x", "register"), a(0, "y", "register"), a(0, "z", "register"), a(5000, "y", "silence"), a(6000, "z", "unregister")];
+  const actions = [
+    a(0, "x", "register"),
+    a(0, "y", "register"),
+    a(0, "z", "register"),
+    a(5000, "y", "silence"),
+    a(6000, "z", "unregister"),
+  ];
   const heartbeats = [...beats(0, 7000, 1, "c1"), ...beats(9000, 25_000, 2, "c2")];
   const presence = [
     rep(100, "NodePresent", "x"),
@@ -241,7 +283,16 @@ test("chaos checks - a clean run passes every check", () => {
     { at: 16_000, kind: "SIGSTOP" },
   ];
   const results = runChecks(
-    record({ actions, heartbeats, presence, elections: [el(8900, "BecameLeader", 2, "c2")], endAt: 25_000, refused, trappedPings: [], leadershipFaults }),
+    record({
+      actions,
+      heartbeats,
+      presence,
+      elections: [el(8900, "BecameLeader", 2, "c2")],
+      endAt: 25_000,
+      refused,
+      trappedPings: [],
+      leadershipFaults,
+    }),
     T,
   );
   for (const r of results) assert.is(verdictOf(r), "PASS", `${r.name}: checked ${r.checked}, ${JSON.stringify(r.violations)}`);
@@ -277,27 +328,49 @@ test("chaos checks - false deaths and suspects: a blind window (no heartbeat, or
   // The harness stood still (its clients answered nothing) from 12.5 s to 14.6 s.
   const harnessStalls = [{ from: 12_500, to: 14_600 }];
   const heartbeats = beats(0, 30_000, 1, "c1");
-  assert.equal(checkFalseDeaths(record({ actions, heartbeats, harnessStalls, presence: [rep(15_100, "NodeDead", "x")] }), T).violations, []);
-  assert.equal(checkFalseSuspects(record({ actions, heartbeats, harnessStalls, presence: [rep(15_100, "NodeSuspect", "x")] }), T).violations, []);
+  assert.equal(
+    checkFalseDeaths(record({ actions, heartbeats, harnessStalls, presence: [rep(15_100, "NodeDead", "x")] }), T).violations,
+    [],
+  );
+  assert.equal(
+    checkFalseSuspects(record({ actions, heartbeats, harnessStalls, presence: [rep(15_100, "NodeSuspect", "x")] }), T).violations,
+    [],
+  );
   assert.is(checkFalseSuspects(record({ actions, heartbeats, presence: [rep(15_100, "NodeSuspect", "x")] }), T).violations.length, 1);
 });
 
 test("chaos checks - false suspects: a NodeSuspect of a client answering for more than two ping intervals plus travel fails", () => {
-  const actions = [a(0, "ok", "register"), a(0, "silent", "register"), a(0, "back", "register"), a(9000, "silent", "silence"), a(8000, "back", "silence"), a(9000, "back", "revive")];
+  const actions = [
+    a(0, "ok", "register"),
+    a(0, "silent", "register"),
+    a(0, "back", "register"),
+    a(9000, "silent", "silence"),
+    a(8000, "back", "silence"),
+    a(9000, "back", "revive"),
+  ];
   const heartbeats = beats(0, 30_000, 1, "c1");
   const honest = record({ actions, heartbeats, presence: [rep(10_600, "NodeSuspect", "silent"), rep(10_000, "NodeSuspect", "back")] });
   const good = checkFalseSuspects(honest, T);
   assert.equal(good.violations, []);
   assert.is(good.checked, 2);
   // A suspect that fires early: "ok" has answered for 10 s.
-  const bad = checkFalseSuspects(record({ actions, heartbeats, presence: [rep(10_000, "NodeSuspect", "ok"), rep(11_100, "NodeSuspect", "back")] }), T);
+  const bad = checkFalseSuspects(
+    record({ actions, heartbeats, presence: [rep(10_000, "NodeSuspect", "ok"), rep(11_100, "NodeSuspect", "back")] }),
+    T,
+  );
   assert.is(bad.violations.length, 2);
   assert.match(bad.violations[0]!.message, /NodeSuspect ok/);
   assert.match(bad.violations[1]!.message, /NodeSuspect back .*answering since 9\.000 s/);
 });
 
 test("chaos checks - NodeLeft: an acknowledged unregistration without a NodeLeft in time fails; a dead client needs none", () => {
-  const actions = [a(0, "x", "register"), a(10_000, "x", "unregister"), a(0, "d", "register"), a(2000, "d", "silence"), a(10_000, "d", "unregister")];
+  const actions = [
+    a(0, "x", "register"),
+    a(10_000, "x", "unregister"),
+    a(0, "d", "register"),
+    a(2000, "d", "silence"),
+    a(10_000, "d", "unregister"),
+  ];
   const heartbeats = beats(0, 30_000, 1, "c1");
   const dead = rep(7100, "NodeDead", "d");
   const ok = checkLeavesReported(record({ actions, heartbeats, presence: [dead, rep(10_050, "NodeLeft", "x")], endAt: 30_000 }), T);
@@ -310,22 +383,39 @@ test("chaos checks - NodeLeft: an acknowledged unregistration without a NodeLeft
   assert.match(late.violations[0]!.message, /NodeLeft only at 14\.000 s/);
   // A takeover in between: the new leader has the whole bound from its first heartbeat.
   const failover = [...beats(0, 10_000, 1, "c1"), ...beats(12_000, 30_000, 2, "c2")];
-  assert.equal(checkLeavesReported(record({ actions, heartbeats: failover, presence: [dead, rep(14_000, "NodeLeft", "x", 2, "c2")], endAt: 30_000 }), T).violations, []);
+  assert.equal(
+    checkLeavesReported(
+      record({ actions, heartbeats: failover, presence: [dead, rep(14_000, "NodeLeft", "x", 2, "c2")], endAt: 30_000 }),
+      T,
+    ).violations,
+    [],
+  );
 });
 
 test("chaos checks - no report after leave: a coordinator that ignores a leave, or a new leader that resurrects it, fails", () => {
   const actions = [a(0, "x", "register"), a(10_000, "x", "unregister")];
   const heartbeats = beats(0, 30_000, 1, "c1");
-  const ok = checkNoReportAfterLeave(record({ actions, heartbeats, presence: [rep(9900, "NodeState", "x"), rep(10_020, "NodeLeft", "x")], endAt: 30_000 }), T);
+  const ok = checkNoReportAfterLeave(
+    record({ actions, heartbeats, presence: [rep(9900, "NodeState", "x"), rep(10_020, "NodeLeft", "x")], endAt: 30_000 }),
+    T,
+  );
   assert.equal(ok.violations, []);
   assert.is(ok.checked, 1);
   // Ignored: reported on, then dead, never left.
-  const ignored = [rep(11_500, "NodeState", "x"), rep(11_600, "NodeSuspect", "x"), rep(13_100, "NodeState", "x"), rep(15_200, "NodeDead", "x")];
+  const ignored = [
+    rep(11_500, "NodeState", "x"),
+    rep(11_600, "NodeSuspect", "x"),
+    rep(13_100, "NodeState", "x"),
+    rep(15_200, "NodeDead", "x"),
+  ];
   const bad = checkNoReportAfterLeave(record({ actions, heartbeats, presence: ignored, endAt: 30_000 }), T);
   assert.is(bad.violations.length, 1);
   assert.match(bad.violations[0]!.message, /x unregistered .*: 2 report\(s\) after it, first NodeState x .* at 13\.100 s/);
   // Reported after its own NodeLeft: the leave was read and the client kept.
-  const kept = checkNoReportAfterLeave(record({ actions, heartbeats, presence: [rep(10_020, "NodeLeft", "x"), rep(11_000, "NodeState", "x")], endAt: 30_000 }), T);
+  const kept = checkNoReportAfterLeave(
+    record({ actions, heartbeats, presence: [rep(10_020, "NodeLeft", "x"), rep(11_000, "NodeState", "x")], endAt: 30_000 }),
+    T,
+  );
   assert.is(kept.violations.length, 1);
   // The leader died before reading the leave: the new one loads x, then reads the leave.
   const failover = [...beats(0, 10_000, 1, "c1"), ...beats(12_000, 30_000, 2, "c2")];
@@ -337,13 +427,29 @@ test("chaos checks - no report after leave: a coordinator that ignores a leave, 
   assert.equal(checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: slow, endAt: 30_000 }), T).violations, []);
   assert.equal(checkLeavesReported(record({ actions, heartbeats: failover, presence: slow, endAt: 30_000 }), T).violations, []);
   const tooSlow = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(17_500, "NodeLeft", "x", 2, "c2")];
-  assert.match(checkLeavesReported(record({ actions, heartbeats: failover, presence: tooSlow, endAt: 30_000 }), T).violations[0]!.message, /NodeLeft only at 17\.500 s/);
+  assert.match(
+    checkLeavesReported(record({ actions, heartbeats: failover, presence: tooSlow, endAt: 30_000 }), T).violations[0]!.message,
+    /NodeLeft only at 17\.500 s/,
+  );
   // A new leader that resurrects x from the bucket: present, reported on, dead; never left.
-  const resurrected = [rep(12_100, "NodePresent", "x", 2, "c2"), rep(13_600, "NodeState", "x", 2, "c2"), rep(15_100, "NodeSuspect", "x", 2, "c2"), rep(17_100, "NodeDead", "x", 2, "c2")];
-  assert.is(checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: resurrected, endAt: 30_000 }), T).violations.length, 1);
+  const resurrected = [
+    rep(12_100, "NodePresent", "x", 2, "c2"),
+    rep(13_600, "NodeState", "x", 2, "c2"),
+    rep(15_100, "NodeSuspect", "x", 2, "c2"),
+    rep(17_100, "NodeDead", "x", 2, "c2"),
+  ];
+  assert.is(
+    checkNoReportAfterLeave(record({ actions, heartbeats: failover, presence: resurrected, endAt: 30_000 }), T).violations.length,
+    1,
+  );
   assert.is(checkLeavesReported(record({ actions, heartbeats: failover, presence: resurrected, endAt: 30_000 }), T).violations.length, 1);
   // Registered again: reports after that are the new registration's.
-  const back = record({ actions: [...actions, a(12_000, "x", "register")], heartbeats, presence: [rep(10_020, "NodeLeft", "x"), rep(12_010, "NodePresent", "x")], endAt: 30_000 });
+  const back = record({
+    actions: [...actions, a(12_000, "x", "register")],
+    heartbeats,
+    presence: [rep(10_020, "NodeLeft", "x"), rep(12_010, "NodePresent", "x")],
+    endAt: 30_000,
+  });
   assert.equal(checkNoReportAfterLeave(back, T).violations, []);
 });
 
@@ -363,9 +469,26 @@ test("chaos checks - refused input: every kind sent, none pinged, none reported"
 
 test("chaos checks - leader faults ran: a run without a SIGSTOP and a SIGKILL or SIGTERM of the leader fails", () => {
   assert.is(checkLeaderFaultsRan(record({ leadershipFaults: [] })).violations.length, 2);
-  const serverOnly = checkLeaderFaultsRan(record({ leadershipFaults: [{ at: 1, kind: "SIGSTOP" }, { at: 2, kind: "server stop" }] }));
+  const serverOnly = checkLeaderFaultsRan(
+    record({
+      leadershipFaults: [
+        { at: 1, kind: "SIGSTOP" },
+        { at: 2, kind: "server stop" },
+      ],
+    }),
+  );
   assert.match(serverOnly.violations[0]!.message, /no SIGKILL or SIGTERM/);
-  assert.equal(checkLeaderFaultsRan(record({ leadershipFaults: [{ at: 1, kind: "SIGSTOP" }, { at: 2, kind: "SIGTERM" }] })).violations, []);
+  assert.equal(
+    checkLeaderFaultsRan(
+      record({
+        leadershipFaults: [
+          { at: 1, kind: "SIGSTOP" },
+          { at: 2, kind: "SIGTERM" },
+        ],
+      }),
+    ).violations,
+    [],
+  );
 });
 
 test("chaos checks - blind windows move deadlines by their length, and a takeover gives the whole bound again", () => {
@@ -406,13 +529,23 @@ test("chaos schedule - cluster faults never overlap and end, settled, within the
 test("chaos schedule - every run unregisters clients, also shortly before every fault that takes the leader away", () => {
   for (const seed of [1, 2, 3, 42, 4022727017]) {
     const faults = planSchedule(seed, 60_000);
-    assert.ok(faults.some((f) => f.kind === "unregister"), `seed ${seed}: unregisters`);
+    assert.ok(
+      faults.some((f) => f.kind === "unregister"),
+      `seed ${seed}: unregisters`,
+    );
     for (const [i, f] of faults.entries()) {
       if (f.kind !== "kill-coordinator" && f.kind !== "term-leader" && f.kind !== "stop-leader") continue;
       const before = faults[i - 1];
-      assert.ok(before?.kind === "unregister" && before.at === f.at - UNREGISTER_BEFORE_LEADER_FAULT_MS, `seed ${seed}: an unregistration before ${f.kind} at ${f.at}`);
+      assert.ok(
+        before?.kind === "unregister" && before.at === f.at - UNREGISTER_BEFORE_LEADER_FAULT_MS,
+        `seed ${seed}: an unregistration before ${f.kind} at ${f.at}`,
+      );
     }
-    assert.equal(faults.map((f) => f.at), [...faults.map((f) => f.at)].sort((x, y) => x - y), `seed ${seed}: in time order`);
+    assert.equal(
+      faults.map((f) => f.at),
+      [...faults.map((f) => f.at)].sort((x, y) => x - y),
+      `seed ${seed}: in time order`,
+    );
   }
 });
 

@@ -53,7 +53,12 @@ for (const name of MACHINE_NAMES) {
     const chart = chartOf(MACHINES[name]);
     const expected = fromConfig(MACHINES[name]);
     assert.is(chart.machineId, name);
-    assert.equal(allStates(chart).map((s) => s.id).sort(), expected.ids.sort());
+    assert.equal(
+      allStates(chart)
+        .map((s) => s.id)
+        .sort(),
+      expected.ids.sort(),
+    );
   });
 
   test(`charts - ${name} chart has every transition of the ${name} machine, delays named`, () => {
@@ -61,9 +66,7 @@ for (const name of MACHINE_NAMES) {
     const expected = fromConfig(MACHINES[name]);
     const transitions = allTransitions(chart);
     assert.is(transitions.length, expected.transitions, "one chart transition per transition in the config");
-    const delayed = transitions
-      .filter((t) => t.label.startsWith("after "))
-      .map((t) => `${t.source} ${t.label.replace(/ \[.*\]$/, "")}`);
+    const delayed = transitions.filter((t) => t.label.startsWith("after ")).map((t) => `${t.source} ${t.label.replace(/ \[.*\]$/, "")}`);
     assert.equal(delayed.sort(), expected.delays.sort(), "every after transition, labelled by its delay's name");
     for (const t of transitions) {
       assert.not.ok(t.actions.includes("(inline)") || t.guard === "(inline)", `${t.source} ${t.label}: everything is named`);
@@ -88,8 +91,16 @@ test("charts - client chart shows the lifecycle as facts from the sweep, with no
   assert.ok(edge(chart, "client", "LEAVE", "client.left"));
   const reset = allTransitions(chart).find((t) => t.source === "client" && t.event === "RESET");
   assert.equal(reset?.targets, [], "a registration again changes no state");
-  assert.equal(reset?.actions, ["applyRegistration", "applyFact", "report"], "with the shard's latest liveness, so NodePresent carries the last reply");
-  assert.equal(allTransitions(chart).filter((t) => t.label.startsWith("after ") || t.event === ""), [], "no timer and no eventless transition");
+  assert.equal(
+    reset?.actions,
+    ["applyRegistration", "applyFact", "report"],
+    "with the shard's latest liveness, so NodePresent carries the last reply",
+  );
+  assert.equal(
+    allTransitions(chart).filter((t) => t.label.startsWith("after ") || t.event === ""),
+    [],
+    "no timer and no eventless transition",
+  );
 
   const byId = new Map(allStates(chart).map((s) => [s.id, s]));
   assert.equal([...byId.keys()], ["client", "client.alive", "client.suspect", "client.dead", "client.left"]);
@@ -106,7 +117,10 @@ test("charts - monitor chart has its two parallel regions and the sweep on the n
   const chart = chartOf(MACHINES.monitor);
   const byId = new Map(allStates(chart).map((s) => [s.id, s]));
   assert.is(byId.get("monitor")!.type, "parallel");
-  assert.equal(chart.root.children.map((c) => c.id), ["monitor.registrations", "monitor.sweeping"]);
+  assert.equal(
+    chart.root.children.map((c) => c.id),
+    ["monitor.registrations", "monitor.sweeping"],
+  );
   const sweep = edge(chart, "monitor.sweeping.waiting", "after sweepInterval", "monitor.sweeping.waiting");
   assert.ok(sweep, "waiting --after sweepInterval--> waiting");
   assert.is(sweep!.event, "xstate.after.sweepInterval.monitor.sweeping.waiting");
@@ -241,7 +255,10 @@ test("charts - mermaid source declares every state and every transition", () => 
   }
   // What the machine does in any state is on a declared pseudo-state, not lost.
   const client = toMermaid(chartOf(clientMachine));
-  assert.match(client, /\n  state "client \(in any state\)" as root\n  root : entry \/ report\n  root : RESET \/ applyRegistration, applyFact, report\n/);
+  assert.match(
+    client,
+    /\n  state "client \(in any state\)" as root\n  root : entry \/ report\n  root : RESET \/ applyRegistration, applyFact, report\n/,
+  );
   assert.match(client, /\n  root --> left : LEAVE \/ applyFact\n/);
   assert.match(toMermaid(chartOf(MACHINES.monitor)), /\n  root : SWEEP \/ sweepShards\n/);
 });

@@ -44,7 +44,10 @@ function report(over: Partial<Report>): Report {
 test("watch - a first report joins, NodeState refreshes quietly, a change of state is an update", () => {
   const view = new PresenceView();
   const joined = view.apply(report({ type: "NodePresent" }), 1);
-  assert.equal(joined.changes.map((c) => c.type), ["join"]);
+  assert.equal(
+    joined.changes.map((c) => c.type),
+    ["join"],
+  );
   assert.ok(joined.newLeader);
   assert.is(view.leader, "lead-1");
   const quiet = view.apply(report({ lastSeenMs: 1900, rttMs: 0.7 }), 2);
@@ -56,7 +59,10 @@ test("watch - a first report joins, NodeState refreshes quietly, a change of sta
   const u = suspect.changes[0] as Extract<(typeof suspect.changes)[number], { type: "update" }>;
   assert.is(u.previous.state, "alive");
   assert.is(u.entry.state, "suspect");
-  assert.equal(view.list({ state: "suspect" }).map((e) => e.subject), ["svc.a"]);
+  assert.equal(
+    view.list({ state: "suspect" }).map((e) => e.subject),
+    ["svc.a"],
+  );
 });
 
 test("watch - NodeDead and NodeLeft leave with their reason; an unknown client's death changes nothing", () => {
@@ -64,9 +70,15 @@ test("watch - NodeDead and NodeLeft leave with their reason; an unknown client's
   view.apply(report({ clientSubject: "svc.a", type: "NodePresent" }));
   view.apply(report({ clientSubject: "svc.b", type: "NodePresent" }));
   const dead = view.apply(report({ clientSubject: "svc.a", type: "NodeDead", state: "dead" }));
-  assert.equal(dead.changes.map((c) => (c.type === "leave" ? `${c.subject}:${c.reason}` : c.type)), ["svc.a:dead"]);
+  assert.equal(
+    dead.changes.map((c) => (c.type === "leave" ? `${c.subject}:${c.reason}` : c.type)),
+    ["svc.a:dead"],
+  );
   const left = view.apply(report({ clientSubject: "svc.b", type: "NodeLeft", state: "left" }));
-  assert.equal(left.changes.map((c) => (c.type === "leave" ? `${c.subject}:${c.reason}` : c.type)), ["svc.b:left"]);
+  assert.equal(
+    left.changes.map((c) => (c.type === "leave" ? `${c.subject}:${c.reason}` : c.type)),
+    ["svc.b:left"],
+  );
   assert.is(view.size, 0);
   assert.equal(view.apply(report({ clientSubject: "svc.z", type: "NodeDead", state: "dead" })).changes, []);
 });
@@ -79,7 +91,10 @@ test("watch - a report of a lower epoch is dropped; a new leader keeps the entri
   assert.ok(view.get("svc.a"), "still present");
   const takeover = view.apply(report({ type: "NodePresent", epoch: 9, coordinatorId: "lead-2" }));
   assert.ok(takeover.newLeader);
-  assert.equal(takeover.changes.map((c) => c.type), ["update"]);
+  assert.equal(
+    takeover.changes.map((c) => c.type),
+    ["update"],
+  );
   assert.is(view.epoch, 9);
   assert.is(view.leader, "lead-2");
   assert.is(view.get("svc.a")!.coordinatorId, "lead-2");
@@ -91,8 +106,14 @@ test("watch - entries no report refreshed for the expiry leave as expired", () =
   view.apply(report({ clientSubject: "svc.old", type: "NodePresent" }), 1000);
   view.apply(report({ clientSubject: "svc.new", type: "NodePresent" }), 9000);
   const gone = view.expire(16_000, 15_000);
-  assert.equal(gone.map((c) => (c.type === "leave" ? `${c.subject}:${c.reason}` : c.type)), ["svc.old:expired"]);
-  assert.equal(view.list().map((e) => e.subject), ["svc.new"]);
+  assert.equal(
+    gone.map((c) => (c.type === "leave" ? `${c.subject}:${c.reason}` : c.type)),
+    ["svc.old:expired"],
+  );
+  assert.equal(
+    view.list().map((e) => e.subject),
+    ["svc.new"],
+  );
 });
 
 test("query - list requests: defaults, filters, caps and refusals", () => {
@@ -100,23 +121,39 @@ test("query - list requests: defaults, filters, caps and refusals", () => {
   assert.equal(parseListRequest(enc('{"state":"suspect","offset":5,"limit":10}')), { state: "suspect", offset: 5, limit: 10 });
   assert.is(parseListRequest(enc(`{"limit":${MAX_LIST_LIMIT * 10}}`)).limit, MAX_LIST_LIMIT);
   for (const bad of ['{"state":"dead"}', '{"limit":0}', '{"offset":-1}', '{"limit":"x"}', "[1]", "nope"]) {
-    assert.throws(() => parseListRequest(enc(bad)), (e: unknown) => e instanceof QueryRequestError, bad);
+    assert.throws(
+      () => parseListRequest(enc(bad)),
+      (e: unknown) => e instanceof QueryRequestError,
+      bad,
+    );
   }
 });
 
 test("query - get requests take JSON or the bare subject", () => {
   assert.equal(parseGetRequest(enc('{"subject":"svc.a"}')), { subject: "svc.a" });
   assert.equal(parseGetRequest(enc(" svc.b \n")), { subject: "svc.b" });
-  assert.throws(() => parseGetRequest(enc("")), (e: unknown) => e instanceof QueryRequestError);
-  assert.throws(() => parseGetRequest(enc('{"subject":3}')), (e: unknown) => e instanceof QueryRequestError);
+  assert.throws(
+    () => parseGetRequest(enc("")),
+    (e: unknown) => e instanceof QueryRequestError,
+  );
+  assert.throws(
+    () => parseGetRequest(enc('{"subject":3}')),
+    (e: unknown) => e instanceof QueryRequestError,
+  );
 });
 
 test("query - pages are sorted by subject and say where the next one starts", () => {
   const c = (subject: string): ClientInfo => ({ subject, state: "alive", lastSeenMs: 0, rttMs: 0, missedPings: 0, metadata: {} });
   const all = ["d", "a", "c", "b", "e"].map(c);
-  assert.equal(pageOf(all, 0, 2).page.map((x) => x.subject), ["a", "b"]);
+  assert.equal(
+    pageOf(all, 0, 2).page.map((x) => x.subject),
+    ["a", "b"],
+  );
   assert.is(pageOf(all, 0, 2).nextOffset, 2);
-  assert.equal(pageOf(all, 4, 2).page.map((x) => x.subject), ["e"]);
+  assert.equal(
+    pageOf(all, 4, 2).page.map((x) => x.subject),
+    ["e"],
+  );
   assert.is(pageOf(all, 4, 2).nextOffset, null);
   assert.equal(pageOf(all, 9, 2), { page: [], nextOffset: null });
 });
@@ -173,7 +210,10 @@ test("client - the library imports NATS and the protocol only (no winston, xstat
     for (const p of pkgs) packages.add(p);
   }
   const files = [...seen].map((f) => f.slice(f.indexOf("/src/") + 1)).sort();
-  assert.ok(files.every((f) => f.startsWith("src/client/") || f.startsWith("src/protocol/") || f === "src/index.ts"), files.join(", "));
+  assert.ok(
+    files.every((f) => f.startsWith("src/client/") || f.startsWith("src/protocol/") || f === "src/index.ts"),
+    files.join(", "),
+  );
   const allowed = new Set(["@nats-io/transport-node", "@bufbuild/protobuf", "node:"]);
   for (const p of packages) assert.ok(allowed.has(p) || p.startsWith("node:"), `the library imports ${p}`);
   assert.ok(packages.has("@nats-io/transport-node"));

@@ -60,7 +60,10 @@ function parse(path: string, args: string[], env: Record<string, string> = {}): 
 }
 
 test("config file - YAML keys in kebab-case and camelCase become option values, a list of URLs is joined", async () => {
-  const path = await file("a.yaml", "nats-url:\n  - nats://n1:4222\n  - nats://n2:4222\nleaderTimeout: 3000\nlog-format: json\nverbose: true\ninspect: true\n");
+  const path = await file(
+    "a.yaml",
+    "nats-url:\n  - nats://n1:4222\n  - nats://n2:4222\nleaderTimeout: 3000\nlog-format: json\nverbose: true\ninspect: true\n",
+  );
   const cmd = parse(path, []);
   assert.equal(cmd.opts(), {
     natsUrl: "nats://n1:4222,nats://n2:4222",

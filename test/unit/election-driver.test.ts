@@ -198,11 +198,19 @@ driverTest("driver - a renewal answered after the renew deadline publishes no he
   assert.is(s.heartbeats.length, 1, "no heartbeat for a renewal that came back too late");
   assert.ok(!s.driver.leaseIsValid());
   // The late answer proves the lease was still this leader's: it is checked again at once.
-  assert.equal(s.lease.calls.map((c) => c.args), [[{ coordinatorId: "me", epoch: 7 }, 9]], "a second renewal against the new revision");
+  assert.equal(
+    s.lease.calls.map((c) => c.args),
+    [[{ coordinatorId: "me", epoch: 7 }, 9]],
+    "a second renewal against the new revision",
+  );
   s.lease.answer("renew", 10);
   await flush();
   assert.ok(s.driver.leaseIsValid());
-  assert.equal(s.heartbeats.map((h) => h.epoch), [7, 7], "a heartbeat once a fresh renewal succeeded, same epoch");
+  assert.equal(
+    s.heartbeats.map((h) => h.epoch),
+    [7, 7],
+    "a heartbeat once a fresh renewal succeeded, same epoch",
+  );
   assert.not.ok(s.reports.some((r) => r.type === "SteppedDown"));
 });
 
@@ -226,7 +234,11 @@ driverTest("driver - a leader that wakes past its renew deadline publishes nothi
   const before = await pausedLeader(s);
   assert.equal(s.driver.actor.getSnapshot().value, { leader: { renewal: "renewing", lease: "unsure" } });
   assert.not.ok(s.driver.leaseIsValid(), "the edge's fence is shut while the check is out");
-  assert.equal(s.lease.calls.map((c) => c.args), [[{ coordinatorId: "me", epoch: 7 }, 9]], "one renewal against its own revision");
+  assert.equal(
+    s.lease.calls.map((c) => c.args),
+    [[{ coordinatorId: "me", epoch: 7 }, 9]],
+    "one renewal against its own revision",
+  );
   assert.is(s.heartbeats.length, before.heartbeats, "no heartbeat while unsure");
   assert.is(s.reports.length, before.reports, "no report while unsure");
   assert.ok(
@@ -238,13 +250,19 @@ driverTest("driver - a leader that wakes past its renew deadline publishes nothi
   assert.ok(s.driver.leaseIsValid());
   assert.ok(s.driver.isLeader);
   assert.is(s.driver.epoch, 7, "the same epoch");
-  assert.equal(s.heartbeats.slice(before.heartbeats).map((h) => h.epoch), [7]);
+  assert.equal(
+    s.heartbeats.slice(before.heartbeats).map((h) => h.epoch),
+    [7],
+  );
   assert.is(s.reports.length, before.reports, "no SteppedDown, no BecameLeader");
   assert.ok(s.logLines.some((l) => l.includes("lease confirmed after the renew deadline had passed")));
   // It renews on from the new revision.
   s.lease.expect("renew");
   s.advance(T.heartbeatIntervalMs);
-  assert.equal(s.lease.calls.map((c) => c.args), [[{ coordinatorId: "me", epoch: 7 }, 10]]);
+  assert.equal(
+    s.lease.calls.map((c) => c.args),
+    [[{ coordinatorId: "me", epoch: 7 }, 10]],
+  );
   s.lease.answer("renew", 11);
   await flush();
 });
@@ -258,7 +276,10 @@ driverTest("driver - a leader that wakes past its renew deadline steps down when
   assert.is(state(s), "steppingDown");
   assert.not.ok(s.driver.leaseIsValid());
   assert.is(s.heartbeats.length, before.heartbeats, "not a single heartbeat after waking");
-  assert.equal(s.reports.slice(before.reports).map((r) => `${r.type} ${r.reason} ${r.formerEpoch}`), ["SteppedDown lease-lost 7"]);
+  assert.equal(
+    s.reports.slice(before.reports).map((r) => `${r.type} ${r.reason} ${r.formerEpoch}`),
+    ["SteppedDown lease-lost 7"],
+  );
   assert.ok(s.logLines.some((l) => l.includes("could not confirm the lease after the renew deadline had passed")));
   s.lease.answer("release", undefined);
   await flush();
@@ -276,7 +297,10 @@ driverTest("driver - a leader whose check times out after a pause steps down and
   check.answer.reject(new Error("lease store: renew failed: TIMEOUT"));
   await flush();
   assert.is(state(s), "steppingDown");
-  assert.equal(s.reports.slice(before.reports).map((r) => `${r.type} ${r.reason}`), ["SteppedDown renew-deadline-missed"]);
+  assert.equal(
+    s.reports.slice(before.reports).map((r) => `${r.type} ${r.reason}`),
+    ["SteppedDown renew-deadline-missed"],
+  );
   // The release goes against the last revision this leader knows; the store deletes a write of its that landed since.
   assert.equal(s.lease.calls.find((c) => c.op === "release")?.args, [{ coordinatorId: "me", epoch: 7 }, 9]);
   s.lease.answer("release", undefined);
@@ -387,7 +411,10 @@ driverTest("driver - a follower checks a leader it has not seen against the leas
   assert.is(state(s), "follower");
   assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 0, "the forged epoch never reached the machine");
   assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
-  assert.not.ok(s.reports.some((r) => r.leaderId === "mallory"), "nobody follows the forger");
+  assert.not.ok(
+    s.reports.some((r) => r.leaderId === "mallory"),
+    "nobody follows the forger",
+  );
   // The real leader's heartbeats, at an epoch far below the forged one, are followed:
   // the read that refused the forgery named it, so they need no read of their own.
   s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
@@ -409,41 +436,47 @@ driverTest("driver - a follower checks a leader it has not seen against the leas
   assert.is(s.lease.calls.length, 0);
 });
 
-driverTest("driver - a forged heartbeat in the followed leader's name at a far higher epoch costs one lease read and is refused", async () => {
-  const s = setup();
-  s.driver.start();
-  await followReal(s);
-  const readsBefore = s.lease.reads;
-  const reportsBefore = s.reports.length;
-  // The impersonator uses the real leader's id: only the epoch tells it apart.
-  s.lease.expect("holder");
-  s.hear({ coordinatorId: "real", epoch: 1_000_000, ts: 0 });
-  await waitForCall(s.lease, "holder"); // after the spacing between two reads
-  // A burst of copies arrives while the read is out; the answer comes past the spacing
-  // between two reads, so a second read would go out at once.
-  for (let i = 0; i < 4; i++) s.hear({ coordinatorId: "real", epoch: 1_000_000, ts: 0 });
-  s.advance(100);
-  s.lease.answer("holder", { coordinatorId: "real", epoch: 5 });
-  await flush();
-  assert.is(s.lease.reads - readsBefore, 1, "one lease read");
-  assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 5, "the highest epoch is still the real one");
-  assert.is(s.driver.actor.getSnapshot().context.leader?.epoch, 5, "it still follows the real leader's epoch");
-  assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
-  assert.ok(s.logLines.some((l) => l.includes('"heartbeatFrom":"real"') && l.includes('"heartbeatEpoch":1000000')), "the warning names the forged epoch");
-  assert.is(s.reports.length, reportsBefore, "no election report: nothing changed");
-  // More of the same forgery cost no read while it is remembered as refused (a leader
-  // timeout), and the real leader's heartbeats keep it following. Each comes well past the
-  // spacing between two reads, so a read would be made at once.
-  for (let i = 0; i < 4; i++) {
-    s.advance(T.leaderTimeoutMs / 5);
+driverTest(
+  "driver - a forged heartbeat in the followed leader's name at a far higher epoch costs one lease read and is refused",
+  async () => {
+    const s = setup();
+    s.driver.start();
+    await followReal(s);
+    const readsBefore = s.lease.reads;
+    const reportsBefore = s.reports.length;
+    // The impersonator uses the real leader's id: only the epoch tells it apart.
+    s.lease.expect("holder");
     s.hear({ coordinatorId: "real", epoch: 1_000_000, ts: 0 });
-    s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
-  }
-  await flush();
-  assert.is(s.lease.reads - readsBefore, 1, "still one lease read");
-  assert.is(state(s), "follower");
-  assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 5);
-});
+    await waitForCall(s.lease, "holder"); // after the spacing between two reads
+    // A burst of copies arrives while the read is out; the answer comes past the spacing
+    // between two reads, so a second read would go out at once.
+    for (let i = 0; i < 4; i++) s.hear({ coordinatorId: "real", epoch: 1_000_000, ts: 0 });
+    s.advance(100);
+    s.lease.answer("holder", { coordinatorId: "real", epoch: 5 });
+    await flush();
+    assert.is(s.lease.reads - readsBefore, 1, "one lease read");
+    assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 5, "the highest epoch is still the real one");
+    assert.is(s.driver.actor.getSnapshot().context.leader?.epoch, 5, "it still follows the real leader's epoch");
+    assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
+    assert.ok(
+      s.logLines.some((l) => l.includes('"heartbeatFrom":"real"') && l.includes('"heartbeatEpoch":1000000')),
+      "the warning names the forged epoch",
+    );
+    assert.is(s.reports.length, reportsBefore, "no election report: nothing changed");
+    // More of the same forgery cost no read while it is remembered as refused (a leader
+    // timeout), and the real leader's heartbeats keep it following. Each comes well past the
+    // spacing between two reads, so a read would be made at once.
+    for (let i = 0; i < 4; i++) {
+      s.advance(T.leaderTimeoutMs / 5);
+      s.hear({ coordinatorId: "real", epoch: 1_000_000, ts: 0 });
+      s.hear({ coordinatorId: "real", epoch: 5, ts: 0 });
+    }
+    await flush();
+    assert.is(s.lease.reads - readsBefore, 1, "still one lease read");
+    assert.is(state(s), "follower");
+    assert.is(s.driver.actor.getSnapshot().context.highestEpoch, 5);
+  },
+);
 
 driverTest("driver - a leader does not step down for a forged higher epoch, and does for a real one", async () => {
   const s = setup();
@@ -521,7 +554,10 @@ driverTest("driver - a forged resignation of the confirmed leader is checked aga
   await flush();
   assert.is(state(s), "follower");
   assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 1);
-  assert.not.ok(s.reports.some((r) => r.type === "BecameCandidate"), "nobody stood for election");
+  assert.not.ok(
+    s.reports.some((r) => r.type === "BecameCandidate"),
+    "nobody stood for election",
+  );
   // Refused: more forged resignations cost no read for a leader timeout, and the leader's
   // ordinary heartbeats are still followed.
   for (let i = 0; i < 50; i++) s.hear({ coordinatorId: "real", epoch: 5, ts: 0, resigning: true });
@@ -552,18 +588,21 @@ driverTest("driver - a real resignation is believed as soon as the lease is gone
   assert.is(warned(s, "ignored a heartbeat that the lease does not confirm"), 0);
 });
 
-driverTest("driver - a heartbeat with this coordinator's own id from elsewhere is ignored and warned of once per leader timeout", async () => {
-  const s = setup();
-  s.driver.start();
-  for (let i = 0; i < 3; i++) s.hear({ coordinatorId: "me", epoch: 40 + i, ts: 0 }); // a forger cycling epochs
-  assert.is(warned(s, "another coordinator running with the same --coordinator-id"), 1);
-  s.pause(T.leaderTimeoutMs);
-  s.hear({ coordinatorId: "me", epoch: 50, ts: 0 });
-  assert.is(warned(s, "another coordinator running with the same --coordinator-id"), 2);
-  assert.ok(s.logLines.at(-1)?.includes('"moreHeardSinceLastWarning":2'), "the second warning counts the ones not logged");
-  assert.is(state(s), "follower");
-  assert.is(s.lease.calls.length, 0);
-});
+driverTest(
+  "driver - a heartbeat with this coordinator's own id from elsewhere is ignored and warned of once per leader timeout",
+  async () => {
+    const s = setup();
+    s.driver.start();
+    for (let i = 0; i < 3; i++) s.hear({ coordinatorId: "me", epoch: 40 + i, ts: 0 }); // a forger cycling epochs
+    assert.is(warned(s, "another coordinator running with the same --coordinator-id"), 1);
+    s.pause(T.leaderTimeoutMs);
+    s.hear({ coordinatorId: "me", epoch: 50, ts: 0 });
+    assert.is(warned(s, "another coordinator running with the same --coordinator-id"), 2);
+    assert.ok(s.logLines.at(-1)?.includes('"moreHeardSinceLastWarning":2'), "the second warning counts the ones not logged");
+    assert.is(state(s), "follower");
+    assert.is(s.lease.calls.length, 0);
+  },
+);
 
 /** Confirms the leader real@5 against the lease and follows it. */
 async function followReal(s: ReturnType<typeof setup>): Promise<void> {
@@ -576,7 +615,10 @@ async function followReal(s: ReturnType<typeof setup>): Promise<void> {
 
 async function waitForCall(lease: StrictLeaseStore, op: string): Promise<void> {
   for (let i = 0; i < 100 && !lease.calls.some((c) => c.op === op); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(lease.calls.some((c) => c.op === op), `a ${op} call was made`);
+  assert.ok(
+    lease.calls.some((c) => c.op === op),
+    `a ${op} call was made`,
+  );
 }
 
 test.run();

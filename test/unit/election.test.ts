@@ -34,7 +34,8 @@ function election(options: { timings?: ElectionTimings; random?: RandomSource } 
           if (MONITOR_COMMANDS.has(c.type)) monitorCommands.push(c as MonitorCommand);
           else commands.push(c as ElectionCommand);
           // The edge answers the monitor's sweep with the replies since the last one: none here.
-          if (c.type === "replies.collect") actor.system.get("monitor")?.send({ type: "SWEEP", atMs: clock.now(), stalledMs: 0, replies: [] });
+          if (c.type === "replies.collect")
+            actor.system.get("monitor")?.send({ type: "SWEEP", atMs: clock.now(), stalledMs: 0, replies: [] });
         }),
       ),
     },
@@ -63,8 +64,7 @@ function election(options: { timings?: ElectionTimings; random?: RandomSource } 
       for (let i = 0; i < ms; i++) clock.increment(1);
     },
     state: () => actor.getSnapshot().value,
-    reports: (): ElectionReportBody[] =>
-      commands.flatMap((c) => (c.type === "report.publish" ? [c.report] : [])),
+    reports: (): ElectionReportBody[] => commands.flatMap((c) => (c.type === "report.publish" ? [c.report] : [])),
     lastReport: (): ElectionReportBody | undefined => h.reports().at(-1),
     count: (type: ElectionCommand["type"]) => commands.filter((c) => c.type === type).length,
     /** Runs follower → candidate → lease create, answering it with `epoch`. */
@@ -261,7 +261,10 @@ test("election - a missed renew deadline whose check never answers steps down af
   e.send({ type: "LEASE_RELEASED", holder: null });
   assert.equal(e.lastReport(), { type: "BecameFollower", epoch: 0, state: "follower", reason: "stepped-down" });
   assert.not.ok(
-    e.reports().slice(-2).some((r) => r.epoch === 10),
+    e
+      .reports()
+      .slice(-2)
+      .some((r) => r.epoch === 10),
     "a coordinator that lost its lease never reports under its old epoch",
   );
 });
@@ -304,7 +307,11 @@ test("election - a leader that wakes past its renew deadline checks its lease an
   assert.is(e.actor.system.get("monitor"), monitor, "the same monitor runs on");
   const loads = e.monitorCommands.filter((c) => c.type === "registrations.load" || c.type === "monitor.stop");
   assert.equal(loads, [{ type: "registrations.load" }], "the monitor was neither stopped nor loaded again");
-  assert.equal(e.reports().map((r) => r.type), ["BecameFollower", "BecameCandidate", "BecameLeader"], "no SteppedDown, no second BecameLeader");
+  assert.equal(
+    e.reports().map((r) => r.type),
+    ["BecameFollower", "BecameCandidate", "BecameLeader"],
+    "no SteppedDown, no second BecameLeader",
+  );
   // It goes on renewing from the new revision, and the deadline runs from the check.
   e.advance(T.heartbeatIntervalMs);
   assert.equal(e.commands.at(-1), { type: "lease.renew", epoch: 10, revision: 13 });
@@ -352,10 +359,14 @@ test("election - a check answered too late to count is asked again against the n
   // The answer waited out another pause: it proves nobody wrote the key, not that the lease is valid now.
   e.send({ type: "LEASE_RENEWED", revision: 13, latencyMs: T.renewDeadlineMs });
   assert.equal(e.state(), { leader: { renewal: "renewing", lease: "unsure" } });
-  assert.equal(e.commands.slice(before.commands), [
-    { type: "lease.renew", epoch: 10, revision: 12 },
-    { type: "lease.renew", epoch: 10, revision: 13 },
-  ], "no heartbeat for the late answer; a second check at once");
+  assert.equal(
+    e.commands.slice(before.commands),
+    [
+      { type: "lease.renew", epoch: 10, revision: 12 },
+      { type: "lease.renew", epoch: 10, revision: 13 },
+    ],
+    "no heartbeat for the late answer; a second check at once",
+  );
   e.send({ type: "LEASE_RENEWED", revision: 14, latencyMs: 2 });
   assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } });
   assert.equal(e.commands.at(-1), { type: "heartbeat.publish", epoch: 10, resigning: false });
@@ -530,7 +541,14 @@ test("election - every transition emits exactly one report", () => {
   let reportsBefore = e.reports().length;
   e.actor.subscribe((snapshot) => {
     const now = top(snapshot.value);
-    steps.push({ from: previous!, to: now!, reports: e.reports().slice(reportsBefore).map((r) => r.type) });
+    steps.push({
+      from: previous!,
+      to: now!,
+      reports: e
+        .reports()
+        .slice(reportsBefore)
+        .map((r) => r.type),
+    });
     previous = now;
     reportsBefore = e.reports().length;
   });

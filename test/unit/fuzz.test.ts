@@ -27,7 +27,9 @@ const bytes = fc.uint8Array({ maxLength: 512 });
 const jsonish = fc.oneof(
   bytes,
   fc.json().map((s) => new TextEncoder().encode(s)),
-  fc.record({ myPresenceSubject: fc.oneof(fc.string(), fc.integer(), fc.constant(null)) }).map((o) => new TextEncoder().encode(JSON.stringify(o))),
+  fc
+    .record({ myPresenceSubject: fc.oneof(fc.string(), fc.integer(), fc.constant(null)) })
+    .map((o) => new TextEncoder().encode(JSON.stringify(o))),
 );
 
 const token = fc.stringMatching(/^[A-Za-z0-9_-]{1,12}$/);
@@ -118,9 +120,12 @@ test("fuzz - any bytes under any encoding header give a well-formed report or a 
 
 test("fuzz - a report that names an unknown state or type is refused, not passed on", () => {
   const odd = report.chain((r) =>
-    fc.record({ state: fc.oneof(fc.constantFrom(...STATES), fc.string({ maxLength: 8 })), type: fc.oneof(fc.constantFrom(...REPORT_TYPES), fc.string({ maxLength: 8 })) }).map(
-      (o) => ({ ...r, ...o }) as unknown as Report,
-    ),
+    fc
+      .record({
+        state: fc.oneof(fc.constantFrom(...STATES), fc.string({ maxLength: 8 })),
+        type: fc.oneof(fc.constantFrom(...REPORT_TYPES), fc.string({ maxLength: 8 })),
+      })
+      .map((o) => ({ ...r, ...o }) as unknown as Report),
   );
   fc.assert(
     fc.property(odd, fc.constantFrom("protobuf", "json") as fc.Arbitrary<"protobuf" | "json">, (r, encoding) => {
@@ -141,7 +146,11 @@ test("fuzz - any bytes on the heartbeat subject give a heartbeat with a coordina
   const heartbeatish = fc.oneof(
     jsonish,
     fc
-      .record({ coordinatorId: fc.oneof(fc.string(), fc.integer()), epoch: fc.oneof(fc.integer(), fc.double(), fc.string()), resigning: fc.anything() })
+      .record({
+        coordinatorId: fc.oneof(fc.string(), fc.integer()),
+        epoch: fc.oneof(fc.integer(), fc.double(), fc.string()),
+        resigning: fc.anything(),
+      })
       .map((o) => new TextEncoder().encode(JSON.stringify(o))),
   );
   fc.assert(

@@ -55,7 +55,8 @@ function inspectedMonitor(shardCount: number) {
     sweeps: [] as Extract<MonitorEvent, { type: "SWEEP" }>[],
     send: (e: MonitorEvent) => monitor().send(e),
     load: (subjects: string[]) => monitor().send({ type: "REGISTRATIONS_LOADED", records: subjects.map(record) }),
-    shardContext: (index: number) => ((monitor().getSnapshot().children[`shard-${index}`] as AnyActorRef).getSnapshot().context as Record<string, unknown>),
+    shardContext: (index: number) =>
+      (monitor().getSnapshot().children[`shard-${index}`] as AnyActorRef).getSnapshot().context as Record<string, unknown>,
     /** A client actor's own context (what it heard), not the hub's view of it. */
     clientContext(subject: string, shardCount: number): ClientContext {
       const shard = monitor().getSnapshot().children[`shard-${shardOf(subject, shardCount)}`] as AnyActorRef;
@@ -98,7 +99,11 @@ test("inspection - at 10,000 clients a view carries one page of rows, every shar
   assert.is(view.clients.rows.length, 100, "one page of rows");
   assert.is(view.clients.rows[0]!.subject, "load.client-00000");
   assert.is(view.shards.length, 256);
-  assert.is(view.shards.reduce((n, s) => n + s.clients, 0), 10_000, "the shard counts add up to every client");
+  assert.is(
+    view.shards.reduce((n, s) => n + s.clients, 0),
+    10_000,
+    "the shard counts add up to every client",
+  );
   const presentReports = m.commands.filter((c) => c.type === "report.presence").length;
   assert.is(presentReports, 10_000);
   assert.ok(view.events.length <= 400, `the event ring is bounded (${view.events.length})`);
@@ -140,14 +145,19 @@ test("inspection - a sweep with nothing in it is only counted, a stalled one is 
   m.load(["i.one", "i.two"]);
   m.advance(3000, new Set(["i.one", "i.two"]));
   let view = m.hub.view({});
-  const idle = view.events.filter((e) => e.type === "replies.collect" || e.type === "after sweepInterval" || (e.type === "SWEEP" && e.detail === "0 replies"));
+  const idle = view.events.filter(
+    (e) => e.type === "replies.collect" || e.type === "after sweepInterval" || (e.type === "SWEEP" && e.detail === "0 replies"),
+  );
   assert.equal(idle, [], "62 of 64 shards have no client: their sweeps do not crowd the list");
   const sweeps = view.events.filter((e) => e.type === "SWEEP");
   assert.ok(sweeps.length > 0 && sweeps.every((e) => /^[12] repl(y|ies)/.test(e.detail)), "the sweeps with replies are sampled");
   // The monitor's SWEEP and one per shard that has clients (a shard without any gets none).
   const busyShards = new Set(["i.one", "i.two"].map((s) => shardOf(s, 64))).size;
   const sweepRate = view.rates.byType.find((t) => t.type === "SWEEP")?.perSecond ?? 0;
-  assert.ok(sweepRate >= (1 + busyShards) * 19 && sweepRate <= (1 + busyShards) * 21, `every sweep is counted, and only shards with clients get one (${sweepRate}/s)`);
+  assert.ok(
+    sweepRate >= (1 + busyShards) * 19 && sweepRate <= (1 + busyShards) * 21,
+    `every sweep is counted, and only shards with clients get one (${sweepRate}/s)`,
+  );
 
   m.send({ type: "SWEEP", atMs: 1_000_000 + m.clock.now(), stalledMs: 250, replies: [] });
   view = m.hub.view({ afterSeq: view.lastSeq });
@@ -182,16 +192,34 @@ test("inspection - every event of the selected client is kept, while the others'
   const pingsOfSelected = m.commands.filter((c) => c.type === "clients.ping" && c.subjects.includes("s.c7")).length;
   const repliesOfSelected = m.sweeps.filter((s) => s.replies.some((r) => r.subject === "s.c7")).length;
   const statesOfSelected = m.commands.filter((c) => c.type === "reports.state" && c.reports.some((r) => r.clientSubject === "s.c7")).length;
-  assert.ok(pingsOfSelected >= 2 && repliesOfSelected >= 2 && statesOfSelected >= 1, `${pingsOfSelected} ${repliesOfSelected} ${statesOfSelected}`);
+  assert.ok(
+    pingsOfSelected >= 2 && repliesOfSelected >= 2 && statesOfSelected >= 1,
+    `${pingsOfSelected} ${repliesOfSelected} ${statesOfSelected}`,
+  );
   const ofType = (type: string) => selected.events.filter((e) => e.type === type);
   assert.is(ofType("clients.ping").length, pingsOfSelected, "every ping of the selected client");
-  assert.ok(ofType("clients.ping").every((e) => e.channel === "command" && e.actor.startsWith("shard-")), "sent by its shard");
+  assert.ok(
+    ofType("clients.ping").every((e) => e.channel === "command" && e.actor.startsWith("shard-")),
+    "sent by its shard",
+  );
   assert.is(ofType("SWEEP").length, repliesOfSelected, "every reply of the selected client, once (its shard's SWEEP, not the monitor's)");
-  assert.ok(ofType("SWEEP").every((e) => / s\.c7 replied rtt=1\.5ms/.test(e.detail)), ofType("SWEEP")[0]?.detail);
-  assert.ok(ofType("SWEEP").every((e) => e.actor === `shard-${shardOf("s.c7", 8)}`), "to its shard");
+  assert.ok(
+    ofType("SWEEP").every((e) => / s\.c7 replied rtt=1\.5ms/.test(e.detail)),
+    ofType("SWEEP")[0]?.detail,
+  );
+  assert.ok(
+    ofType("SWEEP").every((e) => e.actor === `shard-${shardOf("s.c7", 8)}`),
+    "to its shard",
+  );
   assert.is(ofType("NodeState").length, statesOfSelected, "every NodeState of the selected client");
-  assert.ok(ofType("NodeState").every((e) => e.channel === "report" && e.detail.startsWith("s.c7 state=alive")), ofType("NodeState")[0]?.detail);
-  assert.ok(selected.events.every((e) => e.actor === "client:s.c7" || e.detail.includes("s.c7")), "only its own events");
+  assert.ok(
+    ofType("NodeState").every((e) => e.channel === "report" && e.detail.startsWith("s.c7 state=alive")),
+    ofType("NodeState")[0]?.detail,
+  );
+  assert.ok(
+    selected.events.every((e) => e.actor === "client:s.c7" || e.detail.includes("s.c7")),
+    "only its own events",
+  );
   const otherPings = view.events.filter((e) => e.type === "clients.ping" && !e.detail.includes("s.c7")).length;
   const allPings = m.commands.filter((c) => c.type === "clients.ping").length;
   assert.ok(otherPings <= 4 * 5, `the other clients' pings are sampled (${otherPings} of ${allPings})`);
@@ -212,7 +240,11 @@ test("inspection - a client's row shows its latest reply from its shard's table,
   assert.equal([row.state, row.machineState, row.lastSeenMs, row.rttMs, row.missedPings], ["alive", "alive", last.atMs, 1.5, 0]);
   // The actor itself heard no event since its registration: it keeps its registration's time.
   assert.is(m.clientContext("q.one", 4).lastSeenMs, registeredAt);
-  assert.is(view.selected!.events.filter((e) => e.channel === "event" && e.actor === "client:q.one").length, 0, "no event reached the actor");
+  assert.is(
+    view.selected!.events.filter((e) => e.channel === "event" && e.actor === "client:q.one").length,
+    0,
+    "no event reached the actor",
+  );
   // The selected client's context, as the page shows it, is as fresh as its row.
   assert.is(view.selected!.context.lastSeen, new Date(last.atMs).toISOString());
   assert.is(view.selected!.context.rttMs, 1.5);
@@ -238,11 +270,21 @@ test("inspection - a dead client stays in the table; filtering, sorting and pagi
   assert.is(dead.missedPings >= 5, true);
 
   view = m.hub.view({ clients: { state: "dead" } });
-  assert.equal(view.clients.rows.map((r) => r.subject), ["c.three"]);
+  assert.equal(
+    view.clients.rows.map((r) => r.subject),
+    ["c.three"],
+  );
   view = m.hub.view({ clients: { text: "O", sort: "subject", descending: true } });
-  assert.equal(view.clients.rows.map((r) => r.subject), ["d.four", "b.two", "a.one"], "case-insensitive filter, reverse order");
+  assert.equal(
+    view.clients.rows.map((r) => r.subject),
+    ["d.four", "b.two", "a.one"],
+    "case-insensitive filter, reverse order",
+  );
   view = m.hub.view({ clients: { offset: 2, limit: 1 } });
-  assert.equal(view.clients.rows.map((r) => r.subject), ["c.three"]);
+  assert.equal(
+    view.clients.rows.map((r) => r.subject),
+    ["c.three"],
+  );
   assert.is(view.clients.total, 4);
 
   // The dead client's chart state can still be shown.
@@ -263,7 +305,12 @@ test("inspector - a shard's client map and liveness table are shown and sent as 
 test("inspection - the page's messages are validated", () => {
   assert.type(parseViewMessage(null), "string");
   assert.type(parseViewMessage({ type: "other" }), "string");
-  const ok = parseViewMessage({ type: "view", coordinator: "c1", select: "monitor", clients: { state: "suspect", sort: "bogus", limit: 50, text: 3 } });
+  const ok = parseViewMessage({
+    type: "view",
+    coordinator: "c1",
+    select: "monitor",
+    clients: { state: "suspect", sort: "bogus", limit: 50, text: 3 },
+  });
   assert.equal(ok, { coordinatorId: "c1", request: { select: "monitor", expandShard: null, clients: { state: "suspect", limit: 50 } } });
 });
 
@@ -290,7 +337,8 @@ test("inspector server - serves the page and the charts, and streams views over 
     await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
     ws.send(JSON.stringify({ type: "view", select: "client:x.one" }));
     const deadline = Date.now() + 3000;
-    while (!views.some((v) => v.view?.selected?.key === "client:x.one") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (!views.some((v) => v.view?.selected?.key === "client:x.one") && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
     const last = views.find((v) => v.view?.selected?.key === "client:x.one")!;
     assert.ok(last, "a view of the selected client arrives");
     assert.is(last.view!.coordinator.coordinatorId, "c1");
@@ -332,7 +380,8 @@ test("inspector server - a port in use is a clear error", async () => {
   try {
     await InspectorServer.start({ host: "127.0.0.1", port: first.port, logger: quiet }).then(
       () => assert.unreachable("a second server on the same port must fail"),
-      (err: Error) => assert.match(err.message, new RegExp(`inspector: port ${first.port} on 127.0.0.1 is in use; pass another with --inspect=<port>`)),
+      (err: Error) =>
+        assert.match(err.message, new RegExp(`inspector: port ${first.port} on 127.0.0.1 is in use; pass another with --inspect=<port>`)),
     );
   } finally {
     await first.stop();

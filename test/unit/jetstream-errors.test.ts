@@ -16,8 +16,10 @@ test("jetstream errors - timeouts, missing responders and a forming cluster are 
   assert.ok(isTransientJetStreamError(new Error("registration store: cannot prepare stream: x", { cause: timeout() })));
   assert.ok(isTransientJetStreamError(new Error("no suitable peers for placement")));
   assert.ok(isTransientJetStreamError(new Error("JetStream system temporarily unavailable")));
-  assert.not.ok(isTransientJetStreamError(new Error("Permissions Violation for Publish to \"$JS.API.STREAM.CREATE.x\"")));
-  assert.not.ok(isTransientJetStreamError(new Error("lease store: bucket has a TTL of 3000 ms, but this coordinator's --leader-timeout is 2000 ms")));
+  assert.not.ok(isTransientJetStreamError(new Error('Permissions Violation for Publish to "$JS.API.STREAM.CREATE.x"')));
+  assert.not.ok(
+    isTransientJetStreamError(new Error("lease store: bucket has a TTL of 3000 ms, but this coordinator's --leader-timeout is 2000 ms")),
+  );
 });
 
 test("jetstream errors - a transient failure is retried until the operation succeeds, with a warning each time", async () => {
@@ -43,10 +45,14 @@ test("jetstream errors - a transient failure is retried until the operation succ
 test("jetstream errors - a refusal is not retried, and retrying stops at the deadline", async () => {
   let calls = 0;
   const refused = new Error("Permissions Violation");
-  await retryWhileNotReady("x", async () => {
-    calls += 1;
-    throw refused;
-  }, { deadlineMs: 10_000, warn: () => undefined }).then(
+  await retryWhileNotReady(
+    "x",
+    async () => {
+      calls += 1;
+      throw refused;
+    },
+    { deadlineMs: 10_000, warn: () => undefined },
+  ).then(
     () => assert.unreachable(),
     (err: unknown) => assert.is(err, refused),
   );
@@ -58,10 +64,14 @@ test("jetstream errors - a refusal is not retried, and retrying stops at the dea
   calls = 0;
   const pauses: number[] = [];
   const last = timeout();
-  await retryWhileNotReady("x", async () => {
-    calls += 1;
-    throw calls > 10 ? refused : last;
-  }, { deadlineMs: 600, warn: (_m, fields) => pauses.push(fields.retryInMs as number) }).then(
+  await retryWhileNotReady(
+    "x",
+    async () => {
+      calls += 1;
+      throw calls > 10 ? refused : last;
+    },
+    { deadlineMs: 600, warn: (_m, fields) => pauses.push(fields.retryInMs as number) },
+  ).then(
     () => assert.unreachable(),
     (err: unknown) => assert.is(err, last, "the last transient error, not the refusal"),
   );
@@ -71,10 +81,14 @@ test("jetstream errors - a refusal is not retried, and retrying stops at the dea
   assert.ok(pauses.reduce((a, b) => a + b, 0) <= 600, `the pauses fit in the deadline (${pauses.join(" + ")} ms)`);
   // A deadline shorter than the first pause: one try, no pause.
   calls = 0;
-  await retryWhileNotReady("x", async () => {
-    calls += 1;
-    throw last;
-  }, { deadlineMs: 100, warn: () => assert.unreachable("no retry") }).then(
+  await retryWhileNotReady(
+    "x",
+    async () => {
+      calls += 1;
+      throw last;
+    },
+    { deadlineMs: 100, warn: () => assert.unreachable("no retry") },
+  ).then(
     () => assert.unreachable(),
     (err: unknown) => assert.is(err, last),
   );
@@ -84,7 +98,11 @@ test("jetstream errors - a refusal is not retried, and retrying stops at the dea
 test("jetstream errors - a creation another process won at the same moment is prepared again at once, a few times, then fails with the server's answer", async () => {
   assert.ok(isCreationRace(overlap()));
   assert.ok(isCreationRace(new Error("registration store: cannot prepare stream and KV bucket x: subjects overlap", { cause: overlap() })));
-  assert.ok(isCreationRace(new JetStreamApiError({ code: 400, err_code: 10058, description: "stream name already in use with a different configuration" })));
+  assert.ok(
+    isCreationRace(
+      new JetStreamApiError({ code: 400, err_code: 10058, description: "stream name already in use with a different configuration" }),
+    ),
+  );
   assert.not.ok(isCreationRace(new Error("subjects overlap with an existing stream")), "only JetStream's own answer, by its code");
   assert.not.ok(isCreationRace(timeout()));
   assert.not.ok(isTransientJetStreamError(overlap()), "not a JetStream that is not ready: no retries until the deadline");
@@ -110,10 +128,14 @@ test("jetstream errors - a creation another process won at the same moment is pr
   // A stream of those subjects that is not ours: a few tries, then the server's answer.
   calls = 0;
   const refused = overlap();
-  await retryWhileNotReady("x", async () => {
-    calls += 1;
-    throw refused;
-  }, { deadlineMs: 60_000, warn: () => undefined }).then(
+  await retryWhileNotReady(
+    "x",
+    async () => {
+      calls += 1;
+      throw refused;
+    },
+    { deadlineMs: 60_000, warn: () => undefined },
+  ).then(
     () => assert.unreachable(),
     (err: unknown) => assert.is(err, refused),
   );

@@ -90,7 +90,12 @@ test("liveness - held clients are not swept, not even by a stall, until they sta
   let at = T0;
   const swept: SweepResult[] = [];
   for (; at < T0 + 2 * T.deadTimeoutMs; at += 50) swept.push(table.sweep(at, at === T0 + 1000 ? 400 : 0, []));
-  const touched = swept.flatMap((r) => [...r.ping, ...r.missed.map((f) => f.subject), ...r.dead.map((f) => f.subject), ...r.states.map((x) => x.clientSubject)]);
+  const touched = swept.flatMap((r) => [
+    ...r.ping,
+    ...r.missed.map((f) => f.subject),
+    ...r.dead.map((f) => f.subject),
+    ...r.states.map((x) => x.clientSubject),
+  ]);
   assert.equal(
     touched.filter((s) => s !== "svc.free"),
     [],
@@ -103,7 +108,11 @@ test("liveness - held clients are not swept, not even by a stall, until they sta
   const firsts = subjects.map((s) => pingsOf(seen, s)[0]! - at);
   assert.ok(Math.max(...firsts) <= T.pingIntervalMs + 50, `every first ping within an interval: ${Math.max(...firsts)}`);
   assert.ok(firsts.filter((d) => d < T.pingIntervalMs / 2).length > 50, "the first pings fill the first half of the interval too");
-  assert.equal(subjects.flatMap((s) => deathsOf(seen, s)), [], "all answer: nobody dead");
+  assert.equal(
+    subjects.flatMap((s) => deathsOf(seen, s)),
+    [],
+    "all answer: nobody dead",
+  );
 });
 
 test("liveness - a small fleet whose subjects differ only in their last characters is spread too", () => {
@@ -119,7 +128,10 @@ test("liveness - a small fleet whose subjects differ only in their last characte
     }
     // Half a ping interval is 8 sweeps of 50 ms (7.5 first pings each), half a state interval 15 (4 each).
     assert.ok(pings.size >= 7 && Math.max(...pings.values()) <= 18, `${prefix}: first pings ${JSON.stringify([...pings.values()])}`);
-    assert.ok(states.size >= 12 && Math.max(...states.values()) <= 12, `${prefix}: first NodeStates ${JSON.stringify([...states.values()])}`);
+    assert.ok(
+      states.size >= 12 && Math.max(...states.values()) <= 12,
+      `${prefix}: first NodeStates ${JSON.stringify([...states.values()])}`,
+    );
   }
 });
 
@@ -131,7 +143,10 @@ test("liveness - a client's key names its slot and shard; a reply's key is a sho
   for (const { result } of seen) result.ping.forEach((s, i) => keyOf.set(s, result.pingKeys[i]!));
   assert.equal([...keyOf.keys()].sort(), ["a", "b", "c"], "every client pinged once, with its key");
   assert.equal(new Set(keyOf.values()).size, 3, "one key per client");
-  assert.ok([...keyOf.values()].every((k) => Number.isInteger(k) && k % 5 === 2), `each key names shard 2 of 5: ${[...keyOf.values()]}`);
+  assert.ok(
+    [...keyOf.values()].every((k) => Number.isInteger(k) && k % 5 === 2),
+    `each key names shard 2 of 5: ${[...keyOf.values()]}`,
+  );
   const at = T0 + 1000;
   const lastSeen = (s: string) => table.get(s)!.lastSeenMs;
   table.reply({ subject: "a", key: keyOf.get("a")!, atMs: at, rttMs: 1 });
@@ -147,7 +162,9 @@ test("liveness - a client's key names its slot and shard; a reply's key is a sho
   const aKey = keyOf.get("a")!;
   table.remove("a");
   table.register("d", {}, at + 20);
-  const d = run(table, at + 20, at + 20 + T.pingIntervalMs, 10).flatMap(({ result }) => result.pingKeys.filter((_, i) => result.ping[i] === "d"));
+  const d = run(table, at + 20, at + 20 + T.pingIntervalMs, 10).flatMap(({ result }) =>
+    result.pingKeys.filter((_, i) => result.ping[i] === "d"),
+  );
   assert.equal(d, [aKey], "d has a's former key");
   assert.is(table.reply({ subject: "a", key: aKey, atMs: at + 30, rttMs: 1 }), null, "a is not in the table");
   assert.is(lastSeen("d"), at + 20, "d's liveness is untouched by a's reply");
@@ -227,19 +244,43 @@ test("liveness - a sweep finds dead before missed before a ping", () => {
   assert.equal(first.ping.sort(), ["both", "fresh", "missed"]);
   // "fresh" answers; the others are judged a ping interval later: missed, and pinged again at once.
   const second = table.sweep(T0 + 2 * T.pingIntervalMs, 0, [{ subject: "fresh", atMs: T0 + 760, rttMs: 10 }]);
-  assert.equal(second.missed.map((f) => [f.subject, f.missedPings]).sort(), [["both", 1], ["missed", 1]]);
-  assert.equal(second.ping.sort(), ["both", "fresh", "missed"], "missed: pinged again at once; answered: a ping interval after its last ping");
+  assert.equal(second.missed.map((f) => [f.subject, f.missedPings]).sort(), [
+    ["both", 1],
+    ["missed", 1],
+  ]);
+  assert.equal(
+    second.ping.sort(),
+    ["both", "fresh", "missed"],
+    "missed: pinged again at once; answered: a ping interval after its last ping",
+  );
   assert.equal([second.dead, second.replied], [[], []], "a reply from a client that missed nothing is no fact");
   // Long after: "missed" answers its second ping; "both" is past its second ping's deadline
   // and past the dead timeout, and dead wins: no miss, no ping, no NodeState for it. "fresh"
   // was due a ping long ago and is past the dead timeout too: dead, without a miss first.
   table.register("newer", {}, T0 + 4000);
   const late = table.sweep(T0 + 8000, 0, [{ subject: "missed", atMs: T0 + 7990, rttMs: 5 }]);
-  assert.equal(late.dead.map((f) => [f.subject, f.missedPings]), [["both", 1], ["fresh", 0]], "dead, with the misses each had");
+  assert.equal(
+    late.dead.map((f) => [f.subject, f.missedPings]),
+    [
+      ["both", 1],
+      ["fresh", 0],
+    ],
+    "dead, with the misses each had",
+  );
   assert.equal(late.missed, [], "nobody is also missed");
-  assert.equal(late.ping.sort(), ["missed", "newer"], "the newer client's first ping and the next of the one whose answered ping was long due; the dead are not pinged");
-  assert.not.ok(late.states.some((r) => r.clientSubject === "both" || r.clientSubject === "fresh"), "no NodeState for a dead client");
-  assert.equal(late.replied.map((f) => [f.subject, f.lastSeenMs, f.missedPings]), [["missed", T0 + 7990, 0]]);
+  assert.equal(
+    late.ping.sort(),
+    ["missed", "newer"],
+    "the newer client's first ping and the next of the one whose answered ping was long due; the dead are not pinged",
+  );
+  assert.not.ok(
+    late.states.some((r) => r.clientSubject === "both" || r.clientSubject === "fresh"),
+    "no NodeState for a dead client",
+  );
+  assert.equal(
+    late.replied.map((f) => [f.subject, f.lastSeenMs, f.missedPings]),
+    [["missed", T0 + 7990, 0]],
+  );
   assert.equal([table.has("both"), table.has("fresh"), table.has("missed"), table.has("newer")], [false, false, true, true]);
 });
 
@@ -299,7 +340,10 @@ test("liveness - a reply read after a stall counts from when it was read; one re
   const firstPing = pingsOf(seen, "after")[0]!;
   assert.ok(firstPing > now && firstPing - now <= T.pingIntervalMs + 50, `pinged ${firstPing - now} ms after the stalled sweep`);
   const [dead] = deathsOf(seen, "after");
-  assert.ok(dead! - (now - 1) >= T.deadTimeoutMs && dead! - (now - 1) <= T.deadTimeoutMs + 50, `dead ${dead! - (now - 1)} ms after its reply`);
+  assert.ok(
+    dead! - (now - 1) >= T.deadTimeoutMs && dead! - (now - 1) <= T.deadTimeoutMs + 50,
+    `dead ${dead! - (now - 1)} ms after its reply`,
+  );
   // Read before the stall: the stall does not count against it.
   const [deadBefore] = deathsOf(seen, "before");
   assert.ok(deadBefore! - (T0 + 1001) >= T.deadTimeoutMs + STALL, `dead ${deadBefore! - (T0 + 1001)} ms after its reply`);
@@ -318,7 +362,11 @@ test("liveness - a ping that was not sent is asked for again, not judged, even i
     const after = [{ at, result: next }, ...run(table, at, at + 2 * T.pingIntervalMs, 50)];
     const again = pingsOf(after, "a")[0]!;
     assert.is(again, stall === 0 ? at : at + 50, `stall=${stall}: asked again at once (after the stalled sweep, at the next)`);
-    assert.is(missesOf(after, "a")[0]!.at, again + T.pingIntervalMs, `stall=${stall}: missed a ping interval after the ping that went out, not ${asked}'s`);
+    assert.is(
+      missesOf(after, "a")[0]!.at,
+      again + T.pingIntervalMs,
+      `stall=${stall}: missed a ping interval after the ping that went out, not ${asked}'s`,
+    );
   }
 });
 
@@ -347,7 +395,9 @@ test("liveness - a removed client's slot is reused by the next one, which starts
   assert.ok(firstPing >= T0 + 3000 + T.pingIntervalMs / 2, "its first ping is spread like any new client's");
   assert.is(missesOf(after, "new")[0]!.missedPings, 1, "its misses count from zero");
   const all = [...seen, ...after];
-  const old = all.filter((s) => s.at > T0 + 3000 && (s.result.ping.includes("old") || s.result.states.some((r) => r.clientSubject === "old")));
+  const old = all.filter(
+    (s) => s.at > T0 + 3000 && (s.result.ping.includes("old") || s.result.states.some((r) => r.clientSubject === "old")),
+  );
   assert.equal(old, [], "nothing of old after its removal");
   assert.is(table.size, 1);
 });

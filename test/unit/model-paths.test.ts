@@ -51,7 +51,13 @@ const CLIENT_EVENTS: ClientEvent[] = [
   { type: "PING_MISSED", lastSeenMs: 1000, rttMs: 0, missedPings: 2 },
   { type: "REPLIED", lastSeenMs: 4000, rttMs: 3, missedPings: 0 },
   { type: "DEAD_TIMEOUT", lastSeenMs: 1000, rttMs: 0, missedPings: 6 },
-  { type: "RESET", record: { ...record, registration: { subject: SUBJECT, metadata: { m: 2 } }, revision: 6 }, lastSeenMs: 5000, rttMs: 4, missedPings: 0 },
+  {
+    type: "RESET",
+    record: { ...record, registration: { subject: SUBJECT, metadata: { m: 2 } }, revision: 6 },
+    lastSeenMs: 5000,
+    rttMs: 4,
+    missedPings: 0,
+  },
   { type: "LEAVE", lastSeenMs: 6000, rttMs: 6, missedPings: 0 },
 ];
 /** What the shard says of a client that never replies again, once the path is done. */
@@ -115,7 +121,8 @@ const STATE_OF: Record<ClientReport["type"], ClientReport["state"][]> = {
 
 function checkClientInvariants(events: ClientEvent[], { log, finished, timers }: ReturnType<typeof runClient>): void {
   let text: string | undefined; // built once per path: every assertion message uses it
-  const where = () => (text ??= `path: ${events.map((e) => `${e.type}(${e.missedPings})`).join(" > ")}\ncommands: ${log.map((l) => l.command.type === "report.presence" ? l.command.report.type : l.command.type).join(", ")}`);
+  const where = () =>
+    (text ??= `path: ${events.map((e) => `${e.type}(${e.missedPings})`).join(" > ")}\ncommands: ${log.map((l) => (l.command.type === "report.presence" ? l.command.report.type : l.command.type)).join(", ")}`);
   const reports = log.flatMap((l) => (l.command.type === "report.presence" ? [{ step: l.step, ...l.command.report }] : []));
   assert.is(reports[0]?.type, "NodePresent", `the first report is NodePresent\n${where()}`);
   for (const r of reports) assert.ok(STATE_OF[r.type].includes(r.state), `${r.type} carries state ${r.state}\n${where()}`);
@@ -125,13 +132,24 @@ function checkClientInvariants(events: ClientEvent[], { log, finished, timers }:
   if (dead >= 0) {
     const rest = log.slice(dead + 1).map((l) => l.command);
     const revision = lastRevision(events, log[dead]!.step);
-    assert.equal(rest, [{ type: "registration.remove", subject: SUBJECT, revision }], `after NodeDead only its registration is removed, once, against its revision\n${where()}`);
+    assert.equal(
+      rest,
+      [{ type: "registration.remove", subject: SUBJECT, revision }],
+      `after NodeDead only its registration is removed, once, against its revision\n${where()}`,
+    );
   }
   if (dead >= 0) {
     // NodeDead carries what the sweep found: the last reply and every missed ping.
-    const fact = (log[dead]!.step <= events.length ? events[log[dead]!.step - 1] : NEVER_AGAIN) as Extract<ClientEvent, { type: "DEAD_TIMEOUT" }>;
+    const fact = (log[dead]!.step <= events.length ? events[log[dead]!.step - 1] : NEVER_AGAIN) as Extract<
+      ClientEvent,
+      { type: "DEAD_TIMEOUT" }
+    >;
     const r = reports.find((r) => r.type === "NodeDead")!;
-    assert.equal([r.lastSeenMs, r.rttMs, r.missedPings], [fact.lastSeenMs, fact.rttMs, fact.missedPings], `NodeDead carries its fact\n${where()}`);
+    assert.equal(
+      [r.lastSeenMs, r.rttMs, r.missedPings],
+      [fact.lastSeenMs, fact.rttMs, fact.missedPings],
+      `NodeDead carries its fact\n${where()}`,
+    );
   }
   if (left >= 0) assert.is(log.length, left + 1, `nothing after NodeLeft\n${where()}`);
   // Every report carries what its shard knew when it was made: NodePresent again and NodeLeft too.
@@ -142,7 +160,7 @@ function checkClientInvariants(events: ClientEvent[], { log, finished, timers }:
   }
   if (left < 0) assert.ok(dead >= 0, `a client that never replies again gets a NodeDead\n${where()}`);
   assert.is(finished.length, 1, `its shard hears once that it finished\n${where()}`);
-  assert.is(finished[0], (reports.find((r) => r.type === "NodeDead" || r.type === "NodeLeft")!).step, `when it finished\n${where()}`);
+  assert.is(finished[0], reports.find((r) => r.type === "NodeDead" || r.type === "NodeLeft")!.step, `when it finished\n${where()}`);
   // Liveness reports alternate: suspect only when alive, recovered only when suspect.
   // A registration again (NodePresent after the first) says who the client is, not that it
   // is alive: it carries the liveness the client had, and changes nothing of it.
@@ -161,7 +179,8 @@ function checkClientInvariants(events: ClientEvent[], { log, finished, timers }:
   }
   // The client actor only reports and removes its registration (its shard pings and sends
   // NodeState), and it never sets a timer: every wait is in its shard's liveness table.
-  for (const l of log) assert.ok(l.command.type === "report.presence" || l.command.type === "registration.remove", `${l.command.type}\n${where()}`);
+  for (const l of log)
+    assert.ok(l.command.type === "report.presence" || l.command.type === "registration.remove", `${l.command.type}\n${where()}`);
   assert.equal(timers, [], `no timer\n${where()}`);
 }
 
@@ -338,8 +357,14 @@ test("model - election: every generated path keeps the election invariants", () 
   });
   const reached = new Set(shortest.map((p) => JSON.stringify(p.state.value)));
   for (const s of ['"follower"', '"steppingDown"', '"resigning"', '"stopped"']) assert.ok(reached.has(s), `reaches ${s}`);
-  assert.ok([...reached].some((s) => s.includes("retrying")), "reaches a renewal retry");
-  assert.ok([...reached].some((s) => s.includes("unsure")), "reaches a leader unsure of its lease");
+  assert.ok(
+    [...reached].some((s) => s.includes("retrying")),
+    "reaches a renewal retry",
+  );
+  assert.ok(
+    [...reached].some((s) => s.includes("unsure")),
+    "reaches a leader unsure of its lease",
+  );
   // Follow the context along each path, so that the extensions use values a cluster can produce.
   const paths = extend(
     shortest.map((p) => p.steps.slice(1).map((s) => s.event as EventObject)),

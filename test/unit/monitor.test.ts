@@ -155,13 +155,13 @@ function presence({ shardCount = 4, sweepIntervalMs = P.sweepIntervalMs }: Optio
           ? e.command.reports.filter((r) => subject === undefined || r.clientSubject === subject).map((r) => ({ ...r, at: e.at }))
           : [],
       ),
-    pings: (subject: string) => log.filter((e) => e.command.type === "clients.ping" && e.command.subjects.includes(subject)).map((e) => e.at),
+    pings: (subject: string) =>
+      log.filter((e) => e.command.type === "clients.ping" && e.command.subjects.includes(subject)).map((e) => e.at),
     /** The replies of `subject` that reached the monitor, in order. */
     delivered: (subject: string) => sweeps.flatMap((s) => s.replies.filter((r) => r.subject === subject)),
     commandTypes: () => log.map((e) => e.command.type),
     /** The subjects of each shard actor's client actors, by shard actor id. */
-    shards: (): Record<string, string[]> =>
-      Object.fromEntries(shardActors().map((shard) => [shard.id, [...clientsOf(shard).keys()]])),
+    shards: (): Record<string, string[]> => Object.fromEntries(shardActors().map((shard) => [shard.id, [...clientsOf(shard).keys()]])),
     tables: (): LivenessTable[] => shardActors().map((shard) => shard.getSnapshot().context.liveness as LivenessTable),
     clientCount: () => shardActors().reduce((n, s) => n + clientsOf(s).size, 0),
     /** Timers pending in the whole actor system, by the id of the actor that set them. */
@@ -184,7 +184,11 @@ test("monitor - loads stored registrations before it pulls new ones, and sweeps 
   const before = p.log.length;
   p.load("a", "b", "c");
   const types = p.log.slice(before).map((e) => e.command.type);
-  assert.equal(types, ["report.presence", "report.presence", "report.presence", "registrations.pull"], "pulling starts only after every stored client is monitored");
+  assert.equal(
+    types,
+    ["report.presence", "report.presence", "report.presence", "registrations.pull"],
+    "pulling starts only after every stored client is monitored",
+  );
   assert.equal(p.types().sort(), ["NodePresent", "NodePresent", "NodePresent"]);
   assert.is(p.clientCount(), 3);
   assert.equal(p.monitor().getSnapshot().value, { registrations: "running", sweeping: "waiting" });
@@ -215,15 +219,28 @@ test("monitor - a load in parts reports each part present at once, pings and jud
   p.advance(P.deadTimeoutMs + P.pingIntervalMs + 2 * P.sweepIntervalMs);
   for (const s of ["a", "b", "c", "d"]) {
     const first = p.pings(s)[0];
-    assert.ok(first !== undefined && first - loadedAt <= P.pingIntervalMs + P.sweepIntervalMs, `${s}: first ping ${first! - loadedAt} ms after the load`);
+    assert.ok(
+      first !== undefined && first - loadedAt <= P.pingIntervalMs + P.sweepIntervalMs,
+      `${s}: first ping ${first! - loadedAt} ms after the load`,
+    );
     const state = p.states(s)[0];
-    assert.ok(state !== undefined && state.at - loadedAt <= P.stateIntervalMs + P.sweepIntervalMs, `${s}: first NodeState ${state!.at - loadedAt} ms after the load`);
+    assert.ok(
+      state !== undefined && state.at - loadedAt <= P.stateIntervalMs + P.sweepIntervalMs,
+      `${s}: first NodeState ${state!.at - loadedAt} ms after the load`,
+    );
   }
   // The silent client of the first part: dead a dead timeout after the load, not after its part.
   const dead = p.reports("b").find((r) => r.type === "NodeDead");
   assert.ok(dead !== undefined, "b is reported dead");
-  assert.ok(dead.at - loadedAt >= P.deadTimeoutMs && dead.at - loadedAt <= P.deadTimeoutMs + P.sweepIntervalMs, `b dead ${dead.at - loadedAt} ms after the load`);
-  assert.equal(["a", "c", "d"].map((s) => p.types(s)), [["NodePresent"], ["NodePresent"], ["NodePresent"]], "the answering ones stay alive");
+  assert.ok(
+    dead.at - loadedAt >= P.deadTimeoutMs && dead.at - loadedAt <= P.deadTimeoutMs + P.sweepIntervalMs,
+    `b dead ${dead.at - loadedAt} ms after the load`,
+  );
+  assert.equal(
+    ["a", "c", "d"].map((s) => p.types(s)),
+    [["NodePresent"], ["NodePresent"], ["NodePresent"]],
+    "the answering ones stay alive",
+  );
   // A part that comes after loading (it cannot, from the edge) changes nothing.
   p.send({ type: "REGISTRATIONS_CHUNK", records: ["e"].map((s) => p.record(s)) });
   assert.is(p.clientCount(), 3, "b is gone, e was not taken");
@@ -248,7 +265,11 @@ test("client - clients that answer every ping get one NodeState per state interv
   p.send({ type: "REGISTRATIONS_LOADED", records: subjects.map((s) => p.record(s, { zone: s.length % 3 })) });
   const RUN = 6 * P.stateIntervalMs;
   p.advance(RUN);
-  assert.equal(p.types(), subjects.map(() => "NodePresent"), "no lifecycle report but the first");
+  assert.equal(
+    p.types(),
+    subjects.map(() => "NodePresent"),
+    "no lifecycle report but the first",
+  );
   for (const s of subjects) {
     // NodeState: the first within the first state interval, then exactly one per interval.
     const states = p.states(s);
@@ -258,7 +279,10 @@ test("client - clients that answer every ping get one NodeState per state interv
     for (const r of states) {
       assert.equal([r.state, r.missedPings, r.rttMs], ["alive", 0, 2], `${s} at ${r.at}`);
       assert.equal(r.metadata, { zone: s.length % 3 }, "metadata travels in every report");
-      assert.ok(T0 + r.at - r.lastSeenMs < P.pingIntervalMs + 2 * P.sweepIntervalMs, `${s}: last seen ${T0 + r.at - r.lastSeenMs} ms before`);
+      assert.ok(
+        T0 + r.at - r.lastSeenMs < P.pingIntervalMs + 2 * P.sweepIntervalMs,
+        `${s}: last seen ${T0 + r.at - r.lastSeenMs} ms before`,
+      );
     }
     // Pings: the first within the first ping interval, then one every ping interval.
     const pings = p.pings(s);
@@ -285,7 +309,11 @@ test("client - clients that answer every ping get one NodeState per state interv
     perShardSweep.add(key);
   }
   // The budget of design §10: no event and no timer for any client actor in steady state.
-  assert.equal(p.clientEvents.filter((e) => e.type !== "xstate.init"), [], "no event reached a client actor after it started");
+  assert.equal(
+    p.clientEvents.filter((e) => e.type !== "xstate.init"),
+    [],
+    "no event reached a client actor after it started",
+  );
   assert.is(p.clientEvents.length, subjects.length, "each client actor started once");
   assert.equal(p.clientTimers, [], "no client actor set a timer");
   assert.equal(p.pendingTimers(), ["monitor"], "the only pending timer is the monitor's sweep");
@@ -301,20 +329,34 @@ for (const sweepIntervalMs of [50, 120]) {
     p.advance(2000);
     p.silence("svc.quiet");
     p.advance(10_000);
-    assert.ok(p.sweeps.every((s) => s.at % S === 0), "every sweep on the sweep interval");
+    assert.ok(
+      p.sweeps.every((s) => s.at % S === 0),
+      "every sweep on the sweep interval",
+    );
     const lastReply = p.delivered("svc.quiet").at(-1)!.atMs - T0;
     const pings = p.pings("svc.quiet").filter((t) => t > lastReply);
     const reports = p.reports("svc.quiet");
-    assert.equal(reports.map((r) => r.type), ["NodePresent", "NodeSuspect", "NodeDead"], "suspect once, dead once");
+    assert.equal(
+      reports.map((r) => r.type),
+      ["NodePresent", "NodeSuspect", "NodeDead"],
+      "suspect once, dead once",
+    );
     const [, suspect, dead] = reports;
     // The first ping after the last reply (a ping interval after the ping it answered) goes
     // unanswered: suspect a ping interval later.
-    assert.ok(pings[0]! - lastReply > 0 && pings[0]! - lastReply < P.pingIntervalMs + S, `pinged ${pings[0]! - lastReply} ms after the last reply`);
-    assert.ok(suspect!.at - pings[0]! >= P.pingIntervalMs && suspect!.at - pings[0]! < P.pingIntervalMs + S, `suspect ${suspect!.at - pings[0]!} ms after the ping`);
+    assert.ok(
+      pings[0]! - lastReply > 0 && pings[0]! - lastReply < P.pingIntervalMs + S,
+      `pinged ${pings[0]! - lastReply} ms after the last reply`,
+    );
+    assert.ok(
+      suspect!.at - pings[0]! >= P.pingIntervalMs && suspect!.at - pings[0]! < P.pingIntervalMs + S,
+      `suspect ${suspect!.at - pings[0]!} ms after the ping`,
+    );
     assert.equal([suspect!.state, suspect!.missedPings, suspect!.lastSeenMs], ["suspect", 1, T0 + lastReply]);
     // Pinged again at once, then every ping interval (on the sweep grid) until dead.
     assert.is(pings[1], suspect!.at, "pinged again as it is found suspect");
-    for (const gap of gaps(pings.slice(1))) assert.ok(gap >= P.pingIntervalMs && gap < P.pingIntervalMs + S, `pinged again after ${gap} ms`);
+    for (const gap of gaps(pings.slice(1)))
+      assert.ok(gap >= P.pingIntervalMs && gap < P.pingIntervalMs + S, `pinged again after ${gap} ms`);
     assert.ok(pings.at(-1)! < dead!.at, "not pinged once dead");
     // Dead within one sweep interval of the dead timeout after its last reply.
     const silentFor = dead!.at - lastReply;
@@ -324,7 +366,10 @@ for (const sweepIntervalMs of [50, 120]) {
     // NodeState while suspect says so; none after death.
     const states = p.states("svc.quiet");
     for (const r of states.filter((r) => r.at > suspect!.at)) assert.equal([r.state, r.missedPings > 0], ["suspect", true]);
-    assert.ok(states.every((r) => r.at < dead!.at), "no NodeState after NodeDead");
+    assert.ok(
+      states.every((r) => r.at < dead!.at),
+      "no NodeState after NodeDead",
+    );
     const removals = p.log.filter((e) => e.command.type === "registration.remove");
     assert.equal(
       removals.map((e) => [e.at, e.command]),
@@ -402,7 +447,11 @@ test("client - registering again replaces the metadata and reports NodePresent, 
   assert.is(p.types("svc.r").at(-1), "NodeDead");
   assert.equal(p.reports("svc.r").at(-1)!.metadata, { restart: 4600 });
   p.advance(5000);
-  assert.equal(p.types("svc.r").filter((t) => t !== "NodePresent"), ["NodeSuspect", "NodeDead"], "suspect once, through every registration; dead once");
+  assert.equal(
+    p.types("svc.r").filter((t) => t !== "NodePresent"),
+    ["NodeSuspect", "NodeDead"],
+    "suspect once, through every registration; dead once",
+  );
   assert.is(p.log.filter((e) => e.command.type === "registration.remove").length, 1);
 });
 
@@ -419,7 +468,10 @@ test("client - a client that registers again and replies recovers", () => {
   p.advance(2 * P.deadTimeoutMs); // silent again: suspect and dead, a dead timeout after the reply
   assert.equal(p.types("svc.back").slice(4), ["NodeSuspect", "NodeDead"]);
   const dead = p.reports("svc.back").at(-1)!;
-  assert.ok(dead.at - 1600 >= P.deadTimeoutMs && dead.at - 1600 < P.deadTimeoutMs + P.sweepIntervalMs, `dead ${dead.at - 1600} ms after the reply`);
+  assert.ok(
+    dead.at - 1600 >= P.deadTimeoutMs && dead.at - 1600 < P.deadTimeoutMs + P.sweepIntervalMs,
+    `dead ${dead.at - 1600} ms after the reply`,
+  );
 });
 
 test("client - a dead client that replies late stays dead until it registers again", () => {
@@ -518,7 +570,10 @@ for (const stallMs of [2 * P.deadTimeoutMs, 1000]) {
       [],
       "no NodeSuspect and no NodeDead",
     );
-    assert.ok(p.states().some((r) => r.at === stalled.at), "NodeState goes on in the stalled sweep");
+    assert.ok(
+      p.states().some((r) => r.at === stalled.at),
+      "NodeState goes on in the stalled sweep",
+    );
     assert.ok(p.states().every((r) => r.state === "alive"));
     // The same schedule without the stall flag calls live clients suspect or dead.
     const unflagged = run(false).p;
@@ -545,7 +600,10 @@ test("monitor - a client that answers right after a stall and then falls silent 
     const dead = p.reports(r.subject).find((x) => x.type === "NodeDead");
     assert.ok(dead !== undefined, `${r.subject} is dead`);
     const silentFor = T0 + dead!.at - r.atMs;
-    assert.ok(silentFor >= P.deadTimeoutMs && silentFor < P.deadTimeoutMs + P.sweepIntervalMs, `${r.subject}: dead ${silentFor} ms after its reply`);
+    assert.ok(
+      silentFor >= P.deadTimeoutMs && silentFor < P.deadTimeoutMs + P.sweepIntervalMs,
+      `${r.subject}: dead ${silentFor} ms after its reply`,
+    );
   }
 });
 
@@ -557,7 +615,11 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
   assert.is(p.types().filter((t) => t === "NodePresent").length, 2000);
   // Where the monitor really put them: each shard actor's client actors.
   const shards = p.shards();
-  assert.equal(Object.keys(shards), Array.from({ length: 16 }, (_, i) => `shard-${i}`), "16 shard actors");
+  assert.equal(
+    Object.keys(shards),
+    Array.from({ length: 16 }, (_, i) => `shard-${i}`),
+    "16 shard actors",
+  );
   const perShard = Object.values(shards).map((children) => children.length);
   assert.ok(Math.min(...perShard) > 60 && Math.max(...perShard) < 200, `an even spread: ${perShard.join(",")}`);
   const placed = Object.values(shards).flat();
@@ -577,7 +639,8 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
   assert.is(p.types().filter((t) => t !== "NodePresent").length, 0);
   // Each client's key, on its pings and its NodeStates: one per client, naming its shard.
   const keyOf = new Map<string, Set<number>>();
-  const note = (subject: string, key: number | undefined) => (keyOf.get(subject) ?? keyOf.set(subject, new Set()).get(subject)!).add(key ?? -1);
+  const note = (subject: string, key: number | undefined) =>
+    (keyOf.get(subject) ?? keyOf.set(subject, new Set()).get(subject)!).add(key ?? -1);
   for (const { command } of p.log) {
     if (command.type === "clients.ping") command.subjects.forEach((s, i) => note(s, command.keys[i]));
     if (command.type === "reports.state") command.reports.forEach((r, i) => note(r.clientSubject, command.keys[i]));
@@ -594,11 +657,22 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
   const q = presence({ shardCount: 4 });
   q.load("dup.a", "dup.a", "dup.b");
   assert.is(q.clientCount(), 2);
-  assert.is(q.tables().reduce((n, t) => n + t.size, 0), 2);
+  assert.is(
+    q.tables().reduce((n, t) => n + t.size, 0),
+    2,
+  );
   // A reply whose key is no key (a log edited by hand) goes by its subject.
   const at = q.wall();
-  q.send({ type: "SWEEP", atMs: at, stalledMs: 0, replies: [-1, 2.5, Number.NaN].map((key, i) => ({ subject: "dup.b", key, atMs: at - 3 + i, rttMs: 1 })) });
-  const b = q.tables().map((t) => t.get("dup.b")).find((e) => e !== undefined);
+  q.send({
+    type: "SWEEP",
+    atMs: at,
+    stalledMs: 0,
+    replies: [-1, 2.5, Number.NaN].map((key, i) => ({ subject: "dup.b", key, atMs: at - 3 + i, rttMs: 1 })),
+  });
+  const b = q
+    .tables()
+    .map((t) => t.get("dup.b"))
+    .find((e) => e !== undefined);
   assert.is(b?.lastSeenMs, at - 1, "each of them reached dup.b's shard");
 });
 

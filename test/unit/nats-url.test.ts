@@ -4,7 +4,17 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { authMethod, ConfigError, describeSecurity, natsConnectionFrom, validateConfig, DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig, type NatsSecurity } from "../../src/config/config.js";
+import {
+  authMethod,
+  ConfigError,
+  describeSecurity,
+  natsConnectionFrom,
+  validateConfig,
+  DEFAULT_MONITOR_TIMINGS,
+  DEFAULT_TIMINGS,
+  type CoordinatorConfig,
+  type NatsSecurity,
+} from "../../src/config/config.js";
 import { redactNatsUrl, redactUrlsIn, splitNatsUrl, withoutCredentials } from "../../src/nats/url.js";
 import { connectFailure, connectionOptions } from "../../src/nats/connection.js";
 import { createLogger } from "../../src/observe/logger.js";
@@ -66,9 +76,19 @@ test("nats-url - the same credentials in several URLs, or also given by flags, a
 
 test("nats-url - credentials that disagree between URLs or with the flags are refused, naming the flag", () => {
   const cases: [string[], NatsSecurity, string, RegExp][] = [
-    [[`nats://alice:${SECRET}@a:4222`, "nats://alice:other@b:4222"], {}, "--nats-url", /credentials in nats:\/\/alice:\*\*\*@a:4222 and nats:\/\/alice:\*\*\*@b:4222 differ/],
+    [
+      [`nats://alice:${SECRET}@a:4222`, "nats://alice:other@b:4222"],
+      {},
+      "--nats-url",
+      /credentials in nats:\/\/alice:\*\*\*@a:4222 and nats:\/\/alice:\*\*\*@b:4222 differ/,
+    ],
     [[`nats://alice:${SECRET}@a:4222`, "nats://tok3n-XYZ@b:4222"], {}, "--nats-url", /differ/],
-    [[`nats://alice:${SECRET}@a:4222`], { user: "bob", password: SECRET }, "--user", /"bob" differs from the user in --nats-url \(nats:\/\/alice:\*\*\*@a:4222\)/],
+    [
+      [`nats://alice:${SECRET}@a:4222`],
+      { user: "bob", password: SECRET },
+      "--user",
+      /"bob" differs from the user in --nats-url \(nats:\/\/alice:\*\*\*@a:4222\)/,
+    ],
     [[`nats://alice:${SECRET}@a:4222`], { user: "alice", password: "other" }, "--password", /differs from the password in --nats-url/],
     [[`nats://alice:${SECRET}@a:4222`], { token: "tok3n-XYZ" }, "--token", /cannot be combined with the credentials in --nats-url/],
     [["nats://tok3n-XYZ@a:4222"], { token: "other" }, "--token", /differs from the token in --nats-url \(nats:\/\/\*\*\*@a:4222\)/],
@@ -84,7 +104,10 @@ test("nats-url - credentials that disagree between URLs or with the flags are re
 });
 
 test("nats-url - unreadable credentials are refused without showing them", () => {
-  assert.match(refused([`nats://alice:${SECRET}%zz@a:4222`]).message, /nats:\/\/alice:\*\*\*@a:4222: the password is not valid percent-encoding/);
+  assert.match(
+    refused([`nats://alice:${SECRET}%zz@a:4222`]).message,
+    /nats:\/\/alice:\*\*\*@a:4222: the password is not valid percent-encoding/,
+  );
   assert.match(refused([`nats://:${SECRET}@a:4222`]).message, /the user name before ":" is empty/);
   assert.match(refused(["nats://@a:4222"]).message, /the token before "@" is empty/);
   assert.match(refused([`nats://alice:${SECRET}@`]).message, /no host after the credentials/);
@@ -98,7 +121,12 @@ test("nats-url - redaction hides the password or token, keeps the rest, and is i
   assert.is(redactNatsUrl(redactNatsUrl(`nats://alice:${SECRET}@h:4222`)), "nats://alice:***@h:4222");
   const text = `cannot connect to nats://alice:${SECRET}@h1:4222,wss://tok3n-XYZ@h2:443 ("tls://u:p@w@h3")`;
   assert.is(redactUrlsIn(text), 'cannot connect to nats://alice:***@h1:4222,wss://***@h2:443 ("tls://u:***@h3")');
-  assert.equal(withoutCredentials([`nats://alice:${SECRET}@h:4222`, "nats://alice:***@h:4223", "tok@h:1", "h:2"]), ["nats://h:4222", "nats://h:4223", "h:1", "h:2"]);
+  assert.equal(withoutCredentials([`nats://alice:${SECRET}@h:4222`, "nats://alice:***@h:4223", "tok@h:1", "h:2"]), [
+    "nats://h:4222",
+    "nats://h:4223",
+    "h:1",
+    "h:2",
+  ]);
   assert.is(splitNatsUrl("nats://h:4222").credentials, undefined);
 });
 
@@ -113,7 +141,11 @@ test("nats-url - a bad URL is refused with its credentials redacted", () => {
 });
 
 test("nats-url - a failed connection names the URLs redacted", () => {
-  const e = connectFailure([`nats://alice:${SECRET}@h:4222`, "nats://tok3n-XYZ@h2:4222"], new Error("connection refused"), { user: "alice", password: SECRET, fromUrl: true });
+  const e = connectFailure([`nats://alice:${SECRET}@h:4222`, "nats://tok3n-XYZ@h2:4222"], new Error("connection refused"), {
+    user: "alice",
+    password: SECRET,
+    fromUrl: true,
+  });
   assert.is(e.message, "cannot connect to NATS at nats://alice:***@h:4222, nats://***@h2:4222: connection refused");
 });
 
@@ -141,7 +173,12 @@ test("nats-url - a record log's header shows the URLs redacted, whatever the cal
   const dir = await mkdtemp(join(tmpdir(), "presence-url-record-"));
   try {
     const path = join(dir, "r.jsonl");
-    const log = await openRecordLog({ path, version: "0", config: { ...config, natsUrls: [`nats://alice:${SECRET}@h:4222`] }, onError: () => undefined });
+    const log = await openRecordLog({
+      path,
+      version: "0",
+      config: { ...config, natsUrls: [`nats://alice:${SECRET}@h:4222`] },
+      onError: () => undefined,
+    });
     await log.close();
     const text = await readFile(path, "utf8");
     assert.ok(text.includes('"natsUrls":["nats://alice:***@h:4222"]'), text);

@@ -132,14 +132,28 @@ test("pinger - every reply reaches the ping it answers, through one wildcard sub
     ping(s);
     sim.increment(0.5);
   }
-  assert.equal(nc.subscriptions.map((s) => s.subject), ["_INBOX.test1.*"], "one subscription, a wildcard under one inbox");
-  assert.equal(nc.published.map((p) => p.subject), subjects, "each subject pinged once, in order");
+  assert.equal(
+    nc.subscriptions.map((s) => s.subject),
+    ["_INBOX.test1.*"],
+    "one subscription, a wildcard under one inbox",
+  );
+  assert.equal(
+    nc.published.map((p) => p.subject),
+    subjects,
+    "each subject pinged once, in order",
+  );
   assert.is(new Set(nc.published.map((p) => p.reply)).size, subjects.length, "each ping has a reply subject of its own");
-  assert.ok(nc.published.every((p) => /^_INBOX\.test1\.\d+$/.test(p.reply)), "reply subject: the inbox and one numeric token");
+  assert.ok(
+    nc.published.every((p) => /^_INBOX\.test1\.\d+$/.test(p.reply)),
+    "reply subject: the inbox and one numeric token",
+  );
   // Answered in reverse order: each reply finds its own subject and round trip.
   for (let i = subjects.length - 1; i >= 0; i--) assert.is(nc.answer(i), 1);
   assert.is(replies.length, subjects.length);
-  assert.equal(replies.map(([s]) => s), [...subjects].reverse());
+  assert.equal(
+    replies.map(([s]) => s),
+    [...subjects].reverse(),
+  );
   assert.equal(replies[0], ["svc.999", 0.5], "the last ping was sent 0.5 ms before the replies");
   assert.equal(replies.at(-1), ["svc.0", 500], "the first ping was sent 500 ms before the replies");
   assert.equal(misses, []);
@@ -181,12 +195,22 @@ test("pinger - a new ping of a subject supersedes the outstanding one: counted u
   sim.increment(1);
   nc.answer(2);
   nc.answer(1);
-  assert.equal(replies, [["svc.a", 1], ["svc.b", PING_INTERVAL_MS + 1]], "the newest ping's reply counts, from when it was sent");
+  assert.equal(
+    replies,
+    [
+      ["svc.a", 1],
+      ["svc.b", PING_INTERVAL_MS + 1],
+    ],
+    "the newest ping's reply counts, from when it was sent",
+  );
   // However long the ping waited, the next one supersedes it: the pinger judges no timeout.
   ping("svc.a");
   sim.increment(10 * 60_000);
   ping("svc.a");
-  assert.equal(misses, [["svc.a", "superseded"], ["svc.a", "superseded"]]);
+  assert.equal(misses, [
+    ["svc.a", "superseded"],
+    ["svc.a", "superseded"],
+  ]);
 });
 
 test("pinger - a no-responders status is an unanswered ping, not a reply", () => {
@@ -200,7 +224,10 @@ test("pinger - a no-responders status is an unanswered ping, not a reply", () =>
   // A client's own reply with headers and a payload is a reply.
   ping("svc.gone");
   nc.answer(1, { headers: { code: 0 }, data: new Uint8Array([1]) });
-  assert.equal(replies.map(([s]) => s), ["svc.gone"]);
+  assert.equal(
+    replies.map(([s]) => s),
+    ["svc.gone"],
+  );
   // An empty 503 after the ping was answered finds nothing.
   nc.answer(1, { headers: { code: 503 } });
   assert.equal(misses, [["svc.gone", "no responders"]]);
@@ -233,7 +260,11 @@ test("pinger - a reply to a ping of an earlier start is dropped, also when it re
   const old = nc.subscriptions[0]!;
   pinger.stop();
   pinger.start();
-  assert.equal(nc.active.map((s) => s.subject), ["_INBOX.test2.*"], "a new leadership listens on a fresh inbox");
+  assert.equal(
+    nc.active.map((s) => s.subject),
+    ["_INBOX.test2.*"],
+    "a new leadership listens on a fresh inbox",
+  );
   ping("svc.a");
   // The old reply: the server no longer routes it, and one the client library had already
   // queued for the old subscription's callback is dropped as well.
@@ -244,7 +275,11 @@ test("pinger - a reply to a ping of an earlier start is dropped, also when it re
   assert.equal(replies, [], "the earlier leadership's reply is no reply");
   assert.is(pinger.outstanding, 1, "the new ping is still outstanding");
   assert.is(nc.answer(1), 1);
-  assert.equal(replies.map(([s]) => s), ["svc.a"], "the new ping's reply counts");
+  assert.equal(
+    replies.map(([s]) => s),
+    ["svc.a"],
+    "the new ping's reply counts",
+  );
   assert.equal(misses, [], "a ping forgotten at stop is neither answered nor missed");
 });
 
@@ -282,11 +317,17 @@ test("pinger - forget: a gone client's reply is ignored, its ping is not counted
   assert.is(pinger.outstanding, 1);
   nc.answer(0);
   nc.answer(1);
-  assert.equal(replies.map(([s]) => s), ["svc.stays"]);
+  assert.equal(
+    replies.map(([s]) => s),
+    ["svc.stays"],
+  );
   // It registers again and is pinged: nothing of before is superseded, and its reply counts.
   ping("svc.gone");
   nc.answer(2);
-  assert.equal(replies.map(([s]) => s), ["svc.stays", "svc.gone"]);
+  assert.equal(
+    replies.map(([s]) => s),
+    ["svc.stays", "svc.gone"],
+  );
   assert.equal(misses, []);
   pinger.stop();
   pinger.forget("svc.gone"); // stopped: nothing to forget
@@ -316,7 +357,10 @@ test("pinger - a subject's ping ids wrap after 1,023 pings, stay small integers,
   const prefix = nc.published[0]!.reply.replace(/[^.]*$/, "");
   for (let i = 0; i < 1025; i++) ping("svc.a");
   const ids = nc.published.slice(1).map((p) => Number(p.reply.slice(prefix.length)));
-  assert.ok(ids.every((id) => Number.isInteger(id) && id > 0 && id < 2 ** 30), "every id is a positive integer below 2^30");
+  assert.ok(
+    ids.every((id) => Number.isInteger(id) && id > 0 && id < 2 ** 30),
+    "every id is a positive integer below 2^30",
+  );
   assert.is(new Set(ids.slice(0, 1023)).size, 1023, "1,023 pings in a row have 1,023 ids");
   assert.is(ids[1023], ids[0], "the 1,024th ping takes the first one's id again");
   assert.is(misses.length, 1024, "each ping of svc.a but the last was superseded");
@@ -331,7 +375,14 @@ test("pinger - a subject's ping ids wrap after 1,023 pings, stay small integers,
   nc.deliver(`${prefix}1.5`);
   nc.deliver(`${prefix}-1`);
   nc.answer(0);
-  assert.equal(replies, [["svc.a", 0], ["svc.other", 0]], "ids that name no ping of ours are ignored");
+  assert.equal(
+    replies,
+    [
+      ["svc.a", 0],
+      ["svc.other", 0],
+    ],
+    "ids that name no ping of ours are ignored",
+  );
 });
 
 test("pinger - a reply brings back the slot its ping went on; a slot changing hands drops its ping unsettled", () => {
@@ -341,7 +392,10 @@ test("pinger - a reply brings back the slot its ping went on; a slot changing ha
   pinger.ping("svc.b", 3);
   nc.answer(1);
   nc.answer(0);
-  assert.equal(replies.map(([s]) => s), ["svc.b", "svc.a"]);
+  assert.equal(
+    replies.map(([s]) => s),
+    ["svc.b", "svc.a"],
+  );
   assert.equal(slotReplies, [3, 7], "each reply names the slot its ping was sent on");
   // svc.a is gone (its slot reused by svc.c) with a ping outstanding: neither answered nor missed.
   pinger.ping("svc.a", 7);
@@ -373,9 +427,13 @@ test("pinger - any whole slot works, above 2^20 too; a slot that is not a whole 
   pinger.start();
   pinger.ping("svc.far", 2 ** 21 + 5);
   nc.answer(0);
-  assert.equal(replies.map(([s]) => s), ["svc.far"]);
+  assert.equal(
+    replies.map(([s]) => s),
+    ["svc.far"],
+  );
   assert.equal(slotReplies, [2 ** 21 + 5]);
-  for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) assert.throws(() => pinger.ping("svc.bad", bad), /slot/, `slot ${bad}`);
+  for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY])
+    assert.throws(() => pinger.ping("svc.bad", bad), /slot/, `slot ${bad}`);
   assert.is(nc.published.length, 1, "nothing was published for a refused slot");
   assert.is(pinger.outstanding, 0);
 });

@@ -187,7 +187,11 @@ const keyOf = (subject: string): number => keys.get(subject) ?? keys.set(subject
 /** A shard's clients.ping for these subjects, with their keys. */
 const pingCommand = (subjects: string[]) => ({ type: "clients.ping" as const, subjects, keys: subjects.map(keyOf) });
 /** A shard's reports.state for these reports, with their clients' keys. */
-const statesCommand = (reports: ClientReport[]) => ({ type: "reports.state" as const, reports, keys: reports.map((r) => keyOf(r.clientSubject)) });
+const statesCommand = (reports: ClientReport[]) => ({
+  type: "reports.state" as const,
+  reports,
+  keys: reports.map((r) => keyOf(r.clientSubject)),
+});
 
 test("presence edge - a registration whose put is still pending is neither acknowledged nor handed back", async () => {
   const { log, store, register } = await pullingEdge();
@@ -257,7 +261,10 @@ test("presence edge - an unregistration is acknowledged only once the registrati
   const left = unregister("svc.a");
   await flush();
   await flush();
-  assert.equal(store.pending.map((c) => [c.op, ...c.args]), [["remove", "svc.a", undefined]]);
+  assert.equal(
+    store.pending.map((c) => [c.op, ...c.args]),
+    [["remove", "svc.a", undefined]],
+  );
   assert.equal(log, ["ack", "monitor REGISTERED svc.a revision 7 {}"], "nothing settled while the remove is pending");
   store.answer("remove", undefined);
   await left;
@@ -322,7 +329,12 @@ const body = (subject: string, type: ClientReport["type"], metadata = { zone: "e
 test("presence edge - every report goes out with its headers, the leader's fields and a contiguous seq per epoch, as encodeReport writes it", async () => {
   for (const encoding of ["protobuf", "json"] as const) {
     const { edge, lease, published } = publishingEdge(encoding);
-    const sent: ClientReport[] = [body("svc.a", "NodePresent"), body("svc.b", "NodePresent"), body("svc.a", "NodeState"), body("svc.b", "NodeState")];
+    const sent: ClientReport[] = [
+      body("svc.a", "NodePresent"),
+      body("svc.b", "NodePresent"),
+      body("svc.a", "NodeState"),
+      body("svc.b", "NodeState"),
+    ];
     for (const r of sent) edge.handle({ type: "report.presence", report: r });
     await flush();
     lease.epoch = 9; // a new leadership: seq starts again
@@ -344,7 +356,11 @@ test("presence edge - every report goes out with its headers, the leader's field
     published.forEach((p, i) => {
       const { r, epoch, seq } = expected[i]!;
       const report = { ...r, clusterId: CLUSTER, coordinatorId: "c1", epoch, seq, ts: reports[i]!.ts };
-      assert.equal(Buffer.from(p.data).toString("hex"), Buffer.from(encodeReport(report, encoding)).toString("hex"), `${encoding}: report ${i} bytes`);
+      assert.equal(
+        Buffer.from(p.data).toString("hex"),
+        Buffer.from(encodeReport(report, encoding)).toString("hex"),
+        `${encoding}: report ${i} bytes`,
+      );
     });
   }
 });
@@ -356,7 +372,10 @@ test("presence edge - the reports of a turn are published in that turn, once, af
   assert.is(published.length, 0, "not while the machines may still queue more");
   await new Promise<void>((r) => queueMicrotask(r));
   // Before any later turn of the event loop: a busy leader's next turn may be tens of ms away.
-  assert.equal(published.map((p) => decodeReport(p.data, p.encoding).type), ["NodePresent", "NodeState", "NodeState"]);
+  assert.equal(
+    published.map((p) => decodeReport(p.data, p.encoding).type),
+    ["NodePresent", "NodeState", "NodeState"],
+  );
   await flush();
   assert.is(published.length, 3, "and not again");
 });
@@ -397,7 +416,15 @@ test("presence edge - a turn sends its lifecycle reports first, then its pings, 
   edge.handle({ type: "report.presence", report: body("svc.e", "NodeDead") });
   assert.equal(wire, [], "nothing while the machines may still queue more");
   await microtask();
-  assert.equal(wire, ["1 NodeSuspect svc.c", "2 NodeDead svc.e", "ping svc.a", "ping svc.b", "ping svc.d", "3 NodeState svc.a", "4 NodeState svc.d"]);
+  assert.equal(wire, [
+    "1 NodeSuspect svc.c",
+    "2 NodeDead svc.e",
+    "ping svc.a",
+    "ping svc.b",
+    "ping svc.d",
+    "3 NodeState svc.a",
+    "4 NodeState svc.d",
+  ]);
 });
 
 test("presence edge - a dead or departed client's cached report fields are dropped, and all of them when monitoring stops", async () => {
@@ -483,7 +510,11 @@ test("presence edge - lifecycle reports that could not go out are published in o
   lease.valid = true; // the lease check succeeded: this leadership goes on
   edge.handle({ type: "report.presence", report: body("svc.c", "NodePresent") });
   await flush();
-  assert.equal(seen(), ["1 NodePresent svc.a", "2 NodeDead svc.b", "3 NodePresent svc.c"], "held ones first, in order; the withheld NodeState is not sent late");
+  assert.equal(
+    seen(),
+    ["1 NodePresent svc.a", "2 NodeDead svc.b", "3 NodePresent svc.c"],
+    "held ones first, in order; the withheld NodeState is not sent late",
+  );
   lease.valid = false;
   edge.handle({ type: "report.presence", report: { ...body("svc.c", "NodeSuspect"), state: "suspect" } });
   await flush();
@@ -502,7 +533,10 @@ test("presence edge - held lifecycle reports go out at the next sweep once the l
   lease.valid = true;
   edge.handle({ type: "replies.collect" });
   await flush();
-  assert.equal(published.map((p) => decodeReport(p.data, p.encoding).type), ["NodeDead"]);
+  assert.equal(
+    published.map((p) => decodeReport(p.data, p.encoding).type),
+    ["NodeDead"],
+  );
 });
 
 test("presence edge - a new leader hands stored registrations over in chunks, each stamped when it is handed over", async () => {
@@ -542,11 +576,21 @@ test("presence edge - a new leader hands stored registrations over in chunks, ea
   store.answer("loadAll", stored);
   for (let i = 0; i < 10 && events.at(-1)?.type !== "REGISTRATIONS_LOADED"; i++) await flush();
   store.verify();
-  assert.equal(events.map((e) => e.type), ["REGISTRATIONS_CHUNK", "REGISTRATIONS_CHUNK", "REGISTRATIONS_LOADED"]);
+  assert.equal(
+    events.map((e) => e.type),
+    ["REGISTRATIONS_CHUNK", "REGISTRATIONS_CHUNK", "REGISTRATIONS_LOADED"],
+  );
   const records = events.flatMap((e) => ("records" in e ? e.records : []));
-  assert.equal(records.map((r) => r.registration.subject), stored.map((s) => s.registration.subject), "every stored client, once, in order, past --max-clients too");
+  assert.equal(
+    records.map((r) => r.registration.subject),
+    stored.map((s) => s.registration.subject),
+    "every stored client, once, in order, past --max-clients too",
+  );
   const stamps = events.map((e) => ("records" in e ? e.records[0]!.atMs : 0));
-  assert.ok(stamps[1]! - stamps[0]! >= 25 && stamps[2]! - stamps[1]! >= 25, `a chunk is stamped when handed over, not when the load began: ${stamps.map((t) => t - stamps[0]!).join(", ")} ms`);
+  assert.ok(
+    stamps[1]! - stamps[0]! >= 25 && stamps[2]! - stamps[1]! >= 25,
+    `a chunk is stamped when handed over, not when the load began: ${stamps.map((t) => t - stamps[0]!).join(", ")} ms`,
+  );
   edge.handle({ type: "monitor.stop" });
 });
 
@@ -584,12 +628,20 @@ function blockUntil(from: number, ms: number): void {
 function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?: number) {
   const sweeps: Sweep[] = [];
   const pings: { subject: string; reply: string }[] = [];
-  const subscriptions: { subject: string; callback: (err: Error | null, msg: { subject: string; data: Uint8Array }) => void; active: boolean }[] = [];
+  const subscriptions: {
+    subject: string;
+    callback: (err: Error | null, msg: { subject: string; data: Uint8Array }) => void;
+    active: boolean;
+  }[] = [];
   const recorded: string[] = [];
   const metrics: string[] = [];
   const logged: Record<string, unknown>[] = [];
   const checks = { lease: 0, connected: 0 };
-  const state: { leaseValid: boolean; connected: boolean; losses: number; onLeaseCheck?: () => void } = { leaseValid: true, connected: true, losses: 0 };
+  const state: { leaseValid: boolean; connected: boolean; losses: number; onLeaseCheck?: () => void } = {
+    leaseValid: true,
+    connected: true,
+    losses: 0,
+  };
   const store = new StrictStore();
   const nc: PresenceConnection = {
     publish: (subject, payload, options) => {
@@ -633,29 +685,38 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
       if (event.type !== "SWEEP") throw new Error(`unexpected monitor event ${event.type}`);
       sweeps.push(event);
     },
-    recorder: { record: (e) => void recorded.push(e.kind === "info" && e.what === "ping-failed" ? `ping-failed ${e.subject} ${e.error}` : e.kind) },
+    recorder: {
+      record: (e) => void recorded.push(e.kind === "info" && e.what === "ping-failed" ? `ping-failed ${e.subject} ${e.error}` : e.kind),
+    },
     metrics: strictMetrics(metrics),
     maxClients: 100,
   });
   /** The client answers the i-th ping through whichever subscription listened for it then. */
-  const answer = (i: number, sub = subscriptions.find((s) => s.active)!) => sub.callback(null, { subject: pings[i]!.reply, data: new Uint8Array(0) });
+  const answer = (i: number, sub = subscriptions.find((s) => s.active)!) =>
+    sub.callback(null, { subject: pings[i]!.reply, data: new Uint8Array(0) });
   const collect = () => edge.handle({ type: "replies.collect" });
   return { edge, sweeps, pings, subscriptions, recorded, metrics, logged, checks, state, store, answer, collect };
 }
 
 const subjectsOf = (replies: readonly ReplyFact[]) => replies.map((r) => r.subject);
 
-
 test("presence edge - clients.ping sends each subject an empty request with a reply under one inbox, checking the lease once per command", async () => {
   const { edge, pings, subscriptions, checks, metrics } = pingingEdge();
   edge.handle(pingCommand(["svc.a", "svc.b", "svc.c"]));
   assert.equal(pings, [], "not while the machines may still queue more");
   await microtask();
-  assert.equal(pings.map((p) => p.subject), ["svc.a", "svc.b", "svc.c"], "sent in the same turn, in order");
+  assert.equal(
+    pings.map((p) => p.subject),
+    ["svc.a", "svc.b", "svc.c"],
+    "sent in the same turn, in order",
+  );
   assert.is(subscriptions.length, 1, "one subscription for all replies");
   const [, inbox] = /^(_INBOX\.[^.]+)\.\*$/.exec(subscriptions[0]!.subject) ?? [];
   assert.ok(inbox, `a wildcard under an inbox: ${subscriptions[0]!.subject}`);
-  assert.ok(pings.every((p) => new RegExp(`^${inbox!.replace(".", "\\.")}\\.\\d+$`).test(p.reply)), "each reply subject: the inbox and a number");
+  assert.ok(
+    pings.every((p) => new RegExp(`^${inbox!.replace(".", "\\.")}\\.\\d+$`).test(p.reply)),
+    "each reply subject: the inbox and a number",
+  );
   assert.is(new Set(pings.map((p) => p.reply)).size, 3, "a reply subject per ping");
   assert.equal(checks, { lease: 1, connected: 1 }, "the lease and the connection checked once for the command, not per subject");
   edge.handle(pingCommand(["svc.d"]));
@@ -680,7 +741,10 @@ test("presence edge - clients.ping sends nothing while the lease is not valid or
   state.connected = true;
   edge.handle(pingCommand(["svc.b"]));
   await microtask();
-  assert.equal(pings.map((p) => p.subject), ["svc.b"]);
+  assert.equal(
+    pings.map((p) => p.subject),
+    ["svc.b"],
+  );
   assert.equal(metrics, ["pingSent 1"]);
 });
 
@@ -718,10 +782,17 @@ test("presence edge - replies reach the monitor only in the one SWEEP that answe
   answer(2);
   collect();
   await flush();
-  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.b", "svc.a"], ["svc.c"]]);
+  assert.equal(
+    sweeps.map((s) => subjectsOf(s.replies)),
+    [["svc.b", "svc.a"], ["svc.c"]],
+  );
   collect();
   await flush();
-  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.b", "svc.a"], ["svc.c"], []], "a sweep with nothing read is still answered");
+  assert.equal(
+    sweeps.map((s) => subjectsOf(s.replies)),
+    [["svc.b", "svc.a"], ["svc.c"], []],
+    "a sweep with nothing read is still answered",
+  );
 });
 
 test("presence edge - a reply read after the ask but in the same turn (later in the callback, a tick, a microtask) is in that SWEEP", async () => {
@@ -814,7 +885,11 @@ test("presence edge - a second ask in the same turn brings no second SWEEP", asy
   answer(1);
   await flush();
   await flush();
-  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.a", "svc.b"]], "one SWEEP answers both asks");
+  assert.equal(
+    sweeps.map((s) => subjectsOf(s.replies)),
+    [["svc.a", "svc.b"]],
+    "one SWEEP answers both asks",
+  );
   collect();
   await flush();
   assert.is(sweeps.length, 2, "an ask of the next turn is answered again");
@@ -841,7 +916,10 @@ test("presence edge - after monitor.stop no SWEEP of the old leadership is deliv
   answer(2);
   collect();
   await flush();
-  assert.equal(sweeps.map((s) => subjectsOf(s.replies)), [["svc.c"]]);
+  assert.equal(
+    sweeps.map((s) => subjectsOf(s.replies)),
+    [["svc.c"]],
+  );
 });
 
 test("presence edge - a ping superseded by the next one is recorded as ping-failed and its reply is in no SWEEP", async () => {
@@ -867,7 +945,10 @@ test("presence edge - the reply of a client found dead is in no SWEEP", async ()
   edge.handle(pingCommand(["svc.a", "svc.b"]));
   await microtask();
   edge.handle({ type: "registration.remove", subject: "svc.a", revision: 3 });
-  assert.equal(store.pending.map((c) => [c.op, ...c.args]), [["remove", "svc.a", 3]]);
+  assert.equal(
+    store.pending.map((c) => [c.op, ...c.args]),
+    [["remove", "svc.a", 3]],
+  );
   answer(0);
   answer(1);
   collect();
@@ -889,7 +970,11 @@ test("presence edge - the stall threshold is a third of the ping interval, betwe
   blockUntil(askedAt, INTERVAL_MS + 200);
   collect();
   await flush();
-  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0], "200 ms late: no credit");
+  assert.equal(
+    sweeps.map((s) => s.stalledMs),
+    [0, 0],
+    "200 ms late: no credit",
+  );
   askedAt = performance.now();
   blockUntil(askedAt, INTERVAL_MS + 300);
   collect();
@@ -911,7 +996,10 @@ test("presence edge - a sweep asked for late after a stall says how long, warns 
   askedAt = performance.now();
   collect();
   await flush();
-  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0, 0]);
+  assert.equal(
+    sweeps.map((s) => s.stalledMs),
+    [0, 0, 0],
+  );
   assert.equal(metrics, [], "no stall counted");
   // The event loop is held for three thresholds past the interval.
   blockUntil(askedAt, INTERVAL_MS + 3 * STALL_THRESHOLD_MS);
@@ -927,7 +1015,11 @@ test("presence edge - a sweep asked for late after a stall says how long, warns 
     [{ level: "info", component: "monitor", message: `event loop stalled ${stalledMs} ms; verdicts deferred`, stalledMs }],
     "a stall shorter than STALL_WARN_MS is logged at info",
   );
-  assert.equal(logged.filter((l) => l.level === "warn"), [], "and is no warning");
+  assert.equal(
+    logged.filter((l) => l.level === "warn"),
+    [],
+    "and is no warning",
+  );
   collect(); // on time again
   await flush();
   assert.is(sweeps[4]!.stalledMs, 0);
@@ -960,9 +1052,15 @@ test("presence edge - a stall that begins while a SWEEP is being made is credite
   assert.is(sweeps.length, 3);
   const unaccounted = sweeps.slice(1).map((s, i) => s.atMs - sweeps[i]!.atMs - s.stalledMs - INTERVAL_MS);
   for (const [i, ms] of unaccounted.entries()) {
-    assert.ok(ms <= STALL_THRESHOLD_MS + 1, `SWEEP ${i + 1}: ${ms} ms since the last SWEEP is neither the interval nor in its stall (stalls ${sweeps.map((s) => s.stalledMs).join(", ")})`);
+    assert.ok(
+      ms <= STALL_THRESHOLD_MS + 1,
+      `SWEEP ${i + 1}: ${ms} ms since the last SWEEP is neither the interval nor in its stall (stalls ${sweeps.map((s) => s.stalledMs).join(", ")})`,
+    );
   }
-  assert.ok(sweeps[1]!.stalledMs + sweeps[2]!.stalledMs >= heldMs - 20, `the hold is credited: stalls ${sweeps.map((s) => s.stalledMs).join(", ")}`);
+  assert.ok(
+    sweeps[1]!.stalledMs + sweeps[2]!.stalledMs >= heldMs - 20,
+    `the hold is credited: stalls ${sweeps.map((s) => s.stalledMs).join(", ")}`,
+  );
   edge.handle({ type: "monitor.stop" });
 });
 
@@ -975,9 +1073,15 @@ test("presence edge - the first sweep of a new leadership follows no stall, howe
   blockUntil(askedAt, INTERVAL_MS + 3 * STALL_THRESHOLD_MS);
   collect();
   await flush();
-  assert.equal(sweeps.map((s) => s.stalledMs), [0, 0]);
+  assert.equal(
+    sweeps.map((s) => s.stalledMs),
+    [0, 0],
+  );
   assert.equal(metrics, []);
-  assert.equal(logged.filter((l) => l.level === "warn"), []);
+  assert.equal(
+    logged.filter((l) => l.level === "warn"),
+    [],
+  );
 });
 
 test("presence edge - stall credit is capped at half of 6 dead timeouts: a leader late on every sweep still judges", async () => {
@@ -997,10 +1101,16 @@ test("presence edge - stall credit is capped at half of 6 dead timeouts: a leade
   await flush();
   assert.is(sweeps[2]!.stalledMs, 0, "the credit of this window is used up: verdicts are not deferred");
   assert.equal(metrics, ["sweepStalled 200"]);
-  const lines = logged.filter((l) => String(l.message).startsWith("event loop stalled")).map((l) => `${String(l.level)} ${String(l.message)}`);
+  const lines = logged
+    .filter((l) => String(l.message).startsWith("event loop stalled"))
+    .map((l) => `${String(l.level)} ${String(l.message)}`);
   assert.is(lines.length, 2);
   assert.match(lines[0]!, /^info event loop stalled \d+ ms; verdicts deferred$/);
-  assert.match(lines[1]!, /^warn event loop stalled \d+ ms; stall credit used up, verdicts not deferred$/, "judging on after a stall is a warning");
+  assert.match(
+    lines[1]!,
+    /^warn event loop stalled \d+ ms; stall credit used up, verdicts not deferred$/,
+    "judging on after a stall is a warning",
+  );
   edge.handle({ type: "monitor.stop" });
 });
 
@@ -1030,7 +1140,10 @@ test("presence edge - while no ping can go out (lease unsure, NATS down) every s
   capped.state.leaseValid = false;
   capped.collect();
   await flush();
-  assert.ok(capped.sweeps[1]!.stalledMs > 0 && capped.sweeps[1]!.stalledMs <= 15, `credited up to half of 6 dead timeouts (${capped.sweeps[1]!.stalledMs})`);
+  assert.ok(
+    capped.sweeps[1]!.stalledMs > 0 && capped.sweeps[1]!.stalledMs <= 15,
+    `credited up to half of 6 dead timeouts (${capped.sweeps[1]!.stalledMs})`,
+  );
   capped.collect(); // at once: the credit of the last 30 ms is used up
   await flush();
   capped.collect();
@@ -1038,7 +1151,10 @@ test("presence edge - while no ping can go out (lease unsure, NATS down) every s
   assert.is(capped.sweeps[3]!.stalledMs, 0, "the cap is used up");
   capped.edge.handle({ type: "monitor.stop" });
   assert.equal(metrics, [], "no event-loop stall counted");
-  assert.equal(logged.filter((l) => String(l.message).startsWith("event loop stalled")), []);
+  assert.equal(
+    logged.filter((l) => String(l.message).startsWith("event loop stalled")),
+    [],
+  );
   edge.handle({ type: "monitor.stop" });
 });
 
@@ -1068,7 +1184,10 @@ test("presence edge - pings not sent (lease unsure, disconnected, publish failed
   state.connected = true;
   edge.handle(pingCommand(["svc.d"]));
   await microtask();
-  assert.equal(pings.map((p) => p.subject), ["svc.d"]);
+  assert.equal(
+    pings.map((p) => p.subject),
+    ["svc.d"],
+  );
   collect();
   await flush();
   assert.equal(sweeps[0]!.unsent, ["svc.a", "svc.b", "svc.c"], "every ping asked for and not sent, once");

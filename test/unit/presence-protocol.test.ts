@@ -16,7 +16,11 @@ test("registration - good inputs are accepted and extra fields kept as metadata"
   const good: [Uint8Array, string, Record<string, unknown>][] = [
     [reg({ myPresenceSubject: "svc.a" }), "svc.a", {}],
     [reg({ myPresenceSubject: "a" }), "a", {}],
-    [reg({ myPresenceSubject: "fleet.eu-1.node_7", zone: "eu-1", tags: ["x"], n: 3 }), "fleet.eu-1.node_7", { zone: "eu-1", tags: ["x"], n: 3 }],
+    [
+      reg({ myPresenceSubject: "fleet.eu-1.node_7", zone: "eu-1", tags: ["x"], n: 3 }),
+      "fleet.eu-1.node_7",
+      { zone: "eu-1", tags: ["x"], n: 3 },
+    ],
     [reg({ myPresenceSubject: "ünïcode.subject" }), "ünïcode.subject", {}],
     [reg({ myPresenceSubject: "x".repeat(256) }), "x".repeat(256), {}],
     [reg({ myPresenceSubject: "a$b.c" }), "a$b.c", {}],

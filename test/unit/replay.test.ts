@@ -28,7 +28,9 @@ const SCENARIOS = ["crash-failover", "client-death", "flapping-client", "gracefu
 
 function fixtureLogs(scenario: string): { file: string; log: RecordLog }[] {
   const dir = join(FIXTURES, scenario);
-  const files = readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".jsonl"))
+    .sort();
   assert.ok(files.length > 0, `${dir} holds no .jsonl logs: run npm run fixtures:record`);
   return files.map((f) => ({ file: f, log: parseRecordLog(readFileSync(join(dir, f), "utf8"), join(dir, f)) }));
 }
@@ -36,7 +38,9 @@ function fixtureLogs(scenario: string): { file: string; log: RecordLog }[] {
 const reportsOf = (commands: { command: Command }[]) => commands.filter((c) => isReport(c.command)).map((c) => c.command);
 /** Every presence report, in order; a batch of NodeState counts one by one. */
 const presence = (commands: { command: Command }[]): ClientReport[] =>
-  commands.flatMap((c) => (c.command.type === "report.presence" ? [c.command.report] : c.command.type === "reports.state" ? c.command.reports : []));
+  commands.flatMap((c) =>
+    c.command.type === "report.presence" ? [c.command.report] : c.command.type === "reports.state" ? c.command.reports : [],
+  );
 
 test("fixtures - every scenario was recorded", () => {
   for (const s of SCENARIOS) {
@@ -73,7 +77,10 @@ test("replay - the fixtures show what their scenarios are about", () => {
   assert.is(death.at(-1), "NodeDead", "nothing after NodeDead");
   assert.ok(death.includes("NodeSuspect"), "suspect before dead");
   const flaps = types("flapping-client", "fl-a.jsonl", "svc.cache.2");
-  assert.ok(flaps.filter((t) => t === "NodeSuspect").length >= 3 && flaps.filter((t) => t === "NodeRecovered").length >= 3, flaps.join(","));
+  assert.ok(
+    flaps.filter((t) => t === "NodeSuspect").length >= 3 && flaps.filter((t) => t === "NodeRecovered").length >= 3,
+    flaps.join(","),
+  );
   assert.not.ok(flaps.includes("NodeDead"));
   const again = types("re-registration", "rr-a.jsonl", "svc.worker.7");
   assert.is(again.filter((t) => t === "NodePresent").length, 2, "a second NodePresent for the re-registration");
@@ -235,7 +242,9 @@ test("replay --until - stops there and describes every actor", () => {
   assert.is(clients.find((c) => c.id.endsWith("svc.db.2"))!.detail.state, "suspect");
   // The live client's last reply, read from its shard's table: its actor heard no event of it.
   const replies = log.entries.flatMap(({ entry }) =>
-    entry.kind === "event" && entry.t < sweepAt && entry.event.type === "SWEEP" ? entry.event.replies.filter((r) => r.subject === "svc.db.1") : [],
+    entry.kind === "event" && entry.t < sweepAt && entry.event.type === "SWEEP"
+      ? entry.event.replies.filter((r) => r.subject === "svc.db.1")
+      : [],
   );
   assert.ok(replies.length > 2, "svc.db.1 replied");
   const db1 = clients.find((c) => c.id.endsWith("svc.db.1"))!.detail;
@@ -269,16 +278,29 @@ test("replay - the printed commands leave out the sweeps' replies.collect, say s
   const produced = replayLog(fixtureLogs("client-death")[0]!.log).produced;
   const collects = produced.filter((c) => c.command.type === "replies.collect").length;
   assert.ok(collects > 20);
-  assert.not.ok(lines.some((l) => l.includes("replies.collect")), "no replies.collect line");
-  assert.is(err.text(), `(${collects} replies.collect commands, one per sweep interval of 50 ms, are not shown; --json shows every command)\n`);
+  assert.not.ok(
+    lines.some((l) => l.includes("replies.collect")),
+    "no replies.collect line",
+  );
+  assert.is(
+    err.text(),
+    `(${collects} replies.collect commands, one per sweep interval of 50 ms, are not shown; --json shows every command)\n`,
+  );
   const states = produced.flatMap((c) => (c.command.type === "reports.state" ? c.command.reports : []));
   const pings = produced.filter((c) => c.command.type === "clients.ping").length;
   const others = produced.length - collects - pings - produced.filter((c) => c.command.type === "reports.state").length;
   assert.is(lines.length, others + pings + states.length, "one line per command, and per NodeState of a batch");
-  assert.ok(lines.some((l) => /^ +\d+\.\d{3} ms  clients\.ping svc\.db\.\d( svc\.db\.\d)*$/.test(l)), "a ping line names its subjects");
+  assert.ok(
+    lines.some((l) => /^ +\d+\.\d{3} ms  clients\.ping svc\.db\.\d( svc\.db\.\d)*$/.test(l)),
+    "a ping line names its subjects",
+  );
   const db2 = states.find((r) => r.clientSubject === "svc.db.2")!;
   assert.ok(
-    lines.some((l) => l.endsWith(`reports.state NodeState svc.db.2 state=${db2.state} lastSeenMs=${db2.lastSeenMs} rttMs=${db2.rttMs} missedPings=${db2.missedPings} {"role":"replica"}`)),
+    lines.some((l) =>
+      l.endsWith(
+        `reports.state NodeState svc.db.2 state=${db2.state} lastSeenMs=${db2.lastSeenMs} rttMs=${db2.rttMs} missedPings=${db2.missedPings} {"role":"replica"}`,
+      ),
+    ),
     "a NodeState line reads like a report.presence line, metadata included",
   );
   const json = sink();
@@ -325,7 +347,10 @@ test("record log - a truncated last line is refused as truncated, naming the lin
 test("record log - a newer format is refused on line 1, saying which version wrote it", () => {
   const e = readError(`${header({ format: RECORD_FORMAT + 1, version: "9.0.0" })}\n{"kind":"start","t":1}\n`);
   assert.is(e.line, 1);
-  assert.match(e.message, new RegExp(`format ${RECORD_FORMAT + 1}, newer than this presence-coordinator reads \\(format ${RECORD_FORMAT}\\)`));
+  assert.match(
+    e.message,
+    new RegExp(`format ${RECORD_FORMAT + 1}, newer than this presence-coordinator reads \\(format ${RECORD_FORMAT}\\)`),
+  );
   assert.match(e.message, /9\.0\.0/);
 });
 
@@ -429,7 +454,10 @@ test("record writer - close writes the buffered tail before it closes the file",
   for (let i = 0; i < 50; i++) writer.writeLine(`line ${i}`);
   await writer.close();
   assert.ok(closed);
-  assert.equal(written.join("").trimEnd().split("\n"), Array.from({ length: 50 }, (_, i) => `line ${i}`));
+  assert.equal(
+    written.join("").trimEnd().split("\n"),
+    Array.from({ length: 50 }, (_, i) => `line ${i}`),
+  );
 });
 
 // --- round trip of an in-process run ---
@@ -482,11 +510,14 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
     random: createRandom(config.seed),
     monitor: { ...DEFAULT_MONITOR_TIMINGS, shardCount: config.shardCount },
     onMonitorCommand: (c) => {
-      if (c.type === "registrations.load") later(() => driver!.sendToMonitor({ type: "REGISTRATIONS_LOADED", records: [record("svc.ok")] }));
+      if (c.type === "registrations.load")
+        later(() => driver!.sendToMonitor({ type: "REGISTRATIONS_LOADED", records: [record("svc.ok")] }));
       if (c.type === "registrations.pull") later(() => driver!.sendToMonitor({ type: "REGISTERED", record: record(silent) }));
       // The edge: replies are kept until the next replies.collect, which one SWEEP answers.
-      if (c.type === "clients.ping") for (const subject of c.subjects) if (subject !== silent) later(() => replies.push({ subject, atMs: at(), rttMs: 0.5 }));
-      if (c.type === "replies.collect") later(() => driver!.sendToMonitor({ type: "SWEEP", atMs: at(), stalledMs: 0, replies: replies.splice(0) }));
+      if (c.type === "clients.ping")
+        for (const subject of c.subjects) if (subject !== silent) later(() => replies.push({ subject, atMs: at(), rttMs: 0.5 }));
+      if (c.type === "replies.collect")
+        later(() => driver!.sendToMonitor({ type: "SWEEP", atMs: at(), stalledMs: 0, replies: replies.splice(0) }));
     },
     lease,
     heartbeats: { publish: (hb) => later(() => hear?.(hb)), subscribe: (h) => ((hear = h), () => (hear = undefined)) },
@@ -516,7 +547,10 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
   assert.ok(types.includes("NodeState svc.ok"));
   assert.not.ok(types.includes("NodeDead svc.ok"));
   assert.equal(reportsOf(result.produced), reportsOf(result.recorded));
-  assert.ok(log.entries.some((e) => e.entry.kind === "timer"), "timers were recorded");
+  assert.ok(
+    log.entries.some((e) => e.entry.kind === "timer"),
+    "timers were recorded",
+  );
   const last = reportsOf(result.produced).at(-1);
   assert.ok(last?.type === "report.publish" && last.report.type === "Stopped", "the resignation's last report is in the log");
 });

@@ -64,7 +64,10 @@ const run = fc.record({
   clusterId: text,
   coordinatorId: text,
   // "" is no valid subject, but the encoder leaves an empty string out as the generated one does.
-  subjects: fc.uniqueArray(fc.oneof(fc.constant(""), fc.stringMatching(/^[A-Za-z0-9_-]{1,8}(\.[A-Za-z0-9_é-]{1,8}){0,3}$/)), { minLength: 4, maxLength: 4 }),
+  subjects: fc.uniqueArray(fc.oneof(fc.constant(""), fc.stringMatching(/^[A-Za-z0-9_-]{1,8}(\.[A-Za-z0-9_é-]{1,8}){0,3}$/)), {
+    minLength: 4,
+    maxLength: 4,
+  }),
   initial: fc.array(metadata, { minLength: 4, maxLength: 4 }),
   steps: fc.array(step, { minLength: 1, maxLength: 25 }),
 });
@@ -154,7 +157,9 @@ function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: 
     if (withKeys) for (const s of steps) if (s.forgotten) encoder.forget(r.subjects[s.client]!);
     const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts, withKeys ? steps.map((s) => s.key) : undefined);
     assert.is(encoded.length, bodies.length, "one payload per report");
-    bodies.forEach((body, i) => done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) }));
+    bodies.forEach((body, i) =>
+      done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) }),
+    );
   }
   // Checked once every batch is written: a payload is still queued to be sent while later
   // batches are encoded, so no batch may write over an earlier one's bytes.
@@ -190,7 +195,15 @@ test("report encoder - with the clients' keys, however they collide or go stale,
   // Two clients on one key in one batch, then a client's new metadata on its old key.
   for (const encoding of ENCODINGS) {
     const encoder = createReportEncoder(encoding, "prod", "c1");
-    const a: ClientReport = { type: "NodeState", clientSubject: "svc.a", state: "alive", lastSeenMs: 5, rttMs: 0.5, missedPings: 0, metadata: { zone: "eu" } };
+    const a: ClientReport = {
+      type: "NodeState",
+      clientSubject: "svc.a",
+      state: "alive",
+      lastSeenMs: 5,
+      rttMs: 0.5,
+      missedPings: 0,
+      metadata: { zone: "eu" },
+    };
     const b: ClientReport = { ...a, clientSubject: "svc.b", metadata: { zone: "us" } };
     const a2: ClientReport = { ...a, metadata: { zone: "ap" } };
     const got = encoder.encodeAll([a, b, a, a2, b], 7, 1, 10, [3, 3, 3, 3, 3]).map((p) => decodeReport(p, encoding));
@@ -213,10 +226,20 @@ test("report encoder - with the clients' keys, however they collide or go stale,
 
 test("report encoder - a report it cannot encode fails alone: the encoder goes on with the next", () => {
   const encoder = createReportEncoder("protobuf", "prod", "c1");
-  const good: ClientReport = { type: "NodeState", clientSubject: "svc.a", state: "alive", lastSeenMs: 5, rttMs: 0.5, missedPings: 0, metadata: {} };
+  const good: ClientReport = {
+    type: "NodeState",
+    clientSubject: "svc.a",
+    state: "alive",
+    lastSeenMs: 5,
+    rttMs: 0.5,
+    missedPings: 0,
+    metadata: {},
+  };
   // A fraction is no integer field's value: the generated encoder refuses it too.
   assert.throws(() => encoder.encodeAll([good, { ...good, lastSeenMs: 1.5 }], 7, 1, 10));
-  assert.throws(() => encodeReport({ ...good, lastSeenMs: 1.5, clusterId: "prod", coordinatorId: "c1", epoch: 7, seq: 1, ts: 10 }, "protobuf"));
+  assert.throws(() =>
+    encodeReport({ ...good, lastSeenMs: 1.5, clusterId: "prod", coordinatorId: "c1", epoch: 7, seq: 1, ts: 10 }, "protobuf"),
+  );
   const [after] = encoder.encodeAll([good], 7, 3, 10);
   assert.equal(decodeReport(after!, "protobuf"), { ...good, clusterId: "prod", coordinatorId: "c1", epoch: 7, seq: 3, ts: 10 });
   assert.equal(decodeReport(encoder.encode(good, 7, 4, 10), "protobuf").seq, 4);
@@ -249,17 +272,55 @@ test("report encoder - a client registered again with new metadata is reported w
 test("report encoder - clients whose metadata reads the same as JSON each get the generated encoder's bytes, -0 and Infinity included", () => {
   // Metadata encodings are shared by JSON text, where -0 reads as 0 and Infinity as null: they must not be shared.
   const infinite = JSON.parse('{"n":1e400}') as JsonObject;
-  const metadatas: JsonObject[] = [{}, {}, { zone: "eu-1", n: 0 }, { zone: "eu-1", n: -0 }, { zone: "eu-1", n: 0 }, { n: [-0, 1] }, { n: [0, 1] }, { zone: "eu-1", n: -0 }, { n: null }, infinite, { n: null }, infinite];
+  const metadatas: JsonObject[] = [
+    {},
+    {},
+    { zone: "eu-1", n: 0 },
+    { zone: "eu-1", n: -0 },
+    { zone: "eu-1", n: 0 },
+    { n: [-0, 1] },
+    { n: [0, 1] },
+    { zone: "eu-1", n: -0 },
+    { n: null },
+    infinite,
+    { n: null },
+    infinite,
+  ];
   for (const encoding of ENCODINGS) {
     const encoder = createReportEncoder(encoding, "prod", "c1");
     metadatas.forEach((metadata, i) => {
-      const body: ClientReport = { type: "NodePresent", clientSubject: `svc.${i}`, state: "alive", lastSeenMs: 1_795_336_518_000, rttMs: 0, missedPings: 0, metadata };
+      const body: ClientReport = {
+        type: "NodePresent",
+        clientSubject: `svc.${i}`,
+        state: "alive",
+        lastSeenMs: 1_795_336_518_000,
+        rttMs: 0,
+        missedPings: 0,
+        metadata,
+      };
       const fast = encoder.encode(body, 7, i + 1, 1_795_336_520_000);
       const slow = encodeReport({ ...body, clusterId: "prod", coordinatorId: "c1", epoch: 7, seq: i + 1, ts: 1_795_336_520_000 }, encoding);
       assert.equal(Buffer.from(fast).toString("hex"), Buffer.from(slow).toString("hex"), `${encoding}: client ${i}`);
     });
     if (encoding === "protobuf") {
-      const n = (i: number) => fromBinary(PresenceReportSchema, encoder.encode({ type: "NodeState", clientSubject: `svc.${i}`, state: "alive", lastSeenMs: 1, rttMs: 0, missedPings: 0, metadata: metadatas[i]! }, 7, 20, 2)).metadata?.n;
+      const n = (i: number) =>
+        fromBinary(
+          PresenceReportSchema,
+          encoder.encode(
+            {
+              type: "NodeState",
+              clientSubject: `svc.${i}`,
+              state: "alive",
+              lastSeenMs: 1,
+              rttMs: 0,
+              missedPings: 0,
+              metadata: metadatas[i]!,
+            },
+            7,
+            20,
+            2,
+          ),
+        ).metadata?.n;
       assert.ok(Object.is(n(3), -0) && Object.is(n(4), 0), "-0 and 0 stay apart");
       assert.ok(n(8) === null && n(9) === Infinity && n(10) === null, "null and Infinity stay apart");
     }

@@ -52,7 +52,8 @@ function monitorWith(subjects: string[], indexed: boolean, answering: (subject: 
     records: subjects.map((subject, i) => ({ registration: { subject, metadata: {} }, revision: i + 1, atMs: 0 })),
   });
   const scheduled = () => Object.values(actor.system.getSnapshot()._scheduledEvents);
-  const pings = (subject: string) => commands.filter((c) => c.command.type === "clients.ping" && c.command.subjects.includes(subject)).map((c) => c.at);
+  const pings = (subject: string) =>
+    commands.filter((c) => c.command.type === "clients.ping" && c.command.subjects.includes(subject)).map((c) => c.at);
   return { clock, commands, actor, monitor, scheduled, pings };
 }
 
@@ -63,12 +64,24 @@ test("scheduler index - clients that die cancel none of the monitor's timers; th
     const RUN = P.deadTimeoutMs + 3 * P.pingIntervalMs;
     for (let t = 0; t < RUN; t += 10) m.clock.increment(10);
     const dead = m.commands.filter((c) => c.command.type === "report.presence" && c.command.report.type === "NodeDead");
-    assert.equal(dead.map((c) => (c.command.type === "report.presence" ? c.command.report.clientSubject : "")).sort(), ["a", "c"], `indexed=${indexed}`);
-    assert.equal(m.scheduled().map((e) => e.source.id), ["monitor"], "the one timer left is the monitor's sweep");
+    assert.equal(
+      dead.map((c) => (c.command.type === "report.presence" ? c.command.report.clientSubject : "")).sort(),
+      ["a", "c"],
+      `indexed=${indexed}`,
+    );
+    assert.equal(
+      m.scheduled().map((e) => e.source.id),
+      ["monitor"],
+      "the one timer left is the monitor's sweep",
+    );
     // After the deaths, the sweep goes on every sweep interval and b is pinged on its rhythm.
     const diedAt = dead[0]!.at;
     const sweeps = m.commands.filter((c) => c.command.type === "replies.collect" && c.at > diedAt).map((c) => c.at);
-    assert.equal(sweeps, Array.from({ length: sweeps.length }, (_, i) => diedAt + (i + 1) * P.sweepIntervalMs), "sweeps on");
+    assert.equal(
+      sweeps,
+      Array.from({ length: sweeps.length }, (_, i) => diedAt + (i + 1) * P.sweepIntervalMs),
+      "sweeps on",
+    );
     assert.ok(sweeps.length >= (RUN - diedAt) / P.sweepIntervalMs - 1);
     const after = m.pings("b").filter((t) => t > diedAt);
     assert.ok(after.length >= 2, `b pinged ${after.length} times after the deaths`);
@@ -107,7 +120,10 @@ test("scheduler index - stopping one monitor cancels its sweep, and another with
     const actor = createActor(root, { clock });
     if (indexed) indexScheduler(actor.system);
     actor.start();
-    const owners = () => Object.values(actor.system.getSnapshot()._scheduledEvents).map((e) => e.source.id).sort();
+    const owners = () =>
+      Object.values(actor.system.getSnapshot()._scheduledEvents)
+        .map((e) => e.source.id)
+        .sort();
     for (let t = 0; t < 500; t += 10) clock.increment(10);
     assert.equal(owners(), ["m1", "m2"], `indexed=${indexed}: each monitor has its sweep timer`);
     assert.is(asks.length, 2 * (500 / P.sweepIntervalMs), "both sweep");
@@ -129,7 +145,8 @@ test("scheduler index - the same commands at the same times with and without the
   };
   const plain = run(false);
   const types = new Set(plain.map((c) => c.command.type));
-  for (const t of ["clients.ping", "reports.state", "report.presence", "registration.remove"]) assert.ok(types.has(t as Command["type"]), `the run has ${t}`);
+  for (const t of ["clients.ping", "reports.state", "report.presence", "registration.remove"])
+    assert.ok(types.has(t as Command["type"]), `the run has ${t}`);
   assert.ok(plain.length > 150);
   assert.equal(run(true), plain);
 });

@@ -34,7 +34,13 @@ test("soak checks - a client that was silenced before is falsely dead when it an
 test("soak checks - a death just after the revival is true when the leader stood still meanwhile", () => {
   const r = judgeDeaths(silences([["a", [{ from: 1000, to: 9000 }]]]), [{ subject: "a", at: 10_500 }], T);
   assert.equal(r.falseDeaths, ["a"], "1.5 s after the revival, with nothing in the way");
-  const stalled = judgeDeaths(silences([["a", [{ from: 1000, to: 9000 }]]]), [{ subject: "a", at: 10_500 }], T, [{ from: 8500, to: 10_000 }], 5000);
+  const stalled = judgeDeaths(
+    silences([["a", [{ from: 1000, to: 9000 }]]]),
+    [{ subject: "a", at: 10_500 }],
+    T,
+    [{ from: 8500, to: 10_000 }],
+    5000,
+  );
   assert.equal(stalled.falseDeaths, [], "no heartbeat from 8.5 s to 10 s: the leader could not read the reply");
 });
 
@@ -57,7 +63,11 @@ test("soak checks - two deaths in one silence, and a silence still going on", ()
     ],
     T,
   );
-  assert.equal(r, { falseDeaths: [], late: [], missed: [], twice: ["a"], silences: 2, details: [] }, "b is not missed: its silence has not ended");
+  assert.equal(
+    r,
+    { falseDeaths: [], late: [], missed: [], twice: ["a"], silences: 2, details: [] },
+    "b is not missed: its silence has not ended",
+  );
 });
 
 test("soak checks - a death later than dead timeout + ping interval + slack after the silence began is late", () => {
@@ -68,13 +78,22 @@ test("soak checks - a death later than dead timeout + ping interval + slack afte
   assert.equal(late.late, ["a"]);
   assert.equal(late.missed, [], "late, but not missed");
   // A leader that stood still for 2.5 s meanwhile (no heartbeat) moves the bound.
-  const stalled = judgeDeaths(silences([["a", [{ from: 1000, to: 12_000 }]]]), [{ subject: "a", at: 1000 + 9000 }], T, [{ from: 3000, to: 5500 }]);
+  const stalled = judgeDeaths(silences([["a", [{ from: 1000, to: 12_000 }]]]), [{ subject: "a", at: 1000 + 9000 }], T, [
+    { from: 3000, to: 5500 },
+  ]);
   assert.equal(stalled.late, []);
 });
 
 const C = DEFAULT_CHAOS_TIMINGS; // ping 750, travel 250, leave bound 3000
 const act = (at: number, subject: string, kind: ClientAction["kind"]): ClientAction => ({ at, subject, kind });
-const seen = (at: number, type: string, clientSubject: string): SeenPresence => ({ at, type, clientSubject, coordinatorId: "soak-a", epoch: 1, seq: 1 });
+const seen = (at: number, type: string, clientSubject: string): SeenPresence => ({
+  at,
+  type,
+  clientSubject,
+  coordinatorId: "soak-a",
+  epoch: 1,
+  seq: 1,
+});
 const soak = (actions: ClientAction[], presence: SeenPresence[]): ChaosRecord => ({
   actions,
   presence,
@@ -86,17 +105,31 @@ const soak = (actions: ClientAction[], presence: SeenPresence[]): ChaosRecord =>
 const verdicts = (r: ChaosRecord) => Object.fromEntries(judgeChurn(r, C).map((c) => [c.name, c.violations.length]));
 
 test("soak checks - churn: suspects of silent clients and prompt leaves pass", () => {
-  const actions = [act(0, "a", "register"), act(0, "b", "register"), act(5000, "a", "silence"), act(8000, "b", "unregister"), act(16_000, "b", "register")];
+  const actions = [
+    act(0, "a", "register"),
+    act(0, "b", "register"),
+    act(5000, "a", "silence"),
+    act(8000, "b", "unregister"),
+    act(16_000, "b", "register"),
+  ];
   const presence = [seen(6600, "NodeSuspect", "a"), seen(8030, "NodeLeft", "b"), seen(16_010, "NodePresent", "b")];
   const results = judgeChurn(soak(actions, presence), C);
   assert.equal(verdicts(soak(actions, presence)), { "false suspects": 0, "NodeLeft in time": 0, "no report after leave": 0 });
-  assert.equal(results.map((c) => c.checked), [1, 1, 1]);
+  assert.equal(
+    results.map((c) => c.checked),
+    [1, 1, 1],
+  );
 });
 
 test("soak checks - churn: a suspect of a client that answers, a leave never reported, a report after leave, each fail", () => {
   const actions = [act(0, "a", "register"), act(0, "b", "register"), act(8000, "b", "unregister"), act(16_000, "b", "register")];
   // a answers all along, yet is suspect; b's leave is ignored: reported on, never left.
-  const presence = [seen(6600, "NodeSuspect", "a"), seen(9500, "NodeState", "b"), seen(11_500, "NodeState", "b"), seen(13_100, "NodeDead", "b")];
+  const presence = [
+    seen(6600, "NodeSuspect", "a"),
+    seen(9500, "NodeState", "b"),
+    seen(11_500, "NodeState", "b"),
+    seen(13_100, "NodeDead", "b"),
+  ];
   assert.equal(verdicts(soak(actions, presence)), { "false suspects": 1, "NodeLeft in time": 1, "no report after leave": 1 });
 });
 

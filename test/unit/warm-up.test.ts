@@ -56,7 +56,10 @@ test("warm-up - a rehearsal that does not report every made-up client rejects, a
 test("warm-up - a process rehearses once; one that was stopped leaves it to the next", async () => {
   const stopped = await rehearseTakeoverOnce(settings, "protobuf", () => false);
   assert.equal(stopped?.completed, false);
-  const [first, concurrent] = await Promise.all([rehearseTakeoverOnce(settings, "protobuf", () => true), rehearseTakeoverOnce(settings, "protobuf", () => true)]);
+  const [first, concurrent] = await Promise.all([
+    rehearseTakeoverOnce(settings, "protobuf", () => true),
+    rehearseTakeoverOnce(settings, "protobuf", () => true),
+  ]);
   assert.equal([first?.completed, concurrent], [true, null], "a second call while one runs does nothing");
   assert.is(await rehearseTakeoverOnce(settings, "protobuf", () => true), null, "nor after it is done");
 });

@@ -131,7 +131,9 @@ function renderCoordinators(list, view) {
   if (select.dataset.list !== wanted || select.value !== current) {
     select.dataset.list = wanted;
     select.replaceChildren(
-      ...list.map((c) => el("option", { value: c.coordinatorId, text: `${c.coordinatorId} — ${c.role}`, selected: c.coordinatorId === current })),
+      ...list.map((c) =>
+        el("option", { value: c.coordinatorId, text: `${c.coordinatorId} — ${c.role}`, selected: c.coordinatorId === current }),
+      ),
     );
     select.disabled = list.length < 2;
   }
@@ -167,11 +169,21 @@ function treeRow(node, depth, label, extra) {
 function renderTree(view) {
   const tree = $("tree");
   const c = view.coordinator;
-  const rows = [el("div", { class: "node root", style: "--depth:0" }, el("span", { class: "node-name", text: `coordinator ${c.coordinatorId}` }), el("span", { class: "node-state", text: c.role }))];
+  const rows = [
+    el(
+      "div",
+      { class: "node root", style: "--depth:0" },
+      el("span", { class: "node-name", text: `coordinator ${c.coordinatorId}` }),
+      el("span", { class: "node-state", text: c.role }),
+    ),
+  ];
   if (view.tree) {
     rows.push(treeRow(view.tree, 1, "election"));
     for (const child of view.tree.children ?? []) {
-      const extra = child.kind === "monitor" ? el("span", { class: "node-count", text: `${fmt.format(view.counts.alive + view.counts.suspect)} clients` }) : null;
+      const extra =
+        child.kind === "monitor"
+          ? el("span", { class: "node-count", text: `${fmt.format(view.counts.alive + view.counts.suspect)} clients` })
+          : null;
       rows.push(treeRow(child, 2, child.kind, extra));
     }
     if (!view.tree.children?.some((n) => n.kind === "monitor")) {
@@ -189,9 +201,7 @@ function renderShards(view) {
   const grid = $("shards");
   if (grid.childElementCount !== view.shards.length) {
     grid.replaceChildren(
-      ...view.shards.map((s) =>
-        el("button", { class: "cell", "data-shard": s.index, onclick: () => toggleShard(s.index) }),
-      ),
+      ...view.shards.map((s) => el("button", { class: "cell", "data-shard": s.index, onclick: () => toggleShard(s.index) })),
     );
   }
   let busiest = 0;
@@ -213,10 +223,17 @@ function renderShards(view) {
     return;
   }
   const shardNode = { key: `shard-${ex.index}`, kind: "shard", state: "routing", status: "active" };
-  const rows = [treeRow(shardNode, 0, `shard-${ex.index}`, el("span", { class: "node-count", text: `${ex.clients.length + ex.more} clients` }))];
+  const rows = [
+    treeRow(shardNode, 0, `shard-${ex.index}`, el("span", { class: "node-count", text: `${ex.clients.length + ex.more} clients` })),
+  ];
   for (const c of ex.clients) {
     rows.push(
-      treeRow({ key: `client:${c.subject}`, kind: "client", state: c.state, status: "active" }, 1, c.subject, el("span", { class: `dot state-${c.state}` })),
+      treeRow(
+        { key: `client:${c.subject}`, kind: "client", state: c.state, status: "active" },
+        1,
+        c.subject,
+        el("span", { class: `dot state-${c.state}` }),
+      ),
     );
   }
   if (ex.more > 0) rows.push(el("div", { class: "node hint", style: "--depth:1", text: `and ${ex.more} more (use the client table)` }));
@@ -358,7 +375,8 @@ function renderClients(view) {
     ),
   );
   const { total, offset, rows } = view.clients;
-  $("page-info").textContent = total === 0 ? "0 of 0" : `${fmt.format(offset + 1)}–${fmt.format(offset + rows.length)} of ${fmt.format(total)}`;
+  $("page-info").textContent =
+    total === 0 ? "0 of 0" : `${fmt.format(offset + 1)}–${fmt.format(offset + rows.length)} of ${fmt.format(total)}`;
   $("prev").disabled = offset === 0;
   $("next").disabled = offset + rows.length >= total;
   $("clients-empty").hidden = rows.length > 0;

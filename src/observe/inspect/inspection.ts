@@ -235,7 +235,13 @@ function describeEvent(event: AnyEventObject, about: string | null): { detail: s
         const batch = e.reports.length > 1 ? ` (1 of ${e.reports.length})` : "";
         return { detail: `${presenceDetail(mine)}${batch}`, report: "NodeState" };
       }
-      return { detail: `${e.reports.length}: ${someSubjects(e.reports.map((r) => r.clientSubject), null)}`, report: "NodeState" };
+      return {
+        detail: `${e.reports.length}: ${someSubjects(
+          e.reports.map((r) => r.clientSubject),
+          null,
+        )}`,
+        report: "NodeState",
+      };
     }
     case "report.presence": {
       return { detail: presenceDetail(e.report), report: e.report.type };
@@ -494,7 +500,12 @@ export class InspectionHub {
     const snap = election?.ref.getSnapshot() as { value?: unknown; status?: string; context?: ElectionContext } | undefined;
     const c = snap?.context;
     const value = snap?.value;
-    const role = snap === undefined ? "starting" : snap.status !== "active" ? "stopped" : (typeof value === "string" ? value : Object.keys(value as object)[0]) ?? "unknown";
+    const role =
+      snap === undefined
+        ? "starting"
+        : snap.status !== "active"
+          ? "stopped"
+          : ((typeof value === "string" ? value : Object.keys(value as object)[0]) ?? "unknown");
     return {
       coordinatorId: this.coordinatorId,
       clusterId: this.clusterId,
@@ -679,7 +690,13 @@ export class InspectionHub {
             status: "done",
             state: describeStateValue(row.value),
             value: row.value,
-            context: { subject: row.subject, state: row.state, lastSeen: new Date(row.lastSeenMs).toISOString(), rttMs: row.rttMs, missedPings: row.missedPings },
+            context: {
+              subject: row.subject,
+              state: row.state,
+              lastSeen: new Date(row.lastSeenMs).toISOString(),
+              rttMs: row.rttMs,
+              missedPings: row.missedPings,
+            },
             events: [...this.selectedRing],
           };
         }

@@ -109,9 +109,12 @@ export class InspectorServer {
       wss.handleUpgrade(req, socket, head, (ws) => server.onSocket(ws));
     });
     if (!isLoopback(host)) {
-      server.log.warn("the inspector listens beyond loopback: anyone who can reach it sees this coordinator's state (it has no authentication)", {
-        host,
-      });
+      server.log.warn(
+        "the inspector listens beyond loopback: anyone who can reach it sees this coordinator's state (it has no authentication)",
+        {
+          host,
+        },
+      );
     }
     return server;
   }
@@ -211,7 +214,10 @@ export class InspectorServer {
     if (svg === undefined) {
       svg = (async () => {
         const text = await readFile(new URL(`${name}.svg`, VISUALIZATIONS_DIR), "utf8");
-        const [{ MACHINES }, { allStates, chartOf }] = await Promise.all([import("../../charts/machines.js"), import("../../charts/chart.js")]);
+        const [{ MACHINES }, { allStates, chartOf }] = await Promise.all([
+          import("../../charts/machines.js"),
+          import("../../charts/chart.js"),
+        ]);
         const missing = allStates(chartOf(MACHINES[name]))
           .map((state) => state.id)
           .filter((id) => !text.includes(`id="state:${id}"`));

@@ -101,7 +101,8 @@ export async function collectStatus(nc: NatsConnection, clusterId: string, timeo
       const iter = await new Svcm(nc).client({ strategy: "timer", maxWait: windowMs }).ping(QUERY_SERVICE_NAME);
       for await (const identity of iter) {
         const md = identity.metadata ?? {};
-        if (md.clusterId === clusterId && md.coordinatorId) found.push({ id: identity.id, version: identity.version, coordinatorId: md.coordinatorId });
+        if (md.clusterId === clusterId && md.coordinatorId)
+          found.push({ id: identity.id, version: identity.version, coordinatorId: md.coordinatorId });
       }
       return found;
     })();
@@ -125,7 +126,12 @@ export async function collectStatus(nc: NatsConnection, clusterId: string, timeo
     const last = heartbeats.filter((h) => !h.hb.resigning).at(-1) ?? null;
     for (const h of heartbeats) {
       if (!coordinators.some((c) => c.coordinatorId === h.hb.coordinatorId)) {
-        coordinators.push({ coordinatorId: h.hb.coordinatorId, role: h.hb.resigning ? "resigning" : "leader", leader: h.hb.coordinatorId, epoch: h.hb.epoch });
+        coordinators.push({
+          coordinatorId: h.hb.coordinatorId,
+          role: h.hb.resigning ? "resigning" : "leader",
+          leader: h.hb.coordinatorId,
+          epoch: h.hb.epoch,
+        });
       }
     }
     coordinators.sort((a, b) => (a.coordinatorId < b.coordinatorId ? -1 : a.coordinatorId > b.coordinatorId ? 1 : 0));
@@ -135,7 +141,7 @@ export async function collectStatus(nc: NatsConnection, clusterId: string, timeo
         `no coordinator of cluster "${clusterId}" answered within ${timeoutMs} ms (${why}); is one running with --cluster-id ${clusterId} on this NATS system?`,
       );
     }
-    const leader = stats.ok ? stats.stats.leader : (last?.hb.coordinatorId ?? (stats.error?.leader ?? null));
+    const leader = stats.ok ? stats.stats.leader : (last?.hb.coordinatorId ?? stats.error?.leader ?? null);
     const epoch = stats.ok ? stats.stats.epoch : (last?.hb.epoch ?? stats.error?.epoch ?? 0);
     return {
       clusterId,
@@ -175,12 +181,19 @@ export function formatStatus(s: ClusterStatus): string {
   lines.push(`coordinators  ${s.coordinators.length} seen`);
   const width = Math.max(0, ...s.coordinators.map((c) => c.coordinatorId.length));
   for (const c of s.coordinators) {
-    const follows = c.role !== "leader" && c.leader !== null ? `  following ${c.leader} (epoch ${c.epoch})` : c.role === "leader" ? `  epoch ${c.epoch}` : "";
+    const follows =
+      c.role !== "leader" && c.leader !== null
+        ? `  following ${c.leader} (epoch ${c.epoch})`
+        : c.role === "leader"
+          ? `  epoch ${c.epoch}`
+          : "";
     const via = c.serviceId === undefined ? "  (heard through heartbeats only)" : "";
     lines.push(`  ${c.coordinatorId.padEnd(width)}  ${c.role.padEnd(12)}${follows}${via}`);
   }
   if (s.lastHeartbeat) {
-    lines.push(`heartbeat     from ${s.lastHeartbeat.coordinatorId} epoch ${s.lastHeartbeat.epoch}, ${(s.lastHeartbeat.ageMs / 1000).toFixed(1)} s ago`);
+    lines.push(
+      `heartbeat     from ${s.lastHeartbeat.coordinatorId} epoch ${s.lastHeartbeat.epoch}, ${(s.lastHeartbeat.ageMs / 1000).toFixed(1)} s ago`,
+    );
   }
   return `${lines.join("\n")}\n`;
 }

@@ -67,9 +67,10 @@ const CONFIG_NUMBERS = [
 ] as const;
 
 function checkHeader(value: unknown, fail: (problem: string) => never): RecordHeader {
-  if (!isObject(value) || value.kind !== "header") fail("not a record log header (the first line must have \"kind\":\"header\")");
+  if (!isObject(value) || value.kind !== "header") fail('not a record log header (the first line must have "kind":"header")');
   const format = value.format;
-  if (!Number.isInteger(format) || (format as number) < 1) fail(`the header's format must be a whole number from 1, not ${JSON.stringify(format)}`);
+  if (!Number.isInteger(format) || (format as number) < 1)
+    fail(`the header's format must be a whole number from 1, not ${JSON.stringify(format)}`);
   if ((format as number) < RECORD_FORMAT) {
     fail(
       `the log has format ${String(format)}, which recorded one event per ping reply; this presence-coordinator sweeps (format ${RECORD_FORMAT}) ` +
@@ -113,7 +114,7 @@ function checkEntry(value: unknown, fail: (problem: string) => never): RecordEnt
       if (!hasType(value.command)) fail("command entry without a command type");
       break;
     case "info":
-      if (typeof value.what !== "string") fail("info entry without \"what\"");
+      if (typeof value.what !== "string") fail('info entry without "what"');
       break;
     case "header":
       fail("a second header");
@@ -213,7 +214,6 @@ export class ReplayClock extends SimulatedClock {
     return [...this.pending].map(([n, t]) => ({ n, ms: t.ms, dueAt: t.setAt + t.ms }));
   }
 }
-
 
 /** A command the machines sent, at its (simulated or recorded) time. */
 export interface TimedCommand {
@@ -345,7 +345,8 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
         break;
       case "event":
         if (entry.target === "election") {
-          if (actor.getSnapshot().status !== "active") problem = `the log delivers ${entry.event.type} to the election actor, which is not running in replay`;
+          if (actor.getSnapshot().status !== "active")
+            problem = `the log delivers ${entry.event.type} to the election actor, which is not running in replay`;
           else actor.send(entry.event);
         } else {
           const monitor = actor.system.get("monitor");
@@ -494,7 +495,14 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
       return 1;
     }
     const reports = result.produced.filter((c) => isReport(c.command)).length;
-    const summary = { kind: "check", file: options.file, entries: result.entries, commands: result.produced.length, reports, matches: true };
+    const summary = {
+      kind: "check",
+      file: options.file,
+      entries: result.entries,
+      commands: result.produced.length,
+      reports,
+      matches: true,
+    };
     out.write(
       options.json
         ? JSON.stringify(summary) + "\n"
@@ -507,7 +515,9 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
     // the text leaves it out and says so first (--json has every command).
     const collects = result.produced.filter((c) => c.command.type === "replies.collect").length;
     if (collects > 0) {
-      options.err.write(`(${collects} replies.collect commands, one per sweep interval of ${log.header.config.sweepIntervalMs} ms, are not shown; --json shows every command)\n`);
+      options.err.write(
+        `(${collects} replies.collect commands, one per sweep interval of ${log.header.config.sweepIntervalMs} ms, are not shown; --json shows every command)\n`,
+      );
     }
     for (const c of result.produced) if (c.command.type !== "replies.collect") out.write(formatCommand(c) + "\n");
   }
