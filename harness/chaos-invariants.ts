@@ -244,7 +244,10 @@ export class ClientTimeline {
   constructor(actions: readonly ClientAction[]) {
     for (const a of byArrival(actions)) {
       let list = this.bySubject.get(a.subject);
-      if (!list) this.bySubject.set(a.subject, (list = []));
+      if (!list) {
+        list = [];
+        this.bySubject.set(a.subject, list);
+      }
       list.push(a);
     }
   }
@@ -658,14 +661,17 @@ function bySubject(presence: readonly SeenPresence[]): Map<string, SeenPresence[
   const out = new Map<string, SeenPresence[]>();
   for (const r of byArrival(presence)) {
     let list = out.get(r.clientSubject);
-    if (!list) out.set(r.clientSubject, (list = []));
+    if (!list) {
+      list = [];
+      out.set(r.clientSubject, list);
+    }
     list.push(r);
   }
   return out;
 }
 
 /** The unregistrations that had a client to remove: acknowledged while the client was registered, with when its next registration came. */
-function leaves(record: ChaosRecord, timeline: ClientTimeline): { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] {
+function leaves(_record: ChaosRecord, timeline: ClientTimeline): { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] {
   const out: { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] = [];
   for (const subject of timeline.subjects()) {
     let lastRegisteredAt: number | undefined;

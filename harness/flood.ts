@@ -23,7 +23,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { jetstream, type PubAck } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { parseHeartbeat, subjects } from "../src/protocol/election.js";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
@@ -92,7 +92,7 @@ function counter(text: string, name: string, label: string): number {
 
 /** Publishes through JetStream with at most PUBLISH_WINDOW unacknowledged; resolves once all are acknowledged. */
 class Publisher {
-  private readonly inFlight = new Set<Promise<PubAck | void>>();
+  private readonly inFlight = new Set<Promise<void>>();
   readonly failures: string[] = [];
   messages = 0;
   bytes = 0;
@@ -105,7 +105,7 @@ class Publisher {
     while (this.inFlight.size >= PUBLISH_WINDOW) await Promise.race(this.inFlight);
     this.messages += 1;
     this.bytes += typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
-    const p: Promise<PubAck | void> = this.js
+    const p: Promise<void> = this.js
       .publish(subject, payload)
       .then(
         () => onAck?.(),
@@ -194,7 +194,10 @@ export async function runFlood(kind: FloodKind, log: (line: string) => void = ()
       for (const { data, encoding } of batch) {
         const r = decodeReport(data, encoding);
         let counts = byType.get(r.type);
-        if (counts === undefined) byType.set(r.type, (counts = new Map()));
+        if (counts === undefined) {
+          counts = new Map();
+          byType.set(r.type, counts);
+        }
         counts.set(r.clientSubject, (counts.get(r.clientSubject) ?? 0) + 1);
         if (r.type === "NodePresent") lastPresent.set(r.clientSubject, r);
       }
@@ -216,7 +219,10 @@ export async function runFlood(kind: FloodKind, log: (line: string) => void = ()
     await control(observer, "live", { op: "register", from: 0, to: EXISTING });
     await waitFor(
       `NodePresent for the ${EXISTING} existing clients`,
-      () => (digest(), (byType.get("NodePresent")?.size ?? 0) >= EXISTING),
+      () => {
+        digest();
+        return (byType.get("NodePresent")?.size ?? 0) >= EXISTING;
+      },
       30_000,
     );
     await sleep(2000); // a few pings each, before the flood

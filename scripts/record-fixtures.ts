@@ -161,7 +161,7 @@ const scenarios: Record<string, Scenario> = {
     const first = await s.leader();
     await s.streamReady();
     const clients = ["svc.api.1", "svc.api.2", "svc.api.3"].map((subject) => s.client(subject));
-    clients.forEach((c, i) => c.register({ zone: "eu-1", index: i }));
+    for (const [i, c] of clients.entries()) c.register({ zone: "eu-1", index: i });
     for (const c of clients) await s.report(`NodePresent ${c.subject}`, (r) => r.type === "NodePresent" && r.clientSubject === c.subject);
     await sleep(1200);
     const crashedAt = performance.now();
@@ -176,7 +176,7 @@ const scenarios: Record<string, Scenario> = {
     }
     await s.report("a NodeState from the new leader", (r) => r.type === "NodeState" && r.coordinatorId === next, crashedAt);
     await s.stop(next, "SIGTERM");
-    clients.forEach((c) => c.close());
+    for (const c of clients) c.close();
   },
 
   /** One coordinator, two clients; one stops answering: suspect, then dead. */
@@ -234,7 +234,7 @@ const scenarios: Record<string, Scenario> = {
     const first = await s.leader();
     await s.streamReady();
     const clients = ["svc.queue.1", "svc.queue.2"].map((subject) => s.client(subject));
-    clients.forEach((c) => c.register());
+    for (const c of clients) c.register();
     for (const c of clients) await s.report(`NodePresent ${c.subject}`, (r) => r.type === "NodePresent" && r.clientSubject === c.subject);
     await sleep(1200);
     const stoppedAt = performance.now();
@@ -249,7 +249,7 @@ const scenarios: Record<string, Scenario> = {
     }
     await sleep(1200);
     await s.stop(next, "SIGTERM");
-    clients.forEach((c) => c.close());
+    for (const c of clients) c.close();
   },
 
   /** One coordinator; a client registers, restarts (registers again: NodePresent again), then leaves. */

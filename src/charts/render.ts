@@ -227,7 +227,7 @@ export function toDot(chart: Chart): string {
     }
   }
   out.push("}");
-  return out.join("\n") + "\n";
+  return `${out.join("\n")}\n`;
 }
 
 let graphviz: Promise<Graphviz> | undefined;
@@ -301,5 +301,5 @@ export function toMermaid(chart: Chart): string {
   for (const t of allTransitions(chart)) {
     for (const target of t.targets) out.push(`  ${id(t.source)} --> ${id(target)} : ${mermaidLabel(t)}`);
   }
-  return out.join("\n") + "\n";
+  return `${out.join("\n")}\n`;
 }

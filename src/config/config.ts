@@ -3,7 +3,7 @@
  * and `validateConfig()`, which refuses bad values and bad combinations before anything
  * connects to NATS.
  */
-import { NatsUrlError, redactNatsUrl, sameCredentials, splitNatsUrl, type UrlCredentials } from "../nats/url.js";
+import { NatsUrlError, redactNatsUrl, sameCredentials, splitNatsUrl, type SplitNatsUrl, type UrlCredentials } from "../nats/url.js";
 
 /**
  * Heartbeat interval, in ms (default 1000). The leader renews its lease (a KV update
@@ -378,7 +378,7 @@ export function natsConnectionFrom(rawUrls: readonly string[], flags: NatsSecuri
   let found: { credentials: UrlCredentials; url: string } | undefined;
   const urls: string[] = [];
   for (const raw of rawUrls) {
-    let split;
+    let split: SplitNatsUrl;
     try {
       split = splitNatsUrl(raw);
     } catch (err) {

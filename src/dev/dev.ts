@@ -213,7 +213,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
     });
     observer.subscribe(subjects.heartbeat(options.clusterId), {
       callback: (_err, msg) => {
-        let hb;
+        let hb: ReturnType<typeof parseHeartbeat>;
         try {
           hb = parseHeartbeat(msg.data);
         } catch {

@@ -12,7 +12,7 @@ import { performance } from "node:perf_hooks";
 import { createActor, fromCallback, type Actor, type ActorOptions, type ActorRefFrom } from "xstate";
 import type { CoordinatorConfig, ElectionTimings } from "../config/config.js";
 import type { Command, MonitorCommand } from "../machines/commands.js";
-import { electionMachine, type ElectionCommand, type ElectionEvent, type ElectionInput } from "../machines/election.js";
+import { electionMachine, type ElectionEvent, type ElectionInput } from "../machines/election.js";
 import type { MonitorEvent, MonitorMachine, MonitorSettings } from "../machines/monitor.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
 import type { ClientInfo } from "../protocol/query.js";
@@ -328,7 +328,10 @@ export class ElectionDriver {
     if (hb.epoch < context.highestEpoch) return; // stale: the machine would ignore it
     const key = leaderKey(hb.coordinatorId, hb.epoch);
     const resigning = hb.resigning === true;
-    if (!resigning && this.confirmed.has(key)) return this.deliver(hb);
+    if (!resigning && this.confirmed.has(key)) {
+      this.deliver(hb);
+      return;
+    }
     const waitKey = resigning ? resignationKey(key) : key;
     const refusedAt = this.refused.get(waitKey);
     if (refusedAt !== undefined && this.now() - refusedAt < this.options.timings.leaderTimeoutMs) return;
@@ -456,7 +459,7 @@ export class ElectionDriver {
       case "registration.remove":
       case "report.presence":
       case "reports.state":
-        return this.options.onMonitorCommand?.(command);
+        return void this.options.onMonitorCommand?.(command);
       case "lease.create":
         return void this.createLease();
       case "lease.renew":
@@ -464,9 +467,9 @@ export class ElectionDriver {
       case "lease.release":
         return void this.releaseLease(command.epoch, command.revision);
       case "heartbeat.publish":
-        return this.publishHeartbeat(command.epoch, command.resigning);
+        return void this.publishHeartbeat(command.epoch, command.resigning);
       case "report.publish":
-        return this.publishReport(command.report);
+        return void this.publishReport(command.report);
     }
   }
 

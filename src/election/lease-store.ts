@@ -231,7 +231,7 @@ export class KvLeaseStore implements LeaseStore {
   }
 
   private async entry(): Promise<{ holder: LeaseHolder; revision: number } | null> {
-    let entry;
+    let entry: Awaited<ReturnType<KV["get"]>>;
     try {
       entry = await this.kv.get(resources.leaseKey);
     } catch (err) {

@@ -75,7 +75,12 @@ export const monitorMachine = setup({
         perShard[key !== undefined && Number.isInteger(key) && key >= 0 ? key % count : shardOf(reply.subject, count)]!.push(reply);
       }
       const unsent: (string[] | undefined)[] = new Array<string[] | undefined>(count);
-      for (const subject of event.unsent ?? []) (unsent[shardOf(subject, count)] ??= []).push(subject);
+      for (const subject of event.unsent ?? []) {
+        const shard = shardOf(subject, count);
+        const list = unsent[shard] ?? [];
+        unsent[shard] = list;
+        list.push(subject);
+      }
       for (let i = 0; i < count; i++) {
         // A shard without clients has nothing to judge: no event for it (256 shards, 20 sweeps a second).
         const shard = context.shards[i]!;

@@ -31,7 +31,10 @@ export function indexScheduler(system: { scheduler: Scheduler }): void {
     // XState draws a random id for a delayed send without one; draw it here to index it.
     const key = id ?? Math.random().toString(36).slice(2);
     let own = ids.get(source);
-    if (own === undefined) ids.set(source, (own = new Set()));
+    if (own === undefined) {
+      own = new Set();
+      ids.set(source, own);
+    }
     own.add(key);
     schedule(source, target, event, delay, key);
   };

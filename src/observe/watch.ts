@@ -4,7 +4,7 @@
  * on the client library's watchPresence, so a report of a stale epoch (an old leader's) is
  * not printed; a line on stderr says it was dropped.
  */
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { watchPresence } from "../client/watch-presence.js";
 import type { Report } from "../protocol/presence.js";
 import { describeError } from "./logger.js";
@@ -37,7 +37,7 @@ export function formatReport(r: Report): string {
 
 /** Starts printing; resolves to a function that stops. */
 export async function runWatch(options: WatchOptions): Promise<() => Promise<void>> {
-  let nc;
+  let nc: NatsConnection;
   try {
     nc = await connect({
       timeout: options.connectTimeoutMs,

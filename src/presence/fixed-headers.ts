@@ -9,7 +9,8 @@ class FixedHeaders extends MsgHdrsImpl {
   private encoded: Uint8Array | null = null;
 
   override encode(): Uint8Array {
-    return (this.encoded ??= super.encode());
+    if (this.encoded === null) this.encoded = super.encode();
+    return this.encoded;
   }
 
   override set(k: string, v: string, match?: Match): void {

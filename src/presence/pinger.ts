@@ -224,7 +224,10 @@ export class Pinger {
     this.outstandingPings -= 1;
     const subject = this.subjects[slot]!;
     // The server answers a request nobody listens to with an empty 503 status message.
-    if (msg.headers?.code === 503 && (msg.data?.length ?? 0) === 0) return this.options.onMiss(subject, "no responders");
+    if (msg.headers?.code === 503 && (msg.data?.length ?? 0) === 0) {
+      this.options.onMiss(subject, "no responders");
+      return;
+    }
     this.options.onReply(subject, this.clock.now() - this.slotData[at + SENT_AT]!, slot);
   }
 }

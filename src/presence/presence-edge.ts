@@ -227,12 +227,12 @@ export class PresenceEdge {
       case "registrations.pull":
         return void this.startPulling(this.generation);
       case "monitor.stop":
-        return this.stop();
+        return void this.stop();
       case "replies.collect":
-        return this.collectReplies();
+        return void this.collectReplies();
       case "clients.ping":
         this.pings.push({ subjects: command.subjects, keys: command.keys });
-        return this.flushSoon();
+        return void this.flushSoon();
       case "registration.remove":
         this.monitored.delete(command.subject); // it is dead
         this.pinger.forget(command.subject);
@@ -243,13 +243,13 @@ export class PresenceEdge {
           );
       case "report.presence":
         this.lifecycle.push(command.report);
-        return this.flushSoon();
+        return void this.flushSoon();
       case "reports.state":
         for (let i = 0; i < command.reports.length; i++) {
           this.states.push(command.reports[i]!);
           this.stateKeys.push(command.keys[i] ?? -1);
         }
-        return this.flushSoon();
+        return void this.flushSoon();
     }
   }
 
@@ -416,7 +416,7 @@ export class PresenceEdge {
       return;
     }
     const leaving = m.subject === presenceSubjects.unregister(this.options.clusterId);
-    let registration;
+    let registration: Registration;
     try {
       registration = parseRegistration(m.data);
     } catch (err) {
@@ -614,7 +614,10 @@ export class PresenceEdge {
    */
   private publish(bodies: ClientReport[], keys: ReportKeys): void {
     const why = this.publishBlocked();
-    if (why !== null) return this.withholdAll(why, bodies, 0);
+    if (why !== null) {
+      this.withholdAll(why, bodies, 0);
+      return;
+    }
     this.endWithholding();
     this.publishHeld();
     this.emit(bodies, keys);
@@ -669,7 +672,10 @@ export class PresenceEdge {
     }
     for (let i = 0; i < bodies.length; i++) {
       const why = this.publishBlocked();
-      if (why !== null) return this.withholdAll(why, bodies, i);
+      if (why !== null) {
+        this.withholdAll(why, bodies, i);
+        return;
+      }
       this.published(bodies[i]!, payloads[i]!);
     }
   }

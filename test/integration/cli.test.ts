@@ -233,7 +233,10 @@ test("cli - dev warns of nothing through a crash failover, and a Ctrl-C in a ter
     }
     const url = /embedded nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(stdout)![1]!;
     const refused = await connect({ servers: url, reconnect: false, timeout: 1000 }).then(
-      async (nc) => (await nc.close(), false),
+      async (nc) => {
+        await nc.close();
+        return false;
+      },
       () => true,
     );
     assert.ok(refused, "the embedded nats-server is gone too");
@@ -285,7 +288,7 @@ test("cli - replay --check of a log that differs from the machines exits 1 namin
     const suspect = lines.findIndex((l) => l.includes('"NodeSuspect"'));
     lines.splice(suspect + 1, 0, lines[suspect]!); // one command line too many
     const extra = join(dir, "extra.jsonl");
-    await writeFile(extra, lines.join("\n") + "\n");
+    await writeFile(extra, `${lines.join("\n")}\n`);
     const r = await runCli(["replay", extra, "--check"]);
     assert.is(r.code, 1, r.stderr);
     assert.match(r.stderr, `replay differs from ${extra} at entry ${suspect + 1} (line ${suspect + 2}, `);

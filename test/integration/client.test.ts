@@ -3,7 +3,7 @@
  * CLI: PresenceClient (register, answer pings, re-register, unregister) and watchPresence
  * (the live view, its events, stale epochs dropped).
  */
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { PresenceClient, PresenceClientError, watchPresence, type PresenceWatchEvents } from "../../src/client/index.js";

@@ -14,7 +14,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { floodProblems, runFlood } from "../../harness/flood.js";
 import { Helper } from "../../harness/processes.js";
-import { control, SimulatedClients } from "../../harness/client-sim.js";
+import { SimulatedClients } from "../../harness/client-sim.js";
 import { Kvm } from "@nats-io/kv";
 import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config/config.js";
 import { MAX_REGISTRATION_BYTES, presenceResources, presenceSubjects } from "../../src/protocol/presence.js";

@@ -51,6 +51,7 @@ async function pollFor<T>(what: string, check: () => Promise<T | undefined>, tim
 /** The row's last-seen time (the cell's title, ISO) and round trip, as the page shows them. */
 async function livenessOf(page: Page, subject: string): Promise<{ lastSeen: string; rtt: string }> {
   const row = page.locator(`#clients tbody tr[data-subject="${subject}"]`);
+  // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator, not a DOM node; the rendered text is what the test reads
   return { lastSeen: (await row.locator("td").nth(3).getAttribute("title")) ?? "", rtt: await row.locator("td").nth(4).innerText() };
 }
 
@@ -150,6 +151,7 @@ test("inspector - the page shows the leader's chart, its clients, and a client t
     // The event list shows the reports; the counts chips agree with the table.
     await page.locator('[data-tab="reports"]').click();
     await page.locator('#events .event.report[data-type="NodeDead"]', { hasText: "app.inspected-2" }).waitFor({ timeout: 3000 });
+    // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator, not a DOM node; the rendered text is what the test reads
     assert.match(await page.locator("#state-filter .chip.state-dead b").innerText(), /^1$/);
 
     await page.screenshot({ path: `${ARTIFACTS}inspector.png`, fullPage: true });

@@ -9,9 +9,9 @@ import * as assert from "uvu/assert";
 import { PresenceClient } from "../../src/client/index.js";
 import type { GetResponse, ListResponse, QueryErrorBody, StatsResponse } from "../../src/protocol/query.js";
 import { NatsServer } from "../../src/nats/server.js";
-import { reportRecorder, waitForStream } from "../../harness/presence.js";
+import { waitForStream } from "../../harness/presence.js";
 import type { ClusterStatus } from "../../src/observe/query/status.js";
-import { Observer, runCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
+import { Observer, runCli, spawnCoordinator, type CoordinatorProcess } from "../../harness/coordinators.js";
 
 const cluster = `qs${process.pid}`;
 let server: NatsServer;

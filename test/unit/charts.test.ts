@@ -257,10 +257,10 @@ test("charts - mermaid source declares every state and every transition", () => 
   const client = toMermaid(chartOf(clientMachine));
   assert.match(
     client,
-    /\n  state "client \(in any state\)" as root\n  root : entry \/ report\n  root : RESET \/ applyRegistration, applyFact, report\n/,
+    /\n {2}state "client \(in any state\)" as root\n {2}root : entry \/ report\n {2}root : RESET \/ applyRegistration, applyFact, report\n/,
   );
-  assert.match(client, /\n  root --> left : LEAVE \/ applyFact\n/);
-  assert.match(toMermaid(chartOf(MACHINES.monitor)), /\n  root : SWEEP \/ sweepShards\n/);
+  assert.match(client, /\n {2}root --> left : LEAVE \/ applyFact\n/);
+  assert.match(toMermaid(chartOf(MACHINES.monitor)), /\n {2}root : SWEEP \/ sweepShards\n/);
 });
 
 test("charts - the diagrams in visualizations/ are up to date (npm run viz)", async () => {

@@ -140,7 +140,7 @@ test("liveness - a client's key names its slot and shard; a reply's key is a sho
   for (const s of ["a", "b", "c"]) table.register(s, {}, T0);
   const seen = run(table, T0, T0 + T.pingIntervalMs, 10);
   const keyOf = new Map<string, number>();
-  for (const { result } of seen) result.ping.forEach((s, i) => keyOf.set(s, result.pingKeys[i]!));
+  for (const { result } of seen) for (const [i, s] of result.ping.entries()) keyOf.set(s, result.pingKeys[i]!);
   assert.equal([...keyOf.keys()].sort(), ["a", "b", "c"], "every client pinged once, with its key");
   assert.equal(new Set(keyOf.values()).size, 3, "one key per client");
   assert.ok(

@@ -642,8 +642,8 @@ test("monitor - clients are spread over the shards, and spawning 2,000 keeps eac
   const note = (subject: string, key: number | undefined) =>
     (keyOf.get(subject) ?? keyOf.set(subject, new Set()).get(subject)!).add(key ?? -1);
   for (const { command } of p.log) {
-    if (command.type === "clients.ping") command.subjects.forEach((s, i) => note(s, command.keys[i]));
-    if (command.type === "reports.state") command.reports.forEach((r, i) => note(r.clientSubject, command.keys[i]));
+    if (command.type === "clients.ping") for (const [i, s] of command.subjects.entries()) note(s, command.keys[i]);
+    if (command.type === "reports.state") for (const [i, r] of command.reports.entries()) note(r.clientSubject, command.keys[i]);
   }
   assert.is(keyOf.size, 2000, "every client pinged and reported");
   const keys = [...keyOf].map(([subject, set]) => {

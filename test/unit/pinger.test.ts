@@ -99,7 +99,10 @@ function setup() {
   const slots = new Map<string, number>();
   const ping = (subject: string): void => {
     let slot = slots.get(subject);
-    if (slot === undefined) slots.set(subject, (slot = slots.size));
+    if (slot === undefined) {
+      slot = slots.size;
+      slots.set(subject, slot);
+    }
     pinger.ping(subject, slot);
   };
   return { nc, sim, pinger, ping, replies, misses, slotReplies };

@@ -677,9 +677,16 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
     ...(pingIntervalMs !== undefined ? { pingIntervalMs } : {}),
     reportEncoding: "json",
     logger: createLogger({ format: "json", verbose: false, stream }),
-    leaseIsValid: () => (checks.lease++, state.onLeaseCheck?.(), state.leaseValid),
+    leaseIsValid: () => {
+      checks.lease++;
+      state.onLeaseCheck?.();
+      return state.leaseValid;
+    },
     epoch: () => 1,
-    isConnected: () => (checks.connected++, state.connected),
+    isConnected: () => {
+      checks.connected++;
+      return state.connected;
+    },
     connectionLosses: () => state.losses,
     toMonitor: (event) => {
       if (event.type !== "SWEEP") throw new Error(`unexpected monitor event ${event.type}`);

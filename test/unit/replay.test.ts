@@ -103,7 +103,7 @@ function tampered(scenario: string, change: (lines: string[]) => void): RecordLo
   const { log } = fixtureLogs(scenario)[0]!;
   const lines = readFileSync(log.file, "utf8").trimEnd().split("\n");
   change(lines);
-  return parseRecordLog(lines.join("\n") + "\n", "tampered.jsonl");
+  return parseRecordLog(`${lines.join("\n")}\n`, "tampered.jsonl");
 }
 
 test("replay --check - a changed report is found at its line, with expected and actual", () => {
@@ -291,7 +291,7 @@ test("replay - the printed commands leave out the sweeps' replies.collect, say s
   const others = produced.length - collects - pings - produced.filter((c) => c.command.type === "reports.state").length;
   assert.is(lines.length, others + pings + states.length, "one line per command, and per NodeState of a batch");
   assert.ok(
-    lines.some((l) => /^ +\d+\.\d{3} ms  clients\.ping svc\.db\.\d( svc\.db\.\d)*$/.test(l)),
+    lines.some((l) => /^ +\d+\.\d{3} ms {2}clients\.ping svc\.db\.\d( svc\.db\.\d)*$/.test(l)),
     "a ping line names its subjects",
   );
   const db2 = states.find((r) => r.clientSubject === "svc.db.2")!;
@@ -491,7 +491,10 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
   const recorder = new LogRecorder(writer, () => clock.now());
   let revision = 1;
   const lease: LeaseStore = {
-    acquire: async () => ({ epoch: 7, revision: (revision = 7) }),
+    acquire: async () => {
+      revision = 7;
+      return { epoch: 7, revision };
+    },
     renew: async () => ++revision,
     release: async () => undefined,
     holder: async (): Promise<LeaseHolder | null> => null,
@@ -520,7 +523,15 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
         later(() => driver!.sendToMonitor({ type: "SWEEP", atMs: at(), stalledMs: 0, replies: replies.splice(0) }));
     },
     lease,
-    heartbeats: { publish: (hb) => later(() => hear?.(hb)), subscribe: (h) => ((hear = h), () => (hear = undefined)) },
+    heartbeats: {
+      publish: (hb) => later(() => hear?.(hb)),
+      subscribe: (h) => {
+        hear = h;
+        return () => {
+          hear = undefined;
+        };
+      },
+    },
     reports: { publish: () => undefined },
     logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, cb) => cb() }) }),
     isConnected: () => true,
@@ -539,7 +550,7 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
   await resigned;
   await writer.close();
 
-  const log = parseRecordLog(text.join("\n") + "\n", "in-process.jsonl");
+  const log = parseRecordLog(`${text.join("\n")}\n`, "in-process.jsonl");
   const result = replayLog(log, { check: true });
   assert.is(result.divergence, null, JSON.stringify(result.divergence));
   const types = presence(result.produced).map((r) => `${r.type} ${r.clientSubject}`);

@@ -157,9 +157,9 @@ function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: 
     if (withKeys) for (const s of steps) if (s.forgotten) encoder.forget(r.subjects[s.client]!);
     const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts, withKeys ? steps.map((s) => s.key) : undefined);
     assert.is(encoded.length, bodies.length, "one payload per report");
-    bodies.forEach((body, i) =>
-      done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) }),
-    );
+    for (const [i, body] of bodies.entries()) {
+      done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) });
+    }
   }
   // Checked once every batch is written: a payload is still queued to be sent while later
   // batches are encoded, so no batch may write over an earlier one's bytes.

@@ -469,7 +469,7 @@ export class InspectionHub {
   /** The subject of the selected client, if a client is selected. */
   private selectedClient(): string | null {
     const key = this.selectedKey;
-    return key !== null && key.startsWith("client:") ? key.slice("client:".length) : null;
+    return key?.startsWith("client:") ? key.slice("client:".length) : null;
   }
 
   /**
@@ -607,7 +607,10 @@ export class InspectionHub {
     for (const r of rows) {
       if (!r.live) continue;
       let s = shardTotals.get(r.shard);
-      if (s === undefined) shardTotals.set(r.shard, (s = { index: r.shard, clients: 0, suspect: 0 }));
+      if (s === undefined) {
+        s = { index: r.shard, clients: 0, suspect: 0 };
+        shardTotals.set(r.shard, s);
+      }
       s.clients += 1;
       if (r.state === "suspect") s.suspect += 1;
     }

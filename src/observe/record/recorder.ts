@@ -205,7 +205,7 @@ export class RecordWriter {
   /** Starts writing what is buffered, unless a write is in flight (it picks the rest up). */
   private flush(): void {
     if (this.writing || this.failed || this.buffer.length === 0) return;
-    const data = this.buffer.join("\n") + "\n";
+    const data = `${this.buffer.join("\n")}\n`;
     this.buffer = [];
     this.bufferedChars = 0;
     this.writing = true;
@@ -311,7 +311,7 @@ export async function openRecordLog(options: OpenRecordOptions): Promise<LogReco
     startedAt: new Date().toISOString(),
   };
   try {
-    await handle.appendFile(JSON.stringify(header) + "\n", "utf8");
+    await handle.appendFile(`${JSON.stringify(header)}\n`, "utf8");
   } catch (err) {
     await handle.close().catch(() => undefined);
     throw new RecordOpenError(`cannot write the record log ${path}: ${describeError(err)}`, { cause: err });

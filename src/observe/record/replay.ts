@@ -490,8 +490,8 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
   const { out } = options;
   if (options.check) {
     if (result.divergence !== null) {
-      if (options.json) out.write(JSON.stringify({ kind: "divergence", ...result.divergence }) + "\n");
-      else options.err.write(formatDivergence(result.divergence, options.file) + "\n");
+      if (options.json) out.write(`${JSON.stringify({ kind: "divergence", ...result.divergence })}\n`);
+      else options.err.write(`${formatDivergence(result.divergence, options.file)}\n`);
       return 1;
     }
     const reports = result.produced.filter((c) => isReport(c.command)).length;
@@ -505,11 +505,11 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
     };
     out.write(
       options.json
-        ? JSON.stringify(summary) + "\n"
+        ? `${JSON.stringify(summary)}\n`
         : `${options.file}: ${result.entries} entries replayed; all ${result.produced.length} commands (${reports} reports) match the log\n`,
     );
   } else if (options.json) {
-    for (const c of result.produced) out.write(JSON.stringify(c) + "\n");
+    for (const c of result.produced) out.write(`${JSON.stringify(c)}\n`);
   } else {
     // replies.collect says nothing but "a sweep interval passed" and comes 20 times a second:
     // the text leaves it out and says so first (--json has every command).
@@ -519,13 +519,13 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
         `(${collects} replies.collect commands, one per sweep interval of ${log.header.config.sweepIntervalMs} ms, are not shown; --json shows every command)\n`,
       );
     }
-    for (const c of result.produced) if (c.command.type !== "replies.collect") out.write(formatCommand(c) + "\n");
+    for (const c of result.produced) if (c.command.type !== "replies.collect") out.write(`${formatCommand(c)}\n`);
   }
   if (result.until) {
-    out.write(options.json ? JSON.stringify({ kind: "actors", ...result.until }) + "\n" : formatActors(result.until) + "\n");
+    out.write(options.json ? `${JSON.stringify({ kind: "actors", ...result.until })}\n` : `${formatActors(result.until)}\n`);
   }
   if (!options.check && result.divergence !== null) {
-    options.err.write(formatDivergence(result.divergence, options.file) + "\n");
+    options.err.write(`${formatDivergence(result.divergence, options.file)}\n`);
     return 1;
   }
   return 0;
