@@ -2,11 +2,12 @@
  * Runs the election machine against the world: executes its commands on the lease store,
  * the heartbeat bus and the report sink, and feeds the results back as events.
  *
- * It also enforces the lease on its own, independent of the machine's timers: anything
- * published as leader (heartbeats, leader reports) goes out only while the renew deadline,
- * measured on this process's monotonic clock from when the last successful lease write was
- * sent, has not passed. A process that was paused past its lease therefore publishes
- * nothing as leader when it wakes, whatever order its timers fire in.
+ * Two jobs it hands to files of their own:
+ * - the lease fence (lease-fence.ts): anything published as leader goes out only while the
+ *   renew deadline of the last successful lease write has not passed, on this process's own
+ *   monotonic clock, whatever the machine's timers say;
+ * - the heartbeat gate (heartbeat-gate.ts): a heartbeat reaches the machine only once the
+ *   lease confirms its sender.
  */
 import { performance } from "node:perf_hooks";
 import { createActor, fromCallback, type Actor, type ActorOptions, type ActorRefFrom } from "xstate";
@@ -17,6 +18,8 @@ import type { MonitorEvent, MonitorMachine, MonitorSettings } from "../machines/
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
 import type { ClientInfo } from "../protocol/query.js";
 import { createRandom, type RandomSource } from "../machines/random.js";
+import { HeartbeatGate } from "./heartbeat-gate.js";
+import { LeaseFence } from "./lease-fence.js";
 import { LeaseLostError, LeaseTakenError, type LeaseStore } from "./lease-store.js";
 import { describeError, type Logger } from "../observe/logger.js";
 import { indexScheduler } from "../machines/scheduler-index.js";
@@ -81,26 +84,6 @@ export function electionInputFor(config: CoordinatorConfig): ElectionInput {
   };
 }
 
-/** Leaders confirmed against the lease that are remembered (the newest). */
-const CONFIRMED_KEPT = 8;
-/** Unconfirmed heartbeats (one per leader and epoch) that wait for a lease read at most. */
-const WAITING_KEPT = 16;
-/** Shortest time between two lease reads for confirmation: a flood of forged heartbeats costs at most this many reads. */
-const CONFIRM_SPACING_MS = 50;
-/** Refused (coordinator, epoch) pairs that are remembered, so that their heartbeats cost no read. */
-const REFUSED_KEPT = 256;
-/**
- * How long a resignation is checked against a lease that still names the resigning leader:
- * a leader publishes its last heartbeat first and deletes the lease right after, so the
- * delete may not have landed at the first read. Past this, the resignation is a forgery
- * (or the delete failed, and the lease's expiry does the rest).
- */
-const RESIGNATION_GRACE_MS = 500;
-
-const leaderKey = (coordinatorId: string, epoch: number) => `${epoch}\u0000${coordinatorId}`;
-/** Resignations wait and are refused apart from the same leader's ordinary heartbeats. */
-const resignationKey = (key: string) => `resigning\u0000${key}`;
-
 const SAY: Record<ElectionReportBody["type"], string> = {
   BecameFollower: "following; waiting for a leader",
   FollowingLeader: "following the leader",
@@ -113,39 +96,18 @@ const SAY: Record<ElectionReportBody["type"], string> = {
 export class ElectionDriver {
   readonly actor: Actor<typeof electionMachine>;
   private readonly now: () => number;
-  /** Monotonic time until which this process may act as leader. */
-  private leaseValidUntil = Number.NEGATIVE_INFINITY;
-  /**
-   * Bumped on every release: a renewal that was in flight then cannot make the released
-   * lease valid again when its success arrives.
-   */
-  private leaseGeneration = 0;
+  private readonly fence: LeaseFence;
+  private readonly gate: HeartbeatGate;
   private seq = 0;
   private unsubscribe: (() => void) | null = null;
   private readonly log: Logger;
-  /** Leaders (id and epoch) the lease confirmed, oldest first. */
-  private readonly confirmed = new Set<string>();
-  /** Heartbeats of leaders not confirmed yet, and resignations, waiting for the lease read (with when they were heard). */
-  private readonly waiting = new Map<string, { hb: Heartbeat; heardAt: number }>();
-  /** The heartbeats (wait keys) the lease read in flight decides: copies heard meanwhile cost no read of their own. */
-  private readonly reading = new Set<string>();
-  /** Leaders the lease did not confirm, with when: their heartbeats are dropped for a leader timeout. */
-  private readonly refused = new Map<string, number>();
-  private confirming = false;
-  private refusedWarnedAt = Number.NEGATIVE_INFINITY;
-  private refusedUnwarned = 0;
-  private lastConfirmReadAt = Number.NEGATIVE_INFINITY;
-  /** The pause between two lease reads for confirmation, cleared when the driver stops. */
-  private confirmPause: NodeJS.Timeout | undefined;
-  /** Heartbeats with this coordinator's own id from elsewhere: warned of once per leader timeout. */
-  private ownIdWarnedAt = Number.NEGATIVE_INFINITY;
-  private ownIdUnwarned = 0;
   /** When the machine found its renew deadline passed and started to check the lease (null: it is not unsure). */
   private unsureSince: number | null = null;
 
   constructor(private readonly options: ElectionDriverOptions) {
     this.now = options.now ?? (() => performance.now());
     this.log = options.logger.child({ component: "election" });
+    this.fence = new LeaseFence(this.now, options.timings.renewDeadlineMs);
     const machine = electionMachine.provide({
       actors: {
         outbox: fromCallback<Command>(({ receive }) =>
@@ -174,6 +136,17 @@ export class ElectionDriver {
       },
     });
     indexScheduler(this.actor.system);
+    this.gate = new HeartbeatGate({
+      coordinatorId: options.coordinatorId,
+      leaderTimeoutMs: options.timings.leaderTimeoutMs,
+      lease: options.lease,
+      now: this.now,
+      log: this.log,
+      epochs: () => this.actor.getSnapshot().context,
+      isLeader: () => this.isLeader,
+      isRunning: () => this.actor.getSnapshot().status === "active",
+      deliver: (hb) => this.send({ type: "HEARTBEAT", coordinatorId: hb.coordinatorId, epoch: hb.epoch, resigning: hb.resigning === true }),
+    });
     this.actor.subscribe((snapshot) => this.watchLeaseCheck(snapshot.matches({ leader: { lease: "unsure" } })));
   }
 
@@ -264,11 +237,11 @@ export class ElectionDriver {
 
   /** True while the renew deadline of the last successful lease write has not passed. */
   leaseIsValid(): boolean {
-    return this.now() < this.leaseValidUntil;
+    return this.fence.isValid();
   }
 
   start(): void {
-    this.unsubscribe = this.options.heartbeats.subscribe((hb) => this.onHeartbeat(hb));
+    this.unsubscribe = this.options.heartbeats.subscribe((hb) => this.gate.hear(hb));
     this.options.recorder?.record({ kind: "start" });
     this.actor.start();
   }
@@ -301,146 +274,14 @@ export class ElectionDriver {
   /** Stops at once, without resigning: to the others it is as if the process died. */
   halt(): void {
     this.unsubscribe?.();
-    this.leaseValidUntil = Number.NEGATIVE_INFINITY;
+    this.fence.close();
     this.stopActor();
   }
 
   private stopActor(): void {
-    clearTimeout(this.confirmPause);
+    this.gate.stop();
     if (this.actor.getSnapshot().status === "active") this.options.recorder?.record({ kind: "stop" });
     this.actor.stop();
-  }
-
-  /**
-   * A heartbeat heard: handed to the machine if its sender is a leader the lease confirmed,
-   * dropped if it could change nothing (an epoch older than one already seen), else held
-   * until the lease is read. A resignation is always checked against the lease, even from
-   * a confirmed leader: anyone could forge one, and every follower would stand for election.
-   */
-  private onHeartbeat(hb: Heartbeat): void {
-    const context = this.actor.getSnapshot().context;
-    if (hb.coordinatorId === this.options.coordinatorId) {
-      // The machine ignores heartbeats with its own id. One it did not send means another
-      // process runs with this --coordinator-id (or a forgery): say so.
-      if (hb.epoch !== context.epoch) this.warnOwnId(hb);
-      return;
-    }
-    if (hb.epoch < context.highestEpoch) return; // stale: the machine would ignore it
-    const key = leaderKey(hb.coordinatorId, hb.epoch);
-    const resigning = hb.resigning === true;
-    if (!resigning && this.confirmed.has(key)) {
-      this.deliver(hb);
-      return;
-    }
-    const waitKey = resigning ? resignationKey(key) : key;
-    const refusedAt = this.refused.get(waitKey);
-    if (refusedAt !== undefined && this.now() - refusedAt < this.options.timings.leaderTimeoutMs) return;
-    if (this.waiting.has(waitKey) || this.reading.has(waitKey)) return; // already waiting for a read, or being read
-    if (this.waiting.size >= WAITING_KEPT) return; // a flood: the real leader heartbeats again
-    this.waiting.set(waitKey, { hb, heardAt: this.now() });
-    void this.confirmWaiting();
-  }
-
-  /** At most one warning per leader timeout, with how many more heartbeats were heard since the last. */
-  private warnOwnId(hb: Heartbeat): void {
-    const now = this.now();
-    if (now - this.ownIdWarnedAt < this.options.timings.leaderTimeoutMs) {
-      this.ownIdUnwarned += 1;
-      return;
-    }
-    this.log.warn(
-      "heard a heartbeat with this coordinator's own id that this process did not send: is another coordinator running with the same --coordinator-id?",
-      {
-        heartbeatEpoch: hb.epoch,
-        leading: this.isLeader,
-        ...(this.ownIdUnwarned > 0 ? { moreHeardSinceLastWarning: this.ownIdUnwarned } : {}),
-      },
-    );
-    this.ownIdWarnedAt = now;
-    this.ownIdUnwarned = 0;
-  }
-
-  private deliver(hb: Heartbeat): void {
-    this.send({ type: "HEARTBEAT", coordinatorId: hb.coordinatorId, epoch: hb.epoch, resigning: hb.resigning === true });
-  }
-
-  /** Reads the lease, one read at a time, until no heartbeat waits; delivers those it confirms. */
-  private async confirmWaiting(): Promise<void> {
-    if (this.confirming) return;
-    this.confirming = true;
-    try {
-      while (this.waiting.size > 0 && this.actor.getSnapshot().status === "active") {
-        const wait = this.lastConfirmReadAt + CONFIRM_SPACING_MS - this.now();
-        if (wait > 0) {
-          await new Promise((resolve) => (this.confirmPause = setTimeout(resolve, wait)));
-          if (this.actor.getSnapshot().status !== "active") break;
-        }
-        this.lastConfirmReadAt = this.now();
-        const batch = [...this.waiting];
-        this.waiting.clear();
-        for (const [waitKey] of batch) this.reading.add(waitKey);
-        let holder: LeaseHolder | null;
-        try {
-          holder = await this.options.lease.holder();
-        } catch (err) {
-          // Unconfirmed, but not refused either: the next heartbeat tries again.
-          this.log.warn("could not read the lease to confirm a new leader's heartbeat", { error: describeError(err) });
-          continue;
-        } finally {
-          this.reading.clear();
-        }
-        const holderKey = holder === null ? null : leaderKey(holder.coordinatorId, holder.epoch);
-        if (holderKey !== null) this.remember(this.confirmed, holderKey, CONFIRMED_KEPT);
-        for (const [waitKey, { hb, heardAt }] of batch) {
-          const key = leaderKey(hb.coordinatorId, hb.epoch);
-          if (hb.resigning === true) {
-            // Believed once the lease is gone: standing for election then is right anyway.
-            if (holder === null) {
-              this.deliver(hb);
-              continue;
-            }
-            // The lease still names the resigning leader: its delete may not have landed yet.
-            if (holderKey === key && this.now() - heardAt < RESIGNATION_GRACE_MS) {
-              if (!this.waiting.has(waitKey)) this.waiting.set(waitKey, { hb, heardAt });
-              continue;
-            }
-          } else if (this.confirmed.has(key)) {
-            this.deliver(hb);
-            continue;
-          }
-          if (this.refused.size >= REFUSED_KEPT) this.refused.clear();
-          this.refused.set(waitKey, this.now());
-          this.warnRefused(hb, holder);
-        }
-      }
-    } finally {
-      this.confirming = false;
-    }
-  }
-
-  /** One warning per leader timeout at most, with how many more were ignored since the last. */
-  private warnRefused(hb: Heartbeat, holder: LeaseHolder | null): void {
-    const now = this.now();
-    if (now - this.refusedWarnedAt < this.options.timings.leaderTimeoutMs) {
-      this.refusedUnwarned += 1;
-      return;
-    }
-    this.log.warn("ignored a heartbeat that the lease does not confirm", {
-      heartbeatFrom: hb.coordinatorId,
-      heartbeatEpoch: hb.epoch,
-      ...(hb.resigning === true ? { resigning: true } : {}),
-      leaseHolder: holder === null ? null : `${holder.coordinatorId} (epoch ${holder.epoch})`,
-      ...(this.refusedUnwarned > 0 ? { moreIgnoredSinceLastWarning: this.refusedUnwarned } : {}),
-    });
-    this.refusedWarnedAt = now;
-    this.refusedUnwarned = 0;
-  }
-
-  /** Adds `key` to a set kept to its `limit` newest entries. */
-  private remember(set: Set<string>, key: string, limit: number): void {
-    set.delete(key);
-    set.add(key);
-    if (set.size > limit) set.delete(set.values().next().value!);
   }
 
   private send(event: ElectionEvent): void {
@@ -477,13 +318,13 @@ export class ElectionDriver {
     const sentAt = this.now();
     try {
       const { epoch, revision } = await this.options.lease.acquire(this.options.coordinatorId);
-      this.leaseValidUntil = sentAt + this.options.timings.renewDeadlineMs;
+      this.fence.written(sentAt);
       this.send({ type: "LEASE_CREATED", epoch, revision, latencyMs: this.now() - sentAt });
     } catch (err) {
       if (err instanceof LeaseTakenError) {
         const holder = await this.readHolder();
         // The winner's heartbeats need no further read to be believed.
-        if (holder !== null) this.remember(this.confirmed, leaderKey(holder.coordinatorId, holder.epoch), CONFIRMED_KEPT);
+        if (holder !== null) this.gate.confirm(holder);
         this.send({ type: "LEASE_TAKEN", holder });
       } else {
         this.log.warn("lease create failed", { error: describeError(err) });
@@ -494,15 +335,14 @@ export class ElectionDriver {
 
   private async renewLease(epoch: number, revision: number): Promise<void> {
     const sentAt = this.now();
-    const generation = this.leaseGeneration;
+    const ticket = this.fence.renewing();
     try {
       const next = await this.options.lease.renew({ coordinatorId: this.options.coordinatorId, epoch }, revision);
-      if (generation !== this.leaseGeneration) return; // released meanwhile: the release deletes this write too
-      this.leaseValidUntil = sentAt + this.options.timings.renewDeadlineMs;
+      if (!this.fence.renewed(ticket, sentAt)) return; // released meanwhile: the release deletes this write too
       this.send({ type: "LEASE_RENEWED", revision: next, latencyMs: this.now() - sentAt });
     } catch (err) {
       if (err instanceof LeaseLostError) {
-        this.leaseValidUntil = Number.NEGATIVE_INFINITY;
+        this.fence.close();
         this.log.warn("lease lost: another coordinator wrote it", { revision });
         this.send({ type: "LEASE_LOST" });
       } else {
@@ -514,8 +354,7 @@ export class ElectionDriver {
 
   private async releaseLease(epoch: number, revision: number): Promise<void> {
     // From here on this process does not act as leader, whatever the release's outcome.
-    this.leaseValidUntil = Number.NEGATIVE_INFINITY;
-    this.leaseGeneration += 1;
+    this.fence.release();
     try {
       await this.options.lease.release({ coordinatorId: this.options.coordinatorId, epoch }, revision);
       this.send({ type: "LEASE_RELEASED", holder: await this.options.lease.holder() });
