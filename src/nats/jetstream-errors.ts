@@ -77,8 +77,11 @@ export async function retryWhileNotReady<T>(
     deadlineMs: number;
     warn: (message: string, fields: Record<string, unknown>) => void;
     info?: (message: string, fields: Record<string, unknown>) => void;
+    /** Waits `ms` between tries (default: a timer); tests pass their own to see the pauses. */
+    pause?: (ms: number) => Promise<void>;
   },
 ): Promise<T> {
+  const pause = options.pause ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const deadline = performance.now() + options.deadlineMs;
   let races = 0;
   for (let attempt = 1, pauseMs = 250; ; attempt++) {
@@ -91,12 +94,12 @@ export async function retryWhileNotReady<T>(
           attempt,
           error: describeChain(err),
         });
-        await new Promise((r) => setTimeout(r, CREATION_RACE_PAUSE_MS));
+        await pause(CREATION_RACE_PAUSE_MS);
         continue;
       }
       if (!isTransientJetStreamError(err) || performance.now() + pauseMs > deadline) throw err;
       options.warn(`JetStream is not ready for the ${what} yet; trying again`, { attempt, retryInMs: pauseMs, error: describeChain(err) });
-      await new Promise((r) => setTimeout(r, pauseMs));
+      await pause(pauseMs);
       pauseMs = Math.min(2000, pauseMs * 2);
     }
   }
