@@ -22,7 +22,7 @@ import {
 } from "../election/election-driver.js";
 import { KvLeaseStore } from "../election/lease-store.js";
 import { PresenceEdge } from "../presence/presence-edge.js";
-import { KvRegistrationStore, pullRegistrations } from "../presence/registration-store.js";
+import { KvRegistrationStore } from "../presence/registration-store.js";
 import { createLogger, describeError, WarningThrottle, type Logger } from "../observe/logger.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { resources } from "../protocol/election.js";
@@ -238,7 +238,6 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
     const elected = driver;
     edge = new PresenceEdge({
       nc,
-      feed: { pull: (handle) => pullRegistrations(nc, config.clusterId, handle) },
       maxClients: config.maxClients,
       clusterId: config.clusterId,
       coordinatorId: config.coordinatorId,

@@ -12,6 +12,7 @@ import {
   JetStreamApiError,
   RetentionPolicy,
   type ConsumerMessages,
+  type JetStreamClient,
   type JsMsg,
 } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvWatchEntry } from "@nats-io/kv";
@@ -48,7 +49,24 @@ export interface StoredRegistration {
   registeredAtMs: number;
 }
 
+/**
+ * A registration or unregistration message pulled from the registration stream: what the
+ * intake uses of a JetStream message (`JsMsg` is one).
+ */
+export interface RegistrationMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  ack(): void;
+  /** Hands it back for redelivery, after `millis` if given. */
+  nak(millis?: number): void;
+}
+
 export interface RegistrationStore {
+  /**
+   * Starts pulling the registration stream's durable consumer, which only the leader pulls;
+   * every message goes to `handle`. Resolves to the pull, which `close()` ends.
+   */
+  pull(handle: (m: RegistrationMessage) => Promise<void>): Promise<{ close(): Promise<unknown> }>;
   /** Every stored registration. */
   loadAll(): Promise<StoredRegistration[]>;
   /** Stores a registration; resolves to its revision. */
@@ -124,9 +142,23 @@ export interface RegistrationResourcesOptions {
  */
 export const REGISTRATION_STREAM_MAX_MSG_BYTES = MAX_REGISTRATION_BYTES + 4096;
 
+/** Messages asked for at once from the registration consumer. */
+const PULL_BATCH = 256;
+/**
+ * How long one pull request stays open on the server. A leader that dies leaves its open
+ * pull requests behind, and the server may hand them new registrations, which then wait
+ * out the ack wait before the next leader gets them; short-lived requests keep that to one
+ * ack wait. (nats.js renews them as they expire.)
+ */
+const PULL_EXPIRES_MS = 2000;
+/** Registration messages stored at once (different subjects; one subject's run in order). */
+const PULL_CONCURRENCY = 128;
+
 /** The KV bucket and the stream, created if absent. */
 export class KvRegistrationStore implements RegistrationStore {
   private constructor(
+    private readonly js: JetStreamClient,
+    private readonly clusterId: string,
     private readonly kv: KV,
     private readonly logger: Logger,
     private readonly mirror: RegistrationMirror<StoredEntry> | null,
@@ -176,6 +208,8 @@ export class KvRegistrationStore implements RegistrationStore {
       }
       const kv = await new Kvm(js).create(bucket, { history: 1, replicas });
       return new KvRegistrationStore(
+        js,
+        clusterId,
         kv,
         options.logger,
         options.mirror === true ? RegistrationMirror.start(kv, decodeStored, options.logger) : null,
@@ -280,40 +314,24 @@ export class KvRegistrationStore implements RegistrationStore {
       if (!isWrongRevision(err)) throw err;
     }
   }
-}
 
-/** Pulls the registration stream's durable consumer until stopped. */
-/** Messages asked for at once from the registration consumer. */
-const PULL_BATCH = 256;
-/**
- * How long one pull request stays open on the server. A leader that dies leaves its open
- * pull requests behind, and the server may hand them new registrations, which then wait
- * out the ack wait before the next leader gets them; short-lived requests keep that to one
- * ack wait. (nats.js renews them as they expire.)
- */
-const PULL_EXPIRES_MS = 2000;
-/** Registration messages stored at once (different subjects; one subject's run in order). */
-const PULL_CONCURRENCY = 128;
-
-export async function pullRegistrations(
-  nc: NatsConnection,
-  clusterId: string,
-  handle: (msg: JsMsg) => Promise<void>,
-): Promise<ConsumerMessages> {
-  const consumer = await jetstream(nc).consumers.get(
-    presenceResources.registrationStream(clusterId),
-    presenceResources.registrationConsumer,
-  );
-  const messages = await consumer.consume({ max_messages: PULL_BATCH, expires: PULL_EXPIRES_MS });
-  void (async () => {
-    // Up to PULL_CONCURRENCY messages are handled at once: each waits for a KV round trip,
-    // and one at a time would cap registrations at a few hundred a second.
-    const inFlight = new Set<Promise<void>>();
-    for await (const m of messages) {
-      const work = handle(m).finally(() => inFlight.delete(work));
-      inFlight.add(work);
-      if (inFlight.size >= PULL_CONCURRENCY) await Promise.race(inFlight);
-    }
-  })();
-  return messages;
+  /** Pulls the registration stream's durable consumer until the pull is closed. */
+  async pull(handle: (msg: JsMsg) => Promise<void>): Promise<ConsumerMessages> {
+    const consumer = await this.js.consumers.get(
+      presenceResources.registrationStream(this.clusterId),
+      presenceResources.registrationConsumer,
+    );
+    const messages = await consumer.consume({ max_messages: PULL_BATCH, expires: PULL_EXPIRES_MS });
+    void (async () => {
+      // Up to PULL_CONCURRENCY messages are handled at once: each waits for a KV round trip,
+      // and one at a time would cap registrations at a few hundred a second.
+      const inFlight = new Set<Promise<void>>();
+      for await (const m of messages) {
+        const work = handle(m).finally(() => inFlight.delete(work));
+        inFlight.add(work);
+        if (inFlight.size >= PULL_CONCURRENCY) await Promise.race(inFlight);
+      }
+    })();
+    return messages;
+  }
 }

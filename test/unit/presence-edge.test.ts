@@ -28,16 +28,9 @@ import {
 } from "../../src/protocol/presence.js";
 import { createLogger } from "../../src/observe/logger.js";
 import type { MetricsSink } from "../../src/observe/metrics.js";
-import {
-  PresenceEdge,
-  STALL_THRESHOLD_MS,
-  stallThresholdMs,
-  STALL_WARN_MS,
-  type PresenceConnection,
-  type RegistrationFeed,
-  type RegistrationMessage,
-} from "../../src/presence/presence-edge.js";
-import type { RegistrationStore, StoredRegistration } from "../../src/presence/registration-store.js";
+import { PresenceEdge, type PresenceConnection } from "../../src/presence/presence-edge.js";
+import type { RegistrationMessage, RegistrationStore, StoredRegistration } from "../../src/presence/registration-store.js";
+import { STALL_THRESHOLD_MS, STALL_WARN_MS, stallThresholdMs } from "../../src/presence/stall-credit.js";
 
 const CLUSTER = "edge";
 const flush = () => new Promise((r) => setImmediate(r));
@@ -94,6 +87,8 @@ class StrictStore implements RegistrationStore {
   remove(subject: string, revision?: number): Promise<void> {
     return this.call("remove", subject, revision);
   }
+  /** Pulling the stream is not expected unless a test sets its own pull. */
+  pull: RegistrationStore["pull"] = () => Promise.reject(new Error("unexpected pull"));
 }
 
 /** A pulled message that logs how it was settled; settling it twice is a wiring mistake. */
@@ -129,17 +124,15 @@ async function pullingEdge() {
   const store = new StrictStore();
   const lease = { valid: true };
   let handle: ((m: RegistrationMessage) => Promise<void>) | undefined;
-  const feed: RegistrationFeed = {
-    pull: (h) => {
-      if (handle) throw new Error("unexpected second pull");
-      handle = h;
-      return Promise.resolve({
-        close: () => {
-          log.push("pull closed");
-          return Promise.resolve();
-        },
-      });
-    },
+  store.pull = (h) => {
+    if (handle) throw new Error("unexpected second pull");
+    handle = h;
+    return Promise.resolve({
+      close: () => {
+        log.push("pull closed");
+        return Promise.resolve();
+      },
+    });
   };
   // No ping and no report is expected on the registration path.
   const nc: PresenceConnection = {
@@ -152,7 +145,6 @@ async function pullingEdge() {
   };
   const edge = new PresenceEdge({
     nc,
-    feed,
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store,
@@ -293,10 +285,8 @@ function publishingEdge(reportEncoding: ReportEncoding) {
       lease.afterPublish?.();
     },
   };
-  const feed: RegistrationFeed = { pull: () => Promise.reject(new Error("unexpected pull")) };
   const edge = new PresenceEdge({
     nc,
-    feed,
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store: new StrictStore(),
@@ -393,7 +383,6 @@ test("presence edge - a turn sends its lifecycle reports first, then its pings, 
   };
   const edge = new PresenceEdge({
     nc,
-    feed: { pull: () => Promise.reject(new Error("unexpected pull")) },
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store: new StrictStore(),
@@ -552,7 +541,6 @@ test("presence edge - a new leader hands stored registrations over in chunks, ea
         throw new Error(`unexpected publish on ${subject}`);
       },
     },
-    feed: { pull: () => Promise.reject(new Error("unexpected pull")) },
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store,
@@ -668,7 +656,6 @@ function pingingEdge(sweepIntervalMs = 50, deadTimeoutMs = 5000, pingIntervalMs?
   });
   const edge = new PresenceEdge({
     nc,
-    feed: { pull: () => Promise.reject(new Error("unexpected pull")) },
     clusterId: CLUSTER,
     coordinatorId: "c1",
     store,
