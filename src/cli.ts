@@ -439,7 +439,7 @@ export function buildProgram(): Command {
           format: config.logFormat,
           verbose: config.verbose,
           fields: { coordinatorId: config.coordinatorId },
-          epoch: () => coordinator?.driver.epoch ?? 0,
+          epoch: () => (coordinator ? coordinator.view.epoch : 0),
         });
         logConfigOverrides(cmd, logger);
         // Before connecting: a port in use fails at once.

@@ -1,38 +1,28 @@
 /**
- * One coordinator: its NATS connection, lease store, heartbeat bus, report sink and
- * election driver, started together and stopped together.
+ * The composition root: one coordinator, started as a list of named steps (record log, NATS
+ * connection, lease bucket, registrations, election and presence, query service, warm-up)
+ * and stopped together. The machines' commands go through one outbox router to the side
+ * that executes them (COMMAND_EXECUTOR in src/machines/commands.ts), and everything that
+ * reports on the coordinator reads one view of it (view.ts).
  */
-import type { NatsConnection } from "@nats-io/transport-node";
-import { describeSecurity, type CoordinatorConfig, type NatsSecurity } from "../config/config.js";
-import { redactNatsUrl } from "../nats/url.js";
-import {
-  encodeElectionReport,
-  encodeHeartbeat,
-  parseHeartbeat,
-  subjects,
-  type ElectionReport,
-  type Heartbeat,
-} from "../protocol/election.js";
-import {
-  ElectionDriver,
-  electionInputFor,
-  type ElectionDriverOptions,
-  type HeartbeatBus,
-  type ReportSink,
-} from "../election/election-driver.js";
+import type { CoordinatorConfig, NatsSecurity } from "../config/config.js";
+import { describeSecurity } from "../config/config.js";
+import { ElectionDriver, electionInputFor, type ElectionDriverOptions } from "../election/election-driver.js";
 import { KvLeaseStore } from "../election/lease-store.js";
+import { NatsHeartbeatBus, NatsReportSink } from "../election/nats-bus.js";
+import { routeCommands } from "../machines/commands.js";
+import { checkServer, connectNats, type NatsLink } from "../nats/connection.js";
+import { retryWhileNotReady } from "../nats/jetstream-errors.js";
+import { redactNatsUrl } from "../nats/url.js";
+import { createLogger, describeError, type Logger } from "../observe/logger.js";
+import type { CoordinatorMetrics } from "../observe/metrics.js";
+import { startQueryService, type QueryService } from "../observe/query/query-service.js";
+import { openRecordLog, type LogRecorder } from "../observe/record/recorder.js";
 import { PresenceEdge } from "../presence/presence-edge.js";
 import { KvRegistrationStore } from "../presence/registration-store.js";
-import { createLogger, describeError, WarningThrottle, type Logger } from "../observe/logger.js";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { resources } from "../protocol/election.js";
-import { presenceResources } from "../protocol/presence.js";
-import type { CoordinatorMetrics } from "../observe/metrics.js";
-import { retryWhileNotReady } from "../nats/jetstream-errors.js";
-import { checkServer, connectNats, type NatsLink } from "../nats/connection.js";
-import { openRecordLog } from "../observe/record/recorder.js";
-import { startQueryService, type QueryService } from "../observe/query/query-service.js";
 import { rehearseTakeoverOnce } from "../presence/warm-up.js";
+import { checkResources } from "./readiness.js";
+import { coordinatorView, type CoordinatorView } from "./view.js";
 
 /**
  * How long a starting coordinator keeps asking a JetStream that is not ready yet (a cluster
@@ -40,69 +30,10 @@ import { rehearseTakeoverOnce } from "../presence/warm-up.js";
  */
 const STARTUP_JETSTREAM_DEADLINE_MS = 30_000;
 
-export class NatsHeartbeatBus implements HeartbeatBus {
-  /** Garbage on the heartbeat subject logs a line per 10 s, not one per message. */
-  private readonly malformed: WarningThrottle;
-
-  constructor(
-    private readonly nc: NatsConnection,
-    private readonly clusterId: string,
-    private readonly logger: Logger,
-  ) {
-    this.malformed = new WarningThrottle(logger, "more malformed heartbeats ignored (counted, not logged one by one)");
-  }
-
-  publish(heartbeat: Heartbeat): void {
-    try {
-      this.nc.publish(subjects.heartbeat(this.clusterId), encodeHeartbeat(heartbeat));
-    } catch (err) {
-      this.logger.warn("could not publish a heartbeat", { error: describeError(err) });
-    }
-  }
-
-  subscribe(handler: (heartbeat: Heartbeat) => void): () => void {
-    const sub = this.nc.subscribe(subjects.heartbeat(this.clusterId), {
-      callback: (err, msg) => {
-        if (err) {
-          this.logger.warn("heartbeat subscription failed", { error: describeError(err) });
-          return;
-        }
-        let hb: Heartbeat;
-        try {
-          hb = parseHeartbeat(msg.data);
-        } catch (e) {
-          this.malformed.warn("malformed", "ignored a malformed heartbeat", { error: describeError(e) });
-          return;
-        }
-        handler(hb);
-      },
-    });
-    return () => {
-      sub.unsubscribe();
-      this.malformed.flush();
-    };
-  }
-}
-
-export class NatsReportSink implements ReportSink {
-  constructor(
-    private readonly nc: NatsConnection,
-    private readonly clusterId: string,
-    private readonly logger: Logger,
-  ) {}
-
-  publish(report: ElectionReport): void {
-    try {
-      this.nc.publish(subjects.electionReport(this.clusterId), encodeElectionReport(report));
-    } catch (err) {
-      this.logger.warn("could not publish an election report", { report: report.type, error: describeError(err) });
-    }
-  }
-}
-
 export interface Coordinator {
   readonly config: CoordinatorConfig;
-  readonly driver: ElectionDriver;
+  /** What it is now: epoch, role, leader, clients, connection. */
+  readonly view: CoordinatorView;
   readonly logger: Logger;
   /** Leaves the election gracefully (a leader resigns) and drains the NATS connection. */
   stop(): Promise<void>;
@@ -123,56 +54,120 @@ export interface StartOptions {
   metrics?: CoordinatorMetrics;
 }
 
-/** Connects, prepares the lease bucket and joins the election. */
+/** Connects, prepares the lease bucket and the registrations, and joins the election. */
 export async function startCoordinator(config: CoordinatorConfig, options: StartOptions = {}): Promise<Coordinator> {
-  let driver: ElectionDriver | undefined;
-  let queryService: QueryService | undefined;
-  let edge: PresenceEdge | undefined;
-  let registrationStore: KvRegistrationStore | undefined;
+  const coordinator = new RunningCoordinator(config, options);
+  await coordinator.start();
+  return coordinator;
+}
+
+class RunningCoordinator implements Coordinator {
+  readonly logger: Logger;
+  // The parts, in the order the start steps make them.
+  private recorder: LogRecorder | undefined;
+  private link: NatsLink | undefined;
+  private lease: KvLeaseStore | undefined;
+  private registrations: KvRegistrationStore | undefined;
+  private driver: ElectionDriver | undefined;
+  private edge: PresenceEdge | undefined;
+  private coordinatorView: CoordinatorView | undefined;
+  private queryService: QueryService | undefined;
   /** Set when it is stopped or killed. */
-  let ended = false;
-  const logger =
-    options.logger ??
-    createLogger({
-      format: config.logFormat,
-      verbose: config.verbose,
-      fields: { coordinatorId: config.coordinatorId },
-      epoch: () => driver?.epoch ?? 0,
+  private ended = false;
+  private stopping: Promise<void> | undefined;
+
+  /** What start() does, in order; a step that fails undoes what the earlier ones started. */
+  private readonly steps: readonly { name: string; run: () => Promise<void> | void }[] = [
+    { name: "open the record log", run: () => this.openRecordLog() },
+    { name: "connect to NATS", run: () => this.connect() },
+    { name: "check the server", run: () => checkServer(this.nc, this.config.kvReplicas, this.logger) },
+    { name: "open the lease bucket", run: () => this.openLease() },
+    { name: "open the registration stream and bucket", run: () => this.openRegistrations() },
+    { name: "join the election", run: () => this.joinElection() },
+    { name: "serve queries", run: () => this.serveQueries() },
+    { name: "warm up the takeover code", run: () => this.rehearseTakeover() },
+  ];
+
+  constructor(
+    readonly config: CoordinatorConfig,
+    private readonly options: StartOptions,
+  ) {
+    this.logger =
+      options.logger ??
+      createLogger({
+        format: config.logFormat,
+        verbose: config.verbose,
+        fields: { coordinatorId: config.coordinatorId },
+        epoch: () => this.coordinatorView?.epoch ?? 0,
+      });
+  }
+
+  get view(): CoordinatorView {
+    if (this.coordinatorView === undefined) throw new Error("coordinator: not started");
+    return this.coordinatorView;
+  }
+
+  private get nc() {
+    if (this.link === undefined) throw new Error("coordinator: not connected");
+    return this.link.nc;
+  }
+
+  async start(): Promise<void> {
+    this.logStarting();
+    for (const step of this.steps) {
+      this.logger.debug(`start: ${step.name}`);
+      try {
+        await step.run();
+      } catch (err) {
+        this.driver?.halt();
+        await this.link?.nc.close();
+        await this.recorder?.close();
+        throw err;
+      }
+    }
+  }
+
+  private logStarting(): void {
+    const { config } = this;
+    this.logger.info("starting coordinator", {
+      clusterId: config.clusterId,
+      natsUrls: config.natsUrls.map(redactNatsUrl).join(","),
+      leaderTimeoutMs: config.leaderTimeoutMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      renewDeadlineMs: config.renewDeadlineMs,
+      pingIntervalMs: config.pingIntervalMs,
+      deadTimeoutMs: config.deadTimeoutMs,
+      stateIntervalMs: config.stateIntervalMs,
+      sweepIntervalMs: config.sweepIntervalMs,
+      reportEncoding: config.reportEncoding,
+      electionBackoffMs: `${config.electionBackoffMinMs}-${config.electionBackoffMaxMs}`,
+      seed: config.seed,
+      // Which way it authenticates and which files it reads; never a password or token.
+      ...describeSecurity(this.options.security ?? {}),
     });
-  logger.info("starting coordinator", {
-    clusterId: config.clusterId,
-    natsUrls: config.natsUrls.map(redactNatsUrl).join(","),
-    leaderTimeoutMs: config.leaderTimeoutMs,
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
-    renewDeadlineMs: config.renewDeadlineMs,
-    pingIntervalMs: config.pingIntervalMs,
-    deadTimeoutMs: config.deadTimeoutMs,
-    stateIntervalMs: config.stateIntervalMs,
-    sweepIntervalMs: config.sweepIntervalMs,
-    reportEncoding: config.reportEncoding,
-    electionBackoffMs: `${config.electionBackoffMinMs}-${config.electionBackoffMaxMs}`,
-    seed: config.seed,
-    // Which way it authenticates and which files it reads; never a password or token.
-    ...describeSecurity(options.security ?? {}),
-  });
-  // Opened before connecting: an unwritable path stops the start with a message naming it.
-  const recorder = options.record
-    ? await openRecordLog({
-        path: options.record.path,
-        version: options.record.version,
-        config,
-        onError: (message, err) => logger.error(`${message}; monitoring goes on`, { error: describeError(err) }),
-      })
-    : undefined;
-  if (options.record) logger.info("recording this run", { recordLog: options.record.path });
-  let link: NatsLink;
-  try {
-    link = await connectNats({
-      urls: config.natsUrls,
-      name: `presence-coordinator ${config.coordinatorId}`,
-      connectTimeoutMs: config.connectTimeoutMs,
-      logger,
-      ...(options.security ? { security: options.security } : {}),
+  }
+
+  /** Before connecting: an unwritable path stops the start with a message naming it. */
+  private async openRecordLog(): Promise<void> {
+    const { record } = this.options;
+    if (!record) return;
+    this.recorder = await openRecordLog({
+      path: record.path,
+      version: record.version,
+      config: this.config,
+      onError: (message, err) => this.logger.error(`${message}; monitoring goes on`, { error: describeError(err) }),
+    });
+    this.logger.info("recording this run", { recordLog: record.path });
+  }
+
+  private async connect(): Promise<void> {
+    const { recorder } = this;
+    this.link = await connectNats({
+      urls: this.config.natsUrls,
+      name: `presence-coordinator ${this.config.coordinatorId}`,
+      connectTimeoutMs: this.config.connectTimeoutMs,
+      logger: this.logger,
+      ...(this.options.security ? { security: this.options.security } : {}),
       ...(recorder
         ? {
             onStatus: (status: string, server?: string) => {
@@ -182,180 +177,154 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
           }
         : {}),
     });
-  } catch (err) {
-    await recorder?.close();
-    throw err;
   }
-  const { nc } = link;
-  try {
-    await checkServer(nc, config.kvReplicas, logger);
-    const notReady = {
-      deadlineMs: STARTUP_JETSTREAM_DEADLINE_MS,
-      warn: (message: string, fields: Record<string, unknown>) => logger.warn(message, fields),
-      info: (message: string, fields: Record<string, unknown>) => logger.info(message, fields),
-    };
-    const lease = await retryWhileNotReady(
+
+  /** While JetStream is not ready yet (a cluster still electing its meta leader), asked again until the startup deadline. */
+  private readonly notReady = {
+    deadlineMs: STARTUP_JETSTREAM_DEADLINE_MS,
+    warn: (message: string, fields: Record<string, unknown>) => this.logger.warn(message, fields),
+    info: (message: string, fields: Record<string, unknown>) => this.logger.info(message, fields),
+  };
+
+  private async openLease(): Promise<void> {
+    const { config } = this;
+    this.lease = await retryWhileNotReady(
       "lease bucket",
       () =>
-        KvLeaseStore.open(nc, {
+        KvLeaseStore.open(this.nc, {
           clusterId: config.clusterId,
           ttlMs: config.leaderTimeoutMs,
           replicas: config.kvReplicas,
           // A renewal must be answered, or given up and retried, within the renew deadline.
           timeoutMs: Math.max(50, Math.floor((config.renewDeadlineMs - config.heartbeatIntervalMs) / 2)),
-          logger,
+          logger: this.logger,
         }),
-      notReady,
+      this.notReady,
     );
-    const registrations = await retryWhileNotReady(
+  }
+
+  private async openRegistrations(): Promise<void> {
+    const { config } = this;
+    this.registrations = await retryWhileNotReady(
       "registration stream and bucket",
       () =>
-        KvRegistrationStore.open(nc, {
+        KvRegistrationStore.open(this.nc, {
           clusterId: config.clusterId,
           replicas: config.kvReplicas,
-          logger,
+          logger: this.logger,
           // A message pulled by a leader that died is delivered to the next one after this.
           ackWaitMs: Math.max(5000, 2 * config.leaderTimeoutMs),
           // Followers too keep every registration at hand, for when they take over.
           mirror: true,
         }),
-      notReady,
+      this.notReady,
     );
-    registrationStore = registrations;
-    driver = new ElectionDriver({
+  }
+
+  /**
+   * The election driver and the presence edge, and the router between them: the election's
+   * commands run on the driver, the monitor's on the edge. Then the metrics are attached and
+   * the election machine starts.
+   */
+  private joinElection(): void {
+    const { config, options, recorder, logger } = this;
+    const link = this.link!;
+    const { metrics } = options;
+    const driver = new ElectionDriver({
       ...electionInputFor(config),
       clusterId: config.clusterId,
-      onMonitorCommand: (command) => edge?.handle(command),
-      lease,
-      heartbeats: new NatsHeartbeatBus(nc, config.clusterId, logger),
-      reports: new NatsReportSink(nc, config.clusterId, logger),
+      outbox: routeCommands({ election: (command) => driver.execute(command), presence: (command) => edge.handle(command) }),
+      lease: this.lease!,
+      heartbeats: new NatsHeartbeatBus(link.nc, config.clusterId, logger),
+      reports: new NatsReportSink(link.nc, config.clusterId, logger),
       logger,
       isConnected: () => link.connected,
       ...(options.inspect ? { inspect: options.inspect } : {}),
       ...(recorder ? { recorder } : {}),
-      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(metrics ? { metrics } : {}),
     });
-    const elected = driver;
-    edge = new PresenceEdge({
-      nc,
+    const view = coordinatorView(driver, config.coordinatorId, () => link.connected);
+    const edge = new PresenceEdge({
+      nc: link.nc,
       maxClients: config.maxClients,
       clusterId: config.clusterId,
       coordinatorId: config.coordinatorId,
-      store: registrations,
+      store: this.registrations!,
       sweepIntervalMs: config.sweepIntervalMs,
       deadTimeoutMs: config.deadTimeoutMs,
       pingIntervalMs: config.pingIntervalMs,
       reportEncoding: config.reportEncoding,
       logger,
-      leaseIsValid: () => elected.leaseIsValid(),
-      epoch: () => elected.epoch,
+      leaseIsValid: () => driver.leaseIsValid(),
+      epoch: () => view.epoch,
       isConnected: () => link.connected,
       connectionLosses: () => link.losses,
-      toMonitor: (event) => elected.sendToMonitor(event),
+      toMonitor: (event) => driver.sendToMonitor(event),
       ...(recorder ? { recorder } : {}),
-      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(metrics ? { metrics } : {}),
     });
-    options.metrics?.attach({
-      epoch: () => elected.epoch,
-      connected: () => link.connected,
-      clientStates: () => {
-        const counts = { alive: 0, suspect: 0 };
-        for (const c of elected.clients()) counts[c.state === "suspect" ? "suspect" : "alive"] += 1;
-        return counts;
-      },
-      checkReady: (timeoutMs) => checkResources(nc, config.clusterId, timeoutMs),
-    });
+    this.driver = driver;
+    this.edge = edge;
+    this.coordinatorView = view;
+    metrics?.attach(view, (timeoutMs) => checkResources(link.nc, config.clusterId, timeoutMs));
     driver.start();
-    // Every coordinator serves the query service; a follower forwards to the leader.
-    queryService = await startQueryService({
-      nc,
-      clusterId: config.clusterId,
-      coordinatorId: config.coordinatorId,
-      logger,
-      source: {
-        leads: () => elected.isLeader && elected.leaseIsValid(),
-        get role() {
-          return elected.role;
-        },
-        get knownLeader() {
-          return elected.knownLeader;
-        },
-        clients: () => elected.clients(),
-      },
+  }
+
+  /** Every coordinator serves the query service; a follower forwards to the leader. */
+  private async serveQueries(): Promise<void> {
+    this.queryService = await startQueryService({
+      nc: this.nc,
+      clusterId: this.config.clusterId,
+      coordinatorId: this.config.coordinatorId,
+      logger: this.logger,
+      source: this.view,
     });
-    // Once per process, while this coordinator follows, so that a takeover runs compiled code (src/presence/warm-up.ts).
-    const { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount } = config;
+  }
+
+  /** Once per process, while this coordinator follows, so that a takeover runs compiled code (src/presence/warm-up.ts). */
+  private rehearseTakeover(): void {
+    const { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount, reportEncoding } = this.config;
+    const view = this.view;
     void rehearseTakeoverOnce(
       { pingIntervalMs, deadTimeoutMs, stateIntervalMs, sweepIntervalMs, shardCount },
-      config.reportEncoding,
-      () => !ended && elected.role === "follower",
+      reportEncoding,
+      () => !this.ended && view.role === "follower",
     ).then(
       (rehearsal) => {
         if (rehearsal !== null)
-          logger.debug(rehearsal.completed ? "rehearsed a takeover" : "stopped rehearsing a takeover: no longer a follower", {
+          this.logger.debug(rehearsal.completed ? "rehearsed a takeover" : "stopped rehearsing a takeover: no longer a follower", {
             ...rehearsal,
           });
       },
-      (err: unknown) => logger.warn("could not rehearse a takeover; a takeover will be slower", { error: describeError(err) }),
+      (err: unknown) => this.logger.warn("could not rehearse a takeover; a takeover will be slower", { error: describeError(err) }),
     );
-  } catch (err) {
-    driver?.halt();
-    await nc.close();
-    await recorder?.close();
-    throw err;
   }
-  const started = driver;
-  let stopping: Promise<void> | undefined;
-  return {
-    config,
-    driver: started,
-    logger,
-    stop: () => {
-      ended = true;
-      stopping ??= (async () => {
-        await started.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
-        await edge?.settled(config.leaderTimeoutMs);
-        await queryService?.stop();
-        registrationStore?.close();
-        try {
-          await nc.drain();
-        } catch (err) {
-          logger.warn("draining the NATS connection failed", { error: describeError(err) });
-        }
-        // After the resignation's last command: the log's tail is on disk before the process exits.
-        await recorder?.close();
-        logger.info("coordinator stopped");
-      })();
-      return stopping;
-    },
-    kill: async () => {
-      ended = true;
-      started.halt();
-      await nc.close();
-      await recorder?.close();
-      logger.info("coordinator killed without resigning");
-    },
-  };
-}
 
-/**
- * Readiness (`/readyz`): the lease bucket, the registration bucket and the registration
- * stream answer JetStream within `timeoutMs`. Throws naming the first that does not.
- */
-async function checkResources(nc: NatsConnection, clusterId: string, timeoutMs: number): Promise<void> {
-  const jsm = await jetstreamManager(nc, { timeout: timeoutMs });
-  const checks: [string, string][] = [
-    ["lease bucket", `KV_${resources.leadershipBucket(clusterId)}`],
-    ["registration bucket", `KV_${presenceResources.registrationBucket(clusterId)}`],
-    ["registration stream", presenceResources.registrationStream(clusterId)],
-  ];
-  await Promise.all(
-    checks.map(async ([what, stream]) => {
+  stop(): Promise<void> {
+    this.ended = true;
+    this.stopping ??= (async () => {
+      const { config } = this;
+      await this.driver!.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
+      await this.edge?.settled(config.leaderTimeoutMs);
+      await this.queryService?.stop();
+      this.registrations?.close();
       try {
-        await jsm.streams.info(stream);
+        await this.nc.drain();
       } catch (err) {
-        throw new Error(`${what} ${stream}: ${describeError(err)}`, { cause: err });
+        this.logger.warn("draining the NATS connection failed", { error: describeError(err) });
       }
-    }),
-  );
+      // After the resignation's last command: the log's tail is on disk before the process exits.
+      await this.recorder?.close();
+      this.logger.info("coordinator stopped");
+    })();
+    return this.stopping;
+  }
+
+  async kill(): Promise<void> {
+    this.ended = true;
+    this.driver!.halt();
+    await this.nc.close();
+    await this.recorder?.close();
+    this.logger.info("coordinator killed without resigning");
+  }
 }

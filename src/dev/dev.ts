@@ -168,7 +168,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
       // The demo prints the reports itself; the coordinators' own logs only with --verbose.
       level: options.verbose ? "info" : "warn",
       fields: { coordinatorId: id },
-      epoch: () => coordinator?.driver.epoch ?? 0,
+      epoch: () => (coordinator ? coordinator.view.epoch : 0),
     });
     coordinator = await startCoordinator(config, {
       logger,
@@ -264,7 +264,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
     if (options.crashEverySeconds > 0) {
       timers.push(
         setInterval(() => {
-          const entry = [...coordinators.entries()].find(([, c]) => c.driver.isLeader);
+          const entry = [...coordinators.entries()].find(([, c]) => c.view.role === "leader");
           if (!entry) return;
           const [id, victim] = entry;
           coordinators.delete(id);

@@ -10,13 +10,12 @@
  *   lease confirms its sender.
  */
 import { performance } from "node:perf_hooks";
-import { createActor, fromCallback, type Actor, type ActorOptions, type ActorRefFrom } from "xstate";
+import { createActor, fromCallback, type Actor, type ActorOptions } from "xstate";
 import type { CoordinatorConfig, ElectionTimings } from "../config/config.js";
-import type { Command, MonitorCommand } from "../machines/commands.js";
+import { isMonitorCommand, type Command, type ElectionCommand } from "../machines/commands.js";
 import { electionMachine, type ElectionEvent, type ElectionInput } from "../machines/election.js";
-import type { MonitorEvent, MonitorMachine, MonitorSettings } from "../machines/monitor.js";
+import type { MonitorEvent, MonitorSettings } from "../machines/monitor.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
-import type { ClientInfo } from "../protocol/query.js";
 import { createRandom, type RandomSource } from "../machines/random.js";
 import { HeartbeatGate } from "./heartbeat-gate.js";
 import { LeaseFence } from "./lease-fence.js";
@@ -45,8 +44,12 @@ export interface ElectionDriverOptions {
   random: RandomSource;
   /** Settings of the monitor that runs while this coordinator leads. */
   monitor: MonitorSettings;
-  /** Runs the monitor's and client actors' commands (default: they are dropped, for election-only tests). */
-  onMonitorCommand?: (command: MonitorCommand) => void;
+  /**
+   * Where the machines' commands go: a router that sends each to the side that executes it
+   * (routeCommands), this driver's `execute` for the election's. Default: the election's
+   * are executed and the monitor's dropped, for election-only tests.
+   */
+  outbox?: (command: Command) => void;
   lease: LeaseStore;
   heartbeats: HeartbeatBus;
   reports: ReportSink;
@@ -108,6 +111,7 @@ export class ElectionDriver {
     this.now = options.now ?? (() => performance.now());
     this.log = options.logger.child({ component: "election" });
     this.fence = new LeaseFence(this.now, options.timings.renewDeadlineMs);
+    const route = options.outbox ?? ((command: Command) => void (isMonitorCommand(command) || this.execute(command)));
     const machine = electionMachine.provide({
       actors: {
         outbox: fromCallback<Command>(({ receive }) =>
@@ -115,7 +119,7 @@ export class ElectionDriver {
             options.recorder?.record({ kind: "command", command });
             // A throw here would surface as an uncaught exception on XState's timer.
             try {
-              this.execute(command);
+              route(command);
             } catch (err) {
               this.log.error("a command failed", { command: command.type, error: describeError(err) });
             }
@@ -181,58 +185,9 @@ export class ElectionDriver {
     monitor.send(event);
   }
 
-  /** The epoch this coordinator knows: its own while leading, else the highest seen. */
-  get epoch(): number {
-    const c = this.actor.getSnapshot().context;
-    return this.isLeader ? c.epoch : c.highestEpoch;
-  }
-
+  /** True while the election machine is in its leader state. */
   get isLeader(): boolean {
     return this.actor.getSnapshot().matches("leader");
-  }
-
-  /** The top-level election state: follower, candidate, leader, steppingDown, resigning or stopped. */
-  get role(): string {
-    const value = this.actor.getSnapshot().value;
-    return typeof value === "string" ? value : (Object.keys(value)[0] ?? "unknown");
-  }
-
-  /** The leader this coordinator knows of: itself while leading, else the one it follows; null when it knows none. */
-  get knownLeader(): LeaseHolder | null {
-    const c = this.actor.getSnapshot().context;
-    if (this.isLeader) return { coordinatorId: this.options.coordinatorId, epoch: c.epoch };
-    return c.leader;
-  }
-
-  /**
-   * The clients this coordinator monitors now: their states from the client actors'
-   * snapshots, their last replies from the shards' liveness tables (monitor → shards →
-   * clients, as the inspector reads them). Empty unless it leads.
-   * Reading sends no event: the machines' behaviour is untouched.
-   */
-  clients(): ClientInfo[] {
-    const monitor = this.actor.system.get("monitor") as ActorRefFrom<MonitorMachine> | undefined;
-    if (monitor === undefined) return [];
-    const out: ClientInfo[] = [];
-    for (const shard of monitor.getSnapshot().context.shards) {
-      const { clients, liveness } = shard.getSnapshot().context;
-      for (const ref of clients.values()) {
-        const snap = ref.getSnapshot();
-        const c = snap.context;
-        if (snap.status !== "active" || (c.state !== "alive" && c.state !== "suspect")) continue;
-        // The actor hears only lifecycle changes; the shard's table has the latest reply.
-        const l = liveness.get(c.subject) ?? c;
-        out.push({
-          subject: c.subject,
-          state: c.state,
-          lastSeenMs: l.lastSeenMs,
-          rttMs: l.rttMs,
-          missedPings: l.missedPings,
-          metadata: c.metadata,
-        });
-      }
-    }
-    return out;
   }
 
   /** True while the renew deadline of the last successful lease write has not passed. */
@@ -290,17 +245,9 @@ export class ElectionDriver {
     this.actor.send(event);
   }
 
-  private execute(command: Command): void {
+  /** Executes one of the election machine's commands on the lease store, the heartbeat bus or the report sink. */
+  execute(command: ElectionCommand): void {
     switch (command.type) {
-      case "registrations.load":
-      case "registrations.pull":
-      case "monitor.stop":
-      case "replies.collect":
-      case "clients.ping":
-      case "registration.remove":
-      case "report.presence":
-      case "reports.state":
-        return void this.options.onMonitorCommand?.(command);
       case "lease.create":
         return void this.createLease();
       case "lease.renew":

@@ -1,7 +1,7 @@
 /**
  * Commands: what the machines ask of the world. Every machine sends them to the actor
  * system's `outbox` actor, which the driver provides (tests provide a recorder), so that
- * machines stay pure and every effect runs at the edge.
+ * machines stay pure and every effect runs at the edge. COMMAND_EXECUTOR says which edge.
  */
 import type { AnyActorRef } from "xstate";
 import type { ElectionReportBody } from "../protocol/election.js";
@@ -37,6 +37,40 @@ export type MonitorCommand =
   | { type: "reports.state"; reports: ClientReport[]; keys: number[] };
 
 export type Command = ElectionCommand | MonitorCommand;
+
+/**
+ * Who executes each command: the election driver (src/election/election-driver.ts) or the
+ * presence edge (src/presence/presence-edge.ts). The coordinator's outbox router reads this
+ * one list; a new command does not compile until it is given a side here.
+ */
+export const COMMAND_EXECUTOR = {
+  "lease.create": "election",
+  "lease.renew": "election",
+  "lease.release": "election",
+  "heartbeat.publish": "election",
+  "report.publish": "election",
+  "registrations.load": "presence",
+  "registrations.pull": "presence",
+  "monitor.stop": "presence",
+  "replies.collect": "presence",
+  "clients.ping": "presence",
+  "registration.remove": "presence",
+  "report.presence": "presence",
+  "reports.state": "presence",
+} as const satisfies Record<Command["type"], "election" | "presence">;
+
+/** True for the commands the presence edge executes (the monitor's, shards' and client actors'). */
+export function isMonitorCommand(command: Command): command is MonitorCommand {
+  return COMMAND_EXECUTOR[command.type] === "presence";
+}
+
+/** Sends each command to the side that executes it (COMMAND_EXECUTOR). */
+export function routeCommands(sides: {
+  election: (command: ElectionCommand) => void;
+  presence: (command: MonitorCommand) => void;
+}): (command: Command) => void {
+  return (command) => (isMonitorCommand(command) ? sides.presence(command) : sides.election(command));
+}
 
 /** A stored registration, as the monitor receives it. */
 export interface RegistrationRecord {

@@ -18,6 +18,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { CoordinatorView } from "../coordinator/view.js";
 import type { ElectionReportBody, ElectionReportType } from "../protocol/election.js";
 import type { ClientState, RegistrationRefusal, ReportType } from "../protocol/presence.js";
 import { describeError, type Logger } from "./logger.js";
@@ -44,12 +45,8 @@ export interface MetricsSink {
 
 /** What only the running coordinator can tell; read when scraped or probed. */
 export interface MetricsSource {
-  /** The epoch this coordinator knows (its own while leading). */
-  epoch(): number;
-  /** Whether the NATS connection is up now. */
-  connected(): boolean;
-  /** How many live client actors are in each state (empty unless leading). */
-  clientStates(): Partial<Record<ClientState, number>>;
+  /** The coordinator's read model: epoch, connection, clients. */
+  view: CoordinatorView;
   /** Throws, naming the resource, when one of the coordinator's JetStream resources does not answer. */
   checkReady(timeoutMs: number): Promise<void>;
 }
@@ -142,7 +139,7 @@ export class CoordinatorMetrics implements MetricsSink {
       help: "Epoch of the leader this coordinator knows (its own while it leads); 0 when it knows none",
       registers,
       collect: () => {
-        if (this.source) epochGauge.set(this.source.epoch());
+        if (this.source) epochGauge.set(this.source.view.epoch);
       },
     });
     this.failovers = new Counter({
@@ -155,7 +152,7 @@ export class CoordinatorMetrics implements MetricsSink {
       help: "1 while the NATS connection is up",
       registers,
       collect: () => {
-        connectedGauge.set(this.source?.connected() === true ? 1 : 0);
+        connectedGauge.set(this.source?.view.connected === true ? 1 : 0);
       },
     });
     const clientsGauge = new Gauge({
@@ -164,7 +161,8 @@ export class CoordinatorMetrics implements MetricsSink {
       labelNames: ["state"],
       registers,
       collect: () => {
-        const counts = this.source?.clientStates() ?? {};
+        const counts: Partial<Record<ClientState, number>> = {};
+        for (const c of this.source?.view.clients() ?? []) counts[c.state] = (counts[c.state] ?? 0) + 1;
         for (const s of CLIENT_STATES) clientsGauge.set({ state: s }, counts[s] ?? 0);
       },
     });
@@ -231,8 +229,8 @@ export class CoordinatorMetrics implements MetricsSink {
   }
 
   /** Connects the metrics to the running coordinator. */
-  attach(source: MetricsSource): void {
-    this.source = source;
+  attach(view: CoordinatorView, checkReady: MetricsSource["checkReady"]): void {
+    this.source = { view, checkReady };
   }
 
   get attached(): MetricsSource | null {
@@ -358,7 +356,7 @@ export class MetricsServer {
         return;
       case "/healthz": {
         const source = metrics.attached;
-        const connected = source?.connected() === true;
+        const connected = source?.view.connected === true;
         const body = {
           status: connected ? "ok" : source ? "nats-disconnected" : "starting",
           nats: connected ? "connected" : "disconnected",
@@ -386,7 +384,7 @@ export class MetricsServer {
     const answer =
       source === null
         ? Promise.resolve({ ok: false, detail: "starting: not connected to NATS yet" })
-        : !source.connected()
+        : !source.view.connected
           ? Promise.resolve({ ok: false, detail: "not connected to NATS" })
           : source.checkReady(READY_TIMEOUT_MS).then(
               () => ({ ok: true, detail: "lease bucket, registration bucket and stream reachable" }),

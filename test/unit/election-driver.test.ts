@@ -249,7 +249,7 @@ driverTest("driver - a leader that wakes past its renew deadline publishes nothi
   await flush();
   assert.ok(s.driver.leaseIsValid());
   assert.ok(s.driver.isLeader);
-  assert.is(s.driver.epoch, 7, "the same epoch");
+  assert.is(s.driver.actor.getSnapshot().context.epoch, 7, "the same epoch");
   assert.equal(
     s.heartbeats.slice(before.heartbeats).map((h) => h.epoch),
     [7],

@@ -12,7 +12,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { SimulatedClock } from "xstate";
 import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig } from "../../src/config/config.js";
-import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
+import { routeCommands, type Command, type RegistrationRecord } from "../../src/machines/commands.js";
 import type { ReplyFact } from "../../src/machines/liveness.js";
 import type { Heartbeat, LeaseHolder } from "../../src/protocol/election.js";
 import type { ClientReport } from "../../src/protocol/presence.js";
@@ -512,16 +512,19 @@ test("record and replay - a short in-process run on a SimulatedClock round-trips
     timings: config,
     random: createRandom(config.seed),
     monitor: { ...DEFAULT_MONITOR_TIMINGS, shardCount: config.shardCount },
-    onMonitorCommand: (c) => {
-      if (c.type === "registrations.load")
-        later(() => driver!.sendToMonitor({ type: "REGISTRATIONS_LOADED", records: [record("svc.ok")] }));
-      if (c.type === "registrations.pull") later(() => driver!.sendToMonitor({ type: "REGISTERED", record: record(silent) }));
-      // The edge: replies are kept until the next replies.collect, which one SWEEP answers.
-      if (c.type === "clients.ping")
-        for (const subject of c.subjects) if (subject !== silent) later(() => replies.push({ subject, atMs: at(), rttMs: 0.5 }));
-      if (c.type === "replies.collect")
-        later(() => driver!.sendToMonitor({ type: "SWEEP", atMs: at(), stalledMs: 0, replies: replies.splice(0) }));
-    },
+    outbox: routeCommands({
+      election: (c) => driver!.execute(c),
+      presence: (c) => {
+        if (c.type === "registrations.load")
+          later(() => driver!.sendToMonitor({ type: "REGISTRATIONS_LOADED", records: [record("svc.ok")] }));
+        if (c.type === "registrations.pull") later(() => driver!.sendToMonitor({ type: "REGISTERED", record: record(silent) }));
+        // The edge: replies are kept until the next replies.collect, which one SWEEP answers.
+        if (c.type === "clients.ping")
+          for (const subject of c.subjects) if (subject !== silent) later(() => replies.push({ subject, atMs: at(), rttMs: 0.5 }));
+        if (c.type === "replies.collect")
+          later(() => driver!.sendToMonitor({ type: "SWEEP", atMs: at(), stalledMs: 0, replies: replies.splice(0) }));
+      },
+    }),
     lease,
     heartbeats: {
       publish: (hb) => later(() => hear?.(hb)),
