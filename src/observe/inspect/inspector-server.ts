@@ -15,7 +15,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { isIP } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { InspectionHub, ViewRequest } from "./inspection.js";
+import type { InspectionHub } from "./inspection.js";
+import type { ViewRequest } from "./view-types.js";
 import { describeError, type Logger } from "../logger.js";
 
 export const DEFAULT_INSPECT_PORT = 7420;
