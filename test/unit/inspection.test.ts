@@ -15,7 +15,8 @@ import { shardOf } from "../../src/machines/shard.js";
 import { InspectionHub } from "../../src/observe/inspect/inspection.js";
 import type { View } from "../../src/observe/inspect/view-types.js";
 import { sanitizeContext } from "../../src/observe/inspect/inspector.js";
-import { InspectorServer, parseViewMessage } from "../../src/observe/inspect/inspector-server.js";
+import { InspectorServer } from "../../src/observe/inspect/inspector-server.js";
+import { parseViewMessage } from "../../src/observe/inspect/page-message.js";
 import { createLogger } from "../../src/observe/logger.js";
 
 const P = DEFAULT_MONITOR_TIMINGS;
