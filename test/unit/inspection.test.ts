@@ -12,9 +12,11 @@ import type { Command, RegistrationRecord } from "../../src/machines/commands.js
 import type { ReplyFact } from "../../src/machines/liveness.js";
 import { monitorMachine, type MonitorEvent } from "../../src/machines/monitor.js";
 import { shardOf } from "../../src/machines/shard.js";
-import { InspectionHub, type View } from "../../src/observe/inspect/inspection.js";
+import { InspectionHub } from "../../src/observe/inspect/inspection.js";
+import type { View } from "../../src/observe/inspect/view-types.js";
 import { sanitizeContext } from "../../src/observe/inspect/inspector.js";
-import { InspectorServer, parseViewMessage } from "../../src/observe/inspect/inspector-server.js";
+import { InspectorServer } from "../../src/observe/inspect/inspector-server.js";
+import { parseViewMessage } from "../../src/observe/inspect/page-message.js";
 import { createLogger } from "../../src/observe/logger.js";
 
 const P = DEFAULT_MONITOR_TIMINGS;

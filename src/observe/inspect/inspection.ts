@@ -1,133 +1,28 @@
 /**
- * Live inspection of one coordinator's actor system, fed by XState's `inspect` stream.
+ * The inspection hub: live inspection of one coordinator's actor system, fed by XState's
+ * `inspect` stream, and the view a page asks for.
  *
  * The hub is built to stay cheap with 10,000 clients and more:
  * - actors are registered once (on `@xstate.actor`) and their snapshots are read lazily,
  *   only when a page asks for a view, never copied on every transition;
- * - events go into a fixed-size ring. Routine chatter (sweeps, their batches of pings,
- *   replies and NodeState, timers) is counted per type and only sampled into the ring,
- *   within a budget per interval, and a sweep with nothing in it is only counted, unless
- *   it concerns the actor the page is looking at, whose events are all kept (a batch that
- *   names the selected client counts as its own);
- * - pings and replies travel in batches, so they are also counted one per client, as the
- *   `ping` and `reply` rates;
- * - the client table is filtered, sorted and paged here, so a page gets at most one page of
- *   rows, however many clients there are.
+ * - events are counted and only sampled into the event log (event-log.ts), unless they
+ *   concern the actor the page is looking at, whose events are all kept (a batch that names
+ *   the selected client counts as its own);
+ * - the client table is filtered, sorted and paged in the daemon (client-table.ts), so a
+ *   page gets at most one page of rows, however many clients there are.
  * With inspection off the hub does not exist and the actors are created without `inspect`.
  */
 import type { AnyActorRef, AnyEventObject, InspectionEvent } from "xstate";
-import type { Command } from "../../machines/commands.js";
 import type { ClientContext } from "../../machines/client.js";
-import { LivenessTable } from "../../machines/liveness.js";
+import type { Command } from "../../machines/commands.js";
 import type { ElectionContext } from "../../machines/election.js";
-import type { MonitorEvent } from "../../machines/monitor.js";
+import type { LivenessTable } from "../../machines/liveness.js";
 import type { ShardEvent } from "../../machines/shard.js";
-
-/** The machines of the hierarchy, by their machine id, plus the outbox. */
-export type ActorKind = "election" | "monitor" | "shard" | "client" | "outbox" | "other";
-
-export type ClientRowState = "alive" | "suspect" | "dead" | "left";
-
-export interface ClientRow {
-  subject: string;
-  state: ClientRowState;
-  /** Where the client's actor is in its machine, e.g. `suspect`. */
-  machineState: string;
-  lastSeenMs: number;
-  rttMs: number;
-  missedPings: number;
-  shard: number;
-  /** False once its actor has finished (dead or left): the row is kept for a while. */
-  live: boolean;
-}
-
-export interface ClientQuery {
-  /** Substring of the subject, case-insensitive. */
-  text?: string;
-  state?: ClientRowState | "all";
-  sort?: "subject" | "state" | "lastSeenMs" | "rttMs" | "missedPings" | "shard";
-  descending?: boolean;
-  offset?: number;
-  limit?: number;
-}
-
-export interface EventEntry {
-  seq: number;
-  /** Wall-clock ms. */
-  at: number;
-  /**
-   * What it is: an event that entered a machine, a command a machine sent to the outbox
-   * (to be carried out at the edge), or a report (a command that publishes one).
-   */
-  channel: "event" | "command" | "report";
-  /** Key of the actor it concerns (see `InspectionHub.keyOf`): the receiver of an event, the sender of a command. */
-  actor: string;
-  kind: ActorKind;
-  /** The event type, the command type, or for a report the report's type (`NodeDead`, `BecameLeader`). */
-  type: string;
-  detail: string;
-}
-
-export interface ActorNode {
-  key: string;
-  kind: ActorKind;
-  /** The state value as a dotted path (parallel regions joined with ` | `). */
-  state: string;
-  status: string;
-  children?: ActorNode[];
-}
-
-export interface ShardSummary {
-  index: number;
-  clients: number;
-  suspect: number;
-}
-
-export interface ViewRequest {
-  /** Key of the actor whose chart and events the page shows. */
-  select?: string;
-  /** A shard whose clients the tree lists. */
-  expandShard?: number | null;
-  clients?: ClientQuery;
-  /** The last event seq the page has; only newer ones are sent. */
-  afterSeq?: number;
-}
-
-export interface SelectedView {
-  key: string;
-  kind: ActorKind;
-  /** The machine of the actor (for its chart), when it is one of ours. */
-  machine: "election" | "monitor" | "shard" | "client" | null;
-  status: string;
-  state: string;
-  /** The state value as XState reports it, for highlighting the chart. */
-  value: unknown;
-  context: Record<string, string | number | boolean | null>;
-  events: EventEntry[];
-}
-
-export interface CoordinatorView {
-  coordinatorId: string;
-  clusterId: string;
-  role: string;
-  epoch: number;
-  leaderId: string | null;
-  startedAt: number;
-}
-
-export interface View {
-  at: number;
-  coordinator: CoordinatorView;
-  tree: ActorNode | null;
-  shards: ShardSummary[];
-  expandedShard: { index: number; clients: { subject: string; state: ClientRowState }[]; more: number } | null;
-  counts: Record<ClientRowState, number> & { total: number };
-  rates: { eventsPerSecond: number; sampled: boolean; byType: { type: string; perSecond: number }[] };
-  events: EventEntry[];
-  lastSeq: number;
-  selected: SelectedView | null;
-  clients: { total: number; offset: number; rows: ClientRow[] };
-}
+import { countStates, pageOfClients, type RowData, rowData, shardClients, shardSummaries } from "./client-table.js";
+import { describeEvent, shortType } from "./event-detail.js";
+import { EventLog, isIdle } from "./event-log.js";
+import { describeStateValue, flatContext } from "./snapshot-text.js";
+import type { ActorKind, ActorNode, CoordinatorView, SelectedView, View, ViewRequest } from "./view-types.js";
 
 export interface HubOptions {
   coordinatorId: string;
@@ -151,191 +46,6 @@ interface Entry {
 
 const MACHINE_KINDS = new Set<ActorKind>(["election", "monitor", "shard", "client"]);
 
-/**
- * The sweep's clock ticking with nothing to tell: the timer, the ask for replies, and a SWEEP
- * without replies or stall (every shard gets one every sweep interval, clients or not).
- * Counted, and kept only for the actor the page looks at.
- */
-function isIdle(type: string, event: AnyEventObject): boolean {
-  if (type === "SWEEP") {
-    const sweep = event as Extract<MonitorEvent, { type: "SWEEP" }>;
-    return sweep.replies.length === 0 && sweep.stalledMs <= 0;
-  }
-  return type === "replies.collect" || type.startsWith("xstate.after.sweepInterval.");
-}
-
-/** Event types that happen all the time for every client: counted, and only sampled. A stalled SWEEP is not routine. */
-function isRoutine(type: string, event: AnyEventObject): boolean {
-  if (type === "SWEEP") return (event as Extract<MonitorEvent, { type: "SWEEP" }>).stalledMs <= 0;
-  if (type === "clients.ping" || type === "reports.state" || type === "HEARTBEAT") return true;
-  if (type === "report.presence") return (event as Extract<Command, { type: "report.presence" }>).report.type === "NodeState";
-  if (type.startsWith("xstate.after.")) {
-    const delay = type.slice("xstate.after.".length).split(".")[0];
-    return delay === "sweepInterval" || delay === "heartbeatInterval";
-  }
-  return false;
-}
-
-/** `xstate.after.sweepInterval.monitor.sweeping.waiting` → `after sweepInterval`. */
-function shortType(type: string): string {
-  if (type.startsWith("xstate.after.")) return `after ${type.slice("xstate.after.".length).split(".")[0]}`;
-  return type;
-}
-
-/** A dotted path of a state value; parallel regions are joined with ` | `. */
-export function describeStateValue(value: unknown): string {
-  if (typeof value === "string") return value;
-  if (value === null || typeof value !== "object") return "";
-  const parts = Object.entries(value as Record<string, unknown>).map(([k, v]) => {
-    const rest = describeStateValue(v);
-    return rest === "" ? k : `${k}.${rest}`;
-  });
-  return parts.length === 1 ? parts[0]! : parts.join(" | ");
-}
-
-/** Numbers as a person reads them: at most two decimals. */
-function round(n: number): number {
-  return Number.isInteger(n) ? n : Math.round(n * 100) / 100;
-}
-
-function clip(text: string, max = 140): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
-/** `n` subjects, the first few of them, and `about` among them wherever it is. */
-function someSubjects(subjects: readonly string[], about: string | null): string {
-  const shown = subjects.slice(0, 3);
-  if (about !== null && subjects.includes(about) && !shown.includes(about)) shown.push(about);
-  const more = subjects.length - shown.length;
-  return `${shown.join(" ")}${more > 0 ? ` +${more} more` : ""}`;
-}
-
-const presenceDetail = (r: Extract<Command, { type: "report.presence" }>["report"]): string =>
-  `${r.clientSubject} state=${r.state} missed=${r.missedPings} rtt=${round(r.rttMs)}ms`;
-
-/**
- * A short line for an event or command: what a person wants to read in the event list. A
- * batch (a sweep's replies, pings, NodeState reports) names `about`, the selected client,
- * when it is in the batch.
- */
-function describeEvent(event: AnyEventObject, about: string | null): { detail: string; report?: string } {
-  const e = event as unknown as Command | MonitorEvent | ShardEvent;
-  switch (e.type) {
-    case "SWEEP": {
-      const stall = e.stalledMs > 0 ? ` stalled ${round(e.stalledMs)}ms (verdicts deferred)` : "";
-      const mine = about === null ? undefined : e.replies.find((r) => r.subject === about);
-      const reply = mine === undefined ? "" : `: ${mine.subject} replied rtt=${round(mine.rttMs)}ms`;
-      return { detail: `${e.replies.length} ${e.replies.length === 1 ? "reply" : "replies"}${reply}${stall}` };
-    }
-    case "clients.ping":
-      return { detail: `${e.subjects.length}: ${someSubjects(e.subjects, about)}` };
-    case "reports.state": {
-      const mine = about === null ? undefined : e.reports.find((r) => r.clientSubject === about);
-      if (mine !== undefined) {
-        const batch = e.reports.length > 1 ? ` (1 of ${e.reports.length})` : "";
-        return { detail: `${presenceDetail(mine)}${batch}`, report: "NodeState" };
-      }
-      return {
-        detail: `${e.reports.length}: ${someSubjects(
-          e.reports.map((r) => r.clientSubject),
-          null,
-        )}`,
-        report: "NodeState",
-      };
-    }
-    case "report.presence": {
-      return { detail: presenceDetail(e.report), report: e.report.type };
-    }
-    case "report.publish": {
-      const r = e.report;
-      const leader = r.leaderId !== undefined ? ` leader=${r.leaderId}` : "";
-      return { detail: `epoch=${r.epoch} reason=${r.reason}${leader}`, report: r.type };
-    }
-    case "REGISTRATIONS_LOADED":
-    case "REGISTRATIONS_CHUNK":
-      return { detail: `${e.records.length} registrations` };
-    case "REGISTER":
-      return { detail: `${e.records.length} registration(s)` };
-    case "REGISTERED":
-      return { detail: e.record.registration.subject };
-    default: {
-      const { type: _type, ...rest } = e as AnyEventObject;
-      const keys = Object.keys(rest);
-      if (keys.length === 0) return { detail: "" };
-      let text: string;
-      try {
-        text = keys
-          .slice(0, 6)
-          .map((k) => {
-            const v = (rest as Record<string, unknown>)[k];
-            const shown = typeof v === "number" ? round(v) : typeof v === "object" && v !== null ? JSON.stringify(v) : v;
-            return `${k}=${String(shown)}`;
-          })
-          .join(" ");
-      } catch {
-        text = "(unprintable)";
-      }
-      return { detail: clip(text) };
-    }
-  }
-}
-
-function flatContext(kind: ActorKind, context: unknown): Record<string, string | number | boolean | null> {
-  if (context === null || typeof context !== "object") return {};
-  const c = context as Record<string, unknown>;
-  if (kind === "election") {
-    const e = c as unknown as ElectionContext;
-    return {
-      coordinatorId: e.coordinatorId,
-      epoch: e.epoch,
-      highestEpoch: e.highestEpoch,
-      leader: e.leader ? `${e.leader.coordinatorId} (epoch ${e.leader.epoch})` : null,
-      revision: e.revision,
-      backoffMs: e.backoffMs,
-      leaseValidForMs: round(e.leaseValidForMs),
-      stopRequested: e.stopRequested,
-    };
-  }
-  if (kind === "client") {
-    const cl = c as unknown as ClientContext;
-    return {
-      subject: cl.subject,
-      state: cl.state,
-      lastSeen: new Date(cl.lastSeenMs).toISOString(),
-      rttMs: cl.rttMs,
-      missedPings: cl.missedPings,
-      revision: cl.revision,
-      metadata: JSON.stringify(cl.metadata),
-    };
-  }
-  const out: Record<string, string | number | boolean | null> = {};
-  for (const [k, v] of Object.entries(c)) {
-    if (typeof v === "number") out[k] = round(v);
-    else if (typeof v === "string" || typeof v === "boolean" || v === null) out[k] = v;
-    else if (Array.isArray(v)) out[k] = `${v.length} items`;
-    else if (k === "clients" && v instanceof Map) out[k] = `${v.size} actors`;
-    else if (k === "liveness" && v instanceof LivenessTable) out[k] = `${v.size} clients`;
-    else if (k === "settings" || k === "timings") out[k] = clip(JSON.stringify(v), 200);
-  }
-  return out;
-}
-
-/** A client row before its machine state is described (that is done for the rows of one page only). */
-type RowData = Omit<ClientRow, "machineState"> & { value: unknown };
-
-function rowData(c: ClientContext, value: unknown, shard: number, live: boolean): RowData {
-  return { subject: c.subject, state: c.state, value, lastSeenMs: c.lastSeenMs, rttMs: c.rttMs, missedPings: c.missedPings, shard, live };
-}
-
-function toClientRow({ value, ...rest }: RowData): ClientRow {
-  return { ...rest, machineState: describeStateValue(value) };
-}
-
-/** Plain ordering (no locale rules: fast on 10,000 rows, and the same on every machine). */
-function compare(x: string | number, y: string | number): number {
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
 export class InspectionHub {
   readonly coordinatorId: string;
   readonly clusterId: string;
@@ -347,36 +57,21 @@ export class InspectionHub {
   private readonly clients = new Map<string, { ref: AnyActorRef; shard: number; parent: AnyActorRef | undefined }>();
   private readonly finished = new Map<string, RowData>();
   private readonly finishedKept: number;
-  private readonly ring: (EventEntry | undefined)[];
-  private ringHead = 0;
-  private seq = 0;
-  private readonly selectedRing: EventEntry[] = [];
+  private readonly log: EventLog;
   private selectedKey: string | null = null;
-  private readonly routineBudget: number;
-  private readonly notableBudget: number;
-  private routineLeft: number;
-  private notableLeft: number;
-  private budgetSince: number;
-  private counts = new Map<string, number>();
-  /** Pings and replies, one per client (they travel in batches, which `counts` counts). */
-  private pings = 0;
-  private replies = 0;
-  private countsSince: number;
-  private lastRates: View["rates"] = { eventsPerSecond: 0, sampled: false, byType: [] };
-  private droppedSinceRates = 0;
 
   constructor(options: HubOptions) {
     this.coordinatorId = options.coordinatorId;
     this.clusterId = options.clusterId;
     this.now = options.now ?? Date.now;
     this.startedAt = this.now();
-    this.ring = new Array<EventEntry | undefined>(options.ringSize ?? 400);
-    this.routineBudget = options.routinePerSecond ?? 4;
-    this.notableBudget = options.notablePerSecond ?? 200;
-    this.routineLeft = this.routineBudget;
-    this.notableLeft = this.notableBudget;
-    this.budgetSince = this.startedAt;
-    this.countsSince = this.startedAt;
+    this.log = new EventLog({
+      ringSize: options.ringSize,
+      routinePerSecond: options.routinePerSecond,
+      notablePerSecond: options.notablePerSecond,
+      now: this.now,
+      since: this.startedAt,
+    });
     this.finishedKept = options.finishedKept ?? 2000;
   }
 
@@ -410,14 +105,10 @@ export class InspectionHub {
   }
 
   private onEvent(target: AnyActorRef, source: AnyActorRef | undefined, event: AnyEventObject): void {
-    const type = event.type;
-    this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
     const to = this.byRef.get(target);
     const from = source !== undefined && source !== target ? this.byRef.get(source) : undefined;
-    // The monitor's SWEEP holds every reply; each shard's SWEEP holds a part of them.
-    if (type === "SWEEP" && to?.kind === "monitor") this.replies += (event as Extract<MonitorEvent, { type: "SWEEP" }>).replies.length;
-    else if (type === "clients.ping") this.pings += (event as Extract<Command, { type: "clients.ping" }>).subjects.length;
-    const idle = isIdle(type, event);
+    this.log.count(event, to?.kind);
+    const idle = isIdle(event.type, event);
     // What the selected actor gets, the commands it sends, and what else it sends unless idle
     // (the monitor's empty SWEEP to each of its shards would crowd out the rest).
     const selected =
@@ -425,45 +116,19 @@ export class InspectionHub {
       (to?.key === this.selectedKey ||
         (from?.key === this.selectedKey && (!idle || to?.kind === "outbox")) ||
         this.concernsSelected(event, to));
-    const now = this.now();
-    if (now - this.budgetSince >= 1000) {
-      this.budgetSince = now;
-      this.routineLeft = this.routineBudget;
-      this.notableLeft = this.notableBudget;
-    }
-    let keep = selected;
-    if (!keep && !idle) {
-      if (isRoutine(type, event)) {
-        keep = this.routineLeft > 0;
-        if (keep) this.routineLeft -= 1;
-      } else {
-        keep = this.notableLeft > 0;
-        if (keep) this.notableLeft -= 1;
-      }
-    }
-    if (!keep) {
-      this.droppedSinceRates += 1;
-      return;
-    }
-    const { detail, report } = describeEvent(event, this.selectedClient());
-    // A command is shown under the machine that sent it, an event under the one that got it.
-    const command = to?.kind === "outbox";
-    const owner = command && from !== undefined ? from : to;
-    const entry: EventEntry = {
-      seq: ++this.seq,
-      at: now,
-      channel: report !== undefined ? "report" : command ? "command" : "event",
-      actor: owner?.key ?? target.id,
-      kind: owner?.kind ?? "other",
-      type: report ?? shortType(type),
-      detail,
-    };
-    this.ring[this.ringHead] = entry;
-    this.ringHead = (this.ringHead + 1) % this.ring.length;
-    if (selected) {
-      this.selectedRing.push(entry);
-      if (this.selectedRing.length > 100) this.selectedRing.shift();
-    }
+    this.log.offer(event, idle, selected, () => {
+      const { detail, report } = describeEvent(event, this.selectedClient());
+      // A command is shown under the machine that sent it, an event under the one that got it.
+      const command = to?.kind === "outbox";
+      const owner = command && from !== undefined ? from : to;
+      return {
+        channel: report !== undefined ? "report" : command ? "command" : "event",
+        actor: owner?.key ?? target.id,
+        kind: owner?.kind ?? "other",
+        type: report ?? shortType(event.type),
+        detail,
+      };
+    });
   }
 
   /** The subject of the selected client, if a client is selected. */
@@ -492,7 +157,7 @@ export class InspectionHub {
   select(key: string | null): void {
     if (key === this.selectedKey) return;
     this.selectedKey = key;
-    this.selectedRing.length = 0;
+    this.log.clearSelected();
   }
 
   coordinator(): CoordinatorView {
@@ -566,71 +231,16 @@ export class InspectionHub {
     return { key: entry.key, kind: entry.kind, state: describeStateValue(snap.value), status: snap.status };
   }
 
-  private rates(): View["rates"] {
-    const now = this.now();
-    const elapsed = now - this.countsSince;
-    if (elapsed < 1000) return this.lastRates;
-    let total = 0;
-    const byType = [...this.counts.entries()].map(([type, n]) => {
-      total += n;
-      return { type: shortType(type), perSecond: (n * 1000) / elapsed };
-    });
-    const merged = new Map<string, number>();
-    for (const t of byType) merged.set(t.type, (merged.get(t.type) ?? 0) + t.perSecond);
-    if (this.pings > 0) merged.set("ping", (this.pings * 1000) / elapsed);
-    if (this.replies > 0) merged.set("reply", (this.replies * 1000) / elapsed);
-    this.lastRates = {
-      eventsPerSecond: (total * 1000) / elapsed,
-      sampled: this.droppedSinceRates > 0,
-      byType: [...merged.entries()]
-        .map(([type, perSecond]) => ({ type, perSecond: Math.round(perSecond * 10) / 10 }))
-        .sort((a, b) => b.perSecond - a.perSecond)
-        .slice(0, 12),
-    };
-    this.counts = new Map();
-    this.pings = 0;
-    this.replies = 0;
-    this.countsSince = now;
-    this.droppedSinceRates = 0;
-    return this.lastRates;
-  }
-
   /** Everything a page shows, for one page's request. */
   view(request: ViewRequest = {}): View {
     this.prune();
     if (request.select !== undefined) this.select(request.select);
     const rows = this.allRows();
-    const counts = { alive: 0, suspect: 0, dead: 0, left: 0, total: rows.length };
-    for (const r of rows) counts[r.state] += 1;
-
-    const shardTotals = new Map<number, ShardSummary>();
-    for (const r of rows) {
-      if (!r.live) continue;
-      let s = shardTotals.get(r.shard);
-      if (s === undefined) {
-        s = { index: r.shard, clients: 0, suspect: 0 };
-        shardTotals.set(r.shard, s);
-      }
-      s.clients += 1;
-      if (r.state === "suspect") s.suspect += 1;
-    }
-    const shards: ShardSummary[] = [];
+    const shardIndexes: number[] = [];
     for (const [key, entry] of this.byKey) {
-      if (entry.kind !== "shard") continue;
-      const index = Number(key.slice("shard-".length));
-      shards.push(shardTotals.get(index) ?? { index, clients: 0, suspect: 0 });
+      if (entry.kind === "shard") shardIndexes.push(Number(key.slice("shard-".length)));
     }
-    shards.sort((a, b) => a.index - b.index);
-
-    let expandedShard: View["expandedShard"] = null;
-    if (request.expandShard !== undefined && request.expandShard !== null) {
-      const inShard = rows.filter((r) => r.live && r.shard === request.expandShard).sort((a, b) => compare(a.subject, b.subject));
-      expandedShard = {
-        index: request.expandShard,
-        clients: inShard.slice(0, 100).map((r) => ({ subject: r.subject, state: r.state })),
-        more: Math.max(0, inShard.length - 100),
-      };
-    }
+    const expand = request.expandShard;
 
     const election = this.node(this.byKey.get("election"));
     const monitor = this.node(this.byKey.get("monitor"));
@@ -640,41 +250,18 @@ export class InspectionHub {
       tree = { ...election, children: [outbox, monitor].filter((n): n is ActorNode => n !== null && n.status !== "stopped") };
     }
 
-    const q = request.clients ?? {};
-    const text = (q.text ?? "").toLowerCase();
-    let filtered = rows.filter(
-      (r) => (q.state === undefined || q.state === "all" || r.state === q.state) && (text === "" || r.subject.toLowerCase().includes(text)),
-    );
-    const sort = q.sort ?? "subject";
-    const dir = q.descending === true ? -1 : 1;
-    filtered = filtered.sort((a, b) => {
-      const x = a[sort];
-      const y = b[sort];
-      const c = compare(x, y);
-      return c === 0 ? compare(a.subject, b.subject) : c * dir;
-    });
-    const limit = Math.min(Math.max(q.limit ?? 100, 1), 500);
-    const offset = Math.max(0, Math.min(q.offset ?? 0, Math.max(0, filtered.length - 1)));
-
-    const after = request.afterSeq ?? 0;
-    const events: EventEntry[] = [];
-    for (let i = 0; i < this.ring.length; i++) {
-      const e = this.ring[(this.ringHead + i) % this.ring.length];
-      if (e !== undefined && e.seq > after) events.push(e);
-    }
-
     return {
       at: this.now(),
       coordinator: this.coordinator(),
       tree,
-      shards,
-      expandedShard,
-      counts,
-      rates: this.rates(),
-      events,
-      lastSeq: this.seq,
+      shards: shardSummaries(rows, shardIndexes),
+      expandedShard: expand === undefined || expand === null ? null : shardClients(rows, expand),
+      counts: countStates(rows),
+      rates: this.log.rates(),
+      events: this.log.after(request.afterSeq ?? 0),
+      lastSeq: this.log.lastSeq,
       selected: this.selectedView(),
-      clients: { total: filtered.length, offset, rows: filtered.slice(offset, offset + limit).map(toClientRow) },
+      clients: pageOfClients(rows, request.clients ?? {}),
     };
   }
 
@@ -700,7 +287,7 @@ export class InspectionHub {
               rttMs: row.rttMs,
               missedPings: row.missedPings,
             },
-            events: [...this.selectedRing],
+            events: this.log.selectedEvents(),
           };
         }
       }
@@ -717,7 +304,7 @@ export class InspectionHub {
       state: describeStateValue(snap.value),
       value: snap.value ?? null,
       context: flatContext(entry.kind, context),
-      events: [...this.selectedRing],
+      events: this.log.selectedEvents(),
     };
   }
 }

@@ -19,8 +19,9 @@ export interface InspectSettings {
 type Inspect = (event: InspectionEvent) => void;
 
 /**
- * Context fields that hold actor references, functions or a shard's liveness table (typed
- * arrays, one slot per client): summarised before they leave the process.
+ * Context fields that hold actor references (a monitor's shards, a shard's clients) or a
+ * shard's liveness table (typed arrays, one slot per client) are summarised before they leave
+ * the process, and the election's random source is left out.
  */
 export function sanitizeContext(context: MachineContext): MachineContext {
   const out: MachineContext = {};
