@@ -10,7 +10,7 @@
  * backoff) comes from the injected `random` source, so a run is reproducible under a
  * `SimulatedClock`.
  */
-import { and, assign, fromCallback, sendTo, setup, stateIn } from "xstate";
+import { and, assertEvent, assign, fromCallback, sendTo, setup, stateIn } from "xstate";
 import type { ElectionTimings } from "../config/config.js";
 import type { RandomSource } from "./random.js";
 import { OUTBOX, outbox, type Command, type ElectionCommand } from "./commands.js";
@@ -119,28 +119,35 @@ export const electionMachine = setup({
   },
   guards: {
     /** A heartbeat of another coordinator, not resigning, from the current epoch or a newer one. */
-    isLiveLeaderHeartbeat: ({ context, event }) =>
-      event.type === "HEARTBEAT" &&
-      event.coordinatorId !== context.coordinatorId &&
-      !event.resigning &&
-      event.epoch >= context.highestEpoch,
+    isLiveLeaderHeartbeat: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return event.coordinatorId !== context.coordinatorId && !event.resigning && event.epoch >= context.highestEpoch;
+    },
     /** The heartbeat comes from a leader (or epoch) this coordinator did not follow yet. */
-    isNewLeader: ({ context, event }) =>
-      event.type === "HEARTBEAT" &&
-      (context.leader === null || context.leader.coordinatorId !== event.coordinatorId || context.leader.epoch !== event.epoch),
+    isNewLeader: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return context.leader === null || context.leader.coordinatorId !== event.coordinatorId || context.leader.epoch !== event.epoch;
+    },
     /** A resigning heartbeat of another coordinator from the current epoch or a newer one. */
-    isLeaderResignation: ({ context, event }) =>
-      event.type === "HEARTBEAT" && event.coordinatorId !== context.coordinatorId && event.resigning && event.epoch >= context.highestEpoch,
+    isLeaderResignation: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return event.coordinatorId !== context.coordinatorId && event.resigning && event.epoch >= context.highestEpoch;
+    },
     /** While leading: another coordinator heartbeats under a higher epoch, so this lease is gone. */
-    isNewerLeaderHeartbeat: ({ context, event }) =>
-      event.type === "HEARTBEAT" && event.coordinatorId !== context.coordinatorId && event.epoch > context.epoch,
+    isNewerLeaderHeartbeat: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return event.coordinatorId !== context.coordinatorId && event.epoch > context.epoch;
+    },
     stopRequested: ({ context }) => context.stopRequested,
     /**
      * A renewal that was sent less than the renew deadline ago: the lease is valid from when
      * it was sent. One that took longer (its answer waited out a pause of this process)
      * still proves nobody took the lease, but not that it is valid now.
      */
-    isFreshRenewal: ({ context, event }) => event.type === "LEASE_RENEWED" && event.latencyMs < context.timings.renewDeadlineMs,
+    isFreshRenewal: ({ context, event }) => {
+      assertEvent(event, "LEASE_RENEWED");
+      return event.latencyMs < context.timings.renewDeadlineMs;
+    },
     /** The renew deadline has passed and no renewal has confirmed the lease since. */
     leaseIsUnsure: stateIn({ leader: { lease: "unsure" } }),
   },
@@ -152,7 +159,7 @@ export const electionMachine = setup({
       },
     }),
     followHeartbeatSender: assign(({ context, event }) => {
-      if (event.type !== "HEARTBEAT") return {};
+      assertEvent(event, "HEARTBEAT");
       return {
         leader: { coordinatorId: event.coordinatorId, epoch: event.epoch },
         highestEpoch: Math.max(context.highestEpoch, event.epoch),
@@ -161,7 +168,7 @@ export const electionMachine = setup({
     forgetLeader: assign({ leader: null }),
     /** Records who holds the lease after a lost election or a release (null: nobody). */
     recordHolder: assign(({ context, event }) => {
-      if (event.type !== "LEASE_TAKEN" && event.type !== "LEASE_RELEASED") return {};
+      assertEvent(event, ["LEASE_TAKEN", "LEASE_RELEASED"]);
       const holder = event.holder;
       const isOther = holder !== null && holder.coordinatorId !== context.coordinatorId;
       return {
@@ -170,7 +177,7 @@ export const electionMachine = setup({
       };
     }),
     recordLeaseCreated: assign(({ context, event }) => {
-      if (event.type !== "LEASE_CREATED") return {};
+      assertEvent(event, "LEASE_CREATED");
       return {
         epoch: event.epoch,
         revision: event.revision,
@@ -180,7 +187,7 @@ export const electionMachine = setup({
       };
     }),
     recordRenewal: assign(({ context, event }) => {
-      if (event.type !== "LEASE_RENEWED") return {};
+      assertEvent(event, "LEASE_RENEWED");
       return {
         revision: event.revision,
         leaseValidForMs: Math.max(0, context.timings.renewDeadlineMs - event.latencyMs),
