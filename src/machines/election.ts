@@ -460,44 +460,26 @@ export const electionMachine = setup({
       description:
         "Leadership is lost: no more heartbeats or reports as leader. Releases the lease if it is still ours and learns who holds it now.",
       entry: [{ type: "report", params: { type: "SteppedDown", fromLeadership: true } }, "requestRelease"],
-      after: {
-        releaseTimeout: [
-          {
-            guard: "stopRequested",
-            target: "stopped",
-            actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
-          },
-          {
-            target: "follower",
-            actions: ["forgetLeader", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
-          },
-        ],
-      },
+      after: { releaseTimeout: { target: "leavingLeadership", actions: "forgetLeader" } },
       on: {
-        LEASE_RELEASED: [
-          {
-            guard: "stopRequested",
-            target: "stopped",
-            actions: ["recordHolder", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
-          },
-          {
-            target: "follower",
-            actions: ["recordHolder", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
-          },
-        ],
-        LEASE_ERROR: [
-          {
-            guard: "stopRequested",
-            target: "stopped",
-            actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
-          },
-          {
-            target: "follower",
-            actions: ["forgetLeader", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
-          },
-        ],
+        LEASE_RELEASED: { target: "leavingLeadership", actions: "recordHolder" },
+        LEASE_ERROR: { target: "leavingLeadership", actions: "forgetLeader" },
         RESIGN: { actions: "requestStop" },
       },
+    },
+    leavingLeadership: {
+      description: "Stepping down has ended (released, failed or timed out): stops if a stop was requested meanwhile, else follows.",
+      always: [
+        {
+          guard: "stopRequested",
+          target: "stopped",
+          actions: { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } },
+        },
+        {
+          target: "follower",
+          actions: { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } },
+        },
+      ],
     },
     resigning: {
       description:
