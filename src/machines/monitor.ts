@@ -68,7 +68,7 @@ export const monitorMachine = setup({
       assertEvent(event, "SWEEP");
       const count = context.shards.length;
       const perShard: ReplyFact[][] = Array.from({ length: count }, () => []);
-      // A reply's key names its client's shard (see LivenessTable): no hash of its subject. A
+      // A reply's key names its client's shard (see LivenessSlots): no hash of its subject. A
       // reply without one (a log recorded before keys) goes by its subject.
       for (const reply of event.replies) {
         const key = reply.key;
