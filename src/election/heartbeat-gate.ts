@@ -11,10 +11,11 @@
  * A resignation is always checked, even from a confirmed leader.
  *
  * A heartbeat with this coordinator's own id that it did not send means another process runs
- * with the same --coordinator-id (or a forgery): the gate warns of it.
+ * with the same --coordinator-id (or a forgery): the gate warns of it. Both warnings are
+ * throttled (WarningThrottle) to one per leader timeout on the gate's clock, the rest counted.
  */
 import type { Heartbeat, LeaseHolder } from "../protocol/election.js";
-import { describeError, type Logger } from "../observe/logger.js";
+import { describeError, WarningThrottle, type Logger } from "../observe/logger.js";
 import type { LeaseStore } from "./lease-store.js";
 
 /** Leaders confirmed against the lease that are remembered (the newest). */
@@ -69,12 +70,28 @@ export class HeartbeatGate {
   private lastReadAt = Number.NEGATIVE_INFINITY;
   /** The pause between two lease reads for confirmation, cleared when the gate stops. */
   private pause: NodeJS.Timeout | undefined;
-  private refusedWarnedAt = Number.NEGATIVE_INFINITY;
-  private refusedUnwarned = 0;
-  private ownIdWarnedAt = Number.NEGATIVE_INFINITY;
-  private ownIdUnwarned = 0;
+  /** Heartbeats refused by the lease: one warning per leader timeout, the rest counted. */
+  private readonly refusedWarnings: WarningThrottle;
+  /** Heartbeats with this coordinator's own id: one warning per leader timeout, the rest counted. */
+  private readonly ownIdWarnings: WarningThrottle;
 
-  constructor(private readonly options: HeartbeatGateOptions) {}
+  constructor(private readonly options: HeartbeatGateOptions) {
+    const { log, leaderTimeoutMs, now } = options;
+    this.refusedWarnings = new WarningThrottle(
+      log,
+      "more heartbeats that the lease does not confirm were ignored (counted, not logged one by one)",
+      leaderTimeoutMs,
+      "warn",
+      now,
+    );
+    this.ownIdWarnings = new WarningThrottle(
+      log,
+      "more heartbeats with this coordinator's own id were heard (counted, not logged one by one)",
+      leaderTimeoutMs,
+      "warn",
+      now,
+    );
+  }
 
   /** A heartbeat heard: delivered, dropped, or held for the lease read (see the file comment). */
   hear(hb: Heartbeat): void {
@@ -105,9 +122,11 @@ export class HeartbeatGate {
     this.remember(leaderKey(holder.coordinatorId, holder.epoch));
   }
 
-  /** Ends a pause between lease reads: the election has stopped. */
+  /** Ends a pause between lease reads and sums up the warnings not logged: the election has stopped. */
   stop(): void {
     clearTimeout(this.pause);
+    this.refusedWarnings.flush();
+    this.ownIdWarnings.flush();
   }
 
   /** Reads the lease, one read at a time, until no heartbeat waits; delivers those it confirms. */
@@ -169,41 +188,21 @@ export class HeartbeatGate {
     this.warnRefused(hb, holder);
   }
 
-  /** One warning per leader timeout at most, with how many more were ignored since the last. */
   private warnRefused(hb: Heartbeat, holder: LeaseHolder | null): void {
-    const now = this.options.now();
-    if (now - this.refusedWarnedAt < this.options.leaderTimeoutMs) {
-      this.refusedUnwarned += 1;
-      return;
-    }
-    this.options.log.warn("ignored a heartbeat that the lease does not confirm", {
+    this.refusedWarnings.warn("refused", "ignored a heartbeat that the lease does not confirm", {
       heartbeatFrom: hb.coordinatorId,
       heartbeatEpoch: hb.epoch,
       ...(hb.resigning === true ? { resigning: true } : {}),
       leaseHolder: holder === null ? null : `${holder.coordinatorId} (epoch ${holder.epoch})`,
-      ...(this.refusedUnwarned > 0 ? { moreIgnoredSinceLastWarning: this.refusedUnwarned } : {}),
     });
-    this.refusedWarnedAt = now;
-    this.refusedUnwarned = 0;
   }
 
-  /** At most one warning per leader timeout, with how many more heartbeats were heard since the last. */
   private warnOwnId(hb: Heartbeat): void {
-    const now = this.options.now();
-    if (now - this.ownIdWarnedAt < this.options.leaderTimeoutMs) {
-      this.ownIdUnwarned += 1;
-      return;
-    }
-    this.options.log.warn(
+    this.ownIdWarnings.warn(
+      "own-id",
       "heard a heartbeat with this coordinator's own id that this process did not send: is another coordinator running with the same --coordinator-id?",
-      {
-        heartbeatEpoch: hb.epoch,
-        leading: this.options.isLeader(),
-        ...(this.ownIdUnwarned > 0 ? { moreHeardSinceLastWarning: this.ownIdUnwarned } : {}),
-      },
+      { heartbeatEpoch: hb.epoch, leading: this.options.isLeader() },
     );
-    this.ownIdWarnedAt = now;
-    this.ownIdUnwarned = 0;
   }
 
   /** Adds a confirmed leader, keeping the CONFIRMED_KEPT newest. */

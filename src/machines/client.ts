@@ -3,10 +3,12 @@
  *
  *   alive ⇄ suspect → dead | left
  *
- * and emits a report on every transition (NodePresent when it starts and when the subject
+ * and emits a report on every change of it (NodePresent when it starts and when the subject
  * registers again). It keeps no timer and hears nothing while the client answers: its shard
  * keeps the liveness data and sweeps it (src/machines/liveness.ts), and gives this actor only
- * the facts that can change its lifecycle. What the facts mean is decided here.
+ * the facts that can change its lifecycle (a missed ping, a reply after one, the dead
+ * timeout, a registration again, a leave). This actor turns them into states and reports,
+ * and removes a dead client's registration.
  */
 import { assertEvent, assign, sendParent, sendTo, setup } from "xstate";
 import type { JsonObject } from "@bufbuild/protobuf";

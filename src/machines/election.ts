@@ -1,243 +1,24 @@
 /**
  * The election machine: follower → candidate → leader, and the ways out of leadership
- * (stepping down after losing the lease, resigning on shutdown).
+ * (stepping down after losing the lease, resigning on shutdown), wired from the parts in
+ * election-setup.ts.
  *
  * Pure: it never touches NATS. Events come in (heartbeats heard, results of lease
- * operations, a request to stop); commands go out as emitted events (create, renew or
- * release the lease; publish a heartbeat; publish a report). The driver in
- * `src/election/election-driver.ts` executes the commands and feeds results back. Every
- * wait is a named `after` delay on the actor's clock, and the only randomness (the election
- * backoff) comes from the injected `random` source, so a run is reproducible under a
- * `SimulatedClock`.
+ * operations, a request to stop); commands go out to the actor system's outbox (create, renew
+ * or release the lease; publish a heartbeat; publish a report), which the driver in
+ * `src/election/election-driver.ts` provides: it executes them and feeds the results back.
+ * While leading, the `leader` state invokes the monitor, so every way out of leadership
+ * stops it. Every wait is a named `after` delay on the actor's clock and the election backoff
+ * comes from the injected `random` source, so a run is reproducible under a `SimulatedClock`.
  */
-import { and, assign, fromCallback, sendTo, setup, stateIn } from "xstate";
-import type { ElectionTimings } from "../config/config.js";
-import type { RandomSource } from "./random.js";
-import { OUTBOX, outbox, type Command, type ElectionCommand } from "./commands.js";
-import { monitorMachine, type MonitorSettings } from "./monitor.js";
+import { and } from "xstate";
+import { OUTBOX } from "./commands.js";
+import { electionSetup } from "./election-setup.js";
 
 export type { ElectionCommand } from "./commands.js";
-import type { ElectionReason, ElectionReportBody, ElectionReportType, LeaseHolder } from "../protocol/election.js";
+export type { ElectionContext, ElectionEvent, ElectionInput } from "./election-setup.js";
 
-export interface ElectionInput {
-  coordinatorId: string;
-  timings: ElectionTimings;
-  /** Seeded, so that runs can be replayed. */
-  random: RandomSource;
-  /** Settings of the monitor this coordinator runs while it leads. */
-  monitor: MonitorSettings;
-}
-
-export type ElectionEvent =
-  /** A heartbeat heard on the cluster's heartbeat subject (own heartbeats included). */
-  | { type: "HEARTBEAT"; coordinatorId: string; epoch: number; resigning: boolean }
-  /** The lease create succeeded: this coordinator leads under `epoch`. */
-  | { type: "LEASE_CREATED"; epoch: number; revision: number; latencyMs: number }
-  /** The lease create was refused because someone holds the lease (`holder`, if it could be read). */
-  | { type: "LEASE_TAKEN"; holder: LeaseHolder | null }
-  /** A renewal succeeded; `latencyMs` is the time from sending it to its success. */
-  | { type: "LEASE_RENEWED"; revision: number; latencyMs: number }
-  /** A renewal was refused: the lease has another revision, so someone else holds it. */
-  | { type: "LEASE_LOST" }
-  /** The lease was released (or was no longer ours); `holder` is who holds it now, if anyone. */
-  | { type: "LEASE_RELEASED"; holder: LeaseHolder | null }
-  /** A lease operation failed without an answer (timeout, no connection, server error). */
-  | { type: "LEASE_ERROR"; operation: "create" | "renew" | "release"; message: string }
-  /** Shut down: a leader resigns gracefully, anyone else just stops. */
-  | { type: "RESIGN" };
-
-export interface ElectionContext {
-  coordinatorId: string;
-  timings: ElectionTimings;
-  random: RandomSource;
-  monitor: MonitorSettings;
-  /** The backoff chosen on entering `candidate`. */
-  backoffMs: number;
-  /** The epoch this coordinator holds or last held (0 if it never led). */
-  epoch: number;
-  /** Revision of this coordinator's last successful lease write. */
-  revision: number;
-  /** Time left on the renew deadline, measured from when the last successful write was sent. */
-  leaseValidForMs: number;
-  /** The highest epoch seen in any heartbeat or lease read; lower ones are stale. */
-  highestEpoch: number;
-  /** The leader this coordinator currently knows of. */
-  leader: LeaseHolder | null;
-  stepDownReason: ElectionReason;
-  stopRequested: boolean;
-}
-
-type ReportParams = {
-  type: ElectionReportType;
-  reason?: ElectionReason;
-  /** The coordinator is leaving leadership: the report names the epoch it held. */
-  fromLeadership?: boolean;
-};
-
-const STATE_AFTER: Record<ElectionReportType, ElectionReportBody["state"]> = {
-  BecameFollower: "follower",
-  FollowingLeader: "follower",
-  BecameCandidate: "candidate",
-  BecameLeader: "leader",
-  SteppedDown: "follower",
-  Stopped: "stopped",
-};
-
-export const electionMachine = setup({
-  types: {
-    context: {} as ElectionContext,
-    events: {} as ElectionEvent,
-    input: {} as ElectionInput,
-  },
-  actors: {
-    /** Where every command goes; the driver provides the real one. This default drops them. */
-    outbox: fromCallback<Command>(() => undefined),
-    monitor: monitorMachine,
-  },
-  delays: {
-    /** Silence after which a follower stands for election. */
-    leaderTimeout: ({ context }) => context.timings.leaderTimeoutMs,
-    /** The random wait of a candidate before it tries to create the lease. */
-    electionBackoff: ({ context }) => context.backoffMs,
-    /** Time between two renewals (and heartbeats) of the leader. */
-    heartbeatInterval: ({ context }) => context.timings.heartbeatIntervalMs,
-    /**
-     * Wait before retrying a renewal that failed without an answer: a fifth of the slack
-     * between the renewal and the renew deadline, so that a retry still fits in it.
-     */
-    renewRetry: ({ context }) => Math.max(1, Math.floor((context.timings.renewDeadlineMs - context.timings.heartbeatIntervalMs) / 5)),
-    /** What is left of the renew deadline since the last successful write was sent. */
-    renewDeadline: ({ context }) => context.leaseValidForMs,
-    /**
-     * How long a leader past its renew deadline waits for the answer to its check (one
-     * renewal against its own revision) before it gives up and steps down. The lease store
-     * times out its requests well before this; it only bounds a store that never answers.
-     */
-    leaseCheckTimeout: ({ context }) => context.timings.leaderTimeoutMs,
-    /** How long stepping down waits for the release before it gives up on NATS. */
-    releaseTimeout: ({ context }) => context.timings.leaderTimeoutMs,
-  },
-  guards: {
-    /** A heartbeat of another coordinator, not resigning, from the current epoch or a newer one. */
-    isLiveLeaderHeartbeat: ({ context, event }) =>
-      event.type === "HEARTBEAT" &&
-      event.coordinatorId !== context.coordinatorId &&
-      !event.resigning &&
-      event.epoch >= context.highestEpoch,
-    /** The heartbeat comes from a leader (or epoch) this coordinator did not follow yet. */
-    isNewLeader: ({ context, event }) =>
-      event.type === "HEARTBEAT" &&
-      (context.leader === null || context.leader.coordinatorId !== event.coordinatorId || context.leader.epoch !== event.epoch),
-    /** A resigning heartbeat of another coordinator from the current epoch or a newer one. */
-    isLeaderResignation: ({ context, event }) =>
-      event.type === "HEARTBEAT" && event.coordinatorId !== context.coordinatorId && event.resigning && event.epoch >= context.highestEpoch,
-    /** While leading: another coordinator heartbeats under a higher epoch, so this lease is gone. */
-    isNewerLeaderHeartbeat: ({ context, event }) =>
-      event.type === "HEARTBEAT" && event.coordinatorId !== context.coordinatorId && event.epoch > context.epoch,
-    stopRequested: ({ context }) => context.stopRequested,
-    /**
-     * A renewal that was sent less than the renew deadline ago: the lease is valid from when
-     * it was sent. One that took longer (its answer waited out a pause of this process)
-     * still proves nobody took the lease, but not that it is valid now.
-     */
-    isFreshRenewal: ({ context, event }) => event.type === "LEASE_RENEWED" && event.latencyMs < context.timings.renewDeadlineMs,
-    /** The renew deadline has passed and no renewal has confirmed the lease since. */
-    leaseIsUnsure: stateIn({ leader: { lease: "unsure" } }),
-  },
-  actions: {
-    chooseBackoff: assign({
-      backoffMs: ({ context }) => {
-        const { electionBackoffMinMs: min, electionBackoffMaxMs: max } = context.timings;
-        return context.random.int(min, max);
-      },
-    }),
-    followHeartbeatSender: assign(({ context, event }) => {
-      if (event.type !== "HEARTBEAT") return {};
-      return {
-        leader: { coordinatorId: event.coordinatorId, epoch: event.epoch },
-        highestEpoch: Math.max(context.highestEpoch, event.epoch),
-      };
-    }),
-    forgetLeader: assign({ leader: null }),
-    /** Records who holds the lease after a lost election or a release (null: nobody). */
-    recordHolder: assign(({ context, event }) => {
-      if (event.type !== "LEASE_TAKEN" && event.type !== "LEASE_RELEASED") return {};
-      const holder = event.holder;
-      const isOther = holder !== null && holder.coordinatorId !== context.coordinatorId;
-      return {
-        leader: isOther ? holder : null,
-        highestEpoch: Math.max(context.highestEpoch, holder?.epoch ?? 0),
-      };
-    }),
-    recordLeaseCreated: assign(({ context, event }) => {
-      if (event.type !== "LEASE_CREATED") return {};
-      return {
-        epoch: event.epoch,
-        revision: event.revision,
-        highestEpoch: Math.max(context.highestEpoch, event.epoch),
-        leader: { coordinatorId: context.coordinatorId, epoch: event.epoch },
-        leaseValidForMs: Math.max(0, context.timings.renewDeadlineMs - event.latencyMs),
-      };
-    }),
-    recordRenewal: assign(({ context, event }) => {
-      if (event.type !== "LEASE_RENEWED") return {};
-      return {
-        revision: event.revision,
-        leaseValidForMs: Math.max(0, context.timings.renewDeadlineMs - event.latencyMs),
-      };
-    }),
-    setStepDownReason: assign((_, params: { reason: ElectionReason }) => ({
-      stepDownReason: params.reason,
-    })),
-    requestStop: assign({ stopRequested: true }),
-    requestLeaseCreate: sendTo(outbox, { type: "lease.create" } satisfies ElectionCommand),
-    requestRenewal: sendTo(
-      outbox,
-      ({ context }): ElectionCommand => ({
-        type: "lease.renew",
-        epoch: context.epoch,
-        revision: context.revision,
-      }),
-    ),
-    requestRelease: sendTo(
-      outbox,
-      ({ context }): ElectionCommand => ({
-        type: "lease.release",
-        epoch: context.epoch,
-        revision: context.revision,
-      }),
-    ),
-    stopMonitoring: sendTo(outbox, { type: "monitor.stop" } satisfies Command),
-    publishHeartbeat: sendTo(
-      outbox,
-      ({ context }): ElectionCommand => ({
-        type: "heartbeat.publish",
-        epoch: context.epoch,
-        resigning: false,
-      }),
-    ),
-    publishResigningHeartbeat: sendTo(
-      outbox,
-      ({ context }): ElectionCommand => ({
-        type: "heartbeat.publish",
-        epoch: context.epoch,
-        resigning: true,
-      }),
-    ),
-    /** Emits the report of the transition being taken. */
-    report: sendTo(outbox, ({ context }, params: ReportParams): ElectionCommand => {
-      const body: ElectionReportBody = {
-        type: params.type,
-        epoch: params.type === "BecameLeader" ? context.epoch : (context.leader?.epoch ?? 0),
-        state: STATE_AFTER[params.type],
-        reason: params.reason ?? context.stepDownReason,
-      };
-      if (context.leader !== null) body.leaderId = context.leader.coordinatorId;
-      if (params.fromLeadership === true) body.formerEpoch = context.epoch;
-      return { type: "report.publish", report: body };
-    }),
-  },
-}).createMachine({
+export const electionMachine = electionSetup.createMachine({
   id: "election",
   description: "Elects one leader per cluster through a JetStream KV lease.",
   context: ({ input }) => ({
@@ -453,44 +234,26 @@ export const electionMachine = setup({
       description:
         "Leadership is lost: no more heartbeats or reports as leader. Releases the lease if it is still ours and learns who holds it now.",
       entry: [{ type: "report", params: { type: "SteppedDown", fromLeadership: true } }, "requestRelease"],
-      after: {
-        releaseTimeout: [
-          {
-            guard: "stopRequested",
-            target: "stopped",
-            actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
-          },
-          {
-            target: "follower",
-            actions: ["forgetLeader", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
-          },
-        ],
-      },
+      after: { releaseTimeout: { target: "leavingLeadership", actions: "forgetLeader" } },
       on: {
-        LEASE_RELEASED: [
-          {
-            guard: "stopRequested",
-            target: "stopped",
-            actions: ["recordHolder", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
-          },
-          {
-            target: "follower",
-            actions: ["recordHolder", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
-          },
-        ],
-        LEASE_ERROR: [
-          {
-            guard: "stopRequested",
-            target: "stopped",
-            actions: ["forgetLeader", { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } }],
-          },
-          {
-            target: "follower",
-            actions: ["forgetLeader", { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } }],
-          },
-        ],
+        LEASE_RELEASED: { target: "leavingLeadership", actions: "recordHolder" },
+        LEASE_ERROR: { target: "leavingLeadership", actions: "forgetLeader" },
         RESIGN: { actions: "requestStop" },
       },
+    },
+    leavingLeadership: {
+      description: "Stepping down has ended (released, failed or timed out): stops if a stop was requested meanwhile, else follows.",
+      always: [
+        {
+          guard: "stopRequested",
+          target: "stopped",
+          actions: { type: "report", params: { type: "Stopped", reason: "shutdown", fromLeadership: true } },
+        },
+        {
+          target: "follower",
+          actions: { type: "report", params: { type: "BecameFollower", reason: "stepped-down" } },
+        },
+      ],
     },
     resigning: {
       description:

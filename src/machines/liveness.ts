@@ -1,16 +1,20 @@
 /**
  * Liveness as plain data: what a shard knows of each of its clients, and the sweep that
  * judges them (design §10). No actor event, promise or timer per ping, per reply or per
- * NodeState: a shard keeps one slot per client in typed arrays, applies the replies of a
- * sweep in one pass, and then decides in one pass which clients are due a ping, which missed
- * one, which passed the dead timeout and whose NodeState is due. Client actors hear of it
- * only when their lifecycle changes (see `LivenessFacts`).
+ * NodeState: a shard keeps one slot per client in typed arrays (liveness-slots.ts), applies
+ * the replies of a sweep in one pass, and then decides in one pass which clients are due a
+ * ping, which missed one, which passed the dead timeout and whose NodeState is due. Client
+ * actors hear of it only when their lifecycle changes (the `LivenessFact`s of a
+ * `SweepResult`).
  *
  * Every time here is a wall-clock ms that came in an event (a registration's `atMs`, a
  * reply's `atMs`, a sweep's `atMs`): the table reads no clock, so replay is exact.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ClientReport } from "../protocol/presence.js";
+import { LivenessSlots, type LivenessFact, type ReplyFact, type TablePlace } from "./liveness-slots.js";
+
+export type { LivenessFact, ReplyFact, TablePlace } from "./liveness-slots.js";
 
 /** Client timings, all in ms (see src/config/config.ts for what each trades off). */
 export interface ClientTimings {
@@ -25,34 +29,11 @@ export interface ClientTimings {
   sweepIntervalMs?: number;
 }
 
-/** A ping reply, as the edge hands it over in a sweep. */
-export interface ReplyFact {
-  subject: string;
-  /**
-   * The client's key, as its ping carried it (see `LivenessTable`): finds the client without
-   * a lookup by subject. Optional: without it, or when it names another client, the subject
-   * decides.
-   */
-  key?: number;
-  /** Wall-clock ms when the reply was read. */
-  atMs: number;
-  /** Round trip of the ping it answers, in ms. */
-  rttMs: number;
-}
-
-/** What a client's lifecycle needs to know, from a sweep. */
-export interface LivenessFact {
-  subject: string;
-  lastSeenMs: number;
-  rttMs: number;
-  missedPings: number;
-}
-
 /** What one sweep decided. */
 export interface SweepResult {
   /** Subjects to ping now. */
   ping: string[];
-  /** Their keys, in the same order (see `LivenessTable`). */
+  /** Their keys, in the same order (see `LivenessSlots`). */
   pingKeys: number[];
   /** A ping went unanswered for a ping interval (the count includes it). */
   missed: LivenessFact[];
@@ -92,106 +73,24 @@ function phaseHash(subject: string): number {
   return h >>> 0;
 }
 
-const INITIAL_CAPACITY = 16;
-
-/** Where a table sits among the monitor's shards: its clients' keys are unique across them. */
-export interface TablePlace {
-  shard: number;
-  shards: number;
-}
-
 /**
- * One shard's clients, one slot each. Slots of departed clients are reused. Deadlines are
- * kept rather than raw times so that a stall can move them (time the leader could not
- * observe does not count against a client) while `lastSeenMs` stays what it was.
- *
- * A client's key is `slot × shards + shard`: unique among the live clients of the monitor,
- * dense, and naming its shard (`key % shards`). Its pings carry it and its replies bring it
- * back, so that neither the pinger, the monitor nor the table looks a reply's client up by
- * subject: at 50,000 clients each such lookup is a few cache misses, and together they were
- * a tenth of the leader's CPU. A key is only a shortcut: a reply whose key names another
- * client (its slot was reused) is looked up by subject.
+ * One shard's clients' liveness: when each was last seen, and when it is next due a ping, a
+ * miss, death or a NodeState. Deadlines are kept rather than raw times so that a stall can
+ * move them (time the leader could not observe does not count against a client) while
+ * `lastSeenMs` stays what it was. The slots, keys and lookups are LivenessSlots'.
  */
-export class LivenessTable {
-  private capacity = INITIAL_CAPACITY;
-  private readonly slotOf = new Map<string, number>();
-  private subjects: (string | undefined)[] = new Array<string | undefined>(INITIAL_CAPACITY);
-  private metadata: (JsonObject | undefined)[] = new Array<JsonObject | undefined>(INITIAL_CAPACITY);
-  private readonly free: number[] = [];
-  private used = 0;
-  /** Wall-clock ms of the last reply (or of the registration). */
-  private lastSeen: Float64Array = new Float64Array(INITIAL_CAPACITY);
-  private rtt: Float64Array = new Float64Array(INITIAL_CAPACITY);
-  private missed: Uint32Array = new Uint32Array(INITIAL_CAPACITY);
-  /** Dead unless a reply comes before this. */
-  private deadAt: Float64Array = new Float64Array(INITIAL_CAPACITY);
-  /** The outstanding ping is missed unless a reply comes before this; 0: no ping outstanding. */
-  private missAt: Float64Array = new Float64Array(INITIAL_CAPACITY);
-  /** The next ping goes out at the first sweep at or after this. */
-  private nextPing: Float64Array = new Float64Array(INITIAL_CAPACITY);
-  /** The next NodeState goes out at the first sweep at or after this. */
-  private nextState: Float64Array = new Float64Array(INITIAL_CAPACITY);
-  /**
-   * The earliest of the four times above at which a sweep has something to do for the client
-   * (+Infinity for a free slot): a sweep passes over every other client with one comparison.
-   */
-  private nextDue: Float64Array = new Float64Array(INITIAL_CAPACITY);
+export class LivenessTable extends LivenessSlots {
   /** A ping goes out at the sweep nearest its due time: up to half a sweep early. */
   private readonly earlyMs: number;
-  /** 1: loaded while the new leader is still loading (see `register`); nothing is due for it until `startHeld`. */
-  private held: Uint8Array = new Uint8Array(INITIAL_CAPACITY);
   /** Slots registered held since the last `startHeld`. */
   private heldSlots: number[] = [];
-
-  private readonly shard: number;
-  private readonly shards: number;
 
   constructor(
     private readonly timings: ClientTimings,
     place: TablePlace = { shard: 0, shards: 1 },
   ) {
+    super(place);
     this.earlyMs = (timings.sweepIntervalMs ?? 0) / 2;
-    this.shard = place.shard;
-    this.shards = place.shards;
-  }
-
-  /** The key of the client in slot `i`. */
-  private keyOf(i: number): number {
-    return i * this.shards + this.shard;
-  }
-
-  /** The slot of the client a reply names: by its key when that holds the subject, else by subject. */
-  private slotOfReply(r: ReplyFact): number | undefined {
-    if (r.key !== undefined) {
-      const i = Math.floor(r.key / this.shards);
-      if (i >= 0 && i < this.used && this.subjects[i] === r.subject) return i;
-    }
-    return this.slotOf.get(r.subject);
-  }
-
-  /** Clients in the table. */
-  get size(): number {
-    return this.slotOf.size;
-  }
-
-  has(subject: string): boolean {
-    return this.slotOf.has(subject);
-  }
-
-  /** What the table knows of one client, or undefined. */
-  get(subject: string): (LivenessFact & { metadata: JsonObject }) | undefined {
-    const i = this.slotOf.get(subject);
-    if (i === undefined) return undefined;
-    return { subject, lastSeenMs: this.lastSeen[i]!, rttMs: this.rtt[i]!, missedPings: this.missed[i]!, metadata: this.metadata[i]! };
-  }
-
-  /** Every client in the table, in slot order. */
-  *entries(): IterableIterator<LivenessFact & { metadata: JsonObject }> {
-    for (let i = 0; i < this.used; i++) {
-      const subject = this.subjects[i];
-      if (subject === undefined) continue;
-      yield { subject, lastSeenMs: this.lastSeen[i]!, rttMs: this.rtt[i]!, missedPings: this.missed[i]!, metadata: this.metadata[i]! };
-    }
   }
 
   /**
@@ -383,50 +282,5 @@ export class LivenessTable {
     // While a ping is outstanding the next one waits for it to be answered or missed.
     const ping = missAt !== 0 ? missAt : this.nextPing[i]! - this.earlyMs;
     this.nextDue[i] = Math.min(this.deadAt[i]!, ping, this.nextState[i]!);
-  }
-
-  private fact(subject: string, i: number): LivenessFact {
-    return { subject, lastSeenMs: this.lastSeen[i]!, rttMs: this.rtt[i]!, missedPings: this.missed[i]! };
-  }
-
-  private allocate(): number {
-    const reused = this.free.pop();
-    if (reused !== undefined) return reused;
-    if (this.used === this.capacity) this.grow();
-    return this.used++;
-  }
-
-  private release(subject: string, i: number): void {
-    this.slotOf.delete(subject);
-    this.held[i] = 0;
-    this.nextDue[i] = Number.POSITIVE_INFINITY;
-    this.subjects[i] = undefined;
-    this.metadata[i] = undefined;
-    this.free.push(i);
-  }
-
-  private grow(): void {
-    const capacity = this.capacity * 2;
-    const grown = (a: Float64Array): Float64Array => {
-      const b = new Float64Array(capacity);
-      b.set(a);
-      return b;
-    };
-    this.lastSeen = grown(this.lastSeen);
-    this.rtt = grown(this.rtt);
-    this.deadAt = grown(this.deadAt);
-    this.missAt = grown(this.missAt);
-    this.nextPing = grown(this.nextPing);
-    this.nextState = grown(this.nextState);
-    this.nextDue = grown(this.nextDue);
-    const missed = new Uint32Array(capacity);
-    missed.set(this.missed);
-    this.missed = missed;
-    const held = new Uint8Array(capacity);
-    held.set(this.held);
-    this.held = held;
-    this.subjects.length = capacity;
-    this.metadata.length = capacity;
-    this.capacity = capacity;
   }
 }

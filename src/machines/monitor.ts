@@ -2,11 +2,13 @@
  * The monitor: runs only while its coordinator leads. It first loads every stored
  * registration (so a new leader monitors every client at once, with no blind period), then
  * pulls new registrations and unregistrations, and routes them to a fixed set of shards,
- * which own the client actors and their liveness.
+ * which own the client actors and their liveness. A large load comes in parts: the shards
+ * hold the clients of the earlier parts until the last part is in, and start them all then.
  *
  * Every sweep interval it asks the edge for the ping replies that came since the last sweep
  * (`replies.collect`); the edge answers with one SWEEP, which the monitor splits into one
- * SWEEP per shard. So replies reach a shard as one batch per sweep, never one event each.
+ * SWEEP per shard (none for a shard with no clients and nothing for it). So replies reach a
+ * shard as one batch per sweep, never one event each.
  */
 import { assertEvent, assign, enqueueActions, sendTo, setup, type ActorRefFrom } from "xstate";
 import { outbox, type RegistrationRecord } from "./commands.js";
@@ -68,7 +70,7 @@ export const monitorMachine = setup({
       assertEvent(event, "SWEEP");
       const count = context.shards.length;
       const perShard: ReplyFact[][] = Array.from({ length: count }, () => []);
-      // A reply's key names its client's shard (see LivenessTable): no hash of its subject. A
+      // A reply's key names its client's shard (see LivenessSlots): no hash of its subject. A
       // reply without one (a log recorded before keys) goes by its subject.
       for (const reply of event.replies) {
         const key = reply.key;

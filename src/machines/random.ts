@@ -1,6 +1,7 @@
 /**
- * The coordinator's only source of randomness. It is seeded, and the seed is logged at
- * startup, so that a run's random choices (the election backoff) can be reproduced.
+ * The machines' only source of randomness. It is seeded, and the seed is logged at startup
+ * and written in a record log's header, so that a run's random choices (the election
+ * backoff) can be reproduced.
  */
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";

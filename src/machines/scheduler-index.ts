@@ -3,9 +3,12 @@
  *
  * XState 5.33's scheduler keeps every delayed event of an actor system in one table, and
  * `cancelAll(actor)` (run for every actor that stops) walks that whole table to find the
- * stopping actor's timers. Every client actor keeps two or three timers, so stopping one
- * client among 50,000 walks 150,000 entries, and stopping the monitor (every way out of
- * leadership) stops all of them: quadratic, minutes of a blocked event loop.
+ * stopping actor's timers. Stopping the monitor (every way out of leadership) stops every
+ * client actor, so the cost of a step-down is the number of clients times the number of
+ * timers in the system: when client actors kept two or three timers each, 50,000 clients
+ * meant minutes of a blocked event loop. Client actors keep no timer now (their shard sweeps
+ * their liveness), and this index keeps a stop's cost from growing with the system's timers
+ * should any machine set many again.
  *
  * This keeps, beside the scheduler, the ids each actor has scheduled, and answers
  * `cancelAll` from that index through the scheduler's own `cancel`. It changes no timing and

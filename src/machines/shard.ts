@@ -58,7 +58,7 @@ export type ShardEvent =
 
 export interface ShardInput {
   index: number;
-  /** How many shards the monitor has (the clients' keys count them: see LivenessTable). */
+  /** How many shards the monitor has (the clients' keys count them: see LivenessSlots). */
   shards: number;
   timings: ClientTimings;
 }

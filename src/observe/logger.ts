@@ -112,11 +112,17 @@ export function describeError(err: unknown): string {
  * Warnings that a flood could repeat thousands of times a second (refused registrations,
  * forged input): in each window, the first of each kind is logged in full and the rest
  * only counted; when the window ends, one line sums up what was not logged.
+ *
+ * The window ends on a timer, or, given a clock (`now`, in ms), at the first warning at
+ * least `windowMs` after the window began on that clock (or at `flush`): a component that
+ * runs on an injected clock is throttled on the same clock as the rest of its behaviour.
  */
 export class WarningThrottle {
   private readonly logged = new Set<string>();
   private readonly unlogged = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
+  /** When the window began on the given clock; null: no window open (or no clock given). */
+  private windowStart: number | null = null;
 
   constructor(
     private readonly log: Logger,
@@ -125,10 +131,16 @@ export class WarningThrottle {
     private readonly windowMs = 10_000,
     /** The level of every line it writes. */
     private readonly level: "warn" | "info" = "warn",
+    /** A clock to measure the window on, instead of a timer. */
+    private readonly now?: () => number,
   ) {}
 
   warn(kind: string, message: string, fields: Record<string, unknown>): void {
-    if (this.timer === null) {
+    if (this.now !== undefined) {
+      const now = this.now();
+      if (this.windowStart !== null && now - this.windowStart >= this.windowMs) this.flush();
+      if (this.windowStart === null) this.windowStart = now;
+    } else if (this.timer === null) {
       this.timer = setTimeout(() => this.flush(), this.windowMs);
       this.timer.unref();
     }
@@ -144,6 +156,7 @@ export class WarningThrottle {
   flush(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    this.windowStart = null;
     this.logged.clear();
     if (this.unlogged.size === 0) return;
     const counts = Object.fromEntries(this.unlogged);

@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createActor, fromCallback, SimulatedClock } from "xstate";
+import { createActor, createMachine, fromCallback, SimulatedClock } from "xstate";
 import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config/config.js";
 import type { Command, MonitorCommand } from "../../src/machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../../src/machines/election.js";
@@ -577,6 +577,30 @@ test("election - every transition emits exactly one report", () => {
   // Within a state, only learning of a new leader is reported.
   const within = steps.filter((s) => s.from === s.to).flatMap((s) => s.reports);
   assert.equal(within, ["FollowingLeader"]);
+});
+
+test("election - an action or guard wired to an event it does not handle throws instead of doing nothing", () => {
+  const { actions, guards } = electionMachine.implementations;
+  // Typed for the election's own context and events: wired here to a bare machine on purpose.
+  const implementations = { actions, guards } as unknown as Parameters<typeof createMachine>[1];
+  const wirings = [
+    ...["followHeartbeatSender", "recordHolder", "recordLeaseCreated", "recordRenewal"].map((name) => ({ name, on: { actions: name } })),
+    ...["isLiveLeaderHeartbeat", "isNewLeader", "isLeaderResignation", "isNewerLeaderHeartbeat", "isFreshRenewal"].map((name) => ({
+      name,
+      on: { guard: name, target: ".done" },
+    })),
+  ];
+  for (const { name, on } of wirings) {
+    // RESIGN carries none of the fields these read: a machine that wires them to it is wrong.
+    const wired = createMachine({ initial: "waiting", states: { waiting: {}, done: {} }, on: { RESIGN: on } }, implementations);
+    const errors: unknown[] = [];
+    const actor = createActor(wired);
+    actor.subscribe({ error: (err) => errors.push(err) });
+    actor.start();
+    actor.send({ type: "RESIGN" });
+    assert.is(actor.getSnapshot().status, "error", `${name} on RESIGN`);
+    assert.match(String(errors[0]), /RESIGN/, `${name}: the error names the event`);
+  }
 });
 
 test.run();

@@ -69,4 +69,30 @@ test("throttle - the window ends by itself", async () => {
   );
 });
 
+test("throttle - on a given clock, the window ends at the first warning a window later, with no timer", () => {
+  const { logger, lines } = capture();
+  let now = 1000;
+  const t = new WarningThrottle(logger, "more refused", 2000, "warn", () => now);
+  t.warn("k", "refused", { i: 0 });
+  t.warn("k", "refused", { i: 1 });
+  t.warn("k", "refused", { i: 2 });
+  now += 1999;
+  t.warn("k", "refused", { i: 3 });
+  assert.equal(
+    lines.map((l) => [l.message, l.i]),
+    [["refused", 0]],
+    "within the window only the first is logged",
+  );
+  now += 1;
+  t.warn("k", "refused", { i: 4 });
+  assert.equal(
+    lines.map((l) => [l.message, l.i ?? l.count]),
+    [
+      ["refused", 0],
+      ["more refused", 3],
+      ["refused", 4],
+    ],
+  );
+});
+
 test.run();

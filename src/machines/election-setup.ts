@@ -1,0 +1,243 @@
+/**
+ * The parts the election machine is made of: its input, events and context, and the named
+ * delays, guards and actions of its `setup` (design §5, §6). The chart that wires them into
+ * states and transitions is in election.ts.
+ *
+ * Every wait is a named delay on the actor's clock, and the only randomness (the election
+ * backoff) comes from the context's `random` source. Guards and actions that read an event's
+ * fields assert its type: wired to another event, they throw rather than do nothing.
+ */
+import { assertEvent, assign, fromCallback, sendTo, setup, stateIn } from "xstate";
+import type { ElectionTimings } from "../config/config.js";
+import type { ElectionReason, ElectionReportBody, ElectionReportType, LeaseHolder } from "../protocol/election.js";
+import { outbox, type Command, type ElectionCommand } from "./commands.js";
+import { monitorMachine, type MonitorSettings } from "./monitor.js";
+import type { RandomSource } from "./random.js";
+
+export interface ElectionInput {
+  coordinatorId: string;
+  timings: ElectionTimings;
+  /** Seeded, so that runs can be replayed. */
+  random: RandomSource;
+  /** Settings of the monitor this coordinator runs while it leads. */
+  monitor: MonitorSettings;
+}
+
+export type ElectionEvent =
+  /** A heartbeat heard on the cluster's heartbeat subject (own heartbeats included). */
+  | { type: "HEARTBEAT"; coordinatorId: string; epoch: number; resigning: boolean }
+  /** The lease create succeeded: this coordinator leads under `epoch`. */
+  | { type: "LEASE_CREATED"; epoch: number; revision: number; latencyMs: number }
+  /** The lease create was refused because someone holds the lease (`holder`, if it could be read). */
+  | { type: "LEASE_TAKEN"; holder: LeaseHolder | null }
+  /** A renewal succeeded; `latencyMs` is the time from sending it to its success. */
+  | { type: "LEASE_RENEWED"; revision: number; latencyMs: number }
+  /** A renewal was refused: the lease has another revision, so someone else holds it. */
+  | { type: "LEASE_LOST" }
+  /** The lease was released (or was no longer ours); `holder` is who holds it now, if anyone. */
+  | { type: "LEASE_RELEASED"; holder: LeaseHolder | null }
+  /** A lease operation failed without an answer (timeout, no connection, server error). */
+  | { type: "LEASE_ERROR"; operation: "create" | "renew" | "release"; message: string }
+  /** Shut down: a leader resigns gracefully, anyone else just stops. */
+  | { type: "RESIGN" };
+
+export interface ElectionContext {
+  coordinatorId: string;
+  timings: ElectionTimings;
+  random: RandomSource;
+  monitor: MonitorSettings;
+  /** The backoff chosen on entering `candidate`. */
+  backoffMs: number;
+  /** The epoch this coordinator holds or last held (0 if it never led). */
+  epoch: number;
+  /** Revision of this coordinator's last successful lease write. */
+  revision: number;
+  /** Time left on the renew deadline, measured from when the last successful write was sent. */
+  leaseValidForMs: number;
+  /** The highest epoch seen in any heartbeat or lease read; lower ones are stale. */
+  highestEpoch: number;
+  /** The leader this coordinator currently knows of. */
+  leader: LeaseHolder | null;
+  stepDownReason: ElectionReason;
+  stopRequested: boolean;
+}
+
+/** What the `report` action is told by the transition that runs it. */
+type ReportParams = {
+  type: ElectionReportType;
+  reason?: ElectionReason;
+  /** The coordinator is leaving leadership: the report names the epoch it held. */
+  fromLeadership?: boolean;
+};
+
+const STATE_AFTER: Record<ElectionReportType, ElectionReportBody["state"]> = {
+  BecameFollower: "follower",
+  FollowingLeader: "follower",
+  BecameCandidate: "candidate",
+  BecameLeader: "leader",
+  SteppedDown: "follower",
+  Stopped: "stopped",
+};
+
+export const electionSetup = setup({
+  types: {
+    context: {} as ElectionContext,
+    events: {} as ElectionEvent,
+    input: {} as ElectionInput,
+  },
+  actors: {
+    /** Where every command goes; the driver provides the real one. This default drops them. */
+    outbox: fromCallback<Command>(() => undefined),
+    monitor: monitorMachine,
+  },
+  delays: {
+    /** Silence after which a follower stands for election. */
+    leaderTimeout: ({ context }) => context.timings.leaderTimeoutMs,
+    /** The random wait of a candidate before it tries to create the lease. */
+    electionBackoff: ({ context }) => context.backoffMs,
+    /** Time between two renewals (and heartbeats) of the leader. */
+    heartbeatInterval: ({ context }) => context.timings.heartbeatIntervalMs,
+    /**
+     * Wait before retrying a renewal that failed without an answer: a fifth of the slack
+     * between the renewal and the renew deadline, so that a retry still fits in it.
+     */
+    renewRetry: ({ context }) => Math.max(1, Math.floor((context.timings.renewDeadlineMs - context.timings.heartbeatIntervalMs) / 5)),
+    /** What is left of the renew deadline since the last successful write was sent. */
+    renewDeadline: ({ context }) => context.leaseValidForMs,
+    /**
+     * How long a leader past its renew deadline waits for the answer to its check (one
+     * renewal against its own revision) before it gives up and steps down. The lease store
+     * times out its requests well before this; it only bounds a store that never answers.
+     */
+    leaseCheckTimeout: ({ context }) => context.timings.leaderTimeoutMs,
+    /** How long stepping down waits for the release before it gives up on NATS. */
+    releaseTimeout: ({ context }) => context.timings.leaderTimeoutMs,
+  },
+  guards: {
+    /** A heartbeat of another coordinator, not resigning, from the current epoch or a newer one. */
+    isLiveLeaderHeartbeat: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return event.coordinatorId !== context.coordinatorId && !event.resigning && event.epoch >= context.highestEpoch;
+    },
+    /** The heartbeat comes from a leader (or epoch) this coordinator did not follow yet. */
+    isNewLeader: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return context.leader === null || context.leader.coordinatorId !== event.coordinatorId || context.leader.epoch !== event.epoch;
+    },
+    /** A resigning heartbeat of another coordinator from the current epoch or a newer one. */
+    isLeaderResignation: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return event.coordinatorId !== context.coordinatorId && event.resigning && event.epoch >= context.highestEpoch;
+    },
+    /** While leading: another coordinator heartbeats under a higher epoch, so this lease is gone. */
+    isNewerLeaderHeartbeat: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return event.coordinatorId !== context.coordinatorId && event.epoch > context.epoch;
+    },
+    stopRequested: ({ context }) => context.stopRequested,
+    /**
+     * A renewal that was sent less than the renew deadline ago: the lease is valid from when
+     * it was sent. One that took longer (its answer waited out a pause of this process)
+     * still proves nobody took the lease, but not that it is valid now.
+     */
+    isFreshRenewal: ({ context, event }) => {
+      assertEvent(event, "LEASE_RENEWED");
+      return event.latencyMs < context.timings.renewDeadlineMs;
+    },
+    /** The renew deadline has passed and no renewal has confirmed the lease since. */
+    leaseIsUnsure: stateIn({ leader: { lease: "unsure" } }),
+  },
+  actions: {
+    chooseBackoff: assign({
+      backoffMs: ({ context }) => {
+        const { electionBackoffMinMs: min, electionBackoffMaxMs: max } = context.timings;
+        return context.random.int(min, max);
+      },
+    }),
+    followHeartbeatSender: assign(({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return {
+        leader: { coordinatorId: event.coordinatorId, epoch: event.epoch },
+        highestEpoch: Math.max(context.highestEpoch, event.epoch),
+      };
+    }),
+    forgetLeader: assign({ leader: null }),
+    /** Records who holds the lease after a lost election or a release (null: nobody). */
+    recordHolder: assign(({ context, event }) => {
+      assertEvent(event, ["LEASE_TAKEN", "LEASE_RELEASED"]);
+      const holder = event.holder;
+      const isOther = holder !== null && holder.coordinatorId !== context.coordinatorId;
+      return {
+        leader: isOther ? holder : null,
+        highestEpoch: Math.max(context.highestEpoch, holder?.epoch ?? 0),
+      };
+    }),
+    recordLeaseCreated: assign(({ context, event }) => {
+      assertEvent(event, "LEASE_CREATED");
+      return {
+        epoch: event.epoch,
+        revision: event.revision,
+        highestEpoch: Math.max(context.highestEpoch, event.epoch),
+        leader: { coordinatorId: context.coordinatorId, epoch: event.epoch },
+        leaseValidForMs: Math.max(0, context.timings.renewDeadlineMs - event.latencyMs),
+      };
+    }),
+    recordRenewal: assign(({ context, event }) => {
+      assertEvent(event, "LEASE_RENEWED");
+      return {
+        revision: event.revision,
+        leaseValidForMs: Math.max(0, context.timings.renewDeadlineMs - event.latencyMs),
+      };
+    }),
+    setStepDownReason: assign((_, params: { reason: ElectionReason }) => ({
+      stepDownReason: params.reason,
+    })),
+    requestStop: assign({ stopRequested: true }),
+    requestLeaseCreate: sendTo(outbox, { type: "lease.create" } satisfies ElectionCommand),
+    requestRenewal: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "lease.renew",
+        epoch: context.epoch,
+        revision: context.revision,
+      }),
+    ),
+    requestRelease: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "lease.release",
+        epoch: context.epoch,
+        revision: context.revision,
+      }),
+    ),
+    stopMonitoring: sendTo(outbox, { type: "monitor.stop" } satisfies Command),
+    publishHeartbeat: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "heartbeat.publish",
+        epoch: context.epoch,
+        resigning: false,
+      }),
+    ),
+    publishResigningHeartbeat: sendTo(
+      outbox,
+      ({ context }): ElectionCommand => ({
+        type: "heartbeat.publish",
+        epoch: context.epoch,
+        resigning: true,
+      }),
+    ),
+    /** Emits the report of the transition being taken. */
+    report: sendTo(outbox, ({ context }, params: ReportParams): ElectionCommand => {
+      const body: ElectionReportBody = {
+        type: params.type,
+        epoch: params.type === "BecameLeader" ? context.epoch : (context.leader?.epoch ?? 0),
+        state: STATE_AFTER[params.type],
+        reason: params.reason ?? context.stepDownReason,
+      };
+      if (context.leader !== null) body.leaderId = context.leader.coordinatorId;
+      if (params.fromLeadership === true) body.formerEpoch = context.epoch;
+      return { type: "report.publish", report: body };
+    }),
+  },
+});
