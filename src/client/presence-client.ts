@@ -26,6 +26,7 @@
  */
 import { Empty, type Msg, type NatsConnection, type Status, type Subscription } from "@nats-io/transport-node";
 import type { JsonObject } from "@bufbuild/protobuf";
+import { isValidClusterId } from "../protocol/cluster-id.js";
 import { parseHeartbeat, subjects, type Heartbeat } from "../protocol/election.js";
 import { parseRegistration, presenceSubjects } from "../protocol/presence.js";
 import { ClientEvents } from "./events.js";
@@ -37,9 +38,6 @@ import { ClientEvents } from "./events.js";
  * delays the repair of a registration the leader never had.
  */
 export const DEFAULT_NEW_LEADER_GRACE_MS = 2500;
-
-/** Cluster ids are one plain subject token (the coordinator's `--cluster-id` rule). */
-const CLUSTER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface PresenceClientOptions {
   /** The coordinators' `--cluster-id`. */
@@ -118,7 +116,7 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
     options: PresenceClientOptions,
   ) {
     super();
-    if (!CLUSTER_ID.test(options.clusterId)) {
+    if (!isValidClusterId(options.clusterId)) {
       throw new PresenceClientError(
         "invalid-options",
         `clusterId must be 1–64 letters, digits, "-" or "_"; got ${JSON.stringify(options.clusterId)}`,

@@ -3,6 +3,9 @@
  * and `validateConfig()`, which refuses bad values and bad combinations before anything
  * connects to NATS.
  */
+import type { ClientTimings } from "../machines/liveness.js";
+import { isValidClusterId } from "../protocol/cluster-id.js";
+import { REPORT_ENCODINGS, type ReportEncoding } from "../protocol/presence.js";
 import { NatsUrlError, redactNatsUrl, sameCredentials, splitNatsUrl, type SplitNatsUrl, type UrlCredentials } from "../nats/url.js";
 
 /**
@@ -116,16 +119,10 @@ export interface ElectionTimings {
   renewDeadlineMs: number;
 }
 
-/** The monitoring timings, all in ms. This is what the client actors need. */
-export interface MonitorTimings {
-  pingIntervalMs: number;
-  deadTimeoutMs: number;
-  stateIntervalMs: number;
-  sweepIntervalMs: number;
-}
+/** The monitoring timings, all in ms: what the client actors need (ClientTimings), each one set. */
+export type MonitorTimings = Required<ClientTimings>;
 
-export type ReportEncoding = "protobuf" | "json";
-export const REPORT_ENCODINGS: readonly ReportEncoding[] = ["protobuf", "json"];
+export { REPORT_ENCODINGS, type ReportEncoding } from "../protocol/presence.js";
 
 export interface CoordinatorConfig extends ElectionTimings, MonitorTimings {
   /**
@@ -179,8 +176,7 @@ export class ConfigError extends Error {
   }
 }
 
-/** Cluster ids name subjects and KV buckets, so they must be one plain subject token. */
-const CLUSTER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** Coordinator ids travel in heartbeats, reports and the lease value. */
 const COORDINATOR_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 /** A scheme URL, or `host[:port]`, either with an optional `userinfo@` in front of the host. */
 const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s,]+$|^([^\s,/@]+@)?[^\s,:/@]+(:\d+)?$/;
@@ -278,7 +274,7 @@ export function validateConfig(c: CoordinatorConfig): void {
       throw new ConfigError("--nats-url", `"${redactNatsUrl(url)}" is not a NATS URL (expected e.g. nats://127.0.0.1:4222)`);
     }
   }
-  if (!CLUSTER_ID.test(c.clusterId)) {
+  if (!isValidClusterId(c.clusterId)) {
     throw new ConfigError(
       "--cluster-id",
       `must be 1–64 characters of letters, digits, "-" or "_" (it names NATS subjects and KV buckets); got "${c.clusterId}"`,

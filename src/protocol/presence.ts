@@ -4,7 +4,6 @@
  * encodings (Protocol Buffers by default, JSON on request).
  */
 import { create, fromBinary, fromJson, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import type { ReportEncoding } from "../config/config.js";
 import { PresenceReportSchema, type PresenceReport } from "./gen/presence/v1/report_pb.js";
 
 export const presenceSubjects = {
@@ -137,7 +136,9 @@ export interface Report extends ClientReport {
   ts: number;
 }
 
-export type { ReportEncoding } from "../config/config.js";
+/** How presence reports are encoded on the wire (the `Presence-Encoding` header says which). */
+export type ReportEncoding = "protobuf" | "json";
+export const REPORT_ENCODINGS: readonly ReportEncoding[] = ["protobuf", "json"];
 
 /** Header names on every report. */
 export const REPORT_HEADERS = {

@@ -12,7 +12,6 @@
  *
  * The data is read from the client actors' snapshots; nothing here sends them an event.
  */
-import { readFileSync } from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
 import type { LeaseHolder } from "../../protocol/election.js";
@@ -33,8 +32,9 @@ import {
   type StatsResponse,
 } from "../../protocol/query.js";
 import { describeError, type Logger } from "../logger.js";
+import { PACKAGE_VERSION } from "../../version.js";
 
-/** What the service reads: the election driver, behind a small interface. */
+/** What the service reads of its coordinator (the coordinator passes its CoordinatorView). */
 export interface QuerySource {
   /** True while this coordinator leads with a valid lease. */
   leads(): boolean;
@@ -65,20 +65,11 @@ export interface QueryService {
 /** Room left in a message for headers and framing when a `list` page is cut to fit. */
 const PAYLOAD_HEADROOM = 4096;
 
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: unknown };
-    return typeof pkg.version === "string" ? pkg.version : "0.0.0";
-  } catch {
-    return "0.0.0";
-  }
-}
-
 export async function startQueryService(options: QueryServiceOptions): Promise<QueryService> {
   const { nc, clusterId, coordinatorId, source } = options;
   const log = options.logger.child({ component: "query" });
   const startedAtMs = Date.now();
-  const version = options.version ?? packageVersion();
+  const version = options.version ?? PACKAGE_VERSION;
   const service: Service = await new Svcm(nc).add({
     name: QUERY_SERVICE_NAME,
     version,
