@@ -19,7 +19,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
 import { NatsServer } from "../src/nats/server.js";
-import { isReport, readRecordLog, replayLog } from "../src/observe/record/replay.js";
+import { readRecordLog } from "../src/observe/record/record-log.js";
+import { isReport, replayLog } from "../src/observe/record/replay.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
 
 const FIXTURES = fileURLToPath(new URL("../test/fixtures/", import.meta.url));

@@ -19,7 +19,8 @@ import {
   QueryRequestError,
   type ClientInfo,
 } from "../../src/protocol/query.js";
-import { formatStatus, type ClusterStatus } from "../../src/observe/query/status.js";
+import { formatStatus } from "../../src/cli/print/status.js";
+import type { ClusterStatus } from "../../src/observe/query/status.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 

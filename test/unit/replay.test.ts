@@ -21,7 +21,9 @@ import { ElectionDriver } from "../../src/election/election-driver.js";
 import type { LeaseStore } from "../../src/election/lease-store.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { LogRecorder, RECORD_FORMAT, RecordWriter, type RecordHeader } from "../../src/observe/record/recorder.js";
-import { isReport, parseRecordLog, RecordLogError, replayLog, runReplay, type RecordLog } from "../../src/observe/record/replay.js";
+import { runReplay } from "../../src/cli/commands/replay.js";
+import { parseRecordLog, RecordLogError, type RecordLog } from "../../src/observe/record/record-log.js";
+import { isReport, replayLog } from "../../src/observe/record/replay.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const SCENARIOS = ["crash-failover", "client-death", "flapping-client", "graceful-handoff", "re-registration"];

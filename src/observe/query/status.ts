@@ -1,5 +1,5 @@
 /**
- * `presence-coordinator status`: who leads a cluster, under which epoch, which coordinators
+ * The status query (`presence-coordinator status`): who leads a cluster, under which epoch, which coordinators
  * are there and how many clients are alive or suspect.
  *
  * It asks the query service for `stats` (any coordinator; a follower forwards to the leader,
@@ -9,25 +9,11 @@
  * subject, while it listens to the leader heartbeats. Coordinators that do not serve the
  * query service (the Java one) still show up through their heartbeats.
  */
-import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { Svcm, ServiceErrorCodeHeader } from "@nats-io/services";
-import type { NatsSecurity } from "../../config/config.js";
 import { parseHeartbeat, subjects, type Heartbeat } from "../../protocol/election.js";
 import { QUERY_SERVICE_NAME, querySubjects, type QueryErrorBody, type StatsResponse } from "../../protocol/query.js";
 import { describeError } from "../logger.js";
-import { connectFailure, connectionOptions } from "../../nats/connection.js";
-
-export interface StatusOptions {
-  urls: string[];
-  clusterId: string;
-  json: boolean;
-  /** How long to wait for answers, ms. */
-  timeoutMs: number;
-  connectTimeoutMs: number;
-  security?: NatsSecurity;
-  out: NodeJS.WritableStream;
-  err: NodeJS.WritableStream;
-}
 
 export interface CoordinatorSeen {
   coordinatorId: string;
@@ -154,71 +140,5 @@ export async function collectStatus(nc: NatsConnection, clusterId: string, timeo
     };
   } finally {
     hbSub.unsubscribe();
-  }
-}
-
-function duration(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
-  const h = Math.floor(s / 3600);
-  return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m` : `${Math.floor(h / 24)}d ${h % 24}h`;
-}
-
-/** The human-readable report. */
-export function formatStatus(s: ClusterStatus): string {
-  const lines = [`cluster       ${s.clusterId}`];
-  lines.push(
-    s.leader === null
-      ? "leader        none known (an election may be under way)"
-      : `leader        ${s.leader} (epoch ${s.epoch}${s.leaderUptimeMs !== null ? `, up ${duration(s.leaderUptimeMs)}` : ""})`,
-  );
-  lines.push(
-    s.clients === null
-      ? "clients       unknown (the leader did not answer the query service)"
-      : `clients       ${s.clients.total} (alive ${s.clients.alive}, suspect ${s.clients.suspect})`,
-  );
-  lines.push(`coordinators  ${s.coordinators.length} seen`);
-  const width = Math.max(0, ...s.coordinators.map((c) => c.coordinatorId.length));
-  for (const c of s.coordinators) {
-    const follows =
-      c.role !== "leader" && c.leader !== null
-        ? `  following ${c.leader} (epoch ${c.epoch})`
-        : c.role === "leader"
-          ? `  epoch ${c.epoch}`
-          : "";
-    const via = c.serviceId === undefined ? "  (heard through heartbeats only)" : "";
-    lines.push(`  ${c.coordinatorId.padEnd(width)}  ${c.role.padEnd(12)}${follows}${via}`);
-  }
-  if (s.lastHeartbeat) {
-    lines.push(
-      `heartbeat     from ${s.lastHeartbeat.coordinatorId} epoch ${s.lastHeartbeat.epoch}, ${(s.lastHeartbeat.ageMs / 1000).toFixed(1)} s ago`,
-    );
-  }
-  return `${lines.join("\n")}\n`;
-}
-
-/** Runs the command; resolves to the exit code (0, or 1 when no coordinator answered). */
-export async function runStatus(options: StatusOptions): Promise<number> {
-  let nc: NatsConnection;
-  try {
-    nc = await connect({
-      timeout: options.connectTimeoutMs,
-      name: "presence-coordinator status",
-      ...connectionOptions(options.urls, options.security),
-    });
-  } catch (err) {
-    throw connectFailure(options.urls, err, options.security);
-  }
-  try {
-    const status = await collectStatus(nc, options.clusterId, options.timeoutMs);
-    options.out.write(options.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
-    return 0;
-  } catch (err) {
-    if (!(err instanceof StatusError)) throw err;
-    options.err.write(`presence-coordinator status: ${err.message}\n`);
-    return 1;
-  } finally {
-    await nc.close();
   }
 }

@@ -5,11 +5,49 @@
  * not printed; a line on stderr says it was dropped.
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { watchPresence } from "../client/watch-presence.js";
-import type { Report } from "../protocol/presence.js";
-import { describeError } from "./logger.js";
-import type { NatsSecurity } from "../config/config.js";
-import { connectFailure, connectionOptions } from "../nats/connection.js";
+import { watchPresence } from "../../client/watch-presence.js";
+import type { NatsSecurity } from "../../config/config.js";
+import { connectFailure, connectionOptions } from "../../nats/connection.js";
+import { describeError } from "../../observe/logger.js";
+import { formatReport } from "../print/report.js";
+import { Command, Option } from "commander";
+import { exitOnUsageError, fail, stopOnSignals } from "../exit.js";
+import {
+  addSecurityOptions,
+  clusterIdOption,
+  configOption,
+  connectionFrom,
+  connectTimeoutOption,
+  natsUrlOption,
+  type ConnectionFlags,
+} from "../flags.js";
+
+/** `watch`: prints reports until stopped. */
+export function watchCommand(): Command {
+  const watch = new Command("watch")
+    .description("print every presence report of a cluster, one per line")
+    .addOption(natsUrlOption())
+    .addOption(clusterIdOption())
+    .addOption(new Option("--json", "print JSON lines instead of text").default(false))
+    .addOption(connectTimeoutOption());
+  addSecurityOptions(watch)
+    .addOption(configOption())
+    .action(async (flags: ConnectionFlags & { json: boolean }) => {
+      const { urls, security } = connectionFrom(flags);
+      const starting = runWatch({
+        urls,
+        clusterId: flags.clusterId,
+        json: flags.json === true,
+        connectTimeoutMs: flags.connectTimeout,
+        security,
+        out: process.stdout,
+        err: process.stderr,
+      });
+      stopOnSignals(starting);
+      await starting.catch(fail);
+    });
+  return exitOnUsageError(watch);
+}
 
 export interface WatchOptions {
   urls: string[];
@@ -20,19 +58,6 @@ export interface WatchOptions {
   err: NodeJS.WritableStream;
   /** Authentication and TLS (`--user`, `--tls-ca`, ...). */
   security?: NatsSecurity;
-}
-
-const time = (ms: number) => new Date(ms).toISOString().slice(11, 23);
-
-/** One human-readable line per report. */
-export function formatReport(r: Report): string {
-  const meta = Object.keys(r.metadata).length > 0 ? `  ${JSON.stringify(r.metadata)}` : "";
-  const seen = r.lastSeenMs > 0 ? time(r.lastSeenMs) : "-";
-  return (
-    `${time(r.ts)}  ${r.type.padEnd(13)} ${r.clientSubject}  ${r.state}` +
-    `  lastSeen=${seen} rtt=${r.rttMs}ms missed=${r.missedPings}` +
-    `  leader=${r.coordinatorId} epoch=${r.epoch} seq=${r.seq}${meta}`
-  );
 }
 
 /** Starts printing; resolves to a function that stops. */
