@@ -18,12 +18,9 @@ import {
   DEFAULT_SWEEP_INTERVAL_MS,
   defaultRenewDeadline,
   LOG_FORMATS,
-  natsConnectionFrom,
   parseNatsUrls,
-  validateSecurity,
-  type NatsConnectionSettings,
-  type NatsSecurity,
 } from "../config/config.js";
+import { natsConnectionFrom, validateSecurity, type NatsConnectionSettings, type NatsSecurity } from "../config/security.js";
 import { MAX_SEED } from "../machines/random.js";
 import { DEFAULT_INSPECT_HOST, DEFAULT_INSPECT_PORT } from "../observe/inspect/inspector-server.js";
 import type { InspectSettings } from "../observe/inspect/inspector.js";

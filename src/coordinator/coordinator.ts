@@ -5,8 +5,9 @@
  * that executes them (COMMAND_EXECUTOR in src/machines/commands.ts), and everything that
  * reports on the coordinator reads one view of it (view.ts).
  */
-import type { CoordinatorConfig, NatsSecurity } from "../config/config.js";
-import { describeSecurity } from "../config/config.js";
+import type { CoordinatorConfig } from "../config/config.js";
+import type { NatsSecurity } from "../config/security.js";
+import { describeSecurity } from "../config/security.js";
 import { ElectionDriver, electionInputFor, type ElectionDriverOptions } from "../election/election-driver.js";
 import { KvLeaseStore } from "../election/lease-store.js";
 import { NatsHeartbeatBus, NatsReportSink } from "../election/nats-bus.js";

@@ -15,7 +15,7 @@ import {
 } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import semver from "semver";
-import { authMethod, type NatsSecurity } from "../config/config.js";
+import { authMethod, type NatsSecurity } from "../config/security.js";
 import { redactNatsUrl, withoutCredentials } from "./url.js";
 import { describeError, type Logger } from "../observe/logger.js";
 

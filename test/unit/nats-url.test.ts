@@ -4,17 +4,8 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import {
-  authMethod,
-  ConfigError,
-  describeSecurity,
-  natsConnectionFrom,
-  validateConfig,
-  DEFAULT_MONITOR_TIMINGS,
-  DEFAULT_TIMINGS,
-  type CoordinatorConfig,
-  type NatsSecurity,
-} from "../../src/config/config.js";
+import { ConfigError, validateConfig, DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig } from "../../src/config/config.js";
+import { authMethod, describeSecurity, natsConnectionFrom, type NatsSecurity } from "../../src/config/security.js";
 import { redactNatsUrl, redactUrlsIn, splitNatsUrl, withoutCredentials } from "../../src/nats/url.js";
 import { connectFailure, connectionOptions } from "../../src/nats/connection.js";
 import { createLogger } from "../../src/observe/logger.js";

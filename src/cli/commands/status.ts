@@ -1,7 +1,7 @@
 /** `presence-coordinator status`: the cluster's leader, epoch, coordinators and client counts. */
 import { Command, Option } from "commander";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import type { NatsSecurity } from "../../config/config.js";
+import type { NatsSecurity } from "../../config/security.js";
 import { connectFailure, connectionOptions } from "../../nats/connection.js";
 import { collectStatus, StatusError } from "../../observe/query/status.js";
 import { formatStatus } from "../print/status.js";

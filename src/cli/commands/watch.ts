@@ -6,7 +6,7 @@
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { watchPresence } from "../../client/watch-presence.js";
-import type { NatsSecurity } from "../../config/config.js";
+import type { NatsSecurity } from "../../config/security.js";
 import { connectFailure, connectionOptions } from "../../nats/connection.js";
 import { describeError } from "../../observe/logger.js";
 import { formatReport } from "../print/report.js";
