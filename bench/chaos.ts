@@ -4,7 +4,7 @@
  * each listing the seeds from another server) and a few hundred simulated clients; for a
  * set time it injects faults from a seeded schedule (harness/chaos-schedule.ts), records
  * every report and heartbeat from its own observer connection, settles, and then checks
- * the invariants of design section 5 (harness/chaos-invariants.ts). Exit 0 when every check
+ * the invariants of design section 5 (harness/chaos-invariants/). Exit 0 when every check
  * passes, 1 when one fails (with the seed to reproduce it), 2 for bad flags.
  *
  * The simulated clients and the observer connect to the first NATS server only, and that
@@ -22,13 +22,8 @@ import { createRandom, MAX_SEED, newSeed, type RandomSource } from "../src/machi
 import { NatsCluster } from "../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
 import {
-  allPassed,
   DEFAULT_CHAOS_TIMINGS,
-  failovers,
   REFUSED_KINDS,
-  runChecks,
-  verdictOf,
-  type CheckResult,
   type ClientAction,
   type ClientActionKind,
   type LeadershipFault,
@@ -37,7 +32,10 @@ import {
   type SeenElection,
   type SeenHeartbeat,
   type SeenPresence,
-} from "../harness/chaos-invariants.js";
+} from "../harness/chaos-invariants/record.js";
+import { runChecks } from "../harness/chaos-invariants/run-checks.js";
+import { failovers } from "../harness/chaos-invariants/timeline.js";
+import { allPassed, verdictOf, type CheckResult } from "../harness/chaos-invariants/verdict.js";
 import { fingerprint, isClusterFault, planSchedule, type FaultKind, type PlannedFault } from "../harness/chaos-schedule.js";
 import { SimulatedClients } from "../harness/client-sim.js";
 
