@@ -33,14 +33,9 @@ import { decodeReport, presenceSubjects, REPORT_HEADERS } from "../src/protocol/
 import { createRandom, newSeed } from "../src/machines/random.js";
 import { NatsServer } from "../src/nats/server.js";
 import { spawnCoordinator, waitFor, type CoordinatorProcess } from "../harness/coordinators.js";
-import {
-  blindWindows,
-  DEFAULT_CHAOS_TIMINGS,
-  verdictOf,
-  type ClientAction,
-  type SeenHeartbeat,
-  type SeenPresence,
-} from "../harness/chaos-invariants.js";
+import { DEFAULT_CHAOS_TIMINGS, type ClientAction, type SeenHeartbeat, type SeenPresence } from "../harness/chaos-invariants/record.js";
+import { blindWindows } from "../harness/chaos-invariants/timeline.js";
+import { verdictOf } from "../harness/chaos-invariants/verdict.js";
 import { SimulatedClients } from "../harness/client-sim.js";
 import { judgeChurn, judgeDeaths, SOAK_DEATH_SLACK_MS, type Silence } from "../harness/soak-checks.js";
 

@@ -2,19 +2,13 @@
  * The soak's verdicts, pure functions with their own tests: every NodeDead must fall in a
  * silence of its client, within a bound, and every silence that ended must be reported
  * dead once; suspects and leaves are judged per client with the chaos run's checks
- * (harness/chaos-invariants.ts), from the soak's own record of what it did to each client.
+ * (harness/chaos-invariants/), from the soak's own record of what it did to each client.
  */
-import {
-  checkFalseSuspects,
-  checkLeavesReported,
-  checkNoReportAfterLeave,
-  deadlineFrom,
-  DEFAULT_CHAOS_TIMINGS,
-  type ChaosRecord,
-  type ChaosTimings,
-  type CheckResult,
-  type Window,
-} from "./chaos-invariants.js";
+import { checkFalseSuspects } from "./chaos-invariants/deaths.js";
+import { checkLeavesReported, checkNoReportAfterLeave } from "./chaos-invariants/leaves.js";
+import { DEFAULT_CHAOS_TIMINGS, type ChaosRecord, type ChaosTimings, type Window } from "./chaos-invariants/record.js";
+import { deadlineFrom } from "./chaos-invariants/timeline.js";
+import type { CheckResult } from "./chaos-invariants/verdict.js";
 
 /** A client's silence: from when it stopped answering until it was revived (undefined: still silent). */
 export interface Silence {

@@ -5,36 +5,28 @@
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { checkDuplicateDeaths, checkFalseDeaths, checkFalseSuspects, checkMissedDeaths } from "../../harness/chaos-invariants/deaths.js";
 import {
-  allPassed,
-  blindWindows,
-  checkDuplicateDeaths,
-  checkFalseDeaths,
-  checkFalseSuspects,
   checkHeartbeatEpochs,
   checkLeaderFaultsRan,
-  checkLeavesReported,
-  checkMissedDeaths,
-  checkNoReportAfterLeave,
-  checkRefusedIgnored,
   checkMonitoredAfterTakeover,
   checkOverlappingEpochs,
-  checkRegistrationsReported,
   checkStaleEpochs,
-  checkUnknownSubjects,
-  ClientTimeline,
+} from "../../harness/chaos-invariants/leadership.js";
+import { checkLeavesReported, checkNoReportAfterLeave } from "../../harness/chaos-invariants/leaves.js";
+import {
   DEFAULT_CHAOS_TIMINGS,
-  deadlineFrom,
-  failovers,
   REFUSED_KINDS,
-  runChecks,
-  verdictOf,
   type ChaosRecord,
   type ClientAction,
   type SeenElection,
   type SeenHeartbeat,
   type SeenPresence,
-} from "../../harness/chaos-invariants.js";
+} from "../../harness/chaos-invariants/record.js";
+import { checkRefusedIgnored, checkRegistrationsReported, checkUnknownSubjects } from "../../harness/chaos-invariants/registrations.js";
+import { runChecks } from "../../harness/chaos-invariants/run-checks.js";
+import { blindWindows, ClientTimeline, deadlineFrom, failovers } from "../../harness/chaos-invariants/timeline.js";
+import { allPassed, verdictOf } from "../../harness/chaos-invariants/verdict.js";
 import { isClusterFault, planSchedule, SETTLE_AFTER_MS, UNREGISTER_BEFORE_LEADER_FAULT_MS } from "../../harness/chaos-schedule.js";
 
 const T = DEFAULT_CHAOS_TIMINGS; // dead 5000, ping 750, travel 250, allowance 2000, takeover bound 5000, answer slack 500, leave bound 3000

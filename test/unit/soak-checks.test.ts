@@ -1,7 +1,7 @@
 /** The soak's verdict on deaths: what counts as a false death, a missed one, a double one. */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { DEFAULT_CHAOS_TIMINGS, type ChaosRecord, type ClientAction, type SeenPresence } from "../../harness/chaos-invariants.js";
+import { DEFAULT_CHAOS_TIMINGS, type ChaosRecord, type ClientAction, type SeenPresence } from "../../harness/chaos-invariants/record.js";
 import { judgeChurn, judgeDeaths, type Silence } from "../../harness/soak-checks.js";
 
 const T = { deadTimeoutMs: 5000, pingIntervalMs: 1000 };
