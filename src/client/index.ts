@@ -1,6 +1,6 @@
 /**
  * The client library (`import { PresenceClient, watchPresence } from "presence-coordinator/client"`):
- * be monitored, and watch who is present. It depends on NATS and the wire protocol only
+ * be monitored, and watch who is present. It depends on NATS, the wire protocol and an FNV-1a hash only
  * (no winston, xstate or commander).
  */
 export {
@@ -26,6 +26,7 @@ export {
   type Applied,
 } from "./watch-presence.js";
 export { ClientEvents, type EventMap } from "./events.js";
+export { MAX_PARTITIONS, partitionOf } from "../protocol/partition.js";
 export {
   decodeReport,
   encodeReport,

@@ -197,7 +197,7 @@ function runtimeImports(file: string): { relative: string[]; packages: string[] 
   return { relative, packages };
 }
 
-test("client - the library imports NATS and the protocol only (no winston, xstate or commander)", () => {
+test("client - the library imports NATS, the protocol and the FNV-1a hash only (no winston, xstate or commander)", () => {
   const entry = fileURLToPath(new URL("../../src/client/index.ts", import.meta.url));
   const seen = new Set<string>();
   const packages = new Set<string>();
@@ -215,7 +215,8 @@ test("client - the library imports NATS and the protocol only (no winston, xstat
     files.every((f) => f.startsWith("src/client/") || f.startsWith("src/protocol/") || f === "src/index.ts"),
     files.join(", "),
   );
-  const allowed = new Set(["@nats-io/transport-node", "@bufbuild/protobuf", "node:"]);
+  // @sindresorhus/fnv1a: partitionOf, which consumers in any language compute the same way.
+  const allowed = new Set(["@nats-io/transport-node", "@bufbuild/protobuf", "@sindresorhus/fnv1a", "node:"]);
   for (const p of packages) assert.ok(allowed.has(p) || p.startsWith("node:"), `the library imports ${p}`);
   assert.ok(packages.has("@nats-io/transport-node"));
 });
