@@ -21,7 +21,7 @@ function bySubject(presence: readonly SeenPresence[]): Map<string, SeenPresence[
 }
 
 /** The unregistrations that had a client to remove: acknowledged while the client was registered, with when its next registration came. */
-function leaves(_record: ChaosRecord, timeline: ClientTimeline): { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] {
+function leaves(timeline: ClientTimeline): { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] {
   const out: { u: ClientAction; lastRegisteredAt: number; nextRegisterAt: number }[] = [];
   for (const subject of timeline.subjects()) {
     let lastRegisteredAt: number | undefined;
@@ -35,6 +35,16 @@ function leaves(_record: ChaosRecord, timeline: ClientTimeline): { u: ClientActi
   return out.sort((x, y) => x.u.at - y.u.at);
 }
 
+/** What both leave checks judge by: the leaves, the takeovers and blind windows that move their deadlines, and the reports per client. */
+function leaveEvidence(record: ChaosRecord, timings: ChaosTimings) {
+  return {
+    leaves: leaves(new ClientTimeline(record.actions)),
+    takeoverTimes: takeovers(record.heartbeats).map((t) => t.at),
+    blind: blindWindows(record, timings),
+    reports: bySubject(record.presence),
+  };
+}
+
 /**
  * NodeLeft in time: a client registered (and not reported dead since) whose unregistration
  * JetStream acknowledged at u gets a NodeLeft within the leave bound of u, moved by blind
@@ -45,14 +55,11 @@ function leaves(_record: ChaosRecord, timeline: ClientTimeline): { u: ClientActi
  * the observation, is not judged.
  */
 export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult {
-  const timeline = new ClientTimeline(record.actions);
-  const takeoverTimes = takeovers(record.heartbeats).map((t) => t.at);
-  const blind = blindWindows(record, timings);
-  const reports = bySubject(record.presence);
+  const { leaves, takeoverTimes, blind, reports } = leaveEvidence(record, timings);
   const violations: Violation[] = [];
   let checked = 0;
   let skipped = 0;
-  for (const { u, lastRegisteredAt, nextRegisterAt } of leaves(record, timeline)) {
+  for (const { u, lastRegisteredAt, nextRegisterAt } of leaves) {
     const deadline = deadlineFrom(
       u.at,
       timings.leaveBoundMs,
@@ -91,13 +98,10 @@ export function checkLeavesReported(record: ChaosRecord, timings: ChaosTimings =
  * client from the bucket, reports it on past the bound with no NodeLeft and fails.
  */
 export function checkNoReportAfterLeave(record: ChaosRecord, timings: ChaosTimings = DEFAULT_CHAOS_TIMINGS): CheckResult {
-  const timeline = new ClientTimeline(record.actions);
-  const takeoverTimes = takeovers(record.heartbeats).map((t) => t.at);
-  const blind = blindWindows(record, timings);
-  const reports = bySubject(record.presence);
+  const { leaves, takeoverTimes, blind, reports } = leaveEvidence(record, timings);
   const violations: Violation[] = [];
   let checked = 0;
-  for (const { u, nextRegisterAt } of leaves(record, timeline)) {
+  for (const { u, nextRegisterAt } of leaves) {
     const from = u.at + timings.travelMs;
     const until = Math.min(nextRegisterAt - timings.travelMs, record.endAt);
     if (until <= from) continue;

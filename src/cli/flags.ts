@@ -146,14 +146,16 @@ export function logConfigOverrides(cmd: Command, logger: Logger): void {
   }
 }
 
+function portNumber(value: string): number {
+  const n = wholeNumber(value);
+  if (n > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535.");
+  return n;
+}
+
 export function metricsPortOption(): Option {
   return new Option("--metrics-port <port>", "serve Prometheus metrics, /healthz and /readyz on this port (0: any free port; default: off)")
     .env("PRESENCE_METRICS_PORT")
-    .argParser((v) => {
-      const n = wholeNumber(v);
-      if (n > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535.");
-      return n;
-    });
+    .argParser(portNumber);
 }
 
 export function metricsHostOption(): Option {
@@ -258,11 +260,7 @@ export function seedOption(): Option {
 export function inspectOption(): Option {
   return new Option("--inspect [port]", `serve the live inspector page on this port (default ${DEFAULT_INSPECT_PORT}; 0: any free port)`)
     .env("PRESENCE_INSPECT")
-    .argParser((v) => {
-      const n = wholeNumber(v);
-      if (n > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535.");
-      return n;
-    });
+    .argParser(portNumber);
 }
 
 export function inspectHostOption(): Option {
