@@ -6,8 +6,8 @@ import { describeError } from "../observe/logger.js";
 import { RecordLogError } from "../observe/record/record-log.js";
 
 /** Exit codes: 0 clean stop, 1 failure while running, 2 bad flags or configuration. */
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
 
 /** Prints why the command stops (any URL in it redacted) and exits: 2 for bad flags, else 1. */
 export function fail(err: unknown): never {

@@ -122,8 +122,6 @@ export interface ElectionTimings {
 /** The monitoring timings, all in ms: what the client actors need (ClientTimings), each one set. */
 export type MonitorTimings = Required<ClientTimings>;
 
-export { REPORT_ENCODINGS, type ReportEncoding } from "../protocol/presence.js";
-
 export interface CoordinatorConfig extends ElectionTimings, MonitorTimings {
   /**
    * The seed URLs, as shown: credentials redacted (`nats://alice:***@host:4222`). Their

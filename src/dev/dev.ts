@@ -13,10 +13,9 @@ import {
   type ElectionTimings,
   type LogFormat,
   type MonitorTimings,
-  type ReportEncoding,
 } from "../config/config.js";
 import { parseElectionReport, parseHeartbeat, subjects, type ElectionReport } from "../protocol/election.js";
-import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report } from "../protocol/presence.js";
+import { decodeReport, presenceSubjects, REPORT_HEADERS, type Report, type ReportEncoding } from "../protocol/presence.js";
 import { newSeed } from "../machines/random.js";
 import { startCoordinator, type Coordinator } from "../coordinator/coordinator.js";
 import { Inspection, type InspectSettings } from "../observe/inspect/inspector.js";

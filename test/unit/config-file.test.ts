@@ -6,16 +6,12 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { applyConfigFile, configOverrides, findConfigPath } from "../../src/config/config-file.js";
 import { ConfigError } from "../../src/config/config.js";
-
-function wholeNumber(v: string): number {
-  if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError("must be a whole number.");
-  return Number(v);
-}
+import { wholeNumber } from "../../src/cli/flags.js";
 
 /** A command shaped like `run`: a mandatory URL, numbers with env vars, choices, a switch, an optional value. */
 function command(): Command {

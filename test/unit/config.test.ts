@@ -90,6 +90,8 @@ test("config - identifiers and URLs are checked", () => {
   assert.is(refused({ clusterId: "a.b" }).flag, "--cluster-id");
   assert.is(refused({ clusterId: "" }).flag, "--cluster-id");
   assert.is(refused({ clusterId: "has space" }).flag, "--cluster-id");
+  assert.is(refused({ clusterId: "a".repeat(65) }).flag, "--cluster-id", "at most 64 characters");
+  validateConfig({ ...base, clusterId: `${"a".repeat(62)}-_` }); // 64 characters of every kind allowed
   assert.is(refused({ coordinatorId: "x y" }).flag, "--coordinator-id");
   assert.is(refused({ natsUrls: [] }).flag, "--nats-url");
   assert.is(refused({ natsUrls: ["http://x y"] }).flag, "--nats-url");

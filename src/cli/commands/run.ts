@@ -37,17 +37,14 @@ import {
   timingsFrom,
   verboseFromEnv,
   wholeNumber,
-  type SecurityFlags,
+  type ConnectionFlags,
   type TimingFlags,
 } from "../flags.js";
 
-interface RunFlags extends TimingFlags {
+interface RunFlags extends TimingFlags, ConnectionFlags {
   reportEncoding: ReportEncoding;
   shards: number;
-  natsUrl: string;
-  clusterId: string;
   coordinatorId?: string;
-  connectTimeout: number;
   kvReplicas: number;
   maxClients: number;
   logFormat: LogFormat;
@@ -101,7 +98,7 @@ export function runCommand(): Command {
     .addOption(new Option("-v, --verbose", "log debug lines too (env: PRESENCE_VERBOSE=1)").default(false));
   addSecurityOptions(run)
     .addOption(configOption())
-    .action(async (flags: RunFlags & SecurityFlags, cmd: Command) => {
+    .action(async (flags: RunFlags, cmd: Command) => {
       const { urls, security } = connectionFrom(flags);
       const config: CoordinatorConfig = {
         natsUrls: urls,

@@ -20,19 +20,13 @@ import type { LivenessTable } from "../../machines/liveness.js";
 import type { ShardEvent } from "../../machines/shard.js";
 import { countStates, pageOfClients, type RowData, rowData, shardClients, shardSummaries } from "./client-table.js";
 import { describeEvent, shortType } from "./event-detail.js";
-import { EventLog, isIdle } from "./event-log.js";
+import { EventLog, type EventLogOptions, isIdle } from "./event-log.js";
 import { describeStateValue, flatContext } from "./snapshot-text.js";
 import type { ActorKind, ActorNode, CoordinatorView, SelectedView, View, ViewRequest } from "./view-types.js";
 
-export interface HubOptions {
+export interface HubOptions extends Pick<EventLogOptions, "ringSize" | "routinePerSecond" | "notablePerSecond"> {
   coordinatorId: string;
   clusterId: string;
-  /** Size of the ring of recent events (default 400). */
-  ringSize?: number;
-  /** Routine events sampled into the ring per second (default 4). */
-  routinePerSecond?: number;
-  /** Other events kept in the ring per second before they are only counted (default 200). */
-  notablePerSecond?: number;
   /** Finished clients (dead, left) kept in the table (default 2000). */
   finishedKept?: number;
   now?: () => number;
