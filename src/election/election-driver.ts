@@ -12,7 +12,7 @@
 import { performance } from "node:perf_hooks";
 import { createActor, fromCallback, type Actor, type ActorOptions } from "xstate";
 import type { CoordinatorConfig, ElectionTimings } from "../config/config.js";
-import { isMonitorCommand, type Command, type ElectionCommand } from "../machines/commands.js";
+import { routeCommands, type Command, type ElectionCommand } from "../machines/commands.js";
 import { electionMachine, type ElectionEvent, type ElectionInput } from "../machines/election.js";
 import type { MonitorEvent, MonitorSettings } from "../machines/monitor.js";
 import type { ElectionReport, ElectionReportBody, Heartbeat, LeaseHolder } from "../protocol/election.js";
@@ -111,7 +111,8 @@ export class ElectionDriver {
     this.now = options.now ?? (() => performance.now());
     this.log = options.logger.child({ component: "election" });
     this.fence = new LeaseFence(this.now, options.timings.renewDeadlineMs);
-    const route = options.outbox ?? ((command: Command) => void (isMonitorCommand(command) || this.execute(command)));
+    // Without an outbox (election-only tests), the monitor's commands go nowhere.
+    const route = options.outbox ?? routeCommands({ election: (command) => this.execute(command), presence: () => {} });
     const machine = electionMachine.provide({
       actors: {
         outbox: fromCallback<Command>(({ receive }) =>

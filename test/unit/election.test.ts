@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createActor, createMachine, fromCallback, SimulatedClock } from "xstate";
 import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config/config.js";
-import type { Command, MonitorCommand } from "../../src/machines/commands.js";
+import { isMonitorCommand, type Command, type MonitorCommand } from "../../src/machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../../src/machines/election.js";
 import type { ElectionReportBody } from "../../src/protocol/election.js";
 import { createRandom, type RandomSource } from "../../src/machines/random.js";
@@ -10,17 +10,6 @@ import { createRandom, type RandomSource } from "../../src/machines/random.js";
 const ME = "coord-me";
 const OTHER = "coord-other";
 const T = DEFAULT_TIMINGS;
-
-const MONITOR_COMMANDS = new Set<string>([
-  "registrations.load",
-  "registrations.pull",
-  "monitor.stop",
-  "replies.collect",
-  "clients.ping",
-  "registration.remove",
-  "report.presence",
-  "reports.state",
-]);
 
 /** Drives the election machine on a simulated clock and records every command it sends. */
 function election(options: { timings?: ElectionTimings; random?: RandomSource } = {}) {
@@ -31,8 +20,8 @@ function election(options: { timings?: ElectionTimings; random?: RandomSource } 
     actors: {
       outbox: fromCallback<Command>(({ receive }) =>
         receive((c) => {
-          if (MONITOR_COMMANDS.has(c.type)) monitorCommands.push(c as MonitorCommand);
-          else commands.push(c as ElectionCommand);
+          if (isMonitorCommand(c)) monitorCommands.push(c);
+          else commands.push(c);
           // The edge answers the monitor's sweep with the replies since the last one: none here.
           if (c.type === "replies.collect")
             actor.system.get("monitor")?.send({ type: "SWEEP", atMs: clock.now(), stalledMs: 0, replies: [] });
@@ -457,6 +446,32 @@ test("election - stepping down gives up after the release timeout when NATS does
   e.advance(T.leaderTimeoutMs);
   assert.is(e.state(), "follower");
   assert.equal(e.lastReport(), { type: "BecameFollower", epoch: 0, state: "follower", reason: "stepped-down" });
+});
+
+test("election - a stop asked for while stepping down stops once stepping down ends, however it ends", () => {
+  const endings: [string, (e: ReturnType<typeof election>) => void][] = [
+    ["released", (e) => e.send({ type: "LEASE_RELEASED", holder: { coordinatorId: OTHER, epoch: 14 } })],
+    ["release failed", (e) => e.send({ type: "LEASE_ERROR", operation: "release", message: "timeout" })],
+    ["release timed out", (e) => e.advance(T.leaderTimeoutMs)],
+  ];
+  for (const [ending, end] of endings) {
+    const e = election();
+    e.becomeLeader(10);
+    e.advance(T.heartbeatIntervalMs); // a renewal is out
+    e.send({ type: "LEASE_LOST" });
+    e.send({ type: "RESIGN" });
+    assert.is(e.state(), "steppingDown", `${ending}: the release is still out`);
+    const reportsBefore = e.reports().length;
+    end(e);
+    assert.is(e.state(), "stopped", ending);
+    assert.is(e.actor.getSnapshot().status, "done", ending);
+    const after = e.reports().slice(reportsBefore);
+    assert.equal(
+      after.map(({ type, state, reason, formerEpoch }) => ({ type, state, reason, formerEpoch })),
+      [{ type: "Stopped", state: "stopped", reason: "shutdown", formerEpoch: 10 }],
+      `${ending}: one Stopped report, no BecameFollower`,
+    );
+  }
 });
 
 test("election - a resigning leader heartbeats resigning, releases the lease and stops", () => {

@@ -124,6 +124,38 @@ test("heartbeat gate - a stale epoch is dropped; the own id is warned of, not de
   assert.match(String(g.warnings[0]!.message), /same --coordinator-id/);
 });
 
+test("heartbeat gate - its warnings are one per leader timeout on the gate's clock, the rest summed up after it", async () => {
+  const g = setup({ epoch: 0, highestEpoch: 0 });
+  g.gate.hear(hb("me", 3));
+  g.gate.hear(hb("me", 4));
+  g.gate.hear(hb("me", 5));
+  g.gate.hear(hb("forger", 9));
+  await g.flush();
+  await g.answer({ coordinatorId: "a", epoch: 5 });
+  g.gate.hear(hb("forger", 10));
+  await new Promise((r) => setTimeout(r, 60)); // the reads are spaced 50 ms apart on the real clock
+  await g.answer({ coordinatorId: "a", epoch: 5 });
+  const messages = () => g.warnings.map((w) => String(w.message));
+  assert.is(g.warnings.length, 2, `one warning of each kind within the leader timeout: ${messages().join(" | ")}`);
+  assert.match(messages()[0]!, /same --coordinator-id/);
+  assert.match(messages()[1]!, /^ignored a heartbeat that the lease does not confirm/);
+  g.advance(LEADER_TIMEOUT_MS - 1);
+  g.gate.hear(hb("me", 6));
+  assert.is(g.warnings.length, 2, "still inside the window");
+  g.advance(1);
+  g.gate.hear(hb("me", 7));
+  g.gate.hear(hb("forger", 11));
+  await new Promise((r) => setTimeout(r, 60));
+  await g.answer({ coordinatorId: "a", epoch: 5 });
+  const later = g.warnings.slice(2).map((w) => [String(w.message).split(" ").slice(0, 4).join(" "), w.count ?? w.heartbeatEpoch]);
+  assert.equal(later, [
+    ["more heartbeats with this", 3], // epochs 4, 5 and 6, counted
+    ["heard a heartbeat with", 7],
+    ["more heartbeats that the", 1], // epoch 10, counted
+    ["ignored a heartbeat that", 11],
+  ]);
+});
+
 test("heartbeat gate - a resignation is checked even from a confirmed leader, and believed once the lease is gone", async () => {
   const g = setup();
   g.gate.confirm({ coordinatorId: "a", epoch: 5 });
