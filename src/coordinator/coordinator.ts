@@ -10,6 +10,7 @@ import type { NatsSecurity } from "../config/security.js";
 import { describeSecurity } from "../config/security.js";
 import { ElectionDriver, electionInputFor, type ElectionDriverOptions } from "../election/election-driver.js";
 import { KvLeaseStore } from "../election/lease-store.js";
+import { Membership } from "../election/membership.js";
 import { NatsHeartbeatBus, NatsReportSink } from "../election/nats-bus.js";
 import { routeCommands } from "../machines/commands.js";
 import { checkServer, connectNats, type NatsLink } from "../nats/connection.js";
@@ -68,6 +69,7 @@ class RunningCoordinator implements Coordinator {
   private recorder: LogRecorder | undefined;
   private link: NatsLink | undefined;
   private lease: KvLeaseStore | undefined;
+  private membership: Membership | undefined;
   private registrations: KvRegistrationStore | undefined;
   private driver: ElectionDriver | undefined;
   private edge: PresenceEdge | undefined;
@@ -83,6 +85,7 @@ class RunningCoordinator implements Coordinator {
     { name: "connect to NATS", run: () => this.connect() },
     { name: "check the server", run: () => checkServer(this.nc, this.config.kvReplicas, this.logger) },
     { name: "open the lease bucket", run: () => this.openLease() },
+    { name: "join the members", run: () => this.joinMembers() },
     { name: "open the registration stream and bucket", run: () => this.openRegistrations() },
     { name: "join the election", run: () => this.joinElection() },
     { name: "serve queries", run: () => this.serveQueries() },
@@ -121,6 +124,7 @@ class RunningCoordinator implements Coordinator {
         await step.run();
       } catch (err) {
         this.driver?.halt();
+        this.membership?.halt();
         await this.link?.nc.close();
         await this.recorder?.close();
         throw err;
@@ -187,6 +191,12 @@ class RunningCoordinator implements Coordinator {
     info: (message: string, fields: Record<string, unknown>) => this.logger.info(message, fields),
   };
 
+  /** Timeout of a lease or member write: a renewal must be answered, or given up and retried, within the renew deadline. */
+  private get kvTimeoutMs(): number {
+    const { renewDeadlineMs, heartbeatIntervalMs } = this.config;
+    return Math.max(50, Math.floor((renewDeadlineMs - heartbeatIntervalMs) / 2));
+  }
+
   private async openLease(): Promise<void> {
     const { config } = this;
     this.lease = await retryWhileNotReady(
@@ -196,12 +206,25 @@ class RunningCoordinator implements Coordinator {
           clusterId: config.clusterId,
           ttlMs: config.leaderTimeoutMs,
           replicas: config.kvReplicas,
-          // A renewal must be answered, or given up and retried, within the renew deadline.
-          timeoutMs: Math.max(50, Math.floor((config.renewDeadlineMs - config.heartbeatIntervalMs) / 2)),
+          timeoutMs: this.kvTimeoutMs,
           logger: this.logger,
         }),
       this.notReady,
     );
+  }
+
+  /** The member key, so that the others know this coordinator is live, and the watch of theirs. */
+  private async joinMembers(): Promise<void> {
+    const { config } = this;
+    this.membership = await Membership.join(this.nc, {
+      clusterId: config.clusterId,
+      coordinatorId: config.coordinatorId,
+      intervalMs: config.heartbeatIntervalMs,
+      livenessMs: config.leaderTimeoutMs,
+      timeoutMs: this.kvTimeoutMs,
+      led: () => (this.driver?.isLeader === true ? 1 : 0),
+      logger: this.logger,
+    });
   }
 
   private async openRegistrations(): Promise<void> {
@@ -236,6 +259,7 @@ class RunningCoordinator implements Coordinator {
       clusterId: config.clusterId,
       outbox: routeCommands({ election: (command) => driver.execute(command), presence: (command) => edge.handle(command) }),
       lease: this.lease!,
+      successor: () => this.membership?.successor(),
       heartbeats: new NatsHeartbeatBus(link.nc, config.clusterId, logger),
       reports: new NatsReportSink(link.nc, config.clusterId, logger),
       logger,
@@ -268,6 +292,8 @@ class RunningCoordinator implements Coordinator {
     this.edge = edge;
     this.coordinatorView = view;
     metrics?.attach(view, (timeoutMs) => checkResources(link.nc, config.clusterId, timeoutMs));
+    const membership = this.membership!;
+    driver.actor.subscribe(() => membership.ledChanged());
     driver.start();
   }
 
@@ -306,6 +332,7 @@ class RunningCoordinator implements Coordinator {
     this.stopping ??= (async () => {
       const { config } = this;
       await this.driver!.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
+      await this.membership?.leave();
       await this.edge?.settled(config.leaderTimeoutMs);
       await this.queryService?.stop();
       this.registrations?.close();
@@ -324,6 +351,7 @@ class RunningCoordinator implements Coordinator {
   async kill(): Promise<void> {
     this.ended = true;
     this.driver!.halt();
+    this.membership?.halt();
     await this.nc.close();
     await this.recorder?.close();
     this.logger.info("coordinator killed without resigning");

@@ -51,6 +51,11 @@ export interface ElectionDriverOptions {
    */
   outbox?: (command: Command) => void;
   lease: LeaseStore;
+  /**
+   * The live coordinator a resigning leader hands over to, named in its last heartbeat (see
+   * membership.ts); absent or undefined, the heartbeat names none and everyone backs off.
+   */
+  successor?: () => string | undefined;
   heartbeats: HeartbeatBus;
   reports: ReportSink;
   logger: Logger;
@@ -150,7 +155,14 @@ export class ElectionDriver {
       epochs: () => this.actor.getSnapshot().context,
       isLeader: () => this.isLeader,
       isRunning: () => this.actor.getSnapshot().status === "active",
-      deliver: (hb) => this.send({ type: "HEARTBEAT", coordinatorId: hb.coordinatorId, epoch: hb.epoch, resigning: hb.resigning === true }),
+      deliver: (hb) =>
+        this.send({
+          type: "HEARTBEAT",
+          coordinatorId: hb.coordinatorId,
+          epoch: hb.epoch,
+          resigning: hb.resigning === true,
+          ...(hb.successor !== undefined ? { successor: hb.successor } : {}),
+        }),
     });
     this.actor.subscribe((snapshot) => this.watchLeaseCheck(snapshot.matches({ leader: { lease: "unsure" } })));
   }
@@ -332,9 +344,14 @@ export class ElectionDriver {
       return;
     }
     const hb: Heartbeat = { coordinatorId: this.options.coordinatorId, epoch, ts: Date.now() };
-    if (resigning) hb.resigning = true;
+    if (resigning) {
+      hb.resigning = true;
+      const successor = this.options.successor?.();
+      if (successor !== undefined) hb.successor = successor;
+    }
     this.options.heartbeats.publish(hb);
-    this.log.debug(resigning ? "published resigning heartbeat" : "published heartbeat", { heartbeatEpoch: epoch });
+    if (resigning) this.log.info("published resigning heartbeat", { heartbeatEpoch: epoch, successor: hb.successor ?? "none" });
+    else this.log.debug("published heartbeat", { heartbeatEpoch: epoch });
   }
 
   private publishReport(body: ElectionReportBody): void {

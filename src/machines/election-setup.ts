@@ -24,8 +24,11 @@ export interface ElectionInput {
 }
 
 export type ElectionEvent =
-  /** A heartbeat heard on the cluster's heartbeat subject (own heartbeats included). */
-  | { type: "HEARTBEAT"; coordinatorId: string; epoch: number; resigning: boolean }
+  /**
+   * A heartbeat heard on the cluster's heartbeat subject (own heartbeats included). A
+   * resigning one may name the coordinator it hands over to (`successor`).
+   */
+  | { type: "HEARTBEAT"; coordinatorId: string; epoch: number; resigning: boolean; successor?: string }
   /** The lease create succeeded: this coordinator leads under `epoch`. */
   | { type: "LEASE_CREATED"; epoch: number; revision: number; latencyMs: number }
   /** The lease create was refused because someone holds the lease (`holder`, if it could be read). */
@@ -48,6 +51,10 @@ export interface ElectionContext {
   monitor: MonitorSettings;
   /** The backoff chosen on entering `candidate`. */
   backoffMs: number;
+  /** This candidacy was handed over: the resigning leader named this coordinator its successor. */
+  handoff: boolean;
+  /** Lease creates sent in this candidacy. */
+  createAttempts: number;
   /** The epoch this coordinator holds or last held (0 if it never led). */
   epoch: number;
   /** Revision of this coordinator's last successful lease write. */
@@ -79,6 +86,29 @@ const STATE_AFTER: Record<ElectionReportType, ElectionReportBody["state"]> = {
   Stopped: "stopped",
 };
 
+/** How often a candidate tries again to create a lease that lingers: two thirds of the shortest backoff (100 ms by default). */
+export function leaseRetryMs(t: ElectionTimings): number {
+  return Math.max(1, Math.round((t.electionBackoffMinMs * 2) / 3));
+}
+
+/** A named successor's first retries: a fifteenth of the shortest backoff (10 ms by default). */
+export function handoffRetryMs(t: ElectionTimings): number {
+  return Math.max(1, Math.round(t.electionBackoffMinMs / 15));
+}
+
+/** A named successor tries this many times at handoffRetryMs before it slows to leaseRetryMs. */
+const FAST_HANDOFF_RETRIES = 5;
+
+/**
+ * The creates a candidacy may send while a lease lingers. A lease outlives the followers'
+ * timeout by at most a heartbeat interval, and the first create goes out after at least the
+ * shortest backoff, so tries at leaseRetryMs over a heartbeat interval plus the longest
+ * backoff cover it, with one to spare.
+ */
+export function maxCreateAttempts(t: ElectionTimings): number {
+  return Math.ceil((t.heartbeatIntervalMs + t.electionBackoffMaxMs) / leaseRetryMs(t)) + FAST_HANDOFF_RETRIES + 1;
+}
+
 export const electionSetup = setup({
   types: {
     context: {} as ElectionContext,
@@ -95,6 +125,13 @@ export const electionSetup = setup({
     leaderTimeout: ({ context }) => context.timings.leaderTimeoutMs,
     /** The random wait of a candidate before it tries to create the lease. */
     electionBackoff: ({ context }) => context.backoffMs,
+    /**
+     * Wait before a candidate tries the create again when a lease it has no heartbeat from
+     * still holds the key (see isLingeringLease). A named successor, whose predecessor is
+     * deleting the key right now, first tries again sooner.
+     */
+    leaseRetry: ({ context }) =>
+      context.handoff && context.createAttempts <= FAST_HANDOFF_RETRIES ? handoffRetryMs(context.timings) : leaseRetryMs(context.timings),
     /** Time between two renewals (and heartbeats) of the leader. */
     heartbeatInterval: ({ context }) => context.timings.heartbeatIntervalMs,
     /**
@@ -129,6 +166,35 @@ export const electionSetup = setup({
       assertEvent(event, "HEARTBEAT");
       return event.coordinatorId !== context.coordinatorId && event.resigning && event.epoch >= context.highestEpoch;
     },
+    /** A resigning heartbeat (as isLeaderResignation) that names this coordinator its successor. */
+    isHandoverToMe: ({ context, event }) => {
+      assertEvent(event, "HEARTBEAT");
+      return (
+        event.coordinatorId !== context.coordinatorId &&
+        event.resigning &&
+        event.epoch >= context.highestEpoch &&
+        event.successor === context.coordinatorId
+      );
+    },
+    /**
+     * The create failed on a lease whose holder this candidate has no heartbeat from: the
+     * holder of the epoch it last knew (or an older one), whose heartbeats stopped. Such a
+     * lease is only waiting for its TTL (a leader killed between its renewal and its
+     * heartbeat leaves one that outlives the leader timeout by up to a heartbeat interval),
+     * so the candidate tries again shortly instead of waiting a whole leader timeout. The
+     * tries are counted, not timed against the server's clock, and bounded by
+     * maxCreateAttempts. A holder of a newer epoch has just won and heartbeats at once.
+     */
+    isLingeringLease: ({ context, event }) => {
+      assertEvent(event, "LEASE_TAKEN");
+      const holder = event.holder;
+      return (
+        holder !== null &&
+        holder.coordinatorId !== context.coordinatorId &&
+        holder.epoch <= context.highestEpoch &&
+        context.createAttempts < maxCreateAttempts(context.timings)
+      );
+    },
     /** While leading: another coordinator heartbeats under a higher epoch, so this lease is gone. */
     isNewerLeaderHeartbeat: ({ context, event }) => {
       assertEvent(event, "HEARTBEAT");
@@ -148,12 +214,17 @@ export const electionSetup = setup({
     leaseIsUnsure: stateIn({ leader: { lease: "unsure" } }),
   },
   actions: {
+    /** A named successor stands at once; everyone else waits a random backoff. */
     chooseBackoff: assign({
       backoffMs: ({ context }) => {
+        if (context.handoff) return 0;
         const { electionBackoffMinMs: min, electionBackoffMaxMs: max } = context.timings;
         return context.random.int(min, max);
       },
+      createAttempts: 0,
     }),
+    acceptHandover: assign({ handoff: true }),
+    endCandidacy: assign({ handoff: false }),
     followHeartbeatSender: assign(({ context, event }) => {
       assertEvent(event, "HEARTBEAT");
       return {
@@ -193,6 +264,7 @@ export const electionSetup = setup({
       stepDownReason: params.reason,
     })),
     requestStop: assign({ stopRequested: true }),
+    countCreate: assign({ createAttempts: ({ context }) => context.createAttempts + 1 }),
     requestLeaseCreate: sendTo(outbox, { type: "lease.create" } satisfies ElectionCommand),
     requestRenewal: sendTo(
       outbox,

@@ -27,6 +27,8 @@ export const electionMachine = electionSetup.createMachine({
     random: input.random,
     monitor: input.monitor,
     backoffMs: 0,
+    handoff: false,
+    createAttempts: 0,
     epoch: 0,
     revision: 0,
     leaseValidForMs: 0,
@@ -57,6 +59,11 @@ export const electionMachine = electionSetup.createMachine({
       on: {
         HEARTBEAT: [
           {
+            guard: "isHandoverToMe",
+            target: "candidate",
+            actions: ["forgetLeader", "acceptHandover", { type: "report", params: { type: "BecameCandidate", reason: "leader-resigned" } }],
+          },
+          {
             guard: "isLeaderResignation",
             target: "candidate",
             actions: ["forgetLeader", { type: "report", params: { type: "BecameCandidate", reason: "leader-resigned" } }],
@@ -76,8 +83,10 @@ export const electionMachine = electionSetup.createMachine({
       },
     },
     candidate: {
-      description: "Waits a random backoff, then tries to create the lease.",
+      description:
+        "Waits a random backoff (none when named successor), then tries to create the lease; tries again shortly while a silent holder's lease lingers.",
       entry: "chooseBackoff",
+      exit: "endCandidacy",
       initial: "backoff",
       states: {
         backoff: {
@@ -97,7 +106,7 @@ export const electionMachine = electionSetup.createMachine({
         },
         acquiring: {
           description: "The lease create is in flight; its result decides.",
-          entry: "requestLeaseCreate",
+          entry: ["countCreate", "requestLeaseCreate"],
           on: {
             LEASE_CREATED: [
               { guard: "stopRequested", target: "#election.resigning", actions: "recordLeaseCreated" },
@@ -109,6 +118,7 @@ export const electionMachine = electionSetup.createMachine({
                 target: "#election.stopped",
                 actions: ["recordHolder", { type: "report", params: { type: "Stopped", reason: "shutdown" } }],
               },
+              { guard: "isLingeringLease", target: "lingering" },
               {
                 target: "#election.follower",
                 actions: ["recordHolder", { type: "report", params: { type: "BecameFollower", reason: "lost-election" } }],
@@ -126,6 +136,22 @@ export const electionMachine = electionSetup.createMachine({
               },
             ],
             RESIGN: { actions: "requestStop" },
+          },
+        },
+        lingering: {
+          description:
+            "The key is still held by a lease whose holder has gone silent: waits for it to expire, trying the create again at short intervals; a live leader's heartbeat ends it.",
+          after: { leaseRetry: "acquiring" },
+          on: {
+            HEARTBEAT: {
+              guard: "isLiveLeaderHeartbeat",
+              target: "#election.follower",
+              actions: ["followHeartbeatSender", { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } }],
+            },
+            RESIGN: {
+              target: "#election.stopped",
+              actions: { type: "report", params: { type: "Stopped", reason: "shutdown" } },
+            },
           },
         },
       },

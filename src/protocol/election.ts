@@ -14,6 +14,34 @@ export const resources = {
   leaseKey: "leader",
 } as const;
 
+/** The member keys of the leadership bucket, as a KV watch filter. */
+export const MEMBER_KEYS = "member.>";
+
+/**
+ * A coordinator's member key: `member.` and its id, each character that a KV key cannot hold
+ * (or that would make an empty token: ".") written as `=` and two hex digits. Ids never
+ * contain `=`, so the key names one id only.
+ */
+export function memberKey(coordinatorId: string): string {
+  return `member.${coordinatorId.replace(/[^A-Za-z0-9_-]/g, (c) => `=${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}`;
+}
+
+/** A member key's value: who, how many partitions it leads, and when it wrote (ms since the Unix epoch). */
+export interface MemberValue {
+  coordinatorId: string;
+  led: number;
+  ts: number;
+}
+
+export function parseMemberValue(data: Uint8Array | string): MemberValue {
+  const o = parseJsonObject("member value", data);
+  if (typeof o.coordinatorId !== "string" || o.coordinatorId.length === 0) {
+    throw new WireFormatError("member value: coordinatorId must be a non-empty string");
+  }
+  const led = Number.isSafeInteger(o.led) && (o.led as number) >= 0 ? (o.led as number) : 0;
+  return { coordinatorId: o.coordinatorId, led, ts: typeof o.ts === "number" ? o.ts : 0 };
+}
+
 /** Who holds the lease, and under which epoch. Also the lease's KV value. */
 export interface LeaseHolder {
   coordinatorId: string;
@@ -28,6 +56,11 @@ export interface Heartbeat {
   ts: number;
   /** Present and true on the last heartbeat of a leader that steps down gracefully. */
   resigning?: boolean;
+  /**
+   * On a resigning heartbeat, the live coordinator the leader hands over to: it stands at
+   * once, without the election backoff. Absent when the leader knows of nobody.
+   */
+  successor?: string;
 }
 
 /** A payload on a coordinator subject that does not have the expected shape. */
@@ -68,6 +101,7 @@ export function parseHeartbeat(data: Uint8Array | string): Heartbeat {
   const ts = typeof o.ts === "number" ? o.ts : 0;
   const hb: Heartbeat = { coordinatorId: o.coordinatorId, epoch: o.epoch, ts };
   if (o.resigning === true) hb.resigning = true;
+  if (typeof o.successor === "string" && o.successor.length > 0) hb.successor = o.successor;
   return hb;
 }
 

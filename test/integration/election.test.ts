@@ -6,7 +6,7 @@ import { connect } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Kvm } from "@nats-io/kv";
-import { encodeHeartbeat, subjects, type Heartbeat } from "../../src/protocol/election.js";
+import { encodeHeartbeat, encodeLeaseValue, resources, subjects, type Heartbeat } from "../../src/protocol/election.js";
 import { presenceSubjects } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/nats/server.js";
 import { Observer, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
@@ -175,10 +175,57 @@ test("election - SIGTERM of the leader hands over without waiting for the timeou
     const candidates = s.observer.reportsSince(signalledAt).filter((r) => r.type === "BecameCandidate");
     assert.ok(candidates.length > 0, "followers stood for election");
     for (const r of candidates) assert.is(r.reason, "leader-resigned");
+    // The resigning leader named a live follower, which stood at once, while the other backed off.
+    const successor = resigning.msg.successor;
+    assert.ok(
+      successor !== undefined && ["t1", "t2", "t3"].includes(successor) && successor !== first.hb.coordinatorId,
+      `successor ${successor}`,
+    );
+    assert.is(next.hb.coordinatorId, successor, "the named successor leads next");
     assert.is(await first.proc.exited, 0, "the resigned coordinator exits 0");
     const stopped = s.observer.reports.find((r) => r.msg.coordinatorId === first.hb.coordinatorId && r.msg.type === "Stopped");
     assert.ok(stopped, "it reported Stopped");
     assert.is(stopped!.msg.formerEpoch, first.hb.epoch);
+  });
+});
+
+test("election - a leader killed between its renewal and its heartbeat is replaced soon after its lease expires", async () => {
+  await withCoordinators([], async (s) => {
+    // The ghost leader is this test: it holds the lease in the bucket the coordinators use,
+    // and heartbeats under its epoch, until it "dies" right after a renewal.
+    const kv = await new Kvm(s.observer.nc).create(resources.leadershipBucket(s.clusterId), { ttl: LEADER_TIMEOUT_MS, history: 1 });
+    const epoch = await kv.create(resources.leaseKey, encodeLeaseValue({ coordinatorId: "ghost", epoch: 0 }));
+    let revision = await kv.update(resources.leaseKey, encodeLeaseValue({ coordinatorId: "ghost", epoch }), epoch);
+    const beat = () =>
+      s.observer.nc.publish(subjects.heartbeat(s.clusterId), encodeHeartbeat({ coordinatorId: "ghost", epoch, ts: Date.now() }));
+    beat();
+    const ticker = setInterval(() => {
+      void kv.update(resources.leaseKey, encodeLeaseValue({ coordinatorId: "ghost", epoch }), revision).then((r) => {
+        revision = r;
+        beat();
+      });
+    }, 1000);
+    try {
+      for (const id of ["g1", "g2"]) s.coordinators.push(spawnCoordinator({ urls: s.urls, clusterId: s.clusterId, id }));
+      await waitForFollowers(s, { coordinatorId: "ghost", epoch });
+    } finally {
+      clearInterval(ticker);
+    }
+    await sleep(50);
+    // The last heartbeat went out with the last tick; 900 ms later, a renewal and no heartbeat:
+    // the lease now outlives the followers' leader timeout by about 900 ms.
+    const lastBeat = s.observer.heartbeats.filter((h) => h.msg.coordinatorId === "ghost").at(-1)!.at;
+    await sleep(Math.max(0, lastBeat + 900 - performance.now()));
+    revision = await kv.update(resources.leaseKey, encodeLeaseValue({ coordinatorId: "ghost", epoch }), revision);
+    const renewedAt = performance.now();
+    const next = await waitForLeader(s, renewedAt);
+    const afterExpiry = next.at - (renewedAt + LEADER_TIMEOUT_MS);
+    assert.ok(next.hb.epoch > epoch, `a new epoch: ${next.hb.epoch}`);
+    // Before, the failed create sent the candidates back to following for another leader
+    // timeout: a new leader some 1,100–1,300 ms after the expiry. Now they try again every 100 ms.
+    assert.ok(afterExpiry < 500, `a new leader ${afterExpiry.toFixed(0)} ms after the lease expired`);
+    const lost = s.observer.reportsSince(renewedAt).filter((r) => r.reason === "lost-election" && r.leaderId === "ghost");
+    assert.equal(lost, [], "no candidate went back to following the dead leader");
   });
 });
 

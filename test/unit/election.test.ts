@@ -4,6 +4,7 @@ import { createActor, createMachine, fromCallback, SimulatedClock } from "xstate
 import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type ElectionTimings } from "../../src/config/config.js";
 import { isMonitorCommand, type Command, type MonitorCommand } from "../../src/machines/commands.js";
 import { electionMachine, type ElectionCommand, type ElectionEvent } from "../../src/machines/election.js";
+import { handoffRetryMs, leaseRetryMs, maxCreateAttempts } from "../../src/machines/election-setup.js";
 import type { ElectionReportBody } from "../../src/protocol/election.js";
 import { createRandom, type RandomSource } from "../../src/machines/random.js";
 
@@ -67,11 +68,12 @@ function election(options: { timings?: ElectionTimings; random?: RandomSource } 
   return h;
 }
 
-const heartbeat = (epoch: number, coordinatorId = OTHER, resigning = false): ElectionEvent => ({
+const heartbeat = (epoch: number, coordinatorId = OTHER, resigning = false, successor?: string): ElectionEvent => ({
   type: "HEARTBEAT",
   coordinatorId,
   epoch,
   resigning,
+  ...(successor !== undefined ? { successor } : {}),
 });
 
 test("election - starts as follower and reports it", () => {
@@ -396,6 +398,85 @@ test("election - a resigning heartbeat starts an election without waiting for th
   assert.equal(e.lastReport(), { type: "BecameCandidate", epoch: 0, state: "candidate", reason: "leader-resigned" });
   e.advance(T.electionBackoffMaxMs);
   assert.is(e.count("lease.create"), 1);
+});
+
+test("election - a named successor stands at once, without the backoff", () => {
+  const e = election();
+  e.send(heartbeat(5));
+  e.advance(100);
+  e.send(heartbeat(5, OTHER, true, ME));
+  assert.equal(e.lastReport(), { type: "BecameCandidate", epoch: 0, state: "candidate", reason: "leader-resigned" });
+  e.advance(1);
+  assert.is(e.count("lease.create"), 1, "no backoff for the successor");
+  // Its predecessor is still deleting the key: it tries again soon, first at the short interval.
+  e.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 5 } });
+  assert.equal(e.state(), { candidate: "lingering" });
+  e.advance(handoffRetryMs(T) - 1);
+  assert.is(e.count("lease.create"), 1);
+  e.advance(1);
+  assert.is(e.count("lease.create"), 2);
+  e.send({ type: "LEASE_CREATED", epoch: 20, revision: 21, latencyMs: 1 });
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } });
+  // A resignation naming someone else still backs off, and the next candidacy is not a handoff.
+  const other = election();
+  other.send(heartbeat(5));
+  other.send(heartbeat(5, OTHER, true, "coord-third"));
+  other.advance(T.electionBackoffMinMs - 1);
+  assert.is(other.count("lease.create"), 0, "backs off when it is not the successor");
+  other.advance(T.electionBackoffMaxMs);
+  assert.is(other.count("lease.create"), 1);
+});
+
+test("election - a lease left by a silent leader is tried again until it expires, not a leader timeout later", () => {
+  const e = election();
+  e.send(heartbeat(5));
+  // The leader dies between its renewal and its heartbeat: silence, then a candidacy.
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  assert.is(e.count("lease.create"), 1);
+  e.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 5 } });
+  assert.equal(e.state(), { candidate: "lingering" }, "the holder it heard last, now silent: the lease lingers");
+  assert.is(e.lastReport()?.type, "BecameCandidate", "no report while it waits for the lease to expire");
+  e.advance(leaseRetryMs(T));
+  assert.is(e.count("lease.create"), 2, "tried again after the retry interval");
+  e.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 5 } });
+  e.advance(leaseRetryMs(T));
+  e.send({ type: "LEASE_CREATED", epoch: 9, revision: 10, latencyMs: 1 });
+  assert.equal(e.state(), { leader: { renewal: "waiting", lease: "valid" } });
+});
+
+test("election - the tries on a lingering lease are bounded, and a live leader's heartbeat ends them", () => {
+  const e = election();
+  e.send(heartbeat(5));
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  for (let i = 1; i < maxCreateAttempts(T); i++) {
+    e.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 5 } });
+    assert.equal(e.state(), { candidate: "lingering" }, `try ${i}`);
+    e.advance(leaseRetryMs(T));
+  }
+  assert.is(e.count("lease.create"), maxCreateAttempts(T));
+  e.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 5 } });
+  assert.is(e.state(), "follower", "out of tries: it waits for the leader timeout, as before");
+  assert.is(e.lastReport()?.reason, "lost-election");
+  // A newer epoch's holder has just won: it heartbeats at once, so the candidate follows.
+  const won = election();
+  won.send(heartbeat(5));
+  won.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  won.send({ type: "LEASE_TAKEN", holder: { coordinatorId: "coord-third", epoch: 6 } });
+  assert.is(won.state(), "follower");
+  // While it waits on a lingering lease, the new leader's heartbeat is followed.
+  const heard = election();
+  heard.send(heartbeat(5));
+  heard.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  heard.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 5 } });
+  heard.send(heartbeat(8, "coord-third"));
+  assert.is(heard.state(), "follower");
+  assert.equal(heard.lastReport(), {
+    type: "FollowingLeader",
+    epoch: 8,
+    state: "follower",
+    reason: "leader-seen",
+    leaderId: "coord-third",
+  });
 });
 
 test("election - lower-epoch heartbeats are ignored", () => {
