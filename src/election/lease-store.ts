@@ -2,12 +2,18 @@
  * The leader lease, behind a small interface: take it (KV create), renew it (KV update
  * against the last revision), release it (KV delete against the last revision) and read
  * who holds it. `KvLeaseStore` keeps it in the JetStream KV bucket
- * `coordinator-leadership-{cluster}`, key `leader`, whose TTL is the leader timeout.
+ * `coordinator-leadership-{cluster}`, key `leader` (`leader.{p}` for partition p when the
+ * cluster runs more than one), whose TTL is the leader timeout.
+ *
+ * The number of partitions a cluster runs is recorded in the bucket's description
+ * (`partitions=P`), which, unlike a key, does not expire; a bucket without it (made by an
+ * earlier version or by the Java original) runs one.
  */
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
-import { encodeLeaseValue, parseLeaseValue, resources, type LeaseHolder } from "../protocol/election.js";
+import { ConfigError } from "../config/config.js";
+import { encodeLeaseValue, LEASE_KEYS, leaseKeyOf, parseLeaseValue, resources, type LeaseHolder } from "../protocol/election.js";
 import { isWrongRevision } from "../nats/jetstream-errors.js";
 import { describeError, type Logger } from "../observe/logger.js";
 
@@ -66,7 +72,22 @@ export interface KvLeaseStoreOptions {
   replicas: number;
   /** Timeout of each lease operation. */
   timeoutMs: number;
+  /** How many partitions this coordinator runs (default 1): recorded in the bucket, see reconcilePartitions. */
+  partitions?: number;
   logger: Logger;
+}
+
+const PARTITIONS_RECORD = /(?:^|;\s*)partitions=(\d+)/;
+
+/** The number of partitions a leadership bucket's description records; 1 when it records none. */
+export function recordedPartitions(description: string | undefined): number {
+  const m = PARTITIONS_RECORD.exec(description ?? "");
+  return m ? Number(m[1]) : 1;
+}
+
+/** The description that records `partitions`. */
+function partitionsRecord(partitions: number): string {
+  return `presence coordinator leadership; partitions=${partitions}`;
 }
 
 export class KvLeaseStore implements LeaseStore {
@@ -75,7 +96,14 @@ export class KvLeaseStore implements LeaseStore {
     private readonly kv: KV,
     private readonly timeoutMs: number,
     private readonly logger: Logger,
+    /** The key this store's lease lives under (leaseKeyOf). */
+    readonly key: string = resources.leaseKey,
   ) {}
+
+  /** The lease of `partition` of `partitions`, in the same bucket. */
+  forPartition(partition: number, partitions: number): KvLeaseStore {
+    return new KvLeaseStore(this.kv, this.timeoutMs, this.logger, leaseKeyOf(partition, partitions));
+  }
 
   /**
    * Opens the lease bucket, creating it if absent. An existing bucket with another TTL or
@@ -123,10 +151,11 @@ export class KvLeaseStore implements LeaseStore {
           replicas: `${info.config.num_replicas} -> ${options.replicas}`,
         });
       }
+      await reconcilePartitions(kv, js, info.config.name, info.config.description, options.partitions ?? 1, log);
       log.debug("lease bucket ready", { bucket, ttlMs: options.ttlMs, replicas: options.replicas });
       return new KvLeaseStore(kv, options.timeoutMs, log);
     } catch (err) {
-      if (err instanceof LeaseBucketError) throw err;
+      if (err instanceof LeaseBucketError || err instanceof ConfigError) throw err;
       throw new LeaseBucketError(`lease store: cannot prepare KV bucket ${bucket}: ${describeError(err)}`, {
         cause: err,
       });
@@ -136,7 +165,7 @@ export class KvLeaseStore implements LeaseStore {
   async acquire(coordinatorId: string): Promise<{ epoch: number; revision: number }> {
     let epoch: number;
     try {
-      epoch = await this.kv.create(resources.leaseKey, encodeLeaseValue({ coordinatorId, epoch: 0 }));
+      epoch = await this.kv.create(this.key, encodeLeaseValue({ coordinatorId, epoch: 0 }));
     } catch (err) {
       if (isWrongRevision(err)) throw new LeaseTakenError(err);
       await this.releaseUnstamped(coordinatorId);
@@ -166,11 +195,11 @@ export class KvLeaseStore implements LeaseStore {
    */
   private async releaseUnstamped(coordinatorId: string): Promise<void> {
     try {
-      const entry = await this.kv.get(resources.leaseKey);
+      const entry = await this.kv.get(this.key);
       if (entry === null || entry.operation !== "PUT") return;
       const value = entry.json<{ coordinatorId?: unknown; epoch?: unknown }>();
       if (value.coordinatorId !== coordinatorId || value.epoch !== 0) return;
-      await this.kv.delete(resources.leaseKey, { previousSeq: entry.revision });
+      await this.kv.delete(this.key, { previousSeq: entry.revision });
       this.logger.info("released a lease that a failed create had taken after all", { revision: entry.revision });
     } catch (err) {
       this.logger.debug("could not check for a lease left by a failed create", { error: describeError(err) });
@@ -186,7 +215,7 @@ export class KvLeaseStore implements LeaseStore {
   async renew(holder: LeaseHolder, revision: number): Promise<number> {
     const value = encodeLeaseValue(holder);
     try {
-      return await this.kv.update(resources.leaseKey, value, revision, this.timeoutMs);
+      return await this.kv.update(this.key, value, revision, this.timeoutMs);
     } catch (err) {
       if (!isWrongRevision(err)) throw new LeaseStoreError("renew", err);
       const entry = await this.entry();
@@ -200,7 +229,7 @@ export class KvLeaseStore implements LeaseStore {
       }
       this.logger.info("a renewal that timed out had landed; renewing against its revision", { revision, landed: entry.revision });
       try {
-        return await this.kv.update(resources.leaseKey, value, entry.revision, this.timeoutMs);
+        return await this.kv.update(this.key, value, entry.revision, this.timeoutMs);
       } catch (again) {
         if (isWrongRevision(again)) throw new LeaseLostError(entry.revision, again);
         throw new LeaseStoreError("renew", again);
@@ -212,7 +241,7 @@ export class KvLeaseStore implements LeaseStore {
     let expected = revision;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await this.kv.delete(resources.leaseKey, { previousSeq: expected });
+        await this.kv.delete(this.key, { previousSeq: expected });
         return;
       } catch (err) {
         if (!isWrongRevision(err)) throw new LeaseStoreError("release", err);
@@ -233,11 +262,49 @@ export class KvLeaseStore implements LeaseStore {
   private async entry(): Promise<{ holder: LeaseHolder; revision: number } | null> {
     let entry: Awaited<ReturnType<KV["get"]>>;
     try {
-      entry = await this.kv.get(resources.leaseKey);
+      entry = await this.kv.get(this.key);
     } catch (err) {
       throw new LeaseStoreError("read", err);
     }
     if (entry === null || entry.operation !== "PUT") return null;
     return { holder: parseLeaseValue(entry.value, entry.revision), revision: entry.revision };
   }
+}
+
+/**
+ * Brings the bucket's record of the number of partitions to `partitions`. Every coordinator
+ * of a cluster must run the same number: while any partition has a leader under another
+ * number this one refuses to start (a ConfigError, exit 2) naming the number to use; when
+ * nobody leads, it records its own number and warns.
+ */
+async function reconcilePartitions(
+  kv: KV,
+  js: ReturnType<typeof jetstream>,
+  stream: string,
+  description: string | undefined,
+  partitions: number,
+  log: Logger,
+): Promise<void> {
+  const recorded = recordedPartitions(description);
+  if (recorded === partitions) return;
+  const leaders: string[] = [];
+  // One filter at a time: filters in a list need nats-server 2.10.
+  for (const filter of LEASE_KEYS) {
+    for await (const key of await kv.keys(filter)) {
+      const entry = await kv.get(key);
+      if (entry !== null && entry.operation === "PUT")
+        leaders.push(`${parseLeaseValue(entry.value, entry.revision).coordinatorId} (${key})`);
+    }
+  }
+  if (leaders.length > 0) {
+    throw new ConfigError(
+      "--partitions",
+      `${partitions} does not match the cluster, which runs ${recorded} partition${recorded === 1 ? "" : "s"} and is led by ${leaders.slice(0, 3).join(", ")}${leaders.length > 3 ? ` and ${leaders.length - 3} more` : ""}. Every coordinator of a cluster must use the same --partitions: start this one with --partitions ${recorded}, or stop the others first.`,
+    );
+  }
+  const jsm = await js.jetstreamManager();
+  await jsm.streams.update(stream, { description: partitionsRecord(partitions) });
+  log.warn("nobody leads: recorded this coordinator's number of partitions in the lease bucket", {
+    partitions: `${recorded} -> ${partitions}`,
+  });
 }

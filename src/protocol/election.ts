@@ -3,6 +3,7 @@
  * and the election report. These are what other coordinators (including the Java one) and
  * report consumers see.
  */
+import { MAX_PARTITIONS } from "./partition.js";
 
 export const subjects = {
   heartbeat: (clusterId: string) => `coordinator.leader.heartbeat.${clusterId}`,
@@ -11,8 +12,17 @@ export const subjects = {
 
 export const resources = {
   leadershipBucket: (clusterId: string) => `coordinator-leadership-${clusterId}`,
+  /** The lease key of a cluster with one partition (today's, and the Java original's). */
   leaseKey: "leader",
 } as const;
+
+/** The lease key of `partition` when the cluster runs `partitions` of them: `leader` for one, `leader.{p}` otherwise. */
+export function leaseKeyOf(partition: number, partitions: number): string {
+  return partitions === 1 ? resources.leaseKey : `${resources.leaseKey}.${partition}`;
+}
+
+/** Every lease key, as a KV filter: `leader` itself and `leader.{p}`. */
+export const LEASE_KEYS = [resources.leaseKey, `${resources.leaseKey}.>`];
 
 /** The member keys of the leadership bucket, as a KV watch filter. */
 export const MEMBER_KEYS = "member.>";
@@ -61,6 +71,8 @@ export interface Heartbeat {
    * once, without the election backoff. Absent when the leader knows of nobody.
    */
   successor?: string;
+  /** The partition this heartbeat is for; absent when the cluster runs one partition. */
+  partition?: number;
 }
 
 /** A payload on a coordinator subject that does not have the expected shape. */
@@ -102,6 +114,12 @@ export function parseHeartbeat(data: Uint8Array | string): Heartbeat {
   const hb: Heartbeat = { coordinatorId: o.coordinatorId, epoch: o.epoch, ts };
   if (o.resigning === true) hb.resigning = true;
   if (typeof o.successor === "string" && o.successor.length > 0) hb.successor = o.successor;
+  if (o.partition !== undefined) {
+    if (!Number.isSafeInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= MAX_PARTITIONS) {
+      throw new WireFormatError(`heartbeat: partition must be an integer from 0 to ${MAX_PARTITIONS - 1}`);
+    }
+    hb.partition = o.partition as number;
+  }
   return hb;
 }
 

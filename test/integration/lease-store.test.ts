@@ -4,9 +4,21 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Kvm, type KV } from "@nats-io/kv";
 import { resources } from "../../src/protocol/election.js";
-import { KvLeaseStore, LeaseLostError, LeaseStoreError, LeaseTakenError } from "../../src/election/lease-store.js";
+import { KvLeaseStore, LeaseLostError, LeaseStoreError, LeaseTakenError, recordedPartitions } from "../../src/election/lease-store.js";
+import { ConfigError } from "../../src/config/config.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { NatsServer } from "../../src/nats/server.js";
+
+/** Fails unless `fn` rejects with an error that `ok` accepts. */
+async function rejects(fn: () => Promise<unknown>, ok: (e: unknown) => boolean, what: string): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    assert.ok(ok(err), `${what}: ${String(err)}`);
+    return;
+  }
+  assert.unreachable(`${what}: it did not fail`);
+}
 
 const logger = createLogger({ format: "json", verbose: false, level: "error" });
 
@@ -143,6 +155,77 @@ test("lease store - a lease stamped by another process with the same id is never
       `the stamped lease stands: ${JSON.stringify(holder)}`,
     );
   });
+});
+
+test("lease store - each partition has a lease of its own under leader.{p}; one partition keeps the key leader", async () => {
+  await withStore(async (store, nc) => {
+    const kv = await new Kvm(nc).open(resources.leadershipBucket("ls"));
+    const p0 = store.forPartition(0, 4);
+    const p3 = store.forPartition(3, 4);
+    const a = await p0.acquire("a");
+    const b = await p3.acquire("b");
+    assert.ok(b.epoch > a.epoch, "epochs are revisions of one bucket, so they differ across partitions");
+    assert.equal(await p3.holder(), { coordinatorId: "b", epoch: b.epoch });
+    assert.ok((await kv.get("leader.0"))?.operation === "PUT" && (await kv.get("leader.3"))?.operation === "PUT");
+    assert.is(await kv.get("leader"), null, "no lease under the one-partition key");
+    await rejects(
+      () => p0.acquire("c"),
+      (e) => e instanceof LeaseTakenError,
+      "a second create on partition 0",
+    );
+    await p0.release({ coordinatorId: "a", epoch: a.epoch }, a.revision);
+    assert.is(await p0.holder(), null);
+    assert.equal(await p3.holder(), { coordinatorId: "b", epoch: b.epoch }, "releasing one partition leaves the others");
+    assert.is(store.forPartition(0, 1).key, "leader");
+  });
+});
+
+test("lease store - the number of partitions is recorded in the bucket; another is refused while someone leads", async () => {
+  const server = await NatsServer.start();
+  const nc = await connect({ servers: server.url });
+  const open = (partitions: number) =>
+    KvLeaseStore.open(nc, { clusterId: "lp", ttlMs: 2000, replicas: 1, timeoutMs: 1000, partitions, logger });
+  try {
+    // A bucket as today's version (and the Java original) makes it: no record, so one partition.
+    await new Kvm(nc).create(resources.leadershipBucket("lp"), { ttl: 2000, history: 1 });
+    const jsm = await (await import("@nats-io/jetstream")).jetstreamManager(nc);
+    const described = async () => (await jsm.streams.info(`KV_${resources.leadershipBucket("lp")}`)).config.description;
+    const one = await open(1);
+    assert.is(recordedPartitions(await described()), 1, "one partition on a bucket without a record");
+    const lease = await one.acquire("old");
+    try {
+      await open(6);
+      assert.unreachable("another number of partitions must be refused while a partition has a leader");
+    } catch (err) {
+      assert.instance(err, ConfigError);
+      const message = (err as Error).message;
+      assert.match(message, "--partitions: 6 does not match the cluster, which runs 1 partition and is led by old (leader)");
+      assert.match(message, "start this one with --partitions 1");
+    }
+    assert.is(recordedPartitions(await described()), 1, "the record is untouched");
+    // Nobody leads: the new number is recorded.
+    await one.release({ coordinatorId: "old", epoch: lease.epoch }, lease.revision);
+    const six = await open(6);
+    assert.is(recordedPartitions(await described()), 6);
+    const p5 = await six.forPartition(5, 6).acquire("new");
+    await rejects(
+      () => open(1),
+      (e) => e instanceof ConfigError && e.message.includes("start this one with --partitions 6"),
+      "back to one partition while partition 5 is led",
+    );
+    assert.ok(p5.epoch > 0);
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+});
+
+test("lease store - the record is read from the description, whatever else it says", () => {
+  assert.is(recordedPartitions(undefined), 1);
+  assert.is(recordedPartitions(""), 1);
+  assert.is(recordedPartitions("presence coordinator leadership; partitions=12"), 12);
+  assert.is(recordedPartitions("partitions=3"), 3);
+  assert.is(recordedPartitions("no partitions=here"), 1, "only as its own item");
 });
 
 test.run();

@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { encodeHeartbeat, memberKey, parseHeartbeat, parseMemberValue, WireFormatError } from "../../src/protocol/election.js";
+import { encodeHeartbeat, leaseKeyOf, memberKey, parseHeartbeat, parseMemberValue, WireFormatError } from "../../src/protocol/election.js";
 
 /** What @nats-io/kv accepts as a key. */
 const isKvKey = (k: string) => /^[-/=.\w]+$/.test(k) && !k.startsWith(".") && !k.endsWith(".");
@@ -40,6 +40,25 @@ test("election protocol - a resigning heartbeat carries its successor; an empty 
   assert.equal(parseHeartbeat(encodeHeartbeat(hb)), hb);
   assert.equal(parseHeartbeat(`{"coordinatorId":"c1","epoch":4,"ts":1}`), { coordinatorId: "c1", epoch: 4, ts: 1 }, "today's heartbeat");
   assert.is(parseHeartbeat(`{"coordinatorId":"c1","epoch":4,"resigning":true,"successor":""}`).successor, undefined);
+});
+
+test("election protocol - a heartbeat names its partition when the cluster runs several; a bad one is refused", () => {
+  const hb = { coordinatorId: "c1", epoch: 4, ts: 1, partition: 7 };
+  assert.equal(parseHeartbeat(encodeHeartbeat(hb)), hb);
+  assert.is(parseHeartbeat(`{"coordinatorId":"c1","epoch":4,"partition":0}`).partition, 0);
+  for (const bad of [-1, 1024, 1.5, "2"]) {
+    assert.throws(
+      () => parseHeartbeat(JSON.stringify({ coordinatorId: "c1", epoch: 4, partition: bad })),
+      (e: unknown) => e instanceof WireFormatError,
+      `partition ${JSON.stringify(bad)}`,
+    );
+  }
+});
+
+test("election protocol - lease keys: leader for one partition, leader.{p} for several", () => {
+  assert.is(leaseKeyOf(0, 1), "leader");
+  assert.is(leaseKeyOf(0, 2), "leader.0");
+  assert.is(leaseKeyOf(1023, 1024), "leader.1023");
 });
 
 test.run();
