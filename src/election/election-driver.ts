@@ -52,6 +52,12 @@ export interface ElectionDriverOptions {
   outbox?: (command: Command) => void;
   lease: LeaseStore;
   /**
+   * The partition this election is for, when the cluster runs more than one: its heartbeats
+   * and reports name it, and heartbeats of other partitions are not its business. Absent,
+   * the cluster runs one partition and the wire is exactly that of one.
+   */
+  partition?: { index: number; count: number };
+  /**
    * The live coordinator a resigning leader hands over to, named in its last heartbeat (see
    * membership.ts); absent or undefined, the heartbeat names none and everyone backs off.
    */
@@ -109,12 +115,16 @@ export class ElectionDriver {
   private seq = 0;
   private unsubscribe: (() => void) | null = null;
   private readonly log: Logger;
+  /** What heartbeats and reports carry of the partition: nothing when the cluster runs one. */
+  private readonly partitionField: { partition?: number };
   /** When the machine found its renew deadline passed and started to check the lease (null: it is not unsure). */
   private unsureSince: number | null = null;
 
   constructor(private readonly options: ElectionDriverOptions) {
     this.now = options.now ?? (() => performance.now());
-    this.log = options.logger.child({ component: "election" });
+    const partition = options.partition;
+    this.partitionField = partition !== undefined && partition.count > 1 ? { partition: partition.index } : {};
+    this.log = options.logger.child({ component: "election", ...this.partitionField });
     this.fence = new LeaseFence(this.now, options.timings.renewDeadlineMs);
     // Without an outbox (election-only tests), the monitor's commands go nowhere.
     const route = options.outbox ?? routeCommands({ election: (command) => this.execute(command), presence: () => {} });
@@ -209,7 +219,14 @@ export class ElectionDriver {
   }
 
   start(): void {
-    this.unsubscribe = this.options.heartbeats.subscribe((hb) => this.gate.hear(hb));
+    const partition = this.options.partition;
+    this.unsubscribe = this.options.heartbeats.subscribe(
+      partition === undefined || partition.count === 1
+        ? (hb) => this.gate.hear(hb)
+        : (hb) => {
+            if (hb.partition === partition.index) this.gate.hear(hb);
+          },
+    );
     this.options.recorder?.record({ kind: "start" });
     this.actor.start();
   }
@@ -343,7 +360,7 @@ export class ElectionDriver {
       this.log.warn("not connected to NATS: heartbeat not published", { epoch, resigning });
       return;
     }
-    const hb: Heartbeat = { coordinatorId: this.options.coordinatorId, epoch, ts: Date.now() };
+    const hb: Heartbeat = { coordinatorId: this.options.coordinatorId, epoch, ts: Date.now(), ...this.partitionField };
     if (resigning) {
       hb.resigning = true;
       const successor = this.options.successor?.();
@@ -379,6 +396,7 @@ export class ElectionDriver {
       coordinatorId: this.options.coordinatorId,
       seq: this.seq,
       ts: Date.now(),
+      ...this.partitionField,
     });
     this.options.metrics?.reportPublished(body.type);
   }

@@ -186,10 +186,12 @@ export interface ElectionReportBody {
 export interface ElectionReport extends ElectionReportBody {
   clusterId: string;
   coordinatorId: string;
-  /** Rises by one per report from this coordinator process. */
+  /** Rises by one per report from this coordinator process (and partition). */
   seq: number;
   /** Wall-clock time, ms since the Unix epoch. */
   ts: number;
+  /** The partition whose election this is; absent when the cluster runs one partition. */
+  partition?: number;
 }
 
 export function encodeElectionReport(r: ElectionReport): string {
@@ -206,6 +208,12 @@ export function parseElectionReport(data: Uint8Array | string): ElectionReport {
   }
   if (typeof o.epoch !== "number" || typeof o.seq !== "number" || typeof o.ts !== "number") {
     throw new WireFormatError("election report: epoch, seq and ts must be numbers");
+  }
+  if (
+    o.partition !== undefined &&
+    !(Number.isSafeInteger(o.partition) && (o.partition as number) >= 0 && (o.partition as number) < MAX_PARTITIONS)
+  ) {
+    throw new WireFormatError(`election report: partition must be an integer from 0 to ${MAX_PARTITIONS - 1}`);
   }
   return o as unknown as ElectionReport;
 }

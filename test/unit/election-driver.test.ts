@@ -93,7 +93,7 @@ function driverTest(name: string, fn: () => void | Promise<void>): void {
   });
 }
 
-function setup() {
+function setup(options: { partition?: { index: number; count: number } } = {}) {
   const clock = new SimulatedClock();
   let now = 0;
   let connected = true;
@@ -131,6 +131,7 @@ function setup() {
     isConnected: () => connected,
     now: () => now,
     clock,
+    ...options,
   });
   const advance = (ms: number) => {
     for (let i = 0; i < ms; i++) {
@@ -184,6 +185,28 @@ driverTest("driver - a leader heartbeats and reports with its epoch, cluster and
     assert.is(r.clusterId, "c");
     assert.is(r.coordinatorId, "me");
   }
+});
+
+driverTest("driver - the election of one partition of several names it, and hears only its own heartbeats", async () => {
+  const s = setup({ partition: { index: 2, count: 4 } });
+  s.driver.start();
+  // A leader of partition 1 is not this election's business: no lease read, no report.
+  s.hear({ coordinatorId: "other", epoch: 5, ts: 0, partition: 1 });
+  s.hear({ coordinatorId: "other", epoch: 5, ts: 0 });
+  await flush();
+  assert.is(s.lease.reads, 0, "heartbeats of other partitions are not even checked");
+  await s.becomeLeader(7);
+  assert.equal(s.heartbeats[0], { coordinatorId: "me", epoch: 7, ts: s.heartbeats[0]!.ts, partition: 2 });
+  assert.equal(
+    s.reports.map((r) => r.partition),
+    [2, 2, 2],
+  );
+  // With one partition, neither heartbeats nor reports carry the field: today's wire.
+  const one = setup({ partition: { index: 0, count: 1 } });
+  one.driver.start();
+  await one.becomeLeader(3);
+  assert.not.ok("partition" in one.heartbeats[0]!);
+  assert.ok(one.reports.every((r) => !("partition" in r)));
 });
 
 driverTest("driver - a renewal answered after the renew deadline publishes no heartbeat until a fresh one confirms the lease", async () => {
