@@ -43,6 +43,8 @@ export interface PresenceEdgeOptions {
   /** The ping interval: it sizes how late a sweep must be to count as a stall (stallThresholdMs); absent, the least threshold. */
   pingIntervalMs?: number;
   reportEncoding: ReportEncoding;
+  /** The partition this edge monitors, stamped on its reports (see ReportPublisherOptions); absent, 0. */
+  partition?: number;
   logger: Logger;
   /** True while this coordinator may act as leader (its renew deadline has not passed). */
   leaseIsValid: () => boolean;
@@ -125,6 +127,7 @@ export class PresenceEdge {
       clusterId: options.clusterId,
       coordinatorId: options.coordinatorId,
       reportEncoding: options.reportEncoding,
+      ...(options.partition !== undefined ? { partition: options.partition } : {}),
       log: this.log,
       leaseIsValid: options.leaseIsValid,
       isConnected: options.isConnected,

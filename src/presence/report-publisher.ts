@@ -22,6 +22,12 @@ export interface ReportPublisherOptions {
   isConnected: () => boolean;
   /** The epoch this coordinator leads under: reports are numbered from 1 in each. */
   epoch: () => number;
+  /**
+   * The partition whose clients this publisher reports (design §9), in every report's
+   * `partition`. Absent or 0 (one partition, today's only case): the field is left out and
+   * the reports are exactly those of a coordinator without partitions.
+   */
+  partition?: number;
   metrics?: MetricsSink;
 }
 
@@ -42,7 +48,7 @@ export class ReportPublisher {
     this.debug = this.log.isDebugEnabled();
     this.reportSubject = presenceSubjects.report(options.clusterId);
     this.reportHeaders = fixedHeaders({ [REPORT_HEADERS.encoding]: options.reportEncoding, [REPORT_HEADERS.schema]: REPORT_SCHEMA });
-    this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId);
+    this.reportEncoder = createReportEncoder(options.reportEncoding, options.clusterId, options.coordinatorId, options.partition ?? 0);
   }
 
   /** Clients whose unchanging report fields are cached: the live ones of this leadership. */

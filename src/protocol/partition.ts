@@ -16,3 +16,8 @@ export function partitionOf(subject: string, partitions: number): number {
   }
   return Number(fnv1a(subject, { size: 32 }) % BigInt(partitions));
 }
+
+/** Whether `n` names a partition of a cluster of MAX_PARTITIONS: a whole number from 0 to MAX_PARTITIONS - 1. */
+export function isPartition(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n < MAX_PARTITIONS;
+}

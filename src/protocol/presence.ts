@@ -5,6 +5,7 @@
  */
 import { create, fromBinary, fromJson, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { PresenceReportSchema, type PresenceReport } from "./gen/presence/v1/report_pb.js";
+import { isPartition, MAX_PARTITIONS } from "./partition.js";
 
 export const presenceSubjects = {
   register: (clusterId: string) => `presence.register.${clusterId}`,
@@ -134,6 +135,13 @@ export interface Report extends ClientReport {
   epoch: number;
   seq: number;
   ts: number;
+  /**
+   * The client's partition, `partitionOf(clientSubject, P)`: 0 to MAX_PARTITIONS - 1. Absent
+   * means 0, and 0 is never on the wire (protobuf leaves a zero out, the JSON leaves the key
+   * out), so a report of partition 0 is exactly a report from before the field. A decoded
+   * report has it only when it is not 0.
+   */
+  partition?: number;
 }
 
 /** How presence reports are encoded on the wire (the `Presence-Encoding` header says which). */
@@ -155,9 +163,22 @@ export class ReportDecodeError extends Error {
  * Encodes a whole report with the generated encoder: the reference encoding. The publisher
  * uses `createReportEncoder` (report-encoder.ts), which writes the same bytes per client
  * without encoding the unchanging fields every time.
+ *
+ * JSON is the report's keys in the report object's order, except `partition`: left out when
+ * it is 0, and otherwise the last key, wherever the object holds it. Throws a RangeError for a
+ * partition that is not one (decodeReport would refuse it).
  */
 export function encodeReport(report: Report, encoding: ReportEncoding): Uint8Array {
-  if (encoding === "json") return new TextEncoder().encode(JSON.stringify(report));
+  const partition = report.partition ?? 0;
+  if (!isPartition(partition)) {
+    throw new RangeError(`report: partition must be a whole number from 0 to ${MAX_PARTITIONS - 1}; got ${partition}`);
+  }
+  if (encoding === "json") {
+    if (partition === 0 && report.partition === undefined) return new TextEncoder().encode(JSON.stringify(report));
+    const { partition: _, ...fields } = report;
+    const text = JSON.stringify(fields);
+    return new TextEncoder().encode(partition === 0 ? text : `${text.slice(0, -1)},"partition":${partition}}`);
+  }
   return toBinary(
     PresenceReportSchema,
     create(PresenceReportSchema, {
@@ -190,7 +211,15 @@ function fromMessage(m: PresenceReport): Report {
     rttMs: m.rttMs,
     missedPings: m.missedPings,
     metadata: m.metadata ?? {},
+    ...(m.partition === 0 ? {} : { partition: checkedPartition(m.partition) }),
   };
+}
+
+function checkedPartition(partition: number): number {
+  if (!isPartition(partition)) {
+    throw new ReportDecodeError(`report: partition ${partition} is out of range: a cluster has at most ${MAX_PARTITIONS} partitions`);
+  }
+  return partition;
 }
 
 /** Decodes a report in either encoding; `encoding` comes from the Presence-Encoding header. */

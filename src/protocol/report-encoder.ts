@@ -3,8 +3,9 @@
  * client a `NodeState` each state interval, so encoding is per report work (design §10).
  *
  * A report's fields fall in two groups:
- * - unchanging: `clusterId` and `coordinatorId` (per coordinator), `epoch` (per leadership),
- *   `clientSubject` and `metadata` (per client, until it registers again);
+ * - unchanging: `clusterId` and `coordinatorId` (per coordinator), `partition` (per encoder:
+ *   one encoder serves one partition), `epoch` (per leadership), `clientSubject` and
+ *   `metadata` (per client, until it registers again);
  * - changing: `type`, `seq`, `ts`, `state`, `lastSeenMs`, `rttMs`, `missedPings`.
  *
  * The unchanging fields are encoded once, by the generated encoder itself, and cached; the
@@ -16,6 +17,11 @@
  * JSON does the same with cached text fragments, in the key order `encodeReport` writes for
  * a report built as the publisher builds it.
  *
+ * The partition costs nothing per report. It is the last field in both encodings: in
+ * protobuf (field 13, after the metadata's 12) it is written into each client's cached
+ * metadata part, in JSON (the last key) it is the text that closes every report. At
+ * partition 0 it is not written at all, as `encodeReport` leaves it out.
+ *
  * Reports are encoded a batch at a time (one sweep's NodeStates), into ONE buffer: each
  * report gets a view of it. A buffer of its own per report cost more than all the rest of
  * the encoding (1.5–2 µs per report, most of it allocating the buffer and collecting it
@@ -26,11 +32,14 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { PresenceReportSchema } from "./gen/presence/v1/report_pb.js";
+import { isPartition, MAX_PARTITIONS } from "./partition.js";
 import { REPORT_TYPES, type ClientReport, type ReportEncoding } from "./presence.js";
 
-/** A report encoder for one coordinator: its cluster and id are fixed, the epoch is given per report. */
+/** A report encoder for one coordinator and partition: its cluster, id and partition are fixed, the epoch is given per report. */
 export interface ReportEncoder {
   readonly encoding: ReportEncoding;
+  /** The partition every report it encodes is of (0: the field is left out). */
+  readonly partition: number;
   /** Encodes `body` as published under `epoch` with `seq` at `ts`; what `encodeReport` gives for the same report. */
   encode(body: ClientReport, epoch: number, seq: number, ts: number): Uint8Array;
   /**
@@ -62,7 +71,7 @@ interface ClientPart<T> {
   key: number;
   /** The client subject (field 7). */
   subject: T;
-  /** The metadata (field 12). */
+  /** The metadata (field 12), and in protobuf the encoder's partition (field 13). */
   meta: T;
 }
 
@@ -193,7 +202,7 @@ function stringFields(tag: number): (value: string) => Uint8Array {
 const SHARED_META_MAX = 4096;
 const SHARED_META_MAX_CHARS = 512;
 
-function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
+function protobufEncoder(clusterId: string, coordinatorId: string, partition: number): ReportEncoder {
   const writer = new BinaryWriter();
   /** Writes the per-client parts (the report writer may be in the middle of a report). */
   const partWriter = new BinaryWriter();
@@ -204,9 +213,11 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
     toBinary(PresenceReportSchema, create(PresenceReportSchema, fields));
   const sharedMeta = new Map<string, Uint8Array>();
   /**
-   * The metadata field, shared with every client whose metadata has the same JSON text. JSON
-   * writes -0 as 0, and Infinity and NaN as null (a registration's `1e400` parses to
-   * Infinity), protobuf does not: metadata holding one of them is not shared.
+   * The metadata field and the partition after it (fields 12 and 13, the last two: the
+   * partition is the same for every client of this encoder, and left out at 0), shared with
+   * every client whose metadata has the same JSON text. JSON writes -0 as 0, and Infinity and
+   * NaN as null (a registration's `1e400` parses to Infinity), protobuf does not: metadata
+   * holding one of them is not shared.
    */
   const metaPart = (metadata: ClientReport["metadata"]): Uint8Array => {
     let unlike = false;
@@ -214,10 +225,10 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
       if (typeof value === "number" && (!Number.isFinite(value) || Object.is(value, -0))) unlike = true;
       return value;
     });
-    if (unlike || typeof text !== "string" || text.length > SHARED_META_MAX_CHARS) return part({ metadata });
+    if (unlike || typeof text !== "string" || text.length > SHARED_META_MAX_CHARS) return part({ metadata, partition });
     let bytes = sharedMeta.get(text);
     if (bytes === undefined) {
-      bytes = part({ metadata });
+      bytes = part({ metadata, partition });
       if (sharedMeta.size < SHARED_META_MAX) sharedMeta.set(text, bytes);
     }
     return bytes;
@@ -264,6 +275,7 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
   };
   return {
     encoding: "protobuf",
+    partition,
     get cachedClients() {
       return clients.size;
     },
@@ -280,7 +292,7 @@ function protobufEncoder(clusterId: string, coordinatorId: string): ReportEncode
 /** A number as JSON.stringify writes it. */
 const jsonNumber = (n: number): string => (Number.isFinite(n) ? `${n}` : "null");
 
-function jsonEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
+function jsonEncoder(clusterId: string, coordinatorId: string, partition: number): ReportEncoder {
   const clients = new ClientParts<string>((body) => ({
     subject: `,"clientSubject":${JSON.stringify(body.clientSubject)},"state":`,
     // JSON.stringify leaves out a key whose value is undefined.
@@ -289,6 +301,8 @@ function jsonEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
   const text = new TextEncoder();
   const head = `,"clusterId":${JSON.stringify(clusterId)},"coordinatorId":${JSON.stringify(coordinatorId)},"epoch":`;
   let epochPart: { epoch: number; text: string } | null = null;
+  /** What closes every report: the partition is the last key, left out at 0 (as `encodeReport` writes it). */
+  const close = partition === 0 ? "}" : `,"partition":${partition}}`;
   /** `{"type":"NodeState"` for each report type. */
   const opening = new Map<string, string>(REPORT_TYPES.map((t) => [t, `{"type":${JSON.stringify(t)}`]));
   /** One report's text. */
@@ -296,10 +310,11 @@ function jsonEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
     if (epochPart?.epoch !== epoch) epochPart = { epoch, text: `${head}${jsonNumber(epoch)},"seq":` };
     const client = clients.of(body, key);
     const open = opening.get(body.type) ?? `{"type":${JSON.stringify(body.type)}`;
-    return `${open}${client.subject}${JSON.stringify(body.state)},"lastSeenMs":${jsonNumber(body.lastSeenMs)},"rttMs":${jsonNumber(body.rttMs)},"missedPings":${jsonNumber(body.missedPings)}${client.meta}${epochPart.text}${jsonNumber(seq)},"ts":${jsonNumber(ts)}}`;
+    return `${open}${client.subject}${JSON.stringify(body.state)},"lastSeenMs":${jsonNumber(body.lastSeenMs)},"rttMs":${jsonNumber(body.rttMs)},"missedPings":${jsonNumber(body.missedPings)}${client.meta}${epochPart.text}${jsonNumber(seq)},"ts":${jsonNumber(ts)}${close}`;
   };
   return {
     encoding: "json",
+    partition,
     get cachedClients() {
       return clients.size;
     },
@@ -326,7 +341,14 @@ function jsonEncoder(clusterId: string, coordinatorId: string): ReportEncoder {
   };
 }
 
-/** The report encoder of one coordinator (`clusterId`, `coordinatorId`) for `encoding`. */
-export function createReportEncoder(encoding: ReportEncoding, clusterId: string, coordinatorId: string): ReportEncoder {
-  return encoding === "json" ? jsonEncoder(clusterId, coordinatorId) : protobufEncoder(clusterId, coordinatorId);
+/**
+ * The report encoder of one coordinator (`clusterId`, `coordinatorId`) for `encoding`, for the
+ * clients of one `partition` (0, the default, while the cluster runs one partition; a whole
+ * number below MAX_PARTITIONS, else a RangeError).
+ */
+export function createReportEncoder(encoding: ReportEncoding, clusterId: string, coordinatorId: string, partition = 0): ReportEncoder {
+  if (!isPartition(partition)) {
+    throw new RangeError(`report encoder: partition must be a whole number from 0 to ${MAX_PARTITIONS - 1}; got ${partition}`);
+  }
+  return encoding === "json" ? jsonEncoder(clusterId, coordinatorId, partition) : protobufEncoder(clusterId, coordinatorId, partition);
 }

@@ -7,7 +7,9 @@ import fc from "fast-check";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { JsonObject } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { parseHeartbeat, WireFormatError } from "../../src/protocol/election.js";
+import { MAX_PARTITIONS } from "../../src/protocol/partition.js";
 import {
   CLIENT_STATES,
   decodeReport,
@@ -77,26 +79,86 @@ test("fuzz - a valid registration keeps its subject and every metadata field", (
 });
 
 const safe = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
-const report: fc.Arbitrary<Report> = fc.record({
-  type: fc.constantFrom(...REPORT_TYPES),
-  clusterId: fc.string({ maxLength: 20 }),
-  coordinatorId: fc.string({ maxLength: 20 }),
-  epoch: safe,
-  seq: safe,
-  ts: safe,
-  clientSubject: validSubject,
-  state: fc.constantFrom(...STATES),
-  lastSeenMs: safe,
-  rttMs: fc.double({ min: 0, max: 1e9, noNaN: true, noDefaultInfinity: true }),
-  missedPings: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
-  metadata,
-});
+/** Every key but `partition`, which a report may leave out (it is 0 then). */
+const REQUIRED = [
+  "type",
+  "clusterId",
+  "coordinatorId",
+  "epoch",
+  "seq",
+  "ts",
+  "clientSubject",
+  "state",
+  "lastSeenMs",
+  "rttMs",
+  "missedPings",
+  "metadata",
+] as const;
+const report: fc.Arbitrary<Report> = fc.record(
+  {
+    type: fc.constantFrom(...REPORT_TYPES),
+    clusterId: fc.string({ maxLength: 20 }),
+    coordinatorId: fc.string({ maxLength: 20 }),
+    epoch: safe,
+    seq: safe,
+    ts: safe,
+    clientSubject: validSubject,
+    state: fc.constantFrom(...STATES),
+    lastSeenMs: safe,
+    rttMs: fc.double({ min: 0, max: 1e9, noNaN: true, noDefaultInfinity: true }),
+    missedPings: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+    metadata,
+    partition: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: MAX_PARTITIONS - 1 })),
+  },
+  { requiredKeys: [...REQUIRED] },
+);
+
+/** The report as decodeReport gives it: a partition only when it is not 0. */
+function canonical({ partition, ...r }: Report): Report {
+  return JSON.parse(JSON.stringify(partition ? { ...r, partition } : r)) as Report;
+}
 
 test("fuzz - decode(encode(report)) is the report, in both encodings", () => {
   fc.assert(
     fc.property(report, fc.constantFrom("protobuf", "json") as fc.Arbitrary<"protobuf" | "json">, (r, encoding) => {
       const back = decodeReport(encodeReport(r, encoding), encoding);
-      assert.equal(back, JSON.parse(JSON.stringify(r)) as Report);
+      assert.equal(back, canonical(r));
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test("fuzz - a report's partition at 0 leaves the wire as it was; any other is accepted below the maximum and refused from it", () => {
+  const uint32 = fc.oneof(
+    fc.integer({ min: 0, max: MAX_PARTITIONS + 2 }),
+    fc.integer({ min: MAX_PARTITIONS - 2, max: 2 ** 32 - 1 }),
+    fc.constant(2 ** 32 - 1),
+  );
+  fc.assert(
+    fc.property(report, uint32, fc.constantFrom("protobuf", "json") as fc.Arbitrary<"protobuf" | "json">, (r, partition, encoding) => {
+      const { partition: _, ...without } = r;
+      const today = encodeReport(without, encoding);
+      assert.equal(encodeReport({ ...without, partition: 0 }, encoding), today, "partition 0 is the report without one");
+      // Written by hand, as another implementation might: today's report with the field after it.
+      const data =
+        encoding === "protobuf"
+          ? new Uint8Array([
+              ...today,
+              ...new BinaryWriter()
+                .uint32((13 << 3) | WireType.Varint)
+                .uint32(partition)
+                .finish(),
+            ])
+          : new TextEncoder().encode(`${new TextDecoder().decode(today).slice(0, -1)},"partition":${partition}}`);
+      if (partition < MAX_PARTITIONS) {
+        assert.equal(decodeReport(data, encoding), canonical({ ...without, partition }));
+      } else {
+        assert.throws(
+          () => decodeReport(data, encoding),
+          (err: unknown) => err instanceof ReportDecodeError,
+          `partition ${partition}`,
+        );
+      }
     }),
     { numRuns: 1000 },
   );
@@ -110,6 +172,8 @@ test("fuzz - any bytes under any encoding header give a well-formed report or a 
         assert.ok((REPORT_TYPES as readonly string[]).includes(r.type), `type ${r.type}`);
         assert.ok((STATES as readonly string[]).includes(r.state), `state ${JSON.stringify(r.state)}`);
         assert.ok(Number.isFinite(r.epoch) && r.epoch >= 0);
+        const p = r.partition;
+        assert.ok(p === undefined || (Number.isInteger(p) && p > 0 && p < MAX_PARTITIONS), `partition ${p}`);
       } catch (err) {
         if (!(err instanceof ReportDecodeError)) throw err;
       }

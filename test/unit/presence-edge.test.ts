@@ -265,7 +265,7 @@ test("presence edge - an unregistration is acknowledged only once the registrati
 });
 
 /** An edge that leads under `lease.epoch` and records what it publishes; a ping is unexpected. */
-function publishingEdge(reportEncoding: ReportEncoding) {
+function publishingEdge(reportEncoding: ReportEncoding, partition?: number) {
   /** `afterPublish`: runs after each report is published (a lease that runs out in a batch). */
   const lease: { valid: boolean; epoch: number; afterPublish?: () => void } = { valid: true, epoch: 5 };
   const published: { subject: string; data: Uint8Array; encoding?: string; schema?: string }[] = [];
@@ -293,6 +293,7 @@ function publishingEdge(reportEncoding: ReportEncoding) {
     sweepIntervalMs: 50,
     deadTimeoutMs: 5000,
     reportEncoding,
+    ...(partition !== undefined ? { partition } : {}),
     logger: createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) }),
     leaseIsValid: () => lease.valid,
     epoch: () => lease.epoch,
@@ -352,6 +353,38 @@ test("presence edge - every report goes out with its headers, the leader's field
         `${encoding}: report ${i} bytes`,
       );
     });
+  }
+});
+
+test("presence edge - an edge given a partition stamps it on every report, as encodeReport writes it; 0 is no partition", async () => {
+  for (const encoding of ["protobuf", "json"] as const) {
+    const sent = [body("svc.a", "NodePresent"), body("svc.a", "NodeState"), body("svc.b", "NodeState")];
+    const bytesOf = async (partition?: number) => {
+      const { edge, published } = publishingEdge(encoding, partition);
+      edge.handle({ type: "report.presence", report: sent[0]! });
+      edge.handle(statesCommand(sent.slice(1)));
+      await flush();
+      return published.map((p) => p.data);
+    };
+    const stamped = await bytesOf(55);
+    const reports = stamped.map((data) => decodeReport(data, encoding));
+    assert.equal(
+      reports.map((r) => [r.type, r.clientSubject, r.partition]),
+      [
+        ["NodePresent", "svc.a", 55],
+        ["NodeState", "svc.a", 55],
+        ["NodeState", "svc.b", 55],
+      ],
+      encoding,
+    );
+    sent.forEach((r, i) => {
+      const report: Report = { ...r, clusterId: CLUSTER, coordinatorId: "c1", epoch: 5, seq: i + 1, ts: reports[i]!.ts, partition: 55 };
+      assert.is(Buffer.from(stamped[i]!).toString("hex"), Buffer.from(encodeReport(report, encoding)).toString("hex"), `${encoding}: ${i}`);
+    });
+    // Partition 0, given or not: the same reports with no partition at all (ts aside).
+    const without = reports.map(({ partition: _, ...r }) => ({ ...r, ts: 0 }));
+    const unstamped = [...(await bytesOf()), ...(await bytesOf(0))].map((data) => ({ ...decodeReport(data, encoding), ts: 0 }));
+    assert.equal(unstamped, [...without, ...without], `${encoding}: partition 0`);
   }
 });
 

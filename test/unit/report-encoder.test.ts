@@ -1,14 +1,15 @@
 /**
  * The per-client report encoder against the generated one (`encodeReport`): for runs of
  * random reports through one encoder (clients reporting again and again, registering again
- * with new metadata, leaderships changing epoch), what it writes decodes field for field to
- * what `encodeReport` writes, and is the same bytes.
+ * with new metadata, leaderships changing epoch, the encoder serving partition 0 or another),
+ * what it writes decodes field for field to what `encodeReport` writes, and is the same bytes.
  */
 import fc from "fast-check";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { fromBinary, type JsonObject } from "@bufbuild/protobuf";
 import { PresenceReportSchema } from "../../src/protocol/gen/presence/v1/report_pb.js";
+import { MAX_PARTITIONS } from "../../src/protocol/partition.js";
 import {
   CLIENT_STATES,
   decodeReport,
@@ -59,10 +60,13 @@ const step = fc.record({
   /** Forgotten (dead or left) just before its batch. */
   forgotten: fc.integer({ min: 0, max: 7 }).map((n) => n === 0),
 });
+/** The encoder's partition: 0 (one partition, no field on the wire) about half the time. */
+const partition = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: MAX_PARTITIONS - 1 }), fc.constantFrom(1, 127, 128));
 const run = fc.record({
   encoding: fc.constantFrom(...ENCODINGS),
   clusterId: text,
   coordinatorId: text,
+  partition,
   // "" is no valid subject, but the encoder leaves an empty string out as the generated one does.
   subjects: fc.uniqueArray(fc.oneof(fc.constant(""), fc.stringMatching(/^[A-Za-z0-9_-]{1,8}(\.[A-Za-z0-9_é-]{1,8}){0,3}$/)), {
     minLength: 4,
@@ -72,9 +76,20 @@ const run = fc.record({
   steps: fc.array(step, { minLength: 1, maxLength: 25 }),
 });
 
-/** The report as the publisher builds it for `encodeReport`: the body, then what the leader adds. */
-function published(body: ClientReport, clusterId: string, coordinatorId: string, epoch: number, seq: number, ts: number): Report {
-  return { ...body, clusterId, coordinatorId, epoch, seq, ts };
+/**
+ * The report as the publisher builds it for `encodeReport`: the body, then what the leader
+ * adds; the partition only when it is not 0, as decodeReport gives it.
+ */
+function published(
+  body: ClientReport,
+  clusterId: string,
+  coordinatorId: string,
+  epoch: number,
+  seq: number,
+  ts: number,
+  partition = 0,
+): Report {
+  return { ...body, clusterId, coordinatorId, epoch, seq, ts, ...(partition === 0 ? {} : { partition }) };
 }
 
 type Run = typeof run extends fc.Arbitrary<infer T> ? T : never;
@@ -100,11 +115,11 @@ function clientBodies(r: Run): (s: Step) => ClientReport {
 
 /** Feeds every step of `r` through one encoder; calls `check` with the fast and the slow bytes. */
 function replayRun(r: Run, check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void) {
-  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
+  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId, r.partition);
   const bodyOf = clientBodies(r);
   for (const s of r.steps) {
     const body = bodyOf(s);
-    const report = published(body, r.clusterId, r.coordinatorId, s.epoch, s.seq, s.ts);
+    const report = published(body, r.clusterId, r.coordinatorId, s.epoch, s.seq, s.ts, r.partition);
     check(encoder.encode(body, s.epoch, s.seq, s.ts), encodeReport(report, r.encoding), report);
   }
 }
@@ -144,7 +159,7 @@ test("report encoder - the fast path writes the same bytes as the generated enco
  * its first step's epoch and ts, with seqs counting up from its first step's seq.
  */
 function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: Uint8Array, report: Report) => void, withKeys = false) {
-  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId);
+  const encoder = createReportEncoder(r.encoding, r.clusterId, r.coordinatorId, r.partition);
   const bodyOf = clientBodies(r);
   const done: { payload: Uint8Array; report: Report }[] = [];
   let at = 0;
@@ -158,7 +173,7 @@ function replayBatches(r: Run, sizes: number[], check: (fast: Uint8Array, slow: 
     const encoded = encoder.encodeAll(bodies, epoch, firstSeq, ts, withKeys ? steps.map((s) => s.key) : undefined);
     assert.is(encoded.length, bodies.length, "one payload per report");
     for (const [i, body] of bodies.entries()) {
-      done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts) });
+      done.push({ payload: encoded[i]!, report: published(body, r.clusterId, r.coordinatorId, epoch, firstSeq + i, ts, r.partition) });
     }
   }
   // Checked once every batch is written: a payload is still queued to be sent while later
@@ -221,6 +236,93 @@ test("report encoder - with the clients' keys, however they collide or go stale,
     encoder.forget("svc.b");
     encoder.forget("svc.c");
     assert.is(encoder.cachedClients, 0, `${encoding}: forgotten, by key as well`);
+  }
+});
+
+/** A NodeSuspect as the coordinator published it before reports had a partition (commit bf263f3), one encoder's output per encoding. */
+const SUSPECT: ClientReport = {
+  type: "NodeSuspect",
+  clientSubject: "svc.worker.3",
+  state: "suspect",
+  lastSeenMs: 1_795_336_518_000,
+  rttMs: 1.25,
+  missedPings: 2,
+  metadata: { zone: "eu-1", nested: { a: [1, true, null] } },
+};
+const SUSPECT_BEFORE_PARTITIONS = {
+  protobuf:
+    "0a0b4e6f646553757370656374120470726f641a026331208580808010281130bb839593a0343a0c7376632e776f726b65722e334207737573706563744" +
+    "8f0f29493a03451000000000000f43f5802623a0a0e0a047a6f6e6512061a0465752d310a280a066e6573746564121e2a1c0a1a0a0161121532130a09" +
+    "11000000000000f03f0a0220010a020800",
+  json:
+    '{"type":"NodeSuspect","clientSubject":"svc.worker.3","state":"suspect","lastSeenMs":1795336518000,"rttMs":1.25,' +
+    '"missedPings":2,"metadata":{"zone":"eu-1","nested":{"a":[1,true,null]}},"clusterId":"prod","coordinatorId":"c1",' +
+    '"epoch":4294967301,"seq":17,"ts":1795336520123}',
+} as const;
+const wire = (data: Uint8Array, encoding: ReportEncoding) =>
+  encoding === "json" ? new TextDecoder().decode(data) : Buffer.from(data).toString("hex");
+
+test("report encoder - at partition 0, the default, it writes exactly what it wrote before reports had a partition", () => {
+  for (const encoding of ENCODINGS) {
+    const before = SUSPECT_BEFORE_PARTITIONS[encoding];
+    for (const encoder of [createReportEncoder(encoding, "prod", "c1"), createReportEncoder(encoding, "prod", "c1", 0)]) {
+      assert.is(encoder.partition, 0);
+      assert.is(wire(encoder.encode(SUSPECT, 4_294_967_301, 17, 1_795_336_520_123), encoding), before, `${encoding}: one`);
+      const [, batched] = encoder.encodeAll([SUSPECT, SUSPECT], 4_294_967_301, 16, 1_795_336_520_123, [0, 0]);
+      assert.is(wire(batched!, encoding), before, `${encoding}: in a batch, by key`);
+    }
+  }
+});
+
+test("report encoder - a partition's encoder writes its partition last in every report, as the generated encoder does", () => {
+  for (const encoding of ENCODINGS) {
+    for (const partition of [1, 55, 128, MAX_PARTITIONS - 1]) {
+      const encoder = createReportEncoder(encoding, "prod", "c1", partition);
+      assert.is(encoder.partition, partition);
+      const report: Report = {
+        ...SUSPECT,
+        clusterId: "prod",
+        coordinatorId: "c1",
+        epoch: 4_294_967_301,
+        seq: 17,
+        ts: 1_795_336_520_123,
+        partition,
+      };
+      const fast = encoder.encode(SUSPECT, 4_294_967_301, 17, 1_795_336_520_123);
+      assert.is(wire(fast, encoding), wire(encodeReport(report, encoding), encoding), `${encoding} ${partition}: encodeReport's bytes`);
+      assert.equal(decodeReport(fast, encoding), report, `${encoding} ${partition}: decodes with its partition`);
+      // Cached parts, shared metadata and a batch on keys carry it too.
+      const other: ClientReport = { ...SUSPECT, clientSubject: "svc.worker.4", type: "NodeState", state: "alive", missedPings: 0 };
+      const batch = encoder.encodeAll([other, SUSPECT, other], 4_294_967_301, 18, 1_795_336_520_124, [1, 0, 1]);
+      const decoded = batch.map((p) => decodeReport(p, encoding));
+      assert.equal(
+        decoded.map((d) => [d.clientSubject, d.seq, d.partition]),
+        [
+          ["svc.worker.4", 18, partition],
+          ["svc.worker.3", 19, partition],
+          ["svc.worker.4", 20, partition],
+        ],
+        `${encoding} ${partition}: in a batch`,
+      );
+      if (encoding === "json") {
+        assert.ok(wire(fast, encoding).endsWith(`"ts":1795336520123,"partition":${partition}}`), `json ${partition}: the last key`);
+      } else {
+        // Today's report, then field 13: what a consumer without the field reads is the rest.
+        assert.ok(wire(fast, encoding).startsWith(SUSPECT_BEFORE_PARTITIONS.protobuf), `protobuf ${partition}: today's bytes first`);
+      }
+    }
+  }
+});
+
+test("report encoder - a partition that is no partition is refused when the encoder is made", () => {
+  for (const encoding of ENCODINGS) {
+    for (const bad of [-1, 1.5, MAX_PARTITIONS, Number.NaN]) {
+      assert.throws(
+        () => createReportEncoder(encoding, "prod", "c1", bad),
+        (err: unknown) => err instanceof RangeError && /report encoder: partition must be a whole number from 0 to 1023/.test(err.message),
+        `${encoding} ${bad}`,
+      );
+    }
   }
 });
 

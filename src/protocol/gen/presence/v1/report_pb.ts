@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file presence/v1/report.proto.
  */
 export const file_presence_v1_report: GenFile = /*@__PURE__*/
-  fileDesc("ChhwcmVzZW5jZS92MS9yZXBvcnQucHJvdG8SC3ByZXNlbmNlLnYxIoACCg5QcmVzZW5jZVJlcG9ydBIMCgR0eXBlGAEgASgJEhIKCmNsdXN0ZXJfaWQYAiABKAkSFgoOY29vcmRpbmF0b3JfaWQYAyABKAkSDQoFZXBvY2gYBCABKAQSCwoDc2VxGAUgASgEEgoKAnRzGAYgASgDEhYKDmNsaWVudF9zdWJqZWN0GAcgASgJEg0KBXN0YXRlGAggASgJEhQKDGxhc3Rfc2Vlbl9tcxgJIAEoAxIOCgZydHRfbXMYCiABKAESFAoMbWlzc2VkX3BpbmdzGAsgASgNEikKCG1ldGFkYXRhGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdGIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("ChhwcmVzZW5jZS92MS9yZXBvcnQucHJvdG8SC3ByZXNlbmNlLnYxIpMCCg5QcmVzZW5jZVJlcG9ydBIMCgR0eXBlGAEgASgJEhIKCmNsdXN0ZXJfaWQYAiABKAkSFgoOY29vcmRpbmF0b3JfaWQYAyABKAkSDQoFZXBvY2gYBCABKAQSCwoDc2VxGAUgASgEEgoKAnRzGAYgASgDEhYKDmNsaWVudF9zdWJqZWN0GAcgASgJEg0KBXN0YXRlGAggASgJEhQKDGxhc3Rfc2Vlbl9tcxgJIAEoAxIOCgZydHRfbXMYCiABKAESFAoMbWlzc2VkX3BpbmdzGAsgASgNEikKCG1ldGFkYXRhGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIRCglwYXJ0aXRpb24YDSABKA1iBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * @generated from message presence.v1.PresenceReport
@@ -105,6 +105,16 @@ export type PresenceReport = Message<"presence.v1.PresenceReport"> & {
    * @generated from field: google.protobuf.Struct metadata = 12;
    */
   metadata?: JsonObject | undefined;
+
+  /**
+   * The client's partition, fnv1a32(UTF-8 subject) mod P; 0 when the cluster runs one
+   * partition, and then left out, as proto3 leaves out every zero: a report of partition 0
+   * is byte for byte a report of a schema without this field. Reports order by partition,
+   * then epoch, then seq.
+   *
+   * @generated from field: uint32 partition = 13;
+   */
+  partition: number;
 };
 
 /**
