@@ -1,0 +1,93 @@
+/**
+ * How partitions spread over the live coordinators: a pure function of what a coordinator
+ * sees (who is live, who leads which partition), so that every coordinator, seeing the same,
+ * plans the same moves, and a test can check it without NATS.
+ *
+ * - **Targets.** With n live coordinators and P partitions, each should lead
+ *   floor(P / n) or ceil(P / n) (its share); the ones that lead the most now keep the
+ *   larger targets, so that as few partitions as possible move.
+ * - **Surplus.** One that leads more than its target hands the surplus over by resigning,
+ *   at most `maxMovesPerRound` partitions a round, each named to the live coordinator
+ *   furthest below its target (ties: the lowest id).
+ * - **Free partitions** are stood for by everyone, whatever its share; the standing delay
+ *   grows with the number of partitions a coordinator already leads, so that those that
+ *   lead fewer stand first. The share only governs the voluntary moves.
+ */
+
+export interface BalanceView {
+  /** This coordinator's id. */
+  self: string;
+  /** How many partitions the cluster runs. */
+  partitions: number;
+  /** The live coordinators' ids, this one included. */
+  live: readonly string[];
+  /** Who leads each partition now, by partition (null: nobody). A leader not in `live` still counts as leading. */
+  leaders: readonly (string | null)[];
+  /** The most partitions one coordinator hands over per round. */
+  maxMovesPerRound: number;
+}
+
+export interface Handover {
+  partition: number;
+  /** The coordinator it is handed to: named in the resigning heartbeat. */
+  successor: string;
+}
+
+export interface BalancePlan {
+  /** ceil(P / live): the most a coordinator should lead. */
+  share: number;
+  /** How many partitions this coordinator should lead. */
+  target: number;
+  /** How many it leads now. */
+  led: number;
+  /** The partitions to resign this round, and to whom. */
+  handovers: Handover[];
+}
+
+const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Each live coordinator's target: floor(P / n), plus one for the P mod n that lead the most now (ties: the lowest id). */
+export function targets(partitions: number, led: ReadonlyMap<string, number>): Map<string, number> {
+  const ids = [...led.keys()].sort((a, b) => led.get(b)! - led.get(a)! || byId(a, b));
+  const floor = Math.floor(partitions / ids.length);
+  const extra = partitions % ids.length;
+  return new Map(ids.map((id, i) => [id, floor + (i < extra ? 1 : 0)]));
+}
+
+/** What this coordinator should do now; see the file comment. */
+export function planBalance(view: BalanceView): BalancePlan {
+  const live = [...new Set(view.live)].sort(byId);
+  if (!live.includes(view.self)) live.push(view.self);
+  const led = new Map<string, number>(live.map((id) => [id, 0]));
+  const mine: number[] = [];
+  view.leaders.forEach((leader, p) => {
+    if (leader === null) return;
+    if (led.has(leader)) led.set(leader, led.get(leader)! + 1);
+    if (leader === view.self) mine.push(p);
+  });
+  const target = targets(view.partitions, led);
+  const share = Math.ceil(view.partitions / live.length);
+  const myTarget = target.get(view.self)!;
+  const surplus = Math.min(Math.max(0, mine.length - myTarget), view.maxMovesPerRound);
+  // Receivers, furthest below their target first; each handover fills the neediest.
+  const deficit = new Map(live.filter((id) => id !== view.self).map((id) => [id, target.get(id)! - led.get(id)!]));
+  const handovers: Handover[] = [];
+  // The highest-numbered partitions go first: any fixed order works, as long as it is the same everywhere.
+  for (const partition of surplus > 0 ? mine.slice(-surplus).reverse() : []) {
+    let best: string | undefined;
+    for (const [id, d] of deficit) if (d > 0 && (best === undefined || d > deficit.get(best)!)) best = id;
+    if (best === undefined) break;
+    deficit.set(best, deficit.get(best)! - 1);
+    handovers.push({ partition, successor: best });
+  }
+  return { share, target: myTarget, led: mine.length, handovers };
+}
+
+/**
+ * The extra wait before a coordinator stands for a free partition: `step` for each
+ * partition it leads already, so those that lead fewer win the free ones. Bounded by `max`
+ * so that a free partition waits at most that long for one who leads many.
+ */
+export function standingDelayMs(led: number, step: number, max: number): number {
+  return Math.min(max, led * step);
+}
