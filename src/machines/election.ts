@@ -18,6 +18,19 @@ import { electionSetup } from "./election-setup.js";
 export type { ElectionCommand } from "./commands.js";
 export type { ElectionContext, ElectionEvent, ElectionInput } from "./election-setup.js";
 
+/** A candidate waiting to create the lease (backoff, lingering): a live leader's heartbeat ends the wait, and so does a stop. */
+const WHILE_WAITING_TO_CREATE = {
+  HEARTBEAT: {
+    guard: "isLiveLeaderHeartbeat",
+    target: "#election.follower",
+    actions: ["followHeartbeatSender", { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } }],
+  },
+  RESIGN: {
+    target: "#election.stopped",
+    actions: { type: "report", params: { type: "Stopped", reason: "shutdown" } },
+  },
+} as const;
+
 export const electionMachine = electionSetup.createMachine({
   id: "election",
   description: "Elects one leader per cluster through a JetStream KV lease.",
@@ -92,17 +105,7 @@ export const electionMachine = electionSetup.createMachine({
         backoff: {
           description: "A random wait in [backoff min, backoff max]; a live leader's heartbeat ends it.",
           after: { electionBackoff: "acquiring" },
-          on: {
-            HEARTBEAT: {
-              guard: "isLiveLeaderHeartbeat",
-              target: "#election.follower",
-              actions: ["followHeartbeatSender", { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } }],
-            },
-            RESIGN: {
-              target: "#election.stopped",
-              actions: { type: "report", params: { type: "Stopped", reason: "shutdown" } },
-            },
-          },
+          on: WHILE_WAITING_TO_CREATE,
         },
         acquiring: {
           description: "The lease create is in flight; its result decides.",
@@ -142,17 +145,7 @@ export const electionMachine = electionSetup.createMachine({
           description:
             "The key is still held by a lease whose holder has gone silent: waits for it to expire, trying the create again at short intervals; a live leader's heartbeat ends it.",
           after: { leaseRetry: "acquiring" },
-          on: {
-            HEARTBEAT: {
-              guard: "isLiveLeaderHeartbeat",
-              target: "#election.follower",
-              actions: ["followHeartbeatSender", { type: "report", params: { type: "FollowingLeader", reason: "leader-seen" } }],
-            },
-            RESIGN: {
-              target: "#election.stopped",
-              actions: { type: "report", params: { type: "Stopped", reason: "shutdown" } },
-            },
-          },
+          on: WHILE_WAITING_TO_CREATE,
         },
       },
     },
