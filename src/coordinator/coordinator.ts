@@ -216,15 +216,20 @@ class RunningCoordinator implements Coordinator {
   /** The member key, so that the others know this coordinator is live, and the watch of theirs. */
   private async joinMembers(): Promise<void> {
     const { config } = this;
-    this.membership = await Membership.join(this.nc, {
-      clusterId: config.clusterId,
-      coordinatorId: config.coordinatorId,
-      intervalMs: config.heartbeatIntervalMs,
-      livenessMs: config.leaderTimeoutMs,
-      timeoutMs: this.kvTimeoutMs,
-      led: () => (this.driver?.isLeader === true ? 1 : 0),
-      logger: this.logger,
-    });
+    this.membership = await retryWhileNotReady(
+      "member keys",
+      () =>
+        Membership.join(this.nc, {
+          clusterId: config.clusterId,
+          coordinatorId: config.coordinatorId,
+          intervalMs: config.heartbeatIntervalMs,
+          livenessMs: config.leaderTimeoutMs,
+          timeoutMs: this.kvTimeoutMs,
+          led: () => (this.driver?.isLeader === true ? 1 : 0),
+          logger: this.logger,
+        }),
+      this.notReady,
+    );
   }
 
   private async openRegistrations(): Promise<void> {
