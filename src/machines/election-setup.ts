@@ -166,15 +166,10 @@ export const electionSetup = setup({
       assertEvent(event, "HEARTBEAT");
       return event.coordinatorId !== context.coordinatorId && event.resigning && event.epoch >= context.highestEpoch;
     },
-    /** A resigning heartbeat (as isLeaderResignation) that names this coordinator its successor. */
-    isHandoverToMe: ({ context, event }) => {
+    /** The heartbeat names this coordinator the successor (checked together with isLeaderResignation). */
+    namesMeSuccessor: ({ context, event }) => {
       assertEvent(event, "HEARTBEAT");
-      return (
-        event.coordinatorId !== context.coordinatorId &&
-        event.resigning &&
-        event.epoch >= context.highestEpoch &&
-        event.successor === context.coordinatorId
-      );
+      return event.successor === context.coordinatorId;
     },
     /**
      * The create failed on a lease whose holder this candidate has no heartbeat from: the

@@ -72,7 +72,7 @@ export const electionMachine = electionSetup.createMachine({
       on: {
         HEARTBEAT: [
           {
-            guard: "isHandoverToMe",
+            guard: and(["isLeaderResignation", "namesMeSuccessor"]),
             target: "candidate",
             actions: ["forgetLeader", "acceptHandover", { type: "report", params: { type: "BecameCandidate", reason: "leader-resigned" } }],
           },
