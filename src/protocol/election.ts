@@ -3,7 +3,7 @@
  * and the election report. These are what other coordinators (including the Java one) and
  * report consumers see.
  */
-import { MAX_PARTITIONS } from "./partition.js";
+import { isPartition, MAX_PARTITIONS } from "./partition.js";
 
 export const subjects = {
   heartbeat: (clusterId: string) => `coordinator.leader.heartbeat.${clusterId}`,
@@ -115,7 +115,7 @@ export function parseHeartbeat(data: Uint8Array | string): Heartbeat {
   if (o.resigning === true) hb.resigning = true;
   if (typeof o.successor === "string" && o.successor.length > 0) hb.successor = o.successor;
   if (o.partition !== undefined) {
-    if (!Number.isSafeInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= MAX_PARTITIONS) {
+    if (typeof o.partition !== "number" || !isPartition(o.partition)) {
       throw new WireFormatError(`heartbeat: partition must be an integer from 0 to ${MAX_PARTITIONS - 1}`);
     }
     hb.partition = o.partition as number;
@@ -209,10 +209,7 @@ export function parseElectionReport(data: Uint8Array | string): ElectionReport {
   if (typeof o.epoch !== "number" || typeof o.seq !== "number" || typeof o.ts !== "number") {
     throw new WireFormatError("election report: epoch, seq and ts must be numbers");
   }
-  if (
-    o.partition !== undefined &&
-    !(Number.isSafeInteger(o.partition) && (o.partition as number) >= 0 && (o.partition as number) < MAX_PARTITIONS)
-  ) {
+  if (o.partition !== undefined && (typeof o.partition !== "number" || !isPartition(o.partition))) {
     throw new WireFormatError(`election report: partition must be an integer from 0 to ${MAX_PARTITIONS - 1}`);
   }
   return o as unknown as ElectionReport;

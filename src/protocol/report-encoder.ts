@@ -38,8 +38,6 @@ import { REPORT_TYPES, type ClientReport, type ReportEncoding } from "./presence
 /** A report encoder for one coordinator and partition: its cluster, id and partition are fixed, the epoch is given per report. */
 export interface ReportEncoder {
   readonly encoding: ReportEncoding;
-  /** The partition every report it encodes is of (0: the field is left out). */
-  readonly partition: number;
   /** Encodes `body` as published under `epoch` with `seq` at `ts`; what `encodeReport` gives for the same report. */
   encode(body: ClientReport, epoch: number, seq: number, ts: number): Uint8Array;
   /**
@@ -275,7 +273,6 @@ function protobufEncoder(clusterId: string, coordinatorId: string, partition: nu
   };
   return {
     encoding: "protobuf",
-    partition,
     get cachedClients() {
       return clients.size;
     },
@@ -314,7 +311,6 @@ function jsonEncoder(clusterId: string, coordinatorId: string, partition: number
   };
   return {
     encoding: "json",
-    partition,
     get cachedClients() {
       return clients.size;
     },
