@@ -30,7 +30,6 @@ export interface MembershipOptions {
   /** How many partitions this coordinator leads now; read at every write. */
   led: () => number;
   logger: Logger;
-  now?: () => number;
 }
 
 interface Seen {
@@ -40,8 +39,8 @@ interface Seen {
 
 /** The live coordinators of a cluster, as seen through their member keys. */
 export class Membership {
+  /** By member key. */
   private readonly members = new Map<string, Seen>();
-  private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
   private stopWatching: (() => void) | undefined;
   private lastLed = -1;
@@ -50,9 +49,7 @@ export class Membership {
   private constructor(
     private readonly kv: KV,
     private readonly options: MembershipOptions,
-  ) {
-    this.now = options.now ?? (() => performance.now());
-  }
+  ) {}
 
   /** Opens the (already prepared) leadership bucket, writes the own key and starts watching the others. */
   static async join(nc: NatsConnection, options: MembershipOptions): Promise<Membership> {
@@ -66,7 +63,7 @@ export class Membership {
 
   /** The live coordinators, this one included, by id. */
   live(): MemberValue[] {
-    const cutoff = this.now() - this.options.livenessMs;
+    const cutoff = performance.now() - this.options.livenessMs;
     const live: MemberValue[] = [];
     for (const seen of this.members.values()) if (seen.at >= cutoff) live.push(seen.value);
     return live.sort((a, b) => (a.coordinatorId < b.coordinatorId ? -1 : a.coordinatorId > b.coordinatorId ? 1 : 0));
@@ -133,12 +130,11 @@ export class Membership {
 
   private apply(entry: KvWatchEntry): void {
     if (entry.operation !== "PUT") {
-      for (const [id, seen] of this.members) if (memberKey(id) === entry.key) this.members.delete(seen.value.coordinatorId);
+      this.members.delete(entry.key);
       return;
     }
     try {
-      const value = parseMemberValue(entry.value);
-      this.members.set(value.coordinatorId, { value, at: this.now() });
+      this.members.set(entry.key, { value: parseMemberValue(entry.value), at: performance.now() });
     } catch (err) {
       this.options.logger.debug("ignored a malformed member key", { key: entry.key, error: describeError(err) });
     }
