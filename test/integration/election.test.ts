@@ -182,6 +182,12 @@ test("election - SIGTERM of the leader hands over without waiting for the timeou
       `successor ${successor}`,
     );
     assert.is(next.hb.coordinatorId, successor, "the named successor leads next");
+    // It stood without the backoff (150 ms at the least): from its candidacy to its leadership,
+    // on its own clock, took a lease create and no wait.
+    const own = s.observer.reportsSince(signalledAt).filter((r) => r.coordinatorId === successor);
+    const stood = own.find((r) => r.type === "BecameCandidate");
+    const led = own.find((r) => r.type === "BecameLeader");
+    assert.ok(stood && led && led.ts - stood.ts < 150, `the successor led ${led && stood ? led.ts - stood.ts : "?"} ms after it stood`);
     assert.is(await first.proc.exited, 0, "the resigned coordinator exits 0");
     const stopped = s.observer.reports.find((r) => r.msg.coordinatorId === first.hb.coordinatorId && r.msg.type === "Stopped");
     assert.ok(stopped, "it reported Stopped");
