@@ -3,6 +3,7 @@
  * and `validateConfig()`, which refuses bad values and bad combinations before anything
  * connects to NATS.
  */
+import { MAX_PARTITIONS } from "../protocol/partition.js";
 import type { ClientTimings } from "../machines/liveness.js";
 import { isValidClusterId } from "../protocol/cluster-id.js";
 import { REPORT_ENCODINGS, type ReportEncoding } from "../protocol/presence.js";
@@ -134,8 +135,16 @@ export interface CoordinatorConfig extends ElectionTimings, MonitorTimings {
   connectTimeoutMs: number;
   kvReplicas: number;
   shardCount: number;
-  /** New subjects past this many monitored clients are refused (see DEFAULT_MAX_CLIENTS). */
+  /**
+   * New subjects past this many monitored clients are refused (see DEFAULT_MAX_CLIENTS); with
+   * several partitions, past this many per live coordinator in the cluster.
+   */
   maxClients: number;
+  /**
+   * How many partitions the clients are split into, each with its own leader (`--partitions`,
+   * 1 to MAX_PARTITIONS); absent, 1. Every coordinator of a cluster uses the same number.
+   */
+  partitions?: number;
   reportEncoding: ReportEncoding;
   logFormat: LogFormat;
   verbose: boolean;
@@ -293,6 +302,10 @@ export function validateConfig(c: CoordinatorConfig): void {
     throw new ConfigError("--report-encoding", `must be one of ${REPORT_ENCODINGS.join(", ")}; got "${c.reportEncoding}"`);
   }
   requireWholeMs("--connect-timeout", c.connectTimeoutMs, 100);
+  const partitions = c.partitions ?? 1;
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+    throw new ConfigError("--partitions", `must be a whole number from 1 to ${MAX_PARTITIONS}; got ${c.partitions}`);
+  }
   if (!Number.isInteger(c.maxClients) || c.maxClients < 1) {
     throw new ConfigError("--max-clients", `must be a whole number of at least 1; got ${c.maxClients}`);
   }

@@ -11,7 +11,9 @@ import { describeSecurity } from "../config/security.js";
 import { ElectionDriver, electionInputFor, type ElectionDriverOptions } from "../election/election-driver.js";
 import { KvLeaseStore } from "../election/lease-store.js";
 import { Membership } from "../election/membership.js";
-import { NatsHeartbeatBus, NatsReportSink } from "../election/nats-bus.js";
+import { Balancer, MAX_MOVES_PER_ROUND } from "../election/balancer.js";
+import type { HeartbeatBus } from "../election/election-driver.js";
+import { NatsHeartbeatBus, NatsReportSink, PartitionedHeartbeats } from "../election/nats-bus.js";
 import { routeCommands } from "../machines/commands.js";
 import { checkServer, connectNats, type NatsLink } from "../nats/connection.js";
 import { retryWhileNotReady } from "../nats/jetstream-errors.js";
@@ -19,8 +21,10 @@ import { redactNatsUrl } from "../nats/url.js";
 import { createLogger, describeError, type Logger } from "../observe/logger.js";
 import type { CoordinatorMetrics } from "../observe/metrics.js";
 import { startQueryService, type QueryService } from "../observe/query/query-service.js";
-import { openRecordLog, type LogRecorder } from "../observe/record/recorder.js";
+import { openRecordLog, partitionRecorder, type LogRecorder } from "../observe/record/recorder.js";
 import { PresenceEdge } from "../presence/presence-edge.js";
+import { RegistrationIntake } from "../presence/registration-intake.js";
+import { RegistrationRouter } from "../presence/registration-router.js";
 import { KvRegistrationStore } from "../presence/registration-store.js";
 import { rehearseTakeoverOnce } from "../presence/warm-up.js";
 import { checkResources } from "./readiness.js";
@@ -63,6 +67,13 @@ export async function startCoordinator(config: CoordinatorConfig, options: Start
   return coordinator;
 }
 
+/** One partition's election and presence edge. */
+interface PartitionRun {
+  index: number;
+  driver: ElectionDriver;
+  edge: PresenceEdge;
+}
+
 class RunningCoordinator implements Coordinator {
   readonly logger: Logger;
   // The parts, in the order the start steps make them.
@@ -71,8 +82,13 @@ class RunningCoordinator implements Coordinator {
   private lease: KvLeaseStore | undefined;
   private membership: Membership | undefined;
   private registrations: KvRegistrationStore | undefined;
-  private driver: ElectionDriver | undefined;
-  private edge: PresenceEdge | undefined;
+  /** One election and presence edge per partition, by partition. */
+  private readonly runs: PartitionRun[] = [];
+  /** With several partitions: spreads them over the live coordinators. */
+  private balancer: Balancer | undefined;
+  /** With several partitions: pulls and stores the registrations while this coordinator leads any. */
+  private intake: RegistrationIntake | undefined;
+  private pulling = false;
   private coordinatorView: CoordinatorView | undefined;
   private queryService: QueryService | undefined;
   /** Set when it is stopped or killed. */
@@ -123,7 +139,8 @@ class RunningCoordinator implements Coordinator {
       try {
         await step.run();
       } catch (err) {
-        this.driver?.halt();
+        for (const run of this.runs) run.driver.halt();
+        this.balancer?.stop();
         this.membership?.halt();
         await this.link?.nc.close();
         await this.recorder?.close();
@@ -145,6 +162,7 @@ class RunningCoordinator implements Coordinator {
       stateIntervalMs: config.stateIntervalMs,
       sweepIntervalMs: config.sweepIntervalMs,
       reportEncoding: config.reportEncoding,
+      partitions: this.partitionCount,
       electionBackoffMs: `${config.electionBackoffMinMs}-${config.electionBackoffMaxMs}`,
       seed: config.seed,
       // Which way it authenticates and which files it reads; never a password or token.
@@ -207,6 +225,7 @@ class RunningCoordinator implements Coordinator {
           ttlMs: config.leaderTimeoutMs,
           replicas: config.kvReplicas,
           timeoutMs: this.kvTimeoutMs,
+          partitions: this.partitionCount,
           logger: this.logger,
         }),
       this.notReady,
@@ -225,7 +244,7 @@ class RunningCoordinator implements Coordinator {
           intervalMs: config.heartbeatIntervalMs,
           livenessMs: config.leaderTimeoutMs,
           timeoutMs: this.kvTimeoutMs,
-          led: () => (this.driver?.isLeader === true ? 1 : 0),
+          led: () => this.runs.filter((r) => r.driver.isLeader).length,
           logger: this.logger,
         }),
       this.notReady,
@@ -250,31 +269,94 @@ class RunningCoordinator implements Coordinator {
     );
   }
 
+  /** How many partitions the cluster runs. */
+  private get partitionCount(): number {
+    return this.config.partitions ?? 1;
+  }
+
   /**
-   * The election driver and the presence edge, and the router between them: the election's
-   * commands run on the driver, the monitor's on the edge. Then the metrics are attached and
-   * the election machine starts.
+   * One election and one presence edge per partition, each pair joined by its own outbox
+   * router: the election's commands run on its driver, the monitor's on its edge. With one
+   * partition that is all (today's coordinator); with several, the balancer spreads them
+   * over the live coordinators, and this coordinator's own intake pulls and stores the
+   * registrations while it leads any (registration-router.ts). Then the metrics are attached
+   * and the elections start.
    */
   private joinElection(): void {
-    const { config, options, recorder, logger } = this;
+    const { config, options, logger } = this;
+    const link = this.link!;
+    const count = this.partitionCount;
+    const heartbeats = new NatsHeartbeatBus(link.nc, config.clusterId, logger);
+    const perPartition = count > 1 ? new PartitionedHeartbeats(heartbeats) : null;
+    const router = count > 1 ? new RegistrationRouter(this.registrations!, count) : null;
+    const reports = new NatsReportSink(link.nc, config.clusterId, logger);
+    for (let p = 0; p < count; p++) {
+      this.runs.push(this.partition(p, perPartition?.forPartition(p) ?? heartbeats, reports, router));
+    }
+    const membership = this.membership!;
+    if (count > 1) {
+      const { electionBackoffMinMs: min, electionBackoffMaxMs: max } = config;
+      this.balancer = new Balancer({
+        coordinatorId: config.coordinatorId,
+        elections: this.runs.map((r) => r.driver),
+        live: () => membership.live().map((m) => m.coordinatorId),
+        intervalMs: config.heartbeatIntervalMs,
+        settleMs: config.leaderTimeoutMs,
+        maxMovesPerRound: MAX_MOVES_PER_ROUND,
+        standingStepMs: Math.max(min, max - min),
+        maxRanks: 2,
+        logger,
+      });
+      this.intake = new RegistrationIntake({
+        store: this.registrations!,
+        clusterId: config.clusterId,
+        maxClients: config.maxClients,
+        // Each coordinator monitors about its share of the clients: the cap grows with the cluster.
+        clientLimit: () => config.maxClients * Math.max(1, membership.live().length),
+        monitoredCount: () => this.registrations!.mirrored,
+        log: logger.child({ component: "registrations" }),
+        leaseIsValid: () => this.runs.some((r) => r.driver.isLeader && r.driver.leaseIsValid()),
+        toMonitor: () => {}, // the partitions' leaders hear of it from their mirrors
+        onUnregistered: () => {},
+        ...(options.metrics ? { metrics: options.metrics } : {}),
+      });
+    }
+    const view = coordinatorView(
+      this.runs.map((r) => ({ index: r.index, driver: r.driver })),
+      config.coordinatorId,
+      () => link.connected,
+    );
+    this.coordinatorView = view;
+    options.metrics?.attach(view, (timeoutMs) => checkResources(link.nc, config.clusterId, timeoutMs));
+    for (const run of this.runs) run.driver.actor.subscribe(() => this.ledChanged());
+    for (const run of this.runs) run.driver.start();
+    this.balancer?.start();
+  }
+
+  /** Partition `index`'s election driver and presence edge. */
+  private partition(index: number, heartbeats: HeartbeatBus, reports: NatsReportSink, router: RegistrationRouter | null): PartitionRun {
+    const { config, options } = this;
     const link = this.link!;
     const { metrics } = options;
-    const driver = new ElectionDriver({
-      ...electionInputFor(config),
+    const several = this.partitionCount > 1;
+    const recorder = this.recorder && several ? partitionRecorder(this.recorder, index) : this.recorder;
+    const logger = several ? this.logger.child({ partition: index }) : this.logger;
+    const driver: ElectionDriver = new ElectionDriver({
+      ...electionInputFor(config, index),
       clusterId: config.clusterId,
       outbox: routeCommands({ election: (command) => driver.execute(command), presence: (command) => edge.handle(command) }),
-      lease: this.lease!,
-      successor: () => this.membership?.successor(),
-      heartbeats: new NatsHeartbeatBus(link.nc, config.clusterId, logger),
-      reports: new NatsReportSink(link.nc, config.clusterId, logger),
-      logger,
+      lease: several ? this.lease!.forPartition(index, this.partitionCount) : this.lease!,
+      ...(several ? { partition: { index, count: this.partitionCount } } : {}),
+      successor: several ? () => this.balancer?.successorFor(index) : () => this.membership?.successor(),
+      heartbeats,
+      reports,
+      logger: this.logger,
       isConnected: () => link.connected,
       ...(options.inspect ? { inspect: options.inspect } : {}),
       ...(recorder ? { recorder } : {}),
       ...(metrics ? { metrics } : {}),
     });
-    const view = coordinatorView(driver, config.coordinatorId, () => link.connected);
-    const edge = new PresenceEdge({
+    const edge: PresenceEdge = new PresenceEdge({
       nc: link.nc,
       maxClients: config.maxClients,
       clusterId: config.clusterId,
@@ -284,22 +366,29 @@ class RunningCoordinator implements Coordinator {
       deadTimeoutMs: config.deadTimeoutMs,
       pingIntervalMs: config.pingIntervalMs,
       reportEncoding: config.reportEncoding,
+      ...(several ? { partition: index } : {}),
+      ...(router ? { feed: router.feed(index) } : {}),
       logger,
       leaseIsValid: () => driver.leaseIsValid(),
-      epoch: () => view.epoch,
+      epoch: () => driver.epoch,
       isConnected: () => link.connected,
       connectionLosses: () => link.losses,
       toMonitor: (event) => driver.sendToMonitor(event),
       ...(recorder ? { recorder } : {}),
       ...(metrics ? { metrics } : {}),
     });
-    this.driver = driver;
-    this.edge = edge;
-    this.coordinatorView = view;
-    metrics?.attach(view, (timeoutMs) => checkResources(link.nc, config.clusterId, timeoutMs));
-    const membership = this.membership!;
-    driver.actor.subscribe(() => membership.ledChanged());
-    driver.start();
+    return { index, driver, edge };
+  }
+
+  /** How many partitions this coordinator leads changed (or may have): the member key says so, and the intake pulls while it leads any. */
+  private ledChanged(): void {
+    this.membership?.ledChanged();
+    const intake = this.intake;
+    if (intake === undefined || this.ended) return;
+    const leads = this.runs.some((r) => r.driver.isLeader);
+    if (leads && !this.pulling) intake.pull();
+    else if (!leads && this.pulling) intake.stop();
+    this.pulling = leads;
   }
 
   /** Every coordinator serves the query service; a follower forwards to the leader. */
@@ -336,9 +425,12 @@ class RunningCoordinator implements Coordinator {
     this.ended = true;
     this.stopping ??= (async () => {
       const { config } = this;
-      await this.driver!.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs);
+      // Every partition it leads is handed to its heir (Balancer.stop), all at once.
+      this.balancer?.stop();
+      await Promise.all(this.runs.map((r) => r.driver.resign(config.leaderTimeoutMs + config.heartbeatIntervalMs)));
       await this.membership?.leave();
-      await this.edge?.settled(config.leaderTimeoutMs);
+      await Promise.all([...this.runs.map((r) => r.edge.settled(config.leaderTimeoutMs)), this.intake?.settled(config.leaderTimeoutMs)]);
+      this.intake?.stop();
       await this.queryService?.stop();
       this.registrations?.close();
       try {
@@ -355,7 +447,8 @@ class RunningCoordinator implements Coordinator {
 
   async kill(): Promise<void> {
     this.ended = true;
-    this.driver!.halt();
+    for (const run of this.runs) run.driver.halt();
+    this.balancer?.stop();
     this.membership?.halt();
     await this.nc.close();
     await this.recorder?.close();

@@ -9,9 +9,10 @@
  * - **Surplus.** One that leads more than its target hands the surplus over by resigning,
  *   at most `maxMovesPerRound` partitions a round, each named to the live coordinator
  *   furthest below its target (ties: the lowest id).
- * - **Free partitions** are stood for by everyone, whatever its share; the standing delay
- *   grows with the number of partitions a coordinator already leads, so that those that
- *   lead fewer stand first. The share only governs the voluntary moves.
+ * - **Free partitions** are stood for by everyone, whatever its share. Each partition has an
+ *   order of heirs (see heirs): those that lead fewer come first, and one leader's partitions
+ *   are spread over the others. The standing delay grows with a coordinator's place in that
+ *   order, so the heir stands first. The share only governs the voluntary moves.
  */
 
 export interface BalanceView {
@@ -84,10 +85,44 @@ export function planBalance(view: BalanceView): BalancePlan {
 }
 
 /**
- * The extra wait before a coordinator stands for a free partition: `step` for each
- * partition it leads already, so those that lead fewer win the free ones. Bounded by `max`
- * so that a free partition waits at most that long for one who leads many.
+ * Who takes each partition over if it falls free: its heir, and after the heir everyone
+ * else by how few partitions they lead (ties: the lowest id). The heirs of one leader's
+ * partitions are spread over the others, each partition going to whoever leads the fewest
+ * counting what that leader's earlier partitions gave them; the heirs of free partitions are
+ * spread over everyone the same way. So when a coordinator crashes, every survivor computes
+ * the same heirs, and its partitions spread over the survivors without waiting for a round of
+ * balancing. A resigning leader names its partitions' heirs as their successors.
+ *
+ * Returns, per partition, the live coordinators in the order they should stand (the
+ * partition's leader, when live, excluded).
  */
-export function standingDelayMs(led: number, step: number, max: number): number {
-  return Math.min(max, led * step);
+export function heirs(live: readonly string[], leaders: readonly (string | null)[]): string[][] {
+  const ids = [...new Set(live)].sort(byId);
+  const led = new Map<string, number>(ids.map((id) => [id, 0]));
+  for (const leader of leaders) if (leader !== null && led.has(leader)) led.set(leader, led.get(leader)! + 1);
+  // Each leader's partitions (and the free ones, under null) are shared out independently.
+  const given = new Map<string | null, Map<string, number>>();
+  return leaders.map((leader) => {
+    const owner = leader !== null && led.has(leader) ? leader : null;
+    let extra = given.get(owner);
+    if (extra === undefined) given.set(owner, (extra = new Map()));
+    const load = (id: string) => led.get(id)! + (extra.get(id) ?? 0);
+    const order = ids.filter((id) => id !== owner).sort((a, b) => load(a) - load(b) || byId(a, b));
+    const heir = order[0];
+    if (heir !== undefined) extra.set(heir, (extra.get(heir) ?? 0) + 1);
+    return order;
+  });
+}
+
+/**
+ * The extra wait before `self` stands for each partition: `step` for each coordinator ahead
+ * of it in the partition's order of heirs, at most `maxRanks` steps. The heir stands after the
+ * usual random backoff alone; with `step` at least the backoff's spread, it wins unless it is
+ * gone, and then the next one costs only a step more.
+ */
+export function standingDelays(self: string, order: readonly (readonly string[])[], step: number, maxRanks: number): number[] {
+  return order.map((ids) => {
+    const rank = ids.indexOf(self);
+    return (rank < 0 ? maxRanks : Math.min(rank, maxRanks)) * step;
+  });
 }

@@ -82,12 +82,17 @@ export interface ElectionDriverOptions {
   metrics?: MetricsSink;
 }
 
-/** The election machine's input for a coordinator's config: what the driver runs, and what replay rebuilds from a log's header. */
-export function electionInputFor(config: CoordinatorConfig): ElectionInput {
+/**
+ * The election machine's input for a coordinator's config: what the driver runs, and what
+ * replay rebuilds from a log's header. Each partition's election draws its backoffs from a
+ * random source of its own, seeded from the config's seed and the partition (partition 0's
+ * is the config's seed itself).
+ */
+export function electionInputFor(config: CoordinatorConfig, partition = 0): ElectionInput {
   return {
     coordinatorId: config.coordinatorId,
     timings: config,
-    random: createRandom(config.seed),
+    random: createRandom(partition === 0 ? config.seed : (config.seed + Math.imul(partition, 0x9e3779b1)) >>> 0),
     monitor: {
       pingIntervalMs: config.pingIntervalMs,
       deadTimeoutMs: config.deadTimeoutMs,
@@ -208,6 +213,27 @@ export class ElectionDriver {
     monitor.send(event);
   }
 
+  /** Balancing: a leader hands its lease to `successor` and follows on; anyone else ignores it. */
+  handOver(successor: string): void {
+    if (this.isLeader) this.send({ type: "HAND_OVER", successor });
+  }
+
+  /** Balancing: the extra wait before this election stands (see standingDelays); sent only when it changes. */
+  setStandingDelay(ms: number): void {
+    if (this.actor.getSnapshot().context.standingDelayMs !== ms) this.send({ type: "STANDING_DELAY", ms });
+  }
+
+  /** The epoch this election knows: its own while leading, else the highest seen. */
+  get epoch(): number {
+    const c = this.actor.getSnapshot().context;
+    return this.isLeader ? c.epoch : c.highestEpoch;
+  }
+
+  /** Who leads this election's partition, as far as this coordinator knows: itself while leading, else the one it follows. */
+  get leaderId(): string | null {
+    return this.isLeader ? this.options.coordinatorId : (this.actor.getSnapshot().context.leader?.coordinatorId ?? null);
+  }
+
   /** True while the election machine is in its leader state. */
   get isLeader(): boolean {
     return this.actor.getSnapshot().matches("leader");
@@ -285,7 +311,7 @@ export class ElectionDriver {
       case "lease.release":
         return void this.releaseLease(command.epoch, command.revision);
       case "heartbeat.publish":
-        return void this.publishHeartbeat(command.epoch, command.resigning);
+        return void this.publishHeartbeat(command.epoch, command.resigning, command.successor);
       case "report.publish":
         return void this.publishReport(command.report);
     }
@@ -350,7 +376,7 @@ export class ElectionDriver {
     }
   }
 
-  private publishHeartbeat(epoch: number, resigning: boolean): void {
+  private publishHeartbeat(epoch: number, resigning: boolean, named?: string): void {
     if (!this.leaseIsValid()) {
       this.log.warn("not publishing a heartbeat: the renew deadline has passed", { epoch, resigning });
       return;
@@ -363,7 +389,7 @@ export class ElectionDriver {
     const hb: Heartbeat = { coordinatorId: this.options.coordinatorId, epoch, ts: Date.now(), ...this.partitionField };
     if (resigning) {
       hb.resigning = true;
-      const successor = this.options.successor?.();
+      const successor = named ?? this.options.successor?.();
       if (successor !== undefined) hb.successor = successor;
     }
     this.options.heartbeats.publish(hb);

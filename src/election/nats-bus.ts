@@ -73,3 +73,34 @@ export class NatsReportSink implements ReportSink {
     }
   }
 }
+
+/**
+ * The heartbeats of a cluster of several partitions: one subscription for the coordinator,
+ * each heartbeat handed only to the election of the partition it names (P elections each
+ * subscribed to every heartbeat would parse P² of them a second). Publishing goes straight
+ * to the subject.
+ */
+export class PartitionedHeartbeats {
+  private readonly handlers = new Map<number, (heartbeat: Heartbeat) => void>();
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(private readonly bus: HeartbeatBus) {}
+
+  /** The bus of one partition's election. */
+  forPartition(partition: number): HeartbeatBus {
+    return {
+      publish: (heartbeat) => this.bus.publish(heartbeat),
+      subscribe: (handler) => {
+        this.handlers.set(partition, handler);
+        this.unsubscribe ??= this.bus.subscribe((hb) => this.handlers.get(hb.partition ?? 0)?.(hb));
+        return () => {
+          this.handlers.delete(partition);
+          if (this.handlers.size === 0) {
+            this.unsubscribe?.();
+            this.unsubscribe = null;
+          }
+        };
+      },
+    };
+  }
+}

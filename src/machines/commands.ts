@@ -13,7 +13,8 @@ export type ElectionCommand =
   | { type: "lease.create" }
   | { type: "lease.renew"; epoch: number; revision: number }
   | { type: "lease.release"; epoch: number; revision: number }
-  | { type: "heartbeat.publish"; epoch: number; resigning: boolean }
+  /** A resigning one may name the successor (a handover); absent, the driver names one (see ElectionDriverOptions.successor). */
+  | { type: "heartbeat.publish"; epoch: number; resigning: boolean; successor?: string }
   | { type: "report.publish"; report: ElectionReportBody };
 
 export type MonitorCommand =

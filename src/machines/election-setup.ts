@@ -42,7 +42,17 @@ export type ElectionEvent =
   /** A lease operation failed without an answer (timeout, no connection, server error). */
   | { type: "LEASE_ERROR"; operation: "create" | "renew" | "release"; message: string }
   /** Shut down: a leader resigns gracefully, anyone else just stops. */
-  | { type: "RESIGN" };
+  | { type: "RESIGN" }
+  /**
+   * Balancing: a leader hands its lease to `successor` (named in its resigning heartbeat)
+   * and follows on; anyone else ignores it.
+   */
+  | { type: "HAND_OVER"; successor: string }
+  /**
+   * Balancing: from now on, wait `ms` more before standing for election (not when named
+   * successor), so that coordinators that lead fewer partitions stand first.
+   */
+  | { type: "STANDING_DELAY"; ms: number };
 
 export interface ElectionContext {
   coordinatorId: string;
@@ -55,6 +65,10 @@ export interface ElectionContext {
   handoff: boolean;
   /** Lease creates sent in this candidacy. */
   createAttempts: number;
+  /** Added to every backoff but a named successor's (STANDING_DELAY); 0 unless balancing. */
+  standingDelayMs: number;
+  /** While handing the lease over (HAND_OVER): the successor its resigning heartbeat names. */
+  handoverTo: string | null;
   /** The epoch this coordinator holds or last held (0 if it never led). */
   epoch: number;
   /** Revision of this coordinator's last successful lease write. */
@@ -214,11 +228,24 @@ export const electionSetup = setup({
       backoffMs: ({ context }) => {
         if (context.handoff) return 0;
         const { electionBackoffMinMs: min, electionBackoffMaxMs: max } = context.timings;
-        return context.random.int(min, max);
+        return context.random.int(min, max) + context.standingDelayMs;
       },
       createAttempts: 0,
     }),
     acceptHandover: assign({ handoff: true }),
+    setStandingDelay: assign({
+      standingDelayMs: ({ event }) => {
+        assertEvent(event, "STANDING_DELAY");
+        return Math.max(0, event.ms);
+      },
+    }),
+    setHandoverTo: assign({
+      handoverTo: ({ event }) => {
+        assertEvent(event, "HAND_OVER");
+        return event.successor;
+      },
+    }),
+    clearHandoverTo: assign({ handoverTo: null }),
     endCandidacy: assign({ handoff: false }),
     followHeartbeatSender: assign(({ context, event }) => {
       assertEvent(event, "HEARTBEAT");
@@ -292,6 +319,7 @@ export const electionSetup = setup({
         type: "heartbeat.publish",
         epoch: context.epoch,
         resigning: true,
+        ...(context.handoverTo !== null ? { successor: context.handoverTo } : {}),
       }),
     ),
     /** Emits the report of the transition being taken. */

@@ -42,6 +42,8 @@ export const electionMachine = electionSetup.createMachine({
     backoffMs: 0,
     handoff: false,
     createAttempts: 0,
+    standingDelayMs: 0,
+    handoverTo: null,
     epoch: 0,
     revision: 0,
     leaseValidForMs: 0,
@@ -52,6 +54,9 @@ export const electionMachine = electionSetup.createMachine({
   }),
   initial: "starting",
   invoke: { id: OUTBOX, src: "outbox", systemId: OUTBOX },
+  on: {
+    STANDING_DELAY: { actions: "setStandingDelay" },
+  },
   states: {
     starting: {
       description: "Reports the start once the outbox runs (invoked actors start after entry actions).",
@@ -167,6 +172,14 @@ export const electionMachine = electionSetup.createMachine({
           target: "resigning",
           actions: ["forgetLeader", { type: "report", params: { type: "SteppedDown", reason: "shutdown", fromLeadership: true } }],
         },
+        HAND_OVER: {
+          target: "handingOver",
+          actions: [
+            "setHandoverTo",
+            "forgetLeader",
+            { type: "report", params: { type: "SteppedDown", reason: "handover", fromLeadership: true } },
+          ],
+        },
       },
       states: {
         renewal: {
@@ -253,6 +266,18 @@ export const electionMachine = electionSetup.createMachine({
       description:
         "Leadership is lost: no more heartbeats or reports as leader. Releases the lease if it is still ours and learns who holds it now.",
       entry: [{ type: "report", params: { type: "SteppedDown", fromLeadership: true } }, "requestRelease"],
+      after: { releaseTimeout: { target: "leavingLeadership", actions: "forgetLeader" } },
+      on: {
+        LEASE_RELEASED: { target: "leavingLeadership", actions: "recordHolder" },
+        LEASE_ERROR: { target: "leavingLeadership", actions: "forgetLeader" },
+        RESIGN: { actions: "requestStop" },
+      },
+    },
+    handingOver: {
+      description:
+        "Balancing: a last heartbeat with resigning: true naming the successor, then the lease key is deleted against its revision; then it follows (or stops, if asked meanwhile).",
+      entry: ["publishResigningHeartbeat", "requestRelease"],
+      exit: "clearHandoverTo",
       after: { releaseTimeout: { target: "leavingLeadership", actions: "forgetLeader" } },
       on: {
         LEASE_RELEASED: { target: "leavingLeadership", actions: "recordHolder" },

@@ -20,6 +20,7 @@ import type { Recorder } from "../observe/record/recorder.js";
 import { monotonicEpochMs } from "./monotonic-clock.js";
 import { Pinger, type PingConnection, type PingMiss } from "./pinger.js";
 import { RegistrationIntake } from "./registration-intake.js";
+import type { RegistrationFeed } from "./registration-router.js";
 import type { RegistrationStore } from "./registration-store.js";
 import { ReportPublisher } from "./report-publisher.js";
 import { StallCredit, stallThresholdMs } from "./stall-credit.js";
@@ -45,6 +46,8 @@ export interface PresenceEdgeOptions {
   reportEncoding: ReportEncoding;
   /** The partition this edge monitors, stamped on its reports (see ReportPublisherOptions); absent, 0. */
   partition?: number;
+  /** With several partitions: this partition's registrations, loaded and followed instead of pulled (see RegistrationIntakeOptions.feed). */
+  feed?: RegistrationFeed;
   logger: Logger;
   /** True while this coordinator may act as leader (its renew deadline has not passed). */
   leaseIsValid: () => boolean;
@@ -121,6 +124,7 @@ export class PresenceEdge {
       toMonitor: options.toMonitor,
       onUnregistered: (subject) => this.pinger.forget(subject),
       ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.feed ? { feed: options.feed } : {}),
     });
     this.reports = new ReportPublisher({
       nc: options.nc,

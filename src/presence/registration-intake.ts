@@ -11,7 +11,8 @@ import { parseRegistration, presenceSubjects, RegistrationError, type Registrati
 import { describeError, WarningThrottle, type Logger } from "../observe/logger.js";
 import type { MetricsSink } from "../observe/metrics.js";
 import { monotonicEpochMs } from "./monotonic-clock.js";
-import type { RegistrationMessage, RegistrationStore } from "./registration-store.js";
+import type { RegistrationFeed } from "./registration-router.js";
+import type { RegistrationChange, RegistrationMessage, RegistrationStore, StoredRegistration } from "./registration-store.js";
 
 /**
  * Stored registrations handed to the monitor per event when a new leader loads them: a
@@ -39,6 +40,17 @@ export interface RegistrationIntakeOptions {
   onUnregistered: (subject: string) => void;
   /** Counts refused registrations; absent, nothing is counted. */
   metrics?: MetricsSink;
+  /**
+   * When the cluster runs several partitions: the registrations of the one partition this
+   * intake serves. It loads them from the feed and follows the feed's changes instead of
+   * pulling the stream (the coordinator's own intake pulls and stores; see
+   * registration-router.ts).
+   */
+  feed?: RegistrationFeed;
+  /** How many clients count against --max-clients; absent, the ones this intake monitors. */
+  monitoredCount?: () => number;
+  /** The limit they are held to now; absent, maxClients. */
+  clientLimit?: () => number;
 }
 
 export class RegistrationIntake {
@@ -55,6 +67,11 @@ export class RegistrationIntake {
   /** Refused registrations: a flood of garbage or of new subjects past --max-clients logs a few lines, not one per message. */
   private readonly refusals: WarningThrottle;
   private readonly storeFailures: WarningThrottle;
+  /** With a feed: the revision of each subject this partition's leader monitors, so that a change it already has is not told twice. */
+  private readonly known = new Map<string, number>();
+  /** With a feed: changes heard while the load is in flight, applied once it is in (null: applied as they come). */
+  private pending: RegistrationChange[] | null = null;
+  private unfollow: (() => void) | null = null;
 
   constructor(private readonly options: RegistrationIntakeOptions) {
     this.log = options.log;
@@ -65,17 +82,48 @@ export class RegistrationIntake {
 
   /** Loads every stored registration and hands it to the monitor (registrations.load). */
   load(): void {
+    const feed = this.options.feed;
+    if (feed !== undefined) {
+      // Followed before the load starts, so that nothing stored meanwhile is missed.
+      this.pending = [];
+      this.unfollow?.();
+      this.unfollow = feed.follow((change) => (this.pending ? this.pending.push(change) : this.apply(change)));
+    }
     void this.loadAll(this.generation);
   }
 
-  /** Starts pulling the registration stream (registrations.pull). */
+  /** Starts pulling the registration stream (registrations.pull); with a feed, applies its changes from here on. */
   pull(): void {
+    if (this.options.feed !== undefined) {
+      const pending = this.pending ?? [];
+      this.pending = null;
+      for (const change of pending) this.apply(change);
+      return;
+    }
     void this.startPulling(this.generation);
+  }
+
+  /** A change of this partition's registrations, stored by whichever coordinator pulled it. */
+  private apply(change: RegistrationChange): void {
+    if (change.op === "put") {
+      const { registration, revision } = change.stored;
+      if ((this.known.get(registration.subject) ?? 0) >= revision) return; // loaded already
+      this.known.set(registration.subject, revision);
+      if (this.debug) this.log.debug("client registered", { subject: registration.subject });
+      this.options.toMonitor({ type: "REGISTERED", record: { registration, revision, atMs: monotonicEpochMs() } });
+      return;
+    }
+    // A subject this leader does not monitor (or removed as dead) has nothing to leave.
+    if (!this.known.delete(change.subject)) return;
+    this.log.debug("client unregistered", { subject: change.subject });
+    this.options.onUnregistered(change.subject);
+    this.options.toMonitor({ type: "UNREGISTERED", subject: change.subject });
   }
 
   /** A client is dead (registration.remove): its registration is removed if still the one at `revision`, and it no longer counts against --max-clients. */
   removeDead(subject: string, revision: number): void {
     this.monitored.delete(subject);
+    this.known.delete(subject);
     this.options.store
       .remove(subject, revision)
       .catch((err: unknown) => this.log.warn("could not remove a registration", { subject, error: describeError(err) }));
@@ -87,6 +135,10 @@ export class RegistrationIntake {
     this.refusals.flush();
     this.storeFailures.flush();
     this.monitored.clear();
+    this.known.clear();
+    this.pending = null;
+    this.unfollow?.();
+    this.unfollow = null;
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer) {
@@ -97,8 +149,10 @@ export class RegistrationIntake {
   private async loadAll(generation: number): Promise<void> {
     const started = performance.now();
     try {
-      const stored = await this.options.store.loadAll();
+      const feed = this.options.feed;
+      const stored: StoredRegistration[] = feed !== undefined ? await feed.load() : await this.options.store.loadAll();
       if (generation !== this.generation) return;
+      if (feed !== undefined) for (const s of stored) this.known.set(s.registration.subject, s.revision);
       // Every stored client was accepted once: all are monitored, even past --max-clients.
       for (const s of stored) this.monitored.add(s.registration.subject);
       this.log.info("loaded stored registrations", { clients: stored.length, ms: Math.round(performance.now() - started) });
@@ -160,11 +214,16 @@ export class RegistrationIntake {
     const subject = registration.subject;
     if (leaving) this.monitored.delete(subject);
     else if (!this.monitored.has(subject)) {
-      if (this.monitored.size >= this.options.maxClients) {
+      const monitored = this.options.monitoredCount?.() ?? this.monitored.size;
+      const limit = this.options.clientLimit?.() ?? this.options.maxClients;
+      if (monitored >= limit) {
         this.refusals.warn("max-clients", "refused a registration", {
           reason: "max-clients",
           subject,
-          error: `this leader already monitors ${this.monitored.size} clients (--max-clients ${this.options.maxClients})`,
+          error:
+            this.options.monitoredCount === undefined
+              ? `this leader already monitors ${monitored} clients (--max-clients ${this.options.maxClients})`
+              : `the cluster already has ${monitored} clients, its limit now (--max-clients ${this.options.maxClients} per live coordinator)`,
         });
         this.options.metrics?.registrationError("max-clients");
         m.ack(); // refused for good, as any refused registration: the client may register again later

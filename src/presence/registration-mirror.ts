@@ -22,6 +22,7 @@ export class RegistrationMirror<T> {
   private stopped: string | null = null;
   private readonly waiting = new Set<() => void>();
   private stopWatch: (() => void) | null = null;
+  private readonly listeners = new Set<(key: string, value: T | undefined, revision: number) => void>();
 
   private constructor(
     private readonly decode: (e: KvWatchEntry) => T,
@@ -38,6 +39,15 @@ export class RegistrationMirror<T> {
   /** Clients mirrored now (for tests and logs). */
   get size(): number {
     return this.entries.size;
+  }
+
+  /**
+   * Calls `listener` with every change the mirror applies from now on: a key's new value, or
+   * undefined when it was deleted. Returns a function that stops it.
+   */
+  follow(listener: (key: string, value: T | undefined, revision: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   stop(): void {
@@ -76,9 +86,11 @@ export class RegistrationMirror<T> {
       this.stopWatch = () => iter.stop();
       if (this.stopped !== null) iter.stop();
       for await (const e of iter) {
-        if (e.operation === "PUT") this.entries.set(e.key, this.decode(e));
+        const value = e.operation === "PUT" ? this.decode(e) : undefined;
+        if (value !== undefined) this.entries.set(e.key, value);
         else this.entries.delete(e.key);
         this.revision = Math.max(this.revision, e.revision);
+        for (const listener of this.listeners) listener(e.key, value, e.revision);
         for (const check of this.waiting) check();
       }
       this.end("the watch ended");

@@ -73,6 +73,19 @@ export interface RegistrationStore {
   put(registration: Registration): Promise<number>;
   /** Removes a subject's registration; with `revision`, only if it is still that one. */
   remove(subject: string, revision?: number): Promise<void>;
+  /**
+   * Calls `handler` with every change of the bucket from now on, as the registration mirror
+   * applies it; absent when the store keeps no mirror. Returns a function that stops it.
+   */
+  follow?(handler: (change: RegistrationChange) => void): () => void;
+}
+
+/** A change of the registration bucket: a registration stored, or a subject's removed. */
+export type RegistrationChange = { op: "put"; stored: StoredRegistration } | { op: "delete"; subject: string; revision: number };
+
+/** The subject a registration key stands for (registrationKey's inverse). */
+export function subjectOfKey(key: string): string {
+  return Buffer.from(key, "base64url").toString("utf8");
 }
 
 /** A registration store operation failed. */
@@ -163,6 +176,20 @@ export class KvRegistrationStore implements RegistrationStore {
     private readonly logger: Logger,
     private readonly mirror: RegistrationMirror<StoredEntry> | null,
   ) {}
+
+  /** Registrations in the mirror now (0 without one). */
+  get mirrored(): number {
+    return this.mirror?.size ?? 0;
+  }
+
+  follow(handler: (change: RegistrationChange) => void): () => void {
+    if (this.mirror === null) throw new Error("registration store: changes are followed through the mirror, and there is none");
+    return this.mirror.follow((key, value, revision) => {
+      if (value === undefined) handler({ op: "delete", subject: subjectOfKey(key), revision });
+      else if ("stored" in value) handler({ op: "put", stored: value.stored });
+      // A value refused today or unreadable is not monitored (loadAll logs and deletes it).
+    });
+  }
 
   /** Stops the registration mirror's watch (closing the connection stops it too). */
   close(): void {

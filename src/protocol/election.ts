@@ -162,7 +162,9 @@ export type ElectionReason =
   | "renew-deadline-missed"
   | "lease-lost"
   | "superseded"
-  | "shutdown";
+  | "shutdown"
+  /** A leader handed its partition to a named successor, to balance the partitions. */
+  | "handover";
 
 /** What the election machine says happened; the driver adds who, where and when. */
 export interface ElectionReportBody {

@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { planBalance, standingDelayMs, targets, type BalanceView } from "../../src/election/balance-plan.js";
+import { heirs, planBalance, standingDelays, targets, type BalanceView } from "../../src/election/balance-plan.js";
 
 const view = (self: string, live: string[], leaders: (string | null)[], maxMovesPerRound = 2): BalanceView => ({
   self,
@@ -89,7 +89,7 @@ test("balance - repeated rounds from any start end balanced (max - min <= 1) and
   );
 });
 
-test("balance - targets sum to the partitions; the standing delay grows with what is led, up to its bound", () => {
+test("balance - targets sum to the partitions", () => {
   const t = targets(
     7,
     new Map([
@@ -106,9 +106,62 @@ test("balance - targets sum to the partitions; the standing delay grows with wha
       ["a", 2],
     ],
   );
-  assert.is(standingDelayMs(0, 40, 400), 0);
-  assert.is(standingDelayMs(3, 40, 400), 120);
-  assert.is(standingDelayMs(50, 40, 400), 400);
+});
+
+test("balance - a crashed leader's partitions have heirs spread over the survivors, the least loaded first", () => {
+  const leaders = ["a", "a", "b", "b", "c", "c"];
+  const order = heirs(["a", "b", "c"], leaders);
+  // a's partitions: b first for partition 0 (ties to the lowest id), then c, who now leads fewer counting it.
+  assert.equal(order[0], ["b", "c"]);
+  assert.equal(order[1], ["c", "b"]);
+  assert.equal(order[2], ["a", "c"]);
+  assert.equal(order[3], ["c", "a"]);
+  assert.equal(order[4], ["a", "b"]);
+  assert.equal(order[5], ["b", "a"]);
+  assert.equal(standingDelays("c", order, 150, 2), [150, 0, 150, 0, 300, 300], "c leads 4 and 5 itself: it never stands for them");
+});
+
+test("balance - free partitions at a cold start are spread over everyone; the least loaded are heirs first", () => {
+  const order = heirs(["c", "a", "b"], [null, null, null, null]);
+  assert.equal(
+    order.map((o) => o[0]),
+    ["a", "b", "c", "a"],
+  );
+  const loaded = heirs(["a", "b"], ["a", "a", null]);
+  assert.equal(loaded[2], ["b", "a"], "b leads none: it is the free partition's heir");
+  // A leader that is not live: its partitions are as free.
+  assert.equal(
+    heirs(["a", "b"], ["gone", "gone"]).map((o) => o[0]),
+    ["a", "b"],
+  );
+  assert.equal(standingDelays("z", [["a", "b"]], 100, 2), [200], "one not in the order waits the most");
+});
+
+test("balance - property: a leader's partitions fill up the least loaded of the others first (water-filling)", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 2, max: 6 }), fc.array(fc.integer({ min: -1, max: 6 }), { minLength: 1, maxLength: 40 }), (n, picks) => {
+      const live = Array.from({ length: n }, (_, i) => `c${i}`);
+      const leaders = picks.map((i) => (i < 0 ? null : `c${i % (n + 1)}`)); // c{n} is not live
+      const order = heirs(live, leaders);
+      const led = (id: string) => leaders.filter((l) => l === id).length;
+      for (const owner of [...live, null]) {
+        const candidates = live.filter((id) => id !== owner);
+        const load = new Map(candidates.map((id) => [id, led(id)]));
+        const received = new Set<string>();
+        leaders.forEach((l, p) => {
+          if ((live.includes(l ?? "") ? l : null) !== owner) return;
+          const o = order[p]!;
+          assert.equal([...o].sort(), [...candidates].sort(), "every other live coordinator, once");
+          load.set(o[0]!, load.get(o[0]!)! + 1);
+          received.add(o[0]!);
+        });
+        if (received.size === 0) continue;
+        const most = Math.max(...[...received].map((id) => load.get(id)!));
+        const least = Math.min(...load.values());
+        assert.ok(most - least <= 1, `an heir ends at ${most} while another candidate has ${least}`);
+      }
+    }),
+  );
 });
 
 test.run();

@@ -47,6 +47,7 @@ interface RunFlags extends TimingFlags, ConnectionFlags {
   coordinatorId?: string;
   kvReplicas: number;
   maxClients: number;
+  partitions: number;
   logFormat: LogFormat;
   verbose: boolean;
   seed?: number;
@@ -85,6 +86,15 @@ export function runCommand(): Command {
         .argParser(wholeNumber)
         .default(DEFAULT_MAX_CLIENTS),
     )
+    .addOption(
+      new Option(
+        "--partitions <n>",
+        "split the clients into this many partitions, each with its own leader (the same on every coordinator)",
+      )
+        .env("PRESENCE_PARTITIONS")
+        .argParser(wholeNumber)
+        .default(1),
+    )
     .addOption(seedOption())
     .addOption(inspectOption())
     .addOption(inspectHostOption())
@@ -108,6 +118,7 @@ export function runCommand(): Command {
         connectTimeoutMs: flags.connectTimeout,
         kvReplicas: flags.kvReplicas,
         maxClients: flags.maxClients,
+        ...(flags.partitions !== 1 ? { partitions: flags.partitions } : {}),
         shardCount: flags.shards,
         logFormat: flags.logFormat,
         verbose: flags.verbose === true || verboseFromEnv(),

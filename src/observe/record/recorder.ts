@@ -73,13 +73,22 @@ export type RecordEntry =
   /** The election actor was stopped (after resigning, or at once). */
   | { kind: "stop"; t: number };
 
-type WithoutTime<T> = T extends unknown ? Omit<T, "t"> : never;
+type WithoutTime<T> = T extends unknown ? Omit<T, "t"> & { partition?: number } : never;
 /** An entry as the recording side hands it over; the recorder stamps the time. */
 export type RecordInput = WithoutTime<RecordEntry>;
 
 /** Where the driver, the edge and the recording clock report what happened. */
 export interface Recorder {
   record(entry: RecordInput): void;
+}
+
+/**
+ * The recorder of one partition's election and edge, when the cluster runs several: each
+ * entry says its partition (`"partition":p`), since every partition's actors run, and are
+ * replayed, as a system of their own.
+ */
+export function partitionRecorder(recorder: Recorder, partition: number): Recorder {
+  return { record: (entry) => recorder.record({ ...entry, partition }) };
 }
 
 /** XState's clock interface (`ActorOptions["clock"]`). */
