@@ -104,8 +104,8 @@ export function heirs(live: readonly string[], leaders: readonly (string | null)
   const given = new Map<string | null, Map<string, number>>();
   return leaders.map((leader) => {
     const owner = leader !== null && led.has(leader) ? leader : null;
-    let extra = given.get(owner);
-    if (extra === undefined) given.set(owner, (extra = new Map()));
+    const extra = given.get(owner) ?? new Map<string, number>();
+    given.set(owner, extra);
     const load = (id: string) => led.get(id)! + (extra.get(id) ?? 0);
     const order = ids.filter((id) => id !== owner).sort((a, b) => load(a) - load(b) || byId(a, b));
     const heir = order[0];

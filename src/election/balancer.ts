@@ -111,7 +111,9 @@ export class Balancer {
     const leaders = this.leaders();
     const live = this.live();
     const delays = standingDelays(self, heirs(live, leaders), standingStepMs, maxRanks);
-    elections.forEach((e, p) => e.setStandingDelay(delays[p]!));
+    elections.forEach((e, p) => {
+      e.setStandingDelay(delays[p]!);
+    });
     if (performance.now() - this.startedAt < this.options.settleMs || leaders.includes(null)) return;
     const plan = planBalance({ self, partitions: elections.length, live, leaders, maxMovesPerRound: this.options.maxMovesPerRound });
     for (const { partition, successor } of plan.handovers) {
