@@ -699,4 +699,68 @@ test("election - an action or guard wired to an event it does not handle throws 
   }
 });
 
+test("election - a leader hands over: resigning heartbeat naming the successor, release, then it follows on", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.send({ type: "HAND_OVER", successor: OTHER });
+  assert.is(e.state(), "handingOver");
+  assert.equal(e.monitorCommands.at(-1), { type: "monitor.stop" }, "the monitor is stopped first");
+  assert.equal(e.commands.slice(-3), [
+    {
+      type: "report.publish",
+      report: { type: "SteppedDown", epoch: 0, state: "follower", reason: "handover", formerEpoch: 10 },
+    },
+    { type: "heartbeat.publish", epoch: 10, resigning: true, successor: OTHER },
+    { type: "lease.release", epoch: 10, revision: 11 },
+  ]);
+  e.send({ type: "LEASE_RELEASED", holder: null });
+  assert.is(e.state(), "follower", "it stays in the election");
+  assert.equal(e.lastReport(), { type: "BecameFollower", epoch: 0, state: "follower", reason: "stepped-down" });
+  // It follows the successor like any leader, and the next resignation of its own names none.
+  e.send(heartbeat(12));
+  assert.is(e.lastReport()?.type, "FollowingLeader");
+  e.advance(T.leaderTimeoutMs + T.electionBackoffMaxMs);
+  e.send({ type: "LEASE_CREATED", epoch: 20, revision: 21, latencyMs: 1 });
+  e.send({ type: "RESIGN" });
+  assert.equal(e.commands.filter((c) => c.type === "heartbeat.publish" && c.resigning).at(-1), {
+    type: "heartbeat.publish",
+    epoch: 20,
+    resigning: true,
+  });
+});
+
+test("election - a stop asked for while handing over stops once the release ends; others ignore HAND_OVER", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.send({ type: "HAND_OVER", successor: OTHER });
+  e.send({ type: "RESIGN" });
+  assert.is(e.state(), "handingOver");
+  e.send({ type: "LEASE_ERROR", operation: "release", message: "timeout" });
+  assert.is(e.state(), "stopped");
+  const follower = election();
+  follower.send({ type: "HAND_OVER", successor: OTHER });
+  assert.is(follower.state(), "follower");
+  assert.is(follower.count("heartbeat.publish"), 0);
+});
+
+test("election - the standing delay adds to every backoff but a named successor's", () => {
+  const delayed = election({ random: createRandom(7) });
+  const plain = election({ random: createRandom(7) });
+  delayed.send({ type: "STANDING_DELAY", ms: 400 });
+  for (const e of [delayed, plain]) e.advance(T.leaderTimeoutMs);
+  const backoff = plain.actor.getSnapshot().context.backoffMs;
+  assert.is(delayed.actor.getSnapshot().context.backoffMs, backoff + 400, "the same random backoff, 400 ms later");
+  delayed.advance(backoff + 399);
+  assert.is(delayed.count("lease.create"), 0);
+  delayed.advance(1);
+  assert.is(delayed.count("lease.create"), 1);
+  // Named successor: no backoff at all, standing delay or not.
+  const successor = election();
+  successor.send({ type: "STANDING_DELAY", ms: 400 });
+  successor.send(heartbeat(5));
+  successor.send(heartbeat(5, OTHER, true, ME));
+  successor.advance(1);
+  assert.is(successor.count("lease.create"), 1);
+});
+
 test.run();
