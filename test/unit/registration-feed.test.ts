@@ -38,7 +38,14 @@ function fakeStore(rows: StoredRegistration[]) {
       return () => followers.delete(handler);
     },
   };
-  return { store, push: (c: RegistrationChange) => followers.forEach((f) => f(c)), followers, loads: () => loads };
+  return {
+    store,
+    push: (c: RegistrationChange) => {
+      for (const f of followers) f(c);
+    },
+    followers,
+    loads: () => loads,
+  };
 }
 
 /** Subjects of `partitions` that fall in partition `p`, and ones that do not. */
