@@ -1,9 +1,10 @@
 /**
  * Helpers of the presence integration tests: waiting for a coordinator's registration
- * stream, and recording every presence report of a cluster with its arrival time.
+ * stream, recording every presence report of a cluster with its arrival time, and a client
+ * written against the plain NATS client.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { decodeReport, REPORT_HEADERS, type Report } from "../src/protocol/presence.js";
 
 /** Waits until a coordinator has created the cluster's registration stream (registrations before it are lost). */
@@ -49,5 +50,32 @@ export async function pollUntil<T>(what: string, check: () => Promise<T | undefi
     if (value !== undefined && value !== false) return value;
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A presence client as an application would write it with the plain NATS client. */
+export class RawClient {
+  private sub: Subscription | null = null;
+  constructor(
+    readonly nc: NatsConnection,
+    readonly cluster: string,
+    readonly subject: string,
+  ) {}
+  answer(): void {
+    this.sub = this.nc.subscribe(this.subject, {
+      callback: (_e, m) => {
+        m.respond("pong");
+      },
+    });
+  }
+  register(extra: Record<string, unknown> = {}): void {
+    this.nc.publish(`presence.register.${this.cluster}`, JSON.stringify({ myPresenceSubject: this.subject, ...extra }));
+  }
+  unregister(): void {
+    this.nc.publish(`presence.unregister.${this.cluster}`, JSON.stringify({ myPresenceSubject: this.subject }));
+  }
+  silence(): void {
+    this.sub?.unsubscribe();
+    this.sub = null;
   }
 }

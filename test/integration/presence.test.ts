@@ -5,47 +5,20 @@
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config/config.js";
 import { presenceResources } from "../../src/protocol/presence.js";
 import { NatsCluster, NatsServer } from "../../src/nats/server.js";
 import { registrationKey } from "../../src/presence/registration-store.js";
-import { pollUntil, reportRecorder, waitForStream } from "../../harness/presence.js";
+import { pollUntil, RawClient, reportRecorder, waitForStream } from "../../harness/presence.js";
 import { spawnCli, spawnCoordinator, waitFor, type CoordinatorProcess } from "../../harness/coordinators.js";
 
 const DEAD_TIMEOUT_MS = DEFAULT_DEAD_TIMEOUT_MS;
 const PING_INTERVAL_MS = DEFAULT_PING_INTERVAL_MS;
 /** How long a registration delivered to a leader that died waits before the next leader gets it (see coordinator.ts). */
 const ACK_WAIT_MS = Math.max(5000, 2 * DEFAULT_LEADER_TIMEOUT_MS);
-
-/** A presence client as an application would write it with the plain NATS client. */
-class RawClient {
-  private sub: Subscription | null = null;
-  constructor(
-    readonly nc: NatsConnection,
-    readonly cluster: string,
-    readonly subject: string,
-  ) {}
-  answer(): void {
-    this.sub = this.nc.subscribe(this.subject, {
-      callback: (_e, m) => {
-        m.respond("pong");
-      },
-    });
-  }
-  register(extra: Record<string, unknown> = {}): void {
-    this.nc.publish(`presence.register.${this.cluster}`, JSON.stringify({ myPresenceSubject: this.subject, ...extra }));
-  }
-  unregister(): void {
-    this.nc.publish(`presence.unregister.${this.cluster}`, JSON.stringify({ myPresenceSubject: this.subject }));
-  }
-  silence(): void {
-    this.sub?.unsubscribe();
-    this.sub = null;
-  }
-}
 
 test("presence - 20 clients register, 5 go silent and each gets exactly one NodeDead; a crash failover keeps monitoring", async () => {
   const server = await NatsServer.start();
