@@ -5,7 +5,7 @@
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type Msg } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/config/config.js";
