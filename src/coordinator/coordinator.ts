@@ -118,7 +118,7 @@ class RunningCoordinator implements Coordinator {
         format: config.logFormat,
         verbose: config.verbose,
         fields: { coordinatorId: config.coordinatorId },
-        epoch: () => this.coordinatorView?.epoch ?? 0,
+        epoch: (partition) => (partition === undefined ? this.coordinatorView?.epoch : this.coordinatorView?.epochOf(partition)) ?? 0,
       });
   }
 

@@ -40,6 +40,8 @@ export interface CoordinatorView {
    * null when it knows none. With several partitions, partition 0's.
    */
   readonly knownLeader: LeaseHolder | null;
+  /** The epoch this coordinator knows of `partition`: its own while leading it, else the highest seen (0 for one it does not run). */
+  epochOf(partition: number): number;
   /** How many partitions the cluster runs (1 by default). */
   readonly partitionCount: number;
   /** Every partition as this coordinator sees it, by partition. */
@@ -122,6 +124,7 @@ export function coordinatorView(
     get connected() {
       return isConnected();
     },
+    epochOf: (partition) => elections[partition]?.driver.epoch ?? 0,
     partitionCount: elections.length,
     partitions: () => elections.map(partitionView),
     leads: () => elections.some(({ driver }) => driver.isLeader && driver.leaseIsValid()),

@@ -167,7 +167,8 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
       // The demo prints the reports itself; the coordinators' own logs only with --verbose.
       level: options.verbose ? "info" : "warn",
       fields: { coordinatorId: id },
-      epoch: () => (coordinator ? coordinator.view.epoch : 0),
+      epoch: (partition) =>
+        coordinator === undefined ? 0 : partition === undefined ? coordinator.view.epoch : coordinator.view.epochOf(partition),
     });
     coordinator = await startCoordinator(config, {
       logger,

@@ -15,8 +15,11 @@ export interface LoggerOptions {
   verbose: boolean;
   /** Fields added to every line, e.g. `{ coordinatorId }`. */
   fields?: Record<string, string | number>;
-  /** Read on every line: the epoch this coordinator knows now. */
-  epoch?: () => number;
+  /**
+   * Read on every line: the epoch this coordinator knows now; of the line's partition when it
+   * has one (with several partitions, each has its own epoch).
+   */
+  epoch?: (partition?: number) => number;
   /** Lowest level printed when not verbose (default "info"). */
   level?: string;
   /** Where lines go (default: stderr, so stdout stays free for a command's output). */
@@ -68,7 +71,7 @@ const redactUrls = winston.format((info) => {
 
 export function createLogger(options: LoggerOptions): Logger {
   const addEpoch = winston.format((info) => {
-    if (options.epoch) info.epoch = options.epoch();
+    if (options.epoch) info.epoch = options.epoch(typeof info.partition === "number" ? info.partition : undefined);
     return info;
   });
   const stream = options.stream ?? process.stderr;

@@ -136,7 +136,8 @@ export function runCommand(): Command {
           format: config.logFormat,
           verbose: config.verbose,
           fields: { coordinatorId: config.coordinatorId },
-          epoch: () => (coordinator ? coordinator.view.epoch : 0),
+          epoch: (partition) =>
+            coordinator === undefined ? 0 : partition === undefined ? coordinator.view.epoch : coordinator.view.epochOf(partition),
         });
         logConfigOverrides(cmd, logger);
         // Before connecting: a port in use fails at once.
