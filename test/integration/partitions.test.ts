@@ -155,6 +155,20 @@ test("partitions - spread, crash, join and SIGTERM: every partition led, every c
       15_000,
     );
     assert.ok(performance.now() - joinedAt < 5000 + 3000, "d took its share soon after it started (its own start takes up to 3 s)");
+    // No client went unreported for longer than a handoff beyond its NodeState interval (1.5 s).
+    const joinEnd = performance.now() + 1600;
+    await waitFor("a NodeState interval after the join", () => performance.now() >= joinEnd, 5000);
+    for (const c of clients.filter((c) => c !== silenced)) {
+      const times = rec
+        .of(c.subject)
+        .filter((s) => s.at >= joinedAt && s.at <= joinEnd)
+        .map((s) => s.at);
+      const gaps = times.slice(1).map((t, i) => t - times[i]!);
+      assert.ok(
+        times.length >= 2 && Math.max(...gaps) < 2500,
+        `${c.subject} reported at least every 2.5 s while d joined (${gaps.map((g) => g.toFixed(0)).join(",")})`,
+      );
+    }
 
     // SIGTERM a: all its partitions move within 1 s.
     const aLed = [...leaders(observer.heartbeats, performance.now() - 1500).entries()]
