@@ -239,7 +239,7 @@ export class KvRegistrationStore implements RegistrationStore {
         clusterId,
         kv,
         options.logger,
-        options.mirror === true ? RegistrationMirror.start(kv, decodeStored, options.logger) : null,
+        options.mirror === true ? RegistrationMirror.start(kv, decodeStored, options.logger, () => nc.isClosed()) : null,
       );
     } catch (err) {
       throw new RegistrationStoreError(`registration store: cannot prepare stream and KV bucket ${stream}: ${describeError(err)}`, {
