@@ -24,6 +24,7 @@ export {
   type PresenceChange,
   type LeaveReason,
   type Applied,
+  type PartitionLeader,
 } from "./watch-presence.js";
 export { ClientEvents, type EventMap } from "./events.js";
 export { MAX_PARTITIONS, partitionOf } from "../protocol/partition.js";

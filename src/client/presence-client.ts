@@ -9,9 +9,10 @@
  * When does it register again?
  * - After its connection reconnects (`reconnect` status): while it was away the leader may
  *   have declared it dead and removed its registration.
- * - After a new leader appears (a heartbeat on `coordinator.leader.heartbeat.{cluster}` with
- *   a higher epoch than any seen; a resigning heartbeat is not a new leader), but only if no
- *   ping arrives within `newLeaderGraceMs` of it. A new leader loads every stored
+ * - After a new leader of its partition appears (a heartbeat on
+ *   `coordinator.leader.heartbeat.{cluster}` of its partition with a higher epoch than any
+ *   seen of it; a resigning heartbeat is not a new leader), but only if no ping arrives
+ *   within `newLeaderGraceMs` of it. A new leader loads every stored
  *   registration and pings each client within a ping interval, so a client that is pinged
  *   is known and needs nothing. Registering again anyway would restart its lifecycle at the
  *   coordinator (another NodePresent, its round-trip and missed pings reset) and write the
@@ -21,6 +22,14 @@
  *   heartbeat the client hears counts as a new leader too, so that case is covered from
  *   the start.
  *
+ * Partitions: a cluster run with `--partitions P` has one leader per partition, and a
+ * client is monitored by the leader of `partitionOf(subject, P)` only. Given the option
+ * `partitions` (P), the client follows its own partition's heartbeats and ignores the rest,
+ * so an unrelated partition's failover is nothing to it. Without it, the client follows
+ * every partition (at P = 1 that is its own); the ping check above still keeps a client
+ * whose leader pings it from registering again, but it then reacts to every partition's
+ * new leaders (see LeaderEpochs).
+ *
  * Registering is idempotent at the coordinator: one actor per subject, whose lifecycle
  * starts over with NodePresent.
  */
@@ -29,7 +38,9 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { isValidClusterId } from "../protocol/cluster-id.js";
 import { parseHeartbeat, subjects, type Heartbeat } from "../protocol/election.js";
 import { parseRegistration, presenceSubjects } from "../protocol/presence.js";
+import { MAX_PARTITIONS } from "../protocol/partition.js";
 import { ClientEvents } from "./events.js";
+import { LeaderEpochs } from "./leader-epochs.js";
 
 /**
  * How long after a new leader appears a client waits for its first ping before it registers
@@ -48,6 +59,15 @@ export interface PresenceClientOptions {
   metadata?: JsonObject;
   /** See DEFAULT_NEW_LEADER_GRACE_MS. */
   newLeaderGraceMs?: number;
+  /**
+   * The cluster's number of partitions (the coordinators' `--partitions`, 1 to 1024). Given,
+   * the client heeds only the heartbeats of its own partition, `partitionOf(subject,
+   * partitions)`; a heartbeat that shows another count is reported once as an error
+   * (`partitions-mismatch`) and the client then follows every partition. Left out, it
+   * follows every partition: right at one partition, and at more it may react to
+   * unrelated failovers.
+   */
+  partitions?: number;
 }
 
 export type ReregisterReason = "reconnect" | "new-leader";
@@ -60,10 +80,13 @@ export type PresenceClientEvents = {
   registered: [{ subject: string; at: number }];
   /** A coordinator pinged this client, and it answered. */
   pinged: [{ at: number }];
-  /** Registered again, and why. `epoch` is the highest leader epoch seen so far (0: none). */
+  /** Registered again, and why. `epoch` is the client's `epoch` at that moment. */
   reregistered: [{ reason: ReregisterReason; epoch: number; at: number }];
-  /** A heartbeat named a leader with a higher epoch than any seen before. */
-  leader: [{ coordinatorId: string; epoch: number }];
+  /**
+   * A heartbeat of a partition the client follows named a leader with a higher epoch than
+   * any seen before of that partition (`partition` 0 with one partition).
+   */
+  leader: [{ coordinatorId: string; epoch: number; partition: number }];
   /** close() finished: unregistered and unsubscribed. */
   closed: [];
   error: [PresenceClientError];
@@ -76,7 +99,8 @@ export type PresenceClientErrorCode =
   | "connection-closed"
   | "start-failed"
   | "publish-failed"
-  | "subscription-failed";
+  | "subscription-failed"
+  | "partitions-mismatch";
 
 /** Something the presence client could not do; `code` is stable, `cause` holds the NATS error. */
 export class PresenceClientError extends Error {
@@ -99,7 +123,7 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
   private current: PresenceClientStatus = "new";
   private subs: Subscription[] = [];
   private statusIter: (AsyncIterable<Status> & { stop?: () => void }) | null = null;
-  private highestEpoch = 0;
+  private readonly epochs: LeaderEpochs;
   /** Monotonic times (performance.now) of the last ping and the last registration. */
   private lastPingAt = Number.NEGATIVE_INFINITY;
   private lastRegisteredAt = Number.NEGATIVE_INFINITY;
@@ -126,6 +150,13 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
     if (!Number.isFinite(grace) || grace < 0) {
       throw new PresenceClientError("invalid-options", `newLeaderGraceMs must be a number of ms ≥ 0; got ${grace}`);
     }
+    const partitions = options.partitions;
+    if (partitions !== undefined && (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS)) {
+      throw new PresenceClientError(
+        "invalid-options",
+        `partitions must be a whole number from 1 to ${MAX_PARTITIONS} (the cluster's --partitions); got ${partitions}`,
+      );
+    }
     const metadata = options.metadata ?? {};
     if ("myPresenceSubject" in metadata) {
       throw new PresenceClientError("invalid-options", "metadata must not contain myPresenceSubject; pass the subject as `subject`");
@@ -137,15 +168,24 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
     this.subject = options.subject;
     this.metadata = metadata;
     this.graceMs = grace;
+    this.epochs = new LeaderEpochs(options.subject, partitions);
   }
 
   get status(): PresenceClientStatus {
     return this.current;
   }
 
-  /** The highest leader epoch this client has heard of (0: none yet). */
+  /**
+   * The highest leader epoch this client has heard of its partition (0: none yet); of any
+   * partition when it does not know its partition.
+   */
   get epoch(): number {
-    return this.highestEpoch;
+    return this.epochs.epoch;
+  }
+
+  /** Its partition, when the `partitions` option gave it (and no heartbeat contradicted it). */
+  get partition(): number | undefined {
+    return this.epochs.partition;
   }
 
   /**
@@ -241,10 +281,10 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
     } catch {
       return; // a malformed heartbeat is the coordinators' concern (they log it), not this client's
     }
-    // A resigning leader's last heartbeat carries its old epoch: not a new leader.
-    if (hb.resigning === true || hb.epoch <= this.highestEpoch) return;
-    this.highestEpoch = hb.epoch;
-    this.emit("leader", { coordinatorId: hb.coordinatorId, epoch: hb.epoch });
+    const verdict = this.epochs.observe(hb);
+    if (verdict.mismatch !== null) this.fail(new PresenceClientError("partitions-mismatch", `${this.subject}: ${verdict.mismatch}`));
+    if (!verdict.newLeader) return;
+    this.emit("leader", { coordinatorId: hb.coordinatorId, epoch: hb.epoch, partition: verdict.partition });
     const seenAt = performance.now();
     clearTimeout(this.graceTimer);
     this.graceTimer = setTimeout(() => {
@@ -277,7 +317,7 @@ export class PresenceClient extends ClientEvents<PresenceClientEvents> {
       return;
     }
     this.lastRegisteredAt = performance.now();
-    this.emit("reregistered", { reason, epoch: this.highestEpoch, at: Date.now() });
+    this.emit("reregistered", { reason, epoch: this.epochs.epoch, at: Date.now() });
   }
 }
 

@@ -6,10 +6,12 @@
  * `Presence-Encoding` header names, and keeps a live map of the clients that are alive or
  * suspect, with `join`, `update` and `leave` events:
  *
- * - a report whose epoch is lower than the highest seen comes from a stale leader: dropped
- *   (a `stale` event says so);
- * - a newer epoch (a new leader) keeps the entries: the new leader reports NodePresent for
- *   every client it took over, which updates them;
+ * - a report whose epoch is lower than the highest seen of its partition comes from a stale
+ *   leader: dropped (a `stale` event says so). Each partition has its own leader and its own
+ *   epochs (a report without `partition` is partition 0), so a report is only ever compared
+ *   with reports of its own partition;
+ * - a newer epoch of a partition (a new leader of it) keeps the entries: the new leader
+ *   reports NodePresent for every client it took over, which updates them;
  * - NodeDead and NodeLeft remove the client (`leave` with reason `dead` or `left`);
  * - an entry no report has refreshed for `expireAfterMs` is removed too (`leave`,
  *   `expired`): every live client gets a NodeState report every state interval (1.5 s by
@@ -34,7 +36,8 @@ export const DEFAULT_EXPIRE_AFTER_MS = 15_000;
 
 /** A client in the view: what the leader's monitor knows of it (as the query service gives it), and where that came from. */
 export interface PresenceEntry extends ClientInfo {
-  /** Epoch and leader of the latest report about it. */
+  /** Partition, epoch and leader of the latest report about it (`partition` 0 with one partition). */
+  partition: number;
   epoch: number;
   coordinatorId: string;
   /** Wall-clock ms when the latest report about it arrived here. */
@@ -48,12 +51,21 @@ export type PresenceChange =
   | { type: "update"; entry: PresenceEntry; previous: PresenceEntry; report: Report }
   | { type: "leave"; subject: string; reason: LeaveReason; entry: PresenceEntry; report: Report | null };
 
+/** The leader of one partition as the reports name it: the one of the highest epoch seen. */
+export interface PartitionLeader {
+  partition: number;
+  epoch: number;
+  coordinatorId: string;
+}
+
 /** What applying one report did. */
 export interface Applied {
-  /** False: the report came from a stale epoch and was dropped. */
+  /** False: the report came from a stale epoch of its partition and was dropped. */
   accepted: boolean;
-  /** The report named a higher epoch than any before (a new leader). */
+  /** The report named a higher epoch than any before of its partition (a new leader of it). */
   newLeader: boolean;
+  /** The report's partition (0 when it names none). */
+  partition: number;
   changes: PresenceChange[];
 }
 
@@ -64,17 +76,37 @@ function sameMetadata(a: JsonObject, b: JsonObject): boolean {
 /** The view itself, without NATS: reports in, changes out. */
 export class PresenceView {
   private readonly entries = new Map<string, PresenceEntry>();
-  private highest = 0;
-  private leaderId: string | null = null;
+  /** Per partition, the highest epoch seen and its leader. */
+  private readonly leaders = new Map<number, PartitionLeader>();
+  /** The leader of the highest epoch seen over all partitions. */
+  private latest: PartitionLeader | null = null;
 
-  /** The highest epoch seen (0: none yet). */
+  /**
+   * The highest epoch seen over all partitions (0: none yet). With one partition, that
+   * partition's; with more, see epochOf().
+   */
   get epoch(): number {
-    return this.highest;
+    return this.latest?.epoch ?? 0;
   }
 
-  /** The leader of the highest epoch seen. */
+  /** The leader of the highest epoch seen over all partitions (with one partition: its leader). */
   get leader(): string | null {
-    return this.leaderId;
+    return this.latest?.coordinatorId ?? null;
+  }
+
+  /** The highest epoch seen of `partition` (0: none yet). */
+  epochOf(partition: number): number {
+    return this.leaders.get(partition)?.epoch ?? 0;
+  }
+
+  /** The leader of the highest epoch seen of `partition` (null: none yet). */
+  leaderOf(partition: number): string | null {
+    return this.leaders.get(partition)?.coordinatorId ?? null;
+  }
+
+  /** Every partition a report has named, with its leader, sorted by partition. */
+  partitions(): PartitionLeader[] {
+    return [...this.leaders.values()].sort((a, b) => a.partition - b.partition);
   }
 
   get size(): number {
@@ -92,19 +124,22 @@ export class PresenceView {
   }
 
   apply(report: Report, nowMs: number = Date.now()): Applied {
-    if (report.epoch < this.highest) return { accepted: false, newLeader: false, changes: [] };
-    const newLeader = report.epoch > this.highest;
+    const partition = report.partition ?? 0;
+    const highest = this.epochOf(partition);
+    if (report.epoch < highest) return { accepted: false, newLeader: false, partition, changes: [] };
+    const newLeader = report.epoch > highest;
     if (newLeader) {
-      this.highest = report.epoch;
-      this.leaderId = report.coordinatorId;
+      const leader: PartitionLeader = { partition, epoch: report.epoch, coordinatorId: report.coordinatorId };
+      this.leaders.set(partition, leader);
+      if (report.epoch > this.epoch) this.latest = leader;
     }
     const subject = report.clientSubject;
     const previous = this.entries.get(subject);
     if (report.type === "NodeDead" || report.type === "NodeLeft" || report.state === "dead" || report.state === "left") {
-      if (previous === undefined) return { accepted: true, newLeader, changes: [] };
+      if (previous === undefined) return { accepted: true, newLeader, partition, changes: [] };
       this.entries.delete(subject);
       const reason: LeaveReason = report.type === "NodeLeft" || report.state === "left" ? "left" : "dead";
-      return { accepted: true, newLeader, changes: [{ type: "leave", subject, reason, entry: previous, report }] };
+      return { accepted: true, newLeader, partition, changes: [{ type: "leave", subject, reason, entry: previous, report }] };
     }
     const entry: PresenceEntry = {
       subject,
@@ -113,15 +148,16 @@ export class PresenceView {
       rttMs: report.rttMs,
       missedPings: report.missedPings,
       metadata: report.metadata,
+      partition,
       epoch: report.epoch,
       coordinatorId: report.coordinatorId,
       updatedAt: nowMs,
     };
     this.entries.set(subject, entry);
-    if (previous === undefined) return { accepted: true, newLeader, changes: [{ type: "join", entry, report }] };
+    if (previous === undefined) return { accepted: true, newLeader, partition, changes: [{ type: "join", entry, report }] };
     // NodeState refreshes an entry quietly; a change of state, of metadata or a new registration (NodePresent) is an update.
     const changed = previous.state !== entry.state || report.type === "NodePresent" || !sameMetadata(previous.metadata, entry.metadata);
-    return { accepted: true, newLeader, changes: changed ? [{ type: "update", entry, previous, report }] : [] };
+    return { accepted: true, newLeader, partition, changes: changed ? [{ type: "update", entry, previous, report }] : [] };
   }
 
   /** Removes the entries no report refreshed within `maxAgeMs` of `nowMs`. */
@@ -149,10 +185,10 @@ export type PresenceWatchEvents = {
   leave: [{ subject: string; reason: LeaveReason; entry: PresenceEntry; report: Report | null }];
   /** Every report accepted (not stale), after the view was updated. */
   report: [Report];
-  /** A report of an epoch lower than the highest seen, dropped. */
-  stale: [{ report: Report; highestEpoch: number }];
-  /** A report named a new, higher epoch. */
-  leader: [{ coordinatorId: string; epoch: number }];
+  /** A report of an epoch lower than the highest seen of its partition (`highestEpoch`), dropped. */
+  stale: [{ report: Report; highestEpoch: number; partition: number }];
+  /** A report named a new, higher epoch of its partition: a new leader of that partition. */
+  leader: [{ coordinatorId: string; epoch: number; partition: number }];
   /** A message on the report subject that could not be decoded (it is skipped). */
   error: [ReportDecodeError];
 };
@@ -191,6 +227,21 @@ export class PresenceWatch extends ClientEvents<PresenceWatchEvents> {
     return this.view.leader;
   }
 
+  /** See PresenceView.epochOf(). */
+  epochOf(partition: number): number {
+    return this.view.epochOf(partition);
+  }
+
+  /** See PresenceView.leaderOf(). */
+  leaderOf(partition: number): string | null {
+    return this.view.leaderOf(partition);
+  }
+
+  /** See PresenceView.partitions(). */
+  partitions(): PartitionLeader[] {
+    return this.view.partitions();
+  }
+
   /** @internal Subscribes; called by watchPresence(). */
   async start(): Promise<void> {
     this.sub = this.nc.subscribe(presenceSubjects.report(this.options.clusterId), {
@@ -219,13 +270,13 @@ export class PresenceWatch extends ClientEvents<PresenceWatchEvents> {
 
   /** Feeds one decoded report through the view and emits what changed. */
   receive(report: Report): void {
-    const highestEpoch = this.view.epoch;
     const applied = this.view.apply(report);
+    const partition = applied.partition;
     if (!applied.accepted) {
-      this.emit("stale", { report, highestEpoch });
+      this.emit("stale", { report, highestEpoch: this.view.epochOf(partition), partition });
       return;
     }
-    if (applied.newLeader) this.emit("leader", { coordinatorId: report.coordinatorId, epoch: report.epoch });
+    if (applied.newLeader) this.emit("leader", { coordinatorId: report.coordinatorId, epoch: report.epoch, partition });
     this.publishChanges(applied.changes);
     this.emit("report", report);
   }

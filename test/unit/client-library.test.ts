@@ -8,7 +8,9 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { PresenceView } from "../../src/client/watch-presence.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { PresenceView, PresenceWatch } from "../../src/client/watch-presence.js";
+import { formatReport } from "../../src/cli/print/report.js";
 import type { Report } from "../../src/protocol/presence.js";
 import {
   DEFAULT_LIST_LIMIT,
@@ -100,6 +102,77 @@ test("watch - a report of a lower epoch is dropped; a new leader keeps the entri
   assert.is(view.leader, "lead-2");
   assert.is(view.get("svc.a")!.coordinatorId, "lead-2");
   assert.not.ok(view.apply(report({ epoch: 7 })).accepted, "the old leader's epoch is stale now");
+});
+
+test("watch - each partition's reports are judged against that partition's epochs only", () => {
+  const view = new PresenceView();
+  // Partition 1 led at epoch 263, partition 3 at 161 (epochs of different partitions are unrelated).
+  assert.ok(view.apply(report({ clientSubject: "svc.one", type: "NodePresent", partition: 1, epoch: 263, coordinatorId: "c" })).accepted);
+  const p3 = view.apply(report({ clientSubject: "svc.three", type: "NodePresent", partition: 3, epoch: 161, coordinatorId: "d" }));
+  assert.ok(p3.accepted, "a lower epoch of another partition is not stale");
+  assert.ok(p3.newLeader);
+  assert.is(p3.partition, 3);
+  assert.equal(
+    p3.changes.map((c) => c.type),
+    ["join"],
+  );
+  // A report without a partition is partition 0: a partition of its own, too.
+  assert.ok(view.apply(report({ clientSubject: "svc.zero", type: "NodePresent", epoch: 5, coordinatorId: "e" })).accepted);
+  assert.is(view.size, 3);
+  assert.is(view.get("svc.three")!.partition, 3);
+  assert.is(view.get("svc.zero")!.partition, 0);
+  assert.equal(
+    [0, 1, 2, 3].map((p) => [view.epochOf(p), view.leaderOf(p)]),
+    [
+      [5, "e"],
+      [263, "c"],
+      [0, null],
+      [161, "d"],
+    ],
+  );
+  assert.equal(
+    view.partitions().map((l) => `${l.partition}:${l.coordinatorId}@${l.epoch}`),
+    ["0:e@5", "1:c@263", "3:d@161"],
+  );
+  assert.is(view.epoch, 263, "epoch stays the highest seen over all partitions");
+  assert.is(view.leader, "c");
+  // Within partition 3, an older epoch is stale; a newer one is its new leader.
+  const stale = view.apply(
+    report({ clientSubject: "svc.three", type: "NodeDead", state: "dead", partition: 3, epoch: 150, coordinatorId: "old" }),
+  );
+  assert.not.ok(stale.accepted);
+  assert.is(stale.partition, 3);
+  assert.ok(view.get("svc.three"));
+  assert.ok(view.apply(report({ clientSubject: "svc.three", partition: 3, epoch: 161, coordinatorId: "d" })).accepted);
+  const handover = view.apply(report({ clientSubject: "svc.three", type: "NodePresent", partition: 3, epoch: 270, coordinatorId: "c" }));
+  assert.ok(handover.newLeader);
+  assert.is(view.leaderOf(3), "c");
+  assert.is(view.epochOf(1), 263, "partition 1 is untouched");
+  assert.is(view.epoch, 270);
+  assert.not.ok(view.apply(report({ clientSubject: "svc.three", partition: 3, epoch: 161, coordinatorId: "d" })).accepted);
+});
+
+test("watch - the stale and leader events name the report's partition and its highest epoch", () => {
+  const watch = new PresenceWatch(null as unknown as NatsConnection, { clusterId: "c" });
+  const seen: string[] = [];
+  watch.on("leader", ({ coordinatorId, epoch, partition }) => seen.push(`leader ${coordinatorId}@${epoch} p${partition}`));
+  watch.on("stale", ({ report: r, highestEpoch, partition }) => seen.push(`stale ${r.epoch} < ${highestEpoch} p${partition}`));
+  watch.receive(report({ partition: 1, epoch: 263, coordinatorId: "c" }));
+  watch.receive(report({ clientSubject: "svc.b", partition: 3, epoch: 161, coordinatorId: "d" }));
+  watch.receive(report({ clientSubject: "svc.b", partition: 3, epoch: 160, coordinatorId: "x" }));
+  assert.equal(seen, ["leader c@263 p1", "leader d@161 p3", "stale 160 < 161 p3"]);
+  assert.is(watch.epochOf(3), 161);
+  assert.is(watch.leaderOf(1), "c");
+});
+
+test("watch - text lines show a partition other than 0 as [pN], and one-partition lines are unchanged", () => {
+  const base = report({ ts: Date.UTC(2024, 0, 1, 10, 0, 0, 5), lastSeenMs: 0 });
+  assert.is(formatReport(base), "10:00:00.005  NodeState     svc.a  alive  lastSeen=- rtt=1.5ms missed=0  leader=lead-1 epoch=5 seq=1");
+  assert.is(formatReport({ ...base, partition: 0 }), formatReport(base));
+  assert.is(
+    formatReport({ ...base, partition: 3 }),
+    "10:00:00.005  NodeState     svc.a  alive  lastSeen=- rtt=1.5ms missed=0  [p3] leader=lead-1 epoch=5 seq=1",
+  );
 });
 
 test("watch - entries no report refreshed for the expiry leave as expired", () => {

@@ -2,7 +2,9 @@
  * `presence-coordinator watch`: prints every presence report of a cluster, one per line,
  * whichever encoding the leader publishes (the Presence-Encoding header says which). Built
  * on the client library's watchPresence, so a report of a stale epoch (an old leader's) is
- * not printed; a line on stderr says it was dropped.
+ * not printed; a line on stderr says it was dropped. Epochs are compared within a
+ * partition: each partition has its own leader. Text lines show a partition other than 0 as
+ * `[p3]`; JSON lines are the reports as decoded.
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { watchPresence } from "../../client/watch-presence.js";
@@ -77,9 +79,9 @@ export async function runWatch(options: WatchOptions): Promise<() => Promise<voi
   const watch = await watchPresence(nc, { clusterId: options.clusterId, expireAfterMs: 0 });
   watch.on("report", (report) => options.out.write(`${options.json ? JSON.stringify(report) : formatReport(report)}\n`));
   watch.on("error", (err) => options.err.write(`presence-coordinator watch: skipped an unreadable report: ${describeError(err)}\n`));
-  watch.on("stale", ({ report, highestEpoch }) =>
+  watch.on("stale", ({ report, highestEpoch, partition }) =>
     options.err.write(
-      `presence-coordinator watch: dropped a ${report.type} of ${report.clientSubject} from ${report.coordinatorId} at stale epoch ${report.epoch} (highest seen ${highestEpoch})\n`,
+      `presence-coordinator watch: dropped a ${report.type} of ${report.clientSubject} from ${report.coordinatorId} at stale epoch ${report.epoch}${partition === 0 ? "" : ` of partition ${partition}`} (highest seen ${highestEpoch})\n`,
     ),
   );
   options.err.write(`presence-coordinator watch: reports of cluster "${options.clusterId}" on ${nc.getServer()} (Ctrl-C stops)\n`);
