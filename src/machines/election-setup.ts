@@ -142,10 +142,14 @@ export const electionSetup = setup({
     /**
      * Wait before a candidate tries the create again when a lease it has no heartbeat from
      * still holds the key (see isLingeringLease). A named successor, whose predecessor is
-     * deleting the key right now, first tries again sooner.
+     * deleting the key right now, first tries again sooner; one with a standing delay (not the
+     * partition's heir) tries that much later each time, so that the heir takes the lease
+     * when it expires.
      */
     leaseRetry: ({ context }) =>
-      context.handoff && context.createAttempts <= FAST_HANDOFF_RETRIES ? handoffRetryMs(context.timings) : leaseRetryMs(context.timings),
+      context.handoff && context.createAttempts <= FAST_HANDOFF_RETRIES
+        ? handoffRetryMs(context.timings)
+        : leaseRetryMs(context.timings) + (context.handoff ? 0 : context.standingDelayMs),
     /** Time between two renewals (and heartbeats) of the leader. */
     heartbeatInterval: ({ context }) => context.timings.heartbeatIntervalMs,
     /**
@@ -210,6 +214,11 @@ export const electionSetup = setup({
       return event.coordinatorId !== context.coordinatorId && event.epoch > context.epoch;
     },
     stopRequested: ({ context }) => context.stopRequested,
+    /** The release left the key free (nobody had created it yet when it was read). */
+    releasedToNobody: ({ event }) => {
+      assertEvent(event, "LEASE_RELEASED");
+      return event.holder === null;
+    },
     /**
      * A renewal that was sent less than the renew deadline ago: the lease is valid from when
      * it was sent. One that took longer (its answer waited out a pause of this process)

@@ -278,10 +278,15 @@ export const electionMachine = electionSetup.createMachine({
         "Balancing: a last heartbeat with resigning: true naming the successor, then the lease key is deleted against its revision; then it follows (or stops, if asked meanwhile).",
       entry: ["publishResigningHeartbeat", "requestRelease"],
       exit: "clearHandoverTo",
-      after: { releaseTimeout: { target: "leavingLeadership", actions: "forgetLeader" } },
+      after: { releaseTimeout: "leavingLeadership" },
       on: {
-        LEASE_RELEASED: { target: "leavingLeadership", actions: "recordHolder" },
-        LEASE_ERROR: { target: "leavingLeadership", actions: "forgetLeader" },
+        // The successor often heartbeats before the release's answer is in: it is followed at once.
+        HEARTBEAT: { guard: "isLiveLeaderHeartbeat", actions: "followHeartbeatSender" },
+        LEASE_RELEASED: [
+          { guard: "releasedToNobody", target: "leavingLeadership" },
+          { target: "leavingLeadership", actions: "recordHolder" },
+        ],
+        LEASE_ERROR: { target: "leavingLeadership" },
         RESIGN: { actions: "requestStop" },
       },
     },

@@ -132,7 +132,12 @@ test("partitions - spread, crash, join and SIGTERM: every partition led, every c
       const ms = t.at! - killedAt;
       assert.ok(ms <= 2500, `partition ${t.p} led again ${ms.toFixed(0)} ms after the kill`);
     }
-    assert.equal(new Set(takeovers.map((t) => t.hb!.coordinatorId)), new Set(["a", "b"]), "both survivors took one");
+    // Each partition's heir usually takes it (one each); a busy machine may let the other win,
+    // and then the balancer spreads them within a round or two (checked below).
+    process.stdout.write(
+      `  c's partitions taken by ${takeovers.map((t) => `${t.hb!.coordinatorId} (p${t.p}, ${(t.at! - killedAt).toFixed(0)} ms)`).join(", ")}\n`,
+    );
+    await waitForSpread(observer, ["a", "b"], () => 3, 5000);
     // Every client of c's partitions is reported under the new epoch without registering again.
     const moved = clients.filter((c) => c !== silenced && lost.some(([p]) => p === partitionOf(c.subject, P)));
     await waitFor(
@@ -141,7 +146,6 @@ test("partitions - spread, crash, join and SIGTERM: every partition led, every c
       10_000,
     );
     await waitFor("NodeDead for the client silenced during the failover", () => rec.types(silenced.subject).includes("NodeDead"), 20_000);
-    await waitForSpread(observer, ["a", "b"], () => 3, 10_000);
 
     // A fourth and a fifth coordinator join: each takes its share within 5 s (6 over 4: 2, 2, 1, 1).
     const joinedAt = performance.now();

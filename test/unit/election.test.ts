@@ -729,6 +729,17 @@ test("election - a leader hands over: resigning heartbeat naming the successor, 
   });
 });
 
+test("election - a successor heard before the release's answer is followed, and the answer does not forget it", () => {
+  const e = election();
+  e.becomeLeader(10);
+  e.send({ type: "HAND_OVER", successor: OTHER });
+  e.send(heartbeat(12));
+  e.send({ type: "LEASE_RELEASED", holder: null }); // read before the successor's create landed
+  assert.is(e.state(), "follower");
+  assert.equal(e.actor.getSnapshot().context.leader, { coordinatorId: OTHER, epoch: 12 });
+  assert.equal(e.lastReport(), { type: "BecameFollower", epoch: 12, state: "follower", reason: "stepped-down", leaderId: OTHER });
+});
+
 test("election - a stop asked for while handing over stops once the release ends; others ignore HAND_OVER", () => {
   const e = election();
   e.becomeLeader(10);
@@ -754,6 +765,13 @@ test("election - the standing delay adds to every backoff but a named successor'
   assert.is(delayed.count("lease.create"), 0);
   delayed.advance(1);
   assert.is(delayed.count("lease.create"), 1);
+  // A lingering lease: the heir (no standing delay) tries again every leaseRetryMs, the others that much later.
+  delayed.send({ type: "LEASE_TAKEN", holder: { coordinatorId: OTHER, epoch: 0 } });
+  assert.equal(delayed.state(), { candidate: "lingering" });
+  delayed.advance(leaseRetryMs(T) + 399);
+  assert.is(delayed.count("lease.create"), 1);
+  delayed.advance(1);
+  assert.is(delayed.count("lease.create"), 2);
   // Named successor: no backoff at all, standing delay or not.
   const successor = election();
   successor.send({ type: "STANDING_DELAY", ms: 400 });
