@@ -88,16 +88,29 @@ class Stage {
     return stage;
   }
 
-  start(id: string, seed: number): CoordinatorProcess {
+  start(id: string, seed: number, extra: string[] = []): CoordinatorProcess {
     const c = spawnCoordinator({
       urls: [this.server.url],
       clusterId: this.cluster,
       id,
-      args: ["--record", join(this.dir, `${id}.jsonl`), "--seed", String(seed), ...CLIENT_TIMINGS],
+      args: ["--record", join(this.dir, `${id}.jsonl`), "--seed", String(seed), ...CLIENT_TIMINGS, ...extra],
     });
     this.coordinators.set(id, c);
     say(`started coordinator ${id} (seed ${seed})`);
     return c;
+  }
+
+  /** Waits until `id` heartbeats as the leader of every partition in `partitions`. */
+  async leads(id: string, partitions: number[], since = 0): Promise<void> {
+    for (const p of partitions) {
+      await this.observer.waitForHeartbeat(
+        `${id}'s heartbeat for partition ${p}`,
+        (h) => !h.resigning && h.coordinatorId === id && (h.partition ?? 0) === p,
+        15_000,
+        since,
+      );
+    }
+    say(`${id} leads partition${partitions.length > 1 ? "s" : ""} ${partitions.join(", ")}`);
   }
 
   async leader(since = 0, not?: string): Promise<string> {
@@ -250,6 +263,45 @@ const scenarios: Record<string, Scenario> = {
     }
     await sleep(1200);
     await s.stop(next, "SIGTERM");
+    for (const c of clients) c.close();
+  },
+
+  /**
+   * Three partitions, four clients over all three. One coordinator leads them all; a second
+   * joins and the balancer hands it one (a handover); then the first is killed and the second
+   * takes the rest (a crash failover) and reports every client.
+   */
+  "partitioned-handover": async (s) => {
+    const partitions = ["--partitions", "3"];
+    s.start("ph-a", 61, partitions);
+    await s.leads("ph-a", [0, 1, 2]);
+    await s.streamReady();
+    // partitionOf over 3 partitions: svc.part.3 → 0, svc.part.1 and svc.part.8 → 1, svc.part.7 → 2.
+    const clients = ["svc.part.1", "svc.part.3", "svc.part.7", "svc.part.8"].map((subject) => s.client(subject));
+    for (const c of clients) c.register({ rack: c.subject.slice(-1) });
+    for (const c of clients) await s.report(`NodePresent ${c.subject}`, (r) => r.type === "NodePresent" && r.clientSubject === c.subject);
+    const joinedAt = performance.now();
+    s.start("ph-b", 62, partitions);
+    const moved = await s.report(
+      "a NodePresent from ph-b after the handover",
+      (r) => r.type === "NodePresent" && r.coordinatorId === "ph-b",
+      joinedAt,
+      20_000,
+    );
+    say(`ph-b took partition ${moved.partition ?? 0}`);
+    await sleep(1200);
+    const crashedAt = performance.now();
+    await s.stop("ph-a", "SIGKILL");
+    await s.leads("ph-b", [0, 1, 2], crashedAt);
+    for (const c of clients) {
+      await s.report(
+        `${c.subject} reported by ph-b`,
+        (r) => r.coordinatorId === "ph-b" && r.clientSubject === c.subject && (r.type === "NodePresent" || r.type === "NodeState"),
+        joinedAt,
+      );
+    }
+    await s.report("a NodeState from ph-b after the failover", (r) => r.type === "NodeState" && r.coordinatorId === "ph-b", crashedAt);
+    await s.stop("ph-b", "SIGTERM");
     for (const c of clients) c.close();
   },
 

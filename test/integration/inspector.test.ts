@@ -164,4 +164,69 @@ test("inspector - the page shows the leader's chart, its clients, and a client t
   }
 });
 
+test("inspector - with three partitions the tree is one per coordinator: balancer, an election per partition, monitors, shards, clients", async () => {
+  const server = await NatsServer.start();
+  let coordinator: CoordinatorProcess | undefined;
+  let nc: NatsConnection | undefined;
+  let browser: Browser | undefined;
+  try {
+    coordinator = spawnCoordinator({
+      urls: [server.url],
+      clusterId: "inspp",
+      id: "inspp-a",
+      args: ["--inspect=0", "--partitions", "3"],
+    });
+    const url = await waitFor("the inspector URL in the log", () => inspectorUrl(coordinator!), 10_000);
+    nc = await connect({ servers: server.url });
+    // partitionOf over 3 partitions: svc.part.3 → 0, svc.part.1 and svc.part.8 → 1, svc.part.7 → 2.
+    const subjects = ["svc.part.1", "svc.part.3", "svc.part.7", "svc.part.8"];
+    for (const subject of subjects) nc.subscribe(subject, { callback: (_e, m) => void m.respond("pong") });
+    await nc.flush();
+
+    browser = await launchBrowser();
+    const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    const pageErrors: string[] = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    await page.goto(url);
+    // Alone, it leads all three partitions.
+    await page.locator('#tree [data-key="balancer"]', { hasText: "leads 3 of 3" }).waitFor({ timeout: 20_000 });
+    for (const subject of subjects) nc.publish("presence.register.inspp", JSON.stringify({ myPresenceSubject: subject }));
+    for (const subject of subjects) {
+      await page.locator(`#clients tbody tr[data-subject="${subject}"][data-state="alive"]`).waitFor({ timeout: 10_000 });
+    }
+    // Each client sits under its partition's monitor, in the tree's order.
+    const keys = async () => page.locator("#tree [data-key]").evaluateAll((els) => els.map((e) => e.getAttribute("data-key")));
+    const order = await pollFor(
+      "every client in the tree",
+      async () => {
+        const k = await keys();
+        return subjects.every((s) => k.includes(`client:${s}`)) ? k : undefined;
+      },
+      5000,
+    );
+    const at = (key: string) => order.indexOf(key);
+    assert.ok(at("balancer") < at("election.0") && at("election.0") < at("monitor.0"), order.join(" "));
+    assert.ok(at("monitor.0") < at("client:svc.part.3") && at("client:svc.part.3") < at("election.1"), order.join(" "));
+    assert.ok(at("election.1") < at("client:svc.part.1") && at("client:svc.part.8") < at("election.2"), order.join(" "));
+    assert.ok(at("election.2") < at("monitor.2") && at("monitor.2") < at("client:svc.part.7"), order.join(" "));
+    // The page opened on partition 0's election, with its chart; partition 2's can be picked from the tree.
+    await page.locator('#tree [data-key="election.0"].selected').waitFor({ timeout: 5000 });
+    await page.locator('#chart svg [id="state:election.leader"].active').waitFor({ timeout: 5000 });
+    await page.locator('#tree [data-key="election.2"]').click();
+    await page.locator('#tree [data-key="election.2"].selected').waitFor({ timeout: 3000 });
+    // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator, not a DOM node; the rendered text is what the test reads
+    assert.match(await page.locator("#chart-title").innerText(), /election machine — election\.2/);
+    // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator, not a DOM node; the rendered text is what the test reads
+    assert.match(await page.locator("#leader").innerText(), /^p0 inspp-a · p1 inspp-a · p2 inspp-a$/);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: `${ARTIFACTS}inspector-partitions.png`, fullPage: true });
+    assert.equal(pageErrors, [], "no script errors on the page");
+  } finally {
+    await browser?.close();
+    await nc?.close();
+    await coordinator?.kill();
+    await server.stop();
+  }
+});
+
 test.run();

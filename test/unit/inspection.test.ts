@@ -6,7 +6,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import WebSocket from "ws";
 import { createActor, fromCallback, setup, SimulatedClock, type AnyActorRef } from "xstate";
-import { DEFAULT_MONITOR_TIMINGS } from "../../src/config/config.js";
+import { DEFAULT_MONITOR_TIMINGS, DEFAULT_TIMINGS, type CoordinatorConfig } from "../../src/config/config.js";
+import { electionInputFor } from "../../src/election/election-driver.js";
+import { electionMachine } from "../../src/machines/election.js";
 import type { ClientContext } from "../../src/machines/client.js";
 import type { Command, RegistrationRecord } from "../../src/machines/commands.js";
 import type { ReplyFact } from "../../src/machines/liveness.js";
@@ -116,6 +118,109 @@ test("inspection - at 10,000 clients a view carries one page of rows, every shar
   const page2 = m.hub.view({ clients: { offset: 9_950 } });
   assert.is(page2.clients.rows.length, 50);
   assert.is(page2.clients.rows[49]!.subject, "load.client-09999");
+});
+
+/**
+ * A coordinator with three partitions as the hub sees it: three election actor systems on one
+ * observer, created in partition order as the coordinator does. Partitions 0 and 2 lead (their
+ * lease create answered), partition 1 follows another coordinator.
+ */
+function inspectedPartitions() {
+  const clock = new SimulatedClock();
+  const hub = new InspectionHub({ coordinatorId: "me", clusterId: "t", now: () => clock.now() });
+  const config = { ...DEFAULT_TIMINGS, ...DEFAULT_MONITOR_TIMINGS, coordinatorId: "me", seed: 5, shardCount: 8 } as CoordinatorConfig;
+  const systems = [0, 1, 2].map((p) => {
+    const commands: Command[] = [];
+    const machine = electionMachine.provide({
+      actors: { outbox: fromCallback<Command>(({ receive }) => receive((c) => commands.push(c))) },
+    });
+    return { commands, actor: createActor(machine, { clock, inspect: hub.inspect, input: electionInputFor(config, p) }) };
+  });
+  for (const { actor } of systems) actor.start();
+  const heartbeat = () => systems[1]!.actor.send({ type: "HEARTBEAT", coordinatorId: "other", epoch: 5, resigning: false });
+  // In steps: a timer set by a timer that fires (the backoff after the leader timeout) fires in a later step.
+  for (let t = 0; t < config.leaderTimeoutMs + config.electionBackoffMaxMs + 100; t += 50) {
+    if (t % config.heartbeatIntervalMs === 0) heartbeat();
+    clock.increment(50);
+  }
+  for (const p of [0, 2]) {
+    const { actor, commands } = systems[p]!;
+    assert.ok(
+      commands.some((c) => c.type === "lease.create"),
+      `partition ${p} stands`,
+    );
+    actor.send({ type: "LEASE_CREATED", epoch: 10 + p, revision: 10 + p, latencyMs: 1 });
+  }
+  const load = (p: number, subjects: string[]) =>
+    (systems[p]!.actor.system.get("monitor") as AnyActorRef).send({
+      type: "REGISTRATIONS_LOADED",
+      records: subjects.map((subject, i) => ({ registration: { subject, metadata: {} }, revision: i + 1, atMs: 1_000_000 })),
+    });
+  load(0, ["p0.a", "p0.b"]);
+  load(2, ["p2.a"]);
+  return { clock, hub, systems };
+}
+
+test("inspection - with several partitions the tree is balancer → each partition's election → its monitor → shards → clients", () => {
+  const { hub, systems } = inspectedPartitions();
+  const view = hub.view({ select: "monitor.2" });
+  const tree = view.tree!;
+  assert.equal([tree.key, tree.kind, tree.state], ["balancer", "balancer", "leads 2 of 3"]);
+  const elections = tree.children!;
+  assert.equal(
+    elections.map((e) => [e.key, e.partition, e.detail]),
+    [
+      ["election.0", 0, "epoch 10"],
+      ["election.1", 1, "other leads, epoch 5"],
+      ["election.2", 2, "epoch 12"],
+    ],
+  );
+  assert.is(elections[1]!.children, undefined, "no monitor where it follows");
+  const monitor0 = elections[0]!.children![0]!;
+  assert.equal([monitor0.key, monitor0.detail], ["monitor.0", "2 clients"]);
+  const clients0 = monitor0.children!.flatMap((shard) => {
+    assert.match(shard.key, /^shard-\d+\.0$/, "each partition's shard-N is its own");
+    return shard.children!.map((c) => c.key);
+  });
+  assert.equal(clients0.sort(), ["client:p0.a", "client:p0.b"]);
+  const monitor2 = elections[2]!.children![0]!;
+  assert.equal(
+    monitor2.children!.flatMap((s) => s.children!.map((c) => [c.key, c.partition])),
+    [["client:p2.a", 2]],
+  );
+  // The header: a role per partition.
+  assert.equal(
+    view.coordinator.partitions!.map((p) => [p.partition, p.role, p.epoch, p.leaderId]),
+    [
+      [0, "leader", 10, "me"],
+      [1, "follower", 5, "other"],
+      [2, "leader", 12, "me"],
+    ],
+  );
+  assert.is(view.coordinator.role, "leader");
+  // Every partition's actor can be selected by its key; the shard grid and the table cover them all.
+  assert.equal([view.selected!.key, view.selected!.kind, view.selected!.machine], ["monitor.2", "monitor", "monitor"]);
+  assert.match(hub.view({ select: "election.1" }).selected!.state, /^follower/);
+  assert.is(view.counts.total, 3);
+  assert.equal(
+    view.shards.reduce((n, s) => n + s.clients, 0),
+    3,
+  );
+  assert.is(hub.view({ select: "client:p2.a" }).selected!.context.subject, "p2.a");
+  // Events are shown under their partition's actor.
+  const actors = new Set(hub.view({}).events.map((e) => e.actor));
+  assert.ok(actors.has("election.0") && actors.has("election.2"), [...actors].join(", "));
+  assert.not.ok(actors.has("election"), "no actor is named without its partition");
+  for (const { actor } of systems) actor.stop();
+});
+
+test("inspection - with one partition the tree and keys are as they always were", () => {
+  const m = inspectedMonitor(8);
+  m.load(["one.a"]);
+  const view = m.hub.view({ select: "monitor" });
+  assert.is(view.coordinator.partitions, undefined);
+  assert.equal(view.selected?.key, "monitor");
+  assert.ok(m.hub.view({ select: `shard-${shardOf("one.a", 8)}` }).selected, "shard keys carry no partition");
 });
 
 const ROUTINE = new Set(["SWEEP", "replies.collect", "clients.ping", "NodeState", "after sweepInterval"]);

@@ -22,11 +22,12 @@ import type { LeaseStore } from "../../src/election/lease-store.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { LogRecorder, RECORD_FORMAT, RecordWriter, type RecordHeader } from "../../src/observe/record/recorder.js";
 import { runReplay } from "../../src/cli/commands/replay.js";
+import { formatActors, formatDivergence } from "../../src/cli/print/replay.js";
 import { parseRecordLog, RecordLogError, type RecordLog } from "../../src/observe/record/record-log.js";
 import { isReport, replayLog } from "../../src/observe/record/replay.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
-const SCENARIOS = ["crash-failover", "client-death", "flapping-client", "graceful-handoff", "re-registration"];
+const SCENARIOS = ["crash-failover", "client-death", "flapping-client", "graceful-handoff", "re-registration", "partitioned-handover"];
 
 function fixtureLogs(scenario: string): { file: string; log: RecordLog }[] {
   const dir = join(FIXTURES, scenario);
@@ -100,6 +101,43 @@ test("replay - the fixtures show what their scenarios are about", () => {
   }
 });
 
+test("replay - the partitioned fixture replays each partition through its own actor system, its commands named by partition", () => {
+  const [a, b] = fixtureLogs("partitioned-handover");
+  assert.is(a!.file, "ph-a.jsonl");
+  assert.is(a!.log.header.config.partitions, 3);
+  const ledBy = (log: RecordLog) => {
+    const result = replayLog(log, { check: true });
+    assert.is(result.divergence, null);
+    assert.is(result.partitions, 3);
+    assert.ok(
+      result.produced.every((c) => c.partition !== undefined && c.partition >= 0 && c.partition < 3),
+      "every command names its partition",
+    );
+    const led = (type: string) =>
+      [
+        ...new Set(
+          result.produced.flatMap((c) => (c.command.type === "report.publish" && c.command.report.type === type ? [c.partition] : [])),
+        ),
+      ].sort();
+    return { result, became: led("BecameLeader"), steppedDown: led("SteppedDown") };
+  };
+  const first = ledBy(a!.log);
+  assert.equal(first.became, [0, 1, 2], "ph-a led every partition");
+  const handedOver = a!.log.entries.find((e) => e.entry.kind === "event" && e.entry.event.type === "HAND_OVER")?.entry;
+  assert.ok(handedOver, "ph-a handed a partition over");
+  assert.equal(first.steppedDown, [handedOver.partition], "and stepped down in that partition only");
+  const second = ledBy(b!.log);
+  assert.equal(second.became, [0, 1, 2], "ph-b took the handed-over partition, then the others after the crash");
+  // Each client is reported by its partition's election: partitionOf over 3 partitions.
+  const where = new Map(
+    second.result.produced.flatMap((c) => (c.command.type === "report.presence" ? [[c.command.report.clientSubject, c.partition]] : [])),
+  );
+  assert.equal(Object.fromEntries(where), { "svc.part.7": 2, "svc.part.3": 0, "svc.part.1": 1, "svc.part.8": 1 });
+  // Timers are numbered per partition: each partition's first timer is its own timer 1.
+  const firstTimers = a!.log.entries.flatMap(({ entry }) => (entry.kind === "timer" && entry.n === 1 ? [entry.partition] : []));
+  assert.equal(firstTimers.sort(), [0, 1, 2]);
+});
+
 /** The text of a fixture with one line changed. */
 function tampered(scenario: string, change: (lines: string[]) => void): RecordLog {
   const { log } = fixtureLogs(scenario)[0]!;
@@ -142,6 +180,77 @@ test("replay --check - a dropped command and a timer that never fired live are d
   assert.ok(d2);
   assert.is(d2.line, line);
   assert.match(d2.problem, /timer 99999/);
+});
+
+test("replay --check - a tampered entry of one partition is a divergence naming that partition", () => {
+  let line = 0;
+  const changed = tampered("partitioned-handover", (lines) => {
+    line = lines.findIndex((l) => l.includes('"NodePresent"') && l.includes('"svc.part.7"')) + 1;
+    lines[line - 1] = lines[line - 1]!.replace('"state":"alive"', '"state":"suspect"');
+  });
+  const d1 = replayLog(changed, { check: true }).divergence;
+  assert.ok(d1, "replay differs");
+  assert.equal([d1.line, d1.partition, d1.problem], [line, 2, "the commands differ"]);
+  assert.is((d1.actual as { report: ClientReport }).report.state, "alive");
+
+  // A command moved to another partition: that partition's machines did not send it.
+  const moved = tampered("partitioned-handover", (lines) => {
+    line = lines.findIndex((l) => l.includes('"NodePresent"') && l.includes('"svc.part.3"')) + 1;
+    lines[line - 1] = lines[line - 1]!.replace('"partition":0}', '"partition":1}');
+  });
+  const d2 = replayLog(moved, { check: true }).divergence;
+  assert.ok(d2, "replay differs");
+  assert.equal([d2.line, d2.partition], [line, 1]);
+  assert.is((d2.expected as { report: ClientReport }).report.clientSubject, "svc.part.3");
+
+  // A timer fired in the wrong partition: that partition set no such timer yet.
+  const timer = tampered("partitioned-handover", (lines) => {
+    line = lines.findIndex((l) => l.includes('"kind":"timer"') && l.includes('"partition":2}')) + 1;
+    lines[line - 1] = lines[line - 1]!.replace('"partition":2}', '"partition":0}');
+  });
+  const d3 = replayLog(timer, { check: true }).divergence;
+  assert.ok(d3, "replay differs");
+  assert.equal([d3.line, d3.partition], [line, 0]);
+  assert.match(d3.problem, /^the log fires timer \d+/);
+});
+
+test("replay - the printed commands and the divergence name their partition; --until lists every partition's actors", async () => {
+  const file = join(FIXTURES, "partitioned-handover", "ph-b.jsonl");
+  const out = sink();
+  assert.is(await runReplay({ file, json: false, check: false, out, err: sink() }), 0);
+  const lines = out.text().trimEnd().split("\n");
+  assert.ok(
+    lines.every((l) => /^ +\d+\.\d{3} ms {2}p[012] {2}\S/.test(l) || /^ {30,}reports\.state /.test(l)),
+    lines.slice(0, 5).join("\n"),
+  );
+  assert.ok(lines.some((l) => / p2 {2}report\.presence NodePresent svc\.part\.7 /.test(l)));
+  const check = sink();
+  assert.is(await runReplay({ file, json: false, check: true, out: check, err: sink() }), 0);
+  assert.match(check.text(), /replayed through 3 partitions' actor systems; all \d+ commands \(\d+ reports\) match the log\n$/);
+  const json = sink();
+  assert.is(await runReplay({ file, json: true, check: true, out: json, err: sink() }), 0);
+  assert.is((JSON.parse(json.text()) as { partitions: number }).partitions, 3);
+
+  const { log } = fixtureLogs("partitioned-handover")[1]!;
+  const resigning = log.entries.find(({ entry }) => entry.kind === "event" && entry.event.type === "RESIGN")!.entry;
+  const actors = replayLog(log, { until: resigning.t - 1 }).until!.actors;
+  assert.equal(
+    actors.filter((a) => a.kind === "election").map((a) => a.partition),
+    [0, 1, 2],
+  );
+  const clients = actors.filter((a) => a.kind === "client").map((a) => `${a.partition}:${a.id.split("/")[1]}`);
+  assert.equal(clients.sort(), ["0:svc.part.3", "1:svc.part.1", "1:svc.part.8", "2:svc.part.7"]);
+  const tree = formatActors(replayLog(log, { until: resigning.t - 1 }).until!).split("\n");
+  const p1 = tree.indexOf("  partition 1");
+  assert.ok(p1 > 0, tree.join("\n"));
+  assert.match(tree[p1 + 1]!, /^ {4}election \{"leader"/);
+  assert.match(tree.find((l) => l.trim().startsWith("svc.part.8"))!, /^ {10}svc\.part\.8 /);
+
+  const tamperedFile = formatDivergence(
+    { line: 7, index: 6, t: 12.5, partition: 2, problem: "the commands differ", expected: null, actual: null },
+    "x.jsonl",
+  );
+  assert.match(tamperedFile, /^replay differs from x\.jsonl at entry 6 \(line 7, partition 2, t=12\.500 ms\): the commands differ/);
 });
 
 /** The first line (1-based) of a fixture's text that holds `text`. */
@@ -364,6 +473,32 @@ test("record log - a format-1 log (one event per ping reply) is refused on line 
   assert.match(
     e.message,
     /sweeps \(format 2\) and cannot replay it exactly: replay it with the presence-coordinator that wrote it \(version 0\.0\.9, a build that writes record format 1\)$/,
+  );
+});
+
+test("record log - an entry's partition must be below the header's count, and present when it has several", () => {
+  const several = header({ config: { ...testConfig(), partitions: 3 } });
+  const ok = parseRecordLog(
+    `${several}\n{"kind":"start","t":1,"partition":2}\n{"kind":"info","t":2,"what":"connection","status":"reconnect"}\n`,
+    "ok",
+  );
+  assert.is(ok.entries[0]!.entry.partition, 2);
+  const beyond = readError(`${several}\n{"kind":"start","t":1,"partition":0}\n{"kind":"stop","t":2,"partition":3}\n`);
+  assert.is(beyond.line, 3);
+  assert.match(beyond.message, /partition 3: must be a whole number from 0 to 2 \(the header's config\.partitions is 3\)$/);
+  assert.match(readError(`${several}\n{"kind":"start","t":1,"partition":1.5}\n`).message, /partition 1\.5: must be a whole number/);
+  assert.match(readError(`${several}\n{"kind":"start","t":1,"partition":-1}\n`).message, /partition -1: must be/);
+  assert.match(
+    readError(`${several}\n{"kind":"start","t":1}\n`).message,
+    /start entry without a partition: the header says the coordinator ran 3 partitions/,
+  );
+  assert.match(
+    readError(`${header()}\n{"kind":"start","t":1,"partition":0}\n`).message,
+    /entry of partition 0, but the header's config has one partition/,
+  );
+  assert.match(
+    readError(header({ config: { ...testConfig(), partitions: 0 } })).message,
+    /config\.partitions must be a whole number from 1, not 0/,
   );
 });
 

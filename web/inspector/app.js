@@ -114,6 +114,11 @@ function render(msg) {
   ui.view = view;
   if (view === null) return;
   ui.lastSeq = view.lastSeq;
+  // With several partitions there is one election per partition: show partition 0's first.
+  if (view.tree?.kind === "balancer" && ui.select === "election") {
+    ui.select = "election.0";
+    request();
+  }
   for (const e of view.events) ui.events.push(e);
   if (ui.events.length > MAX_EVENTS) ui.events.splice(0, ui.events.length - MAX_EVENTS);
   renderHeader(view.coordinator);
@@ -143,8 +148,14 @@ function renderHeader(c) {
   const role = $("role");
   role.textContent = c.role;
   role.dataset.role = c.role;
-  $("epoch").textContent = c.epoch === 0 ? "—" : String(c.epoch);
-  $("leader").textContent = c.leaderId ?? "none known";
+  if (c.partitions) {
+    // Each partition has its own epoch and leader: `p0 12 · p1 15` and `p0 me · p1 c2`.
+    $("epoch").textContent = c.partitions.map((p) => `p${p.partition} ${p.epoch === 0 ? "—" : p.epoch}`).join(" · ");
+    $("leader").textContent = c.partitions.map((p) => `p${p.partition} ${p.leaderId ?? "none"}`).join(" · ");
+  } else {
+    $("epoch").textContent = c.epoch === 0 ? "—" : String(c.epoch);
+    $("leader").textContent = c.leaderId ?? "none known";
+  }
   $("cluster").textContent = c.clusterId;
   document.title = `${c.coordinatorId} (${c.role}) — presence-coordinator inspector`;
 }
@@ -166,6 +177,45 @@ function treeRow(node, depth, label, extra) {
   );
 }
 
+/** A node that is no actor (the balancer): a plain row, nothing to select. */
+function plainRow(node, depth, label, state) {
+  return el(
+    "div",
+    { class: `node plain kind-${node.kind}`, style: `--depth:${depth}`, "data-key": node.key },
+    el("span", { class: "node-name", text: label }),
+    el("span", { class: "node-state", text: state }),
+  );
+}
+
+const TREE_LABEL = {
+  election: (n) => `election ${n.partition}`,
+  monitor: () => "monitor",
+  shard: (n) => n.key.replace(/\.\d+$/, ""),
+  client: (n) => n.key.slice("client:".length),
+};
+
+/** The tree of a coordinator with several partitions: balancer → election per partition → monitor → shards → clients. */
+function partitionRows(view) {
+  const balancer = view.tree;
+  const rows = [plainRow(balancer, 1, "balancer", balancer.state)];
+  const walk = (node, depth) => {
+    const label = (TREE_LABEL[node.kind] ?? ((n) => n.key))(node);
+    // Short rows in a narrow panel: an election's top state and its epoch or leader, a
+    // monitor's and a shard's client count; the chart shows the full state when selected.
+    let shown = node;
+    let extra = null;
+    if (node.kind === "election") {
+      shown = { ...node, state: node.state.split(".")[0] };
+      if (node.detail) extra = el("span", { class: "node-count", text: node.detail });
+    } else if (node.detail) shown = { ...node, state: node.detail };
+    rows.push(treeRow(shown, depth, label, extra));
+    for (const child of node.children ?? []) walk(child, depth + 1);
+    if (node.more) rows.push(el("div", { class: "node hint", style: `--depth:${depth + 1}`, text: `and ${node.more} more` }));
+  };
+  for (const election of balancer.children ?? []) walk(election, 2);
+  return rows;
+}
+
 function renderTree(view) {
   const tree = $("tree");
   const c = view.coordinator;
@@ -177,7 +227,8 @@ function renderTree(view) {
       el("span", { class: "node-state", text: c.role }),
     ),
   ];
-  if (view.tree) {
+  if (view.tree?.kind === "balancer") rows.push(...partitionRows(view));
+  else if (view.tree) {
     rows.push(treeRow(view.tree, 1, "election"));
     for (const child of view.tree.children ?? []) {
       const extra =
@@ -438,7 +489,8 @@ function selectActor(key) {
 
 function toggleShard(index) {
   ui.expandShard = ui.expandShard === index ? null : index;
-  if (ui.expandShard !== null) ui.select = `shard-${index}`;
+  // With several partitions each has its own shard-N: the tree selects one, the grid only lists the clients.
+  if (ui.expandShard !== null && ui.view?.tree?.kind !== "balancer") ui.select = `shard-${index}`;
   request();
 }
 

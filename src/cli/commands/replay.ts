@@ -62,9 +62,11 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
       return 1;
     }
     const reports = result.produced.filter((c) => isReport(c.command)).length;
+    const several = result.partitions > 1;
     const summary = {
       kind: "check",
       file: options.file,
+      ...(several ? { partitions: result.partitions } : {}),
       entries: result.entries,
       commands: result.produced.length,
       reports,
@@ -73,7 +75,7 @@ export async function runReplay(options: RunReplayOptions): Promise<number> {
     out.write(
       options.json
         ? `${JSON.stringify(summary)}\n`
-        : `${options.file}: ${result.entries} entries replayed; all ${result.produced.length} commands (${reports} reports) match the log\n`,
+        : `${options.file}: ${result.entries} entries replayed${several ? ` through ${result.partitions} partitions' actor systems` : ""}; all ${result.produced.length} commands (${reports} reports) match the log\n`,
     );
   } else if (options.json) {
     for (const c of result.produced) out.write(`${JSON.stringify(c)}\n`);

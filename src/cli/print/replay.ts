@@ -17,10 +17,11 @@ function presenceLine(command: string, { type, clientSubject, metadata, ...rest 
 
 /**
  * One line per command: `  1234.567 ms  report.presence NodeDead demo.client-3 state=dead ...`;
- * a batch of NodeState reports is one line per report, the time on the first.
+ * a batch of NodeState reports is one line per report, the time on the first. With several
+ * partitions the time is followed by the partition whose actors sent it (`p2`).
  */
-export function formatCommand({ t, command }: TimedCommand): string {
-  const time = `${t.toFixed(3).padStart(11)} ms`;
+export function formatCommand({ t, partition, command }: TimedCommand): string {
+  const time = `${t.toFixed(3).padStart(11)} ms${partition === undefined ? "" : `  p${partition}`}`;
   switch (command.type) {
     case "report.presence":
       return `${time}  ${presenceLine("report.presence", command.report)}`;
@@ -43,16 +44,19 @@ export function formatCommand({ t, command }: TimedCommand): string {
 export function formatDivergence(d: Divergence, file: string): string {
   const show = (c: Command | null) => (c === null ? "(nothing)" : JSON.stringify(c));
   return [
-    `replay differs from ${file} at entry ${d.index} (line ${d.line}, t=${d.t.toFixed(3)} ms): ${d.problem}`,
+    `replay differs from ${file} at entry ${d.index} (line ${d.line}, ${d.partition === undefined ? "" : `partition ${d.partition}, `}t=${d.t.toFixed(3)} ms): ${d.problem}`,
     `  expected: ${show(d.expected)}`,
     `  actual:   ${show(d.actual)}`,
   ].join("\n");
 }
 
+/** The actor tree, indented; with several partitions, each partition's election under a line naming it. */
 export function formatActors(until: NonNullable<ReplayResult["until"]>): string {
   const lines = [`actors at ${until.t.toFixed(3)} ms:`];
   for (const a of until.actors) {
-    const depth = a.kind === "election" ? 1 : a.kind === "monitor" ? 2 : a.kind === "shard" ? 3 : 4;
+    const nested = a.partition === undefined ? 0 : 1;
+    if (a.kind === "election" && a.partition !== undefined) lines.push(`  partition ${a.partition}`);
+    const depth = nested + (a.kind === "election" ? 1 : a.kind === "monitor" ? 2 : a.kind === "shard" ? 3 : 4);
     const name = a.kind === "client" ? a.id.slice(a.id.indexOf("/") + 1) : a.id;
     const value = a.value === null ? "" : ` ${typeof a.value === "string" ? a.value : JSON.stringify(a.value)}`;
     lines.push(`${"  ".repeat(depth)}${name}${value}  ${fields(a.detail)}`);

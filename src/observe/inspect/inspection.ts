@@ -11,6 +11,16 @@
  * - the client table is filtered, sorted and paged in the daemon (client-table.ts), so a
  *   page gets at most one page of rows, however many clients there are.
  * With inspection off the hub does not exist and the actors are created without `inspect`.
+ *
+ * Partitions. A coordinator that runs several partitions hands the same observer to every
+ * partition's election driver, so the hub hears several actor systems whose actors have the
+ * same ids (`election`, `monitor`, `shard-17`). It tells them apart by the root each
+ * inspection event names (`rootId`, the session of the system's root, the election actor),
+ * and numbers the systems in the order their roots appear: the coordinator creates the
+ * partitions' drivers in partition order, so system p is partition p. With more than one
+ * system, every key but a client's names its partition (`election.2`, `shard-17.2`; a client
+ * is in one partition only), and the tree is coordinator → balancer → each partition's
+ * election → its monitor → shards → clients. With one, keys and tree are as they always were.
  */
 import type { AnyActorRef, AnyEventObject, InspectionEvent } from "xstate";
 import type { ClientContext } from "../../machines/client.js";
@@ -22,7 +32,7 @@ import { countStates, pageOfClients, type RowData, rowData, shardClients, shardS
 import { describeEvent, shortType } from "./event-detail.js";
 import { EventLog, type EventLogOptions, isIdle } from "./event-log.js";
 import { describeStateValue, flatContext } from "./snapshot-text.js";
-import type { ActorKind, ActorNode, CoordinatorView, SelectedView, View, ViewRequest } from "./view-types.js";
+import type { ActorKind, ActorNode, CoordinatorView, PartitionRole, SelectedView, View, ViewRequest } from "./view-types.js";
 
 export interface HubOptions extends Pick<EventLogOptions, "ringSize" | "routinePerSecond" | "notablePerSecond"> {
   coordinatorId: string;
@@ -34,11 +44,29 @@ export interface HubOptions extends Pick<EventLogOptions, "ringSize" | "routineP
 
 interface Entry {
   key: string;
+  /** The key the actor has in a coordinator with one partition (`InspectionHub.keyOf`). */
+  base: string;
   kind: ActorKind;
   ref: AnyActorRef;
+  /** Its actor system: the partition (0 with one). */
+  system: number;
 }
 
 const MACHINE_KINDS = new Set<ActorKind>(["election", "monitor", "shard", "client"]);
+
+/** With several partitions the tree lists at most this many shards per monitor, and clients per shard (the table has them all). */
+const TREE_SHARDS = 16;
+const TREE_CLIENTS = 8;
+
+type ElectionSnapshot = { value?: unknown; status?: string; context?: ElectionContext };
+
+/** A role as the header shows it: the election's top state, or why there is none. */
+function roleOf(snap: ElectionSnapshot | undefined): string {
+  if (snap === undefined) return "starting";
+  if (snap.status !== "active") return "stopped";
+  const value = snap.value;
+  return (typeof value === "string" ? value : Object.keys(value as object)[0]) ?? "unknown";
+}
 
 export class InspectionHub {
   readonly coordinatorId: string;
@@ -53,6 +81,8 @@ export class InspectionHub {
   private readonly finishedKept: number;
   private readonly log: EventLog;
   private selectedKey: string | null = null;
+  /** Actor systems by their root's session id, numbered as they appear (see the file comment). */
+  private readonly systems = new Map<string, number>();
 
   constructor(options: HubOptions) {
     this.coordinatorId = options.coordinatorId;
@@ -72,8 +102,35 @@ export class InspectionHub {
   /** Pass this as `inspect` to `createActor`. */
   readonly inspect = (ev: InspectionEvent): void => {
     if (ev.type === "@xstate.event") this.onEvent(ev.actorRef as AnyActorRef, ev.sourceRef as AnyActorRef | undefined, ev.event);
-    else if (ev.type === "@xstate.actor") this.onActor(ev.actorRef as AnyActorRef);
+    else if (ev.type === "@xstate.actor") this.onActor(ev.actorRef as AnyActorRef, ev.rootId);
   };
+
+  /** True once the hub has heard more than one actor system (a coordinator with several partitions). */
+  private get partitioned(): boolean {
+    return this.systems.size > 1;
+  }
+
+  /** The key of an actor of `system`: its partition named after it when there are several, except a client's. */
+  private keyIn(base: string, kind: ActorKind, system: number): string {
+    return this.partitioned && kind !== "client" ? `${base}.${system}` : base;
+  }
+
+  /** The system `rootId` is, numbered on first sight; the second one re-keys the first's actors. */
+  private systemOf(rootId: string): number {
+    let system = this.systems.get(rootId);
+    if (system !== undefined) return system;
+    system = this.systems.size;
+    this.systems.set(rootId, system);
+    if (this.systems.size === 2) {
+      const entries = [...this.byKey.values()];
+      this.byKey.clear();
+      for (const entry of entries) {
+        entry.key = this.keyIn(entry.base, entry.kind, entry.system);
+        this.byKey.set(entry.key, entry);
+      }
+    }
+    return system;
+  }
 
   /** The stable key of an actor: its machine for singletons, `shard-N`, `client:<subject>`. */
   static keyOf(kind: ActorKind, ref: AnyActorRef): string {
@@ -82,12 +139,14 @@ export class InspectionHub {
     return kind;
   }
 
-  private onActor(ref: AnyActorRef): void {
+  private onActor(ref: AnyActorRef, rootId: string): void {
     const logicId = (ref as unknown as { logic?: { id?: unknown } }).logic?.id;
     let kind: ActorKind = "other";
     if (typeof logicId === "string" && MACHINE_KINDS.has(logicId as ActorKind)) kind = logicId as ActorKind;
     else if (ref.id === "outbox") kind = "outbox";
-    const entry: Entry = { key: InspectionHub.keyOf(kind, ref), kind, ref };
+    const system = this.systemOf(rootId);
+    const base = InspectionHub.keyOf(kind, ref);
+    const entry: Entry = { key: this.keyIn(base, kind, system), base, kind, ref, system };
     this.byKey.set(entry.key, entry);
     this.byRef.set(ref, entry);
     if (kind === "client") {
@@ -154,17 +213,38 @@ export class InspectionHub {
     this.log.clearSelected();
   }
 
+  /** Each partition's election: its role, epoch and the leader it knows. */
+  private partitionRoles(): PartitionRole[] {
+    return Array.from(this.systems.values(), (p) => {
+      const snap = this.byKey.get(`election.${p}`)?.ref.getSnapshot() as ElectionSnapshot | undefined;
+      const c = snap?.context;
+      const role = roleOf(snap);
+      return {
+        partition: p,
+        role,
+        epoch: c === undefined ? 0 : role === "leader" ? c.epoch : c.highestEpoch,
+        leaderId: role === "leader" ? this.coordinatorId : (c?.leader?.coordinatorId ?? null),
+      };
+    });
+  }
+
   coordinator(): CoordinatorView {
+    if (this.partitioned) {
+      const partitions = this.partitionRoles();
+      return {
+        coordinatorId: this.coordinatorId,
+        clusterId: this.clusterId,
+        role: partitions.some((p) => p.role === "leader") ? "leader" : (partitions[0]?.role ?? "starting"),
+        epoch: 0,
+        leaderId: null,
+        startedAt: this.startedAt,
+        partitions,
+      };
+    }
     const election = this.byKey.get("election");
-    const snap = election?.ref.getSnapshot() as { value?: unknown; status?: string; context?: ElectionContext } | undefined;
+    const snap = election?.ref.getSnapshot() as ElectionSnapshot | undefined;
     const c = snap?.context;
-    const value = snap?.value;
-    const role =
-      snap === undefined
-        ? "starting"
-        : snap.status !== "active"
-          ? "stopped"
-          : ((typeof value === "string" ? value : Object.keys(value as object)[0]) ?? "unknown");
+    const role = roleOf(snap);
     return {
       coordinatorId: this.coordinatorId,
       clusterId: this.clusterId,
@@ -230,9 +310,9 @@ export class InspectionHub {
     this.prune();
     if (request.select !== undefined) this.select(request.select);
     const rows = this.allRows();
-    const shardIndexes: number[] = [];
-    for (const [key, entry] of this.byKey) {
-      if (entry.kind === "shard") shardIndexes.push(Number(key.slice("shard-".length)));
+    const shardIndexes = new Set<number>();
+    for (const entry of this.byKey.values()) {
+      if (entry.kind === "shard") shardIndexes.add(Number(entry.base.slice("shard-".length)));
     }
     const expand = request.expandShard;
 
@@ -240,7 +320,8 @@ export class InspectionHub {
     const monitor = this.node(this.byKey.get("monitor"));
     const outbox = this.node(this.byKey.get("outbox"));
     let tree: ActorNode | null = null;
-    if (election !== null) {
+    if (this.partitioned) tree = this.partitionedTree();
+    else if (election !== null) {
       tree = { ...election, children: [outbox, monitor].filter((n): n is ActorNode => n !== null && n.status !== "stopped") };
     }
 
@@ -248,7 +329,7 @@ export class InspectionHub {
       at: this.now(),
       coordinator: this.coordinator(),
       tree,
-      shards: shardSummaries(rows, shardIndexes),
+      shards: shardSummaries(rows, [...shardIndexes]),
       expandedShard: expand === undefined || expand === null ? null : shardClients(rows, expand),
       counts: countStates(rows),
       rates: this.log.rates(),
@@ -256,6 +337,63 @@ export class InspectionHub {
       lastSeq: this.log.lastSeq,
       selected: this.selectedView(),
       clients: pageOfClients(rows, request.clients ?? {}),
+    };
+  }
+
+  /**
+   * The tree of a coordinator with several partitions: the balancer (a node of the tree only:
+   * it is a plain object, not an actor), each partition's election under it, the monitor of
+   * each partition it leads, that monitor's shards with clients, and their clients.
+   */
+  private partitionedTree(): ActorNode {
+    const roles = this.partitionRoles();
+    const clientsOf = new Map<Entry, AnyActorRef[]>();
+    for (const { ref, parent } of this.clients.values()) {
+      const shard = parent === undefined ? undefined : this.byRef.get(parent);
+      if (shard === undefined) continue;
+      const list = clientsOf.get(shard);
+      if (list === undefined) clientsOf.set(shard, [ref]);
+      else list.push(ref);
+    }
+    const elections: ActorNode[] = [];
+    for (const { partition, role, epoch, leaderId } of roles) {
+      const election = this.node(this.byKey.get(`election.${partition}`));
+      if (election === null) continue;
+      election.partition = partition;
+      election.detail = role === "leader" ? `epoch ${epoch}` : leaderId !== null ? `${leaderId} leads, epoch ${epoch}` : "no leader known";
+      const monitorEntry = this.byKey.get(`monitor.${partition}`);
+      const monitor = this.node(monitorEntry);
+      if (monitor !== null && monitor.status !== "stopped") {
+        monitor.partition = partition;
+        const shards = [...clientsOf]
+          .filter(([entry]) => entry.system === partition && entry.ref.getSnapshot().status === "active")
+          .sort(([a], [b]) => Number(a.base.slice("shard-".length)) - Number(b.base.slice("shard-".length)));
+        const count = shards.reduce((n, [, refs]) => n + refs.length, 0);
+        monitor.detail = `${count} client${count === 1 ? "" : "s"}`;
+        monitor.children = shards.slice(0, TREE_SHARDS).map(([entry, refs]) => {
+          const shard = this.node(entry)!;
+          shard.partition = partition;
+          shard.detail = `${refs.length} client${refs.length === 1 ? "" : "s"}`;
+          const sorted = refs.map((ref) => ref.id).sort();
+          shard.children = sorted.slice(0, TREE_CLIENTS).flatMap((subject) => {
+            const node = this.node(this.byKey.get(`client:${subject}`));
+            return node === null ? [] : [{ ...node, partition }];
+          });
+          if (sorted.length > TREE_CLIENTS) shard.more = sorted.length - TREE_CLIENTS;
+          return shard;
+        });
+        if (shards.length > TREE_SHARDS) monitor.more = shards.length - TREE_SHARDS;
+        election.children = [monitor];
+      }
+      elections.push(election);
+    }
+    const led = roles.filter((r) => r.role === "leader").length;
+    return {
+      key: "balancer",
+      kind: "balancer",
+      state: `leads ${led} of ${roles.length}`,
+      status: "active",
+      children: elections,
     };
   }
 

@@ -3,8 +3,11 @@
  * system (actor tree, shards, client rows, events, the selected actor) and the page's request.
  */
 
-/** The machines of the hierarchy, by their machine id, plus the outbox. */
-export type ActorKind = "election" | "monitor" | "shard" | "client" | "outbox" | "other";
+/**
+ * The machines of the hierarchy, by their machine id, plus the outbox. `balancer` is a node
+ * of the tree only (with several partitions): the balancer is not an actor, and has no events.
+ */
+export type ActorKind = "election" | "monitor" | "shard" | "client" | "outbox" | "balancer" | "other";
 
 export type ClientRowState = "alive" | "suspect" | "dead" | "left";
 
@@ -54,7 +57,13 @@ export interface ActorNode {
   /** The state value as a dotted path (parallel regions joined with ` | `). */
   state: string;
   status: string;
+  /** The partition whose actor system it is in, when the coordinator runs several. */
+  partition?: number;
+  /** A short summary for the tree (`epoch 7`, `3 clients`), with several partitions. */
+  detail?: string;
   children?: ActorNode[];
+  /** Children left out of `children` to keep the tree short (the client table has them all). */
+  more?: number;
 }
 
 export interface ShardSummary {
@@ -86,13 +95,26 @@ export interface SelectedView {
   events: EventEntry[];
 }
 
-export interface CoordinatorView {
-  coordinatorId: string;
-  clusterId: string;
+/** One partition's election, as this coordinator sees it. */
+export interface PartitionRole {
+  partition: number;
   role: string;
   epoch: number;
   leaderId: string | null;
+}
+
+export interface CoordinatorView {
+  coordinatorId: string;
+  clusterId: string;
+  /** With several partitions: `leader` while it leads any of them, else partition 0's role. */
+  role: string;
+  /** With several partitions: 0 (each partition has its own, in `partitions`). */
+  epoch: number;
+  /** With several partitions: null (each partition has its own, in `partitions`). */
+  leaderId: string | null;
   startedAt: number;
+  /** Every partition's election, when the coordinator runs several (absent: it runs one). */
+  partitions?: PartitionRole[];
 }
 
 export interface View {

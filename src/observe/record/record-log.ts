@@ -73,10 +73,35 @@ function checkHeader(value: unknown, fail: (problem: string) => never): RecordHe
   const config = value.config;
   if (!isObject(config)) fail("the header has no config");
   for (const key of CONFIG_NUMBERS) if (!isNumber(config[key])) fail(`the header's config has no numeric ${key}`);
+  const partitions = config.partitions;
+  if (partitions !== undefined && (!Number.isInteger(partitions) || (partitions as number) < 1)) {
+    fail(`the header's config.partitions must be a whole number from 1, not ${JSON.stringify(partitions)}`);
+  }
   return value as unknown as RecordHeader;
 }
 
-function checkEntry(value: unknown, fail: (problem: string) => never): RecordEntry {
+/**
+ * Which partition an entry belongs to: with several partitions every entry of the machines
+ * names one below the header's count (a coordinator's own `info` may name none); with one,
+ * none does.
+ */
+function checkPartition(value: Record<string, unknown>, partitions: number, fail: (problem: string) => never): void {
+  const p = value.partition;
+  if (p === undefined) {
+    if (partitions > 1 && value.kind !== "info") {
+      fail(`${String(value.kind)} entry without a partition: the header says the coordinator ran ${partitions} partitions`);
+    }
+    return;
+  }
+  if (partitions === 1) fail(`entry of partition ${JSON.stringify(p)}, but the header's config has one partition`);
+  if (!Number.isInteger(p) || (p as number) < 0 || (p as number) >= partitions) {
+    fail(
+      `entry with partition ${JSON.stringify(p)}: must be a whole number from 0 to ${partitions - 1} (the header's config.partitions is ${partitions})`,
+    );
+  }
+}
+
+function checkEntry(value: unknown, partitions: number, fail: (problem: string) => never): RecordEntry {
   if (!isObject(value)) fail("not a JSON object");
   if (!isNumber(value.t) || value.t < 0) fail(`entry without a valid time "t" (kind ${JSON.stringify(value.kind)})`);
   const hasType = (v: unknown) => isObject(v) && typeof v.type === "string";
@@ -104,6 +129,7 @@ function checkEntry(value: unknown, fail: (problem: string) => never): RecordEnt
     default:
       fail(`unknown entry kind ${JSON.stringify(value.kind)}`);
   }
+  checkPartition(value, partitions, fail);
   return value as unknown as RecordEntry;
 }
 
@@ -137,7 +163,7 @@ export function parseRecordLog(text: string, file: string): RecordLog {
       header = checkHeader(value, fail);
       return;
     }
-    const entry = checkEntry(value, fail);
+    const entry = checkEntry(value, header!.config.partitions ?? 1, fail);
     if (entry.t < lastT) fail(`time goes backwards (t=${entry.t} after t=${lastT})`);
     lastT = entry.t;
     entries.push({ line, entry });

@@ -56,7 +56,15 @@ export interface RecordHeader {
   startedAt: string;
 }
 
-export type RecordEntry =
+/**
+ * An entry of the log. When the coordinator runs several partitions (`config.partitions` > 1),
+ * every entry of a partition's actors names it (`"partition":p`): each partition's election,
+ * monitor and clock form an actor system of their own, recorded and replayed as such, with
+ * timers numbered per partition. Only the coordinator's own `info` entries name none.
+ */
+export type RecordEntry = RecordEntryBody & { partition?: number };
+
+type RecordEntryBody =
   /** The election actor was started. */
   | { kind: "start"; t: number }
   /** An event delivered to the election actor. */
@@ -75,7 +83,7 @@ export type RecordEntry =
 
 type WithoutTime<T> = T extends unknown ? Omit<T, "t"> & { partition?: number } : never;
 /** An entry as the recording side hands it over; the recorder stamps the time. */
-export type RecordInput = WithoutTime<RecordEntry>;
+export type RecordInput = WithoutTime<RecordEntryBody>;
 
 /** Where the driver, the edge and the recording clock report what happened. */
 export interface Recorder {

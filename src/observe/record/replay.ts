@@ -65,6 +65,8 @@ export class ReplayClock extends SimulatedClock {
 /** A command the machines sent, at its (simulated or recorded) time. */
 export interface TimedCommand {
   t: number;
+  /** The partition whose actors sent it, when the log has several (absent: the log has one). */
+  partition?: number;
   command: Command;
 }
 
@@ -74,6 +76,8 @@ export interface Divergence {
   /** 1-based index of that entry among the log's entries (the header not counted). */
   index: number;
   t: number;
+  /** The partition whose actors disagree, when the log has several. */
+  partition?: number;
   problem: string;
   /** The recorded command (null: the log has none there). */
   expected: Command | null;
@@ -85,6 +89,8 @@ export interface ActorState {
   /** Path in the actor tree: election, monitor, shard-17, shard-17/svc.a. */
   id: string;
   kind: "election" | "monitor" | "shard" | "client";
+  /** The partition whose actor system it belongs to, when the log has several. */
+  partition?: number;
   value: unknown;
   /** A short summary of the actor's context (epoch, client count, client state). */
   detail: Record<string, unknown>;
@@ -99,6 +105,8 @@ export interface ReplayResult {
   divergence: Divergence | null;
   /** Entries fed (up to `until`). */
   entries: number;
+  /** Partitions replayed, each through an actor system of its own (1: the log has one). */
+  partitions: number;
   /** Where replay stopped, and every actor's state there, when `until` was given. */
   until?: { t: number; actors: ActorState[] };
 }
@@ -116,42 +124,84 @@ export const isReport = (c: Command): boolean => c.type === "report.publish" || 
 /** JSON-normalised, so that a produced command compares with one read back from the log. */
 const normal = (c: Command): string => JSON.stringify(c);
 
+/**
+ * One partition's actor system in replay, as the driver builds it live: the election machine
+ * with its own input (its own seeded random) on its own clock, which fires the partition's
+ * own numbered timers. With one partition there is one lane and no partition is named.
+ */
+class Lane {
+  readonly clock = new ReplayClock();
+  readonly actor: Actor<typeof electionMachine>;
+  /** Commands this lane produced; `matched` of them were found in the log (with --check). */
+  readonly produced: TimedCommand[] = [];
+  matched = 0;
+
+  constructor(
+    readonly partition: number | undefined,
+    config: RecordLog["header"]["config"],
+    all: TimedCommand[],
+  ) {
+    const field = partition === undefined ? {} : { partition };
+    const machine = electionMachine.provide({
+      actors: {
+        outbox: fromCallback<Command>(({ receive }) =>
+          receive((command) => {
+            const timed = { t: this.clock.now(), ...field, command };
+            this.produced.push(timed);
+            all.push(timed);
+          }),
+        ),
+      },
+    });
+    this.actor = createActor(machine, { clock: this.clock, input: electionInputFor(config, partition ?? 0) });
+    indexScheduler(this.actor.system); // as the driver does: the same timers, a cheaper stop
+  }
+}
+
 /** Feeds a record log through the machines; see the file comment. */
 export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayResult {
   const check = options.check === true;
-  const clock = new ReplayClock();
+  const { config } = log.header;
+  const count = config.partitions ?? 1;
   const produced: TimedCommand[] = [];
   const recorded: TimedCommand[] = [];
-  const machine = electionMachine.provide({
-    actors: {
-      outbox: fromCallback<Command>(({ receive }) => receive((command) => produced.push({ t: clock.now(), command }))),
-    },
-  });
-  const actor = createActor(machine, { clock, input: electionInputFor(log.header.config) });
-  indexScheduler(actor.system); // as the driver does: the same timers, a cheaper stop
+  const lanes = Array.from({ length: count }, (_, p) => new Lane(count > 1 ? p : undefined, config, produced));
+  const laneOf = (entry: RecordLogLine["entry"]): Lane => lanes[entry.partition ?? 0]!;
   let divergence: Divergence | null = null;
   let matched = 0;
   let fed = 0;
-  const diverge = (at: RecordLogLine | null, index: number, problem: string, expected: Command | null, actual: Command | null) => {
+  const diverge = (
+    at: RecordLogLine | null,
+    lane: Lane,
+    index: number,
+    problem: string,
+    expected: Command | null,
+    actual: Command | null,
+  ) => {
     divergence = {
       line: at?.line ?? (log.entries.at(-1)?.line ?? 1) + 1,
       index,
-      t: at?.entry.t ?? clock.now(),
+      t: at?.entry.t ?? lane.clock.now(),
+      ...(lane.partition !== undefined ? { partition: lane.partition } : {}),
       problem,
       expected,
       actual,
     };
   };
-  /** Before the next input: replay may not have produced more than the log recorded. */
+  /**
+   * Before the next input: replay may not have produced more than the log recorded, in any
+   * partition (live, a partition's commands are logged right after the input that caused them).
+   */
   const noExtraCommands = (at: RecordLogLine | null, index: number): boolean => {
     if (!check || produced.length <= matched) return true;
-    diverge(at, index, "replay produced a command the log does not have here", null, produced[matched]!.command);
+    const lane = lanes.find((l) => l.produced.length > l.matched)!;
+    diverge(at, lane, index, "replay produced a command the log does not have here", null, lane.produced[lane.matched]!.command);
     return false;
   };
 
-  /** The log's next command after entry i, normalised (undefined: none). */
-  const nextRecorded = (i: number): string | undefined => {
-    const next = log.entries.slice(i + 1).find((e) => e.entry.kind === "command")?.entry;
+  /** The log's next command of the same partition after entry i, normalised (undefined: none). */
+  const nextRecorded = (i: number, lane: Lane): string | undefined => {
+    const next = log.entries.slice(i + 1).find((e) => e.entry.kind === "command" && laneOf(e.entry) === lane)?.entry;
     return next?.kind === "command" ? normal(next.command) : undefined;
   };
 
@@ -160,15 +210,18 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
     const index = i + 1;
     if (options.until !== undefined && entry.t > options.until) break;
     fed = index;
+    if (entry.kind === "info") continue;
+    const lane = laneOf(entry);
     if (entry.kind === "command") {
-      recorded.push({ t: entry.t, command: entry.command });
+      recorded.push({ t: entry.t, ...(lane.partition !== undefined ? { partition: lane.partition } : {}), command: entry.command });
       if (!check) continue;
-      const actual = produced[matched];
+      const actual = lane.produced[lane.matched];
       if (actual === undefined || normal(actual.command) !== normal(entry.command)) {
         // Replay's command is the log's next one: this line is one too many, not a changed command.
-        const extra = actual === undefined || normal(actual.command) === nextRecorded(i);
+        const extra = actual === undefined || normal(actual.command) === nextRecorded(i, lane);
         diverge(
           at,
+          lane,
           index,
           extra ? "the log has a command replay did not produce" : "the commands differ",
           entry.command,
@@ -176,11 +229,12 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
         );
         break;
       }
+      lane.matched += 1;
       matched += 1;
       continue;
     }
-    if (entry.kind === "info") continue;
     if (!noExtraCommands(at, index)) break;
+    const { actor, clock } = lane;
     clock.set(entry.t);
     let problem: string | null = null;
     switch (entry.kind) {
@@ -206,32 +260,41 @@ export function replayLog(log: RecordLog, options: ReplayOptions = {}): ReplayRe
         break;
     }
     if (problem !== null) {
-      diverge(at, index, problem, null, null);
+      diverge(at, lane, index, problem, null, null);
       break;
     }
   }
   if (divergence === null) noExtraCommands(null, fed + 1);
 
-  const result: ReplayResult = { produced, recorded, divergence, entries: fed };
+  const result: ReplayResult = { produced, recorded, divergence, entries: fed, partitions: count };
   if (options.until !== undefined) {
-    if (options.until > clock.now()) clock.set(options.until);
-    result.until = { t: clock.now(), actors: describeActors(actor) };
+    const until = options.until;
+    for (const { clock } of lanes) if (until > clock.now()) clock.set(until);
+    result.until = {
+      t: Math.max(...lanes.map((l) => l.clock.now())),
+      actors: lanes.flatMap((l) => describeActors(l.actor, l.partition)),
+    };
   }
-  actor.stop();
+  for (const { actor } of lanes) actor.stop();
   return result;
 }
 
 type ShardSnapshot = SnapshotFrom<ShardMachine>;
 type AnySnapshot = { value: unknown; status: string; context: Record<string, unknown>; children: Record<string, AnyActorRef | undefined> };
 
-/** Every actor of the system: the election, its monitor, each shard with clients, each client. */
-export function describeActors(actor: Actor<typeof electionMachine>): ActorState[] {
+/**
+ * Every actor of the system: the election, its monitor, each shard with clients, each client;
+ * each names `partition` when given (the log has several).
+ */
+export function describeActors(actor: Actor<typeof electionMachine>, partition?: number): ActorState[] {
   const snap = actor.getSnapshot();
   const c = snap.context;
+  const field = partition === undefined ? {} : { partition };
   const out: ActorState[] = [
     {
       id: "election",
       kind: "election",
+      ...field,
       value: snap.status === "active" ? snap.value : snap.status,
       detail: { epoch: c.epoch, highestEpoch: c.highestEpoch, leader: c.leader?.coordinatorId ?? null },
     },
@@ -241,25 +304,26 @@ export function describeActors(actor: Actor<typeof electionMachine>): ActorState
   const m = monitor.getSnapshot() as AnySnapshot;
   const shards = Object.entries(m.children).flatMap(([id, ref]) => (ref ? [[id, ref.getSnapshot() as ShardSnapshot] as const] : []));
   const clientCount = shards.reduce((n, [, s]) => n + s.context.clients.size, 0);
-  out.push({ id: "monitor", kind: "monitor", value: m.value, detail: { shards: shards.length, clients: clientCount } });
+  out.push({ id: "monitor", kind: "monitor", ...field, value: m.value, detail: { shards: shards.length, clients: clientCount } });
   for (const [id, shard] of shards) {
     // A shard keeps its client actors in its own map (src/machines/shard.ts), and their
     // latest replies in its liveness table.
     const { clients, liveness } = shard.context;
     if (clients.size === 0) continue;
-    out.push({ id, kind: "shard", value: shard.value, detail: { clients: clients.size } });
+    out.push({ id, kind: "shard", ...field, value: shard.value, detail: { clients: clients.size } });
     for (const [cid, ref] of clients) {
       const client = ref.getSnapshot();
       const l = liveness.get(cid) ?? client.context;
       out.push({
         id: `${id}/${cid}`,
         kind: "client",
+        ...field,
         value: client.status === "active" ? client.value : client.status,
         detail: { state: client.context.state, missedPings: l.missedPings, lastSeenMs: l.lastSeenMs, rttMs: l.rttMs },
       });
     }
   }
   const empty = shards.length - out.filter((a) => a.kind === "shard").length;
-  if (empty > 0) out.push({ id: "(shards without clients)", kind: "shard", value: null, detail: { count: empty } });
+  if (empty > 0) out.push({ id: "(shards without clients)", kind: "shard", ...field, value: null, detail: { count: empty } });
   return out;
 }
