@@ -26,7 +26,7 @@
  *   npm run bench [-- --quick] [--rounds N] [--levels 1000,10000] [--hold S] [--takeover N] [--keep-climbing]
  *                 [--scale-clients N] [--scale-window S]
  *
- * --quick (about 4 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
+ * --quick (about 6 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
  * at most 20 s for its registrations, 60 s in the full run, less once the leader is
  * saturated); takeover of as many clients as the largest level; scale-out with 6,000 clients,
  * windows of 10 s.
