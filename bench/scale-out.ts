@@ -471,7 +471,11 @@ export function scaleOutVerdicts(r: ScaleOutResult): string[] {
     lines.push(`scale-out, crash failover per partition: max ${String(r.crash.maxMs)} ms (target <= ${r.crash.targetMs} ms: ${met(ok)})`);
   }
   const held = r.windows.filter((w) => w.holds).length;
-  lines.push(`scale-out: ${held} of ${r.windows.length} steady windows kept every client present (no false NodeSuspect or NodeDead)`);
+  const dead = r.windows.reduce((k, w) => k + w.falseDead, 0);
+  const suspect = r.windows.reduce((k, w) => k + w.falseSuspect, 0);
+  lines.push(
+    `scale-out: ${held} of ${r.windows.length} steady windows held; false NodeDead ${dead}, false NodeSuspect ${suspect} in them (target 0)`,
+  );
   return lines;
 }
 
