@@ -16,15 +16,22 @@
  *   (silence and last reply → NodeDead) at 1k, at 50k and at the largest count that holds;
  *   takeover of 50k stored clients: SIGKILL → the new leader's first heartbeat → a report
  *   from it for every client;
+ * - scale-out (bench/scale-out.ts): the same clients on 1, 2 and 3 coordinators with
+ *   --partitions 12: each coordinator's CPU over a steady window and its share of the single
+ *   leader's (target about 1/n), every client kept present (judged as a capacity level);
+ *   the time until the partitions balance when a coordinator joins; SIGKILL of one of three
+ *   → the first heartbeat of each of its partitions' new leaders (target <= 2.5 s);
  * - spawn (bench/presence.ts): the time and heap of spawning client actors in-process.
  *
  *   npm run bench [-- --quick] [--rounds N] [--levels 1000,10000] [--hold S] [--takeover N] [--keep-climbing]
+ *                 [--scale-clients N] [--scale-window S]
  *
- * --quick (about 4 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
+ * --quick (about 6 minutes): 3 rounds, 1k and 10k clients held 15 s each (a level waits
  * at most 20 s for its registrations, 60 s in the full run, less once the leader is
- * saturated); takeover of as many clients as the largest level.
+ * saturated); takeover of as many clients as the largest level; scale-out with 6,000 clients,
+ * windows of 10 s.
  * Full: 10 rounds, the six levels held 60 s each while they hold (about 3 minutes a level);
- * takeover of 50k stored clients. The climb stops at the first level that does not hold,
+ * takeover of 50k stored clients; scale-out with 30,000 clients, windows of 30 s. The climb stops at the first level that does not hold,
  * unless --keep-climbing.
  */
 import "../src/cli/v8-flags.js"; // the daemon's V8 settings, for what is measured in this process (spawn)
@@ -42,6 +49,8 @@ import { DETECTION_BOUND_MS } from "./capacity/detection.js";
 import { DEFAULT_HOLD_CRITERIA } from "../harness/capacity-judge.js";
 import { SimulatedClients } from "../harness/client-sim.js";
 import { measureSpawn } from "./presence.js";
+import { describeScaleOut, FAILOVER_TARGET_MS, measureScaleOut, scaleOutVerdicts } from "./scale-out.js";
+import { SHARE_TOLERANCE } from "../harness/scale-out-judge.js";
 
 const { values } = parseArgs({
   options: {
@@ -51,6 +60,8 @@ const { values } = parseArgs({
     hold: { type: "string" },
     takeover: { type: "string" },
     "keep-climbing": { type: "boolean", default: false },
+    "scale-clients": { type: "string" },
+    "scale-window": { type: "string" },
   },
 });
 const quick = values.quick === true;
@@ -63,10 +74,16 @@ const levels =
       : [1000, 10_000, 25_000, 50_000, 75_000, 100_000];
 const holdSeconds = values.hold !== undefined ? Number(values.hold) : quick ? 15 : 60;
 const takeoverClients = values.takeover !== undefined ? Number(values.takeover) : quick ? Math.max(...levels) : 50_000;
+const scaleClients = values["scale-clients"] !== undefined ? Number(values["scale-clients"]) : quick ? 6000 : 30_000;
+const scaleWindowSeconds = values["scale-window"] !== undefined ? Number(values["scale-window"]) : quick ? 10 : 30;
+/** The partitions of the scale-out run (the issue's P). */
+const SCALE_PARTITIONS = 12;
 if (!Number.isInteger(rounds) || rounds < 1) fail("--rounds must be a whole number of at least 1");
 if (levels.some((n) => !Number.isInteger(n) || n < 1)) fail("--levels must be whole numbers, comma-separated");
 if (!Number.isFinite(holdSeconds) || holdSeconds < 1) fail("--hold must be a number of seconds");
 if (!Number.isInteger(takeoverClients) || takeoverClients < 1) fail("--takeover must be a whole number of clients");
+if (!Number.isInteger(scaleClients) || scaleClients < 1) fail("--scale-clients must be a whole number of clients");
+if (!Number.isFinite(scaleWindowSeconds) || scaleWindowSeconds < 1) fail("--scale-window must be a number of seconds");
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n`);
@@ -185,6 +202,17 @@ const capacity = await measureCapacity({
   log,
 });
 
+log(
+  `scale-out: ${scaleClients.toLocaleString("en")} clients, --partitions ${SCALE_PARTITIONS}, on 1, 2 and 3 coordinators held ${scaleWindowSeconds} s each; a crash and a rejoin`,
+);
+const scaleOut = await measureScaleOut({
+  clients: scaleClients,
+  partitions: SCALE_PARTITIONS,
+  windowSeconds: scaleWindowSeconds,
+  registerWaitMs: quick ? 20_000 : 60_000,
+  log,
+});
+
 log("spawn: client actors through the monitor, in-process");
 const spawn = [];
 for (const n of quick ? [10_000] : [10_000, 50_000]) spawn.push(await measureSpawn(n));
@@ -212,6 +240,7 @@ const results = {
   detection: capacity.detection,
   detectionNotMeasured: capacity.detectionNotMeasured,
   takeover: capacity.takeover,
+  scaleOut,
   spawn,
   targets: {
     clientsHeld: 50_000,
@@ -222,6 +251,8 @@ const results = {
     holdCriteria: DEFAULT_HOLD_CRITERIA(DEFAULT_MONITOR_TIMINGS.pingIntervalMs, DEFAULT_MONITOR_TIMINGS.stateIntervalMs),
     heapPerClientBytes: 4096,
     cpuRatioToBare: 2,
+    scaleOutShareOfOneLeader: `<= (1 + ${SHARE_TOLERANCE}) / n`,
+    partitionCrashFailoverMaxMs: FAILOVER_TARGET_MS,
   },
 };
 
@@ -287,6 +318,9 @@ if (capacity.takeover) {
     );
   }
 }
+log("");
+for (const line of describeScaleOut(scaleOut)) log(line);
+log("");
 for (const s of spawn) {
   log(
     `spawn ${s.clients.toLocaleString("en")} client actors: ${s.spawnMs} ms, heap ${s.heapPerClientBytes} bytes per client (${s.shards} shards${s.gcAvailable ? "" : "; no --expose-gc, heap figure is rough"})`,
@@ -304,4 +338,5 @@ for (const l of capacity.levels.filter((l) => l.ratio !== null)) {
     `coordinator / bare at ${l.clients.toLocaleString("en")}: CPU per client ${l.ratio!.cpuPerClient}x (target <= 2x at 50,000)${l.holds ? "" : ", at a level that does not hold"}`,
   );
 }
+for (const line of scaleOutVerdicts(scaleOut)) log(line);
 log(`results written to ${file} (${results.durationS} s)`);
