@@ -142,6 +142,27 @@ export class CoordinatorMetrics implements MetricsSink {
         if (this.source) epochGauge.set(this.source.view.epoch);
       },
     });
+    const ledGauge = new Gauge({
+      name: "presence_partitions_led",
+      help: "Partitions this coordinator leads with a valid lease (0 or 1 with one partition); summed over the coordinators, the cluster's partitions",
+      registers,
+      collect: () => {
+        if (this.source) ledGauge.set(this.source.view.partitions().filter((p) => p.leads).length);
+      },
+    });
+    const partitionEpochGauge = new Gauge({
+      name: "presence_partition_epoch",
+      help: "Epoch of each partition's leader as this coordinator knows it (its own where it leads); only partitions it knows an epoch of",
+      labelNames: ["partition"],
+      registers,
+      collect: () => {
+        // At most MAX_PARTITIONS series; a partition whose epoch is no longer known drops out.
+        partitionEpochGauge.reset();
+        for (const p of this.source?.view.partitions() ?? []) {
+          if (p.epoch > 0) partitionEpochGauge.set({ partition: String(p.partition) }, p.epoch);
+        }
+      },
+    });
     this.failovers = new Counter({
       name: "presence_failovers_total",
       help: "Times this coordinator saw leadership pass to a new epoch after it had known a leader (crashes and handoffs)",

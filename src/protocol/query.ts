@@ -11,6 +11,13 @@
  *   presence.query.stats.{cluster}
  *   presence.query.{list|get|stats}.{cluster}.{coordinatorId}   that coordinator itself, no forwarding
  *
+ * With several partitions (`run --partitions P`, P > 1) the coordinator asked on a shared
+ * subject answers for the whole cluster: it asks each partition's leader on its direct subject
+ * (answering itself for the partitions it leads) and merges; a direct subject answers for the
+ * partitions that coordinator leads. Such answers carry `partitionCount`, the partitions they
+ * cover and those they do not (`missingPartitions`). With one partition none of these fields
+ * appear and every answer is as it always was.
+ *
  * Pure: no NATS import, so that the client library can use it.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
@@ -53,14 +60,56 @@ export interface ListRequest {
   limit?: number;
 }
 
-/** Fields every data answer carries: who answered, under which epoch. */
+/**
+ * Fields every data answer carries: who answered, under which epoch.
+ *
+ * With one partition: the leader and its epoch. With several: for `get`, the leader and epoch
+ * of the client's partition; for `list` and `stats`, the coordinator that gathered the answer
+ * (the one asked, which need not lead anything) and the highest epoch among the partitions the
+ * answer covers (0 when it covers none). Each partition's own leader and epoch are in
+ * `partitions`.
+ */
 export interface LeaderStamp {
   clusterId: string;
   leader: string;
   epoch: number;
 }
 
-export interface ListResponse extends LeaderStamp {
+/** Client counts by state. */
+export interface ClientCounts {
+  total: number;
+  alive: number;
+  suspect: number;
+}
+
+/** With several partitions: a partition an answer covers, with the leader that answered for it and its epoch. */
+export interface PartitionStamp {
+  partition: number;
+  leader: string;
+  epoch: number;
+}
+
+/** A partition in a `stats` answer: its leader, epoch and client counts. */
+export interface PartitionStats extends PartitionStamp {
+  clients: ClientCounts;
+}
+
+/**
+ * What `list` and `stats` answers add with several partitions (absent with one). An answer
+ * covers the partitions whose leader answered in time; the others are listed as missing,
+ * so that a partition without a leader (an election under way) or with a silent leader
+ * leaves a hole that says so instead of failing the whole request.
+ */
+export interface PartitionCoverage<P extends PartitionStamp = PartitionStamp> {
+  /** How many partitions the cluster runs. */
+  partitionCount: number;
+  /** The partitions the answer covers, by partition. */
+  partitions: P[];
+  /** The partitions it does not cover, ascending; empty when the answer covers the whole cluster. */
+  missingPartitions: number[];
+}
+
+export interface ListResponse extends LeaderStamp, Partial<PartitionCoverage> {
   /** Clients matching the filter, over all pages. */
   total: number;
   offset: number;
@@ -77,12 +126,15 @@ export interface GetRequest {
 
 export interface GetResponse extends LeaderStamp {
   client: ClientInfo;
+  /** With several partitions: the client's partition (whose leader and epoch the stamp gives). */
+  partition?: number;
 }
 
-export interface StatsResponse extends LeaderStamp {
-  /** The coordinator that answered (the leader). */
+export interface StatsResponse extends LeaderStamp, Partial<PartitionCoverage<PartitionStats>> {
+  /** The coordinator that answered (the leader; with several partitions, the one asked). */
   coordinatorId: string;
-  clients: { total: number; alive: number; suspect: number };
+  /** Over the partitions the answer covers. */
+  clients: ClientCounts;
   /** Since the answering coordinator process started, ms. */
   uptimeMs: number;
   startedAt: string;
@@ -108,9 +160,11 @@ export interface QueryErrorBody {
   coordinatorId: string;
   /** Its election state: follower, candidate, leader, ... */
   role: string;
-  /** The leader it knows of (null: none), and that leader's epoch (0: none). */
+  /** The leader it knows of (null: none), and that leader's epoch (0: none); of `partition`'s when given. */
   leader: string | null;
   epoch: number;
+  /** With several partitions, for `get`: the partition of the subject asked for. */
+  partition?: number;
 }
 
 /** A query request that cannot be read. */
@@ -162,10 +216,84 @@ export function parseGetRequest(data: Uint8Array): GetRequest {
   return { subject: o.subject };
 }
 
+const bySubject = (a: ClientInfo, b: ClientInfo) => (a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : 0);
+
 /** One page of `clients` (already filtered), sorted by subject. */
 export function pageOf(clients: ClientInfo[], offset: number, limit: number): { page: ClientInfo[]; nextOffset: number | null } {
-  const sorted = [...clients].sort((a, b) => (a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : 0));
+  const sorted = [...clients].sort(bySubject);
   const page = sorted.slice(offset, offset + limit);
   const end = offset + page.length;
   return { page, nextOffset: end < sorted.length ? end : null };
+}
+
+/** Counts of `clients` by state. */
+export function countClients(clients: readonly ClientInfo[]): ClientCounts {
+  let suspect = 0;
+  for (const c of clients) if (c.state === "suspect") suspect++;
+  return { total: clients.length, alive: clients.length - suspect, suspect };
+}
+
+/**
+ * The coverage of answers from several coordinators: each partition once, from the answer of
+ * the highest epoch for it (two may claim a partition for a moment during a handover), and
+ * every partition no answer covers as missing.
+ */
+export function mergeCoverage<P extends PartitionStamp>(partitionCount: number, parts: readonly (readonly P[])[]): PartitionCoverage<P> {
+  const best = new Map<number, P>();
+  for (const list of parts) {
+    for (const p of list) {
+      const seen = best.get(p.partition);
+      if (p.partition < partitionCount && (seen === undefined || p.epoch > seen.epoch)) best.set(p.partition, p);
+    }
+  }
+  const missingPartitions: number[] = [];
+  for (let p = 0; p < partitionCount; p++) if (!best.has(p)) missingPartitions.push(p);
+  return { partitionCount, partitions: [...best.values()].sort((a, b) => a.partition - b.partition), missingPartitions };
+}
+
+/** The cluster's stats from parts that each cover some partitions: counts summed over the partitions covered. */
+export function mergeStats(
+  partitionCount: number,
+  parts: readonly (readonly PartitionStats[])[],
+): PartitionCoverage<PartitionStats> & { clients: ClientCounts; epoch: number } {
+  const coverage = mergeCoverage(partitionCount, parts);
+  const clients: ClientCounts = { total: 0, alive: 0, suspect: 0 };
+  let epoch = 0;
+  for (const p of coverage.partitions) {
+    clients.total += p.clients.total;
+    clients.alive += p.clients.alive;
+    clients.suspect += p.clients.suspect;
+    epoch = Math.max(epoch, p.epoch);
+  }
+  return { ...coverage, clients, epoch };
+}
+
+/**
+ * A page of the clients of several coordinators, sorted by subject, each part sorted and
+ * holding at least its first `offset + limit` clients (or all it has). `total` is the
+ * parts' totals summed. A subject in two parts (a partition changing hands) counts once.
+ */
+export function mergePage(
+  parts: readonly { clients: readonly ClientInfo[]; total: number }[],
+  offset: number,
+  limit: number,
+): { page: ClientInfo[]; nextOffset: number | null; total: number } {
+  const seen = new Set<string>();
+  const all: ClientInfo[] = [];
+  let total = 0;
+  for (const part of parts) {
+    total += part.total;
+    for (const c of part.clients) {
+      if (seen.has(c.subject)) {
+        total--;
+        continue;
+      }
+      seen.add(c.subject);
+      all.push(c);
+    }
+  }
+  all.sort(bySubject);
+  const page = all.slice(offset, offset + limit);
+  const end = offset + page.length;
+  return { page, nextOffset: end < total && page.length > 0 ? end : null, total };
 }

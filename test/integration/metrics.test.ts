@@ -100,6 +100,8 @@ test("metrics - a leader's scrape shows its role, epoch, clients by state, pings
     assert.is(value(samples, "presence_role", { role: "follower" }), 0);
     const epoch = observer.currentLeader()!.epoch;
     assert.is(value(samples, "presence_epoch"), epoch, "the epoch of the heartbeats");
+    assert.is(value(samples, "presence_partitions_led"), 1, "one partition, led");
+    assert.is(value(samples, "presence_partition_epoch", { partition: "0" }), epoch);
     assert.is(value(samples, "presence_nats_connected"), 1);
     assert.ok(value(samples, "presence_pings_sent_total")! >= 2, "pings sent");
     assert.ok(value(samples, "presence_pings_failed_total")! >= 1, "the silent client's pings failed");
@@ -194,6 +196,47 @@ test("metrics - a follower counts the failover when the leader dies, and each pr
   } finally {
     await a.kill();
     await b?.kill();
+    await observer.close();
+    await server.stop();
+  }
+});
+
+test("metrics - with partitions, the coordinators' partitions_led sum to the partitions and each partition's epoch is known", async () => {
+  const server = await NatsServer.start();
+  const observer = await Observer.start([server.url], "metp");
+  const procs = ["p-a", "p-b"].map((id) =>
+    spawnCoordinator({ urls: [server.url], clusterId: "metp", id, args: ["--metrics-port", "0", "--partitions", "4"] }),
+  );
+  try {
+    const bases = await Promise.all(procs.map(metricsBase));
+    const led = async () => Promise.all(bases.map(async (b) => value((await scrape(b)).samples, "presence_partitions_led") ?? -1));
+    // The balancer spreads four partitions over two coordinators: two each.
+    const deadline = performance.now() + 30_000;
+    let counts = await led();
+    while (!(counts[0] === 2 && counts[1] === 2) && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      counts = await led();
+    }
+    assert.equal(counts, [2, 2], "two partitions each, four in all");
+    // Each partition's latest heartbeat names its leader and epoch; both coordinators know that epoch.
+    const scrapes = await Promise.all(bases.map(async (b) => (await scrape(b)).samples));
+    for (let p = 0; p < 4; p++) {
+      const hb = await observer.waitForHeartbeat(`a heartbeat of partition ${p}`, (h) => h.partition === p && !h.resigning, 5000);
+      const latest = observer.heartbeats.filter((h) => h.msg.partition === p && !h.msg.resigning).at(-1)!.msg;
+      assert.ok(hb.msg.epoch <= latest.epoch);
+      for (const [i, samples] of scrapes.entries()) {
+        assert.is(
+          value(samples, "presence_partition_epoch", { partition: String(p) }),
+          latest.epoch,
+          `${procs[i]!.id} knows partition ${p}'s epoch`,
+        );
+      }
+    }
+    for (const samples of scrapes) {
+      assert.is(samples.filter((x) => x.name === "presence_partition_epoch").length, 4, "one series per partition");
+    }
+  } finally {
+    await Promise.all(procs.map((p) => p.kill()));
     await observer.close();
     await server.stop();
   }

@@ -1,4 +1,4 @@
-/** `presence-coordinator status`: the cluster's leader, epoch, coordinators and client counts. */
+/** `presence-coordinator status`: the cluster's leader (each partition's, with several), epoch, coordinators and client counts. */
 import { Command, Option } from "commander";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { NatsSecurity } from "../../config/security.js";
@@ -20,7 +20,7 @@ import {
 /** `status`: asks every coordinator, prints, and exits 0 when a leader answered. */
 export function statusCommand(): Command {
   const status = new Command("status")
-    .description("print the cluster's leader, epoch, coordinators and client counts (from the query service)")
+    .description("print the cluster's leader, epoch, coordinators and client counts, per partition with several (from the query service)")
     .addOption(natsUrlOption())
     .addOption(clusterIdOption())
     .addOption(new Option("--json", "print one JSON object instead of text").default(false))

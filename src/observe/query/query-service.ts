@@ -10,12 +10,26 @@
  *   itself, never forwarding: data while it leads, `not-leader` (421) naming the leader it
  *   knows otherwise. `status` uses these to ask every coordinator its role.
  *
+ * With several partitions (P > 1) nothing is forwarded: the coordinator asked on a shared
+ * subject gathers the answer for the whole cluster. `get` asks the leader of the subject's
+ * partition; `list` and `stats` ask every coordinator that leads a partition (on its direct
+ * subject, at most `peerTimeoutMs` each, all at once; the asked coordinator reads its own
+ * partitions itself) and merge. A partition with no leader known, or whose leader did not
+ * answer in time, is named in `missingPartitions` rather than failing the request. A direct
+ * subject answers for the partitions that coordinator leads (`not-leader` if none).
+ *
  * The data is read from the client actors' snapshots; nothing here sends them an event.
  */
-import type { NatsConnection } from "@nats-io/transport-node";
-import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { ServiceErrorCodeHeader, Svcm, type Service, type ServiceMsg } from "@nats-io/services";
 import type { LeaseHolder } from "../../protocol/election.js";
+import { partitionOf } from "../../protocol/partition.js";
 import {
+  countClients,
+  MAX_LIST_LIMIT,
+  mergeCoverage,
+  mergePage,
+  mergeStats,
   pageOf,
   parseGetRequest,
   parseListRequest,
@@ -27,6 +41,8 @@ import {
   type ClientInfo,
   type GetResponse,
   type ListResponse,
+  type PartitionStamp,
+  type PartitionStats,
   type QueryErrorBody,
   type QueryOperation,
   type StatsResponse,
@@ -42,8 +58,22 @@ export interface QuerySource {
   readonly role: string;
   /** The leader it knows of (itself while leading); null when none. */
   readonly knownLeader: LeaseHolder | null;
-  /** The live clients of its monitor (empty unless it leads). */
+  /** The live clients of its monitor (empty unless it leads), in every partition it leads. */
   clients(): ClientInfo[];
+  /** How many partitions the cluster runs. */
+  readonly partitionCount: number;
+  /** Every partition as this coordinator sees it, by partition. */
+  partitions(): readonly QueryPartition[];
+}
+
+/** A partition as the query service reads it (a PartitionView of the coordinator's view). */
+export interface QueryPartition {
+  partition: number;
+  /** Its leader as this coordinator knows it; null when it knows none. */
+  leader: LeaseHolder | null;
+  epoch: number;
+  /** True while this coordinator leads it with a valid lease. */
+  leads: boolean;
 }
 
 export interface QueryServiceOptions {
@@ -54,7 +84,17 @@ export interface QueryServiceOptions {
   logger: Logger;
   /** Default: the version in package.json. */
   version?: string;
+  /**
+   * With several partitions: how long the asked coordinator waits for each partition leader's
+   * answer, ms (default DEFAULT_PEER_TIMEOUT_MS). Longer rides out a busy leader; shorter
+   * answers sooner, with that leader's partitions missing. Keep it under the callers' own
+   * timeout (`status --timeout` is 2000 ms by default), or they give up before it does.
+   */
+  peerTimeoutMs?: number;
 }
+
+/** How long a coordinator gathering an answer waits for each partition leader, ms. */
+export const DEFAULT_PEER_TIMEOUT_MS = 1000;
 
 export interface QueryService {
   /** The micro service instance id (`nats micro info presence-coordinator <id>`). */
@@ -70,6 +110,7 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
   const log = options.logger.child({ component: "query" });
   const startedAtMs = Date.now();
   const version = options.version ?? PACKAGE_VERSION;
+  const peerTimeoutMs = options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
   const service: Service = await new Svcm(nc).add({
     name: QUERY_SERVICE_NAME,
     version,
@@ -79,8 +120,13 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
   const encoder = new TextEncoder();
   const json = (value: unknown) => encoder.encode(JSON.stringify(value));
 
-  const fail = (msg: ServiceMsg, kind: (typeof QUERY_ERRORS)[keyof typeof QUERY_ERRORS], message: string) => {
-    const leader = source.knownLeader;
+  const fail = (
+    msg: ServiceMsg,
+    kind: (typeof QUERY_ERRORS)[keyof typeof QUERY_ERRORS],
+    message: string,
+    about?: { partition: number; leader: LeaseHolder | null },
+  ) => {
+    const leader = about === undefined ? source.knownLeader : about.leader;
     const body: QueryErrorBody = {
       error: kind.error,
       message,
@@ -89,51 +135,47 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
       role: source.role,
       leader: leader?.coordinatorId ?? null,
       epoch: leader?.epoch ?? 0,
+      ...(about !== undefined ? { partition: about.partition } : {}),
     };
     msg.respondError(kind.code, kind.error, json(body));
   };
 
-  /** The leader's answer; only called while `source.leads()`. */
+  const maxBytes = () => (nc.info?.max_payload ?? 1024 * 1024) - PAYLOAD_HEADROOM;
+
+  /** Sends the largest page that fits in one message: a page that does not is cut (halved) until it does; nextOffset says where to go on. */
+  const respondPage = (msg: ServiceMsg, limit: number, body: (limit: number) => ListResponse) => {
+    for (let l = limit; ; l = Math.max(1, Math.floor(l / 2))) {
+      const data = json(body(l));
+      if (data.byteLength <= maxBytes() || l === 1) return void msg.respond(data);
+    }
+  };
+
+  /** The answering process's uptime and version, for `stats`. */
+  const uptime = () => ({ uptimeMs: Date.now() - startedAtMs, startedAt: new Date(startedAtMs).toISOString(), version });
+
+  /** The leader's answer; only called while `source.leads()`. With one partition only. */
   const answer = (operation: QueryOperation, msg: ServiceMsg) => {
     const stamp = { clusterId, leader: coordinatorId, epoch: source.knownLeader?.epoch ?? 0 };
-    try {
-      switch (operation) {
-        case "list": {
-          const request = parseListRequest(msg.data);
-          const clients = source.clients().filter((c) => request.state === undefined || c.state === request.state);
-          const maxBytes = (nc.info?.max_payload ?? 1024 * 1024) - PAYLOAD_HEADROOM;
-          // A page that does not fit in one message is cut (halved) until it does; nextOffset says where to go on.
-          for (let limit = request.limit; ; limit = Math.max(1, Math.floor(limit / 2))) {
-            const { page, nextOffset } = pageOf(clients, request.offset, limit);
-            const body: ListResponse = { ...stamp, total: clients.length, offset: request.offset, nextOffset, clients: page };
-            const data = json(body);
-            if (data.byteLength <= maxBytes || limit === 1) return void msg.respond(data);
-          }
-        }
-        case "get": {
-          const { subject } = parseGetRequest(msg.data);
-          const client = source.clients().find((c) => c.subject === subject);
-          if (client === undefined) return fail(msg, QUERY_ERRORS.notFound, `no live client with subject ${JSON.stringify(subject)}`);
-          const body: GetResponse = { ...stamp, client };
-          return void msg.respond(json(body));
-        }
-        case "stats": {
-          const clients = source.clients();
-          const suspect = clients.filter((c) => c.state === "suspect").length;
-          const body: StatsResponse = {
-            ...stamp,
-            coordinatorId,
-            clients: { total: clients.length, alive: clients.length - suspect, suspect },
-            uptimeMs: Date.now() - startedAtMs,
-            startedAt: new Date(startedAtMs).toISOString(),
-            version,
-          };
-          return void msg.respond(json(body));
-        }
+    switch (operation) {
+      case "list": {
+        const request = parseListRequest(msg.data);
+        const clients = source.clients().filter((c) => request.state === undefined || c.state === request.state);
+        return respondPage(msg, request.limit, (limit) => {
+          const { page, nextOffset } = pageOf(clients, request.offset, limit);
+          return { ...stamp, total: clients.length, offset: request.offset, nextOffset, clients: page };
+        });
       }
-    } catch (err) {
-      if (err instanceof QueryRequestError) return fail(msg, QUERY_ERRORS.badRequest, err.message);
-      throw err;
+      case "get": {
+        const { subject } = parseGetRequest(msg.data);
+        const client = source.clients().find((c) => c.subject === subject);
+        if (client === undefined) return fail(msg, QUERY_ERRORS.notFound, `no live client with subject ${JSON.stringify(subject)}`);
+        const body: GetResponse = { ...stamp, client };
+        return void msg.respond(json(body));
+      }
+      case "stats": {
+        const body: StatsResponse = { ...stamp, coordinatorId, clients: countClients(source.clients()), ...uptime() };
+        return void msg.respond(json(body));
+      }
     }
   };
 
@@ -145,24 +187,181 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
     fail(msg, QUERY_ERRORS.notLeader, `coordinator ${coordinatorId} is not the leader; ask ${leader.coordinatorId}`);
   };
 
-  const guarded = (what: string, handle: (msg: ServiceMsg) => void) => (err: Error | null, msg: ServiceMsg) => {
-    if (err) {
-      log.warn("query endpoint failed", { endpoint: what, error: describeError(err) });
-      return;
+  // ---- several partitions ----
+
+  /** The partitions this coordinator leads now, and their live clients by partition. */
+  const ownPartitions = () => {
+    const count = source.partitionCount;
+    const led = source.partitions().filter((p) => p.leads);
+    const clients = new Map<number, ClientInfo[]>(led.map((p) => [p.partition, []]));
+    // The view gives the clients of all led partitions at once; their hash says whose they are.
+    for (const c of source.clients()) clients.get(partitionOf(c.subject, count))?.push(c);
+    const stamps: PartitionStamp[] = led.map((p) => ({ partition: p.partition, leader: coordinatorId, epoch: p.epoch }));
+    return { stamps, clients };
+  };
+
+  /** The other coordinators that lead a partition, as this one knows them. */
+  const peerLeaders = (): string[] => {
+    const ids = new Set<string>();
+    for (const p of source.partitions()) {
+      if (!p.leads && p.leader !== null && p.leader.coordinatorId !== coordinatorId) ids.add(p.leader.coordinatorId);
+    }
+    return [...ids].sort();
+  };
+
+  /** Asks a coordinator on its direct subject; null (logged at debug) when it did not answer in time or answered an error. */
+  const askPeer = async <T>(operation: QueryOperation, peer: string, body: string | Uint8Array): Promise<T | null> => {
+    let reply: Msg;
+    try {
+      reply = await nc.request(querySubjects.direct(operation, clusterId, peer), body, { timeout: peerTimeoutMs });
+    } catch (err) {
+      log.debug("a partition leader did not answer a query", { operation, peer, error: describeError(err) });
+      return null;
+    }
+    if (reply.headers?.get(ServiceErrorCodeHeader)) {
+      log.debug("a partition leader answered a query with an error", { operation, peer, answer: reply.string() });
+      return null;
+    }
+    return reply.json<T>();
+  };
+
+  const ownStats = (): PartitionStats[] => {
+    const { stamps, clients } = ownPartitions();
+    return stamps.map((s) => ({ ...s, clients: countClients(clients.get(s.partition) ?? []) }));
+  };
+
+  /** stats with several partitions: the partitions this coordinator leads (`gather`: and those of every other leader). */
+  const partitionedStats = async (msg: ServiceMsg, gather: boolean) => {
+    const own = ownStats();
+    if (!gather && own.length === 0) return notLeading(msg);
+    const peers = gather ? await Promise.all(peerLeaders().map((peer) => askPeer<StatsResponse>("stats", peer, ""))) : [];
+    const merged = mergeStats(source.partitionCount, [own, ...peers.map((p) => p?.partitions ?? [])]);
+    const body: StatsResponse = {
+      clusterId,
+      leader: coordinatorId,
+      epoch: merged.epoch,
+      coordinatorId,
+      clients: merged.clients,
+      ...uptime(),
+      partitionCount: merged.partitionCount,
+      partitions: merged.partitions,
+      missingPartitions: merged.missingPartitions,
+    };
+    msg.respond(json(body));
+  };
+
+  /** A peer's first `need` clients (sorted by subject) matching `state`, over as many pages as that takes. */
+  const peerClients = async (peer: string, state: "alive" | "suspect" | undefined, need: number) => {
+    const clients: ClientInfo[] = [];
+    let first: ListResponse | null = null;
+    for (let offset: number | null = 0; offset !== null && clients.length < need; ) {
+      const page: ListResponse | null = await askPeer<ListResponse>(
+        "list",
+        peer,
+        JSON.stringify({ ...(state !== undefined ? { state } : {}), offset, limit: Math.min(MAX_LIST_LIMIT, need - clients.length) }),
+      );
+      if (page === null) return null;
+      first ??= page;
+      clients.push(...page.clients);
+      offset = page.nextOffset;
+    }
+    return first === null ? null : { clients, total: first.total, partitions: first.partitions ?? [] };
+  };
+
+  /** list with several partitions: the clients of the partitions this coordinator leads (`gather`: and of every other leader's). */
+  const partitionedList = async (msg: ServiceMsg, gather: boolean) => {
+    const request = parseListRequest(msg.data);
+    const own = ownPartitions();
+    if (!gather && own.stamps.length === 0) return notLeading(msg);
+    const ownClients = [...own.clients.values()].flat().filter((c) => request.state === undefined || c.state === request.state);
+    const need = request.offset + request.limit;
+    const peers = gather ? await Promise.all(peerLeaders().map((peer) => peerClients(peer, request.state, need))) : [];
+    const parts = [{ clients: ownClients, total: ownClients.length }, ...peers.filter((p) => p !== null)];
+    const coverage = mergeCoverage(source.partitionCount, [own.stamps, ...peers.map((p) => p?.partitions ?? [])]);
+    const epoch = Math.max(0, ...coverage.partitions.map((p) => p.epoch));
+    respondPage(msg, request.limit, (limit) => {
+      const { page, nextOffset, total } = mergePage(parts, request.offset, limit);
+      return { clusterId, leader: coordinatorId, epoch, total, offset: request.offset, nextOffset, clients: page, ...coverage };
+    });
+  };
+
+  /** get with several partitions: this coordinator answers for a partition it leads; `gather`: asks the partition's leader otherwise. */
+  const partitionedGet = async (msg: ServiceMsg, gather: boolean) => {
+    const { subject } = parseGetRequest(msg.data);
+    const partition = partitionOf(subject, source.partitionCount);
+    const view = source.partitions()[partition];
+    const leader = view?.leads ? { coordinatorId, epoch: view.epoch } : (view?.leader ?? null);
+    const about = { partition, leader };
+    if (view?.leads) {
+      const client = source.clients().find((c) => c.subject === subject);
+      if (client === undefined) return fail(msg, QUERY_ERRORS.notFound, `no live client with subject ${JSON.stringify(subject)}`, about);
+      const body: GetResponse = { clusterId, leader: coordinatorId, epoch: view.epoch, client, partition };
+      return void msg.respond(json(body));
+    }
+    if (leader === null || leader.coordinatorId === coordinatorId) {
+      return fail(
+        msg,
+        QUERY_ERRORS.noLeader,
+        `coordinator ${coordinatorId} knows of no leader of partition ${partition} now; retry shortly`,
+        about,
+      );
+    }
+    if (!gather) {
+      return fail(
+        msg,
+        QUERY_ERRORS.notLeader,
+        `coordinator ${coordinatorId} does not lead partition ${partition}; ask ${leader.coordinatorId}`,
+        about,
+      );
     }
     try {
-      handle(msg);
-    } catch (e) {
-      log.warn("could not answer a query", { endpoint: what, error: describeError(e) });
+      const reply = await nc.request(querySubjects.direct("get", clusterId, leader.coordinatorId), msg.data, { timeout: peerTimeoutMs });
+      // The leader's answer, found or not, goes to the caller as it is.
+      msg.respond(reply.data, reply.headers ? { headers: reply.headers } : {});
+    } catch (err) {
+      log.debug("a partition leader did not answer a query", { operation: "get", peer: leader.coordinatorId, error: describeError(err) });
+      fail(
+        msg,
+        QUERY_ERRORS.noLeader,
+        `the leader of partition ${partition} (${leader.coordinatorId}) did not answer within ${peerTimeoutMs} ms; retry shortly`,
+        about,
+      );
     }
   };
 
+  const partitioned = { list: partitionedList, get: partitionedGet, stats: partitionedStats } as const;
+
+  const guarded =
+    (what: string, handle: (msg: ServiceMsg) => void | Promise<void>) =>
+    (err: Error | null, msg: ServiceMsg): void => {
+      if (err) {
+        log.warn("query endpoint failed", { endpoint: what, error: describeError(err) });
+        return;
+      }
+      const failed = (e: unknown) => {
+        if (e instanceof QueryRequestError) return fail(msg, QUERY_ERRORS.badRequest, e.message);
+        log.warn("could not answer a query", { endpoint: what, error: describeError(e) });
+      };
+      try {
+        const done = handle(msg);
+        if (done instanceof Promise) done.catch(failed);
+      } catch (e) {
+        failed(e);
+      }
+    };
+
+  const several = source.partitionCount > 1;
   const group = service.addGroup("presence.query");
   for (const operation of QUERY_OPERATIONS) {
     group.addEndpoint(operation, {
       subject: `${operation}.${clusterId}`,
-      metadata: { description: `${operation} (any coordinator; forwarded to the leader)` },
+      metadata: {
+        description: several
+          ? `${operation} (any coordinator; it asks each partition's leader)`
+          : `${operation} (any coordinator; forwarded to the leader)`,
+      },
       handler: guarded(operation, (msg) => {
+        if (several) return partitioned[operation](msg, true);
         if (source.leads()) return answer(operation, msg);
         const leader = source.knownLeader;
         if (leader === null || leader.coordinatorId === coordinatorId || !msg.reply) return notLeading(msg);
@@ -176,12 +375,17 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
   }
   group.addEndpoint("direct", {
     subject: `*.${clusterId}.${coordinatorId}`,
-    metadata: { description: `list, get or stats answered by ${coordinatorId} itself (not-leader unless it leads)` },
+    metadata: {
+      description: several
+        ? `list, get or stats answered by ${coordinatorId} itself, for the partitions it leads (not-leader if none)`
+        : `list, get or stats answered by ${coordinatorId} itself (not-leader unless it leads)`,
+    },
     handler: guarded("direct", (msg) => {
       const operation = msg.subject.split(".")[2] as QueryOperation;
       if (!(QUERY_OPERATIONS as readonly string[]).includes(operation)) {
         return fail(msg, QUERY_ERRORS.badRequest, `unknown operation ${JSON.stringify(operation)}; use ${QUERY_OPERATIONS.join(", ")}`);
       }
+      if (several) return partitioned[operation](msg, false);
       if (source.leads()) return answer(operation, msg);
       notLeading(msg);
     }),

@@ -8,11 +8,23 @@
  * filtered by the cluster id in their metadata) and asks each for its role on its direct
  * subject, while it listens to the leader heartbeats. Coordinators that do not serve the
  * query service (the Java one) still show up through their heartbeats.
+ *
+ * With several partitions the `stats` answer covers every partition (the asked coordinator
+ * gathers it from each partition's leader), and each coordinator's direct answer covers the
+ * partitions it leads; status merges them all, so a partition the gatherer missed is still
+ * shown if its leader answered status itself.
  */
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { Svcm, ServiceErrorCodeHeader } from "@nats-io/services";
 import { parseHeartbeat, subjects, type Heartbeat } from "../../protocol/election.js";
-import { QUERY_SERVICE_NAME, querySubjects, type QueryErrorBody, type StatsResponse } from "../../protocol/query.js";
+import {
+  mergeStats,
+  QUERY_SERVICE_NAME,
+  querySubjects,
+  type PartitionStats,
+  type QueryErrorBody,
+  type StatsResponse,
+} from "../../protocol/query.js";
 import { describeError } from "../logger.js";
 
 export interface CoordinatorSeen {
@@ -25,8 +37,17 @@ export interface CoordinatorSeen {
   /** Its micro service instance and version; absent for a coordinator only heard through heartbeats. */
   serviceId?: string;
   version?: string;
+  /** With several partitions: the partitions it leads, from its own answer (absent when it leads none or did not answer). */
+  partitions?: number[];
 }
 
+/**
+ * With one partition: the leader, its epoch and uptime, and its client counts. With several,
+ * `leader`, `epoch` and `leaderUptimeMs` are those of the `stats` answer's stamp (the
+ * coordinator that gathered it, the highest epoch of the partitions covered, its uptime),
+ * `clients` sums the partitions covered, and `partitionCount`, `partitions` and
+ * `missingPartitions` (absent with one partition) say which leader holds which partition.
+ */
 export interface ClusterStatus {
   clusterId: string;
   leader: string | null;
@@ -34,6 +55,11 @@ export interface ClusterStatus {
   /** From the leader's stats; null when no leader answered. */
   clients: StatsResponse["clients"] | null;
   leaderUptimeMs: number | null;
+  partitionCount?: number;
+  /** Each partition that answered: its leader, epoch and client counts, by partition. */
+  partitions?: PartitionStats[];
+  /** Partitions no answer covered (no leader, or it did not answer in time), ascending. */
+  missingPartitions?: number[];
   coordinators: CoordinatorSeen[];
   /** The latest heartbeat heard while asking, with its age in ms. */
   lastHeartbeat: (Heartbeat & { ageMs: number }) | null;
@@ -94,10 +120,22 @@ export async function collectStatus(nc: NatsConnection, clusterId: string, timeo
     })();
     const [shared, found] = await Promise.all([leaderStats(nc, clusterId, timeoutMs), discovery.catch(() => [])]);
     let stats = shared;
+    /** With several partitions: every answer's partitions, merged at the end. */
+    const partitionParts: PartitionStats[][] = [];
+    let partitionCount = shared.ok ? (shared.stats.partitionCount ?? 1) : 1;
+    if (shared.ok && shared.stats.partitions) partitionParts.push(shared.stats.partitions);
     const coordinators: CoordinatorSeen[] = await Promise.all(
       found.map(async (f) => {
         const a = await ask(nc, querySubjects.direct("stats", clusterId, f.coordinatorId), timeoutMs);
         const base = { coordinatorId: f.coordinatorId, serviceId: f.id, version: f.version };
+        if (a.ok && a.stats.partitions !== undefined) {
+          // One leader of several: its answer covers its own partitions only, so it never replaces the gathered one.
+          partitionCount = Math.max(partitionCount, a.stats.partitionCount ?? 1);
+          partitionParts.push(a.stats.partitions);
+          if (!stats.ok) stats = a;
+          const led = a.stats.partitions.map((p) => p.partition);
+          return { ...base, role: "leader", leader: a.stats.leader, epoch: a.stats.epoch, partitions: led };
+        }
         if (a.ok) {
           // A follower that had not heard of the leader yet answered no-leader; the leader itself answered now.
           if (!stats.ok || a.stats.epoch > stats.stats.epoch) stats = a;
@@ -129,12 +167,14 @@ export async function collectStatus(nc: NatsConnection, clusterId: string, timeo
     }
     const leader = stats.ok ? stats.stats.leader : (last?.hb.coordinatorId ?? stats.error?.leader ?? null);
     const epoch = stats.ok ? stats.stats.epoch : (last?.hb.epoch ?? stats.error?.epoch ?? 0);
+    const merged = partitionCount > 1 ? mergeStats(partitionCount, partitionParts) : null;
     return {
       clusterId,
       leader,
-      epoch,
-      clients: stats.ok ? stats.stats.clients : null,
+      epoch: merged !== null ? Math.max(epoch, merged.epoch) : epoch,
+      clients: merged !== null ? merged.clients : stats.ok ? stats.stats.clients : null,
       leaderUptimeMs: stats.ok ? stats.stats.uptimeMs : null,
+      ...(merged !== null ? { partitionCount, partitions: merged.partitions, missingPartitions: merged.missingPartitions } : {}),
       coordinators,
       lastHeartbeat: last ? { ...last.hb, ageMs: Math.round(now - last.at) } : null,
     };
