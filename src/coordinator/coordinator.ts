@@ -300,6 +300,8 @@ class RunningCoordinator implements Coordinator {
         coordinatorId: config.coordinatorId,
         elections: this.runs.map((r) => r.driver),
         live: () => membership.live().map((m) => m.coordinatorId),
+        // A heartbeat interval and a half: it has heard every partition's leader by then.
+        ready: () => membership.settled((3 * config.heartbeatIntervalMs) / 2),
         intervalMs: config.heartbeatIntervalMs,
         settleMs: config.leaderTimeoutMs,
         maxMovesPerRound: MAX_MOVES_PER_ROUND,

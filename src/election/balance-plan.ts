@@ -26,6 +26,8 @@ export interface BalanceView {
   leaders: readonly (string | null)[];
   /** The most partitions one coordinator hands over per round. */
   maxMovesPerRound: number;
+  /** The live coordinators that may receive a handover (absent: all of them); one that has just joined may not yet. */
+  ready?: readonly string[];
 }
 
 export interface Handover {
@@ -71,7 +73,10 @@ export function planBalance(view: BalanceView): BalancePlan {
   const myTarget = target.get(view.self)!;
   const surplus = Math.min(Math.max(0, mine.length - myTarget), view.maxMovesPerRound);
   // Receivers, furthest below their target first; each handover fills the neediest.
-  const deficit = new Map(live.filter((id) => id !== view.self).map((id) => [id, target.get(id)! - led.get(id)!]));
+  const ready = view.ready === undefined ? null : new Set(view.ready);
+  const deficit = new Map(
+    live.filter((id) => id !== view.self && (ready === null || ready.has(id))).map((id) => [id, target.get(id)! - led.get(id)!]),
+  );
   const handovers: Handover[] = [];
   // The highest-numbered partitions go first: any fixed order works, as long as it is the same everywhere.
   for (const partition of surplus > 0 ? mine.slice(-surplus).reverse() : []) {

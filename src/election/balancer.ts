@@ -32,6 +32,8 @@ export interface BalancerOptions {
   elections: readonly BalancedElection[];
   /** The live coordinators' ids (this one's included or not). */
   live: () => readonly string[];
+  /** The live coordinators that may receive a handover: live for a while, so that they have heard every partition's leader. */
+  ready: () => readonly string[];
   /** How often it plans: the heartbeat interval. */
   intervalMs: number;
   /** How long it listens before its first handover: the leader timeout. */
@@ -115,7 +117,14 @@ export class Balancer {
       e.setStandingDelay(delays[p]!);
     });
     if (performance.now() - this.startedAt < this.options.settleMs || leaders.includes(null)) return;
-    const plan = planBalance({ self, partitions: elections.length, live, leaders, maxMovesPerRound: this.options.maxMovesPerRound });
+    const plan = planBalance({
+      self,
+      partitions: elections.length,
+      live,
+      leaders,
+      maxMovesPerRound: this.options.maxMovesPerRound,
+      ready: this.options.ready(),
+    });
     for (const { partition, successor } of plan.handovers) {
       this.log.info("handing a partition over to balance the cluster", {
         partition,

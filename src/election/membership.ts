@@ -34,8 +34,14 @@ export interface MembershipOptions {
 
 interface Seen {
   value: MemberValue;
+  /** When its last write was seen (performance.now). */
   at: number;
+  /** When it was first seen live, this time round. */
+  since: number;
 }
+
+/** How long a failed member watch waits before it is started again. */
+const WATCH_RESTART_MS = 1000;
 
 /** The live coordinators of a cluster, as seen through their member keys. */
 export class Membership {
@@ -45,6 +51,8 @@ export class Membership {
   private stopWatching: (() => void) | undefined;
   private lastLed = -1;
   private writing = false;
+  /** Left or halted: nothing is written or watched any more. */
+  private ended = false;
 
   private constructor(
     private readonly kv: KV,
@@ -69,6 +77,18 @@ export class Membership {
     return live.sort((a, b) => (a.coordinatorId < b.coordinatorId ? -1 : a.coordinatorId > b.coordinatorId ? 1 : 0));
   }
 
+  /**
+   * The live coordinators that have been live for at least `minAgeMs`: a coordinator that has
+   * just joined has not heard every partition's leader yet, and would not take a handover.
+   */
+  settled(minAgeMs: number): string[] {
+    const now = performance.now();
+    const cutoff = now - this.options.livenessMs;
+    const ids: string[] = [];
+    for (const seen of this.members.values()) if (seen.at >= cutoff && now - seen.since >= minAgeMs) ids.push(seen.value.coordinatorId);
+    return ids.sort();
+  }
+
   /** The live coordinator, other than this one, that leads the fewest partitions (ties: the lowest id); undefined if none. */
   successor(): string | undefined {
     let best: MemberValue | undefined;
@@ -86,6 +106,7 @@ export class Membership {
 
   /** Stops writing and watching, and deletes the own key so that the others see the leave at once. */
   async leave(): Promise<void> {
+    this.ended = true;
     clearInterval(this.timer);
     this.stopWatching?.();
     try {
@@ -97,6 +118,7 @@ export class Membership {
 
   /** Stops writing and watching, leaving the key to expire, as a crash would. */
   halt(): void {
+    this.ended = true;
     clearInterval(this.timer);
     this.stopWatching?.();
   }
@@ -116,6 +138,7 @@ export class Membership {
     }
   }
 
+  /** Watches the member keys; a watch that fails is started again after WATCH_RESTART_MS until the membership ends. */
   private async watch(): Promise<void> {
     const iter = await this.kv.watch({ key: MEMBER_KEYS });
     this.stopWatching = () => iter.stop();
@@ -123,7 +146,19 @@ export class Membership {
       try {
         for await (const entry of iter) this.apply(entry);
       } catch (err) {
-        this.options.logger.warn("the member watch ended", { error: describeError(err) });
+        this.options.logger.warn("the member watch failed", { error: describeError(err) });
+      }
+      if (this.ended) return;
+      this.options.logger.warn(`the member watch ended; it starts again in ${WATCH_RESTART_MS} ms`);
+      await new Promise((resolve) => setTimeout(resolve, WATCH_RESTART_MS).unref());
+      while (!this.ended) {
+        try {
+          await this.watch();
+          return;
+        } catch (err) {
+          this.options.logger.warn("could not watch the member keys again", { error: describeError(err) });
+          await new Promise((resolve) => setTimeout(resolve, WATCH_RESTART_MS).unref());
+        }
       }
     })();
   }
@@ -134,7 +169,10 @@ export class Membership {
       return;
     }
     try {
-      this.members.set(entry.key, { value: parseMemberValue(entry.value), at: performance.now() });
+      const now = performance.now();
+      const before = this.members.get(entry.key);
+      const since = before !== undefined && before.at >= now - this.options.livenessMs ? before.since : now;
+      this.members.set(entry.key, { value: parseMemberValue(entry.value), at: now, since });
     } catch (err) {
       this.options.logger.debug("ignored a malformed member key", { key: entry.key, error: describeError(err) });
     }

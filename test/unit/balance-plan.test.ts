@@ -89,6 +89,13 @@ test("balance - repeated rounds from any start end balanced (max - min <= 1) and
   );
 });
 
+test("balance - nothing is handed to a coordinator that is not ready yet; its share still counts", () => {
+  const leaders = ["a", "a", "a", "b", "b", "b"];
+  const live = ["a", "b", "c"];
+  assert.equal(planBalance({ ...view("a", live, leaders), ready: ["a", "b"] }).handovers, [], "c has just joined");
+  assert.equal(planBalance({ ...view("a", live, leaders), ready: ["a", "b", "c"] }).handovers, [{ partition: 2, successor: "c" }]);
+});
+
 test("balance - targets sum to the partitions", () => {
   const t = targets(
     7,
