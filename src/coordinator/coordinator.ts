@@ -318,6 +318,12 @@ class RunningCoordinator implements Coordinator {
         monitoredCount: () => this.registrations!.mirrored,
         log: logger.child({ component: "registrations" }),
         leaseIsValid: () => this.runs.some((r) => r.driver.isLeader && r.driver.leaseIsValid()),
+        // A leave waits for the leader of its client's partition (see RegistrationIntakeOptions.mayStore).
+        mayStore: (subject, leaving) => {
+          if (!leaving) return true;
+          const { driver } = this.runs[router!.partitionOf(subject)]!;
+          return driver.isLeader && driver.leaseIsValid();
+        },
         toMonitor: () => {}, // the partitions' leaders hear of it from their mirrors
         onUnregistered: () => {},
         ...(options.metrics ? { metrics: options.metrics } : {}),

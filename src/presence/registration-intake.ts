@@ -25,6 +25,8 @@ import type { RegistrationChange, RegistrationMessage, RegistrationStore, Stored
 const LOAD_CHUNK = 2000;
 /** How long a registration that could not be stored waits before it is delivered again. */
 const STORE_RETRY_DELAY_MS = 1000;
+/** How long a message this coordinator may not store now (see RegistrationIntakeOptions.mayStore) waits before it is delivered again. */
+export const NOT_MINE_RETRY_DELAY_MS = 100;
 
 export interface RegistrationIntakeOptions {
   store: RegistrationStore;
@@ -51,6 +53,15 @@ export interface RegistrationIntakeOptions {
   monitoredCount?: () => number;
   /** The limit they are held to now; absent, maxClients. */
   clientLimit?: () => number;
+  /**
+   * Whether this coordinator may store this message now; absent, always. One it may not is
+   * handed back, to be delivered again after NOT_MINE_RETRY_DELAY_MS (to whichever
+   * coordinator pulls it then). With several partitions a leave is stored only by the leader
+   * of the client's partition: stored while the partition has no leader, it would reach no
+   * monitor, and the next leader, loading a bucket without the client, would never report
+   * NodeLeft.
+   */
+  mayStore?: (subject: string, leaving: boolean) => boolean;
 }
 
 export class RegistrationIntake {
@@ -212,6 +223,10 @@ export class RegistrationIntake {
       return;
     }
     const subject = registration.subject;
+    if (this.options.mayStore?.(subject, leaving) === false) {
+      m.nak(NOT_MINE_RETRY_DELAY_MS);
+      return;
+    }
     if (leaving) this.monitored.delete(subject);
     else if (!this.monitored.has(subject)) {
       const monitored = this.options.monitoredCount?.() ?? this.monitored.size;

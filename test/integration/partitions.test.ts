@@ -6,7 +6,7 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { NatsServer } from "../../src/nats/server.js";
@@ -72,19 +72,44 @@ function checkReportsFence(seen: readonly { at: number; report: Report }[]): voi
   }
 }
 
-test("partitions - spread, crash, join and SIGTERM: every partition led, every client reported by its partition's leader", async () => {
+interface Setup {
+  server: NatsServer;
+  cluster: string;
+  observer: Observer;
+  rec: Awaited<ReturnType<typeof reportRecorder>>;
+  app: NatsConnection;
+  coordinators: CoordinatorProcess[];
+}
+
+/** A nats-server, an observer of heartbeats and election reports, a report recorder and an application connection; always cleaned up. */
+async function withCluster(body: (s: Setup) => Promise<void>): Promise<void> {
   const server = await NatsServer.start();
   const cluster = `pt${process.pid}x${++clusterCounter}`;
   const observer = await Observer.start([server.url], cluster);
   const rec = await reportRecorder(server.url, cluster);
   const app = await connect({ servers: server.url });
   const coordinators: CoordinatorProcess[] = [];
-  const start = (id: string) => {
-    const c = spawnCoordinator({ urls: [server.url], clusterId: cluster, id, args: ["--partitions", String(P)] });
-    coordinators.push(c);
-    return c;
-  };
   try {
+    await body({ server, cluster, observer, rec, app, coordinators });
+  } catch (err) {
+    for (const c of coordinators) process.stderr.write(`--- last log lines of ${c.id} ---\n${c.lines.slice(-15).join("\n")}\n`);
+    throw err;
+  } finally {
+    await Promise.all(coordinators.map((c) => c.kill()));
+    await observer.close();
+    await rec.nc.close();
+    await app.close();
+    await server.stop();
+  }
+}
+
+test("partitions - spread, crash, join and SIGTERM: every partition led, every client reported by its partition's leader", async () => {
+  await withCluster(async ({ server, cluster, observer, rec, app, coordinators }) => {
+    const start = (id: string) => {
+      const c = spawnCoordinator({ urls: [server.url], clusterId: cluster, id, args: ["--partitions", String(P)] });
+      coordinators.push(c);
+      return c;
+    };
     for (const id of ["a", "b", "c"]) start(id);
     await waitForStream(app, cluster);
     const clients = Array.from({ length: 30 }, (_, i) => new RawClient(app, cluster, `svc.part.${i}`));
@@ -198,26 +223,11 @@ test("partitions - spread, crash, join and SIGTERM: every partition led, every c
       assert.not.ok(rec.types(c.subject).includes("NodeDead"), `${c.subject} never dead`);
     assert.is(rec.types(silenced.subject).filter((t) => t === "NodeDead").length, 1, "exactly one NodeDead");
     checkReportsFence(rec.seen);
-  } catch (err) {
-    for (const c of coordinators) process.stderr.write(`--- last log lines of ${c.id} ---\n${c.lines.slice(-15).join("\n")}\n`);
-    throw err;
-  } finally {
-    await Promise.all(coordinators.map((c) => c.kill()));
-    await observer.close();
-    await rec.nc.close();
-    await app.close();
-    await server.stop();
-  }
+  });
 });
 
 test("partitions - another --partitions is refused while leaders run; with nobody leading, a bucket of one partition is taken over at six", async () => {
-  const server = await NatsServer.start();
-  const cluster = `pt${process.pid}x${++clusterCounter}`;
-  const observer = await Observer.start([server.url], cluster);
-  const rec = await reportRecorder(server.url, cluster);
-  const app = await connect({ servers: server.url });
-  const coordinators: CoordinatorProcess[] = [];
-  try {
+  await withCluster(async ({ server, cluster, rec, app, coordinators }) => {
     // Today's cluster: one partition, key `leader`, a client registered.
     const old = spawnCoordinator({ urls: [server.url], clusterId: cluster, id: "old" });
     coordinators.push(old);
@@ -254,16 +264,7 @@ test("partitions - another --partitions is refused while leaders run; with nobod
     assert.ok(fresh.logs().some((l) => String(l.message).includes("recorded this coordinator's number of partitions")));
     const kv = await new Kvm(jetstream(app)).open(resources.leadershipBucket(cluster));
     assert.match((await kv.status()).streamInfo.config.description ?? "", /partitions=6/);
-  } catch (err) {
-    for (const c of coordinators) process.stderr.write(`--- last log lines of ${c.id} ---\n${c.lines.slice(-15).join("\n")}\n`);
-    throw err;
-  } finally {
-    await Promise.all(coordinators.map((c) => c.kill()));
-    await observer.close();
-    await rec.nc.close();
-    await app.close();
-    await server.stop();
-  }
+  });
 });
 
 test.run();

@@ -9,9 +9,14 @@ import * as assert from "uvu/assert";
 import type { MonitorEvent } from "../../src/machines/monitor.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { partitionOf } from "../../src/protocol/partition.js";
-import { RegistrationIntake } from "../../src/presence/registration-intake.js";
+import { NOT_MINE_RETRY_DELAY_MS, RegistrationIntake } from "../../src/presence/registration-intake.js";
 import { RegistrationRouter, type RegistrationFeed } from "../../src/presence/registration-router.js";
-import type { RegistrationChange, RegistrationStore, StoredRegistration } from "../../src/presence/registration-store.js";
+import type {
+  RegistrationChange,
+  RegistrationMessage,
+  RegistrationStore,
+  StoredRegistration,
+} from "../../src/presence/registration-store.js";
 
 const flush = () => new Promise((r) => setImmediate(r));
 const quiet = () => createLogger({ format: "json", verbose: false, stream: new Writable({ write: (_c, _e, done) => done() }) });
@@ -147,6 +152,48 @@ test("registration feed - leadership ended: the feed is no longer followed, and 
   const { mine } = subjectsIn(0, 3, 1);
   fake.push({ op: "put", stored: stored(mine[0]!, 2) });
   assert.equal(a.events, ["REGISTRATIONS_LOADED "]);
+});
+
+test("registration feed - a leave is stored only by the leader of its client's partition; others hand it back", async () => {
+  const removed: string[] = [];
+  let handle: ((m: RegistrationMessage) => Promise<void>) | undefined;
+  const store: RegistrationStore = {
+    loadAll: () => Promise.resolve([]),
+    put: () => Promise.resolve(7),
+    remove: (subject) => {
+      removed.push(subject);
+      return Promise.resolve();
+    },
+    pull: (h) => {
+      handle = h;
+      return Promise.resolve({ close: () => Promise.resolve() });
+    },
+  };
+  const leads = new Set(["svc.mine"]);
+  const intake = new RegistrationIntake({
+    store,
+    clusterId: "feed",
+    maxClients: 100,
+    log: quiet(),
+    leaseIsValid: () => true,
+    toMonitor: () => {},
+    onUnregistered: () => {},
+    mayStore: (subject, leaving) => !leaving || leads.has(subject),
+  });
+  intake.pull();
+  await flush();
+  const settled: string[] = [];
+  const message = (subject: string, leaving: boolean): RegistrationMessage => ({
+    subject: leaving ? "presence.unregister.feed" : "presence.register.feed",
+    data: new TextEncoder().encode(JSON.stringify({ myPresenceSubject: subject })),
+    ack: () => settled.push(`ack ${subject}`),
+    nak: (ms) => settled.push(`nak ${subject} ${ms}`),
+  });
+  await handle!(message("svc.other", true));
+  await handle!(message("svc.mine", true));
+  await handle!(message("svc.other", false));
+  assert.equal(settled, [`nak svc.other ${NOT_MINE_RETRY_DELAY_MS}`, "ack svc.mine", "ack svc.other"]);
+  assert.equal(removed, ["svc.mine"], "the leave of a partition it does not lead is not stored");
 });
 
 test.run();
