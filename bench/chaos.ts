@@ -12,11 +12,17 @@
  * JetStream replicas. So a client that is not silenced always answers, and the observer
  * never misses a report because its own server went away.
  *
+ * With `--partitions P` every coordinator runs P partitions, the schedule also starts and
+ * stops coordinators, every invariant is judged per partition, and the partitions must be
+ * balanced over the live coordinators within 10 s of the last membership change
+ * (harness/chaos-invariants/partitions.ts). Without it the run is the unpartitioned one.
+ *
  * This file runs the schedule; its parts are in bench/chaos/: the flags (flags.ts), the rig
  * of processes and ground truth (rig.ts), the observer (observer.ts), the faults
  * (faults.ts), the malformed registrations (malformed.ts), the judging (judge.ts) and what
  * is printed and written at the end (summary.ts).
  */
+import { writeFile } from "node:fs/promises";
 import { fingerprint, planSchedule } from "../harness/chaos-schedule.js";
 import { REFUSED_KINDS } from "../harness/chaos-invariants/record.js";
 import { allPassed } from "../harness/chaos-invariants/verdict.js";
@@ -29,9 +35,9 @@ import { ChaosRig } from "./chaos/rig.js";
 import { printFailures, printSummary, writeResults } from "./chaos/summary.js";
 
 const flags = parseChaosFlags();
-const { seed, durationS, clientCount, reproduce } = flags;
-const schedule = planSchedule(seed, durationS * 1000);
-const rig = new ChaosRig(`chaos${process.pid}`);
+const { seed, durationS, clientCount, partitions, reproduce } = flags;
+const schedule = planSchedule(seed, durationS * 1000, { partitions });
+const rig = new ChaosRig(`chaos${process.pid}`, partitions);
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
@@ -42,7 +48,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 
 async function main(): Promise<number> {
   out(
-    `chaos: seed ${seed}, ${durationS} s of faults, ${clientCount} clients, ${schedule.length} faults planned (schedule ${fingerprint(schedule)})`,
+    `chaos: seed ${seed}, ${durationS} s of faults, ${clientCount} clients${partitions > 1 ? `, ${partitions} partitions` : ""}, ${schedule.length} faults planned (schedule ${fingerprint(schedule)})`,
   );
   out(`chaos: reproduce with: ${reproduce}`);
   const { cluster, observer, sim, clientsNc } = await rig.start();
@@ -78,10 +84,12 @@ async function main(): Promise<number> {
   stopStallWatch();
   say("observation ends");
 
-  const { checks, failovers } = judgeRun(rig, observer, endAt);
-  const run = { flags, schedule, t0, rig, observer, checks, failovers, passed: allPassed(checks), unsettled };
+  const judgement = judgeRun(rig, observer, endAt);
+  const run = { flags, schedule, t0, rig, observer, ...judgement, passed: allPassed(judgement.checks), unsettled };
   printSummary(run);
   if (flags.json) await writeResults(run, flags.json);
+  if (flags.record)
+    await writeFile(flags.record, `${JSON.stringify(judgement.record, (_k, v: unknown) => (v instanceof Set ? [...v] : v))}\n`);
   if (!run.passed) {
     printFailures(run);
     return 1;
@@ -95,7 +103,7 @@ try {
   code = await main();
 } catch (err) {
   out(`chaos: the run failed: ${(err as Error).stack ?? String(err)}`);
-  for (const c of rig.coordinators.values()) out(`--- last log lines of ${c.id} ---\n${c.lines.slice(-8).join("\n")}`);
+  for (const c of [...rig.coordinators.values(), ...rig.retired]) out(`--- last log lines of ${c.id} ---\n${c.lines.slice(-8).join("\n")}`);
   out(`reproduce with: ${reproduce}`);
   code = 1;
 } finally {

@@ -18,12 +18,23 @@
  *   its lease (a stale leader with clients) and a SIGTERM of the leader (a handoff). A draw
  *   that lacks either is drawn again from a seed derived from the first, so the same seed
  *   still gives the same schedule, and a seed whose first draw has both keeps it.
+ *
+ * With partitions (`planSchedule(seed, runMs, { partitions })`, P > 1) the schedule also
+ * starts and stops coordinators (membership faults): "start-coordinator" adds one while 3
+ * run, "stop-coordinator" stops one (SIGTERM, not restarted) while 4 run, so 3 or 4 run
+ * between faults and at least 2 during one. A membership fault is not undone; the next
+ * cluster fault waits 11 s (SETTLE_AFTER_MS), past the bound in which the partitions must be
+ * balanced again, so that every membership fault's balance is judged. Every such schedule
+ * holds both. With one partition the schedule is exactly the one above.
  */
 import { createRandom } from "../src/machines/random.js";
 
 export const CLUSTER_FAULTS = ["kill-coordinator", "term-leader", "stop-leader", "stop-server"] as const;
+/** Cluster faults of partitioned runs only: a coordinator joins, or leaves for good. */
+export const MEMBERSHIP_FAULTS = ["start-coordinator", "stop-coordinator"] as const;
 export const CLIENT_FAULTS = ["silence", "revive", "register", "unregister", "malformed"] as const;
-export type ClusterFault = (typeof CLUSTER_FAULTS)[number];
+export type MembershipFault = (typeof MEMBERSHIP_FAULTS)[number];
+export type ClusterFault = (typeof CLUSTER_FAULTS)[number] | MembershipFault;
 export type ClientFault = (typeof CLIENT_FAULTS)[number];
 export type FaultKind = ClusterFault | ClientFault;
 
@@ -32,6 +43,8 @@ const WEIGHTS: Record<FaultKind, number> = {
   "term-leader": 2,
   "stop-leader": 2,
   "stop-server": 2,
+  "start-coordinator": 2,
+  "stop-coordinator": 2,
   silence: 3,
   revive: 3,
   register: 2,
@@ -49,7 +62,13 @@ export const SETTLE_AFTER_MS: Record<ClusterFault, number> = {
   "term-leader": 3000,
   "stop-leader": 4000,
   "stop-server": 5000,
+  // Past the 10 s in which the partitions must be balanced again (see the file's comment).
+  "start-coordinator": 11_000,
+  "stop-coordinator": 11_000,
 };
+
+/** How many coordinators a partitioned run has between faults: it starts with the first, a start-coordinator needs fewer than the last. */
+export const COORDINATORS_BETWEEN_FAULTS = [3, 4] as const;
 
 export interface PlannedFault {
   /** ms after the start of the fault phase. */
@@ -66,10 +85,13 @@ export interface PlannedFault {
   pick: number;
 }
 
-export const isClusterFault = (k: FaultKind): k is ClusterFault => (CLUSTER_FAULTS as readonly string[]).includes(k);
+export const isClusterFault = (k: FaultKind): k is ClusterFault =>
+  (CLUSTER_FAULTS as readonly string[]).includes(k) || (MEMBERSHIP_FAULTS as readonly string[]).includes(k);
 
 /** The leader faults every schedule holds (design §5's invariants need a stale leader and a handoff). */
 export const REQUIRED_LEADER_FAULTS: readonly FaultKind[] = ["stop-leader", "term-leader"];
+/** ... and with partitions, the membership faults too (the balance after them is an invariant). */
+export const REQUIRED_PARTITIONED_FAULTS: readonly FaultKind[] = [...REQUIRED_LEADER_FAULTS, ...MEMBERSHIP_FAULTS];
 /** How many derived seeds are tried for a schedule that holds REQUIRED_LEADER_FAULTS. */
 const MAX_DRAWS = 200;
 
@@ -78,16 +100,18 @@ const MAX_DRAWS = 200;
  * seeds derived from it, that holds every REQUIRED_LEADER_FAULTS kind. A run too short to
  * hold them gets the last draw, and its verdict says the leader faults did not run.
  */
-export function planSchedule(seed: number, runMs: number): PlannedFault[] {
+export function planSchedule(seed: number, runMs: number, options: { partitions?: number } = {}): PlannedFault[] {
+  const partitioned = (options.partitions ?? 1) > 1;
+  const required = partitioned ? REQUIRED_PARTITIONED_FAULTS : REQUIRED_LEADER_FAULTS;
   let faults: PlannedFault[] = [];
   for (let draw = 0; draw < MAX_DRAWS; draw++) {
-    faults = drawSchedule((seed + Math.imul(draw, 0x9e37_79b9)) >>> 0, runMs);
-    if (REQUIRED_LEADER_FAULTS.every((k) => faults.some((f) => f.kind === k))) return faults;
+    faults = drawSchedule((seed + Math.imul(draw, 0x9e37_79b9)) >>> 0, runMs, partitioned);
+    if (required.every((k) => faults.some((f) => f.kind === k))) return faults;
   }
   return faults;
 }
 
-function drawSchedule(seed: number, runMs: number): PlannedFault[] {
+function drawSchedule(seed: number, runMs: number, partitioned: boolean): PlannedFault[] {
   const random = createRandom(seed);
   const draw = (kinds: readonly FaultKind[]): FaultKind => {
     const total = kinds.reduce((n, k) => n + WEIGHTS[k], 0);
@@ -98,13 +122,24 @@ function drawSchedule(seed: number, runMs: number): PlannedFault[] {
     }
     return kinds.at(-1)!;
   };
-  const all = [...CLUSTER_FAULTS, ...CLIENT_FAULTS];
+  const all = [...CLUSTER_FAULTS, ...(partitioned ? MEMBERSHIP_FAULTS : []), ...CLIENT_FAULTS];
   const faults: PlannedFault[] = [];
   let clusterFreeAt = 0;
+  let coordinators: number = COORDINATORS_BETWEEN_FAULTS[0];
   for (let at = random.int(1500, 3000); at < runMs; at += random.int(1500, 4000)) {
     let kind = draw(at >= clusterFreeAt ? all : CLIENT_FAULTS);
     let durationMs = 0;
-    if (isClusterFault(kind)) {
+    // A membership fault the number of coordinators does not allow becomes the other one.
+    if (kind === "start-coordinator" && coordinators >= COORDINATORS_BETWEEN_FAULTS[1]) kind = "stop-coordinator";
+    else if (kind === "stop-coordinator" && coordinators <= COORDINATORS_BETWEEN_FAULTS[0]) kind = "start-coordinator";
+    if (kind === "start-coordinator" || kind === "stop-coordinator") {
+      const freeAt = at + SETTLE_AFTER_MS[kind];
+      if (freeAt > runMs) kind = draw(CLIENT_FAULTS);
+      else {
+        clusterFreeAt = freeAt;
+        coordinators += kind === "start-coordinator" ? 1 : -1;
+      }
+    } else if (isClusterFault(kind)) {
       durationMs =
         kind === "stop-leader" ? random.int(3000, 4000) : kind === "stop-server" ? random.int(3000, 6000) : random.int(1000, 3000);
       const freeAt = at + durationMs + SETTLE_AFTER_MS[kind];

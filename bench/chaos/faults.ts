@@ -1,6 +1,7 @@
 /**
  * The faults of a chaos run: each planned fault (harness/chaos-schedule.ts) as done to the
- * cluster (SIGKILL, SIGTERM or SIGSTOP of a coordinator, a NATS server stopped) or to the
+ * cluster (SIGKILL, SIGTERM or SIGSTOP of a coordinator, a NATS server stopped, and in a
+ * partitioned run a coordinator started or stopped for good) or to the
  * clients (silenced, revived, registered, unregistered, malformed registrations), with its
  * undoing scheduled, and recorded in the rig's ground truth.
  */
@@ -8,7 +9,7 @@ import { DEFAULT_DEAD_TIMEOUT_MS, DEFAULT_PING_INTERVAL_MS } from "../../src/con
 import { createRandom, type RandomSource } from "../../src/machines/random.js";
 import { waitFor } from "../../harness/coordinators.js";
 import { DEFAULT_CHAOS_TIMINGS, REFUSED_KINDS } from "../../harness/chaos-invariants/record.js";
-import { isClusterFault, type PlannedFault } from "../../harness/chaos-schedule.js";
+import { COORDINATORS_BETWEEN_FAULTS, isClusterFault, type PlannedFault } from "../../harness/chaos-schedule.js";
 import { say, sleep } from "./output.js";
 import type { ChaosRig } from "./rig.js";
 
@@ -31,7 +32,8 @@ const RESTART_AFTER_MS = DEFAULT_DEAD_TIMEOUT_MS + DEFAULT_PING_INTERVAL_MS + DE
 /**
  * Injects one planned fault. A cluster fault waits (up to 5 s) for the previous one to be
  * undone, and one that needs a leader is skipped without one; the fault's `pick` seeds
- * every choice, so the same schedule picks the same victims from the same state.
+ * every choice, so the same schedule picks the same victims from the same state. In a
+ * partitioned run "the leader" is the leader of a partition the pick chooses.
  */
 export async function inject(rig: ChaosRig, f: PlannedFault): Promise<void> {
   const random = createRandom(f.pick);
@@ -48,10 +50,14 @@ export async function inject(rig: ChaosRig, f: PlannedFault): Promise<void> {
         return record("", "the previous cluster fault is not undone yet");
       }
     }
-    const needsLeader = f.kind !== "stop-server" && f.kind !== "kill-coordinator";
-    const leader = await rig.leaderWithin(5000);
-    if (needsLeader && !leader) return record("", "no leader heartbeating");
+    const needsLeader = f.kind === "term-leader" || f.kind === "stop-leader";
+    const partitioned = rig.partitions > 1;
+    // Drawn only when partitioned, so that an unpartitioned run's picks are as they were.
+    const partition = partitioned ? random.int(0, rig.partitions - 1) : 0;
+    const leader = await rig.leaderWithin(5000, partition);
+    if (needsLeader && !leader) return record("", `no leader${partitioned ? ` of partition ${partition}` : ""} heartbeating`);
     const seconds = (f.durationMs / 1000).toFixed(1);
+    const ofPartition = partitioned ? ` of partition ${partition}` : "";
     switch (f.kind) {
       case "kill-coordinator": {
         const followers = [...rig.coordinators.keys()].filter((id) => id !== leader?.coordinatorId).sort();
@@ -59,9 +65,11 @@ export async function inject(rig: ChaosRig, f: PlannedFault): Promise<void> {
         const id = hitLeader ? leader.coordinatorId : choose(random, followers, 1)[0]!;
         const proc = rig.coordinators.get(id)!;
         rig.expectedExit.add(proc);
-        if (hitLeader) rig.leadershipFaults.push({ at: performance.now(), kind: "SIGKILL" });
+        // Partitioned, every coordinator leads partitions: killing any takes leaders away.
+        if (hitLeader || partitioned) rig.leadershipFaults.push({ at: performance.now(), kind: "SIGKILL" });
+        rig.coordinatorWent(id, "down");
         proc.signal("SIGKILL");
-        record(`SIGKILL ${hitLeader ? `leader ${id} (epoch ${leader.epoch})` : `follower ${id}`}; restart in ${seconds} s`);
+        record(`SIGKILL ${hitLeader ? `leader ${id}${ofPartition} (epoch ${leader.epoch})` : `follower ${id}`}; restart in ${seconds} s`);
         rig.later(f.durationMs, async () => {
           await proc.exited;
           rig.startCoordinator(id);
@@ -74,8 +82,9 @@ export async function inject(rig: ChaosRig, f: PlannedFault): Promise<void> {
         const proc = rig.coordinators.get(id)!;
         rig.expectedExit.add(proc);
         rig.leadershipFaults.push({ at: performance.now(), kind: "SIGTERM" });
+        rig.coordinatorWent(id, "down");
         proc.signal("SIGTERM");
-        record(`SIGTERM leader ${id} (epoch ${leader!.epoch}); restart in ${seconds} s`);
+        record(`SIGTERM leader ${id}${ofPartition} (epoch ${leader!.epoch}); restart in ${seconds} s`);
         rig.later(f.durationMs, async () => {
           const exited = await Promise.race([proc.exited.then(() => true), sleep(10_000).then(() => false)]);
           if (!exited) {
@@ -98,10 +107,12 @@ export async function inject(rig: ChaosRig, f: PlannedFault): Promise<void> {
         const proc = rig.coordinators.get(id)!;
         rig.sigstopped.add(id);
         rig.leadershipFaults.push({ at: performance.now(), kind: "SIGSTOP" });
+        rig.coordinatorWent(id, "down");
         proc.signal("SIGSTOP");
-        record(`SIGSTOP leader ${id} (epoch ${leader!.epoch}) for ${seconds} s`);
+        record(`SIGSTOP leader ${id}${ofPartition} (epoch ${leader!.epoch}) for ${seconds} s`);
         rig.later(f.durationMs, async () => {
           proc.signal("SIGCONT");
+          rig.coordinatorWent(id, "up");
           rig.sigstopped.delete(id);
           say(`SIGCONT ${id}`);
         });
@@ -113,10 +124,37 @@ export async function inject(rig: ChaosRig, f: PlannedFault): Promise<void> {
         const server = rig.cluster!.servers[index]!;
         rig.leadershipFaults.push({ at: performance.now(), kind: "server stop" });
         await server.stop({ keepStore: true });
+        rig.serverEvents.push(performance.now());
         record(`stopped NATS server ${server.name} (:${server.port}) for ${seconds} s`);
         rig.later(f.durationMs, async () => {
           await server.launch();
+          rig.serverEvents.push(performance.now());
           say(`restarted NATS server ${server.name}`);
+        });
+        return;
+      }
+      case "start-coordinator": {
+        if (rig.coordinators.size >= COORDINATORS_BETWEEN_FAULTS[1]) return record("", `${rig.coordinators.size} coordinators run already`);
+        const proc = rig.addCoordinator();
+        rig.leadershipFaults.push({ at: performance.now(), kind: "start" });
+        record(`started coordinator ${proc.id} (${rig.coordinators.size} now)`);
+        return;
+      }
+      case "stop-coordinator": {
+        // One that runs its elections: one still starting has no SIGTERM handler yet.
+        const id = choose(random, [...rig.coordinators.keys()].filter(rig.isUp).sort(), 1)[0];
+        if (id === undefined) return record("", "no coordinator up to stop");
+        rig.leadershipFaults.push({ at: performance.now(), kind: "SIGTERM" });
+        const stopping = rig.retire(id);
+        record(`SIGTERM ${id} for good (${rig.coordinators.size} left)`);
+        rig.later(0, async () => {
+          const code = await stopping;
+          if (code === undefined) {
+            say(`!! ${id} did not exit within 10 s of SIGTERM; killed it`);
+            rig.crashes.push({ at: performance.now(), message: `${id} did not exit within 10 s of SIGTERM` });
+          } else if (code !== 0) {
+            rig.crashes.push({ at: performance.now(), message: `${id} exited with code ${String(code)} after SIGTERM (expected 0)` });
+          }
         });
         return;
       }

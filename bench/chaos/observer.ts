@@ -14,8 +14,11 @@ export class ChaosObserver {
   readonly heartbeats: SeenHeartbeat[] = [];
   readonly elections: SeenElection[] = [];
   readonly undecodable: string[] = [];
-  private highestEpoch = 0;
+  /** By partition: the highest epoch and the latest heartbeat seen. */
+  private readonly highestEpoch = new Map<number, number>();
+  private readonly lastBeat = new Map<number, SeenHeartbeat>();
   onNewEpoch: (hb: SeenHeartbeat) => void = () => {};
+  onElection: (e: SeenElection) => void = () => {};
 
   private constructor(readonly nc: NatsConnection) {}
 
@@ -34,7 +37,15 @@ export class ChaosObserver {
         const at = performance.now();
         try {
           const r = decodeReport(m.data, m.headers?.get(REPORT_HEADERS.encoding) || undefined);
-          o.presence.push({ at, type: r.type, clientSubject: r.clientSubject, coordinatorId: r.coordinatorId, epoch: r.epoch, seq: r.seq });
+          o.presence.push({
+            at,
+            type: r.type,
+            clientSubject: r.clientSubject,
+            coordinatorId: r.coordinatorId,
+            epoch: r.epoch,
+            seq: r.seq,
+            ...(r.partition !== undefined ? { partition: r.partition } : {}),
+          });
         } catch (err) {
           o.undecodable.push(`presence report at ${rel(at)}: ${(err as Error).message}`);
         }
@@ -50,10 +61,14 @@ export class ChaosObserver {
             coordinatorId: hb.coordinatorId,
             epoch: hb.epoch,
             ...(hb.resigning ? { resigning: true } : {}),
+            ...(hb.successor !== undefined ? { successor: hb.successor } : {}),
+            ...(hb.partition !== undefined ? { partition: hb.partition } : {}),
           };
           o.heartbeats.push(seen);
-          if (hb.epoch > o.highestEpoch) {
-            o.highestEpoch = hb.epoch;
+          const p = hb.partition ?? 0;
+          o.lastBeat.set(p, seen);
+          if (hb.epoch > (o.highestEpoch.get(p) ?? 0)) {
+            o.highestEpoch.set(p, hb.epoch);
             o.onNewEpoch(seen);
           }
         } catch (err) {
@@ -66,16 +81,22 @@ export class ChaosObserver {
         const at = performance.now();
         try {
           const r = parseElectionReport(m.data);
-          o.elections.push({
+          const seen: SeenElection = {
             at,
             type: r.type,
             coordinatorId: r.coordinatorId,
             epoch: r.epoch,
             reason: r.reason,
             ...(r.formerEpoch !== undefined ? { formerEpoch: r.formerEpoch } : {}),
-          });
-          if (r.type === "SteppedDown" && r.reason !== "shutdown")
-            say(`<== ${r.coordinatorId} stepped down from epoch ${String(r.formerEpoch)}: ${r.reason}`, at);
+            ...(r.partition !== undefined ? { partition: r.partition } : {}),
+          };
+          o.elections.push(seen);
+          o.onElection(seen);
+          if (r.type === "SteppedDown" && r.reason !== "shutdown" && r.reason !== "handover")
+            say(
+              `<== ${r.coordinatorId} stepped down from ${r.partition !== undefined ? `partition ${r.partition} ` : ""}epoch ${String(r.formerEpoch)}: ${r.reason}`,
+              at,
+            );
         } catch (err) {
           o.undecodable.push(`election report at ${rel(at)}: ${(err as Error).message}`);
         }
@@ -85,10 +106,11 @@ export class ChaosObserver {
     return o;
   }
 
-  /** The leader heartbeating now: the latest heartbeat of the highest epoch, within `withinMs`. */
-  leader(withinMs = 1500): SeenHeartbeat | undefined {
-    const last = this.heartbeats.at(-1);
-    if (!last || last.resigning || last.epoch < this.highestEpoch || performance.now() - last.at > withinMs) return undefined;
+  /** The leader of `partition` heartbeating now: its latest heartbeat, of its highest epoch, within `withinMs`. */
+  leader(withinMs = 1500, partition = 0): SeenHeartbeat | undefined {
+    const last = this.lastBeat.get(partition);
+    if (!last || last.resigning || last.epoch < (this.highestEpoch.get(partition) ?? 0) || performance.now() - last.at > withinMs)
+      return undefined;
     return last;
   }
 }

@@ -17,6 +17,7 @@ import type {
   SeenHeartbeat,
   Window,
 } from "../../harness/chaos-invariants/record.js";
+import { BALANCE_BOUND_MS, type CoordinatorEvent } from "../../harness/chaos-invariants/partitions.js";
 import type { FaultKind } from "../../harness/chaos-schedule.js";
 import { SimulatedClients } from "../../harness/client-sim.js";
 import { malformedRegistrations, trappable, type Malformed } from "./malformed.js";
@@ -48,6 +49,15 @@ export class ChaosRig {
   readonly crashes: { at: number; message: string }[] = [];
   readonly sigstopped = new Set<string>();
   lifetimes = 0;
+  /** Coordinators stopped for good (stop-coordinator): no longer in `coordinators`, still cleaned up. */
+  readonly retired: CoordinatorProcess[] = [];
+  /** The number of the next coordinator started: c1, c2, c3 first, then c4, ... */
+  private nextCoordinator = 1;
+  /** Who was live when (every start, stop and continuation), and when NATS servers stopped or started: the balance's changes. */
+  readonly coordinatorEvents: CoordinatorEvent[] = [];
+  readonly serverEvents: number[] = [];
+  /** Coordinators started and not yet heard from: each counts as up (live) from its first election report. */
+  private readonly starting = new Set<string>();
 
   // Ground truth of the clients: what the harness did (actions) and what it means to do
   // next (the intended state, which decides the picks and so depends only on the schedule).
@@ -70,7 +80,10 @@ export class ChaosRig {
   readonly trappable: string[];
   private cleaning: Promise<void> | undefined;
 
-  constructor(readonly clusterId: string) {
+  constructor(
+    readonly clusterId: string,
+    readonly partitions = 1,
+  ) {
     this.prefix = `chaos.${clusterId}`;
     this.malformed = malformedRegistrations(this.prefix);
     this.trappable = trappable(this.malformed);
@@ -106,11 +119,12 @@ export class ChaosRig {
     const sim = new SimulatedClients(clientsNc, this.clusterId, this.prefix);
     this.sim = sim;
     await clientsNc.flush();
-    for (const [i, id] of ["c1", "c2", "c3"].entries()) {
-      this.seedsOf.set(id, [...urls.slice(i), ...urls.slice(0, i)]);
-      this.startCoordinator(id);
-    }
-    observer.onNewEpoch = (hb) => say(`==> leader ${hb.coordinatorId} (epoch ${hb.epoch})`, hb.at);
+    observer.onElection = (e) => {
+      if (this.starting.delete(e.coordinatorId)) this.coordinatorWent(e.coordinatorId, "up", e.at);
+    };
+    for (let i = 0; i < 3; i++) this.addCoordinator();
+    observer.onNewEpoch = (hb) =>
+      say(`==> ${hb.partition !== undefined ? `partition ${hb.partition} ` : ""}leader ${hb.coordinatorId} (epoch ${hb.epoch})`, hb.at);
     await waitFor(
       "a leader monitoring",
       () => [...this.coordinators.values()].some((c) => c.logs().some((l) => l.message === "loaded stored registrations")),
@@ -132,8 +146,9 @@ export class ChaosRig {
 
   cleanup(): Promise<void> {
     this.cleaning ??= (async () => {
-      for (const c of this.coordinators.values()) this.expectedExit.add(c);
-      await Promise.allSettled([...this.coordinators.values()].map((c) => c.kill()));
+      const all = [...this.coordinators.values(), ...this.retired];
+      for (const c of all) this.expectedExit.add(c);
+      await Promise.allSettled(all.map((c) => c.kill()));
       this.sim?.stop();
       await this.clientsNc?.close().catch(() => {});
       await this.observer?.nc.close().catch(() => {});
@@ -142,12 +157,52 @@ export class ChaosRig {
     return this.cleaning;
   }
 
+  /** Starts a new coordinator, c{n}, listing the seeds from server n - 1 (mod the servers) on. */
+  addCoordinator(): CoordinatorProcess {
+    const n = this.nextCoordinator++;
+    const id = `c${n}`;
+    const urls = this.cluster!.urls;
+    const i = (n - 1) % urls.length;
+    this.seedsOf.set(id, [...urls.slice(i), ...urls.slice(0, i)]);
+    return this.startCoordinator(id);
+  }
+
+  /** Whether coordinator `id` runs its elections: running, not stopped, and heard from since it started. */
+  readonly isUp = (id: string): boolean =>
+    this.coordinators.get(id)?.running === true && !this.starting.has(id) && !this.sigstopped.has(id);
+
+  /** Records that a coordinator went down (the harness stopped it, or it exited) or came up. */
+  coordinatorWent(coordinatorId: string, kind: "up" | "down", at = performance.now()): void {
+    if (kind === "down") this.starting.delete(coordinatorId);
+    this.coordinatorEvents.push({ at, coordinatorId, kind });
+  }
+
+  /** Stops a coordinator for good with SIGTERM: it leaves `coordinators`; resolves with its exit code, or undefined when it took over 10 s (it is killed then). */
+  async retire(id: string): Promise<number | null | undefined> {
+    const proc = this.coordinators.get(id)!;
+    this.expectedExit.add(proc);
+    this.coordinators.delete(id);
+    this.retired.push(proc);
+    this.coordinatorWent(id, "down");
+    proc.signal("SIGTERM");
+    const exited = await Promise.race([proc.exited.then(() => true), sleep(10_000).then(() => false)]);
+    if (!exited) {
+      await proc.kill();
+      return undefined;
+    }
+    return proc.exitCode;
+  }
+
   startCoordinator(id: string): CoordinatorProcess {
-    const proc = spawnCoordinator({ urls: [this.seedsOf.get(id)!.join(",")], clusterId: this.clusterId, id, args: ["--kv-replicas", "3"] });
+    const args = ["--kv-replicas", "3", ...(this.partitions > 1 ? ["--partitions", String(this.partitions)] : [])];
+    const proc = spawnCoordinator({ urls: [this.seedsOf.get(id)!.join(",")], clusterId: this.clusterId, id, args });
     this.coordinators.set(id, proc);
     this.lifetimes += 1;
+    // Live once its elections run (it has joined the membership), not when the process is spawned.
+    this.starting.add(id);
     void proc.exited.then((code) => {
       if (this.expectedExit.has(proc) || this.cleaning) return;
+      this.coordinatorWent(id, "down");
       const message = `${id} exited on its own (code ${String(code)}); last lines: ${proc.lines.slice(-4).join(" | ")}`;
       this.crashes.push({ at: performance.now(), message });
       say(`!! ${message}`);
@@ -215,13 +270,13 @@ export class ChaosRig {
     this.malformedSent += kinds.length;
   }
 
-  /** Waits for a leader heartbeating, up to `ms`. */
-  async leaderWithin(ms: number): Promise<SeenHeartbeat | undefined> {
+  /** Waits for a leader of `partition` heartbeating, up to `ms`. */
+  async leaderWithin(ms: number, partition = 0): Promise<SeenHeartbeat | undefined> {
     try {
       return await waitFor(
         "a leader",
         () => {
-          const hb = this.observer!.leader();
+          const hb = this.observer!.leader(1500, partition);
           const proc = hb && this.coordinators.get(hb.coordinatorId);
           return hb && proc?.running && !this.sigstopped.has(hb.coordinatorId) ? hb : undefined;
         },
@@ -244,11 +299,18 @@ export class ChaosRig {
   async settle(timeoutMs: number): Promise<string[]> {
     await Promise.allSettled([...this.restores]);
     for (const [id, proc] of this.coordinators) {
-      if (this.sigstopped.has(id)) proc.signal("SIGCONT");
+      if (this.sigstopped.has(id)) {
+        proc.signal("SIGCONT");
+        this.coordinatorWent(id, "up");
+      }
       if (!proc.running) this.startCoordinator(id);
     }
     this.sigstopped.clear();
-    for (const s of this.cluster!.servers) if (!s.running) await s.launch();
+    for (const s of this.cluster!.servers) {
+      if (s.running) continue;
+      await s.launch();
+      this.serverEvents.push(performance.now());
+    }
     const since = performance.now();
     const waiting: string[] = [];
     let lastNote = since;
@@ -257,13 +319,16 @@ export class ChaosRig {
         "every silenced client reported dead and every live client reported by the final leader",
         () => {
           waiting.length = 0;
-          const leader = this.observer!.leader();
-          if (!leader) {
-            waiting.push("a leader");
+          const leaders = Array.from({ length: this.partitions }, (_, p) => this.observer!.leader(1500, p));
+          const leaderless = leaders.flatMap((l, p) => (l ? [] : [p]));
+          if (leaderless.length > 0) {
+            waiting.push(this.partitions > 1 ? `a leader of partition(s) ${leaderless.join(",")}` : "a leader");
             return false;
           }
           const reportedBy = new Set(
-            this.observer!.presence.filter((r) => r.epoch === leader.epoch && r.at >= since).map((r) => r.clientSubject),
+            this.observer!.presence.filter((r) => r.epoch === leaders[r.partition ?? 0]?.epoch && r.at >= since).map(
+              (r) => r.clientSubject,
+            ),
           );
           const deadAfter = new Map<string, number>();
           for (const r of this.observer!.presence) if (r.type === "NodeDead") deadAfter.set(r.clientSubject, r.at);
@@ -272,6 +337,10 @@ export class ChaosRig {
             if (s !== undefined ? (deadAfter.get(this.subjectOf(n)) ?? -1) < s : !reportedBy.has(this.subjectOf(n)))
               waiting.push(this.subjectOf(n));
           }
+          // Partitioned: the last change must be judged for balance too, so observation goes on past its bound.
+          const lastChange = Math.max(...this.coordinatorEvents.map((e) => e.at), ...this.serverEvents);
+          if (this.partitions > 1 && (this.starting.size > 0 || performance.now() < lastChange + BALANCE_BOUND_MS + 1000))
+            waiting.push("the balance bound");
           if (performance.now() - lastNote > 5000) {
             lastNote = performance.now();
             say(`settling: waiting for ${waiting.length} client(s): ${waiting.slice(0, 3).join(", ")}`);

@@ -23,6 +23,8 @@ export interface JudgedRun {
   observer: ChaosObserver;
   checks: CheckResult[];
   failovers: Failover[];
+  /** In a partitioned run, the failovers of each partition, by partition. */
+  failoversByPartition?: Failover[][];
   passed: boolean;
   unsettled: string[];
 }
@@ -38,6 +40,29 @@ function stepDowns(elections: readonly SeenElection[]): string {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
+}
+
+/** Failovers as "n, min / median / max ms", or "none". */
+function spread(fs: readonly Failover[]): string {
+  const ms = fs.map((f) => f.ms);
+  return fs.length === 0 ? "none" : `${fs.length}, ${Math.min(...ms)} / ${median(ms)} / ${Math.max(...ms)} ms`;
+}
+
+/** The failovers of each partition: how many, how long, and what caused them. */
+function partitionFailovers(byPartition: readonly Failover[][]) {
+  return byPartition.map((fs, partition) => {
+    const ms = fs.map((f) => f.ms);
+    const causes: Record<string, number> = {};
+    for (const f of fs) causes[f.cause ?? "none"] = (causes[f.cause ?? "none"] ?? 0) + 1;
+    return {
+      partition,
+      count: fs.length,
+      minMs: fs.length ? Math.min(...ms) : null,
+      medianMs: fs.length ? median(ms) : null,
+      maxMs: fs.length ? Math.max(...ms) : null,
+      causes,
+    };
+  });
 }
 
 /** The faults injected and skipped, counted by kind. */
@@ -81,11 +106,26 @@ export function printSummary(o: JudgedRun): void {
     `harness stalls over ${STALL_MS} ms: ${o.rig.harnessStalls.length}${o.rig.harnessStalls.length > 0 ? ` (longest ${Math.round(Math.max(...o.rig.harnessStalls.map((w) => w.to - w.from)))} ms)` : ""}`,
   );
   const ms = o.failovers.map((f) => f.ms);
-  out(
-    o.failovers.length === 0
-      ? "failovers: none"
-      : `failovers: ${o.failovers.length}, ${Math.min(...ms)} / ${median(ms)} / ${Math.max(...ms)} ms (min / median / max): ${o.failovers.map((f) => `${f.from}->${f.to} ${f.ms} ms${f.cause ? ` (${f.cause})` : ""}`).join(", ")}`,
-  );
+  if (o.failoversByPartition) {
+    out(`failovers: ${spread(o.failovers)}${o.failovers.length ? " (min / median / max)" : ""}; by partition:`);
+    for (const [p, fs] of o.failoversByPartition.entries()) {
+      const causes = partitionFailovers([fs])[0]!.causes;
+      out(
+        `  partition ${String(p).padStart(3)}: ${spread(fs)}${
+          fs.length
+            ? ` (${Object.entries(causes)
+                .map(([k, n]) => `${k} ${n}`)
+                .join(", ")})`
+            : ""
+        }`,
+      );
+    }
+  } else
+    out(
+      o.failovers.length === 0
+        ? "failovers: none"
+        : `failovers: ${o.failovers.length}, ${Math.min(...ms)} / ${median(ms)} / ${Math.max(...ms)} ms (min / median / max): ${o.failovers.map((f) => `${f.from}->${f.to} ${f.ms} ms${f.cause ? ` (${f.cause})` : ""}`).join(", ")}`,
+    );
   const unprovoked = o.failovers.filter((f) => !f.cause);
   if (unprovoked.length > 0) {
     out(
@@ -107,6 +147,7 @@ export async function writeResults(o: JudgedRun, file: string): Promise<void> {
     quick: o.flags.quick,
     durationS: o.flags.durationS,
     clients: o.flags.clientCount,
+    partitions: o.flags.partitions,
     passed: o.passed,
     schedule: { planned: o.schedule.length, fingerprint: fingerprint(o.schedule) },
     faults: {
@@ -126,6 +167,7 @@ export async function writeResults(o: JudgedRun, file: string): Promise<void> {
       medianMs: o.failovers.length ? median(ms) : null,
       maxMs: o.failovers.length ? Math.max(...ms) : null,
       list: o.failovers.map((f) => ({ ...f, at: Math.round(f.at - o.t0) })),
+      ...(o.failoversByPartition ? { byPartition: partitionFailovers(o.failoversByPartition) } : {}),
     },
     checks: o.checks.map((c) => ({
       name: c.name,

@@ -74,6 +74,8 @@ export interface SeenPresence {
   coordinatorId: string;
   epoch: number;
   seq: number;
+  /** The report's partition; absent for partition 0 (and in every report of a cluster of one partition). */
+  partition?: number;
 }
 
 export interface SeenHeartbeat {
@@ -81,6 +83,10 @@ export interface SeenHeartbeat {
   coordinatorId: string;
   epoch: number;
   resigning?: boolean;
+  /** The partition it is for; absent in a cluster of one partition. */
+  partition?: number;
+  /** On a resigning heartbeat, whom the partition is handed to. */
+  successor?: string;
 }
 
 export interface SeenElection {
@@ -90,6 +96,8 @@ export interface SeenElection {
   epoch: number;
   reason?: string;
   formerEpoch?: number;
+  /** The partition whose election it is; absent in a cluster of one partition. */
+  partition?: number;
 }
 
 /** A fault that could take the leader away (for the failover durations). */

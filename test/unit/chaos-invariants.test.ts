@@ -23,11 +23,27 @@ import {
   type SeenHeartbeat,
   type SeenPresence,
 } from "../../harness/chaos-invariants/record.js";
+import {
+  BALANCE_BOUND_MS,
+  checkOneLeaderPerEpoch,
+  checkPartitionsBalanced,
+  checkReportsFromLeader,
+  runPartitionedChecks,
+  type CoordinatorEvent,
+  type PartitionedRecord,
+} from "../../harness/chaos-invariants/partitions.js";
 import { checkRefusedIgnored, checkRegistrationsReported, checkUnknownSubjects } from "../../harness/chaos-invariants/registrations.js";
 import { runChecks } from "../../harness/chaos-invariants/run-checks.js";
 import { blindWindows, ClientTimeline, deadlineFrom, failovers } from "../../harness/chaos-invariants/timeline.js";
 import { allPassed, verdictOf } from "../../harness/chaos-invariants/verdict.js";
-import { isClusterFault, planSchedule, SETTLE_AFTER_MS, UNREGISTER_BEFORE_LEADER_FAULT_MS } from "../../harness/chaos-schedule.js";
+import {
+  fingerprint,
+  isClusterFault,
+  planSchedule,
+  SETTLE_AFTER_MS,
+  UNREGISTER_BEFORE_LEADER_FAULT_MS,
+} from "../../harness/chaos-schedule.js";
+import { partitionOf } from "../../src/protocol/partition.js";
 
 const T = DEFAULT_CHAOS_TIMINGS; // dead 5000, ping 750, travel 250, allowance 2000, takeover bound 5000, answer slack 500, leave bound 3000
 
@@ -552,6 +568,188 @@ test("chaos schedule - the CI seed's minute stops the leader and kills or termin
   const kinds = planSchedule(4022727017, 60_000).map((f) => f.kind);
   assert.ok(kinds.includes("stop-leader"), kinds.join(","));
   assert.ok(kinds.includes("term-leader") || kinds.includes("kill-coordinator"), kinds.join(","));
+});
+
+/** A subject of partition `p` of `partitions`, the `i`th found. */
+function subjectIn(p: number, partitions: number, i = 0): string {
+  let found = 0;
+  for (let n = 0; ; n++) if (partitionOf(`client.${n}`, partitions) === p && found++ === i) return `client.${n}`;
+}
+
+/** Heartbeats of one partition's leader every second over [from, to]. */
+const pbeats = (from: number, to: number, partition: number, epoch: number, id: string, resigning = false): SeenHeartbeat[] =>
+  beats(from, to, epoch, id).map((h) => ({ ...h, partition, ...(resigning ? { resigning } : {}) }));
+const prep = (at: number, type: string, subject: string, partition: number, epoch: number, id: string): SeenPresence => ({
+  ...rep(at, type, subject, epoch, id),
+  partition,
+});
+const up = (at: number, coordinatorId: string): CoordinatorEvent => ({ at, coordinatorId, kind: "up" });
+const down = (at: number, coordinatorId: string): CoordinatorEvent => ({ at, coordinatorId, kind: "down" });
+
+function precord(partitions: number, parts: Partial<PartitionedRecord>): PartitionedRecord {
+  return { ...record(parts), partitions, coordinatorEvents: parts.coordinatorEvents ?? [] };
+}
+
+test("chaos partitions - one leader per epoch: an epoch claimed by a second coordinator or for a second partition fails", () => {
+  const ok = record({
+    heartbeats: [...pbeats(0, 3000, 0, 10, "c1"), ...pbeats(0, 3000, 1, 11, "c2")],
+    elections: [{ ...el(0, "BecameLeader", 10, "c1"), partition: 0 }],
+    presence: [prep(500, "NodeState", "x", 0, 10, "c1")],
+  });
+  assert.equal(checkOneLeaderPerEpoch(ok).violations, []);
+  assert.is(checkOneLeaderPerEpoch(ok).checked, 2);
+  const twoLeaders = record({ heartbeats: [...pbeats(0, 3000, 0, 10, "c1"), ...pbeats(2500, 3000, 0, 10, "c2")] });
+  const v = checkOneLeaderPerEpoch(twoLeaders).violations;
+  assert.is(v.length, 1, "reported once per claimant");
+  assert.match(v[0]!.message, /epoch 10 claimed by c2 for partition 0 .*but it was c1's for partition 0/);
+  const twoPartitions = record({ heartbeats: pbeats(0, 1000, 0, 10, "c1"), presence: [prep(1500, "NodeState", "x", 3, 10, "c1")] });
+  assert.match(checkOneLeaderPerEpoch(twoPartitions).violations[0]!.message, /for partition 3 .*c1's for partition 0/);
+  const becameLeader = record({
+    heartbeats: pbeats(0, 1000, 2, 7, "c1"),
+    elections: [{ ...el(2000, "BecameLeader", 7, "c3"), partition: 2 }],
+  });
+  assert.is(checkOneLeaderPerEpoch(becameLeader).violations.length, 1);
+});
+
+test("chaos partitions - reports from the leader: a client of another partition, a publisher that does not lead, or a report after a takeover fails", () => {
+  const x0 = subjectIn(0, 2);
+  const x1 = subjectIn(1, 2);
+  const heartbeats = [...pbeats(0, 10_000, 0, 10, "c1"), ...pbeats(0, 5000, 1, 11, "c2"), ...pbeats(6000, 10_000, 1, 20, "c1")];
+  const good = [prep(500, "NodeState", x0, 0, 10, "c1"), prep(900, "NodeState", x1, 1, 11, "c2"), prep(7000, "NodeState", x1, 1, 20, "c1")];
+  const ok = checkReportsFromLeader(precord(2, { heartbeats, presence: good }));
+  assert.equal(ok.violations, []);
+  assert.is(ok.checked, 3);
+  const wrongPartition = checkReportsFromLeader(precord(2, { heartbeats, presence: [prep(500, "NodeState", x1, 0, 10, "c1")] }));
+  assert.match(wrongPartition.violations[0]!.message, /its client is in partition 1/);
+  const notLeader = checkReportsFromLeader(precord(2, { heartbeats, presence: [prep(500, "NodeState", x1, 1, 11, "c3")] }));
+  assert.match(notLeader.violations[0]!.message, /c2 leads partition 1 at epoch 11/);
+  const noHeartbeat = checkReportsFromLeader(precord(2, { heartbeats, presence: [prep(500, "NodeState", x0, 0, 12, "c1")] }));
+  assert.match(noHeartbeat.violations[0]!.message, /no heartbeat of partition 0 at epoch 12/);
+  // c2 still reporting on partition 1 a second after c1 took it over at epoch 20.
+  const afterTakeover = checkReportsFromLeader(precord(2, { heartbeats, presence: [prep(7000, "NodeState", x1, 1, 11, "c2")] }));
+  assert.match(afterTakeover.violations[0]!.message, /c1 took partition 1 over at epoch 20 at 6\.000 s/);
+  // ... but within the travel allowance of the takeover, the report was already on its way.
+  assert.equal(checkReportsFromLeader(precord(2, { heartbeats, presence: [prep(6100, "NodeState", x1, 1, 11, "c2")] })).violations, []);
+});
+
+test("chaos partitions - balanced within the bound of the last membership change; unbalanced, leaderless or a dead leader's count fails", () => {
+  const P = 4;
+  const three = [up(0, "c1"), up(0, "c2"), up(0, "c3")];
+  // c1 leads 0,1; c2 leads 2; c3 leads 3 from 2 s on: 2/1/1, balanced.
+  const spread = [
+    ...pbeats(2000, 30_000, 0, 10, "c1"),
+    ...pbeats(2000, 30_000, 1, 11, "c1"),
+    ...pbeats(2000, 30_000, 2, 12, "c2"),
+    ...pbeats(2000, 30_000, 3, 13, "c3"),
+  ];
+  const ok = checkPartitionsBalanced(precord(P, { heartbeats: spread, coordinatorEvents: three, endAt: 30_000 }));
+  assert.equal(ok.violations, []);
+  assert.is(ok.checked, 1);
+  assert.is(ok.skipped, 0);
+  // c1 leads three, c3 none: max - min = 3.
+  const lopsided = [
+    ...pbeats(2000, 30_000, 0, 10, "c1"),
+    ...pbeats(2000, 30_000, 1, 11, "c1"),
+    ...pbeats(2000, 30_000, 2, 12, "c1"),
+    ...pbeats(2000, 30_000, 3, 13, "c2"),
+  ];
+  const bad = checkPartitionsBalanced(precord(P, { heartbeats: lopsided, coordinatorEvents: three, endAt: 30_000 }));
+  assert.is(bad.violations.length, 1);
+  assert.match(bad.violations[0]!.message, /c1 3, c2 1, c3 0; not balanced before the next change or the end/);
+  // Balanced, but only 12 s after the change.
+  const late = [...lopsided.filter((h) => h.partition !== 2 || h.at < 11_000), ...pbeats(12_000, 30_000, 2, 14, "c3")];
+  assert.match(
+    checkPartitionsBalanced(precord(P, { heartbeats: late, coordinatorEvents: three, endAt: 30_000 })).violations[0]!.message,
+    /balanced only at 12\.000 s/,
+  );
+  // A partition whose leader stopped heartbeating (or resigned) has no leader.
+  const silent = spread.filter((h) => h.partition !== 3 || h.at < 5000);
+  assert.match(
+    checkPartitionsBalanced(precord(P, { heartbeats: silent, coordinatorEvents: three, endAt: 30_000 })).violations[0]!.message,
+    /no live leader for partition\(s\) 3/,
+  );
+  // c3 went down at 1 s: the change to judge is then, and its heartbeats do not count.
+  const c3down = checkPartitionsBalanced(
+    precord(P, { heartbeats: spread, coordinatorEvents: [...three, down(1000, "c3")], endAt: 30_000 }),
+  );
+  assert.is(c3down.checked, 1);
+  assert.match(c3down.violations[0]!.message, /change at 1\.000 s \(c3 down\): c1 2, c2 1; no live leader for partition\(s\) 3/);
+  // A change followed by another within the bound is not the last: only the later is judged.
+  const twice = checkPartitionsBalanced(
+    precord(P, { heartbeats: spread, coordinatorEvents: [...three, down(5000, "c3"), up(8000, "c3")], endAt: 30_000 }),
+  );
+  assert.is(twice.skipped, 2);
+  assert.is(twice.checked, 1);
+  assert.equal(twice.violations, []);
+  // A change too close to the end of the observation is not judged.
+  assert.is(checkPartitionsBalanced(precord(P, { heartbeats: spread, coordinatorEvents: three, endAt: 9000 })).checked, 0);
+  assert.is(BALANCE_BOUND_MS, 10_000);
+});
+
+test("chaos partitions - every check is judged per partition: interleaved epochs are not stale, a stale one within a partition is", () => {
+  const x0 = subjectIn(0, 2);
+  const x1 = subjectIn(1, 2);
+  const actions = [a(0, x0, "register"), a(0, x1, "register")];
+  const heartbeats = [...pbeats(0, 20_000, 0, 10, "c1"), ...pbeats(0, 20_000, 1, 11, "c2")];
+  const presence = [
+    prep(1000, "NodePresent", x0, 0, 10, "c1"),
+    prep(1000, "NodePresent", x1, 1, 11, "c2"),
+    prep(3000, "NodeState", x0, 0, 10, "c1"),
+    prep(3100, "NodeState", x1, 1, 11, "c2"),
+    prep(4000, "NodeState", x0, 0, 10, "c1"),
+  ];
+  const base = { actions, heartbeats, presence, endAt: 20_000, coordinatorEvents: [up(0, "c1"), up(0, "c2")] };
+  const checks = runPartitionedChecks(precord(2, base));
+  const byName = new Map(checks.map((c) => [c.name, c]));
+  assert.equal(byName.get("stale epochs")!.violations, [], "epoch 10 after 11 in another partition is not stale");
+  assert.equal(byName.get("overlapping epochs")!.violations, []);
+  assert.is(byName.get("overlapping epochs")!.checked, 2, "one epoch with reports in each partition");
+  assert.is(byName.get("registrations reported")!.checked, 2, "each partition judges its own client");
+  assert.ok(byName.has("partitions balanced") && byName.has("one leader per epoch") && byName.has("reports from the leader"));
+  // Unpartitioned, the same reports are stale: the checks see one sequence of epochs.
+  assert.is(runChecks(record(base)).find((c) => c.name === "stale epochs")!.violations.length, 2);
+  // Within partition 1, a report under epoch 11 after epoch 21 took over is stale, and named by its partition.
+  const stale = precord(2, {
+    ...base,
+    heartbeats: [...heartbeats, ...pbeats(5000, 20_000, 1, 21, "c1")],
+    presence: [...presence, prep(6000, "NodeState", x1, 1, 21, "c1"), prep(6500, "NodeState", x1, 1, 11, "c2")],
+  });
+  const staleCheck = runPartitionedChecks(stale).find((c) => c.name === "stale epochs")!;
+  assert.is(staleCheck.violations.length, 1);
+  assert.match(staleCheck.violations[0]!.message, /^partition 1: NodeState/);
+});
+
+test("chaos schedule - partitioned: coordinators are started and stopped, 3 or 4 between faults, each change settled past the balance bound", () => {
+  // One partition: the schedules of before partitions, fault for fault (their fingerprints then).
+  const before: [number, string][] = [
+    [1, "d873f6e7"],
+    [42, "3a39d1de"],
+    [4022727017, "e01b61aa"],
+  ];
+  for (const [seed, print] of before) assert.is(fingerprint(planSchedule(seed, 60_000, { partitions: 1 })), print, `seed ${seed}`);
+  for (const seed of [1, 2, 3, 42, 4022727017]) {
+    assert.not.ok(
+      planSchedule(seed, 300_000).some((f) => f.kind === "start-coordinator" || f.kind === "stop-coordinator"),
+      "no membership fault without partitions",
+    );
+    const faults = planSchedule(seed, 60_000, { partitions: 8 });
+    const kinds = faults.map((f) => f.kind);
+    for (const k of ["start-coordinator", "stop-coordinator", "stop-leader", "term-leader"] as const)
+      assert.ok(kinds.includes(k), `seed ${seed}: ${k} in ${kinds.join(",")}`);
+    let running = 3;
+    let freeAt = 0;
+    for (const f of faults) {
+      if (!isClusterFault(f.kind)) continue;
+      assert.ok(f.at >= freeAt, `seed ${seed}: ${f.kind} at ${f.at} before the previous settled`);
+      freeAt = f.at + f.durationMs + SETTLE_AFTER_MS[f.kind];
+      assert.ok(freeAt <= 60_000, `seed ${seed}: ${f.kind} settles within the run`);
+      if (f.kind === "start-coordinator") running += 1;
+      if (f.kind === "stop-coordinator") running -= 1;
+      assert.ok(running === 3 || running === 4, `seed ${seed}: ${running} coordinators after ${f.kind}`);
+      if (f.kind === "start-coordinator" || f.kind === "stop-coordinator")
+        assert.ok(SETTLE_AFTER_MS[f.kind] > BALANCE_BOUND_MS, "a membership change is judged before the next fault");
+    }
+  }
 });
 
 test.run();
