@@ -72,6 +72,8 @@ interface PartitionRun {
   index: number;
   driver: ElectionDriver;
   edge: PresenceEdge;
+  /** Whether it led at its election's last transition (see ledChanged). */
+  leading: boolean;
 }
 
 class RunningCoordinator implements Coordinator {
@@ -88,7 +90,8 @@ class RunningCoordinator implements Coordinator {
   private balancer: Balancer | undefined;
   /** With several partitions: pulls and stores the registrations while this coordinator leads any. */
   private intake: RegistrationIntake | undefined;
-  private pulling = false;
+  /** How many partitions this coordinator leads, kept as they are won and lost. */
+  private led = 0;
   private coordinatorView: CoordinatorView | undefined;
   private queryService: QueryService | undefined;
   /** Set when it is stopped or killed. */
@@ -118,7 +121,7 @@ class RunningCoordinator implements Coordinator {
         format: config.logFormat,
         verbose: config.verbose,
         fields: { coordinatorId: config.coordinatorId },
-        epoch: (partition) => (partition === undefined ? this.coordinatorView?.epoch : this.coordinatorView?.epochOf(partition)) ?? 0,
+        epoch: (partition) => this.coordinatorView?.epochOf(partition) ?? 0,
       });
   }
 
@@ -244,7 +247,7 @@ class RunningCoordinator implements Coordinator {
           intervalMs: config.heartbeatIntervalMs,
           livenessMs: config.leaderTimeoutMs,
           timeoutMs: this.kvTimeoutMs,
-          led: () => this.runs.filter((r) => r.driver.isLeader).length,
+          led: () => this.led,
           logger: this.logger,
         }),
       this.notReady,
@@ -336,7 +339,7 @@ class RunningCoordinator implements Coordinator {
     );
     this.coordinatorView = view;
     options.metrics?.attach(view, (timeoutMs) => checkResources(link.nc, config.clusterId, timeoutMs));
-    for (const run of this.runs) run.driver.actor.subscribe(() => this.ledChanged());
+    for (const run of this.runs) run.driver.actor.subscribe(() => this.ledChanged(run));
     for (const run of this.runs) run.driver.start();
     this.balancer?.start();
   }
@@ -385,21 +388,27 @@ class RunningCoordinator implements Coordinator {
       ...(recorder ? { recorder } : {}),
       ...(metrics ? { metrics } : {}),
     });
-    return { index, driver, edge };
+    return { index, driver, edge, leading: false };
   }
 
-  /** How many partitions this coordinator leads changed (or may have): the member key says so, and the intake pulls while it leads any. */
-  private ledChanged(): void {
+  /**
+   * A transition of `run`'s election (every heartbeat a follower hears is one): when it won or
+   * lost its partition, the member key says so, and the intake pulls while this coordinator
+   * leads any partition. Constant work per transition, however many partitions there are.
+   */
+  private ledChanged(run: PartitionRun): void {
+    const leading = run.driver.isLeader;
+    if (leading === run.leading) return;
+    run.leading = leading;
+    const before = this.led;
+    this.led += leading ? 1 : -1;
     this.membership?.ledChanged();
-    const intake = this.intake;
-    if (intake === undefined || this.ended) return;
-    const leads = this.runs.some((r) => r.driver.isLeader);
-    if (leads && !this.pulling) intake.pull();
-    else if (!leads && this.pulling) intake.stop();
-    this.pulling = leads;
+    if (this.intake === undefined || this.ended) return;
+    if (before === 0) this.intake.pull();
+    else if (this.led === 0) this.intake.stop();
   }
 
-  /** Every coordinator serves the query service; a follower forwards to the leader. */
+  /** Every coordinator serves the query service (see query-service.ts for who answers what). */
   private async serveQueries(): Promise<void> {
     this.queryService = await startQueryService({
       nc: this.nc,

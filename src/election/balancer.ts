@@ -66,13 +66,6 @@ export class Balancer {
     this.timer = setInterval(() => this.round(), this.options.intervalMs);
   }
 
-  /** How many partitions this coordinator leads now. */
-  led(): number {
-    let n = 0;
-    for (const e of this.options.elections) if (e.isLeader) n += 1;
-    return n;
-  }
-
   /**
    * Stops planning, and fixes whom each partition this coordinator leads goes to when it
    * resigns: the partition's heir, so that its partitions spread over the others.
