@@ -40,8 +40,11 @@ export interface CoordinatorView {
    * null when it knows none. With several partitions, partition 0's.
    */
   readonly knownLeader: LeaseHolder | null;
-  /** The epoch this coordinator knows of `partition`: its own while leading it, else the highest seen (0 for one it does not run). */
-  epochOf(partition: number): number;
+  /**
+   * The epoch this coordinator knows of `partition`: its own while leading it, else the
+   * highest seen (0 for one it does not run); without a partition, `epoch`.
+   */
+  epochOf(partition?: number): number;
   /** How many partitions the cluster runs (1 by default). */
   readonly partitionCount: number;
   /** Every partition as this coordinator sees it, by partition. */
@@ -124,7 +127,9 @@ export function coordinatorView(
     get connected() {
       return isConnected();
     },
-    epochOf: (partition) => elections[partition]?.driver.epoch ?? 0,
+    epochOf(partition) {
+      return partition === undefined ? this.epoch : (elections[partition]?.driver.epoch ?? 0);
+    },
     partitionCount: elections.length,
     partitions: () => elections.map(partitionView),
     leads: () => elections.some(({ driver }) => driver.isLeader && driver.leaseIsValid()),

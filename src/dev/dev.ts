@@ -167,8 +167,7 @@ export async function runDev(options: DevOptions): Promise<() => Promise<void>> 
       // The demo prints the reports itself; the coordinators' own logs only with --verbose.
       level: options.verbose ? "info" : "warn",
       fields: { coordinatorId: id },
-      epoch: (partition) =>
-        coordinator === undefined ? 0 : partition === undefined ? coordinator.view.epoch : coordinator.view.epochOf(partition),
+      epoch: (partition) => coordinator?.view.epochOf(partition) ?? 0,
     });
     coordinator = await startCoordinator(config, {
       logger,

@@ -136,8 +136,7 @@ export function runCommand(): Command {
           format: config.logFormat,
           verbose: config.verbose,
           fields: { coordinatorId: config.coordinatorId },
-          epoch: (partition) =>
-            coordinator === undefined ? 0 : partition === undefined ? coordinator.view.epoch : coordinator.view.epochOf(partition),
+          epoch: (partition) => coordinator?.view.epochOf(partition) ?? 0,
         });
         logConfigOverrides(cmd, logger);
         // Before connecting: a port in use fails at once.
