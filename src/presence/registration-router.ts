@@ -47,7 +47,7 @@ export class RegistrationRouter {
   feed(partition: number): RegistrationFeed {
     return {
       partition,
-      load: async () => (await this.store.loadAll()).filter((s) => this.partitionOf(s.registration.subject) === partition),
+      load: () => this.store.loadAll((subject) => this.partitionOf(subject) === partition),
       follow: (handler) => {
         this.handlers.set(partition, handler);
         this.unfollow ??= this.store.follow((change) => this.route(change));

@@ -67,8 +67,8 @@ export interface RegistrationStore {
    * every message goes to `handle`. Resolves to the pull, which `close()` ends.
    */
   pull(handle: (m: RegistrationMessage) => Promise<void>): Promise<{ close(): Promise<unknown> }>;
-  /** Every stored registration. */
-  loadAll(): Promise<StoredRegistration[]>;
+  /** Every stored registration; with `only`, those of the subjects it accepts (a partition's). */
+  loadAll(only?: (subject: string) => boolean): Promise<StoredRegistration[]>;
   /** Stores a registration; resolves to its revision. */
   put(registration: Registration): Promise<number>;
   /** Removes a subject's registration; with `revision`, only if it is still that one. */
@@ -253,19 +253,19 @@ export class KvRegistrationStore implements RegistrationStore {
    * added, or by another implementation sharing the bucket) is not monitored but logged and
    * deleted, as it would have been refused on arrival.
    */
-  async loadAll(): Promise<StoredRegistration[]> {
+  async loadAll(only?: (subject: string) => boolean): Promise<StoredRegistration[]> {
     // Everything the bucket holds now is up to its stream's last sequence: once the mirror
     // has applied that much, it holds what a read of the bucket would give.
     const mirror = this.mirror;
     if (mirror === null) {
       this.lastLoadSource = "bucket";
-      return this.accept(await this.readBucket());
+      return this.accept(await this.readBucket(), only);
     }
     const last = (await this.kv.status()).streamInfo.state.last_seq;
     const mirrored = await mirror.at(last, MIRROR_STALL_MS);
     this.lastLoadSource = mirrored !== null ? "mirror" : "bucket";
     if (mirrored === null) this.logger.info("the registration mirror is not current: reading the bucket", { lastSeq: last });
-    return this.accept(mirrored ?? (await this.readBucket()));
+    return this.accept(mirrored ?? (await this.readBucket()), only);
   }
 
   /** Where the last `loadAll` found the registrations (for tests and logs). */
@@ -297,10 +297,16 @@ export class KvRegistrationStore implements RegistrationStore {
    * The stored registrations to monitor. One whose subject is refused today is not monitored
    * but logged and deleted; an unreadable one is logged and ignored.
    */
-  private async accept(entries: StoredEntry[]): Promise<StoredRegistration[]> {
+  private async accept(entries: StoredEntry[], only?: (subject: string) => boolean): Promise<StoredRegistration[]> {
     const out: StoredRegistration[] = [];
     const refused: { key: string; revision: number; subject: string; reason: string }[] = [];
     for (const e of entries) {
+      // Another partition's entry is its leader's business, refused or not.
+      if (
+        only !== undefined &&
+        !only("stored" in e ? e.stored.registration.subject : "refused" in e ? e.refused.subject : subjectOfKey(e.key))
+      )
+        continue;
       if ("stored" in e) out.push(e.stored);
       else if ("refused" in e) refused.push({ key: e.key, revision: e.revision, ...e.refused });
       else this.logger.warn("ignored an unreadable stored registration", { key: e.key, error: e.error });

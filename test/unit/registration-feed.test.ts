@@ -9,8 +9,8 @@ import * as assert from "uvu/assert";
 import type { MonitorEvent } from "../../src/machines/monitor.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { partitionOf } from "../../src/protocol/partition.js";
-import { NOT_MINE_RETRY_DELAY_MS, RegistrationIntake } from "../../src/presence/registration-intake.js";
-import { RegistrationRouter, type RegistrationFeed } from "../../src/presence/registration-router.js";
+import { NOT_MINE_RETRY_DELAY_MS, RegistrationIntake, type RegistrationIntakeOptions } from "../../src/presence/registration-intake.js";
+import { RegistrationRouter } from "../../src/presence/registration-router.js";
 import type {
   RegistrationChange,
   RegistrationMessage,
@@ -29,12 +29,8 @@ const stored = (subject: string, revision: number): StoredRegistration => ({
 /** A store that only loads what `rows` holds and lets the test push changes, as the mirror would. */
 function fakeStore(rows: StoredRegistration[]) {
   const followers = new Set<(c: RegistrationChange) => void>();
-  let loads = 0;
   const store: RegistrationStore & Required<Pick<RegistrationStore, "follow">> = {
-    loadAll: async () => {
-      loads += 1;
-      return rows;
-    },
+    loadAll: async (only) => rows.filter((r) => only === undefined || only(r.registration.subject)),
     put: () => Promise.reject(new Error("not expected")),
     remove: () => Promise.resolve(),
     pull: () => Promise.reject(new Error("a partition's intake pulls nothing")),
@@ -49,7 +45,6 @@ function fakeStore(rows: StoredRegistration[]) {
       for (const f of followers) f(c);
     },
     followers,
-    loads: () => loads,
   };
 }
 
@@ -72,7 +67,8 @@ function describe(e: MonitorEvent): string {
   return e.type;
 }
 
-function intakeOf(feed: RegistrationFeed, store: RegistrationStore) {
+/** An intake on `store`, with what it tells its monitor and which pings it forgets; a partition's if given its feed. */
+function intakeOf(store: RegistrationStore, extra: Partial<RegistrationIntakeOptions> = {}) {
   const events: string[] = [];
   const forgotten: string[] = [];
   const intake = new RegistrationIntake({
@@ -83,7 +79,7 @@ function intakeOf(feed: RegistrationFeed, store: RegistrationStore) {
     leaseIsValid: () => true,
     toMonitor: (e) => events.push(describe(e)),
     onUnregistered: (s) => forgotten.push(s),
-    feed,
+    ...extra,
   });
   return { intake, events, forgotten };
 }
@@ -92,7 +88,7 @@ test("registration feed - a takeover loads only its partition's registrations", 
   const { mine, others } = subjectsIn(1, 4, 2);
   const { store } = fakeStore([stored(mine[0]!, 5), stored(others[0]!, 6), stored(mine[1]!, 7), stored(others[1]!, 8)]);
   const router = new RegistrationRouter(store, 4);
-  const { intake, events } = intakeOf(router.feed(1), store);
+  const { intake, events } = intakeOf(store, { feed: router.feed(1) });
   intake.load();
   await flush();
   assert.equal(events, [`REGISTRATIONS_LOADED ${mine[0]},${mine[1]}`]);
@@ -102,7 +98,7 @@ test("registration feed - changes during the load wait for it, each is told once
   const { mine, others } = subjectsIn(2, 4, 3);
   const fake = fakeStore([stored(mine[0]!, 5)]);
   const router = new RegistrationRouter(fake.store, 4);
-  const { intake, events, forgotten } = intakeOf(router.feed(2), fake.store);
+  const { intake, events, forgotten } = intakeOf(fake.store, { feed: router.feed(2) });
   intake.load();
   // Stored while the load is in flight: already in the load (same revision), newer, and new.
   fake.push({ op: "put", stored: stored(mine[0]!, 5) });
@@ -124,7 +120,7 @@ test("registration feed - a client removed as dead is not told to leave when its
   const { mine } = subjectsIn(0, 2, 1);
   const fake = fakeStore([stored(mine[0]!, 3)]);
   const router = new RegistrationRouter(fake.store, 2);
-  const { intake, events } = intakeOf(router.feed(0), fake.store);
+  const { intake, events } = intakeOf(fake.store, { feed: router.feed(0) });
   intake.load();
   await flush();
   intake.pull();
@@ -139,8 +135,8 @@ test("registration feed - a client removed as dead is not told to leave when its
 test("registration feed - leadership ended: the feed is no longer followed, and the router lets go of the mirror", async () => {
   const fake = fakeStore([]);
   const router = new RegistrationRouter(fake.store, 3);
-  const a = intakeOf(router.feed(0), fake.store);
-  const b = intakeOf(router.feed(1), fake.store);
+  const a = intakeOf(fake.store, { feed: router.feed(0) });
+  const b = intakeOf(fake.store, { feed: router.feed(1) });
   a.intake.load();
   b.intake.load();
   await flush();
@@ -170,16 +166,7 @@ test("registration feed - a leave is stored only by the leader of its client's p
     },
   };
   const leads = new Set(["svc.mine"]);
-  const intake = new RegistrationIntake({
-    store,
-    clusterId: "feed",
-    maxClients: 100,
-    log: quiet(),
-    leaseIsValid: () => true,
-    toMonitor: () => {},
-    onUnregistered: () => {},
-    mayStore: (subject, leaving) => !leaving || leads.has(subject),
-  });
+  const { intake } = intakeOf(store, { mayStore: (subject, leaving) => !leaving || leads.has(subject) });
   intake.pull();
   await flush();
   const settled: string[] = [];
