@@ -58,7 +58,7 @@ export interface CoordinatorView {
    * from the client actors' snapshots, their last replies from the shards' liveness tables
    * (monitor → shards → clients, as the inspector reads them). Empty unless it leads.
    */
-  clients(): ClientInfo[];
+  clients(partition?: number): ClientInfo[];
 }
 
 /** Partition `index`'s election, as the view reads it. */
@@ -133,8 +133,10 @@ export function coordinatorView(
     partitionCount: elections.length,
     partitions: () => elections.map(partitionView),
     leads: () => elections.some(({ driver }) => driver.isLeader && driver.leaseIsValid()),
-    clients: () =>
-      elections.flatMap(({ driver }) => monitoredClients(driver.actor.system.get("monitor") as ActorRefFrom<MonitorMachine> | undefined)),
+    clients: (partition) =>
+      (partition === undefined ? elections : elections.slice(partition, partition + 1)).flatMap(({ driver }) =>
+        monitoredClients(driver.actor.system.get("monitor") as ActorRefFrom<MonitorMachine> | undefined),
+      ),
   };
 }
 

@@ -218,12 +218,20 @@ export function parseGetRequest(data: Uint8Array): GetRequest {
 
 const bySubject = (a: ClientInfo, b: ClientInfo) => (a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : 0);
 
-/** One page of `clients` (already filtered), sorted by subject. */
-export function pageOf(clients: ClientInfo[], offset: number, limit: number): { page: ClientInfo[]; nextOffset: number | null } {
+/**
+ * One page of `clients` (already filtered), sorted by subject. `total` is how many there are
+ * in all, when `clients` holds only the first of them (see mergeClients).
+ */
+export function pageOf(
+  clients: ClientInfo[],
+  offset: number,
+  limit: number,
+  total = clients.length,
+): { page: ClientInfo[]; nextOffset: number | null } {
   const sorted = [...clients].sort(bySubject);
   const page = sorted.slice(offset, offset + limit);
   const end = offset + page.length;
-  return { page, nextOffset: end < sorted.length ? end : null };
+  return { page, nextOffset: end < total && page.length > 0 ? end : null };
 }
 
 /** Counts of `clients` by state. */
@@ -269,15 +277,14 @@ export function mergeStats(
 }
 
 /**
- * A page of the clients of several coordinators, sorted by subject, each part sorted and
- * holding at least its first `offset + limit` clients (or all it has). `total` is the
- * parts' totals summed. A subject in two parts (a partition changing hands) counts once.
+ * The clients of several coordinators, sorted by subject, for pageOf: each part holds at
+ * least its first `offset + limit` clients by subject (or all it has). `total` is the parts'
+ * totals summed. A subject in two parts (a partition changing hands) counts once.
  */
-export function mergePage(
-  parts: readonly { clients: readonly ClientInfo[]; total: number }[],
-  offset: number,
-  limit: number,
-): { page: ClientInfo[]; nextOffset: number | null; total: number } {
+export function mergeClients(parts: readonly { clients: readonly ClientInfo[]; total: number }[]): {
+  clients: ClientInfo[];
+  total: number;
+} {
   const seen = new Set<string>();
   const all: ClientInfo[] = [];
   let total = 0;
@@ -292,8 +299,5 @@ export function mergePage(
       all.push(c);
     }
   }
-  all.sort(bySubject);
-  const page = all.slice(offset, offset + limit);
-  const end = offset + page.length;
-  return { page, nextOffset: end < total && page.length > 0 ? end : null, total };
+  return { clients: all.sort(bySubject), total };
 }

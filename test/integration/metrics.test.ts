@@ -221,9 +221,8 @@ test("metrics - with partitions, the coordinators' partitions_led sum to the par
     // Each partition's latest heartbeat names its leader and epoch; both coordinators know that epoch.
     const scrapes = await Promise.all(bases.map(async (b) => (await scrape(b)).samples));
     for (let p = 0; p < 4; p++) {
-      const hb = await observer.waitForHeartbeat(`a heartbeat of partition ${p}`, (h) => h.partition === p && !h.resigning, 5000);
+      await observer.waitForHeartbeat(`a heartbeat of partition ${p}`, (h) => h.partition === p && !h.resigning, 5000);
       const latest = observer.heartbeats.filter((h) => h.msg.partition === p && !h.msg.resigning).at(-1)!.msg;
-      assert.ok(hb.msg.epoch <= latest.epoch);
       for (const [i, samples] of scrapes.entries()) {
         assert.is(
           value(samples, "presence_partition_epoch", { partition: String(p) }),

@@ -6,7 +6,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { formatStatus, partitionRanges } from "../../src/cli/print/status.js";
 import type { ClusterStatus } from "../../src/observe/query/status.js";
-import { type ClientInfo, mergeCoverage, mergePage, mergeStats, type PartitionStats } from "../../src/protocol/query.js";
+import { type ClientInfo, mergeClients, mergeCoverage, mergeStats, pageOf, type PartitionStats } from "../../src/protocol/query.js";
 
 const client = (subject: string, state: "alive" | "suspect" = "alive"): ClientInfo => ({
   subject,
@@ -59,34 +59,30 @@ test("query partitions - stats sum the client counts of the partitions covered, 
 test("query partitions - a page of several coordinators' clients is sorted by subject and counts each subject once", () => {
   const a = { clients: [client("a.1"), client("a.3"), client("a.5")], total: 7 };
   const b = { clients: [client("a.2"), client("a.4")], total: 2 };
-  const first = mergePage([a, b], 0, 3);
+  const merged = mergeClients([a, b]);
+  assert.is(merged.total, 9);
+  const page = (offset: number, limit: number) => pageOf(merged.clients, offset, limit, merged.total);
   assert.equal(
-    first.page.map((c) => c.subject),
+    page(0, 3).page.map((c) => c.subject),
     ["a.1", "a.2", "a.3"],
   );
-  assert.is(first.total, 9);
-  assert.is(first.nextOffset, 3);
-  const second = mergePage([a, b], 3, 3);
+  assert.is(page(0, 3).nextOffset, 3);
   assert.equal(
-    second.page.map((c) => c.subject),
+    page(3, 3).page.map((c) => c.subject),
     ["a.4", "a.5"],
   );
-  assert.is(second.nextOffset, 5, "more to come: a holds 7 in all");
-  const dup = mergePage(
-    [
-      { clients: [client("x")], total: 1 },
-      { clients: [client("x"), client("y")], total: 2 },
-    ],
-    0,
-    10,
-  );
+  assert.is(page(3, 3).nextOffset, 5, "more to come: a holds 7 in all");
+  const dup = mergeClients([
+    { clients: [client("x")], total: 1 },
+    { clients: [client("x"), client("y")], total: 2 },
+  ]);
   assert.equal(
-    dup.page.map((c) => c.subject),
+    dup.clients.map((c) => c.subject),
     ["x", "y"],
   );
   assert.is(dup.total, 2);
-  assert.is(dup.nextOffset, null);
-  assert.equal(mergePage([a, b], 50, 3), { page: [], nextOffset: null, total: 9 });
+  assert.is(pageOf(dup.clients, 0, 10, dup.total).nextOffset, null);
+  assert.equal(page(50, 3), { page: [], nextOffset: null });
 });
 
 test("query partitions - partition ranges run consecutive partitions together", () => {

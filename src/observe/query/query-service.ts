@@ -13,7 +13,7 @@
  * With several partitions (P > 1) nothing is forwarded: the coordinator asked on a shared
  * subject gathers the answer for the whole cluster. `get` asks the leader of the subject's
  * partition; `list` and `stats` ask every coordinator that leads a partition (on its direct
- * subject, at most `peerTimeoutMs` each, all at once; the asked coordinator reads its own
+ * subject, at most `PEER_TIMEOUT_MS` each, all at once; the asked coordinator reads its own
  * partitions itself) and merge. A partition with no leader known, or whose leader did not
  * answer in time, is named in `missingPartitions` rather than failing the request. A direct
  * subject answers for the partitions that coordinator leads (`not-leader` if none).
@@ -28,7 +28,7 @@ import {
   countClients,
   MAX_LIST_LIMIT,
   mergeCoverage,
-  mergePage,
+  mergeClients,
   mergeStats,
   pageOf,
   parseGetRequest,
@@ -58,8 +58,8 @@ export interface QuerySource {
   readonly role: string;
   /** The leader it knows of (itself while leading); null when none. */
   readonly knownLeader: LeaseHolder | null;
-  /** The live clients of its monitor (empty unless it leads), in every partition it leads. */
-  clients(): ClientInfo[];
+  /** The live clients of its monitors (empty unless it leads): of one partition, or of every partition it leads. */
+  clients(partition?: number): ClientInfo[];
   /** How many partitions the cluster runs. */
   readonly partitionCount: number;
   /** Every partition as this coordinator sees it, by partition. */
@@ -84,17 +84,14 @@ export interface QueryServiceOptions {
   logger: Logger;
   /** Default: the version in package.json. */
   version?: string;
-  /**
-   * With several partitions: how long the asked coordinator waits for each partition leader's
-   * answer, ms (default DEFAULT_PEER_TIMEOUT_MS). Longer rides out a busy leader; shorter
-   * answers sooner, with that leader's partitions missing. Keep it under the callers' own
-   * timeout (`status --timeout` is 2000 ms by default), or they give up before it does.
-   */
-  peerTimeoutMs?: number;
 }
 
-/** How long a coordinator gathering an answer waits for each partition leader, ms. */
-export const DEFAULT_PEER_TIMEOUT_MS = 1000;
+/**
+ * With several partitions: how long the asked coordinator waits for each partition leader's
+ * answer, ms, with that leader's partitions missing after it. Under the callers' own timeout
+ * (`status --timeout` is 2000 ms by default), or they would give up before it does.
+ */
+const PEER_TIMEOUT_MS = 1000;
 
 export interface QueryService {
   /** The micro service instance id (`nats micro info presence-coordinator <id>`). */
@@ -110,7 +107,6 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
   const log = options.logger.child({ component: "query" });
   const startedAtMs = Date.now();
   const version = options.version ?? PACKAGE_VERSION;
-  const peerTimeoutMs = options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
   const service: Service = await new Svcm(nc).add({
     name: QUERY_SERVICE_NAME,
     version,
@@ -191,11 +187,8 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
 
   /** The partitions this coordinator leads now, and their live clients by partition. */
   const ownPartitions = () => {
-    const count = source.partitionCount;
     const led = source.partitions().filter((p) => p.leads);
-    const clients = new Map<number, ClientInfo[]>(led.map((p) => [p.partition, []]));
-    // The view gives the clients of all led partitions at once; their hash says whose they are.
-    for (const c of source.clients()) clients.get(partitionOf(c.subject, count))?.push(c);
+    const clients = new Map<number, ClientInfo[]>(led.map((p) => [p.partition, source.clients(p.partition)]));
     const stamps: PartitionStamp[] = led.map((p) => ({ partition: p.partition, leader: coordinatorId, epoch: p.epoch }));
     return { stamps, clients };
   };
@@ -213,7 +206,7 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
   const askPeer = async <T>(operation: QueryOperation, peer: string, body: string | Uint8Array): Promise<T | null> => {
     let reply: Msg;
     try {
-      reply = await nc.request(querySubjects.direct(operation, clusterId, peer), body, { timeout: peerTimeoutMs });
+      reply = await nc.request(querySubjects.direct(operation, clusterId, peer), body, { timeout: PEER_TIMEOUT_MS });
     } catch (err) {
       log.debug("a partition leader did not answer a query", { operation, peer, error: describeError(err) });
       return null;
@@ -279,8 +272,10 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
     const parts = [{ clients: ownClients, total: ownClients.length }, ...peers.filter((p) => p !== null)];
     const coverage = mergeCoverage(source.partitionCount, [own.stamps, ...peers.map((p) => p?.partitions ?? [])]);
     const epoch = Math.max(0, ...coverage.partitions.map((p) => p.epoch));
+    // Merged once; a page cut to fit the message only slices it again.
+    const { clients, total } = mergeClients(parts);
     respondPage(msg, request.limit, (limit) => {
-      const { page, nextOffset, total } = mergePage(parts, request.offset, limit);
+      const { page, nextOffset } = pageOf(clients, request.offset, limit, total);
       return { clusterId, leader: coordinatorId, epoch, total, offset: request.offset, nextOffset, clients: page, ...coverage };
     });
   };
@@ -293,7 +288,7 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
     const leader = view?.leads ? { coordinatorId, epoch: view.epoch } : (view?.leader ?? null);
     const about = { partition, leader };
     if (view?.leads) {
-      const client = source.clients().find((c) => c.subject === subject);
+      const client = source.clients(partition).find((c) => c.subject === subject);
       if (client === undefined) return fail(msg, QUERY_ERRORS.notFound, `no live client with subject ${JSON.stringify(subject)}`, about);
       const body: GetResponse = { clusterId, leader: coordinatorId, epoch: view.epoch, client, partition };
       return void msg.respond(json(body));
@@ -315,7 +310,7 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
       );
     }
     try {
-      const reply = await nc.request(querySubjects.direct("get", clusterId, leader.coordinatorId), msg.data, { timeout: peerTimeoutMs });
+      const reply = await nc.request(querySubjects.direct("get", clusterId, leader.coordinatorId), msg.data, { timeout: PEER_TIMEOUT_MS });
       // The leader's answer, found or not, goes to the caller as it is.
       msg.respond(reply.data, reply.headers ? { headers: reply.headers } : {});
     } catch (err) {
@@ -323,7 +318,7 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
       fail(
         msg,
         QUERY_ERRORS.noLeader,
-        `the leader of partition ${partition} (${leader.coordinatorId}) did not answer within ${peerTimeoutMs} ms; retry shortly`,
+        `the leader of partition ${partition} (${leader.coordinatorId}) did not answer within ${PEER_TIMEOUT_MS} ms; retry shortly`,
         about,
       );
     }
