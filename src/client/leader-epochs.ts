@@ -68,7 +68,12 @@ export class LeaderEpochs {
     return { newLeader: true, partition, mismatch };
   }
 
-  /** A heartbeat of a cluster of another number of partitions: follow every partition from now on. */
+  /**
+   * A heartbeat of a cluster of another number of partitions: follow every partition from
+   * now on. Only a number too small shows this way (a heartbeat of a partition past it, or one
+   * with a partition when it is 1); a number too large is not seen in heartbeats, and the
+   * client then follows a partition that may not be its own.
+   */
   private checkCount(hb: Heartbeat): string | null {
     const p = this.partitions;
     if (p === undefined || this.own === undefined) return null;

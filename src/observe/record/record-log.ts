@@ -3,6 +3,7 @@
  * validated line by line, with errors that name the file and the line.
  */
 import { readFile } from "node:fs/promises";
+import { MAX_PARTITIONS } from "../../protocol/partition.js";
 import { describeError } from "../logger.js";
 import { RECORD_FORMAT, type RecordEntry, type RecordHeader } from "./recorder.js";
 
@@ -74,8 +75,11 @@ function checkHeader(value: unknown, fail: (problem: string) => never): RecordHe
   if (!isObject(config)) fail("the header has no config");
   for (const key of CONFIG_NUMBERS) if (!isNumber(config[key])) fail(`the header's config has no numeric ${key}`);
   const partitions = config.partitions;
-  if (partitions !== undefined && (!Number.isInteger(partitions) || (partitions as number) < 1)) {
-    fail(`the header's config.partitions must be a whole number from 1, not ${JSON.stringify(partitions)}`);
+  if (
+    partitions !== undefined &&
+    (!Number.isInteger(partitions) || (partitions as number) < 1 || (partitions as number) > MAX_PARTITIONS)
+  ) {
+    fail(`the header's config.partitions must be a whole number from 1 to ${MAX_PARTITIONS}, not ${JSON.stringify(partitions)}`);
   }
   return value as unknown as RecordHeader;
 }
