@@ -498,7 +498,11 @@ test("record log - an entry's partition must be below the header's count, and pr
   );
   assert.match(
     readError(header({ config: { ...testConfig(), partitions: 0 } })).message,
-    /config\.partitions must be a whole number from 1, not 0/,
+    /config\.partitions must be a whole number from 1 to 1024, not 0/,
+  );
+  assert.match(
+    readError(header({ config: { ...testConfig(), partitions: 5_000_000 } })).message,
+    /config\.partitions must be a whole number from 1 to 1024, not 5000000/,
   );
 });
 
